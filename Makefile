@@ -1,0 +1,54 @@
+# Warren build. `make build` puts the agent/CLI and every plugin in bin/.
+GO        ?= go
+BIN       := bin
+PLUGINS   := $(notdir $(wildcard plugins/*))
+PROTOS    := $(shell find sdk core -name '*.proto' -not -path '*/testdata/*')
+PROTOC_GEN_GO_VERSION      := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+.PHONY: all build warren plugins proto proto-tools test test-short bench vet fmt clean
+
+all: build
+
+build: warren plugins
+
+warren:
+	$(GO) build -o $(BIN)/warren ./cmd/warren
+
+# Plugins live next to the warren binary in bin/plugins, the default plugin_dir.
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@for p in $(PLUGINS); do \
+		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
+		$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
+	done
+
+proto-tools:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# Regenerates the committed protobuf code. Needs protoc (Debian: protobuf-compiler).
+proto: proto-tools
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I . \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		$(PROTOS)
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(find . -name '*.go' -not -path './.git/*')
+
+# The whole suite (see README): needs root, containerd and runc for the later issues.
+test: build
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./test/bench/...
+
+clean:
+	rm -rf $(BIN)

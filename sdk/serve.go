@@ -1,0 +1,199 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	basev1 "github.com/warrenorch/warren/sdk/proto/base/v1"
+)
+
+// Handshake is the go-plugin handshake every Warren plugin shares. The magic
+// cookie only keeps people from running a plugin binary by hand; it is not a
+// security measure (go-plugin's AutoMTLS is).
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  APIVersion,
+	MagicCookieKey:   "WARREN_PLUGIN",
+	MagicCookieValue: "3b2f8e1c-warren-plugin-v1",
+}
+
+// DispenseName is the single name every Warren plugin is served under in its
+// go-plugin plugin set; the kind is learned from Info.
+const DispenseName = "warren"
+
+// MaxMessageSize bounds one gRPC message between host and plugin.
+const MaxMessageSize = 16 << 20
+
+// RegisterFunc registers a kind's gRPC service on a plugin's server.
+type RegisterFunc func(s *grpc.Server)
+
+// grpcPlugin is the go-plugin Plugin for every Warren plugin: its server side
+// registers the base service and the kind's service; its client side hands
+// back the raw connection, which the host wraps in the kind's client.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl     Plugin
+	register RegisterFunc
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	basev1.RegisterPluginServer(s, &baseServer{impl: p.impl})
+	p.register(s)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return c, nil
+}
+
+// PluginSets is what the host passes to go-plugin's ClientConfig as
+// VersionedPlugins: one plugin set per API version the host speaks.
+func PluginSets() map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{
+		APIVersion: {DispenseName: &grpcPlugin{}},
+	}
+}
+
+// Logger returns the logger a plugin should use: JSON lines on stderr, which
+// the host parses and forwards into its own log with the plugin's name.
+func Logger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.Trace,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}
+
+// Serve runs a plugin of the given kind until the host tells it to stop. The
+// kind packages call it from their own Serve; plugin authors call those.
+func Serve(kind Kind, impl Plugin, register RegisterFunc) {
+	info, err := impl.Info(context.Background())
+	if err != nil || info.Kind != kind {
+		fmt.Fprintf(os.Stderr, "warren plugin: Info must report kind %q (got %q, err %v)\n", kind, info.Kind, err)
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			APIVersion: {DispenseName: &grpcPlugin{impl: impl, register: register}},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+			return grpc.NewServer(opts...)
+		},
+		Logger: Logger(info.Name),
+	})
+}
+
+// TestConn serves impl in-process over a real go-plugin gRPC connection and
+// returns the client side of it, closed when the test ends. Conformance
+// suites use it; so can a plugin author's own tests.
+func TestConn(t testing.TB, impl Plugin, register RegisterFunc) *grpc.ClientConn {
+	t.Helper()
+	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
+		DispenseName: &grpcPlugin{impl: impl, register: register},
+	})
+	t.Cleanup(func() {
+		client.Close()
+		server.Stop()
+	})
+	raw, err := client.Dispense(DispenseName)
+	if err != nil {
+		t.Fatalf("dispense: %v", err)
+	}
+	return raw.(*grpc.ClientConn)
+}
+
+// baseServer serves the base service for any Plugin.
+type baseServer struct {
+	basev1.UnimplementedPluginServer
+	impl Plugin
+}
+
+func (s *baseServer) Info(ctx context.Context, _ *basev1.InfoRequest) (*basev1.InfoResponse, error) {
+	info, err := s.impl.Info(ctx)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &basev1.InfoResponse{
+		Kind:        string(info.Kind),
+		Name:        info.Name,
+		Version:     info.Version,
+		ApiVersions: info.APIVersions,
+		Description: info.Description,
+	}, nil
+}
+
+func (s *baseServer) ConfigSchema(ctx context.Context, _ *basev1.ConfigSchemaRequest) (*basev1.ConfigSchemaResponse, error) {
+	schema, err := s.impl.ConfigSchema(ctx)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	resp := &basev1.ConfigSchemaResponse{}
+	for _, a := range schema.Attributes {
+		resp.Attributes = append(resp.Attributes, &basev1.Attribute{
+			Name: a.Name, Type: string(a.Type), Required: a.Required, Description: a.Description,
+		})
+	}
+	return resp, nil
+}
+
+func (s *baseServer) Configure(ctx context.Context, req *basev1.ConfigureRequest) (*basev1.ConfigureResponse, error) {
+	if err := s.impl.Configure(ctx, req.GetConfigJson()); err != nil {
+		return nil, ToStatus(err)
+	}
+	return &basev1.ConfigureResponse{}, nil
+}
+
+// BaseClient implements Plugin over a connection to any Warren plugin. The
+// kind packages embed it in their clients.
+type BaseClient struct {
+	rpc basev1.PluginClient
+}
+
+// NewBaseClient returns a Plugin that calls the base service on conn.
+func NewBaseClient(conn grpc.ClientConnInterface) *BaseClient {
+	return &BaseClient{rpc: basev1.NewPluginClient(conn)}
+}
+
+// Info calls the plugin's Info.
+func (c *BaseClient) Info(ctx context.Context) (Info, error) {
+	resp, err := c.rpc.Info(ctx, &basev1.InfoRequest{})
+	if err != nil {
+		return Info{}, FromStatus(err)
+	}
+	return Info{
+		Kind:        Kind(resp.GetKind()),
+		Name:        resp.GetName(),
+		Version:     resp.GetVersion(),
+		APIVersions: resp.GetApiVersions(),
+		Description: resp.GetDescription(),
+	}, nil
+}
+
+// ConfigSchema calls the plugin's ConfigSchema.
+func (c *BaseClient) ConfigSchema(ctx context.Context) (Schema, error) {
+	resp, err := c.rpc.ConfigSchema(ctx, &basev1.ConfigSchemaRequest{})
+	if err != nil {
+		return Schema{}, FromStatus(err)
+	}
+	var s Schema
+	for _, a := range resp.GetAttributes() {
+		s.Attributes = append(s.Attributes, Attribute{
+			Name: a.GetName(), Type: AttributeType(a.GetType()), Required: a.GetRequired(), Description: a.GetDescription(),
+		})
+	}
+	return s, nil
+}
+
+// Configure calls the plugin's Configure.
+func (c *BaseClient) Configure(ctx context.Context, configJSON []byte) error {
+	_, err := c.rpc.Configure(ctx, &basev1.ConfigureRequest{ConfigJson: configJSON})
+	return FromStatus(err)
+}
