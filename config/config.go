@@ -17,6 +17,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -190,13 +191,8 @@ func hostnameLabel() string {
 	if err != nil {
 		return ""
 	}
-	h = toLowerASCII(h)
-	for i := 0; i < len(h); i++ {
-		if h[i] == '.' {
-			h = h[:i]
-			break
-		}
-	}
+	h = strings.ToLower(h)
+	h, _, _ = strings.Cut(h, ".")
 	if checkDNSLabel(h) != "" {
 		return ""
 	}

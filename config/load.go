@@ -66,14 +66,14 @@ func Load(path string) (*Agent, hcl.Diagnostics) {
 		return a, sortDiags(diags)
 	}
 
-	var missingRoles *hcl.Range
-	where := fmt.Sprintf("The configuration at %q", path)
-	if !info.IsDir() {
-		missingRoles = files[0].Body.MissingItemRange().Ptr()
+	var fileStart *hcl.Range
+	where := fmt.Sprintf("%q", path)
+	if info.IsDir() {
+		where = fmt.Sprintf("any of the files in %q", path)
 	} else {
-		where = fmt.Sprintf("None of the files in %q", path)
+		fileStart = files[0].Body.MissingItemRange().Ptr()
 	}
-	diags = append(diags, decodeAgent(a, hcl.MergeFiles(files), missingRoles, where)...)
+	diags = append(diags, decodeAgent(a, hcl.MergeFiles(files), fileStart, where)...)
 	return a, sortDiags(diags)
 }
 
@@ -86,7 +86,7 @@ func Parse(src []byte, filename string) (*Agent, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return a, sortDiags(diags)
 	}
-	diags = append(diags, decodeAgent(a, f.Body, f.Body.MissingItemRange().Ptr(), "This configuration")...)
+	diags = append(diags, decodeAgent(a, f.Body, f.Body.MissingItemRange().Ptr(), fmt.Sprintf("%q", filename))...)
 	return a, sortDiags(diags)
 }
 

@@ -96,13 +96,12 @@ func Serve(kind Kind, impl Plugin, register RegisterFunc) {
 // suites use it; so can a plugin author's own tests.
 func TestConn(t testing.TB, impl Plugin, register RegisterFunc) *grpc.ClientConn {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
 		DispenseName: &grpcPlugin{impl: impl, register: register},
 	})
-	t.Cleanup(func() {
-		client.Close()
-		server.Stop()
-	})
+	// Closing the client tells the test server to stop itself; stopping the
+	// server here as well would race with that inside go-plugin.
+	t.Cleanup(func() { client.Close() })
 	raw, err := client.Dispense(DispenseName)
 	if err != nil {
 		t.Fatalf("dispense: %v", err)

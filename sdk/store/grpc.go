@@ -195,6 +195,10 @@ func (c *client) Snapshot(ctx context.Context) (Snapshot, error) {
 }
 
 func (c *client) Restore(ctx context.Context, index uint64, src RecordReader) error {
+	// Cancelling on return ends the stream when src fails midway, so the
+	// plugin aborts its restore instead of waiting for more records.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := c.rpc.Restore(ctx)
 	if err != nil {
 		return sdk.FromStatus(err)

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/warrenorch/warren/config"
+	"github.com/warrenorch/warren/core/agent"
+)
+
+// logLevels are the values of --log-level, as of log_level.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// agentOptions are the flags of `warren agent`.
+type agentOptions struct {
+	config   string
+	dev      bool
+	keep     bool
+	logLevel string
+
+	// run starts the agent: agent.Run, or a stand-in in this package's tests.
+	run func(context.Context, agent.Options) error
+}
+
+func newAgentCmd() *cobra.Command {
+	return newAgentCmdWith(agent.Run)
+}
+
+// newAgentCmdWith is newAgentCmd starting the agent with run.
+func newAgentCmdWith(run func(context.Context, agent.Options) error) *cobra.Command {
+	o := &agentOptions{run: run}
+	cmd := &cobra.Command{
+		Use:   "agent (-config FILE|DIR | -dev)",
+		Short: "Run the Warren agent on this machine",
+		Long: `Run the Warren agent: the manager and/or worker that this machine is in the
+cluster, as its configuration says. The agent serves the API that the other
+warren commands use on a root-only unix socket (api_socket).
+
+-config takes one HCL file or a directory whose *.hcl files are merged.
+Configuration errors are printed with file:line:col and the agent does not start.
+
+-dev runs a throwaway single-node cluster (manager and worker) on the default
+configuration, with its data in a new temporary directory that is removed on
+exit unless -keep is given.
+
+The agent stops cleanly on SIGINT or SIGTERM; running containers keep running.
+The global flags (--socket, --output, --timeout) are for the other commands
+and are refused here.`,
+		Example: `  warren agent -config /etc/warren/cluster.hcl
+  warren agent -config /etc/warren/conf.d -log-level debug
+  warren agent -dev`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.runAgent(cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "configuration `file`, or directory of *.hcl files")
+	f.BoolVar(&o.dev, "dev", false, "run a single-node development cluster on the default configuration and a temporary data_dir")
+	f.BoolVar(&o.keep, "keep", false, "with -dev: keep the temporary data_dir on exit")
+	f.Var(&choiceValue{p: &o.logLevel, choices: logLevels}, "log-level", "log level, overriding the configuration's log_level")
+	return cmd
+}
+
+func (o *agentOptions) runAgent(cmd *cobra.Command) error {
+	switch {
+	case o.dev && o.config != "":
+		return usageErrorf("-config and -dev cannot be used together")
+	case !o.dev && o.config == "":
+		return usageErrorf("no configuration: give -config FILE|DIR, or -dev for a throwaway single-node cluster")
+	case o.keep && !o.dev:
+		return usageErrorf("-keep only applies to -dev")
+	}
+	for _, name := range []string{"socket", "output", "timeout"} {
+		if cmd.Flags().Changed(name) {
+			return usageErrorf("--%s is for the commands that talk to an agent; the agent itself takes its settings from -config (api_socket, log_level...)", name)
+		}
+	}
+	stderr := cmd.ErrOrStderr()
+
+	var (
+		cfg      *config.Agent
+		warnings []string
+	)
+	if o.dev {
+		cfg = config.Default()
+		dir, err := os.MkdirTemp("", "warren-dev-")
+		if err != nil {
+			return fmt.Errorf("creating the -dev data directory: %w", err)
+		}
+		cfg.DataDir = dir
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	} else {
+		var diags hcl.Diagnostics
+		cfg, diags = config.Load(o.config)
+		if err := config.DiagnosticsError(cfg.Files(), diags); err != nil {
+			fmt.Fprintln(stderr, err)
+			return &reportedError{code: 1}
+		}
+		for _, d := range diags {
+			warnings = append(warnings, d.Error())
+		}
+	}
+
+	level := cfg.LogLevel
+	if o.logLevel != "" {
+		level = o.logLevel
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:   "warren",
+		Level:  hclog.LevelFromString(level),
+		Output: stderr,
+	})
+	for _, w := range warnings {
+		logger.Warn("configuration", "warning", w)
+	}
+	if o.dev {
+		logger.Info("dev mode: single-node cluster with a temporary data directory",
+			"data_dir", cfg.DataDir, "removed_on_exit", !o.keep)
+	}
+
+	ctx := cmd.Context()
+	err := o.run(ctx, agent.Options{Config: cfg, Logger: logger})
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil // stopped by a signal, as asked
+	}
+	return err
+}

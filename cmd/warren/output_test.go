@@ -1,0 +1,352 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+var (
+	testNow = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
+	webID   = "3f2a9c1b7d4e5f60718293a4b5c6d7e8"
+	apiID   = "a1b2c3d4e5f6a7b8c9d0"
+)
+
+func ts(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-d)) }
+
+func testServices() []*apiv1.Service {
+	return []*apiv1.Service{
+		{
+			Id: apiID, Version: 7,
+			Spec: &apiv1.ServiceSpec{
+				Name: "api", Image: "registry.local/api:2.1", Replicas: 2,
+				Env:    map[string]string{"Z": "last", "A": "first"},
+				Labels: map[string]string{"team": "edge"},
+				Limits: &apiv1.Resources{NanoCpus: 1_500_000_000, MemoryBytes: 512 << 20},
+				RestartPolicy: &apiv1.RestartPolicy{
+					Condition: apiv1.RestartPolicy_CONDITION_ON_FAILURE,
+					Delay:     durationpb.New(5 * time.Second),
+				},
+			},
+			CreatedAt: ts(3 * time.Hour), UpdatedAt: ts(90 * time.Second),
+		},
+		{
+			Id: webID, Version: 12,
+			Spec:      &apiv1.ServiceSpec{Name: "web", Image: "nginx:1.27", Replicas: 3},
+			CreatedAt: ts(72 * time.Hour), UpdatedAt: ts(72 * time.Hour),
+		},
+	}
+}
+
+func TestServiceTable(t *testing.T) {
+	var buf bytes.Buffer
+	running := map[string]int{webID: 3, apiID: 1}
+	if err := writeTable(&buf, serviceListHeader, serviceRows(testServices(), running, testNow)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID             NAME   IMAGE                    REPLICAS   UPDATED\n" +
+		"a1b2c3d4e5f6   api    registry.local/api:2.1   1/2        1 minute ago\n" +
+		"3f2a9c1b7d4e   web    nginx:1.27               3/3        3 days ago\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestServiceTableEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeTable(&buf, serviceListHeader, serviceRows(nil, nil, testNow)); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, buf.String(), "ID   NAME   IMAGE   REPLICAS   UPDATED\n")
+}
+
+func TestServiceJSON(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeJSONList(&buf, testServices()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	want := `[
+  {
+    "id": "a1b2c3d4e5f6a7b8c9d0",
+    "spec": {
+      "name": "api",
+      "image": "registry.local/api:2.1",
+      "env": {
+        "A": "first",
+        "Z": "last"
+      },
+      "labels": {
+        "team": "edge"
+      },
+      "replicas": "2",
+      "limits": {
+        "nano_cpus": "1500000000",
+        "memory_bytes": "536870912"
+      },
+      "restart_policy": {
+        "condition": "CONDITION_ON_FAILURE",
+        "delay": "5s"
+      }
+    },
+    "version": "7",
+    "created_at": "2025-05-01T09:00:00Z",
+    "updated_at": "2025-05-01T11:58:30Z"
+  }
+]
+`
+	checkGolden(t, buf.String(), want)
+
+	// The same bytes every time, whatever protojson does with whitespace.
+	for range 5 {
+		var again bytes.Buffer
+		if err := writeJSONList(&again, testServices()[:1]); err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, again.String(), want)
+	}
+}
+
+func TestJSONEmptyList(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeJSONList(&buf, []*apiv1.Service{}); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, buf.String(), "[]\n")
+}
+
+func TestJSONObjectAndLine(t *testing.T) {
+	info := &apiv1.ClusterInfoResponse{ClusterId: "c1", IsLeader: true, AppliedIndex: 42}
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, info); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, buf.String(), "{\n  \"cluster_id\": \"c1\",\n  \"is_leader\": true,\n  \"applied_index\": \"42\"\n}\n")
+
+	buf.Reset()
+	ev := &apiv1.Event{Index: 3, Kind: "service", Action: apiv1.EventAction_EVENT_ACTION_DELETED, Id: webID, Name: "web"}
+	if err := writeJSONLine(&buf, ev); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, buf.String(), `{"index":"3","kind":"service","action":"EVENT_ACTION_DELETED","id":"3f2a9c1b7d4e5f60718293a4b5c6d7e8","name":"web"}`+"\n")
+}
+
+func TestServiceFields(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeFields(&buf, serviceFields(testServices()[0])); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID:            a1b2c3d4e5f6a7b8c9d0\n" +
+		"Name:          api\n" +
+		"Image:         registry.local/api:2.1\n" +
+		"Command:       -\n" +
+		"Args:          -\n" +
+		"Replicas:      2\n" +
+		"Env:           A=first, Z=last\n" +
+		"Labels:        team=edge\n" +
+		"Constraints:   -\n" +
+		"Limits:        1.5 CPUs, 512MiB\n" +
+		"Reservations:  -\n" +
+		"Restart:       condition on-failure, delay 5s\n" +
+		"Stop:          -\n" +
+		"Working dir:   -\n" +
+		"User:          -\n" +
+		"Version:       7\n" +
+		"Created:       2025-05-01T09:00:00.000Z\n" +
+		"Updated:       2025-05-01T11:58:30.000Z\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestNodeTable(t *testing.T) {
+	nodes := []*apiv1.Node{
+		{Id: "n1aaaaaaaaaaaaaaaa", Name: "edge-1", Role: apiv1.NodeRole_NODE_ROLE_MANAGER, Worker: true,
+			Status: apiv1.NodeStatus_NODE_STATUS_READY, Addr: "10.0.0.1:7420"},
+		{Id: "n2", Name: "edge-2", Role: apiv1.NodeRole_NODE_ROLE_WORKER,
+			Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN, Addr: "10.0.0.2:7420"},
+		{Id: "n3", Name: "edge-3", Role: apiv1.NodeRole_NODE_ROLE_MANAGER},
+	}
+	var buf bytes.Buffer
+	if err := writeTable(&buf, nodeListHeader, nodeRows(nodes)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID             NAME     ROLE             STATUS    AVAILABILITY   ADDR\n" +
+		"n1aaaaaaaaaa   edge-1   manager+worker   ready     active         10.0.0.1:7420\n" +
+		"n2             edge-2   worker           down      drain          10.0.0.2:7420\n" +
+		"n3             edge-3   manager          unknown   active         -\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestTaskTable(t *testing.T) {
+	tasks := []*apiv1.Task{
+		{Id: "t3", ServiceName: "web", Slot: 2, NodeId: "n2", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_RUNNING, CreatedAt: ts(5 * time.Second)},
+		{Id: "t1old", ServiceName: "web", Slot: 1, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
+			State: apiv1.TaskState_TASK_STATE_FAILED, CreatedAt: ts(2 * time.Hour),
+			Error: "exit status 1:\tcould not bind 0.0.0.0:80: address already in use by another process"},
+		{Id: "t1new", ServiceName: "web", Slot: 1, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_RUNNING, CreatedAt: ts(time.Hour)},
+		{Id: "t0", ServiceId: "abcdefabcdefabcdef", Slot: 1, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_PENDING, Message: "no node has 4 CPUs free", CreatedAt: ts(0)},
+	}
+	sortTasks(tasks)
+	var buf bytes.Buffer
+	if err := writeTable(&buf, taskListHeader, taskRows(tasks, map[string]string{"n1": "edge-1"}, testNow)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID      SERVICE.SLOT     NODE     DESIRED    STATE     AGE                  ERROR\n" +
+		"t0      abcdefabcdef.1   -        running    pending   less than a second   no node has 4 CPUs free\n" +
+		"t1new   web.1            edge-1   running    running   1 hour               -\n" +
+		"t1old   web.1            edge-1   shutdown   failed    2 hours              exit status 1: could not bind 0.0.0.0:80: address already i…\n" +
+		"t3      web.2            n2       running    running   5 seconds            -\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestPluginTable(t *testing.T) {
+	plugins := []*apiv1.PluginStatus{
+		{Name: "store-bolt", Kind: "store", Version: "0.1.0", Pid: 4242, State: "running", Path: "/usr/lib/warren/plugins/store-bolt"},
+		{Name: "scheduler-roundrobin", Kind: "scheduler", Version: "0.1.0", State: "crashed", Restarts: 3, Path: "/usr/lib/warren/plugins/scheduler-roundrobin"},
+	}
+	var buf bytes.Buffer
+	if err := writeTable(&buf, pluginListHeader, pluginRows(plugins)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"NAME                   KIND        VERSION   PID    STATE     RESTARTS   PATH\n" +
+		"store-bolt             store       0.1.0     4242   running   0          /usr/lib/warren/plugins/store-bolt\n" +
+		"scheduler-roundrobin   scheduler   0.1.0     -      crashed   3          /usr/lib/warren/plugins/scheduler-roundrobin\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestClusterFields(t *testing.T) {
+	info := &apiv1.ClusterInfoResponse{
+		ClusterId: "c0ffee", NodeId: "n1aaaaaaaaaaaaaaaa", NodeName: "edge-1", Leader: "edge-1", IsLeader: true,
+		AppliedIndex: 41, LastIndex: 42, RaftState: "Leader", Version: "0.1.0", Services: 2, Tasks: 5, Nodes: 1,
+	}
+	var buf bytes.Buffer
+	if err := writeFields(&buf, clusterFields(info)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"Cluster ID:     c0ffee\n" +
+		"Node:           edge-1 (n1aaaaaaaaaa)\n" +
+		"Leader:         edge-1 (this node)\n" +
+		"Raft state:     Leader\n" +
+		"Applied index:  41\n" +
+		"Last index:     42\n" +
+		"Agent version:  0.1.0\n" +
+		"Services:       2\n" +
+		"Tasks:          5\n" +
+		"Nodes:          1\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestEventLine(t *testing.T) {
+	tests := []struct {
+		ev   *apiv1.Event
+		want string
+	}{
+		{
+			&apiv1.Event{Index: 42, Kind: "service", Action: apiv1.EventAction_EVENT_ACTION_CREATED, Id: webID, Name: "web",
+				Time: timestamppb.New(time.Date(2025, 5, 1, 10, 0, 0, 123456789, time.UTC))},
+			"2025-05-01T10:00:00.123Z service created web (id 3f2a9c1b7d4e) index=42",
+		},
+		{
+			&apiv1.Event{Index: 43, Kind: "task", Action: apiv1.EventAction_EVENT_ACTION_UPDATED, Id: "t1",
+				Time: timestamppb.New(time.Date(2025, 5, 1, 10, 0, 1, 0, time.FixedZone("CEST", 2*3600)))},
+			"2025-05-01T08:00:01.000Z task updated t1 index=43",
+		},
+		{&apiv1.Event{Index: 1}, "- - - - index=1"},
+	}
+	for _, tt := range tests {
+		if got := eventLine(tt.ev); got != tt.want {
+			t.Errorf("eventLine = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestEnumText(t *testing.T) {
+	tests := []struct {
+		got, want string
+	}{
+		{enumText(apiv1.TaskState_TASK_STATE_RUNNING, "-"), "running"},
+		{enumText(apiv1.TaskState_TASK_STATE_UNSPECIFIED, "-"), "-"},
+		{enumText(apiv1.RestartPolicy_CONDITION_ON_FAILURE, "any"), "on-failure"},
+		{enumText(apiv1.UpdatePolicy_ORDER_START_FIRST, ""), "start-first"},
+		{enumText(apiv1.NodeAvailability(99), "active"), "99"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("enumText = %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+func TestAge(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Minute, "less than a second"},
+		{0, "less than a second"},
+		{time.Second, "1 second"},
+		{59 * time.Second, "59 seconds"},
+		{time.Minute, "1 minute"},
+		{119 * time.Second, "1 minute"},
+		{59 * time.Minute, "59 minutes"},
+		{time.Hour, "1 hour"},
+		{47 * time.Hour, "47 hours"},
+		{48 * time.Hour, "2 days"},
+		{13 * 24 * time.Hour, "13 days"},
+		{14 * 24 * time.Hour, "2 weeks"},
+		{90 * 24 * time.Hour, "3 months"},
+		{800 * 24 * time.Hour, "2 years"},
+	}
+	for _, tt := range tests {
+		if got := age(ts(tt.d), testNow); got != tt.want {
+			t.Errorf("age(%s) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+	if got := ago(nil, testNow); got != "-" {
+		t.Errorf("ago(nil) = %q", got)
+	}
+}
+
+func TestSizeAndCPUText(t *testing.T) {
+	for in, want := range map[int64]string{1000: "1000B", 1024: "1KiB", 512 << 20: "512MiB", 3 << 29: "1536MiB", 1 << 40: "1TiB"} {
+		if got := sizeText(in); got != want {
+			t.Errorf("sizeText(%d) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[int64]string{1e9: "1", 1.5e9: "1.5", 250_000_000: "0.25", 1: "0.000000001"} {
+		if got := cpusText(in); got != want {
+			t.Errorf("cpusText(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSuggestFlags(t *testing.T) {
+	cmd := newServiceCreateCmd(&globalOptions{})
+	got := strings.Join(suggestFlags(cmd.Flags(), "replica"), " ")
+	if got != "--replicas" {
+		t.Errorf("suggestFlags(replica) = %q", got)
+	}
+	got = strings.Join(suggestFlags(cmd.Flags(), "restart"), " ")
+	if got != "--restart-condition --restart-delay --restart-max-attempts" {
+		t.Errorf("suggestFlags(restart) = %q", got)
+	}
+}
+
+// checkGolden compares output with the expected text, showing both whole.
+func checkGolden(t *testing.T, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("output:\n%s\nwant:\n%s", got, want)
+	}
+}

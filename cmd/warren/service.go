@@ -1,0 +1,401 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+func newServiceCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "service",
+		Short: "Manage services",
+		Long: `Manage services: a service is an image run as a number of replicas (tasks)
+that the cluster keeps running.`,
+		Example: `  warren service create web --image nginx:1.27 --replicas 3
+  warren service ls
+  warren service scale web=5`,
+	}
+	makeGroup(cmd)
+	cmd.AddCommand(
+		newServiceCreateCmd(g),
+		newServiceListCmd(g),
+		newServiceInspectCmd(g),
+		newServiceScaleCmd(g),
+		newServiceUpdateCmd(g),
+		newServiceRemoveCmd(g),
+	)
+	return cmd
+}
+
+// ---- ls ----
+
+type serviceListOptions struct {
+	g      *globalOptions
+	labels []string
+}
+
+func newServiceListCmd(g *globalOptions) *cobra.Command {
+	o := &serviceListOptions{g: g}
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List services",
+		Long: `List services, sorted by name. REPLICAS is running/desired: the tasks in the
+running state and the replicas asked for.`,
+		Example: `  warren service ls
+  warren service ls --label team=edge
+  warren service ls -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	cmd.Flags().StringArrayVar(&o.labels, "label", nil, "only services with this label `KEY=VALUE` (repeatable)")
+	return cmd
+}
+
+func (o *serviceListOptions) run(cmd *cobra.Command) error {
+	labels, err := parseKV("--label", o.labels)
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	resp, err := c.ListServices(ctx, &apiv1.ListServicesRequest{Labels: labels})
+	if err != nil {
+		return err
+	}
+	services := resp.GetServices()
+	slices.SortFunc(services, func(a, b *apiv1.Service) int {
+		return strings.Compare(a.GetSpec().GetName(), b.GetSpec().GetName())
+	})
+	if o.g.outputOr(outputTable) == outputJSON {
+		return writeJSONList(cmd.OutOrStdout(), services)
+	}
+	tasks, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{})
+	if err != nil {
+		return err
+	}
+	running := map[string]int{}
+	for _, t := range tasks.GetTasks() {
+		if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+			running[t.GetServiceId()]++
+		}
+	}
+	return writeTable(cmd.OutOrStdout(), serviceListHeader, serviceRows(services, running, time.Now()))
+}
+
+var serviceListHeader = []string{"ID", "NAME", "IMAGE", "REPLICAS", "UPDATED"}
+
+// serviceRows are the rows of `service ls`; running counts running tasks by
+// service ID.
+func serviceRows(services []*apiv1.Service, running map[string]int, now time.Time) [][]string {
+	rows := make([][]string, 0, len(services))
+	for _, s := range services {
+		rows = append(rows, []string{
+			shortID(s.GetId()),
+			s.GetSpec().GetName(),
+			s.GetSpec().GetImage(),
+			fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas()),
+			ago(s.GetUpdatedAt(), now),
+		})
+	}
+	return rows
+}
+
+// ---- inspect ----
+
+type serviceInspectOptions struct {
+	g *globalOptions
+}
+
+func newServiceInspectCmd(g *globalOptions) *cobra.Command {
+	o := &serviceInspectOptions{g: g}
+	return &cobra.Command{
+		Use:   "inspect NAME|ID...",
+		Short: "Show services in detail",
+		Long: `Show one or more services in detail: a JSON array by default (as docker does),
+or a readable summary with -o table. A service is named by its name, its ID or
+a unique prefix of its ID.`,
+		Example: `  warren service inspect web
+  warren service inspect web api -o table
+  warren service inspect web | jq '.[0].spec.env'`,
+		Args: minArgs(1, "at least one service NAME or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+}
+
+func (o *serviceInspectOptions) run(cmd *cobra.Command, names []string) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var (
+		services []*apiv1.Service
+		errs     []error
+	)
+	for _, name := range names {
+		resp, err := c.GetService(ctx, &apiv1.GetServiceRequest{NameOrId: name})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		services = append(services, resp.GetService())
+	}
+	out := cmd.OutOrStdout()
+	if o.g.outputOr(outputJSON) == outputJSON {
+		if len(services) > 0 || len(errs) == 0 {
+			if err := writeJSONList(out, services); err != nil {
+				return err
+			}
+		}
+	} else {
+		for i, s := range services {
+			if i > 0 {
+				fmt.Fprintln(out)
+			}
+			if err := writeFields(out, serviceFields(s)); err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serviceFields is a service as `inspect -o table` shows it.
+func serviceFields(s *apiv1.Service) [][2]string {
+	spec := s.GetSpec()
+	f := [][2]string{
+		{"ID", s.GetId()},
+		{"Name", spec.GetName()},
+		{"Image", spec.GetImage()},
+		{"Command", shellJoin(spec.GetCommand())},
+		{"Args", shellJoin(spec.GetArgs())},
+		{"Replicas", strconv.FormatUint(spec.GetReplicas(), 10)},
+		{"Env", pairs(spec.GetEnv())},
+		{"Labels", pairs(spec.GetLabels())},
+		{"Constraints", strings.Join(spec.GetConstraints(), ", ")},
+		{"Limits", resourcesText(spec.GetLimits())},
+		{"Reservations", resourcesText(spec.GetReservations())},
+	}
+	if rp := spec.GetRestartPolicy(); rp != nil {
+		parts := []string{"condition " + enumText(rp.GetCondition(), "any")}
+		if rp.GetDelay() != nil {
+			parts = append(parts, "delay "+rp.GetDelay().AsDuration().String())
+		}
+		if rp.GetMaxAttempts() > 0 {
+			parts = append(parts, fmt.Sprintf("at most %d attempts", rp.GetMaxAttempts()))
+		}
+		f = append(f, [2]string{"Restart", strings.Join(parts, ", ")})
+	}
+	if up := spec.GetUpdatePolicy(); up != nil {
+		parallelism := "all"
+		if up.GetParallelism() > 0 {
+			parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
+		}
+		f = append(f, [2]string{"Update", fmt.Sprintf("%s at a time, %s", parallelism, enumText(up.GetOrder(), "stop-first"))})
+	}
+	stop := spec.GetStopSignal()
+	if spec.GetStopGracePeriod() != nil {
+		stop = strings.TrimSpace(stop + " then kill after " + spec.GetStopGracePeriod().AsDuration().String())
+	}
+	f = append(f,
+		[2]string{"Stop", stop},
+		[2]string{"Working dir", spec.GetWorkingDir()},
+		[2]string{"User", spec.GetUser()},
+		[2]string{"Version", strconv.FormatUint(s.GetVersion(), 10)},
+		[2]string{"Created", timeText(s.GetCreatedAt())},
+		[2]string{"Updated", timeText(s.GetUpdatedAt())},
+	)
+	return f
+}
+
+// shellJoin writes words as a shell command line, quoting those that need it,
+// so that what `inspect -o table` shows can be given back to --args.
+func shellJoin(words []string) string {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+			quoted[i] = w
+		} else {
+			quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(quoted, " ")
+}
+
+// pairs is a map as "K=V, K2=V2", sorted by key.
+func pairs(m map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resourcesText is "1.5 CPUs, 512MiB"; empty when r sets nothing.
+func resourcesText(r *apiv1.Resources) string {
+	var parts []string
+	if n := r.GetNanoCpus(); n > 0 {
+		parts = append(parts, cpusText(n)+" CPUs")
+	}
+	if b := r.GetMemoryBytes(); b > 0 {
+		parts = append(parts, sizeText(b))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cpusText is nano CPUs as a decimal: 1500000000 is "1.5".
+func cpusText(nano int64) string {
+	s := strconv.FormatInt(nano/1e9, 10)
+	if frac := nano % 1e9; frac != 0 {
+		s += "." + strings.TrimRight(fmt.Sprintf("%09d", frac), "0")
+	}
+	return s
+}
+
+// sizeText is a byte count in the largest binary unit that divides it:
+// 536870912 is "512MiB", 1000 is "1000B".
+func sizeText(b int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b%u.size == 0 {
+			return strconv.FormatInt(b/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(b, 10) + "B"
+}
+
+// ---- scale ----
+
+type serviceScaleOptions struct {
+	g *globalOptions
+}
+
+func newServiceScaleCmd(g *globalOptions) *cobra.Command {
+	o := &serviceScaleOptions{g: g}
+	return &cobra.Command{
+		Use:   "scale NAME=REPLICAS...",
+		Short: "Change the number of replicas of services",
+		Long: `Set the number of replicas of one or more services. Every argument is checked
+before any service is changed.`,
+		Example: `  warren service scale web=5
+  warren service scale web=5 api=2
+  warren service scale worker=0`,
+		Args: minArgs(1, "at least one NAME=REPLICAS"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+}
+
+// scaleTarget is one NAME=REPLICAS argument.
+type scaleTarget struct {
+	name     string
+	replicas uint64
+}
+
+// parseScaleArgs checks every NAME=REPLICAS argument.
+func parseScaleArgs(args []string) ([]scaleTarget, error) {
+	targets := make([]scaleTarget, 0, len(args))
+	for _, a := range args {
+		name, n, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, usageErrorf("invalid argument %q: expected NAME=REPLICAS, e.g. web=3", a)
+		}
+		var replicas uint64
+		if err := newUintValue(&replicas, 0).Set(n); err != nil {
+			return nil, usageErrorf("invalid replicas in %q: %v", a, err)
+		}
+		targets = append(targets, scaleTarget{name: name, replicas: replicas})
+	}
+	return targets, nil
+}
+
+func (o *serviceScaleOptions) run(cmd *cobra.Command, args []string) error {
+	targets, err := parseScaleArgs(args)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var errs []error
+	for _, t := range targets {
+		resp, err := c.ScaleService(ctx, &apiv1.ScaleServiceRequest{NameOrId: t.name, Replicas: t.replicas})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", resp.GetService().GetSpec().GetName(), t.replicas)
+	}
+	return errors.Join(errs...)
+}
+
+// ---- rm ----
+
+type serviceRemoveOptions struct {
+	g *globalOptions
+}
+
+func newServiceRemoveCmd(g *globalOptions) *cobra.Command {
+	o := &serviceRemoveOptions{g: g}
+	return &cobra.Command{
+		Use:     "rm NAME|ID...",
+		Aliases: []string{"remove"},
+		Short:   "Remove services",
+		Long: `Remove one or more services; their tasks are stopped. Each removed service's
+name or ID is printed as given; a service that cannot be removed is reported
+and the others are still removed.`,
+		Example: `  warren service rm web
+  warren service rm web api`,
+		Args: minArgs(1, "at least one service NAME or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+}
+
+func (o *serviceRemoveOptions) run(cmd *cobra.Command, names []string) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var errs []error
+	for _, name := range names {
+		if _, err := c.RemoveService(ctx, &apiv1.RemoveServiceRequest{NameOrId: name}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), name)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// serviceCreateOptions are the flags of `warren service create`.
+type serviceCreateOptions struct {
+	g *globalOptions
+
+	image              string
+	replicas           uint64
+	env                []string
+	labels             []string
+	constraints        []string
+	cpus               int64 // nano CPUs
+	memory             int64 // bytes
+	reserveCPUs        int64
+	reserveMemory      int64
+	workdir            string
+	user               string
+	restartCondition   string
+	restartDelay       time.Duration
+	restartMaxAttempts uint32
+	stopSignal         string
+	stopGracePeriod    time.Duration
+	updateParallelism  uint32
+	updateOrder        string
+	detach             bool
+}
+
+var (
+	restartConditions = map[string]apiv1.RestartPolicy_Condition{
+		"any":        apiv1.RestartPolicy_CONDITION_ANY,
+		"on-failure": apiv1.RestartPolicy_CONDITION_ON_FAILURE,
+		"none":       apiv1.RestartPolicy_CONDITION_NONE,
+	}
+	updateOrders = map[string]apiv1.UpdatePolicy_Order{
+		"stop-first":  apiv1.UpdatePolicy_ORDER_STOP_FIRST,
+		"start-first": apiv1.UpdatePolicy_ORDER_START_FIRST,
+	}
+)
+
+func newServiceCreateCmd(g *globalOptions) *cobra.Command {
+	o := &serviceCreateOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "create NAME --image IMAGE [flags] [-- COMMAND [ARG...]]",
+		Short: "Create a service",
+		Long: `Create a service and print its ID.
+
+The container runs COMMAND with ARGs when they are given after "--" (COMMAND
+replaces the image's entrypoint, the ARGs its default arguments); otherwise
+it runs what the image says.
+
+Sizes are bytes or a number with a unit: 512MiB, 1GiB, 100M, 1g (all units are
+powers of 1024, as with docker). CPUs are decimal: 0.5, 1.5, 2.
+
+The restart, update and stop flags that are left out stay unset in the spec:
+the agent's defaults apply.`,
+		Example: `  warren service create web --image nginx:1.27 --replicas 3
+  warren service create api --image registry.local/api:2.1 \
+      --env DB_HOST=db --env LOG_LEVEL=info --label team=edge \
+      --constraint node.labels.zone==edge-1 --cpus 1.5 --memory 512MiB
+  warren service create sleeper --image busybox -- sleep 3600`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			_, _, err := createArgs(cmd.CommandPath(), args, cmd.ArgsLenAtDash())
+			return err
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.image, "image", "", "image to run (required)")
+	f.Var(newUintValue(&o.replicas, 1), "replicas", "number of tasks to run")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable `KEY=VALUE` (repeatable)")
+	f.StringArrayVarP(&o.labels, "label", "l", nil, "service label `KEY=VALUE` (repeatable)")
+	f.StringArrayVar(&o.constraints, "constraint", nil, "placement `constraint` such as node.labels.zone==edge-1 (repeatable; all must hold)")
+	f.Var(&cpuValue{p: &o.cpus}, "cpus", "CPU limit, e.g. 1.5")
+	f.Var(&sizeValue{p: &o.memory}, "memory", "memory limit, e.g. 512MiB")
+	f.Var(&cpuValue{p: &o.reserveCPUs}, "reserve-cpus", "CPUs reserved on the node for each task, e.g. 0.5")
+	f.Var(&sizeValue{p: &o.reserveMemory}, "reserve-memory", "memory reserved on the node for each task, e.g. 256MiB")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
+	f.StringVarP(&o.user, "user", "u", "", "user to run as (name, UID or UID:GID)")
+	f.Var(&choiceValue{p: &o.restartCondition, choices: []string{"any", "on-failure", "none"}}, "restart-condition", "when to replace a task that exited")
+	f.DurationVar(&o.restartDelay, "restart-delay", 0, "delay before a replacement starts, doubling on repeated failures (e.g. 5s)")
+	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
+	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
+	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
+	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
+	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
+	f.BoolVarP(&o.detach, "detach", "d", false, "return once the service is committed, without waiting for its replicas (waiting is not implemented yet: create always returns once committed)")
+}
+
+// createArgs splits the positional arguments of create: NAME, then the
+// container command after "--" (dash is where "--" was, or -1).
+func createArgs(path string, args []string, dash int) (name string, command []string, err error) {
+	before := len(args)
+	if dash >= 0 {
+		before = dash
+	}
+	switch {
+	case before == 0:
+		return "", nil, usageErrorf("%q needs a service NAME", path)
+	case before > 1:
+		return "", nil, usageErrorf("unexpected argument %q: the container command goes after --, as in: %s web --image busybox -- sleep 3600", args[1], path)
+	case dash >= 0 && len(args) == dash:
+		return "", nil, usageErrorf("nothing after --: give the command to run, or leave out --")
+	}
+	if dash >= 0 {
+		command = args[dash:]
+	}
+	return args[0], command, nil
+}
+
+// spec builds the service spec from the flags in f (parsed into o) for the
+// service name running command. Only the flags given are set: the agent
+// fills in its defaults for the rest.
+func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []string) (*apiv1.ServiceSpec, error) {
+	if o.image == "" {
+		return nil, usageErrorf("--image is required: the image to run, e.g. --image nginx:1.27")
+	}
+	env, err := parseKV("--env", o.env)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	labels, err := parseKV("--label", o.labels)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	for _, c := range o.constraints {
+		if err := checkConstraint(c); err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+	}
+	spec := &apiv1.ServiceSpec{
+		Name:        name,
+		Image:       o.image,
+		Replicas:    o.replicas,
+		WorkingDir:  o.workdir,
+		User:        o.user,
+		Constraints: o.constraints,
+	}
+	if len(command) > 0 {
+		spec.Command = command[:1]
+		spec.Args = command[1:]
+		if len(spec.Args) == 0 {
+			spec.Args = nil
+		}
+	}
+	if len(env) > 0 {
+		spec.Env = env
+	}
+	if len(labels) > 0 {
+		spec.Labels = labels
+	}
+	if o.cpus > 0 || o.memory > 0 {
+		spec.Limits = &apiv1.Resources{NanoCpus: o.cpus, MemoryBytes: o.memory}
+	}
+	if o.reserveCPUs > 0 || o.reserveMemory > 0 {
+		spec.Reservations = &apiv1.Resources{NanoCpus: o.reserveCPUs, MemoryBytes: o.reserveMemory}
+	}
+
+	if f.Changed("restart-condition") || f.Changed("restart-delay") || f.Changed("restart-max-attempts") {
+		rp := &apiv1.RestartPolicy{
+			Condition:   restartConditions[o.restartCondition],
+			MaxAttempts: o.restartMaxAttempts,
+		}
+		if f.Changed("restart-delay") {
+			if o.restartDelay < 0 {
+				return nil, usageErrorf("invalid --restart-delay %s: cannot be negative", o.restartDelay)
+			}
+			rp.Delay = durationpb.New(o.restartDelay)
+		}
+		spec.RestartPolicy = rp
+	}
+	if f.Changed("update-parallelism") || f.Changed("update-order") {
+		spec.UpdatePolicy = &apiv1.UpdatePolicy{
+			Parallelism: o.updateParallelism,
+			Order:       updateOrders[o.updateOrder],
+		}
+	}
+	if f.Changed("stop-signal") {
+		sig, err := parseSignal(o.stopSignal)
+		if err != nil {
+			return nil, usageErrorf("invalid --stop-signal %q: %v", o.stopSignal, err)
+		}
+		spec.StopSignal = sig
+	}
+	if f.Changed("stop-grace-period") {
+		if o.stopGracePeriod < 0 {
+			return nil, usageErrorf("invalid --stop-grace-period %s: cannot be negative", o.stopGracePeriod)
+		}
+		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
+	}
+	return spec, nil
+}
+
+func (o *serviceCreateOptions) run(cmd *cobra.Command, args []string) error {
+	name, command, err := createArgs(cmd.CommandPath(), args, cmd.ArgsLenAtDash())
+	if err != nil {
+		return err
+	}
+	spec, err := o.spec(cmd.Flags(), name, command)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	resp, err := c.CreateService(ctx, &apiv1.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), resp.GetService().GetId())
+	// Without --detach, waiting for the replicas to run belongs here, once
+	// the API can tell; until then create returns when the service is
+	// committed, whatever --detach says (its help says so).
+	return nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// serviceUpdateOptions are the flags of `warren service update`.
+type serviceUpdateOptions struct {
+	g *globalOptions
+
+	image    string
+	replicas uint64
+	envAdd   []string
+	envRm    []string
+	labelAdd []string
+	labelRm  []string
+	args     string
+}
+
+// updateFlags are the flags that change something; at least one is needed.
+var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args"}
+
+func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
+	o := &serviceUpdateOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "update NAME|ID [flags]",
+		Short: "Change a service",
+		Long: `Change a service: only what the flags say changes, the rest of its spec stays.
+
+The update is sent with the version of the service it was made from, so a
+change made by someone else in between is never overwritten: on such a
+conflict the service is fetched again and the change retried once.
+
+--args replaces the container's arguments; it is one string split into words
+as a shell would (quotes group words, no expansion). --args "" clears them.`,
+		Example: `  warren service update web --image nginx:1.27.1
+  warren service update web --env-add LOG_LEVEL=debug --env-rm OLD_FLAG
+  warren service update web --label-add tier=front --replicas 4
+  warren service update sleeper --args "sleep 7200"`,
+		Args: exactArgs(1, "one service NAME or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args[0])
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.image, "image", "", "new image")
+	f.Var(newUintValue(&o.replicas, 0), "replicas", "new number of tasks")
+	f.StringArrayVar(&o.envAdd, "env-add", nil, "add or change an environment variable `KEY=VALUE` (repeatable)")
+	f.StringArrayVar(&o.envRm, "env-rm", nil, "remove the environment variable `KEY` (repeatable)")
+	f.StringArrayVar(&o.labelAdd, "label-add", nil, "add or change a label `KEY=VALUE` (repeatable)")
+	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
+	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
+}
+
+// serviceChanges is what an update does to a spec, checked up front.
+type serviceChanges struct {
+	image    *string
+	replicas *uint64
+	envAdd   map[string]string
+	envRm    []string
+	labelAdd map[string]string
+	labelRm  []string
+	args     *[]string
+}
+
+// changes checks the flags in f (parsed into o) and returns what they change.
+func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error) {
+	if !slices.ContainsFunc(updateFlags, f.Changed) {
+		return nil, usageErrorf("nothing to update: give at least one of --%s", joinFlags(updateFlags))
+	}
+	var (
+		ch  serviceChanges
+		err error
+	)
+	if f.Changed("image") {
+		if o.image == "" {
+			return nil, usageErrorf("--image cannot be empty")
+		}
+		ch.image = &o.image
+	}
+	if f.Changed("replicas") {
+		ch.replicas = &o.replicas
+	}
+	if ch.envAdd, err = parseKV("--env-add", o.envAdd); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	if ch.labelAdd, err = parseKV("--label-add", o.labelAdd); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	for _, k := range o.envRm {
+		if k == "" {
+			return nil, usageErrorf("invalid --env-rm: the KEY is empty")
+		}
+	}
+	for _, k := range o.labelRm {
+		if k == "" {
+			return nil, usageErrorf("invalid --label-rm: the KEY is empty")
+		}
+	}
+	ch.envRm, ch.labelRm = o.envRm, o.labelRm
+	if f.Changed("args") {
+		words, err := splitWords(o.args)
+		if err != nil {
+			return nil, usageErrorf("invalid --args %q: %v", o.args, err)
+		}
+		ch.args = &words
+	}
+	return &ch, nil
+}
+
+// apply makes the changes to spec: removals first, then additions, so that
+// --env-rm A --env-add A=1 sets A.
+func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
+	if ch.image != nil {
+		spec.Image = *ch.image
+	}
+	if ch.replicas != nil {
+		spec.Replicas = *ch.replicas
+	}
+	spec.Env = editMap(spec.Env, ch.envRm, ch.envAdd)
+	spec.Labels = editMap(spec.Labels, ch.labelRm, ch.labelAdd)
+	if ch.args != nil {
+		spec.Args = *ch.args
+		if len(spec.Args) == 0 {
+			spec.Args = nil
+		}
+	}
+}
+
+// editMap deletes rm from m, then sets add; nil when nothing is left.
+func editMap(m map[string]string, rm []string, add map[string]string) map[string]string {
+	out := maps.Clone(m)
+	for _, k := range rm {
+		delete(out, k)
+	}
+	if len(add) > 0 && out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, add)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
+	ch, err := o.changes(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	for attempt := 1; ; attempt++ {
+		got, err := c.GetService(ctx, &apiv1.GetServiceRequest{NameOrId: name})
+		if err != nil {
+			return err
+		}
+		svc := got.GetService()
+		spec := proto.Clone(svc.GetSpec()).(*apiv1.ServiceSpec)
+		ch.apply(spec)
+		if proto.Equal(spec, svc.GetSpec()) {
+			fmt.Fprintln(cmd.ErrOrStderr(), "nothing changed")
+			fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())
+			return nil
+		}
+		_, err = c.UpdateService(ctx, &apiv1.UpdateServiceRequest{
+			NameOrId: svc.GetId(),
+			Spec:     spec,
+			Version:  svc.GetVersion(),
+		})
+		if status.Code(err) == codes.Aborted && attempt < 2 {
+			continue // changed since we read it: read it again and redo the change
+		}
+		if err != nil {
+			if status.Code(err) == codes.Aborted {
+				return errors.Join(err, fmt.Errorf("service %q kept changing while updating it: try again", name))
+			}
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())
+		return nil
+	}
+}
+
+// joinFlags writes names as "a, --b or --c" (the caller writes the first
+// dashes).
+func joinFlags(names []string) string {
+	s := names[0]
+	for i, n := range names[1:] {
+		if i == len(names)-2 {
+			s += " or --" + n
+		} else {
+			s += ", --" + n
+		}
+	}
+	return s
+}

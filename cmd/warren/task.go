@@ -1,0 +1,132 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// errorWidth is how much of a task's error `task ls` shows.
+const errorWidth = 60
+
+type taskListOptions struct {
+	g       *globalOptions
+	service string
+	node    string
+	all     bool
+}
+
+func newTaskCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "task",
+		Short:   "Show tasks, the running replicas of services",
+		Long:    `Show tasks: each task is one replica (slot) of a service placed on a node.`,
+		Example: `  warren task ls --service web`,
+	}
+	makeGroup(cmd)
+	cmd.AddCommand(newTaskListCmd(g))
+	return cmd
+}
+
+func newTaskListCmd(g *globalOptions) *cobra.Command {
+	o := &taskListOptions{g: g}
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list", "ps"},
+		Short:   "List tasks",
+		Long: `List tasks, by service and slot (newest first within a slot). Finished tasks
+kept as history are shown with --all.
+
+SERVICE.SLOT names the replica; DESIRED is what the cluster wants (running or
+shutdown), STATE where the task is; AGE counts from its creation. ERROR is why
+it failed, or why it is still pending.`,
+		Example: `  warren task ls
+  warren task ls --service web --all
+  warren task ls --node edge-1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.service, "service", "", "only the tasks of this `service` (name or ID)")
+	f.StringVar(&o.node, "node", "", "only the tasks on this `node` (name or ID)")
+	f.BoolVarP(&o.all, "all", "a", false, "include finished tasks kept as history")
+	return cmd
+}
+
+func (o *taskListOptions) run(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	resp, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all})
+	if err != nil {
+		return err
+	}
+	tasks := resp.GetTasks()
+	sortTasks(tasks)
+	if o.g.outputOr(outputTable) == outputJSON {
+		return writeJSONList(cmd.OutOrStdout(), tasks)
+	}
+	nodes, err := c.ListNodes(ctx, &apiv1.ListNodesRequest{})
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	for _, n := range nodes.GetNodes() {
+		names[n.GetId()] = n.GetName()
+	}
+	return writeTable(cmd.OutOrStdout(), taskListHeader, taskRows(tasks, names, time.Now()))
+}
+
+// sortTasks orders tasks by service name, slot, then newest first.
+func sortTasks(tasks []*apiv1.Task) {
+	slices.SortStableFunc(tasks, func(a, b *apiv1.Task) int {
+		return cmp.Or(
+			cmp.Compare(a.GetServiceName(), b.GetServiceName()),
+			cmp.Compare(a.GetSlot(), b.GetSlot()),
+			b.GetCreatedAt().AsTime().Compare(a.GetCreatedAt().AsTime()),
+			cmp.Compare(a.GetId(), b.GetId()),
+		)
+	})
+}
+
+var taskListHeader = []string{"ID", "SERVICE.SLOT", "NODE", "DESIRED", "STATE", "AGE", "ERROR"}
+
+// taskRows are the rows of `task ls`; nodeNames maps node IDs to names.
+func taskRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Time) [][]string {
+	rows := make([][]string, 0, len(tasks))
+	for _, t := range tasks {
+		service := t.GetServiceName()
+		if service == "" {
+			service = shortID(t.GetServiceId())
+		}
+		node := nodeNames[t.GetNodeId()]
+		if node == "" {
+			node = shortID(t.GetNodeId())
+		}
+		msg := t.GetError()
+		if msg == "" && t.GetState() == apiv1.TaskState_TASK_STATE_PENDING {
+			msg = t.GetMessage()
+		}
+		rows = append(rows, []string{
+			shortID(t.GetId()),
+			fmt.Sprintf("%s.%d", service, t.GetSlot()),
+			node,
+			enumText(t.GetDesiredState(), "-"),
+			enumText(t.GetState(), "-"),
+			age(t.GetCreatedAt(), now),
+			truncate(msg, errorWidth),
+		})
+	}
+	return rows
+}

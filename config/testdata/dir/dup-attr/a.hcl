@@ -1,0 +1,5 @@
+log_level = "info"
+
+worker {}
+
+plugin "store-bolt" {}

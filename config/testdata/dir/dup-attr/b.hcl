@@ -1,0 +1,3 @@
+log_level = "debug"
+
+plugin "store-bolt" {}

@@ -1,0 +1,3 @@
+manager {
+  store = "store-bolt"
+}

@@ -1,0 +1,5 @@
+worker {}
+
+manager {
+  scheduler = "scheduler-roundrobin"
+}

@@ -1,0 +1,3 @@
+# Agent-wide settings.
+data_dir  = "/srv/warren"
+node_name = "merged-node"

@@ -1,0 +1,3 @@
+plugin "runtime-containerd" {
+  path = "/opt/containerd-plugin"
+}

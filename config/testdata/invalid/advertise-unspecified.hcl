@@ -1,0 +1,4 @@
+bind_addr = "0.0.0.0:7420"
+advertise = "[::]:7420"
+
+manager {}

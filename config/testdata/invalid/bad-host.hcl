@@ -1,0 +1,4 @@
+bind_addr = ":7420"
+advertise = "bad_host!:7420"
+
+worker {}

@@ -1,0 +1,3 @@
+node_name = "Web_01"
+
+worker {}

@@ -1,0 +1,7 @@
+worker {}
+
+plugin "Store_Bolt" {}
+
+plugin "-runtime" {}
+
+plugin "" {}

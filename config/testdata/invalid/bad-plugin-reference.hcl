@@ -1,0 +1,9 @@
+manager {
+  store     = "Store-Bolt"
+  scheduler = "scheduler_roundrobin"
+}
+
+worker {
+  runtime = "runtime containerd"
+  network = ""
+}

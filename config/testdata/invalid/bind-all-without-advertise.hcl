@@ -1,0 +1,3 @@
+bind_addr = "0.0.0.0:7420"
+
+manager {}

@@ -1,0 +1,7 @@
+manager {}
+
+worker {}
+
+manager {
+  store = "store-bolt"
+}

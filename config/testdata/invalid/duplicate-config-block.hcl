@@ -1,0 +1,10 @@
+worker {}
+
+plugin "network-wireguard" {
+  config {
+    mtu = 1420
+  }
+  config {
+    mtu = 1380
+  }
+}

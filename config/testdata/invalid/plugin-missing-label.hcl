@@ -1,0 +1,5 @@
+worker {}
+
+plugin {
+  path = "/opt/warren/plugins/store-bolt"
+}

@@ -1,0 +1,4 @@
+manager {
+  snapshot_threshold = 0
+  trailing_logs      = -1
+}

@@ -1,0 +1,4 @@
+manager {
+  store = "store-bolt"
+
+worker {

@@ -1,0 +1,5 @@
+data_dri = "/var/lib/warren"
+
+manager {
+  heartbeat = "10s"
+}

@@ -1,0 +1,41 @@
+# Every attribute set, none to its default.
+data_dir   = "/srv/warren"
+bind_addr  = "0.0.0.0:7421"
+advertise  = "10.0.0.5:7421"
+api_socket = "/tmp/warren-test/api.sock"
+plugin_dir = "/opt/warren/plugins"
+log_level  = "debug"
+node_name  = "node-01"
+
+manager {
+  store              = "store-etcd"
+  scheduler          = "scheduler-binpack"
+  heartbeat_ttl      = "15s"
+  snapshot_threshold = 100
+  snapshot_interval  = "1m30s"
+  trailing_logs      = 0
+}
+
+worker {
+  runtime            = "runtime-fake"
+  network            = "network-host"
+  labels             = { zone = "eu-west-1a", gpu = "true" }
+  heartbeat_interval = "500ms"
+}
+
+plugin "store-etcd" {
+  path = "/usr/local/bin/warren-store-etcd"
+  args = ["--verbose", "--cache", "64"]
+  env  = { ETCD_ENDPOINTS = "http://10.0.0.9:2379", EMPTY = "" }
+
+  # Not decoded by config: the plugin reports its own schema.
+  config {
+    endpoints = ["http://10.0.0.9:2379"]
+    timeout   = "5s"
+    tls {
+      ca = "/etc/warren/ca.pem"
+    }
+  }
+}
+
+plugin "scheduler-binpack" {}

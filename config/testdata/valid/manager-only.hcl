@@ -1,0 +1,2 @@
+# An empty manager block: every manager setting takes its default.
+manager {}

@@ -1,0 +1,352 @@
+// Package api serves Warren's gRPC API (apiv1.Warren): reads come from the
+// in-memory state view, writes are validated and then proposed through Raft.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/raftnode"
+	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk"
+)
+
+// MaxRequestBytes bounds one API request; larger ones are refused by gRPC
+// with ResourceExhausted before they reach a handler.
+const MaxRequestBytes = 1 << 20
+
+// Raft is what the API needs from the Raft node.
+type Raft interface {
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Stats() raftnode.Stats
+	IsLeader() bool
+}
+
+// Options are the server's dependencies.
+type Options struct {
+	State    *state.State
+	Raft     Raft
+	Events   *events.Broker
+	Plugins  func() []*apiv1.PluginStatus
+	NodeID   string
+	NodeName string
+	Version  string
+}
+
+// Server implements apiv1.WarrenServer.
+type Server struct {
+	apiv1.UnimplementedWarrenServer
+	opts Options
+}
+
+// NewServer returns an API server.
+func NewServer(opts Options) *Server {
+	return &Server{opts: opts}
+}
+
+// GRPCServer returns a gRPC server with the API registered and the request
+// size bound set.
+func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
+	opts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(statusInterceptor),
+	}, extra...)
+	g := grpc.NewServer(opts...)
+	apiv1.RegisterWarrenServer(g, s)
+	return g
+}
+
+// statusInterceptor turns every handler error into a status with the code
+// its sentinel stands for.
+func statusInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	return resp, toStatus(err)
+}
+
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, raftnode.ErrNotLeader), errors.Is(err, raftnode.ErrNoLeader):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return sdk.ToStatus(err)
+}
+
+// NewID returns a random object ID: 24 lowercase base32 characters.
+func NewID() string {
+	var b [15]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
+func (s *Server) lookupService(nameOrID string) (*apiv1.Service, error) {
+	if nameOrID == "" {
+		return nil, invalid("a service name or ID is required")
+	}
+	svc, res := s.opts.State.LookupService(nameOrID)
+	switch res {
+	case state.NotFound:
+		return nil, fmt.Errorf("service %q: %w", nameOrID, sdk.ErrNotFound)
+	case state.Ambiguous:
+		return nil, invalid("service ID prefix %q matches more than one service", nameOrID)
+	}
+	return svc, nil
+}
+
+// CreateService validates a spec and commits a new service.
+func (s *Server) CreateService(ctx context.Context, req *apiv1.CreateServiceRequest) (*apiv1.CreateServiceResponse, error) {
+	spec := req.GetSpec()
+	if err := ValidateServiceSpec(spec); err != nil {
+		return nil, err
+	}
+	if _, ok := s.opts.State.ServiceByName(spec.GetName()); ok {
+		return nil, fmt.Errorf("service %q: %w", spec.GetName(), sdk.ErrAlreadyExists)
+	}
+	now := timestamppb.Now()
+	svc := &apiv1.Service{Id: NewID(), Spec: spec, CreatedAt: now, UpdatedAt: now}
+	out, err := s.opts.Raft.Apply(ctx, &fsmpb.CreateService{Service: svc})
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.CreateServiceResponse{Service: out.(*apiv1.Service)}, nil
+}
+
+// GetService returns one service.
+func (s *Server) GetService(_ context.Context, req *apiv1.GetServiceRequest) (*apiv1.GetServiceResponse, error) {
+	svc, err := s.lookupService(req.GetNameOrId())
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.GetServiceResponse{Service: svc}, nil
+}
+
+// ListServices lists services, optionally filtered by labels.
+func (s *Server) ListServices(_ context.Context, req *apiv1.ListServicesRequest) (*apiv1.ListServicesResponse, error) {
+	resp := &apiv1.ListServicesResponse{}
+	for _, svc := range s.opts.State.Services() {
+		if hasLabels(svc.GetSpec().GetLabels(), req.GetLabels()) {
+			resp.Services = append(resp.Services, svc)
+		}
+	}
+	return resp, nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// UpdateService replaces a service's spec.
+func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequest) (*apiv1.UpdateServiceResponse, error) {
+	old, err := s.lookupService(req.GetNameOrId())
+	if err != nil {
+		return nil, err
+	}
+	spec := req.GetSpec()
+	if err := ValidateServiceSpec(spec); err != nil {
+		return nil, err
+	}
+	if spec.GetName() != old.GetSpec().GetName() {
+		return nil, invalid("service %q: renaming a service (to %q) is not supported", old.GetSpec().GetName(), spec.GetName())
+	}
+	out, err := s.update(ctx, old, spec, req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.UpdateServiceResponse{Service: out}, nil
+}
+
+func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.ServiceSpec, version uint64) (*apiv1.Service, error) {
+	svc := &apiv1.Service{Id: old.GetId(), Spec: spec, CreatedAt: old.GetCreatedAt(), UpdatedAt: timestamppb.Now()}
+	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpdateService{Service: svc, ExpectedVersion: version})
+	if err != nil {
+		return nil, err
+	}
+	return out.(*apiv1.Service), nil
+}
+
+// ScaleService sets a service's replica count.
+func (s *Server) ScaleService(ctx context.Context, req *apiv1.ScaleServiceRequest) (*apiv1.ScaleServiceResponse, error) {
+	if req.GetReplicas() > MaxReplicas {
+		return nil, invalid("replicas %d is more than the %d allowed", req.GetReplicas(), MaxReplicas)
+	}
+	// A scale is a blind write of one field: retry when another change
+	// slipped in between the read and the commit.
+	for attempt := 0; ; attempt++ {
+		old, err := s.lookupService(req.GetNameOrId())
+		if err != nil {
+			return nil, err
+		}
+		spec := proto.CloneOf(old.GetSpec())
+		spec.Replicas = req.GetReplicas()
+		out, err := s.update(ctx, old, spec, old.GetVersion())
+		if errors.Is(err, sdk.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &apiv1.ScaleServiceResponse{Service: out}, nil
+	}
+}
+
+// RemoveService removes a service; its tasks are stopped.
+func (s *Server) RemoveService(ctx context.Context, req *apiv1.RemoveServiceRequest) (*apiv1.RemoveServiceResponse, error) {
+	old, err := s.lookupService(req.GetNameOrId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.opts.Raft.Apply(ctx, &fsmpb.RemoveService{Id: old.GetId()}); err != nil {
+		return nil, err
+	}
+	return &apiv1.RemoveServiceResponse{}, nil
+}
+
+// ListNodes lists the cluster's nodes.
+func (s *Server) ListNodes(context.Context, *apiv1.ListNodesRequest) (*apiv1.ListNodesResponse, error) {
+	return &apiv1.ListNodesResponse{Nodes: s.opts.State.Nodes()}, nil
+}
+
+// GetNode returns one node.
+func (s *Server) GetNode(_ context.Context, req *apiv1.GetNodeRequest) (*apiv1.GetNodeResponse, error) {
+	n, err := s.lookupNode(req.GetNameOrId())
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.GetNodeResponse{Node: n}, nil
+}
+
+func (s *Server) lookupNode(nameOrID string) (*apiv1.Node, error) {
+	if nameOrID == "" {
+		return nil, invalid("a node name or ID is required")
+	}
+	n, res := s.opts.State.LookupNode(nameOrID)
+	switch res {
+	case state.NotFound:
+		return nil, fmt.Errorf("node %q: %w", nameOrID, sdk.ErrNotFound)
+	case state.Ambiguous:
+		return nil, invalid("node ID prefix %q matches more than one node", nameOrID)
+	}
+	return n, nil
+}
+
+// ListTasks lists tasks by service and node.
+func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
+	var f state.TaskFilter
+	if req.GetService() != "" {
+		svc, err := s.lookupService(req.GetService())
+		if err != nil {
+			return nil, err
+		}
+		f.ServiceID = svc.GetId()
+	}
+	if req.GetNode() != "" {
+		n, err := s.lookupNode(req.GetNode())
+		if err != nil {
+			return nil, err
+		}
+		f.NodeID = n.GetId()
+	}
+	resp := &apiv1.ListTasksResponse{}
+	for _, t := range s.opts.State.Tasks(f) {
+		if req.GetAll() || Current(t) {
+			resp.Tasks = append(resp.Tasks, t)
+		}
+	}
+	return resp, nil
+}
+
+// Current reports whether a task is wanted or still running, as opposed to
+// history kept for inspection.
+func Current(t *apiv1.Task) bool {
+	if t.GetDesiredState() <= apiv1.TaskState_TASK_STATE_RUNNING {
+		return true
+	}
+	return t.GetState() <= apiv1.TaskState_TASK_STATE_RUNNING
+}
+
+// Events streams applied changes until the client goes away.
+func (s *Server) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServer) error {
+	kinds := map[string]bool{}
+	for _, k := range req.GetKinds() {
+		kinds[k] = true
+	}
+	var filter func(*apiv1.Event) bool
+	if len(kinds) > 0 {
+		filter = func(e *apiv1.Event) bool { return kinds[e.GetKind()] }
+	}
+	sub := s.opts.Events.Subscribe(filter, 4096)
+	defer sub.Close()
+	// Headers go out now, so a client knows it is subscribed before the first
+	// event arrives.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case ev, ok := <-sub.C:
+			if !ok {
+				if errors.Is(sub.Err(), events.ErrLagged) {
+					return status.Error(codes.ResourceExhausted, "event stream fell behind and was dropped; reconnect")
+				}
+				return status.Error(codes.Unavailable, "event stream closed: agent shutting down")
+			}
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ListPlugins lists the agent's plugins.
+func (s *Server) ListPlugins(context.Context, *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
+	var ps []*apiv1.PluginStatus
+	if s.opts.Plugins != nil {
+		ps = s.opts.Plugins()
+	}
+	return &apiv1.ListPluginsResponse{Plugins: ps}, nil
+}
+
+// ClusterInfo summarises the cluster as this manager sees it.
+func (s *Server) ClusterInfo(context.Context, *apiv1.ClusterInfoRequest) (*apiv1.ClusterInfoResponse, error) {
+	st := s.opts.Raft.Stats()
+	svcs, tasks, nodes := s.opts.State.Counts()
+	return &apiv1.ClusterInfoResponse{
+		ClusterId:    s.opts.State.ClusterID(),
+		NodeId:       s.opts.NodeID,
+		NodeName:     s.opts.NodeName,
+		Leader:       st.Leader,
+		IsLeader:     s.opts.Raft.IsLeader(),
+		AppliedIndex: st.AppliedIndex,
+		LastIndex:    st.LastIndex,
+		RaftState:    st.State,
+		Version:      s.opts.Version,
+		Services:     uint32(svcs),
+		Tasks:        uint32(tasks),
+		Nodes:        uint32(nodes),
+	}, nil
+}

@@ -1,0 +1,274 @@
+package api
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/scheduler"
+)
+
+// Bounds on what a service spec may hold. They keep one service well inside
+// what a Raft entry and a store value should carry.
+const (
+	MaxSpecBytes     = 256 << 10
+	MaxReplicas      = 10000
+	MaxImageLen      = 512
+	MaxEnv           = 1000
+	MaxLabels        = 256
+	MaxArgs          = 1000
+	MaxArgLen        = 32 << 10
+	MaxConstraints   = 64
+	MaxMounts        = 64
+	MinMemoryLimit   = 4 << 20
+	MaxStopGrace     = time.Hour
+	MaxRestartDelay  = 24 * time.Hour
+	maxLabelKeyLen   = 128
+	maxLabelValueLen = 4096
+)
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envKey   = regexp.MustCompile(`^[^=\x00]+$`)
+	labelKey = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`)
+	signal   = regexp.MustCompile(`^(SIG)?[A-Z0-9+-]{2,12}$|^[0-9]{1,2}$`)
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, sdk.ErrInvalidArgument)...)
+}
+
+// ValidateName checks a service (or other object) name against DNS-label
+// rules: 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'.
+func ValidateName(kind, name string) error {
+	if name == "" {
+		return invalid("%s name is required", kind)
+	}
+	if !dnsLabel.MatchString(name) {
+		return invalid("%s name %q is invalid: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// ValidateServiceSpec checks a spec before anything is proposed. Errors wrap
+// sdk.ErrInvalidArgument and name the offending field.
+func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
+	if s == nil {
+		return invalid("spec is required")
+	}
+	if err := noUnknownFields(s); err != nil {
+		return err
+	}
+	if n := proto.Size(s); n > MaxSpecBytes {
+		return invalid("spec is %d bytes, more than the %d allowed", n, MaxSpecBytes)
+	}
+	if err := ValidateName("service", s.GetName()); err != nil {
+		return err
+	}
+	img := s.GetImage()
+	switch {
+	case img == "":
+		return invalid("service %q: image is required", s.GetName())
+	case len(img) > MaxImageLen:
+		return invalid("service %q: image reference is longer than %d characters", s.GetName(), MaxImageLen)
+	case strings.ContainsAny(img, " \t\n\r\x00"):
+		return invalid("service %q: image %q contains whitespace", s.GetName(), img)
+	}
+	if s.GetReplicas() > MaxReplicas {
+		return invalid("service %q: replicas %d is more than the %d allowed", s.GetName(), s.GetReplicas(), MaxReplicas)
+	}
+	if len(s.GetCommand())+len(s.GetArgs()) > MaxArgs {
+		return invalid("service %q: more than %d command and args entries", s.GetName(), MaxArgs)
+	}
+	for _, a := range append(append([]string{}, s.GetCommand()...), s.GetArgs()...) {
+		if len(a) > MaxArgLen || strings.ContainsRune(a, 0) {
+			return invalid("service %q: a command or args entry is longer than %d bytes or contains NUL", s.GetName(), MaxArgLen)
+		}
+	}
+	if len(s.GetEnv()) > MaxEnv {
+		return invalid("service %q: more than %d env entries", s.GetName(), MaxEnv)
+	}
+	for k := range s.GetEnv() {
+		if !envKey.MatchString(k) {
+			return invalid("service %q: env name %q is invalid (empty, or contains '=' or NUL)", s.GetName(), k)
+		}
+	}
+	if err := validateLabels(s.GetName(), s.GetLabels()); err != nil {
+		return err
+	}
+	if w := s.GetWorkingDir(); w != "" && !path.IsAbs(w) {
+		return invalid("service %q: working_dir %q must be an absolute path", s.GetName(), w)
+	}
+	if err := validateResources(s.GetName(), "limits", s.GetLimits()); err != nil {
+		return err
+	}
+	if err := validateResources(s.GetName(), "reservations", s.GetReservations()); err != nil {
+		return err
+	}
+	if m := s.GetLimits().GetMemoryBytes(); m != 0 && m < MinMemoryLimit {
+		return invalid("service %q: memory limit %d bytes is below the 4MiB minimum", s.GetName(), m)
+	}
+	if len(s.GetConstraints()) > MaxConstraints {
+		return invalid("service %q: more than %d constraints", s.GetName(), MaxConstraints)
+	}
+	for _, c := range s.GetConstraints() {
+		if _, err := scheduler.ParseConstraint(c); err != nil {
+			return fmt.Errorf("service %q: constraint: %w", s.GetName(), err)
+		}
+	}
+	if err := validateMounts(s.GetName(), s.GetMounts()); err != nil {
+		return err
+	}
+	for _, sec := range s.GetSecrets() {
+		if err := ValidateName("secret", sec); err != nil {
+			return fmt.Errorf("service %q: %w", s.GetName(), err)
+		}
+	}
+	for _, n := range s.GetNetworks() {
+		if err := ValidateName("network", n); err != nil {
+			return fmt.Errorf("service %q: %w", s.GetName(), err)
+		}
+	}
+	if sig := s.GetStopSignal(); sig != "" && !signal.MatchString(sig) {
+		return invalid("service %q: stop_signal %q is not a signal name or number", s.GetName(), sig)
+	}
+	if d := s.GetStopGracePeriod(); d != nil {
+		if err := validateDuration(s.GetName(), "stop_grace_period", d.AsDuration(), MaxStopGrace); err != nil {
+			return err
+		}
+	}
+	if rp := s.GetRestartPolicy(); rp != nil {
+		if _, ok := apiv1.RestartPolicy_Condition_name[int32(rp.GetCondition())]; !ok {
+			return invalid("service %q: restart condition %d is unknown", s.GetName(), rp.GetCondition())
+		}
+		for name, d := range map[string]time.Duration{"delay": rp.GetDelay().AsDuration(), "window": rp.GetWindow().AsDuration(), "max_delay": rp.GetMaxDelay().AsDuration()} {
+			if err := validateDuration(s.GetName(), "restart_policy."+name, d, MaxRestartDelay); err != nil {
+				return err
+			}
+		}
+	}
+	if up := s.GetUpdatePolicy(); up != nil {
+		if _, ok := apiv1.UpdatePolicy_Order_name[int32(up.GetOrder())]; !ok {
+			return invalid("service %q: update order %d is unknown", s.GetName(), up.GetOrder())
+		}
+		if _, ok := apiv1.UpdatePolicy_FailureAction_name[int32(up.GetFailureAction())]; !ok {
+			return invalid("service %q: update failure action %d is unknown", s.GetName(), up.GetFailureAction())
+		}
+		if err := validateDuration(s.GetName(), "update_policy.delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateDuration(svc, field string, d, max time.Duration) error {
+	if d < 0 {
+		return invalid("service %q: %s must not be negative", svc, field)
+	}
+	if d > max {
+		return invalid("service %q: %s %s is more than %s", svc, field, d, max)
+	}
+	return nil
+}
+
+func validateResources(svc, field string, r *apiv1.Resources) error {
+	if r.GetNanoCpus() < 0 || r.GetMemoryBytes() < 0 {
+		return invalid("service %q: %s must not be negative", svc, field)
+	}
+	return nil
+}
+
+func validateLabels(svc string, labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return invalid("service %q: more than %d labels", svc, MaxLabels)
+	}
+	for k, v := range labels {
+		if len(k) > maxLabelKeyLen || !labelKey.MatchString(k) {
+			return invalid("service %q: label key %q is invalid", svc, k)
+		}
+		if len(v) > maxLabelValueLen {
+			return invalid("service %q: label %q value is longer than %d bytes", svc, k, maxLabelValueLen)
+		}
+	}
+	return nil
+}
+
+func validateMounts(svc string, mounts []*apiv1.Mount) error {
+	if len(mounts) > MaxMounts {
+		return invalid("service %q: more than %d mounts", svc, MaxMounts)
+	}
+	targets := map[string]bool{}
+	for _, m := range mounts {
+		switch m.GetType() {
+		case "bind", "volume":
+			if m.GetSource() == "" {
+				return invalid("service %q: %s mount to %q needs a source", svc, m.GetType(), m.GetTarget())
+			}
+			if m.GetType() == "bind" && !path.IsAbs(m.GetSource()) {
+				return invalid("service %q: bind mount source %q must be an absolute path", svc, m.GetSource())
+			}
+		case "tmpfs":
+		default:
+			return invalid("service %q: mount type %q is unknown (bind, volume or tmpfs)", svc, m.GetType())
+		}
+		t := m.GetTarget()
+		if !path.IsAbs(t) || path.Clean(t) == "/" {
+			return invalid("service %q: mount target %q must be an absolute path other than /", svc, t)
+		}
+		if targets[path.Clean(t)] {
+			return invalid("service %q: two mounts target %q", svc, t)
+		}
+		targets[path.Clean(t)] = true
+	}
+	return nil
+}
+
+// noUnknownFields rejects messages carrying fields this version does not
+// know: a newer client's intent would otherwise be silently dropped.
+func noUnknownFields(m proto.Message) error {
+	var bad string
+	var walk func(protoreflect.Message, string)
+	walk = func(msg protoreflect.Message, at string) {
+		if bad != "" {
+			return
+		}
+		if len(msg.GetUnknown()) > 0 {
+			bad = at
+			return
+		}
+		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil {
+				return true
+			}
+			name := at + "." + string(fd.Name())
+			switch {
+			case fd.IsList():
+				for i := 0; i < v.List().Len(); i++ {
+					walk(v.List().Get(i).Message(), name)
+				}
+			case fd.IsMap():
+				if fd.MapValue().Message() != nil {
+					v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+						walk(mv.Message(), name)
+						return true
+					})
+				}
+			default:
+				walk(v.Message(), name)
+			}
+			return bad == ""
+		})
+	}
+	walk(m.ProtoReflect(), string(m.ProtoReflect().Descriptor().Name()))
+	if bad != "" {
+		return invalid("%s carries fields this agent does not know; upgrade the agent or drop them", bad)
+	}
+	return nil
+}

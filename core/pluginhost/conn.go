@@ -1,0 +1,107 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/warrenorch/warren/sdk"
+)
+
+// switchConn is the grpc.ClientConnInterface handed to the rest of the core.
+// It routes every call to the current plugin process's connection; restarts
+// swap that connection underneath. While no process is serving, calls fail at
+// once with an Unavailable status that wraps sdk.ErrPluginUnavailable.
+type switchConn struct {
+	name string
+	cur  atomic.Pointer[connTarget]
+}
+
+// connTarget is either a live connection or the reason there is none.
+type connTarget struct {
+	cc   *grpc.ClientConn
+	down error
+}
+
+var _ grpc.ClientConnInterface = (*switchConn)(nil)
+
+func newSwitchConn(name string) *switchConn {
+	c := &switchConn{name: name}
+	c.setDown("starting")
+	return c
+}
+
+// set routes calls to cc from now on.
+func (c *switchConn) set(cc *grpc.ClientConn) {
+	c.cur.Store(&connTarget{cc: cc})
+}
+
+// setDown makes calls fail with `plugin "<name>" unavailable: <why>`.
+func (c *switchConn) setDown(why string) {
+	c.cur.Store(&connTarget{down: c.unavailable(why)})
+}
+
+func (c *switchConn) unavailable(why string) error {
+	return sdk.FromStatus(status.Error(codes.Unavailable, fmt.Sprintf("plugin %q unavailable: %s", c.name, why)))
+}
+
+// Invoke performs a unary call on the current connection.
+func (c *switchConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	t := c.cur.Load()
+	if t.cc == nil {
+		return t.down
+	}
+	return c.mapErr(ctx, t.cc.Invoke(ctx, method, args, reply, opts...))
+}
+
+// NewStream opens a stream on the current connection.
+func (c *switchConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	t := c.cur.Load()
+	if t.cc == nil {
+		return nil, t.down
+	}
+	s, err := t.cc.NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		return nil, c.mapErr(ctx, err)
+	}
+	return &switchStream{ClientStream: s, conn: c}, nil
+}
+
+// mapErr turns the ways a call fails when the process dies under it into
+// errors wrapping sdk.ErrPluginUnavailable: Unavailable from the transport,
+// and Canceled from a connection the host closed while the caller's own
+// context was still live. Everything else passes through untouched.
+func (c *switchConn) mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case s.Code() == codes.Unavailable:
+	case s.Code() == codes.Canceled && ctx.Err() == nil:
+	default:
+		return err
+	}
+	return c.unavailable(s.Message())
+}
+
+// switchStream maps a stream's errors like switchConn.mapErr does.
+type switchStream struct {
+	grpc.ClientStream
+	conn *switchConn
+}
+
+func (s *switchStream) SendMsg(m any) error {
+	return s.conn.mapErr(s.Context(), s.ClientStream.SendMsg(m))
+}
+
+func (s *switchStream) RecvMsg(m any) error {
+	return s.conn.mapErr(s.Context(), s.ClientStream.RecvMsg(m))
+}

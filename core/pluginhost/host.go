@@ -1,0 +1,239 @@
+// Package pluginhost launches Warren's plugins, checks and configures them,
+// supervises them, and hands the rest of the core a connection to each that
+// survives restarts.
+//
+// A plugin is a separate executable speaking gRPC through hashicorp/go-plugin
+// (see package sdk). For each one the host
+//
+//  1. starts the process (go-plugin handshake, automatic mutual TLS), its
+//     JSON log lines on stderr forwarded into the agent's log under the
+//     plugin's name;
+//  2. calls Info and refuses a plugin of the wrong kind or without this
+//     agent's API version;
+//  3. calls ConfigSchema, checks the schema, decodes the operator's
+//     `config { }` block against it (errors with file:line:col, as a
+//     *ConfigError) and passes the result as JSON to Configure;
+//  4. watches the process: when it exits or stops answering health checks
+//     it is killed and started again with exponential backoff, steps 2 and 3
+//     included, and the connection handed out by Plugin.Client switches to
+//     the new process.
+//
+// Plugin processes die with the agent, even when it is kill -9'd. The host
+// signals only the plugin process itself: whatever a plugin started (a
+// runtime plugin's containers) is the plugin's business.
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/warrenorch/warren/sdk"
+)
+
+// EnvDataDir is the environment variable through which a plugin learns the
+// agent's data directory (Options.DataDir).
+const EnvDataDir = "WARREN_DATA_DIR"
+
+// Options tune a Host. Zero fields take the defaults documented on each.
+type Options struct {
+	// DataDir is passed to every plugin as $WARREN_DATA_DIR. Empty: not set.
+	DataDir string
+
+	// MinBackoff and MaxBackoff bound the wait before each restart attempt:
+	// MinBackoff before the first, doubling up to MaxBackoff. Defaults 200ms
+	// and 10s.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// StableAfter is how long a process must have run for the backoff to
+	// start again from MinBackoff after it dies. Default 1 minute.
+	StableAfter time.Duration
+	// MaxFailedStarts is how many restart attempts in a row may fail before
+	// the plugin's state becomes failed. The host keeps trying at
+	// MaxBackoff all the same. Default 10.
+	MaxFailedStarts int
+
+	// HealthInterval is the time between health checks of a running plugin;
+	// two failed checks in a row count as a hang: the process is killed and
+	// restarted. Default 2s.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check. Default 2s.
+	HealthTimeout time.Duration
+
+	// StartTimeout bounds the go-plugin handshake of a new process. Default 30s.
+	StartTimeout time.Duration
+	// CallTimeout bounds each of Info, ConfigSchema and Configure. Default 30s.
+	CallTimeout time.Duration
+	// KillTimeout is how long a plugin is given to exit when asked before it
+	// is killed, if the context passed to Stop allows that long. Default 5s.
+	KillTimeout time.Duration
+
+	// OnRestart, if set, is called after a plugin was restarted and
+	// configured, and before the host watches it again, so that the core can
+	// re-sync with the new process (the store's applied index, a runtime's
+	// task handles). It runs on the plugin's supervising goroutine: calls
+	// through p.Client() work, but it must not call Host.Stop.
+	OnRestart func(p *Plugin)
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.MinBackoff, 200*time.Millisecond)
+	def(&o.MaxBackoff, 10*time.Second)
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	def(&o.StableAfter, time.Minute)
+	if o.MaxFailedStarts <= 0 {
+		o.MaxFailedStarts = 10
+	}
+	def(&o.HealthInterval, 2*time.Second)
+	def(&o.HealthTimeout, 2*time.Second)
+	def(&o.StartTimeout, 30*time.Second)
+	def(&o.CallTimeout, 30*time.Second)
+	def(&o.KillTimeout, 5*time.Second)
+	return o
+}
+
+// Spec is what the configuration says about one plugin.
+type Spec struct {
+	// Name is the plugin block's name; it names the plugin in logs, errors
+	// and Status, and must be unique within a Host.
+	Name string
+	// Kind is the kind the configuration asked this plugin to serve.
+	Kind sdk.Kind
+	// Use says where the configuration uses the plugin, for messages
+	// ("manager.store"). Empty: "the configuration".
+	Use string
+	// Path is the absolute path of the executable.
+	Path string
+	// Args are extra command-line arguments.
+	Args []string
+	// Env are extra environment variables; they win over the agent's own
+	// environment and WARREN_DATA_DIR.
+	Env map[string]string
+	// Config is the body of the plugin's `config { }` block; nil when there
+	// is none.
+	Config hcl.Body
+	// ConfigRange is the range of the config block (or of the plugin block
+	// when there is no config block). Diagnostics that HCL cannot place
+	// better, such as a missing required attribute in an absent block,
+	// point there.
+	ConfigRange hcl.Range
+}
+
+func (s Spec) use() string {
+	if s.Use == "" {
+		return "the configuration"
+	}
+	return s.Use
+}
+
+// Host starts and supervises plugins. Its methods are safe for concurrent use.
+type Host struct {
+	log  hclog.Logger
+	opts Options
+
+	mu      sync.Mutex
+	plugins map[string]*Plugin
+	stopped bool
+}
+
+// New returns a Host that logs through logger (nil: no logging). Plugins'
+// own logs appear under logger.Named(<plugin name>).
+func New(logger hclog.Logger, opts Options) *Host {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Host{log: logger, opts: opts.withDefaults(), plugins: make(map[string]*Plugin)}
+}
+
+// Start launches the plugin spec describes, checks its kind and API
+// version, configures it, and supervises it until Stop. When Start returns
+// an error no process is left behind; configuration errors are a
+// *ConfigError.
+func (h *Host) Start(ctx context.Context, spec Spec) (*Plugin, error) {
+	if spec.Name == "" {
+		return nil, errors.New("plugin with no name")
+	}
+	if !spec.Kind.Valid() {
+		return nil, fmt.Errorf("plugin %q: unknown kind %q", spec.Name, spec.Kind)
+	}
+	p := newPlugin(h, spec)
+
+	h.mu.Lock()
+	switch {
+	case h.stopped:
+		h.mu.Unlock()
+		return nil, fmt.Errorf("plugin %q: plugin host is stopped", spec.Name)
+	case h.plugins[spec.Name] != nil:
+		h.mu.Unlock()
+		return nil, fmt.Errorf("plugin %q: already started", spec.Name)
+	}
+	h.plugins[spec.Name] = p
+	h.mu.Unlock()
+
+	if err := p.start(ctx); err != nil {
+		h.mu.Lock()
+		delete(h.plugins, spec.Name)
+		h.mu.Unlock()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Get returns the plugin called name, or nil.
+func (h *Host) Get(name string) *Plugin {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.plugins[name]
+}
+
+// List returns the status of every plugin, by name.
+func (h *Host) List() []Status {
+	h.mu.Lock()
+	ps := make([]*Plugin, 0, len(h.plugins))
+	for _, p := range h.plugins {
+		ps = append(ps, p)
+	}
+	h.mu.Unlock()
+	out := make([]Status, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Status())
+	}
+	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Stop stops every plugin: each is asked to exit and killed if it has not
+// within Options.KillTimeout or before ctx ends. Stop returns once every
+// process is gone; calls through plugins' clients fail from then on. Start
+// fails after Stop. The error lists the plugins that had to be killed.
+func (h *Host) Stop(ctx context.Context) error {
+	h.mu.Lock()
+	h.stopped = true
+	ps := make([]*Plugin, 0, len(h.plugins))
+	for _, p := range h.plugins {
+		ps = append(ps, p)
+	}
+	h.mu.Unlock()
+
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = p.stop(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

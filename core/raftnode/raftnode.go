@@ -1,0 +1,228 @@
+// Package raftnode runs hashicorp/raft for a manager: raft-boltdb for the log
+// and stable store, file snapshots, a TCP transport, single-node bootstrap on
+// first start and a clean restart on an existing data dir.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/warrenorch/warren/core/fsm"
+)
+
+// ErrNotLeader is returned for writes on a manager that is not the leader.
+var ErrNotLeader = errors.New("this manager is not the Raft leader")
+
+// ErrNoLeader is returned when no leader is known (an election is running or
+// there is no quorum).
+var ErrNoLeader = errors.New("no Raft leader: election in progress or no quorum")
+
+// Config configures a Node.
+type Config struct {
+	// ID is the node's stable Raft server ID.
+	ID string
+	// Dir holds raft.db and the snapshots.
+	Dir string
+	// BindAddr is the TCP address Raft listens on; Advertise is what peers dial.
+	BindAddr  string
+	Advertise string
+	// FSM is the state machine.
+	FSM *fsm.FSM
+
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	Logger            hclog.Logger
+}
+
+// Node is a running Raft member.
+type Node struct {
+	Raft      *raft.Raft
+	logs      *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	id        raft.ServerID
+	logger    hclog.Logger
+}
+
+// Open starts Raft on cfg.Dir, bootstrapping a single-node cluster when the
+// directory holds no Raft state yet.
+func Open(cfg Config) (*Node, error) {
+	logger := cfg.Logger.Named("raft")
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft: create %s: %w", cfg.Dir, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = logger
+	// Fast failure detection for small clusters; still well above LAN RTTs.
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft: open log store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("raft: open snapshot store: %w", err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("raft: advertise address %q: %w", cfg.Advertise, err)
+	}
+	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, logger)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+	}
+	n := &Node{logs: logs, transport: transport, id: rc.LocalID, logger: logger}
+
+	existing, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("raft: inspect state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("raft: start: %w", err)
+	}
+	n.Raft = r
+	if !existing {
+		logger.Info("no Raft state: bootstrapping a new single-node cluster", "id", cfg.ID, "addr", transport.LocalAddr())
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: transport.LocalAddr()}}}
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			_ = n.Shutdown()
+			return nil, fmt.Errorf("raft: bootstrap: %w", err)
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	_ = n.transport.Close()
+	_ = n.logs.Close()
+}
+
+// WaitLeader blocks until some node is leader (this one, for a single-node
+// cluster) or ctx ends. It waits on Raft's leadership observations, not a
+// sleep loop.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.Raft.RegisterObserver(observer)
+	defer n.Raft.DeregisterObserver(observer)
+	for {
+		if addr, _ := n.Raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-obs:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a Raft leader: %w", ctx.Err())
+		}
+	}
+}
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.Raft.State() == raft.Leader }
+
+// LeaderCh is raft's leadership notification channel.
+func (n *Node) LeaderCh() <-chan bool { return n.Raft.LeaderCh() }
+
+// Apply proposes cmd and waits until it is applied. It returns what the FSM
+// returned for it (an applied object, or the command's own error).
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if n.Raft.State() != raft.Leader {
+		if addr, _ := n.Raft.LeaderWithID(); addr == "" {
+			return nil, ErrNoLeader
+		}
+		return nil, ErrNotLeader
+	}
+	timeout := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	f := n.Raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w (%v)", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, fmt.Errorf("raft apply: %w", context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("raft apply: %w", err)
+	}
+	resp := f.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Snapshot asks Raft for a snapshot now.
+func (n *Node) Snapshot() error {
+	return n.Raft.Snapshot().Error()
+}
+
+// Stats is a summary of the node's Raft state.
+type Stats struct {
+	State        string
+	Leader       string
+	LeaderID     string
+	LastIndex    uint64
+	AppliedIndex uint64
+}
+
+// Stats returns the node's Raft state.
+func (n *Node) Stats() Stats {
+	addr, id := n.Raft.LeaderWithID()
+	return Stats{
+		State:        n.Raft.State().String(),
+		Leader:       string(addr),
+		LeaderID:     string(id),
+		LastIndex:    n.Raft.LastIndex(),
+		AppliedIndex: n.Raft.AppliedIndex(),
+	}
+}
+
+// Shutdown stops Raft and closes its stores.
+func (n *Node) Shutdown() error {
+	err := n.Raft.Shutdown().Error()
+	n.closeStores()
+	return err
+}

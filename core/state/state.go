@@ -1,0 +1,343 @@
+// Package state is the core's in-memory, indexed view of the cluster state.
+//
+// The store plugin holds the durable copy; this view is loaded from it at
+// start and after a snapshot restore, and the FSM updates both on every
+// applied command. Reads never leave the process, so loops and the API can
+// read as often as they like.
+//
+// Objects handed out are shared and must be treated as read-only: writers
+// replace objects, they never mutate them. Clone before changing.
+package state
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// Buckets in the store, one per kind of object.
+const (
+	BucketServices = "services"
+	BucketTasks    = "tasks"
+	BucketNodes    = "nodes"
+	BucketSecrets  = "secrets"
+	BucketVolumes  = "volumes"
+	BucketNetworks = "networks"
+	BucketCluster  = "cluster"
+)
+
+// Buckets lists every bucket the state uses.
+var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, BucketVolumes, BucketNetworks, BucketCluster}
+
+// ClusterIDKey is the key of the cluster ID in BucketCluster.
+const ClusterIDKey = "id"
+
+type object interface {
+	proto.Message
+	GetId() string
+}
+
+// table holds one kind of object by ID, with an optional unique name index.
+type table[T object] struct {
+	byID   map[string]T
+	byName map[string]string
+	name   func(T) string
+}
+
+func newTable[T object](name func(T) string) *table[T] {
+	t := &table[T]{byID: map[string]T{}, name: name}
+	if name != nil {
+		t.byName = map[string]string{}
+	}
+	return t
+}
+
+func (t *table[T]) put(o T) {
+	if old, ok := t.byID[o.GetId()]; ok && t.name != nil {
+		delete(t.byName, t.name(old))
+	}
+	t.byID[o.GetId()] = o
+	if t.name != nil {
+		t.byName[t.name(o)] = o.GetId()
+	}
+}
+
+func (t *table[T]) del(id string) (T, bool) {
+	old, ok := t.byID[id]
+	if ok {
+		delete(t.byID, id)
+		if t.name != nil {
+			delete(t.byName, t.name(old))
+		}
+	}
+	return old, ok
+}
+
+func (t *table[T]) get(id string) (T, bool) {
+	o, ok := t.byID[id]
+	return o, ok
+}
+
+func (t *table[T]) byNameGet(name string) (T, bool) {
+	var zero T
+	if t.name == nil {
+		return zero, false
+	}
+	id, ok := t.byName[name]
+	if !ok {
+		return zero, false
+	}
+	return t.byID[id], true
+}
+
+// lookup finds by exact name, exact ID, then unique ID prefix. ambiguous is
+// true when a prefix matched several objects.
+func (t *table[T]) lookup(nameOrID string) (o T, ambiguous bool, ok bool) {
+	if nameOrID == "" {
+		return o, false, false
+	}
+	if o, ok := t.byNameGet(nameOrID); ok {
+		return o, false, true
+	}
+	if o, ok := t.byID[nameOrID]; ok {
+		return o, false, true
+	}
+	var found T
+	n := 0
+	for id, obj := range t.byID {
+		if strings.HasPrefix(id, nameOrID) {
+			found = obj
+			n++
+		}
+	}
+	if n == 1 {
+		return found, false, true
+	}
+	return o, n > 1, false
+}
+
+func (t *table[T]) list() []T {
+	out := make([]T, 0, len(t.byID))
+	for _, o := range t.byID {
+		out = append(out, o)
+	}
+	return out
+}
+
+// State is the in-memory cluster state. It is safe for concurrent use.
+type State struct {
+	mu        sync.RWMutex
+	clusterID string
+	services  *table[*apiv1.Service]
+	tasks     *table[*apiv1.Task]
+	nodes     *table[*apiv1.Node]
+	secrets   *table[*apiv1.Secret]
+	volumes   *table[*apiv1.Volume]
+	networks  *table[*apiv1.Network]
+	// secondary task indexes: service ID / node ID → task IDs.
+	tasksByService map[string]map[string]struct{}
+	tasksByNode    map[string]map[string]struct{}
+}
+
+// New returns an empty State.
+func New() *State {
+	return &State{
+		services:       newTable(func(s *apiv1.Service) string { return s.GetSpec().GetName() }),
+		tasks:          newTable[*apiv1.Task](nil),
+		nodes:          newTable(func(n *apiv1.Node) string { return n.GetName() }),
+		secrets:        newTable(func(s *apiv1.Secret) string { return s.GetName() }),
+		volumes:        newTable(func(v *apiv1.Volume) string { return v.GetName() }),
+		networks:       newTable(func(n *apiv1.Network) string { return n.GetName() }),
+		tasksByService: map[string]map[string]struct{}{},
+		tasksByNode:    map[string]map[string]struct{}{},
+	}
+}
+
+// Lookup outcome for name-or-ID lookups.
+type Lookup int
+
+// Lookup results.
+const (
+	Found Lookup = iota
+	NotFound
+	Ambiguous
+)
+
+func result(ambiguous, ok bool) Lookup {
+	switch {
+	case ok:
+		return Found
+	case ambiguous:
+		return Ambiguous
+	}
+	return NotFound
+}
+
+// ClusterID returns the cluster's ID, empty before bootstrap.
+func (s *State) ClusterID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clusterID
+}
+
+// Service returns the service with that ID.
+func (s *State) Service(id string) (*apiv1.Service, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.services.get(id)
+}
+
+// ServiceByName returns the service with that name.
+func (s *State) ServiceByName(name string) (*apiv1.Service, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.services.byNameGet(name)
+}
+
+// LookupService finds a service by name, ID or unique ID prefix.
+func (s *State) LookupService(nameOrID string) (*apiv1.Service, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.services.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Services returns all services sorted by name.
+func (s *State) Services() []*apiv1.Service {
+	s.mu.RLock()
+	out := s.services.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Service) int { return strings.Compare(a.GetSpec().GetName(), b.GetSpec().GetName()) })
+	return out
+}
+
+// Task returns the task with that ID.
+func (s *State) Task(id string) (*apiv1.Task, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tasks.get(id)
+}
+
+// TaskFilter selects tasks; empty fields match everything.
+type TaskFilter struct {
+	ServiceID string
+	NodeID    string
+}
+
+// Tasks returns the tasks matching f, sorted by service name, slot and
+// creation. It reads from the service and node indexes, not a full scan.
+func (s *State) Tasks(f TaskFilter) []*apiv1.Task {
+	s.mu.RLock()
+	var out []*apiv1.Task
+	switch {
+	case f.ServiceID != "":
+		for id := range s.tasksByService[f.ServiceID] {
+			t := s.tasks.byID[id]
+			if f.NodeID == "" || t.GetNodeId() == f.NodeID {
+				out = append(out, t)
+			}
+		}
+	case f.NodeID != "":
+		for id := range s.tasksByNode[f.NodeID] {
+			out = append(out, s.tasks.byID[id])
+		}
+	default:
+		out = s.tasks.list()
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, compareTasks)
+	return out
+}
+
+func compareTasks(a, b *apiv1.Task) int {
+	if c := strings.Compare(a.GetServiceName(), b.GetServiceName()); c != 0 {
+		return c
+	}
+	if a.GetSlot() != b.GetSlot() {
+		if a.GetSlot() < b.GetSlot() {
+			return -1
+		}
+		return 1
+	}
+	if c := a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()); c != 0 {
+		return -c // newest first within a slot
+	}
+	return strings.Compare(a.GetId(), b.GetId())
+}
+
+// Node returns the node with that ID.
+func (s *State) Node(id string) (*apiv1.Node, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nodes.get(id)
+}
+
+// LookupNode finds a node by name, ID or unique ID prefix.
+func (s *State) LookupNode(nameOrID string) (*apiv1.Node, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.nodes.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Nodes returns all nodes sorted by name.
+func (s *State) Nodes() []*apiv1.Node {
+	s.mu.RLock()
+	out := s.nodes.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Node) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// SecretByName returns the secret with that name.
+func (s *State) SecretByName(name string) (*apiv1.Secret, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.secrets.byNameGet(name)
+}
+
+// Secret returns the secret with that ID.
+func (s *State) Secret(id string) (*apiv1.Secret, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.secrets.get(id)
+}
+
+// VolumeByName returns the volume with that name.
+func (s *State) VolumeByName(name string) (*apiv1.Volume, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.volumes.byNameGet(name)
+}
+
+// Volume returns the volume with that ID.
+func (s *State) Volume(id string) (*apiv1.Volume, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.volumes.get(id)
+}
+
+// NetworkByName returns the network with that name.
+func (s *State) NetworkByName(name string) (*apiv1.Network, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.networks.byNameGet(name)
+}
+
+// Network returns the network with that ID.
+func (s *State) Network(id string) (*apiv1.Network, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.networks.get(id)
+}
+
+// Counts returns the number of services, tasks and nodes.
+func (s *State) Counts() (services, tasks, nodes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.services.byID), len(s.tasks.byID), len(s.nodes.byID)
+}

@@ -1,0 +1,197 @@
+package state
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// The write side is used by the FSM only, from one goroutine at a time.
+
+// SetClusterID records the cluster's ID.
+func (s *State) SetClusterID(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterID = id
+}
+
+// PutService inserts or replaces a service.
+func (s *State) PutService(o *apiv1.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services.put(o)
+}
+
+// DeleteService removes a service.
+func (s *State) DeleteService(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services.del(id)
+}
+
+// PutTasks inserts or replaces tasks, all at once for readers.
+func (s *State) PutTasks(ts []*apiv1.Task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range ts {
+		s.putTaskLocked(t)
+	}
+}
+
+func (s *State) putTaskLocked(t *apiv1.Task) {
+	if old, ok := s.tasks.get(t.GetId()); ok {
+		unindex(s.tasksByService, old.GetServiceId(), old.GetId())
+		unindex(s.tasksByNode, old.GetNodeId(), old.GetId())
+	}
+	s.tasks.put(t)
+	index(s.tasksByService, t.GetServiceId(), t.GetId())
+	index(s.tasksByNode, t.GetNodeId(), t.GetId())
+}
+
+// DeleteTasks removes tasks, all at once for readers.
+func (s *State) DeleteTasks(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if old, ok := s.tasks.del(id); ok {
+			unindex(s.tasksByService, old.GetServiceId(), id)
+			unindex(s.tasksByNode, old.GetNodeId(), id)
+		}
+	}
+}
+
+func index(m map[string]map[string]struct{}, key, id string) {
+	if key == "" {
+		return
+	}
+	set := m[key]
+	if set == nil {
+		set = map[string]struct{}{}
+		m[key] = set
+	}
+	set[id] = struct{}{}
+}
+
+func unindex(m map[string]map[string]struct{}, key, id string) {
+	if set := m[key]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+// PutNode inserts or replaces a node.
+func (s *State) PutNode(o *apiv1.Node) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes.put(o)
+}
+
+// DeleteNode removes a node.
+func (s *State) DeleteNode(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes.del(id)
+}
+
+// PutSecret inserts or replaces a secret.
+func (s *State) PutSecret(o *apiv1.Secret) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secrets.put(o)
+}
+
+// DeleteSecret removes a secret.
+func (s *State) DeleteSecret(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secrets.del(id)
+}
+
+// PutVolume inserts or replaces a volume.
+func (s *State) PutVolume(o *apiv1.Volume) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.volumes.put(o)
+}
+
+// DeleteVolume removes a volume.
+func (s *State) DeleteVolume(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.volumes.del(id)
+}
+
+// PutNetwork inserts or replaces a network.
+func (s *State) PutNetwork(o *apiv1.Network) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.networks.put(o)
+}
+
+// DeleteNetwork removes a network.
+func (s *State) DeleteNetwork(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.networks.del(id)
+}
+
+// Load decodes one stored record into the state; it is how the view is
+// rebuilt from the store plugin.
+func (s *State) Load(bucket, key string, value []byte) error {
+	var msg proto.Message
+	switch bucket {
+	case BucketServices:
+		msg = &apiv1.Service{}
+	case BucketTasks:
+		msg = &apiv1.Task{}
+	case BucketNodes:
+		msg = &apiv1.Node{}
+	case BucketSecrets:
+		msg = &apiv1.Secret{}
+	case BucketVolumes:
+		msg = &apiv1.Volume{}
+	case BucketNetworks:
+		msg = &apiv1.Network{}
+	case BucketCluster:
+		if key == ClusterIDKey {
+			s.SetClusterID(string(value))
+		}
+		return nil
+	default:
+		return fmt.Errorf("state: unknown bucket %q", bucket)
+	}
+	if err := proto.Unmarshal(value, msg); err != nil {
+		return fmt.Errorf("state: decode %s/%s: %w", bucket, key, err)
+	}
+	switch o := msg.(type) {
+	case *apiv1.Service:
+		s.PutService(o)
+	case *apiv1.Task:
+		s.PutTasks([]*apiv1.Task{o})
+	case *apiv1.Node:
+		s.PutNode(o)
+	case *apiv1.Secret:
+		s.PutSecret(o)
+	case *apiv1.Volume:
+		s.PutVolume(o)
+	case *apiv1.Network:
+		s.PutNetwork(o)
+	}
+	return nil
+}
+
+// Reset empties the state; the FSM calls it before reloading after a
+// snapshot restore.
+func (s *State) Reset() {
+	fresh := New()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterID = ""
+	s.services, s.tasks, s.nodes = fresh.services, fresh.tasks, fresh.nodes
+	s.secrets, s.volumes, s.networks = fresh.secrets, fresh.volumes, fresh.networks
+	s.tasksByService, s.tasksByNode = fresh.tasksByService, fresh.tasksByNode
+}

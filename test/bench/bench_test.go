@@ -1,0 +1,105 @@
+// Package bench measures Warren end to end on real binaries. Run it with
+// `make bench`; results go in docs/benchmarks.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	os.Exit(code)
+}
+
+var seq atomic.Int64
+
+func startAgent(b *testing.B) apiv1.WarrenClient {
+	b.Helper()
+	bin := testutil.Install(b, "store-bolt", "scheduler-roundrobin")
+	a := testutil.NewAgent(b, bin, "")
+	a.Start(context.Background())
+	return a.Client()
+}
+
+func create(ctx context.Context, c apiv1.WarrenClient) (time.Duration, error) {
+	name := fmt.Sprintf("bench-%d", seq.Add(1))
+	start := time.Now()
+	_, err := c.CreateService(ctx, &apiv1.CreateServiceRequest{Spec: &apiv1.ServiceSpec{
+		Name: name, Image: "registry.local/app:1.2.3", Replicas: 3,
+		Env:    map[string]string{"MODE": "bench", "LEVEL": "info"},
+		Labels: map[string]string{"team": "edge"},
+	}})
+	return time.Since(start), err
+}
+
+func report(b *testing.B, lat []time.Duration, elapsed time.Duration) {
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+// BenchmarkServiceCreate: one client, each create committed through
+// API → Raft → FSM → store plugin before the next.
+func BenchmarkServiceCreate(b *testing.B) {
+	c := startAgent(b)
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		d, err := create(ctx, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+	}
+	report(b, lat, time.Since(start))
+}
+
+// BenchmarkServiceCreate64: 64 concurrent clients.
+func BenchmarkServiceCreate64(b *testing.B) {
+	c := startAgent(b)
+	ctx := context.Background()
+	const clients = 64
+	var (
+		mu   sync.Mutex
+		lat  = make([]time.Duration, 0, b.N)
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for next.Add(1) <= int64(b.N) {
+				d, err := create(ctx, c)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	report(b, lat, time.Since(start))
+}

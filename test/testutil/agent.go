@@ -1,0 +1,302 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// Install builds bin/warren and the named plugins the way `make build` lays
+// them out (warren next to a plugins/ folder) and returns warren's path.
+func Install(t testing.TB, plugins ...string) string {
+	t.Helper()
+	warren := Build(t, "cmd/warren")
+	dir := filepath.Dir(warren)
+	pdir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plugins {
+		bin := Build(t, "plugins/"+p)
+		dst := filepath.Join(pdir, p)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		if err := os.Link(bin, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return warren
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Agent is a warren agent process started by a test.
+type Agent struct {
+	t       testing.TB
+	Bin     string
+	Dir     string
+	Config  string
+	Socket  string
+	DataDir string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *lockedWriter
+}
+
+// AgentConfig returns a manager-only HCL config for dir, with the given
+// extra text inside the manager block.
+func AgentConfig(t testing.TB, dir, managerExtra string) string {
+	return fmt.Sprintf(`
+data_dir   = %q
+bind_addr  = "127.0.0.1:%d"
+api_socket = %q
+node_name  = "test-manager"
+log_level  = "debug"
+
+manager {
+%s
+}
+`, filepath.Join(dir, "data"), FreePort(t), filepath.Join(dir, "warren.sock"), managerExtra)
+}
+
+// NewAgent prepares (but does not start) an agent in a fresh directory.
+func NewAgent(t testing.TB, bin, hcl string) *Agent {
+	t.Helper()
+	dir := t.TempDir()
+	if hcl == "" {
+		hcl = AgentConfig(t, dir, "")
+	}
+	cfg := filepath.Join(dir, "agent.hcl")
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{t: t, Bin: bin, Dir: dir, Config: cfg, Socket: filepath.Join(dir, "warren.sock"), DataDir: filepath.Join(dir, "data")}
+	t.Cleanup(a.Kill)
+	return a
+}
+
+// Start starts the agent and waits until its API answers.
+func (a *Agent) Start(ctx context.Context) {
+	a.t.Helper()
+	a.mu.Lock()
+	a.log = &lockedWriter{w: &bytes.Buffer{}}
+	cmd := exec.Command(a.Bin, "agent", "-config", a.Config)
+	cmd.Stdout = a.log
+	cmd.Stderr = a.log
+	if err := cmd.Start(); err != nil {
+		a.mu.Unlock()
+		a.t.Fatalf("start agent: %v", err)
+	}
+	a.cmd = cmd
+	exited := make(chan struct{})
+	a.exited = exited
+	a.mu.Unlock()
+	go func() { _ = cmd.Wait(); close(exited) }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-exited:
+			a.t.Fatalf("agent exited during start:\n%s", a.Output())
+		default:
+		}
+		if a.ping(ctx) == nil {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			a.t.Fatalf("agent API not up after 60s:\n%s", a.Output())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the socket with a deadline
+	}
+}
+
+// Output returns what the agent printed so far.
+func (a *Agent) Output() string {
+	a.mu.Lock()
+	lw := a.log
+	a.mu.Unlock()
+	if lw == nil {
+		return ""
+	}
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.String()
+}
+
+func (a *Agent) ping(ctx context.Context) error {
+	if _, err := os.Stat(a.Socket); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := a.Client()
+	_, err := c.ClusterInfo(ctx, &apiv1.ClusterInfoRequest{})
+	return err
+}
+
+// Client returns an API client on the agent's socket.
+func (a *Agent) Client() apiv1.WarrenClient {
+	a.t.Helper()
+	conn, err := grpc.NewClient("unix://"+a.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(func() { conn.Close() })
+	return apiv1.NewWarrenClient(conn)
+}
+
+// PID returns the agent's process ID.
+func (a *Agent) PID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (a *Agent) Stop() {
+	a.t.Helper()
+	a.signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(30 * time.Second):
+		a.t.Fatalf("agent did not exit 30s after SIGTERM:\n%s", a.Output())
+	}
+}
+
+// Kill9 kills the agent with SIGKILL and waits for it to be gone.
+func (a *Agent) Kill9() {
+	a.signal(syscall.SIGKILL)
+	<-a.exited
+}
+
+// Kill stops the agent if it still runs, and any plugin it left; used in
+// cleanup so a failing test leaves no processes.
+func (a *Agent) Kill() {
+	a.mu.Lock()
+	cmd, exited := a.cmd, a.exited
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	for _, pid := range PluginPIDs(a.Bin) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func (a *Agent) signal(sig syscall.Signal) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil {
+		_ = a.cmd.Process.Signal(sig)
+	}
+}
+
+// PluginPIDs returns the PIDs of running processes whose executable lives
+// in the plugins folder next to bin.
+func PluginPIDs(bin string) []int {
+	pdir := filepath.Join(filepath.Dir(bin), "plugins") + "/"
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(exe, pdir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Alive reports whether a process with that PID exists (and is not a zombie).
+func Alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// Eventually polls cond every 20ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// RunCLI runs the warren CLI against socket and returns its stdout, stderr
+// and exit code.
+func RunCLI(t testing.TB, bin, socket string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--socket", socket}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("run warren %v: %v", args, err)
+	}
+	return o.String(), e.String(), 0
+}
