@@ -74,10 +74,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}()
 	storePlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Store, sdk.KindStore, "manager.store"))
 	if err != nil {
-		return err
+		return pluginError(cfg, err)
 	}
 	if _, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Scheduler, sdk.KindScheduler, "manager.scheduler")); err != nil {
-		return err
+		return pluginError(cfg, err)
 	}
 
 	view := state.New()
@@ -166,6 +166,16 @@ func pluginSpec(cfg *config.Agent, name string, kind sdk.Kind, use string) plugi
 		spec.Args, spec.Env, spec.Config, spec.ConfigRange = p.Args, p.Env, p.Config, p.ConfigRange
 	}
 	return spec
+}
+
+// pluginError renders a plugin's config block errors like the config
+// file's own: file:line:col with the source snippet.
+func pluginError(cfg *config.Agent, err error) error {
+	var ce *pluginhost.ConfigError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("plugin %q: invalid config block:\n%w", ce.Plugin, config.DiagnosticsError(cfg.Files(), ce.Diags))
+	}
+	return err
 }
 
 func pluginStatuses(h *pluginhost.Host) []*apiv1.PluginStatus {

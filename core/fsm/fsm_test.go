@@ -17,10 +17,10 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
-	"github.com/warrenorch/warren/test/testutil"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/store"
+	"github.com/warrenorch/warren/test/testutil"
 )
 
 func TestMain(m *testing.M) {

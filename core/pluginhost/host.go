@@ -20,7 +20,9 @@
 //
 // Plugin processes die with the agent, even when it is kill -9'd. The host
 // signals only the plugin process itself: whatever a plugin started (a
-// runtime plugin's containers) is the plugin's business.
+// runtime plugin's containerd and containers) is the plugin's business. A
+// child that inherited the plugin's stdout or stderr keeps running after the
+// plugin dies; its further output on them is discarded.
 package pluginhost
 
 import (

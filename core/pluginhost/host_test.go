@@ -85,10 +85,10 @@ func TestStartConfiguresPlugin(t *testing.T) {
 	}
 	s := p.Status()
 	pid, _ := strconv.Atoi(get(t, st, "_test", "pid"))
-	want2 := Status{Name: "store-test", Kind: sdk.KindStore, Version: "0.0.1-test", Path: testPlugin, PID: pid, State: StateRunning}
+	wantStatus := Status{Name: "store-test", Kind: sdk.KindStore, Version: "0.0.1-test", Path: testPlugin, PID: pid, State: StateRunning}
 	s.StartedAt = time.Time{}
-	if s != want2 {
-		t.Errorf("Status() = %+v, want %+v", s, want2)
+	if s != wantStatus {
+		t.Errorf("Status() = %+v, want %+v", s, wantStatus)
 	}
 	if l := h.List(); len(l) != 1 || l[0].Name != "store-test" {
 		t.Errorf("List() = %+v", l)
@@ -409,6 +409,55 @@ func TestFailedStartsThenRecovery(t *testing.T) {
 	}
 }
 
+// A plugin's child that inherited its stdout and stderr (containerd started
+// by a runtime plugin) must neither keep the host from restarting the plugin
+// nor be killed by a closed pipe.
+func TestPluginWithOrphanedChild(t *testing.T) {
+	orphans := filepath.Join(t.TempDir(), "orphans")
+	orphanPIDs := func() []int {
+		raw, _ := os.ReadFile(orphans)
+		var pids []int
+		for _, f := range strings.Fields(string(raw)) {
+			pid, _ := strconv.Atoi(f)
+			pids = append(pids, pid)
+		}
+		return pids
+	}
+	ticks := func(pid int) int {
+		raw, _ := os.ReadFile(orphans + "." + strconv.Itoa(pid))
+		n, _ := strconv.Atoi(string(raw))
+		return n
+	}
+	t.Cleanup(func() {
+		for _, pid := range orphanPIDs() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	h, _ := newHost(t, testOptions())
+	p := startPlugin(t, h, testSpec(t, "store-test", map[string]string{"TESTPLUGIN_ORPHAN_FILE": orphans}))
+	waitFor(t, 10*time.Second, "the child to start", func() bool { return len(orphanPIDs()) == 1 })
+	orphan := orphanPIDs()[0]
+
+	if err := syscall.Kill(p.Status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the restart", func() bool {
+		s := p.Status()
+		return s.State == StateRunning && s.Restarts == 1
+	})
+	track(t, h, p.Status().PID)
+	// The child lives on and keeps writing to the pipe the host no longer
+	// forwards.
+	after := ticks(orphan)
+	waitFor(t, 10*time.Second, "the child to write more", func() bool { return ticks(orphan) >= after+5 })
+	if processGone(orphan) {
+		t.Errorf("the plugin's child %d died", orphan)
+	}
+	if v := get(t, store.NewClient(p.Client()), "_test", "pid"); v != strconv.Itoa(p.Status().PID) {
+		t.Errorf("client reached PID %s, want %d", v, p.Status().PID)
+	}
+}
+
 func TestStopLeavesNoProcess(t *testing.T) {
 	opts := testOptions()
 	opts.HealthInterval = time.Hour // let store-b stay hung
@@ -529,7 +578,9 @@ func onThrowawayThread(f func()) int {
 
 func TestPluginDiesWithAgent(t *testing.T) {
 	agent := exec.Command(os.Args[0])
-	agent.Env = append(os.Environ(), agentEnv+"="+testPlugin)
+	// go-plugin's socket folder, which a kill -9'd agent leaves behind,
+	// goes in the test's temporary folder.
+	agent.Env = append(os.Environ(), agentEnv+"="+testPlugin, "TMPDIR="+t.TempDir())
 	stdin, err := agent.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -294,17 +294,14 @@ func (p *Plugin) supervise(inst *instance) {
 	}
 }
 
-// backoff returns the wait before restart attempt n (1-based): min, doubling
-// with each attempt, capped at max.
-func backoff(min, max time.Duration, n int) time.Duration {
-	d := min
-	for i := 1; i < n && d < max; i++ {
+// backoff returns the wait before restart attempt n (1-based): lo, doubling
+// with each attempt, capped at hi.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
 		d *= 2
 	}
-	if d > max {
-		d = max
-	}
-	return d
+	return min(d, hi)
 }
 
 // finish stops inst (if any) for good once the plugin is being stopped.

@@ -10,16 +10,17 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
 
-// drainTimeout bounds how long a dead plugin's stdout and stderr are read
-// after the process exited. Past it the pipes are closed: a grandchild that
-// inherited them (a daemon the plugin started) would otherwise keep them open,
-// and go-plugin would never notice the exit.
+// drainTimeout bounds how long go-plugin reads a dead plugin's stdout and
+// stderr after the process exited. A child of the plugin that inherited them
+// (a daemon it started) keeps them open; go-plugin would wait for the end of
+// them forever, and with it Kill.
 const drainTimeout = 2 * time.Second
 
 // procRunner is the go-plugin runner for one plugin process. go-plugin's own
@@ -97,21 +98,30 @@ func (r *procRunner) Start(_ context.Context) error {
 	return nil
 }
 
-// wait reaps the process, then gives the log readers a moment to reach the
-// end of what it wrote before closing the pipes under them.
+// wait reaps the process, then lets the log readers reach the end of what
+// it wrote. Pipes still open past drainTimeout are held by some other
+// process: they are detached from go-plugin.
 func (r *procRunner) wait() {
 	r.waitErr = r.cmd.Wait()
 	close(r.exited)
 	t := time.NewTimer(drainTimeout)
 	defer t.Stop()
+	expired := false
 	for _, p := range []*pipeReader{r.stdout, r.stderr} {
+		if !expired {
+			select {
+			case <-p.eof:
+			case <-t.C:
+				expired = true
+			}
+		}
 		select {
 		case <-p.eof:
-		case <-t.C:
+			p.Close()
+		default:
+			p.detach()
 		}
 	}
-	r.stdout.Close()
-	r.stderr.Close()
 }
 
 // exitedOnItsOwn reports whether the process has been reaped after exiting
@@ -186,11 +196,12 @@ func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) 
 }
 
 // pipeReader is the read end of a plugin's stdout or stderr; eof is closed
-// once a read reached the end.
+// once a read failed, normally at the end.
 type pipeReader struct {
-	f       *os.File
-	eof     chan struct{}
-	eofOnce sync.Once
+	f        *os.File
+	eof      chan struct{}
+	eofOnce  sync.Once
+	detached atomic.Bool
 }
 
 func newPipeReader(f *os.File) *pipeReader {
@@ -199,6 +210,9 @@ func newPipeReader(f *os.File) *pipeReader {
 
 func (p *pipeReader) Read(b []byte) (int, error) {
 	n, err := p.f.Read(b)
+	if err != nil && p.detached.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = io.EOF
+	}
 	if err != nil {
 		p.eofOnce.Do(func() { close(p.eof) })
 	}
@@ -211,6 +225,21 @@ func (p *pipeReader) Close() error {
 		return nil
 	}
 	return err
+}
+
+// detach ends go-plugin's reading (its Read returns io.EOF) and drains the
+// pipe into nothing until the last process holding it closes it. Closing
+// the pipe instead would kill that process with SIGPIPE at its next write:
+// it may be a runtime plugin's containerd, which must outlive the plugin.
+func (p *pipeReader) detach() {
+	p.detached.Store(true)
+	_ = p.f.SetReadDeadline(time.Unix(1, 0))
+	<-p.eof // go-plugin's reader has stopped
+	_ = p.f.SetReadDeadline(time.Time{})
+	go func() {
+		_, _ = io.Copy(io.Discard, p.f)
+		p.f.Close()
+	}()
 }
 
 // The launcher: every plugin process is forked by one goroutine locked to its

@@ -23,8 +23,7 @@ import (
 func startAgent(t *testing.T, managerExtra string) (*testutil.Agent, string) {
 	t.Helper()
 	bin := testutil.Install(t, managerPlugins...)
-	dir := t.TempDir()
-	a := testutil.NewAgent(t, bin, testutil.AgentConfig(t, dir, managerExtra))
+	a := testutil.NewAgent(t, bin, managerExtra)
 	a.Start(context.Background())
 	return a, bin
 }
@@ -433,7 +432,7 @@ func runWithContext(ctx context.Context, t *testing.T, bin string, args ...strin
 	var code int
 	go func() {
 		defer close(done)
-		o, e, code = testutil.RunCLI(t, bin, "/nonexistent.sock", args...)
+		o, e, code = testutil.Run(t, bin, args...)
 	}()
 	select {
 	case <-done:

@@ -86,13 +86,12 @@ manager {
 `, filepath.Join(dir, "data"), FreePort(t), filepath.Join(dir, "warren.sock"), managerExtra)
 }
 
-// NewAgent prepares (but does not start) an agent in a fresh directory.
-func NewAgent(t testing.TB, bin, hcl string) *Agent {
+// NewAgent prepares (but does not start) a manager agent in a fresh
+// directory; managerExtra goes inside its manager block.
+func NewAgent(t testing.TB, bin, managerExtra string) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	if hcl == "" {
-		hcl = AgentConfig(t, dir, "")
-	}
+	hcl := AgentConfig(t, dir, managerExtra)
 	cfg := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
@@ -288,7 +287,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // and exit code.
 func RunCLI(t testing.TB, bin, socket string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"--socket", socket}, args...)...)
+	return Run(t, bin, append([]string{"--socket", socket}, args...)...)
+}
+
+// Run runs bin with args and returns its stdout, stderr and exit code.
+func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

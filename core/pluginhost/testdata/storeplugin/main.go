@@ -9,6 +9,11 @@
 //	TESTPLUGIN_PID_FILE       write the process ID there first thing
 //	TESTPLUGIN_FAIL_FILE      exit at once, before the handshake, while this file exists
 //	TESTPLUGIN_EXIT_AFTER=N   exit with status 3 on the Nth Get
+//	TESTPLUGIN_ORPHAN_FILE    start a child that inherits stdout and stderr
+//	                          and outlives the plugin, as a daemon would; it
+//	                          appends its process ID to this file, then
+//	                          writes a line to stderr and bumps a counter in
+//	                          <file>.<pid> every 20ms for at most a minute
 //
 // Get on bucket "_test" reads test hooks rather than data:
 //
@@ -24,12 +29,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/store"
@@ -38,6 +45,10 @@ import (
 const name = "testplugin-memstore"
 
 func main() {
+	if f := os.Getenv("TESTPLUGIN_ORPHAN_MODE"); f != "" {
+		runOrphan(f)
+		return
+	}
 	if f := os.Getenv("TESTPLUGIN_PID_FILE"); f != "" {
 		if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -47,6 +58,15 @@ func main() {
 	if f := os.Getenv("TESTPLUGIN_FAIL_FILE"); f != "" {
 		if _, err := os.Stat(f); err == nil {
 			fmt.Fprintln(os.Stderr, "testplugin: fail file present, exiting")
+			os.Exit(1)
+		}
+	}
+	if f := os.Getenv("TESTPLUGIN_ORPHAN_FILE"); f != "" {
+		child := exec.Command(os.Args[0])
+		child.Env = append(os.Environ(), "TESTPLUGIN_ORPHAN_MODE="+f)
+		child.Stdout, child.Stderr = os.Stdout, os.Stderr
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
@@ -84,6 +104,23 @@ func main() {
 	}
 	// A plugin that lies about its kind, serving the store service anyway.
 	sdk.Serve(m.kind, m, store.Register(m))
+}
+
+// runOrphan is the child TESTPLUGIN_ORPHAN_FILE asks for.
+func runOrphan(file string) {
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		os.Exit(1)
+	}
+	fmt.Fprintln(f, os.Getpid())
+	f.Close()
+	ticks := file + "." + strconv.Itoa(os.Getpid())
+	for n := 1; n <= 3000; n++ {
+		// Go exits with SIGPIPE here once nobody reads stderr any more.
+		fmt.Fprintln(os.Stderr, "orphan tick", n)
+		_ = os.WriteFile(ticks, []byte(strconv.Itoa(n)), 0o644)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type memStore struct {
