@@ -62,6 +62,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	startPprof(logger)
 	logger.Info("starting warren agent", "version", version.Version, "node_id", nodeID, "node_name", cfg.NodeName, "data_dir", cfg.DataDir)
 
 	host := pluginhost.New(logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,22 +27,21 @@ type FSM struct {
 	bus    *events.Broker
 	logger hclog.Logger
 
-	// applied is the store's applied index; entries at or below it are
-	// already in the store (and in the view loaded from it) and are skipped.
+	// applied is the index of the last entry applied to the view; entries
+	// at or below it are skipped (after a restart: the store's index).
 	applied uint64
-
-	closeOnce sync.Once
-	closing   chan struct{}
+	writer  *writer
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
 
 // New loads the state view from st and returns an FSM that writes to it.
 func New(ctx context.Context, st store.Store, view *state.State, bus *events.Broker, logger hclog.Logger) (*FSM, error) {
-	f := &FSM{store: st, state: view, bus: bus, logger: logger.Named("fsm"), closing: make(chan struct{})}
+	f := &FSM{store: st, state: view, bus: bus, logger: logger.Named("fsm")}
 	if err := f.reload(ctx); err != nil {
 		return nil, err
 	}
+	f.writer = newWriter(st, f.applied, f.logger)
 	return f, nil
 }
 
@@ -69,11 +67,26 @@ func (f *FSM) reload(ctx context.Context) error {
 	return nil
 }
 
-// AppliedIndex is the index of the last entry written to the store.
+// AppliedIndex is the index of the last entry applied to the state view.
 func (f *FSM) AppliedIndex() uint64 { return f.applied }
 
-// Close stops any store retry loop in progress.
-func (f *FSM) Close() { f.closeOnce.Do(func() { close(f.closing) }) }
+// Flush waits until every applied entry is in the store. Raft's apply
+// goroutine must not be running an Apply concurrently for the result to be
+// final; tests and shutdown use it.
+func (f *FSM) Flush() { f.writer.flush() }
+
+// Close flushes what it can and stops the store writer; entries not yet
+// stored are replayed from the Raft log on the next start.
+func (f *FSM) Close() {
+	done := make(chan struct{})
+	go func() { f.writer.flush(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		f.logger.Warn("store did not catch up within 10s of shutdown")
+	}
+	f.writer.close()
+}
 
 // Apply applies one log entry.
 func (f *FSM) Apply(l *raft.Log) any {
@@ -99,32 +112,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if last == 0 {
 		return results
 	}
-	f.commit(store.Batch{Index: last, Ops: tx.ops})
+	f.writer.enqueue(tx.ops, last)
 	f.applied = last
 	f.bus.Publish(tx.events)
 	return results
-}
-
-// commit writes a batch to the store, retrying while the plugin restarts.
-// A committed Raft entry must reach the store: giving up would lose it.
-func (f *FSM) commit(b store.Batch) {
-	backoff := 10 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := f.store.Apply(ctx, b)
-		cancel()
-		if err == nil {
-			return
-		}
-		f.logger.Error("store apply failed; retrying", "index", b.Index, "attempt", attempt, "error", err)
-		select {
-		case <-f.closing:
-			f.logger.Error("shutting down with an unstored batch; it is replayed from the Raft log on restart", "index", b.Index)
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
 }
 
 // txn collects the store writes and events of one batch.
@@ -444,6 +435,9 @@ const snapshotMagic = "WRNSNAP1"
 // Snapshot captures the store as of now. Raft calls it between applies, so
 // the store's point in time is the FSM's.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	// Everything applied so far must be in the store before Raft may
+	// compact its log up to this point.
+	f.writer.flush()
 	snap, err := f.store.Snapshot(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("fsm: snapshot store: %w", err)
@@ -464,6 +458,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	ctx := context.Background()
+	f.writer.flush()
 	if index <= f.applied {
 		f.logger.Info("store is already at or past the snapshot; keeping it", "snapshot_index", index, "store_index", f.applied)
 		return nil
@@ -474,6 +469,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.reload(ctx); err != nil {
 		return fmt.Errorf("fsm: reload after restore: %w", err)
 	}
+	f.writer.reset(f.applied)
 	f.logger.Info("restored snapshot", "index", index)
 	return nil
 }
