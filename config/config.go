@@ -4,7 +4,7 @@
 // Load and Parse return hcl.Diagnostics carrying file:line:col ranges;
 // DiagnosticsError renders them, with source snippets, as an error for the
 // command line. Every attribute is optional and has a default (see Default and
-// REFERENCE.md), but an agent needs at least one of the manager { } and
+// docs/config.md), but an agent needs at least one of the manager { } and
 // worker { } blocks.
 //
 // This package only describes the configuration. It starts nothing and does not
@@ -115,7 +115,7 @@ type Plugin struct {
 	DeclRange hcl.Range
 }
 
-// Defaults. REFERENCE.md lists the same values; keep the two in step.
+// Defaults. docs/config.md lists the same values; keep the two in step.
 const (
 	defaultDataDir   = "/var/lib/warren"
 	defaultBindAddr  = "127.0.0.1:7420"

@@ -59,13 +59,18 @@ func PluginSets() map[int]plugin.PluginSet {
 	}
 }
 
-// Logger returns the logger a plugin should use: JSON lines on stderr, which
-// the host parses and forwards into its own log with the plugin's name.
+// stderr is the process's real standard error, captured before go-plugin's
+// Serve replaces os.Stderr with a pipe of its own.
+var stderr = os.Stderr
+
+// Logger returns the logger a plugin should use: JSON lines on the real
+// stderr, which the host parses and forwards into its own log, with their
+// levels, under the plugin's name. It may be called before or after Serve.
 func Logger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Level:      hclog.Trace,
-		Output:     os.Stderr,
+		Output:     stderr,
 		JSONFormat: true,
 	})
 }

@@ -95,6 +95,8 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 			return fmt.Errorf("creating the -dev data directory: %w", err)
 		}
 		cfg.DataDir = dir
+		// Until the worker side lands, -dev runs the manager alone.
+		cfg.Worker = nil
 		if !o.keep {
 			defer os.RemoveAll(dir)
 		}

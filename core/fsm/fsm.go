@@ -470,6 +470,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: reload after restore: %w", err)
 	}
 	f.writer.reset(f.applied)
+	// Watchers cannot tell what changed: tell them to read everything again.
+	f.bus.Publish([]*apiv1.Event{{Index: index, Kind: "cluster", Action: apiv1.EventAction_EVENT_ACTION_UPDATED, Name: "restored-from-snapshot", Time: timestamppb.Now()}})
 	f.logger.Info("restored snapshot", "index", index)
 	return nil
 }

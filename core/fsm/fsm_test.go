@@ -309,8 +309,13 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	snap.Release()
 
 	dst := newHarness(t, openStore(t, t.TempDir()))
+	sub := dst.bus.Subscribe(nil, 4)
+	defer sub.Close()
 	if err := dst.fsm.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
+	}
+	if ev := <-sub.C; ev.GetKind() != "cluster" || ev.GetName() != "restored-from-snapshot" {
+		t.Fatalf("restore published %v, want a cluster restored-from-snapshot event", ev)
 	}
 	if n := len(dst.state.Services()); n != 50 {
 		t.Fatalf("restored %d services, want 50", n)

@@ -1608,7 +1608,9 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the Raft index of the command that caused the event.
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// kind is service, task, node, secret, volume or network.
+	// kind is service, task, node, secret, volume or network; kind cluster
+	// with name restored-from-snapshot means the whole state was replaced and
+	// watchers should read it again.
 	Kind   string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	Action EventAction            `protobuf:"varint,3,opt,name=action,proto3,enum=warren.api.v1.EventAction" json:"action,omitempty"`
 	Id     string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
