@@ -59,7 +59,7 @@ func TestAgentDev(t *testing.T) {
 		t.Fatalf("status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	cfg := rec.opts.Config
-	if !rec.called || cfg.Manager == nil || cfg.Worker == nil {
+	if !rec.called || cfg.Manager == nil {
 		t.Fatalf("the agent was started with %+v, want the default configuration", cfg)
 	}
 	if !rec.dirSeen || !strings.HasPrefix(filepath.Base(cfg.DataDir), "warren-dev-") {

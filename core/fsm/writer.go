@@ -29,13 +29,13 @@ type writer struct {
 	store  store.Store
 	logger hclog.Logger
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	ops      []store.Op
-	index    uint64 // highest index queued
-	flushed  uint64 // highest index the store holds
-	closing  chan struct{}
-	done     chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond
+	ops     []store.Op
+	index   uint64 // highest index queued
+	flushed uint64 // highest index the store holds
+	closing chan struct{}
+	done    chan struct{}
 }
 
 func newWriter(st store.Store, flushed uint64, logger hclog.Logger) *writer {
@@ -118,7 +118,7 @@ func (w *writer) run() {
 		ok := w.commit(b)
 
 		w.mu.Lock()
-			if ok {
+		if ok {
 			w.flushed = b.Index
 		}
 		w.cond.Broadcast()
