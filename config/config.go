@@ -82,8 +82,9 @@ type Worker struct {
 	// Runtime is `runtime`, the name of the runtime plugin.
 	// Default "runtime-containerd".
 	Runtime string
-	// Network is `network`, the name of the network plugin.
-	// Default "network-wireguard".
+	// Network is `network`, the name of the network plugin. Default "":
+	// no overlay; each task gets its own network namespace with only
+	// loopback. (The WireGuard mesh plugin is not built yet.)
 	Network string
 	// Labels is `labels`, the node labels the scheduler can match on. Never nil
 	// once loaded.
@@ -130,7 +131,7 @@ const (
 	defaultTrailingLogs      = 10240
 
 	defaultRuntime           = "runtime-containerd"
-	defaultNetwork           = "network-wireguard"
+	defaultNetwork           = ""
 	defaultHeartbeatInterval = 2 * time.Second
 )
 

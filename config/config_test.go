@@ -57,7 +57,7 @@ func TestValid(t *testing.T) {
 			if !reflect.DeepEqual(a.Worker.Labels, wantLabels) {
 				t.Errorf("Labels = %v, want %v", a.Worker.Labels, wantLabels)
 			}
-			if a.Worker.Runtime != "runtime-containerd" || a.Worker.Network != "network-wireguard" || a.Worker.HeartbeatInterval != 2*time.Second {
+			if a.Worker.Runtime != "runtime-containerd" || a.Worker.Network != "" || a.Worker.HeartbeatInterval != 2*time.Second {
 				t.Errorf("Worker defaults not applied: %+v", a.Worker)
 			}
 		},
@@ -377,7 +377,7 @@ func TestDefault(t *testing.T) {
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",
-			Network:           "network-wireguard",
+			Network:           "",
 			Labels:            map[string]string{},
 			HeartbeatInterval: 2 * time.Second,
 		},

@@ -201,7 +201,9 @@ func (d *decoder) worker(raw *workerBody) *Worker {
 		w.Runtime = s
 	}
 	if s, rng, ok := d.str(raw.Network, "network"); ok {
-		d.checkPluginRef(rng, "network", s)
+		if s != "" {
+			d.checkPluginRef(rng, "network", s)
+		}
 		w.Network = s
 	}
 	if labels, ok := d.stringMap(raw.Labels, "labels", checkLabel); ok {

@@ -63,8 +63,10 @@ worker {
   # Plugin running containers.
   runtime = "runtime-containerd"
 
-  # Plugin connecting containers across nodes.
-  network = "network-wireguard"
+  # Plugin connecting containers across nodes. Default "": none, each task
+  # gets its own network namespace with only loopback. (The WireGuard mesh
+  # plugin, network-wireguard, is not built yet.)
+  # network = "network-wireguard"
 
   # Node labels the scheduler can match on. Keys are 1 to 63 characters from
   # letters, digits and . _ / -; values are at most 63 characters.

@@ -23,8 +23,10 @@ worker {
   # Plugin running containers.
   runtime = "runtime-containerd"
 
-  # Plugin connecting containers across nodes.
-  network = "network-wireguard"
+  # Plugin connecting containers across nodes. Default "": none, each task
+  # gets its own network namespace with only loopback. (The WireGuard mesh
+  # plugin, network-wireguard, is not built yet.)
+  # network = "network-wireguard"
 
   # Labels the scheduler can match on. Keys: 1 to 63 characters from letters,
   # digits and . _ / -; values: at most 63 characters.
@@ -39,9 +41,9 @@ worker {
 }
 
 # A plugin installed outside plugin_dir.
-plugin "network-wireguard" {
-  # Absolute path of the binary; default <plugin_dir>/network-wireguard.
-  path = "/opt/warren/plugins/network-wireguard"
+plugin "runtime-containerd" {
+  # Absolute path of the binary; default <plugin_dir>/runtime-containerd.
+  path = "/opt/warren/plugins/runtime-containerd"
 
   # Extra command-line arguments, if the plugin takes any.
   args = []

@@ -38,10 +38,13 @@ type Raft interface {
 
 // Options are the server's dependencies.
 type Options struct {
-	State    *state.State
-	Raft     Raft
-	Events   *events.Broker
-	Plugins  func() []*apiv1.PluginStatus
+	State   *state.State
+	Raft    Raft
+	Events  *events.Broker
+	Plugins func() []*apiv1.PluginStatus
+	// Workers reaches the workers' runtimes (logs, image import); nil on a
+	// manager without workers.
+	Workers  Workers
 	NodeID   string
 	NodeName string
 	Version  string

@@ -5,5 +5,5 @@ manager {
 
 worker {
   runtime = "runtime containerd"
-  network = ""
+  network = "net.work"
 }

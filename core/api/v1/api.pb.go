@@ -2669,6 +2669,303 @@ func (x *EventsRequest) GetKinds() []string {
 	return nil
 }
 
+type TaskLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service (name or ID) selects its current tasks; task selects one task
+	// (ID or unique prefix). Exactly one is required.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Task    string `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	Follow  bool   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when positive, sends only the last tail lines of each task's
+	// output so far; 0 sends all of it.
+	Tail          int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsRequest) Reset() {
+	*x = TaskLogsRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsRequest) ProtoMessage() {}
+
+func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TaskLogsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *TaskLogsRequest) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+type LogChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Slot          uint64                 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogChunk) Reset() {
+	*x = LogChunk{}
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogChunk) ProtoMessage() {}
+
+func (x *LogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
+func (*LogChunk) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LogChunk) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogChunk) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *LogChunk) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LogChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ImportImageChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageChunk) Reset() {
+	*x = ImportImageChunk{}
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageChunk) ProtoMessage() {}
+
+func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
+func (*ImportImageChunk) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ImportImageChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ImportedImage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedImage) Reset() {
+	*x = ImportedImage{}
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedImage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedImage) ProtoMessage() {}
+
+func (x *ImportedImage) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
+func (*ImportedImage) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ImportedImage) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ImportedImage) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ImportedImage) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type ImportImageResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Images []*ImportedImage       `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	// nodes are the names of the workers that imported it.
+	Nodes         []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageResponse) Reset() {
+	*x = ImportImageResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageResponse) ProtoMessage() {}
+
+func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
+func (*ImportImageResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ImportImageResponse) GetImages() []*ImportedImage {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *ImportImageResponse) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 type PluginStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2686,7 +2983,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2995,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +3008,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -2785,7 +3082,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3094,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3107,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 type ListPluginsResponse struct {
@@ -2822,7 +3119,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +3131,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +3144,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -2865,7 +3162,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +3174,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +3187,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 type ClusterInfoResponse struct {
@@ -2913,7 +3210,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3222,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3235,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -3246,7 +3543,26 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x11ListTasksResponse\x12)\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\"%\n" +
 	"\rEventsRequest\x12\x14\n" +
-	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"\x82\x02\n" +
+	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"k\n" +
+	"\x0fTaskLogsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
+	"\x04task\x18\x02 \x01(\tR\x04task\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\"d\n" +
+	"\bLogChunk\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"&\n" +
+	"\x10ImportImageChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"M\n" +
+	"\rImportedImage\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"a\n" +
+	"\x13ImportImageResponse\x124\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\"\x82\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -3313,7 +3629,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xf7\a\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\x94\t\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -3325,7 +3641,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tListNodes\x12\x1f.warren.api.v1.ListNodesRequest\x1a .warren.api.v1.ListNodesResponse\x12H\n" +
 	"\aGetNode\x12\x1d.warren.api.v1.GetNodeRequest\x1a\x1e.warren.api.v1.GetNodeResponse\x12N\n" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
-	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12T\n" +
+	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
+	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
@@ -3342,7 +3660,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: warren.api.v1.TaskState
 	(NodeRole)(0),                   // 1: warren.api.v1.NodeRole
@@ -3383,63 +3701,68 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ListTasksRequest)(nil),        // 36: warren.api.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),       // 37: warren.api.v1.ListTasksResponse
 	(*EventsRequest)(nil),           // 38: warren.api.v1.EventsRequest
-	(*PluginStatus)(nil),            // 39: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 40: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 41: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 42: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 43: warren.api.v1.ClusterInfoResponse
-	nil,                             // 44: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 45: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 46: warren.api.v1.Node.LabelsEntry
-	nil,                             // 47: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 48: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 49: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 50: warren.api.v1.Network.LabelsEntry
-	nil,                             // 51: warren.api.v1.ListServicesRequest.LabelsEntry
-	(*durationpb.Duration)(nil),     // 52: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
+	(*TaskLogsRequest)(nil),         // 39: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 40: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 41: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 42: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 43: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 44: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 45: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 46: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 47: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 48: warren.api.v1.ClusterInfoResponse
+	nil,                             // 49: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 50: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 51: warren.api.v1.Node.LabelsEntry
+	nil,                             // 52: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 53: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 54: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 55: warren.api.v1.Network.LabelsEntry
+	nil,                             // 56: warren.api.v1.ListServicesRequest.LabelsEntry
+	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 58: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	5,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	52, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	52, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	52, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	52, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	57, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	57, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	57, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	57, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	6,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	7,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	44, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	45, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	49, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	50, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	8,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	8,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	9,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	10, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	11, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	52, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	57, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	12, // 15: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	53, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	53, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	58, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	58, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	12, // 18: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	0,  // 19: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	0,  // 20: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	53, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	53, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	53, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	58, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	58, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	58, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	1,  // 24: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	2,  // 25: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	3,  // 26: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	46, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	51, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	8,  // 28: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	53, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	53, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	47, // 31: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	53, // 32: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	48, // 33: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	49, // 34: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	53, // 35: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	50, // 36: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
-	53, // 37: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
+	58, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	58, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	52, // 31: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	58, // 32: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	53, // 33: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	54, // 34: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	58, // 35: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	55, // 36: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
+	58, // 37: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
 	4,  // 38: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	53, // 39: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	58, // 39: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	13, // 40: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	14, // 41: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	15, // 42: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
@@ -3449,7 +3772,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	12, // 46: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	13, // 47: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	13, // 48: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	51, // 49: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	56, // 49: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	13, // 50: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	12, // 51: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	13, // 52: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -3457,37 +3780,42 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	15, // 54: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	15, // 55: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	14, // 56: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	53, // 57: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	39, // 58: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	20, // 59: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	22, // 60: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	24, // 61: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	26, // 62: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	28, // 63: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	30, // 64: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	32, // 65: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	34, // 66: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	36, // 67: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	38, // 68: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	40, // 69: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	42, // 70: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	21, // 71: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	23, // 72: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	25, // 73: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	27, // 74: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	29, // 75: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	31, // 76: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	33, // 77: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	35, // 78: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	37, // 79: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	19, // 80: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	41, // 81: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	43, // 82: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	71, // [71:83] is the sub-list for method output_type
-	59, // [59:71] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	42, // 57: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	58, // 58: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	44, // 59: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	20, // 60: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	22, // 61: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	24, // 62: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	26, // 63: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	28, // 64: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	30, // 65: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	32, // 66: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	34, // 67: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	36, // 68: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	38, // 69: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	39, // 70: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	41, // 71: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	45, // 72: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	47, // 73: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	21, // 74: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	23, // 75: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	25, // 76: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	27, // 77: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	29, // 78: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	31, // 79: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	33, // 80: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	35, // 81: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	37, // 82: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	19, // 83: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	40, // 84: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	43, // 85: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	46, // 86: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	48, // 87: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	74, // [74:88] is the sub-list for method output_type
+	60, // [60:74] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -3509,7 +3837,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   44,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	Warren_GetNode_FullMethodName       = "/warren.api.v1.Warren/GetNode"
 	Warren_ListTasks_FullMethodName     = "/warren.api.v1.Warren/ListTasks"
 	Warren_Events_FullMethodName        = "/warren.api.v1.Warren/Events"
+	Warren_TaskLogs_FullMethodName      = "/warren.api.v1.Warren/TaskLogs"
+	Warren_ImportImage_FullMethodName   = "/warren.api.v1.Warren/ImportImage"
 	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
 	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
 )
@@ -51,6 +53,12 @@ type WarrenClient interface {
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// Events streams changes as they are applied, starting now.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// TaskLogs streams the output of one task, or of every current task of a
+	// service, from the workers that run them.
+	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	// ImportImage loads an OCI or docker-archive tarball into the runtime of
+	// every worker this manager can reach (air-gapped sites have no registry).
+	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 }
@@ -172,6 +180,38 @@ func (c *warrenClient) Events(ctx context.Context, in *EventsRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *warrenClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[1], Warren_TaskLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TaskLogsRequest, LogChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
+
+func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[2], Warren_ImportImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportImageChunk, ImportImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
+
 func (c *warrenClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPluginsResponse)
@@ -207,6 +247,12 @@ type WarrenServer interface {
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// Events streams changes as they are applied, starting now.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// TaskLogs streams the output of one task, or of every current task of a
+	// service, from the workers that run them.
+	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	// ImportImage loads an OCI or docker-archive tarball into the runtime of
+	// every worker this manager can reach (air-gapped sites have no registry).
+	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	mustEmbedUnimplementedWarrenServer()
@@ -248,6 +294,12 @@ func (UnimplementedWarrenServer) ListTasks(context.Context, *ListTasksRequest) (
 }
 func (UnimplementedWarrenServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedWarrenServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
+	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
 }
 func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
@@ -449,6 +501,24 @@ func _Warren_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Warren_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TaskLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WarrenServer).TaskLogs(m, &grpc.GenericServerStream[TaskLogsRequest, LogChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
+
+func _Warren_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WarrenServer).ImportImage(&grpc.GenericServerStream[ImportImageChunk, ImportImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
+
 func _Warren_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListPluginsRequest)
 	if err := dec(in); err != nil {
@@ -542,6 +612,16 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Events",
 			Handler:       _Warren_Events_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "TaskLogs",
+			Handler:       _Warren_TaskLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportImage",
+			Handler:       _Warren_ImportImage_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "core/api/v1/api.proto",

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/warrenorch/warren/core/raftnode"
+)
+
+// runWhileLeader runs loops while this manager is the Raft leader: they start
+// when it gains leadership and their context ends when it loses it. It
+// returns once ctx ends and every loop has returned.
+func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logger, loops ...func(context.Context)) {
+	var (
+		cancel context.CancelFunc
+		wg     sync.WaitGroup
+	)
+	start := func() {
+		if cancel != nil {
+			return
+		}
+		logger.Info("leadership gained: starting control loops")
+		var loopCtx context.Context
+		loopCtx, cancel = context.WithCancel(ctx)
+		for _, loop := range loops {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				loop(loopCtx)
+			}()
+		}
+	}
+	stop := func() {
+		if cancel == nil {
+			return
+		}
+		cancel()
+		wg.Wait()
+		cancel = nil
+	}
+	if node.IsLeader() {
+		start()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case leader := <-node.LeaderCh():
+			if leader {
+				start()
+			} else {
+				logger.Warn("leadership lost: stopping control loops")
+				stop()
+			}
+		}
+	}
+}
