@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"testing"
 
@@ -77,6 +78,7 @@ func Logger(name string) hclog.Logger {
 
 // Serve runs a plugin of the given kind until the host tells it to stop. The
 // kind packages call it from their own Serve; plugin authors call those.
+// When impl also implements io.Closer, Close is called after a clean stop.
 func Serve(kind Kind, impl Plugin, register RegisterFunc) {
 	info, err := impl.Info(context.Background())
 	if err != nil || info.Kind != kind {
@@ -94,6 +96,13 @@ func Serve(kind Kind, impl Plugin, register RegisterFunc) {
 		},
 		Logger: Logger(info.Name),
 	})
+	// The host asked the plugin to stop (a crash never gets here): give it
+	// the chance to release what it holds.
+	if c, ok := impl.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "warren plugin %s: close: %v\n", info.Name, err)
+		}
+	}
 }
 
 // TestConn serves impl in-process over a real go-plugin gRPC connection and

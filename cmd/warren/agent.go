@@ -89,16 +89,17 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		warnings []string
 	)
 	if o.dev {
-		cfg = config.Default()
 		dir, err := os.MkdirTemp("", "warren-dev-")
 		if err != nil {
 			return fmt.Errorf("creating the -dev data directory: %w", err)
 		}
-		cfg.DataDir = dir
-		// Until the worker side lands, -dev runs the manager alone.
-		cfg.Worker = nil
 		if !o.keep {
 			defer os.RemoveAll(dir)
+		}
+		var diags hcl.Diagnostics
+		cfg, diags = config.Parse(devConfig(dir, o.keep), "warren-dev.hcl")
+		if err := config.DiagnosticsError(cfg.Files(), diags); err != nil {
+			return fmt.Errorf("the built-in -dev configuration is invalid (a bug): %w", err)
 		}
 	} else {
 		var diags hcl.Diagnostics
@@ -135,4 +136,24 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		return nil // stopped by a signal, as asked
 	}
 	return err
+}
+
+// devConfig is the configuration of `warren agent -dev`: the defaults, a
+// manager and a worker, with data under dir. Unless the data dir is kept,
+// the runtime plugin removes the cluster's containers and its managed
+// containerd when the agent stops: a -dev cluster is throwaway.
+func devConfig(dir string, keep bool) []byte {
+	return []byte(fmt.Sprintf(`
+data_dir  = %q
+node_name = %q
+
+manager {}
+worker {}
+
+plugin "runtime-containerd" {
+  config {
+    stop_on_exit = %t
+  }
+}
+`, dir, config.Default().NodeName, !keep))
 }

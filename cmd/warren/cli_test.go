@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
@@ -49,6 +53,19 @@ type fakeWarren struct {
 
 	// subscribed gets a value each time an Events stream starts.
 	subscribed chan struct{}
+
+	// onCreate, when set, gives the tasks a new service starts with.
+	onCreate func(*apiv1.Service) []*apiv1.Task
+
+	// logs is what TaskLogs sends; logsReq the last request it got.
+	logs    []*apiv1.LogChunk
+	logsReq *apiv1.TaskLogsRequest
+
+	// imported is what ImportImage received, chunks the size of each
+	// message; imports counts the calls.
+	imported []byte
+	chunks   []int
+	imports  int
 }
 
 func newFakeWarren() *fakeWarren {
@@ -113,6 +130,9 @@ func (f *fakeWarren) CreateService(_ context.Context, req *apiv1.CreateServiceRe
 	s := &apiv1.Service{Id: fakeID("service", name), Spec: req.GetSpec(), Version: f.index, CreatedAt: now, UpdatedAt: now}
 	f.services[s.Id] = s
 	f.publish(apiv1.EventAction_EVENT_ACTION_CREATED, s)
+	if f.onCreate != nil {
+		f.upsertLocked(f.onCreate(s)...)
+	}
 	return &apiv1.CreateServiceResponse{Service: s}, nil
 }
 
@@ -206,15 +226,89 @@ func (f *fakeWarren) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (
 	defer f.mu.Unlock()
 	resp := &apiv1.ListTasksResponse{}
 	for _, t := range f.tasks {
-		if req.GetService() != "" && t.ServiceName != req.GetService() {
+		if s := req.GetService(); s != "" && t.ServiceName != s && t.ServiceId != s {
 			continue
 		}
-		if !req.GetAll() && t.DesiredState != apiv1.TaskState_TASK_STATE_RUNNING {
+		// As the agent: without all, the tasks wanted or still running.
+		if !req.GetAll() && t.DesiredState > apiv1.TaskState_TASK_STATE_RUNNING && t.State > apiv1.TaskState_TASK_STATE_RUNNING {
 			continue
 		}
-		resp.Tasks = append(resp.Tasks, t)
+		resp.Tasks = append(resp.Tasks, proto.Clone(t).(*apiv1.Task))
 	}
 	return resp, nil
+}
+
+// upsert adds or replaces tasks (by ID) as one change, publishing a task
+// event for each, as the agent's loops do when they commit a batch.
+func (f *fakeWarren) upsert(tasks ...*apiv1.Task) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.upsertLocked(tasks...)
+}
+
+func (f *fakeWarren) upsertLocked(tasks ...*apiv1.Task) {
+	f.index++
+	for _, t := range tasks {
+		t = proto.Clone(t).(*apiv1.Task)
+		action := apiv1.EventAction_EVENT_ACTION_CREATED
+		if i := slices.IndexFunc(f.tasks, func(x *apiv1.Task) bool { return x.Id == t.Id }); i >= 0 {
+			f.tasks[i] = t
+			action = apiv1.EventAction_EVENT_ACTION_UPDATED
+		} else {
+			f.tasks = append(f.tasks, t)
+		}
+		ev := &apiv1.Event{
+			Index: f.index, Kind: "task", Action: action, Id: t.Id, Time: timestamppb.Now(),
+			Object: &apiv1.Event_Task{Task: proto.Clone(t).(*apiv1.Task)},
+		}
+		for ch := range f.subs {
+			ch <- ev
+		}
+	}
+}
+
+func (f *fakeWarren) TaskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLogsServer) error {
+	f.mu.Lock()
+	f.logsReq = proto.Clone(req).(*apiv1.TaskLogsRequest)
+	chunks := f.logs
+	f.mu.Unlock()
+	for _, c := range chunks {
+		if err := stream.Send(c); err != nil {
+			return err
+		}
+	}
+	if req.GetFollow() {
+		<-stream.Context().Done()
+	}
+	return nil
+}
+
+func (f *fakeWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error {
+	f.mu.Lock()
+	f.imports++
+	f.imported, f.chunks = nil, nil
+	f.mu.Unlock()
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.imported = append(f.imported, chunk.GetData()...)
+		f.chunks = append(f.chunks, len(chunk.GetData()))
+		f.mu.Unlock()
+	}
+	return stream.SendAndClose(&apiv1.ImportImageResponse{
+		Images: []*apiv1.ImportedImage{{
+			Ref:    "docker.io/library/busybox:1.36",
+			Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			Size:   4404019,
+		}},
+		Nodes: []string{"edge-1", "edge-2"},
+	})
 }
 
 func (f *fakeWarren) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServer) error {
@@ -227,6 +321,10 @@ func (f *fakeWarren) Events(req *apiv1.EventsRequest, stream apiv1.Warren_Events
 		delete(f.subs, ch)
 		f.mu.Unlock()
 	}()
+	// As the agent: headers once subscribed.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	f.subscribed <- struct{}{}
 	for {
 		select {
@@ -287,7 +385,8 @@ func startFake(t *testing.T) (*fakeWarren, string) {
 		t.Fatal(err)
 	}
 	f := newFakeWarren()
-	srv := grpc.NewServer()
+	// As the agent: requests up to api.MaxRequestBytes.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(api.MaxRequestBytes))
 	apiv1.RegisterWarrenServer(srv, f)
 	done := make(chan struct{})
 	go func() {
@@ -328,7 +427,7 @@ func TestCommandsAgainstAgent(t *testing.T) {
 	webID := fakeID("service", "web")
 
 	// create
-	r := warren(t, sock, "service", "create", "web", "--image", "nginx:1.27", "--replicas", "3",
+	r := warren(t, sock, "service", "create", "web", "-d", "--image", "nginx:1.27", "--replicas", "3",
 		"--env", "A=1", "--memory", "512MiB", "--", "nginx", "-g", "daemon off;").mustSucceed(t)
 	if r.stdout != webID+"\n" {
 		t.Errorf("create printed %q, want the ID", r.stdout)
@@ -349,7 +448,7 @@ func TestCommandsAgainstAgent(t *testing.T) {
 	if r.code != 1 || r.stderr != "Error: service \"web\" already exists\n" {
 		t.Errorf("second create: status %d, stderr %q", r.code, r.stderr)
 	}
-	warren(t, sock, "service", "create", "api", "--image", "api:2").mustSucceed(t)
+	warren(t, sock, "service", "create", "api", "--image", "api:2", "--detach").mustSucceed(t)
 
 	// ls
 	f.mu.Lock()
@@ -392,7 +491,7 @@ func TestCommandsAgainstAgent(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, `invalid replicas in "api=x": not a whole number`) {
 		t.Errorf("scale with a bad argument: status %d, stderr %q", r.code, r.stderr)
 	}
-	r = warren(t, sock, "service", "scale", "web=5", "api=0").mustSucceed(t)
+	r = warren(t, sock, "service", "scale", "web=5", "api=0", "-d").mustSucceed(t)
 	if r.stdout != "web scaled to 5\napi scaled to 0\n" {
 		t.Errorf("scale printed %q", r.stdout)
 	}
@@ -401,7 +500,7 @@ func TestCommandsAgainstAgent(t *testing.T) {
 	f.mu.Lock()
 	f.conflicts, f.updates = 1, 0
 	f.mu.Unlock()
-	r = warren(t, sock, "service", "update", "web", "--image", "nginx:1.28", "--env-add", "B=2", "--env-rm", "A", "--args", "-g 'daemon on;'").mustSucceed(t)
+	r = warren(t, sock, "service", "update", "web", "-d", "--image", "nginx:1.28", "--env-add", "B=2", "--env-rm", "A", "--args", "-g 'daemon on;'").mustSucceed(t)
 	f.mu.Lock()
 	got, updates := proto.Clone(f.services[webID].Spec), f.updates
 	f.mu.Unlock()
@@ -454,7 +553,7 @@ func TestErrorPaths(t *testing.T) {
 		{"extra argument", []string{"service", "ls", "web"},
 			"Error: \"warren service ls\" takes no arguments, but got \"web\"\nRun 'warren service ls --help' for usage.\n"},
 		{"unknown command", []string{"service", "lss"},
-			"Error: unknown command \"lss\" for \"warren service\"\n\nDid you mean this?\n\tls\nRun 'warren service --help' for usage.\n"},
+			"Error: unknown command \"lss\" for \"warren service\"\n\nDid you mean this?\n\tlogs\n\tls\n\tps\nRun 'warren service --help' for usage.\n"},
 		{"unknown flag", []string{"task", "ls", "--servce", "web"},
 			"Error: unknown flag: --servce\n\nDid you mean this?\n\t--service\nRun 'warren task ls --help' for usage.\n"},
 		{"negative timeout", []string{"service", "ls", "--timeout", "-1s"},
@@ -475,7 +574,7 @@ func TestErrorPaths(t *testing.T) {
 func TestOtherCommands(t *testing.T) {
 	f, sock := startFake(t)
 	nodeID := f.nodes[0].Id
-	warren(t, sock, "service", "create", "web", "--image", "nginx").mustSucceed(t)
+	warren(t, sock, "service", "create", "web", "--image", "nginx", "-d").mustSucceed(t)
 	f.mu.Lock()
 	f.tasks = []*apiv1.Task{
 		{Id: "task-running", ServiceName: "web", Slot: 1, NodeId: nodeID, CreatedAt: timestamppb.Now(),
@@ -538,7 +637,7 @@ func TestEvents(t *testing.T) {
 		}
 	}
 
-	warren(t, sock, "service", "create", "web", "--image", "nginx").mustSucceed(t)
+	warren(t, sock, "service", "create", "web", "--image", "nginx", "-d").mustSucceed(t)
 	warren(t, sock, "service", "rm", "web").mustSucceed(t)
 
 	id := fakeID("service", "web")

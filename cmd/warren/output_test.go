@@ -208,6 +208,71 @@ func TestTaskTable(t *testing.T) {
 	checkGolden(t, buf.String(), want)
 }
 
+func psTasks() []*apiv1.Task {
+	spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx:1.27@sha256:0123456789abcdef"}
+	tasks := []*apiv1.Task{
+		{Id: "t2aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 2, Spec: spec, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_PENDING, Message: "no node has 4 CPUs free", CreatedAt: ts(3 * time.Second)},
+		{Id: "t1oldaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
+			State: apiv1.TaskState_TASK_STATE_FAILED, CreatedAt: ts(time.Hour), UpdatedAt: ts(2 * time.Minute),
+			Error: "exit status 1: could not bind 0.0.0.0:80: address already in use by another process"},
+		{Id: "t1newaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_RUNNING, CreatedAt: ts(2 * time.Minute), UpdatedAt: ts(5 * time.Second)},
+		{Id: "t1olderaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n9", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
+			State: apiv1.TaskState_TASK_STATE_REJECTED, CreatedAt: ts(2 * time.Hour), UpdatedAt: ts(2 * time.Hour),
+			Error: "image nginx:1.27 not found"},
+	}
+	sortTasks(tasks)
+	return tasks
+}
+
+func TestServicePsTable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeTable(&buf, servicePsHeader, servicePsRows(psTasks(), map[string]string{"n1": "edge-1"}, testNow, false)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID             NAME       IMAGE        NODE     DESIRED STATE   CURRENT STATE           ERROR\n" +
+		"t1newaaaaaaa   web.1      nginx:1.27   edge-1   Running         Running 5 seconds ago   -\n" +
+		"t1oldaaaaaaa   \\_ web.1   nginx:1.27   edge-1   Shutdown        Failed 2 minutes ago    exit status 1: could not bind 0.0.0.0:80: address already i…\n" +
+		"t1olderaaaaa   \\_ web.1   nginx:1.27   n9       Shutdown        Rejected 2 hours ago    image nginx:1.27 not found\n" +
+		"t2aaaaaaaaaa   web.2      nginx:1.27   -        Running         Pending 3 seconds ago   no node has 4 CPUs free\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestServicePsTableNoTrunc(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeTable(&buf, servicePsHeader, servicePsRows(psTasks()[:2], nil, testNow, true)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID                   NAME       IMAGE                                NODE   DESIRED STATE   CURRENT STATE           ERROR\n" +
+		"t1newaaaaaaaaaaaaa   web.1      nginx:1.27@sha256:0123456789abcdef   n1     Running         Running 5 seconds ago   -\n" +
+		"t1oldaaaaaaaaaaaaa   \\_ web.1   nginx:1.27@sha256:0123456789abcdef   n1     Shutdown        Failed 2 minutes ago    exit status 1: could not bind 0.0.0.0:80: address already in use by another process\n"
+	checkGolden(t, buf.String(), want)
+}
+
+func TestImportTable(t *testing.T) {
+	images := []*apiv1.ImportedImage{
+		{Ref: "docker.io/library/busybox:1.36", Digest: "sha256:0123456789abcdef0123", Size: 4404019},
+		{Ref: "registry.local/api:2.1", Digest: "sha256:fedcba9876543210", Size: 123 << 20},
+	}
+	var buf bytes.Buffer
+	if err := writeTable(&buf, imageImportHeader, importedRows(images)); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"REF                              DIGEST                SIZE\n" +
+		"docker.io/library/busybox:1.36   sha256:0123456789ab   4.2MiB\n" +
+		"registry.local/api:2.1           sha256:fedcba987654   123MiB\n"
+	checkGolden(t, buf.String(), want)
+	for in, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1KiB", 1536: "1.5KiB", 10 << 20: "10MiB", 10<<20 + 300<<10: "10.3MiB", 5 << 30: "5GiB"} {
+		if got := humanSize(in); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestPluginTable(t *testing.T) {
 	plugins := []*apiv1.PluginStatus{
 		{Name: "store-bolt", Kind: "store", Version: "0.1.0", Pid: 4242, State: "running", Path: "/usr/lib/warren/plugins/store-bolt"},

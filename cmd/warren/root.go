@@ -85,7 +85,8 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		Example: `  warren agent -config /etc/warren/cluster.hcl
   warren service create web --image nginx:1.27 --replicas 3
   warren service ls
-  warren task ls --service web`,
+  warren service ps web
+  warren service logs web --follow`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -104,6 +105,7 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		newServiceCmd(g),
 		newNodeCmd(g),
 		newTaskCmd(g),
+		newImageCmd(g),
 		newEventsCmd(g),
 		newPluginCmd(g),
 		newClusterCmd(g),

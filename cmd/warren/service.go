@@ -22,7 +22,9 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 that the cluster keeps running.`,
 		Example: `  warren service create web --image nginx:1.27 --replicas 3
   warren service ls
-  warren service scale web=5`,
+  warren service scale web=5
+  warren service ps web
+  warren service logs web --follow`,
 	}
 	makeGroup(cmd)
 	cmd.AddCommand(
@@ -32,6 +34,8 @@ that the cluster keeps running.`,
 		newServiceScaleCmd(g),
 		newServiceUpdateCmd(g),
 		newServiceRemoveCmd(g),
+		newServicePsCmd(g),
+		newServiceLogsCmd(g),
 	)
 	return cmd
 }
@@ -290,24 +294,30 @@ func sizeText(b int64) string {
 // ---- scale ----
 
 type serviceScaleOptions struct {
-	g *globalOptions
+	g    *globalOptions
+	wait convergeOptions
 }
 
 func newServiceScaleCmd(g *globalOptions) *cobra.Command {
 	o := &serviceScaleOptions{g: g}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "scale NAME=REPLICAS...",
 		Short: "Change the number of replicas of services",
-		Long: `Set the number of replicas of one or more services. Every argument is checked
-before any service is changed.`,
+		Long: `Set the number of replicas of one or more services, then wait until each one
+converges, as "service create" does (--detach returns at once, --quiet prints
+no progress, --timeout-converge sets how long to wait for each service).
+Every argument is checked before any service is changed, and every service
+is changed before the waiting starts.`,
 		Example: `  warren service scale web=5
   warren service scale web=5 api=2
-  warren service scale worker=0`,
+  warren service scale worker=0 --detach`,
 		Args: minArgs(1, "at least one NAME=REPLICAS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
 		},
 	}
+	o.wait.addFlags(cmd.Flags())
+	return cmd
 }
 
 // scaleTarget is one NAME=REPLICAS argument.
@@ -338,6 +348,9 @@ func (o *serviceScaleOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.wait.check(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	c, err := o.g.dial(ctx)
 	if err != nil {
@@ -345,14 +358,34 @@ func (o *serviceScaleOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	defer c.Close()
 
-	var errs []error
+	w, err := o.wait.watchService(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	// Change them all first: they converge together, and an interrupted
+	// wait leaves no service unchanged.
+	var (
+		errs   []error
+		scaled []*apiv1.Service
+	)
 	for _, t := range targets {
 		resp, err := c.ScaleService(ctx, &apiv1.ScaleServiceRequest{NameOrId: t.name, Replicas: t.replicas})
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", resp.GetService().GetSpec().GetName(), t.replicas)
+		scaled = append(scaled, resp.GetService())
+	}
+	for _, svc := range scaled {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", svc.GetSpec().GetName(), svc.GetSpec().GetReplicas())
+		if err := o.wait.wait(cmd, c, w, svc, "scaled"); err != nil {
+			var reported *reportedError
+			if errors.As(err, &reported) {
+				return err // interrupted: that was said
+			}
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

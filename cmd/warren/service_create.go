@@ -33,7 +33,7 @@ type serviceCreateOptions struct {
 	stopGracePeriod    time.Duration
 	updateParallelism  uint32
 	updateOrder        string
-	detach             bool
+	wait               convergeOptions
 }
 
 var (
@@ -53,7 +53,13 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create NAME --image IMAGE [flags] [-- COMMAND [ARG...]]",
 		Short: "Create a service",
-		Long: `Create a service and print its ID.
+		Long: `Create a service, print its ID and wait until its tasks run.
+
+The wait shows each slot's progress (a line per task as it is updated on a
+terminal, the overall progress otherwise) and every task failure as it
+happens; it ends with "verify: Service converged", or with an error after
+--timeout-converge. --detach returns at once, --quiet prints only the ID.
+Interrupting the wait (Ctrl-C) leaves the service in place.
 
 The container runs COMMAND with ARGs when they are given after "--" (COMMAND
 replaces the image's entrypoint, the ARGs its default arguments); otherwise
@@ -65,6 +71,7 @@ powers of 1024, as with docker). CPUs are decimal: 0.5, 1.5, 2.
 The restart, update and stop flags that are left out stay unset in the spec:
 the agent's defaults apply.`,
 		Example: `  warren service create web --image nginx:1.27 --replicas 3
+  warren service create web --image nginx:1.27 --detach
   warren service create api --image registry.local/api:2.1 \
       --env DB_HOST=db --env LOG_LEVEL=info --label team=edge \
       --constraint node.labels.zone==edge-1 --cpus 1.5 --memory 512MiB
@@ -100,7 +107,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
 	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
-	f.BoolVarP(&o.detach, "detach", "d", false, "return once the service is committed, without waiting for its replicas (waiting is not implemented yet: create always returns once committed)")
+	o.wait.addFlags(f)
 }
 
 // createArgs splits the positional arguments of create: NAME, then the
@@ -216,6 +223,9 @@ func (o *serviceCreateOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.wait.check(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	c, err := o.g.dial(ctx)
 	if err != nil {
@@ -223,13 +233,15 @@ func (o *serviceCreateOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	defer c.Close()
 
+	w, err := o.wait.watchService(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
 	resp, err := c.CreateService(ctx, &apiv1.CreateServiceRequest{Spec: spec})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), resp.GetService().GetId())
-	// Without --detach, waiting for the replicas to run belongs here, once
-	// the API can tell; until then create returns when the service is
-	// committed, whatever --detach says (its help says so).
-	return nil
+	return o.wait.wait(cmd, c, w, resp.GetService(), "created")
 }

@@ -26,6 +26,7 @@ type serviceUpdateOptions struct {
 	labelAdd []string
 	labelRm  []string
 	args     string
+	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
@@ -43,7 +44,12 @@ change made by someone else in between is never overwritten: on such a
 conflict the service is fetched again and the change retried once.
 
 --args replaces the container's arguments; it is one string split into words
-as a shell would (quotes group words, no expansion). --args "" clears them.`,
+as a shell would (quotes group words, no expansion). --args "" clears them.
+
+Then, as "service create" does, it waits until the service converges: every
+slot runs a task of the new spec and the replaced tasks have stopped
+(--detach returns at once, --quiet prints no progress, --timeout-converge
+sets how long to wait).`,
 		Example: `  warren service update web --image nginx:1.27.1
   warren service update web --env-add LOG_LEVEL=debug --env-rm OLD_FLAG
   warren service update web --label-add tier=front --replicas 4
@@ -65,6 +71,7 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.labelAdd, "label-add", nil, "add or change a label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
 	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
+	o.wait.addFlags(f)
 }
 
 // serviceChanges is what an update does to a spec, checked up front.
@@ -163,6 +170,9 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.wait.check(); err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	c, err := o.g.dial(ctx)
 	if err != nil {
@@ -170,6 +180,11 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 	}
 	defer c.Close()
 
+	w, err := o.wait.watchService(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
 	for attempt := 1; ; attempt++ {
 		got, err := c.GetService(ctx, &apiv1.GetServiceRequest{NameOrId: name})
 		if err != nil {
@@ -183,7 +198,7 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 			fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())
 			return nil
 		}
-		_, err = c.UpdateService(ctx, &apiv1.UpdateServiceRequest{
+		resp, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{
 			NameOrId: svc.GetId(),
 			Spec:     spec,
 			Version:  svc.GetVersion(),
@@ -198,7 +213,7 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())
-		return nil
+		return o.wait.wait(cmd, c, w, resp.GetService(), "updated")
 	}
 }
 

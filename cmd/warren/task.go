@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -23,13 +24,14 @@ type taskListOptions struct {
 
 func newTaskCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "task",
-		Short:   "Show tasks, the running replicas of services",
-		Long:    `Show tasks: each task is one replica (slot) of a service placed on a node.`,
-		Example: `  warren task ls --service web`,
+		Use:   "task",
+		Short: "Show tasks, the running replicas of services",
+		Long:  `Show tasks: each task is one replica (slot) of a service placed on a node.`,
+		Example: `  warren task ls --service web
+  warren task logs 3f2a9c1b7d4e`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newTaskListCmd(g))
+	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g))
 	return cmd
 }
 
@@ -77,15 +79,25 @@ func (o *taskListOptions) run(cmd *cobra.Command) error {
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
 	}
-	nodes, err := c.ListNodes(ctx, &apiv1.ListNodesRequest{})
+	names, err := nodeNames(ctx, c)
 	if err != nil {
 		return err
+	}
+	return writeTable(cmd.OutOrStdout(), taskListHeader, taskRows(tasks, names, time.Now()))
+}
+
+// nodeNames maps the IDs of the cluster's nodes to their names, for the
+// tables that show where tasks run.
+func nodeNames(ctx context.Context, c *agentClient) (map[string]string, error) {
+	nodes, err := c.ListNodes(ctx, &apiv1.ListNodesRequest{})
+	if err != nil {
+		return nil, err
 	}
 	names := map[string]string{}
 	for _, n := range nodes.GetNodes() {
 		names[n.GetId()] = n.GetName()
 	}
-	return writeTable(cmd.OutOrStdout(), taskListHeader, taskRows(tasks, names, time.Now()))
+	return names, nil
 }
 
 // sortTasks orders tasks by service name, slot, then newest first.
@@ -106,27 +118,46 @@ var taskListHeader = []string{"ID", "SERVICE.SLOT", "NODE", "DESIRED", "STATE", 
 func taskRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Time) [][]string {
 	rows := make([][]string, 0, len(tasks))
 	for _, t := range tasks {
-		service := t.GetServiceName()
-		if service == "" {
-			service = shortID(t.GetServiceId())
-		}
-		node := nodeNames[t.GetNodeId()]
-		if node == "" {
-			node = shortID(t.GetNodeId())
-		}
-		msg := t.GetError()
-		if msg == "" && t.GetState() == apiv1.TaskState_TASK_STATE_PENDING {
-			msg = t.GetMessage()
-		}
 		rows = append(rows, []string{
 			shortID(t.GetId()),
-			fmt.Sprintf("%s.%d", service, t.GetSlot()),
-			node,
+			taskName(t),
+			taskNode(t, nodeNames, false),
 			enumText(t.GetDesiredState(), "-"),
 			enumText(t.GetState(), "-"),
 			age(t.GetCreatedAt(), now),
-			truncate(msg, errorWidth),
+			truncate(taskProblem(t), errorWidth),
 		})
 	}
 	return rows
+}
+
+// taskName is SERVICE.SLOT, e.g. web.2 (the service's short ID when the
+// task does not carry its name).
+func taskName(t *apiv1.Task) string {
+	service := t.GetServiceName()
+	if service == "" {
+		service = shortID(t.GetServiceId())
+	}
+	return fmt.Sprintf("%s.%d", service, t.GetSlot())
+}
+
+// taskNode is the name of the node t is on, or its (short) ID when the node
+// is not known; empty when t is not placed.
+func taskNode(t *apiv1.Task, nodeNames map[string]string, fullID bool) string {
+	if name := nodeNames[t.GetNodeId()]; name != "" {
+		return name
+	}
+	if fullID {
+		return t.GetNodeId()
+	}
+	return shortID(t.GetNodeId())
+}
+
+// taskProblem is why t failed, or why it is still pending.
+func taskProblem(t *apiv1.Task) string {
+	msg := t.GetError()
+	if msg == "" && t.GetState() == apiv1.TaskState_TASK_STATE_PENDING {
+		msg = t.GetMessage()
+	}
+	return msg
 }

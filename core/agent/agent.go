@@ -10,8 +10,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
+	goruntime "runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,14 +23,20 @@ import (
 	"github.com/warrenorch/warren/config"
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/dispatcher"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/orchestrator"
 	"github.com/warrenorch/warren/core/pluginhost"
 	"github.com/warrenorch/warren/core/raftnode"
+	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/core/version"
+	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+	"github.com/warrenorch/warren/sdk/scheduler"
 	"github.com/warrenorch/warren/sdk/store"
 )
 
@@ -42,7 +49,8 @@ type Options struct {
 }
 
 // Run runs the agent until ctx ends, then shuts everything down cleanly: the
-// API stops, Raft shuts down, and every plugin process is stopped.
+// loops and the worker stop, the API stops, Raft shuts down, and every
+// plugin process is stopped. Running containers are left running.
 func Run(ctx context.Context, opts Options) (err error) {
 	cfg := opts.Config
 	logger := opts.Logger
@@ -52,8 +60,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if cfg.Manager == nil {
 		return fmt.Errorf("an agent without a manager { } block needs to join a cluster, which this version does not do yet: %w", sdk.ErrUnsupported)
 	}
-	if cfg.Worker != nil {
-		return fmt.Errorf("worker { }: this version cannot run tasks yet (the runtime and worker arrive in the next release); remove the block to run a manager: %w", sdk.ErrUnsupported)
+	if cfg.Worker != nil && cfg.Worker.Network != "" {
+		return fmt.Errorf("worker.network = %q: network plugins are not wired in yet; remove the attribute (tasks then get a private network namespace): %w", cfg.Worker.Network, sdk.ErrUnsupported)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
@@ -67,7 +75,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	host := pluginhost.New(logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})
 	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if serr := host.Stop(stopCtx); serr != nil {
 			logger.Error("stopping plugins", "error", serr)
@@ -77,8 +85,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return pluginError(cfg, err)
 	}
-	if _, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Scheduler, sdk.KindScheduler, "manager.scheduler")); err != nil {
+	schedPlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Scheduler, sdk.KindScheduler, "manager.scheduler"))
+	if err != nil {
 		return pluginError(cfg, err)
+	}
+	var rt runtime.Runtime
+	if cfg.Worker != nil {
+		rtPlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Worker.Runtime, sdk.KindRuntime, "worker.runtime"))
+		if err != nil {
+			return pluginError(cfg, err)
+		}
+		rt = runtime.NewClient(rtPlugin.Client())
 	}
 
 	view := state.New()
@@ -100,13 +117,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Logger:            logger,
 	})
 	if err != nil {
+		machine.Close()
 		return err
 	}
 	defer func() {
-		machine.Close()
 		if serr := node.Shutdown(); serr != nil {
 			logger.Error("raft shutdown", "error", serr)
 		}
+		machine.Close()
 	}()
 
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -119,11 +137,39 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 
+	// The dispatcher: workers' streams to the leader. This agent's own
+	// worker reaches it on a unix socket in the data dir.
+	disp := dispatcher.New(dispatcher.Deps{
+		State:        view,
+		Events:       bus,
+		Raft:         node,
+		Leader:       node.IsLeader,
+		Logger:       logger.Named("dispatcher"),
+		HeartbeatTTL: cfg.Manager.HeartbeatTTL,
+	})
+	dispSock := filepath.Join(cfg.DataDir, "dispatcher.sock")
+	dispLis, err := listenUnix(dispSock)
+	if err != nil {
+		return err
+	}
+	dispSrv := grpc.NewServer()
+	apiv1.RegisterDispatcherServer(dispSrv, disp)
+	go func() { _ = dispSrv.Serve(dispLis) }()
+	defer func() {
+		dispSrv.Stop()
+		_ = os.Remove(dispSock)
+	}()
+
+	var workers api.Workers
+	if rt != nil {
+		workers = &localWorkers{nodeID: nodeID, nodeName: cfg.NodeName, rt: rt}
+	}
 	srv := api.NewServer(api.Options{
 		State:    view,
 		Raft:     node,
 		Events:   bus,
 		Plugins:  func() []*apiv1.PluginStatus { return pluginStatuses(host) },
+		Workers:  workers,
 		NodeID:   nodeID,
 		NodeName: cfg.NodeName,
 		Version:  version.Version,
@@ -136,7 +182,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(lis) }()
 	defer func() {
-		// Streams (events) never end on their own: stop them after a grace.
+		// Streams (events, logs) never end on their own: stop them after a grace.
 		done := make(chan struct{})
 		go func() { g.GracefulStop(); close(done) }()
 		select {
@@ -146,17 +192,78 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		_ = os.Remove(cfg.APISocket)
 	}()
+
+	// Control loops (leader only) and the worker run under runCtx, which
+	// ends before anything they use is torn down.
+	runCtx, stopRun := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	defer func() {
+		stopRun()
+		running.Wait()
+	}()
+	sched := scheduler.NewClient(schedPlugin.Client())
+	taskLock := &sync.Mutex{}
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		runWhileLeader(runCtx, node, logger,
+			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
+			func(ctx context.Context) {
+				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
+					State: view, Events: bus, Raft: node, Logger: logger.Named("orchestrator"), Lock: taskLock,
+				}))
+			},
+			func(ctx context.Context) {
+				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
+					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger.Named("schedloop"), Lock: taskLock,
+				}))
+			},
+		)
+	}()
+	if rt != nil {
+		conn, err := grpc.NewClient("unix://"+dispSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("worker: dial the dispatcher: %w", err)
+		}
+		defer conn.Close()
+		w, err := worker.New(worker.Options{
+			NodeID:          nodeID,
+			NodeName:        cfg.NodeName,
+			Addr:            cfg.Advertise,
+			Labels:          cfg.Worker.Labels,
+			DataDir:         cfg.DataDir,
+			Runtime:         rt,
+			Dial:            func(context.Context) (apiv1.DispatcherClient, error) { return apiv1.NewDispatcherClient(conn), nil },
+			Logger:          logger.Named("worker"),
+			AgentVersion:    version.Version,
+			HeartbeatPeriod: cfg.Worker.HeartbeatInterval,
+		})
+		if err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			logExit(logger, "worker", w.Run(runCtx))
+		}()
+	}
+
 	logger.Info("API listening", "socket", cfg.APISocket)
 	if opts.Ready != nil {
 		close(opts.Ready)
 	}
-
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 		return nil
 	case err := <-serveErr:
 		return fmt.Errorf("API server: %w", err)
+	}
+}
+
+func logExit(logger hclog.Logger, what string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error(what+" stopped", "error", err)
 	}
 }
 
@@ -210,8 +317,8 @@ func bootstrap(ctx context.Context, node *raftnode.Node, view *state.State, node
 		Status:       apiv1.NodeStatus_NODE_STATUS_READY,
 		Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
 		Addr:         cfg.Advertise,
-		Os:           runtime.GOOS,
-		Arch:         runtime.GOARCH,
+		Os:           goruntime.GOOS,
+		Arch:         goruntime.GOARCH,
 		AgentVersion: version.Version,
 		CreatedAt:    now,
 		UpdatedAt:    now,

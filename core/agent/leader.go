@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -21,16 +22,34 @@ func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logge
 		if cancel != nil {
 			return
 		}
-		logger.Info("leadership gained: starting control loops")
 		var loopCtx context.Context
 		loopCtx, cancel = context.WithCancel(ctx)
-		for _, loop := range loops {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				loop(loopCtx)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Let the state view catch up with everything committed before
+			// the loops act on it.
+			for {
+				err := node.Raft.Barrier(30 * time.Second).Error()
+				if err == nil {
+					break
+				}
+				logger.Warn("leadership gained but the Raft barrier failed; retrying", "error", err)
+				select {
+				case <-loopCtx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			logger.Info("leadership gained: starting control loops")
+			for _, loop := range loops {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					loop(loopCtx)
+				}()
+			}
+		}()
 	}
 	stop := func() {
 		if cancel == nil {

@@ -25,9 +25,10 @@ import (
 	"github.com/warrenorch/warren/sdk"
 )
 
-// MaxRequestBytes bounds one API request; larger ones are refused by gRPC
-// with ResourceExhausted before they reach a handler.
-const MaxRequestBytes = 1 << 20
+// MaxRequestBytes bounds one API request message; larger ones are refused
+// by gRPC with ResourceExhausted before they reach a handler. It leaves room
+// for a 1 MiB image import chunk and its framing.
+const MaxRequestBytes = 1<<20 + 64<<10
 
 // Raft is what the API needs from the Raft node.
 type Raft interface {

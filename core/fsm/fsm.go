@@ -312,6 +312,9 @@ func (f *FSM) applyUpsertTasks(tx *txn, c *fsmpb.UpsertTasks) any {
 			return invalid("upsert tasks: task id and service id are required")
 		}
 		t = proto.CloneOf(t)
+		if old, ok := f.state.Task(t.GetId()); ok {
+			t = state.MergeTask(old, t)
+		}
 		t.Version = tx.index
 		ts = append(ts, t)
 	}

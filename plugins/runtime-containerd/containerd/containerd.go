@@ -113,16 +113,23 @@ type Config struct {
 	// InsecureRegistries are registry hosts ("127.0.0.1:5000") pulled from
 	// over plain HTTP.
 	InsecureRegistries []string `json:"insecure_registries,omitempty"`
+	// StopOnExit makes a clean shutdown of the plugin destroy every task
+	// and stop a managed containerd: for throwaway clusters such as
+	// `warren agent -dev`. Default false: tasks and a managed containerd
+	// outlive the plugin, so restarts never stop containers.
+	StopOnExit bool `json:"stop_on_exit,omitempty"`
 }
 
 // settings is a Config resolved and checked.
 type settings struct {
-	address   string
-	namespace string
-	logDir    string
-	managed   *managedPaths // nil: an external containerd
-	binary    string        // the containerd binary, when managed
-	insecure  []string
+	address    string
+	namespace  string
+	logDir     string
+	managed    *managedPaths // nil: an external containerd
+	binary     string        // the containerd binary, when managed
+	insecure   []string
+	stopOnExit bool
+	dataDir    string
 }
 
 // resolve applies the defaults and checks what the schema cannot.
@@ -161,6 +168,8 @@ func (c Config) resolve() (settings, error) {
 		}
 	}
 	s.insecure = c.InsecureRegistries
+	s.stopOnExit = c.StopOnExit
+	s.dataDir = dataDir
 
 	switch {
 	case c.Socket != "" && c.Managed:
@@ -256,6 +265,7 @@ func (r *Runtime) ConfigSchema(context.Context) (sdk.Schema, error) {
 		{Name: "namespace", Type: sdk.TypeString, Description: `containerd namespace of tasks and images (default "warren")`},
 		{Name: "log_dir", Type: sdk.TypeString, Description: "directory of task output (default: data_dir/logs)"},
 		{Name: "insecure_registries", Type: sdk.TypeListString, Description: `registry hosts pulled from over plain HTTP, e.g. ["127.0.0.1:5000"]`},
+		{Name: "stop_on_exit", Type: sdk.TypeBool, Description: "on a clean plugin shutdown destroy every task and stop a managed containerd (throwaway clusters such as warren agent -dev)"},
 	}}, nil
 }
 
@@ -334,14 +344,39 @@ func (r *Runtime) Configure(ctx context.Context, configJSON []byte) error {
 func (r *Runtime) Close() error {
 	r.configureMu.Lock()
 	defer r.configureMu.Unlock()
-	be := r.be.Swap(nil)
+	be := r.be.Load()
 	if be == nil {
 		return nil
 	}
+	if be.s.stopOnExit {
+		r.stopEverything(be)
+	}
+	r.be.Store(nil)
 	be.cancel()
 	<-be.done
 	r.hub.setDown()
 	return be.client.Close()
+}
+
+// stopEverything destroys every task and stops a managed containerd; Close
+// calls it when stop_on_exit is set.
+func (r *Runtime) stopEverything(be *backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tasks, err := r.ListTasks(ctx)
+	if err != nil {
+		r.log.Error("stop_on_exit: listing tasks", "error", err)
+	}
+	for _, t := range tasks {
+		if err := r.DestroyTask(ctx, t.TaskID, true); err != nil {
+			r.log.Error("stop_on_exit: destroying task", "task", t.TaskID, "error", err)
+		}
+	}
+	if be.s.managed != nil {
+		if err := ShutdownManaged(ctx, be.s.dataDir); err != nil {
+			r.log.Error("stop_on_exit: stopping the managed containerd", "error", err)
+		}
+	}
 }
 
 // backend returns the configured backend and a context carrying the

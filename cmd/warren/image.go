@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warrenorch/warren/core/api"
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// importChunkSize is how much of the archive each ImportImage message
+// carries: just under 1 MiB, as the agent refuses a request (the message
+// with its framing) over api.MaxRequestBytes.
+const importChunkSize = api.MaxRequestBytes - 1<<10
+
+func newImageCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage the images on the workers",
+		Long: `Manage the images in the workers' runtimes: "image import" loads an image
+archive where no registry can be reached.`,
+		Example: `  warren image import busybox.tar`,
+	}
+	makeGroup(cmd)
+	cmd.AddCommand(newImageImportCmd(g))
+	return cmd
+}
+
+type imageImportOptions struct {
+	g *globalOptions
+}
+
+func newImageImportCmd(g *globalOptions) *cobra.Command {
+	o := &imageImportOptions{g: g}
+	return &cobra.Command{
+		Use:   "import FILE|-",
+		Short: "Load an image archive into every worker",
+		Long: `Load an image archive (an OCI layout or "docker save" tarball) into the runtime
+of every worker the agent reaches, for sites without a registry. FILE "-"
+reads the archive from standard input.
+
+Prints the images the archive held (REF, DIGEST, SIZE) and the nodes that
+took them; -o json prints the API's ImportImageResponse. The archive is
+streamed: it can be larger than memory, and --timeout does not apply.`,
+		Example: `  warren image import busybox.tar
+  docker save busybox:1.36 | ssh edge-1 warren image import -
+  warren image import app.tar -o json`,
+		Args: exactArgs(1, "one FILE (or - for standard input)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args[0])
+		},
+	}
+}
+
+func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
+	// The archive is opened and its first chunk read before anything is
+	// sent: a missing, unreadable or empty file changes nothing.
+	r, name, err := openArchive(cmd, file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	buf := make([]byte, importChunkSize)
+	n, err := readChunk(r, buf)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s is empty: nothing to import", name)
+	}
+
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel() // on a read error, the cancel tells the agent to drop what it got
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := c.ImportImage(ctx)
+	if err != nil {
+		return err
+	}
+	for n > 0 {
+		if err := stream.Send(&apiv1.ImportImageChunk{Data: buf[:n]}); err != nil {
+			if errors.Is(err, io.EOF) {
+				break // the agent ended the call: CloseAndRecv says why
+			}
+			return err
+		}
+		if n, err = readChunk(r, buf); err != nil {
+			return fmt.Errorf("reading %s: %w (the import was abandoned)", name, err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.g.outputOr(outputTable) == outputJSON {
+		return writeJSON(out, resp)
+	}
+	if err := writeTable(out, imageImportHeader, importedRows(resp.GetImages())); err != nil {
+		return err
+	}
+	nodes := "no node"
+	if len(resp.GetNodes()) > 0 {
+		nodes = strings.Join(resp.GetNodes(), ", ")
+	}
+	_, err = fmt.Fprintf(out, "Imported on %s\n", nodes)
+	return err
+}
+
+// openArchive opens file, or standard input for "-"; name is how errors
+// call it.
+func openArchive(cmd *cobra.Command, file string) (r io.ReadCloser, name string, err error) {
+	if file == "-" {
+		in := cmd.InOrStdin()
+		if isTerminal(in) {
+			return nil, "", usageErrorf("standard input is a terminal: pipe the archive in (docker save IMAGE | warren image import -) or give a FILE")
+		}
+		return io.NopCloser(in), "standard input", nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, "", fmt.Errorf("image archive: %w", err)
+	}
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		f.Close()
+		return nil, "", fmt.Errorf("image archive %s is a directory: give the tarball (docker save -o FILE IMAGE makes one)", file)
+	}
+	return f, file, nil
+}
+
+// readChunk fills buf as far as r goes: a short count only at the end.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil
+	}
+	return n, err
+}
+
+var imageImportHeader = []string{"REF", "DIGEST", "SIZE"}
+
+// importedRows are the rows of `image import`.
+func importedRows(images []*apiv1.ImportedImage) [][]string {
+	rows := make([][]string, 0, len(images))
+	for _, im := range images {
+		rows = append(rows, []string{im.GetRef(), shortDigest(im.GetDigest()), humanSize(im.GetSize())})
+	}
+	return rows
+}
+
+// shortDigest is "sha256:" and the first 12 hex digits.
+func shortDigest(d string) string {
+	algo, hex, ok := strings.Cut(d, ":")
+	if !ok {
+		return shortID(d)
+	}
+	return algo + ":" + shortID(hex)
+}
+
+// humanSize is a size to three significant digits in the largest binary
+// unit under it: 4404019 is "4.2MiB", 512 is "512B".
+func humanSize(b int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v, i := float64(b), 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatInt(b, 10) + "B"
+	}
+	prec := 2
+	switch {
+	case v >= 100:
+		prec = 0
+	case v >= 10:
+		prec = 1
+	}
+	s := strconv.FormatFloat(v, 'f', prec, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s + units[i]
+}

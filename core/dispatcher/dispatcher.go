@@ -1,0 +1,472 @@
+// Package dispatcher is the manager's side of the worker stream: it serves
+// Dispatcher.Session, one long-lived stream per worker, on the leader.
+//
+// A session starts with the worker's RegisterWorker, which (re-)registers the
+// node as READY through Raft. The dispatcher then sends SessionInfo and the
+// full set of tasks the node must know about, and from then on pushes the
+// changes to those tasks the moment they are applied (it watches the event
+// bus, batching what arrives within a couple of milliseconds). Workers send
+// heartbeats and task status reports up the same stream. Reports from all
+// sessions are committed together, one UpsertTasks per batch window, and
+// never move a task's state backwards.
+//
+// Liveness lives in the leader's memory: heartbeats are not Raft writes.
+// Only transitions are committed: READY when a node registers, DOWN once
+// when its session ends or it misses its heartbeat TTL. Marking a down node's
+// tasks ORPHANED and placing them elsewhere is not done here yet.
+//
+// The lifecycle contract is docs/task-lifecycle.md.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/state"
+)
+
+// Defaults for the zero values of Deps' durations.
+const (
+	DefaultHeartbeatPeriod       = 2 * time.Second
+	DefaultHeartbeatTTL          = 10 * time.Second
+	DefaultStatusBatchWindow     = 5 * time.Millisecond
+	DefaultAssignmentBatchWindow = 2 * time.Millisecond
+)
+
+// commitTimeout bounds one Raft commit of the dispatcher.
+const commitTimeout = 10 * time.Second
+
+// retryDelay is how long a failed status commit waits before it is retried.
+const retryDelay = 100 * time.Millisecond
+
+// eventBuffer is how many events a session may fall behind before its
+// subscription is dropped; it then resubscribes and sends a full set.
+const eventBuffer = 1024
+
+// Proposer commits commands through Raft; *raftnode.Node implements it.
+type Proposer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+}
+
+// Deps are the dispatcher's dependencies.
+type Deps struct {
+	// State is the cluster state view (read-only here).
+	State *state.State
+	// Events is the bus the FSM publishes applied changes on.
+	Events *events.Broker
+	// Raft commits node and task changes.
+	Raft Proposer
+	// Leader reports whether this manager is the Raft leader; sessions are
+	// refused (codes.Unavailable) when it is not.
+	Leader func() bool
+	Logger hclog.Logger
+	// HeartbeatPeriod is how often workers are told to send a heartbeat.
+	HeartbeatPeriod time.Duration
+	// HeartbeatTTL is how long a session may stay silent before the node is
+	// declared down.
+	HeartbeatTTL time.Duration
+	// StatusBatchWindow is how long status reports are collected before they
+	// are committed in one Raft entry.
+	StatusBatchWindow time.Duration
+	// AssignmentBatchWindow is how long task changes are collected before
+	// they are pushed to a worker in one Assignments message.
+	AssignmentBatchWindow time.Duration
+}
+
+// Dispatcher serves the Dispatcher gRPC service. Run must be running (on the
+// leader) for sessions to be accepted.
+type Dispatcher struct {
+	apiv1.UnimplementedDispatcherServer
+
+	deps Deps
+	log  hclog.Logger
+
+	mu      sync.Mutex
+	runCtx  context.Context // nil while Run is not running
+	started time.Time       // when Run started
+	nodes   map[string]*nodeEntry
+	pending map[string][]pendingUpdate // by task ID
+	order   []string                   // task IDs of pending, first report first
+	kick    chan struct{}
+}
+
+// nodeEntry is the leader's in-memory liveness record of a node.
+type nodeEntry struct {
+	// commit serializes this node's READY/DOWN decisions and their commits.
+	commit sync.Mutex
+	// session and lastSeen are guarded by Dispatcher.mu.
+	session  *session
+	lastSeen time.Time
+}
+
+// pendingUpdate is a status report waiting for the next commit.
+type pendingUpdate struct {
+	nodeID string
+	update *apiv1.TaskStatusUpdate
+}
+
+// New returns a Dispatcher. Zero durations take the defaults.
+func New(deps Deps) *Dispatcher {
+	if deps.Logger == nil {
+		deps.Logger = hclog.NewNullLogger()
+	}
+	if deps.Leader == nil {
+		deps.Leader = func() bool { return true }
+	}
+	if deps.HeartbeatPeriod <= 0 {
+		deps.HeartbeatPeriod = DefaultHeartbeatPeriod
+	}
+	if deps.HeartbeatTTL <= 0 {
+		deps.HeartbeatTTL = DefaultHeartbeatTTL
+	}
+	if deps.StatusBatchWindow <= 0 {
+		deps.StatusBatchWindow = DefaultStatusBatchWindow
+	}
+	if deps.AssignmentBatchWindow <= 0 {
+		deps.AssignmentBatchWindow = DefaultAssignmentBatchWindow
+	}
+	return &Dispatcher{
+		deps:    deps,
+		log:     deps.Logger.Named("dispatcher"),
+		nodes:   map[string]*nodeEntry{},
+		pending: map[string][]pendingUpdate{},
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// Run commits status reports and watches for nodes that never connect until
+// ctx ends. Run it while this manager is the leader, with a context that
+// ends when leadership is lost: sessions are accepted only while it runs, and
+// all of them end (codes.Unavailable) when it returns. Reports not committed
+// by then are dropped; workers report again when they reconnect.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.runCtx != nil {
+		d.mu.Unlock()
+		return errors.New("dispatcher: Run is already running")
+	}
+	d.runCtx = ctx
+	d.started = time.Now()
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.runCtx = nil
+		if n := len(d.order); n > 0 {
+			d.log.Warn("dropping uncommitted status reports", "tasks", n)
+		}
+		d.pending = map[string][]pendingUpdate{}
+		d.order = nil
+		d.mu.Unlock()
+	}()
+
+	sweep := time.NewTicker(d.deps.HeartbeatTTL / 2)
+	defer sweep.Stop()
+	window := time.NewTimer(0)
+	<-window.C
+	var windowC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			window.Stop()
+			return nil
+		case <-d.kick:
+			if windowC == nil {
+				window.Reset(d.deps.StatusBatchWindow)
+				windowC = window.C
+			}
+		case <-windowC:
+			windowC = nil
+			if retry := d.commitPending(ctx); retry {
+				window.Reset(retryDelay)
+				windowC = window.C
+			}
+		case <-sweep.C:
+			d.sweep(ctx)
+		}
+	}
+}
+
+// running returns Run's context, or nil when Run is not running.
+func (d *Dispatcher) running() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.runCtx
+}
+
+// enqueue adds a node's status reports to the next commit.
+func (d *Dispatcher) enqueue(nodeID string, ups []*apiv1.TaskStatusUpdate) {
+	if len(ups) == 0 {
+		return
+	}
+	d.mu.Lock()
+	for _, u := range ups {
+		id := u.GetTaskId()
+		if id == "" {
+			continue
+		}
+		if _, ok := d.pending[id]; !ok {
+			d.order = append(d.order, id)
+		}
+		d.pending[id] = append(d.pending[id], pendingUpdate{nodeID: nodeID, update: u})
+	}
+	d.mu.Unlock()
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// commitPending commits every pending report in one UpsertTasks. It reports
+// whether the commit failed and should be retried.
+func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
+	d.mu.Lock()
+	pending, order := d.pending, d.order
+	d.pending, d.order = map[string][]pendingUpdate{}, nil
+	d.mu.Unlock()
+	if len(order) == 0 {
+		return false
+	}
+	// Read the tasks as late as possible: the commit replaces them whole.
+	now := timestamppb.Now()
+	var tasks []*apiv1.Task
+	for _, id := range order {
+		cur, ok := d.deps.State.Task(id)
+		if !ok {
+			continue
+		}
+		var t *apiv1.Task
+		for _, p := range pending[id] {
+			if cur.GetNodeId() != p.nodeID {
+				d.log.Debug("ignoring a report about a task of another node", "task", id, "from", p.nodeID, "node", cur.GetNodeId())
+				continue
+			}
+			if t == nil {
+				t = proto.CloneOf(cur)
+			}
+			applyUpdate(t, p.update)
+		}
+		if t != nil && t.GetState() != cur.GetState() {
+			t.UpdatedAt = now
+			tasks = append(tasks, t)
+		}
+	}
+	if len(tasks) == 0 {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertTasks{Tasks: tasks}); err != nil {
+		if ctx.Err() != nil || !d.deps.Leader() {
+			d.log.Warn("status reports not committed: no longer the leader", "tasks", len(tasks), "error", err)
+			return false
+		}
+		d.log.Error("committing status reports, will retry", "tasks", len(tasks), "error", err)
+		d.requeue(pending, order)
+		return true
+	}
+	d.log.Trace("committed status reports", "tasks", len(tasks))
+	return false
+}
+
+// requeue puts reports of a failed commit back in front of newer ones.
+func (d *Dispatcher) requeue(pending map[string][]pendingUpdate, order []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, newer := range d.pending {
+		if _, ok := pending[id]; !ok {
+			order = append(order, id)
+		}
+		pending[id] = append(pending[id], newer...)
+	}
+	d.pending, d.order = pending, order
+}
+
+// entry returns the liveness record of a node, creating it.
+func (d *Dispatcher) entry(nodeID string) *nodeEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.nodes[nodeID]
+	if e == nil {
+		e = &nodeEntry{}
+		d.nodes[nodeID] = e
+	}
+	return e
+}
+
+// seen records that a node's session is alive.
+func (d *Dispatcher) seen(e *nodeEntry) {
+	d.mu.Lock()
+	e.lastSeen = time.Now()
+	d.mu.Unlock()
+}
+
+// errSuperseded ends a session when the same node opens a newer one.
+var errSuperseded = errors.New("superseded by a newer session of the same node")
+
+// errNotLeader ends sessions when Run stops (leadership lost or shutdown).
+var errNotLeader = errors.New("not the leader")
+
+// errDisconnected ends a session that Disconnect closed.
+var errDisconnected = errors.New("disconnected by the manager")
+
+// attach makes s the node's current session, ends an older one and commits
+// the node as READY.
+func (d *Dispatcher) attach(ctx context.Context, e *nodeEntry, s *session, reg *apiv1.RegisterWorker) error {
+	e.commit.Lock()
+	defer e.commit.Unlock()
+	d.mu.Lock()
+	old := e.session
+	e.session = s
+	e.lastSeen = time.Now()
+	d.mu.Unlock()
+	if old != nil {
+		old.cancel(errSuperseded)
+	}
+	return d.commitReady(ctx, reg)
+}
+
+// detach forgets s; when it was still the node's current session and reason
+// is set, the node is committed as DOWN.
+func (d *Dispatcher) detach(e *nodeEntry, s *session, reason string) {
+	e.commit.Lock()
+	defer e.commit.Unlock()
+	d.mu.Lock()
+	current := e.session == s
+	if current {
+		e.session = nil
+		e.lastSeen = time.Now()
+	}
+	runCtx := d.runCtx
+	d.mu.Unlock()
+	if !current || reason == "" || runCtx == nil || runCtx.Err() != nil {
+		return
+	}
+	d.commitDown(runCtx, s.nodeID, reason)
+}
+
+// Disconnect ends the node's current session, if any, and reports whether
+// there was one. The worker reconnects by itself.
+func (d *Dispatcher) Disconnect(nodeID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.nodes[nodeID]
+	if e == nil || e.session == nil {
+		return false
+	}
+	e.session.cancel(errDisconnected)
+	return true
+}
+
+// commitReady registers the node as READY with what the worker reported,
+// keeping what belongs to the cluster: role, availability, creation time
+// and labels set by operators (a stored label wins over the worker's).
+func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker) error {
+	now := timestamppb.Now()
+	n := &apiv1.Node{
+		Id:             reg.GetNodeId(),
+		Name:           reg.GetName(),
+		Role:           apiv1.NodeRole_NODE_ROLE_WORKER,
+		Worker:         true,
+		Status:         apiv1.NodeStatus_NODE_STATUS_READY,
+		Availability:   apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
+		Resources:      reg.GetResources(),
+		Addr:           reg.GetAddr(),
+		Os:             reg.GetOs(),
+		Arch:           reg.GetArch(),
+		AgentVersion:   reg.GetAgentVersion(),
+		RuntimeVersion: reg.GetRuntimeVersion(),
+		CreatedAt:      now,
+		UpdatedAt:      now,
+	}
+	labels := map[string]string{}
+	for k, v := range reg.GetLabels() {
+		labels[k] = v
+	}
+	if old, ok := d.deps.State.Node(reg.GetNodeId()); ok {
+		if old.GetRole() != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
+			n.Role = old.GetRole()
+		}
+		if old.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED {
+			n.Availability = old.GetAvailability()
+		}
+		if old.GetCreatedAt() != nil {
+			n.CreatedAt = old.GetCreatedAt()
+		}
+		if n.Addr == "" {
+			n.Addr = old.GetAddr()
+		}
+		for k, v := range old.GetLabels() {
+			labels[k] = v
+		}
+	}
+	if len(labels) > 0 {
+		n.Labels = labels
+	}
+	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+		return fmt.Errorf("register node %q (%s): %w", reg.GetName(), reg.GetNodeId(), err)
+	}
+	d.log.Info("node ready", "node", reg.GetName(), "id", reg.GetNodeId())
+	return nil
+}
+
+// commitDown commits a node as DOWN unless it is down already.
+func (d *Dispatcher) commitDown(ctx context.Context, nodeID, reason string) {
+	old, ok := d.deps.State.Node(nodeID)
+	if !ok || old.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
+		return
+	}
+	n := proto.CloneOf(old)
+	n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
+	n.Message = reason
+	n.UpdatedAt = timestamppb.Now()
+	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+		d.log.Error("marking node down", "node", old.GetName(), "id", nodeID, "reason", reason, "error", err)
+		return
+	}
+	d.log.Warn("node down", "node", old.GetName(), "id", nodeID, "reason", reason)
+}
+
+// sweep marks down the READY worker nodes that have had no session for a
+// whole TTL, such as nodes that never reconnected after a leader change.
+// Nodes whose session ends are marked down by the session itself.
+func (d *Dispatcher) sweep(ctx context.Context) {
+	ttl := d.deps.HeartbeatTTL
+	d.mu.Lock()
+	sinceStart := time.Since(d.started)
+	d.mu.Unlock()
+	if sinceStart < ttl {
+		return
+	}
+	for _, n := range d.deps.State.Nodes() {
+		if !n.GetWorker() || n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
+			continue
+		}
+		if n.GetUpdatedAt() != nil && time.Since(n.GetUpdatedAt().AsTime()) < ttl {
+			continue // just registered (by the agent itself, say): give it a TTL
+		}
+		e := d.entry(n.GetId())
+		e.commit.Lock()
+		d.mu.Lock()
+		silent := e.session == nil && time.Since(e.lastSeen) >= ttl
+		d.mu.Unlock()
+		if silent {
+			d.commitDown(ctx, n.GetId(), fmt.Sprintf("no session with the leader for %s", ttl))
+		}
+		e.commit.Unlock()
+	}
+}

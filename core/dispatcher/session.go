@@ -1,0 +1,274 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk"
+)
+
+// session is one worker's stream.
+type session struct {
+	nodeID string
+	cancel context.CancelCauseFunc
+
+	// known holds the IDs of the tasks the worker was sent and not told to
+	// forget. The event filter reads it from the publisher's goroutine.
+	mu    sync.Mutex
+	known map[string]struct{}
+}
+
+func (s *session) knows(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.known[id]
+	return ok
+}
+
+// filter accepts the events a session may have to forward: tasks on its
+// node, tasks it told the worker about (they may have moved or gone), and
+// the snapshot-restore marker.
+func (s *session) filter(ev *apiv1.Event) bool {
+	switch ev.GetKind() {
+	case "task":
+		return ev.GetTask().GetNodeId() == s.nodeID || s.knows(ev.GetId())
+	case "cluster":
+		return true
+	}
+	return false
+}
+
+// Session serves one worker's stream. The first message must be
+// RegisterWorker; the node is then committed as READY and the worker gets
+// SessionInfo and its full set of tasks, then changes as they happen. The
+// session ends when the worker goes away or misses its heartbeat TTL (the
+// node is then committed as DOWN), when the same node opens a newer session,
+// or when this manager stops leading.
+func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
+	if !d.deps.Leader() {
+		return status.Error(codes.Unavailable, "not the leader")
+	}
+	runCtx := d.running()
+	if runCtx == nil {
+		return status.Error(codes.Unavailable, "not the leader: the dispatcher is not running")
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	stopOnRunEnd := context.AfterFunc(runCtx, func() { cancel(errNotLeader) })
+	defer stopOnRunEnd()
+
+	// One goroutine receives; this one decides and is the only one to send.
+	msgs := make(chan *apiv1.WorkerMessage)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	ttl := time.NewTimer(d.deps.HeartbeatTTL)
+	defer ttl.Stop()
+	var reg *apiv1.RegisterWorker
+	select {
+	case m := <-msgs:
+		reg = m.GetRegister()
+	case err := <-recvErr:
+		return recvStatus(err)
+	case <-ttl.C:
+		return status.Errorf(codes.DeadlineExceeded, "no RegisterWorker within %s", d.deps.HeartbeatTTL)
+	case <-ctx.Done():
+		return causeStatus(ctx)
+	}
+	if reg == nil {
+		return status.Error(codes.InvalidArgument, "the first message of a session must be RegisterWorker")
+	}
+	if reg.GetNodeId() == "" || reg.GetName() == "" {
+		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
+	}
+
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}}
+	e := d.entry(s.nodeID)
+	// reason, when set as the session ends, marks the node DOWN.
+	reason := ""
+	defer func() { d.detach(e, s, reason) }()
+	if err := d.attach(ctx, e, s, reg); err != nil {
+		if ctx.Err() != nil {
+			return causeStatus(ctx)
+		}
+		return sdk.ToStatus(err)
+	}
+	reason = "session ended"
+	log := d.log.With("node", reg.GetName(), "id", s.nodeID)
+
+	sub := d.deps.Events.Subscribe(s.filter, eventBuffer)
+	defer func() { sub.Close() }()
+	if err := stream.Send(&apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Session{Session: &apiv1.SessionInfo{
+		NodeId:            s.nodeID,
+		IssuedAt:          timestamppb.Now(),
+		HeartbeatPeriodMs: d.deps.HeartbeatPeriod.Milliseconds(),
+	}}}); err != nil {
+		return err
+	}
+	if err := stream.Send(d.full(s)); err != nil {
+		return err
+	}
+	log.Debug("session started")
+
+	ttl.Reset(d.deps.HeartbeatTTL)
+	batch := time.NewTimer(0)
+	<-batch.C
+	defer batch.Stop()
+	var batchC <-chan time.Time
+	changed := map[string]struct{}{}
+	resync := false
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errSuperseded) || errors.Is(context.Cause(ctx), errNotLeader) {
+				reason = ""
+			}
+			return causeStatus(ctx)
+		case err := <-recvErr:
+			log.Debug("session ended by the worker", "error", err)
+			return recvStatus(err)
+		case <-ttl.C:
+			reason = fmt.Sprintf("no heartbeat within %s", d.deps.HeartbeatTTL)
+			return status.Error(codes.DeadlineExceeded, reason)
+		case m := <-msgs:
+			ttl.Reset(d.deps.HeartbeatTTL)
+			d.seen(e)
+			switch msg := m.GetMsg().(type) {
+			case *apiv1.WorkerMessage_Heartbeat:
+				if !d.deps.Leader() {
+					reason = ""
+					return status.Error(codes.Unavailable, "not the leader")
+				}
+			case *apiv1.WorkerMessage_Status:
+				d.enqueue(s.nodeID, msg.Status.GetUpdates())
+			case *apiv1.WorkerMessage_Register:
+				return status.Error(codes.InvalidArgument, "RegisterWorker sent twice in one session")
+			default:
+				return status.Error(codes.InvalidArgument, "unknown worker message")
+			}
+		case ev, ok := <-sub.C:
+			if !ok {
+				if err := sub.Err(); !errors.Is(err, events.ErrLagged) {
+					reason = ""
+					return status.Errorf(codes.Unavailable, "event bus: %v", err)
+				}
+				log.Warn("session fell behind the event bus; resending the full task set")
+				sub = d.deps.Events.Subscribe(s.filter, eventBuffer)
+				resync = true
+			} else if ev.GetKind() == "cluster" {
+				resync = true
+			} else {
+				changed[ev.GetId()] = struct{}{}
+			}
+			if batchC == nil {
+				batch.Reset(d.deps.AssignmentBatchWindow)
+				batchC = batch.C
+			}
+		case <-batchC:
+			batchC = nil
+			var msg *apiv1.ManagerMessage
+			if resync {
+				msg = d.full(s)
+			} else {
+				msg = d.incremental(s, changed)
+			}
+			resync = false
+			clear(changed)
+			if msg == nil {
+				continue
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// full returns every task the worker must know about and makes it the
+// session's known set.
+func (d *Dispatcher) full(s *session) *apiv1.ManagerMessage {
+	a := &apiv1.Assignments{Full: true}
+	known := map[string]struct{}{}
+	for _, t := range d.deps.State.Tasks(state.TaskFilter{NodeID: s.nodeID}) {
+		if Relevant(t) {
+			a.Tasks = append(a.Tasks, t)
+			known[t.GetId()] = struct{}{}
+		}
+	}
+	s.mu.Lock()
+	s.known = known
+	s.mu.Unlock()
+	return &apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Assignments{Assignments: a}}
+}
+
+// incremental returns the current version of the changed tasks the worker
+// must know about, and the known tasks it can forget; nil when there is
+// nothing to send.
+func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1.ManagerMessage {
+	a := &apiv1.Assignments{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range changed {
+		t, ok := d.deps.State.Task(id)
+		if ok && t.GetNodeId() == s.nodeID && Relevant(t) {
+			a.Tasks = append(a.Tasks, t)
+			s.known[id] = struct{}{}
+			continue
+		}
+		if _, was := s.known[id]; was {
+			a.Removed = append(a.Removed, id)
+			delete(s.known, id)
+		}
+	}
+	if len(a.Tasks) == 0 && len(a.Removed) == 0 {
+		return nil
+	}
+	return &apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Assignments{Assignments: a}}
+}
+
+// recvStatus is what a session returns when receiving failed.
+func recvStatus(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// causeStatus turns the reason a session's context ended into a status.
+func causeStatus(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errSuperseded):
+		return status.Error(codes.Aborted, cause.Error())
+	case errors.Is(cause, errNotLeader), errors.Is(cause, errDisconnected):
+		return status.Error(codes.Unavailable, cause.Error())
+	}
+	return status.FromContextError(ctx.Err()).Err()
+}

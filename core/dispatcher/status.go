@@ -1,0 +1,51 @@
+package dispatcher
+
+import (
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
+)
+
+// Terminal reports whether s is a state a task never leaves.
+func Terminal(s apiv1.TaskState) bool { return state.Terminal(s) }
+
+// Rank orders task states along the lifecycle; see state.Rank.
+func Rank(s apiv1.TaskState) int { return state.Rank(s) }
+
+// workerReportable is what a worker may report about a task. NEW, PENDING
+// and ASSIGNED belong to the scheduler, ORPHANED to the manager.
+func workerReportable(s apiv1.TaskState) bool {
+	switch s {
+	case apiv1.TaskState_TASK_STATE_PREPARING,
+		apiv1.TaskState_TASK_STATE_STARTING,
+		apiv1.TaskState_TASK_STATE_RUNNING,
+		apiv1.TaskState_TASK_STATE_COMPLETE,
+		apiv1.TaskState_TASK_STATE_FAILED,
+		apiv1.TaskState_TASK_STATE_SHUTDOWN,
+		apiv1.TaskState_TASK_STATE_REJECTED:
+		return true
+	}
+	return false
+}
+
+// applyUpdate applies a worker's report to t (a clone the caller owns) when
+// it moves the task's state forward, and reports whether it did. A report
+// never moves a state backwards, never changes a terminal task and never
+// sets a state a worker does not own.
+func applyUpdate(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
+	if !workerReportable(u.GetState()) || Terminal(t.GetState()) || Rank(u.GetState()) <= Rank(t.GetState()) {
+		return false
+	}
+	t.State = u.GetState()
+	t.Message = u.GetMessage()
+	t.Error = u.GetError()
+	t.ExitCode = u.GetExitCode()
+	return true
+}
+
+// Relevant reports whether a worker must know about t: the manager still
+// wants it running, or it has not reached a terminal state yet (it may
+// still have to be stopped). A terminal task the manager wants shut down is
+// history the worker can forget.
+func Relevant(t *apiv1.Task) bool {
+	return t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING || !Terminal(t.GetState())
+}

@@ -1,0 +1,89 @@
+package dispatcher
+
+import (
+	"testing"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+const (
+	sNew       = apiv1.TaskState_TASK_STATE_NEW
+	sAssigned  = apiv1.TaskState_TASK_STATE_ASSIGNED
+	sPreparing = apiv1.TaskState_TASK_STATE_PREPARING
+	sStarting  = apiv1.TaskState_TASK_STATE_STARTING
+	sRunning   = apiv1.TaskState_TASK_STATE_RUNNING
+	sComplete  = apiv1.TaskState_TASK_STATE_COMPLETE
+	sFailed    = apiv1.TaskState_TASK_STATE_FAILED
+	sShutdown  = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	sRejected  = apiv1.TaskState_TASK_STATE_REJECTED
+	sOrphaned  = apiv1.TaskState_TASK_STATE_ORPHANED
+)
+
+func TestApplyUpdate(t *testing.T) {
+	tests := []struct {
+		name    string
+		from    apiv1.TaskState
+		update  apiv1.TaskState
+		applied bool
+	}{
+		{"assigned to preparing", sAssigned, sPreparing, true},
+		{"assigned straight to running", sAssigned, sRunning, true},
+		{"assigned to rejected", sAssigned, sRejected, true},
+		{"running to failed", sRunning, sFailed, true},
+		{"running to complete", sRunning, sComplete, true},
+		{"starting to shutdown", sStarting, sShutdown, true},
+		{"running stays", sRunning, sRunning, false},
+		{"running back to starting", sRunning, sStarting, false},
+		{"failed is final", sFailed, sShutdown, false},
+		{"complete is final", sComplete, sFailed, false},
+		{"orphaned is final", sOrphaned, sRunning, false},
+		{"worker cannot orphan", sRunning, sOrphaned, false},
+		{"worker cannot assign", sNew, sAssigned, false},
+		{"unspecified ignored", sAssigned, apiv1.TaskState_TASK_STATE_UNSPECIFIED, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			task := &apiv1.Task{Id: "t", State: tt.from, Message: "old"}
+			u := &apiv1.TaskStatusUpdate{TaskId: "t", State: tt.update, Message: "new", Error: "boom", ExitCode: 3}
+			if got := applyUpdate(task, u); got != tt.applied {
+				t.Fatalf("applyUpdate = %v, want %v", got, tt.applied)
+			}
+			want := tt.from
+			if tt.applied {
+				want = tt.update
+			}
+			if task.GetState() != want {
+				t.Fatalf("state = %v, want %v", task.GetState(), want)
+			}
+			if tt.applied && (task.GetMessage() != "new" || task.GetError() != "boom" || task.GetExitCode() != 3) {
+				t.Fatalf("details not kept: %v", task)
+			}
+			if !tt.applied && task.GetMessage() != "old" {
+				t.Fatalf("a refused update changed the task: %v", task)
+			}
+		})
+	}
+}
+
+func TestRelevant(t *testing.T) {
+	running, shutdown := apiv1.TaskState_TASK_STATE_RUNNING, apiv1.TaskState_TASK_STATE_SHUTDOWN
+	tests := []struct {
+		desired, state apiv1.TaskState
+		want           bool
+	}{
+		{running, sAssigned, true},
+		{running, sRunning, true},
+		{running, sFailed, true}, // waiting for the orchestrator's decision
+		{shutdown, sRunning, true},
+		{shutdown, sAssigned, true},
+		{shutdown, sShutdown, false},
+		{shutdown, sFailed, false},
+		{shutdown, sRejected, false},
+	}
+	for _, tt := range tests {
+		got := Relevant(&apiv1.Task{DesiredState: tt.desired, State: tt.state})
+		if got != tt.want {
+			t.Errorf("Relevant(desired %v, state %v) = %v, want %v", tt.desired, tt.state, got, tt.want)
+		}
+	}
+}

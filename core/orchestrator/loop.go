@@ -1,0 +1,372 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/state"
+)
+
+// Defaults for Deps.
+const (
+	DefaultResync      = 30 * time.Second
+	DefaultBatchWindow = 2 * time.Millisecond
+)
+
+// maxEntryBytes bounds the tasks one Raft entry carries; a round with more
+// is split.
+const maxEntryBytes = 4 << 20
+
+// eventBuffer is the subscription's buffer. A dedicated goroutine drains
+// it, so it only has to absorb one applied batch's burst.
+const eventBuffer = 1 << 16
+
+// Proposer proposes a typed command through Raft and waits until it is
+// applied (raftnode.Node).
+type Proposer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	State  *state.State
+	Events *events.Broker
+	Raft   Proposer
+	Logger hclog.Logger
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time
+	// Resync is the period of the safety-net reconcile of every service;
+	// 0 means DefaultResync.
+	Resync time.Duration
+	// BatchWindow is how long a round waits after the first event to
+	// collect more; 0 means DefaultBatchWindow.
+	BatchWindow time.Duration
+	Config      Config
+	// NewID returns the IDs of new tasks; nil means api.NewID.
+	NewID func() string
+	// Lock, when set, is held while a round re-reads the tasks it changes
+	// and commits them. Pass the same lock to every leader loop that
+	// rewrites whole tasks (the scheduling loop, the dispatcher), so that
+	// their read-modify-write cycles do not overwrite each other's fields.
+	Lock sync.Locker
+}
+
+// Run reconciles services until ctx ends, then returns nil. It must run on
+// the Raft leader only: start it when this manager becomes leader and
+// cancel ctx when it stops being leader (commits then fail with
+// raftnode.ErrNotLeader and are retried with backoff until ctx ends).
+//
+// Run reconciles every service at start, then the services named by
+// service and task events (collected for BatchWindow after the first), and
+// every service again each Resync and after a snapshot restore or a lagged
+// event subscription. Each round's actions are committed in one UpsertTasks
+// entry (creates and shutdowns) and one RemoveTasks entry, split only past
+// 4 MiB. Rounds run one at a time, and Apply returns once the entry is in
+// the state, so a round always sees the previous round's writes.
+func Run(ctx context.Context, d Deps) error {
+	if d.State == nil || d.Events == nil || d.Raft == nil {
+		return errors.New("orchestrator: State, Events and Raft are required")
+	}
+	l := &loop{Deps: d}
+	if l.Logger == nil {
+		l.Logger = hclog.NewNullLogger()
+	}
+	l.Logger = l.Logger.Named("orchestrator")
+	if l.Clock == nil {
+		l.Clock = time.Now
+	}
+	if l.Resync <= 0 {
+		l.Resync = DefaultResync
+	}
+	if l.BatchWindow <= 0 {
+		l.BatchWindow = DefaultBatchWindow
+	}
+
+	w := newWatcher(d.Events, l.Logger)
+	wctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); <-w.done }()
+	go w.run(wctx)
+
+	resync := time.NewTicker(l.Resync)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	var retryDelay time.Duration
+
+	w.markFull() // first round: everything
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.ended:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("orchestrator: %w", events.ErrClosed)
+		case <-resync.C:
+			w.markFull()
+		case <-retry:
+			retry = nil
+		case <-w.wake:
+			if !sleepCtx(ctx, l.BatchWindow) {
+				return nil
+			}
+		}
+		if retry != nil {
+			continue // a failed round is retried when its backoff ends
+		}
+		ids, full := w.take()
+		if len(ids) == 0 && !full {
+			continue
+		}
+		if err := l.round(ctx, ids, full); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
+			l.Logger.Error("reconcile round failed; retrying", "error", err, "retry_in", retryDelay)
+			w.requeue(ids, full)
+			retry = time.After(retryDelay)
+			continue
+		}
+		retryDelay = 0
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type loop struct {
+	Deps
+}
+
+// round reconciles the services in ids (every service when full) and
+// commits the actions.
+func (l *loop) round(ctx context.Context, ids map[string]struct{}, full bool) error {
+	now := l.Clock()
+	if full {
+		ids = map[string]struct{}{}
+		for _, s := range l.State.Services() {
+			ids[s.GetId()] = struct{}{}
+		}
+		// Tasks whose service is gone.
+		for _, t := range l.State.Tasks(state.TaskFilter{}) {
+			ids[t.GetServiceId()] = struct{}{}
+		}
+	}
+	var actions []Action
+	for id := range ids {
+		svc, _ := l.State.Service(id)
+		tasks := l.State.Tasks(state.TaskFilter{ServiceID: id})
+		if svc == nil && len(tasks) == 0 {
+			continue
+		}
+		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID})...)
+	}
+	if len(actions) == 0 {
+		return nil
+	}
+	return l.commit(ctx, actions, now)
+}
+
+// commit writes actions: one UpsertTasks for creates and shutdowns, then
+// one RemoveTasks. Shutdowns are applied to the task as it is now, not as
+// Reconcile saw it, so that a status written meanwhile is kept.
+func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) error {
+	if l.Lock != nil {
+		l.Lock.Lock()
+		defer l.Lock.Unlock()
+	}
+	var upserts []*apiv1.Task
+	var removes []string
+	removed := map[string]bool{}
+	for _, a := range actions {
+		if a, ok := a.(Remove); ok {
+			removed[a.TaskID] = true
+		}
+	}
+	created, stopped := 0, 0
+	for _, a := range actions {
+		switch a := a.(type) {
+		case Create:
+			upserts = append(upserts, a.Task)
+			created++
+		case Shutdown:
+			t, ok := l.State.Task(a.TaskID)
+			if !ok || removed[a.TaskID] {
+				continue
+			}
+			if t, changed := ShutdownTask(t, a.Reason, now); changed {
+				upserts = append(upserts, t)
+				stopped++
+			}
+		case Remove:
+			if _, ok := l.State.Task(a.TaskID); ok {
+				removes = append(removes, a.TaskID)
+			}
+		}
+		if l.Logger.IsDebug() {
+			l.Logger.Debug("action", "action", a.String())
+		}
+	}
+	for _, chunk := range chunks(upserts) {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.UpsertTasks{Tasks: chunk}); err != nil {
+			return fmt.Errorf("commit %d task changes: %w", len(chunk), err)
+		}
+	}
+	if len(removes) > 0 {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.RemoveTasks{Ids: removes}); err != nil {
+			return fmt.Errorf("remove %d tasks: %w", len(removes), err)
+		}
+	}
+	if created+stopped+len(removes) > 0 {
+		l.Logger.Info("reconciled", "created", created, "shut_down", stopped, "removed", len(removes))
+	}
+	return nil
+}
+
+// chunks splits tasks into entries of at most maxEntryBytes.
+func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
+	var out [][]*apiv1.Task
+	start, size := 0, 0
+	for i, t := range ts {
+		n := proto.Size(t) + 8
+		if i > start && size+n > maxEntryBytes {
+			out = append(out, ts[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(ts) {
+		out = append(out, ts[start:])
+	}
+	return out
+}
+
+// watcher drains the event subscription in its own goroutine and collects
+// the IDs of the services to reconcile.
+type watcher struct {
+	bus    *events.Broker
+	logger hclog.Logger
+	sub    *events.Subscription
+
+	mu   sync.Mutex
+	ids  map[string]struct{}
+	full bool
+
+	wake  chan struct{} // one pending signal: there is work
+	ended chan struct{} // closed when the bus closed
+	done  chan struct{} // closed when run returns
+}
+
+func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
+	w := &watcher{
+		bus: bus, logger: logger, ids: map[string]struct{}{},
+		wake: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
+	}
+	// Subscribe before the first round reads the state: nothing is missed.
+	w.sub = bus.Subscribe(wanted, eventBuffer)
+	return w
+}
+
+func wanted(ev *apiv1.Event) bool {
+	switch ev.GetKind() {
+	case "service", "task", "cluster":
+		return true
+	}
+	return false
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.done)
+	for {
+		select {
+		case <-ctx.Done():
+			w.sub.Close()
+			return
+		case ev, ok := <-w.sub.C:
+			if ok {
+				w.add(ev)
+				continue
+			}
+			if !errors.Is(w.sub.Err(), events.ErrLagged) {
+				close(w.ended)
+				return
+			}
+			w.logger.Warn("event subscription fell behind; resubscribing and reconciling everything")
+			w.sub = w.bus.Subscribe(wanted, eventBuffer)
+			w.markFull()
+		}
+	}
+}
+
+func (w *watcher) add(ev *apiv1.Event) {
+	var id string
+	switch ev.GetKind() {
+	case "service":
+		id = ev.GetId()
+	case "task":
+		id = ev.GetTask().GetServiceId()
+	case "cluster":
+		w.markFull()
+		return
+	}
+	if id == "" {
+		return
+	}
+	w.mu.Lock()
+	w.ids[id] = struct{}{}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *watcher) markFull() {
+	w.mu.Lock()
+	w.full = true
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *watcher) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears what was collected.
+func (w *watcher) take() (map[string]struct{}, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids, full := w.ids, w.full
+	w.ids, w.full = map[string]struct{}{}, false
+	return ids, full
+}
+
+// requeue puts back the work of a failed round, without waking the loop.
+func (w *watcher) requeue(ids map[string]struct{}, full bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range ids {
+		w.ids[id] = struct{}{}
+	}
+	w.full = w.full || full
+}

@@ -1,0 +1,541 @@
+// Package orchestrator keeps every service's tasks in line with its spec.
+//
+// The decision is the pure Reconcile: one service (or nil once removed),
+// its tasks and the time go in; Create / Shutdown / Remove actions come
+// out. It implements the Orchestrator part of docs/task-lifecycle.md:
+// slots, scaling, rolling updates, restart policy with backoff, history
+// cleanup and removed services. Run is the thin loop around it: it wakes
+// on service and task events, reconciles the services they name and
+// commits each round's actions through Raft in as few entries as possible.
+//
+// Not implemented yet: update_policy.delay (the pause between update
+// batches) and update_policy.failure_action. A rolling update always
+// waits, slot batch by slot batch, for the new tasks to reach RUNNING,
+// which pauses it while new tasks fail (as failure_action pause would).
+package orchestrator
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/warrenorch/warren/core/api"
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
+)
+
+// Defaults for the unset fields of a restart policy and for Config.
+const (
+	DefaultTaskHistoryLimit = 5
+	DefaultRestartDelay     = 100 * time.Millisecond
+	DefaultRestartMaxDelay  = 10 * time.Second
+	DefaultRestartWindow    = 10 * time.Second
+)
+
+// Config holds the orchestrator's cluster-wide settings.
+type Config struct {
+	// TaskHistoryLimit is how many finished tasks are kept per slot for
+	// inspection. 0 means DefaultTaskHistoryLimit; a negative value keeps
+	// none.
+	TaskHistoryLimit int
+}
+
+func (c Config) historyLimit() int {
+	switch {
+	case c.TaskHistoryLimit == 0:
+		return DefaultTaskHistoryLimit
+	case c.TaskHistoryLimit < 0:
+		return 0
+	}
+	return c.TaskHistoryLimit
+}
+
+// Input is everything Reconcile decides from.
+type Input struct {
+	// Service is the service to reconcile, or nil when it has been removed
+	// (its tasks are then stopped and, once finished, removed).
+	Service *apiv1.Service
+	// Tasks are all the service's tasks, in any order. They are read, never
+	// changed.
+	Tasks []*apiv1.Task
+	// Now is the time of the decision: new tasks' timestamps, restart
+	// backoff and the restart window are based on it.
+	Now    time.Time
+	Config Config
+	// NewID returns the ID of each new task; nil means api.NewID.
+	NewID func() string
+}
+
+// Action is one change Reconcile asks for: a Create, a Shutdown or a
+// Remove.
+type Action interface {
+	isAction()
+	String() string
+}
+
+// Create asks for a new task to be written as it is.
+type Create struct {
+	Task *apiv1.Task
+}
+
+// Shutdown asks for a task's desired state to become SHUTDOWN (see
+// ShutdownTask); Reason says why, for logs and, when the task never reached
+// a node, its message.
+type Shutdown struct {
+	TaskID string
+	Reason string
+}
+
+// Remove asks for a finished task to be deleted.
+type Remove struct {
+	TaskID string
+}
+
+func (Create) isAction()   {}
+func (Shutdown) isAction() {}
+func (Remove) isAction()   {}
+
+func (a Create) String() string {
+	t := a.Task
+	s := fmt.Sprintf("create %s slot %d attempt %d version %d", t.GetId(), t.GetSlot(), t.GetAttempt(), t.GetServiceVersion())
+	if t.GetNotBefore() != nil {
+		s += " not before " + t.GetNotBefore().AsTime().Format(time.RFC3339Nano)
+	}
+	return s
+}
+
+func (a Shutdown) String() string { return fmt.Sprintf("shutdown %s (%s)", a.TaskID, a.Reason) }
+func (a Remove) String() string   { return "remove " + a.TaskID }
+
+// Terminal reports whether a task state is final: COMPLETE, FAILED,
+// SHUTDOWN, REJECTED or ORPHANED.
+func Terminal(s apiv1.TaskState) bool { return state.Terminal(s) }
+
+// current reports whether the manager wants t to run: such a task holds
+// its slot.
+func current(t *apiv1.Task) bool {
+	return t.GetDesiredState() <= apiv1.TaskState_TASK_STATE_RUNNING
+}
+
+// unplaced reports whether t is on no node and not finished: no worker
+// knows it, so stopping it needs nobody's help.
+func unplaced(t *apiv1.Task) bool {
+	return t.GetNodeId() == "" && !Terminal(t.GetState())
+}
+
+// ShutdownTask returns a copy of t changed as a Shutdown action asks:
+// desired state SHUTDOWN and, for a task on no node yet (no worker will
+// ever stop it or report on it), state SHUTDOWN right away with reason as
+// its message. changed is false, and t is returned as it is, when t needs
+// no change.
+func ShutdownTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task, changed bool) {
+	wantDesired := t.GetDesiredState() != apiv1.TaskState_TASK_STATE_SHUTDOWN
+	finish := unplaced(t)
+	if !wantDesired && !finish {
+		return t, false
+	}
+	out = proto.CloneOf(t)
+	out.DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	if finish {
+		out.State = apiv1.TaskState_TASK_STATE_SHUTDOWN
+		out.Message = reason
+	}
+	out.UpdatedAt = timestamppb.New(now)
+	return out, true
+}
+
+// Reconcile returns the actions that bring a service's tasks in line with
+// its spec, following docs/task-lifecycle.md:
+//
+//   - each slot 1..replicas has one current task (desired RUNNING); a
+//     missing one is created (state NEW, attempt 1); extra current tasks in
+//     a slot are shut down, keeping the most advanced;
+//   - tasks in slots beyond replicas, and all tasks of a removed service,
+//     are shut down, and removed once finished (at once when on no node);
+//   - a task whose spec differs from the service's (replicas and
+//     update_policy aside, which change no task) is replaced, at most
+//     update_policy.parallelism slots at a time (0: all), counting as busy
+//     every slot whose up-to-date task is not RUNNING yet. stop-first
+//     shuts the old task down and creates the new one once the old one
+//     has finished; start-first creates the new one and shuts the old one
+//     down once the new one is RUNNING. A finished or unplaced old task is
+//     replaced at once;
+//   - a current task that finished is handled by the restart policy (see
+//     restartOf); when it is not replaced it stays current, holding its
+//     slot, so the service shows it and no new task takes its place;
+//   - finished tasks that are no longer current (including those this
+//     round shuts down) are kept as history, the newest TaskHistoryLimit
+//     per slot; older ones are removed.
+//
+// A task that is on no node and is to stop gets a Shutdown too, until the
+// loop has marked it SHUTDOWN (see ShutdownTask). Applying the actions and
+// reconciling again yields no new actions until something else changes.
+func Reconcile(in Input) []Action {
+	r := &reconciler{in: in, newID: in.NewID, upToDateByVersion: map[uint64]bool{}, history: map[string]bool{}}
+	if r.newID == nil {
+		r.newID = api.NewID
+	}
+	if in.Service == nil {
+		for _, t := range in.Tasks {
+			r.retire(t, "service removed")
+		}
+		return r.out
+	}
+	r.key = specKey(in.Service.GetSpec())
+
+	replicas := in.Service.GetSpec().GetReplicas()
+	slots := map[uint64][]*apiv1.Task{}
+	for _, t := range in.Tasks {
+		if s := t.GetSlot(); s >= 1 && s <= replicas {
+			slots[s] = append(slots[s], t)
+		} else {
+			r.retire(t, "scaled down")
+		}
+	}
+
+	var candidates []*apiv1.Task // outdated current tasks waiting for their update
+	busy := 0
+	for s := uint64(1); s <= replicas; s++ {
+		cand, inflight := r.slot(s, slots[s])
+		if cand != nil {
+			candidates = append(candidates, cand)
+		}
+		if inflight {
+			busy++
+		}
+	}
+	r.update(candidates, busy)
+
+	limit := r.in.Config.historyLimit()
+	for s := uint64(1); s <= replicas; s++ {
+		r.collect(slots[s], limit)
+	}
+	return r.out
+}
+
+type reconciler struct {
+	in    Input
+	newID func() string
+	out   []Action
+	// key is the service spec's comparison key; spec its copy for new tasks.
+	key               string
+	spec              *apiv1.ServiceSpec
+	upToDateByVersion map[uint64]bool
+	// history holds the tasks this round's shutdowns make history.
+	history map[string]bool
+}
+
+// shutdown asks for t to stop. A task that has finished, or is on no node
+// (ShutdownTask finishes it), is history from this round on.
+func (r *reconciler) shutdown(t *apiv1.Task, reason string) {
+	r.out = append(r.out, Shutdown{TaskID: t.GetId(), Reason: reason})
+	if Terminal(t.GetState()) || unplaced(t) {
+		r.history[t.GetId()] = true
+	}
+}
+
+// retire handles a task whose slot is gone: stop it, remove it once
+// finished. A task on no node never ran: it is removed at once.
+func (r *reconciler) retire(t *apiv1.Task, reason string) {
+	switch {
+	case Terminal(t.GetState()) || unplaced(t):
+		r.out = append(r.out, Remove{TaskID: t.GetId()})
+	case current(t):
+		r.shutdown(t, reason)
+	}
+}
+
+func (r *reconciler) create(slot uint64, attempt uint32, notBefore time.Time) *apiv1.Task {
+	svc := r.in.Service
+	if r.spec == nil {
+		r.spec = proto.CloneOf(svc.GetSpec())
+	}
+	now := timestamppb.New(r.in.Now)
+	t := &apiv1.Task{
+		Id:             r.newID(),
+		ServiceId:      svc.GetId(),
+		ServiceName:    svc.GetSpec().GetName(),
+		Slot:           slot,
+		ServiceVersion: svc.GetVersion(),
+		Spec:           r.spec,
+		DesiredState:   apiv1.TaskState_TASK_STATE_RUNNING,
+		State:          apiv1.TaskState_TASK_STATE_NEW,
+		CreatedAt:      now,
+		UpdatedAt:      now,
+		Attempt:        attempt,
+	}
+	if !notBefore.IsZero() {
+		t.NotBefore = timestamppb.New(notBefore)
+	}
+	r.out = append(r.out, Create{Task: t})
+	return t
+}
+
+// upToDate reports whether t runs the service's current spec.
+func (r *reconciler) upToDate(t *apiv1.Task) bool {
+	v := t.GetServiceVersion()
+	if v != 0 && v == r.in.Service.GetVersion() {
+		return true
+	}
+	if v == 0 {
+		return specKey(t.GetSpec()) == r.key
+	}
+	// Tasks made from the same service version share a spec: compare once.
+	ok, seen := r.upToDateByVersion[v]
+	if !seen {
+		ok = specKey(t.GetSpec()) == r.key
+		r.upToDateByVersion[v] = ok
+	}
+	return ok
+}
+
+// startFirst reports whether updates start the new task before stopping
+// the old one.
+func (r *reconciler) startFirst() bool {
+	return r.in.Service.GetSpec().GetUpdatePolicy().GetOrder() == apiv1.UpdatePolicy_ORDER_START_FIRST
+}
+
+// slot reconciles slot s. It returns the slot's outdated task when it waits
+// for a rolling update (nil otherwise), and whether the slot is busy: its
+// up-to-date task is not RUNNING yet, or it waits for an old task to stop.
+func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task, busy bool) {
+	var fresh, outdated []*apiv1.Task
+	oldStopping := false
+	for _, t := range tasks {
+		switch {
+		case current(t):
+			if r.upToDate(t) {
+				fresh = append(fresh, t)
+			} else {
+				outdated = append(outdated, t)
+			}
+		case unplaced(t):
+			r.shutdown(t, "no longer wanted")
+		case !Terminal(t.GetState()) && !r.upToDate(t):
+			oldStopping = true
+		}
+	}
+
+	var keeper *apiv1.Task
+	if len(fresh) > 0 {
+		keeper = r.keepOne(s, fresh)
+		if Terminal(keeper.GetState()) {
+			if rep := r.restart(keeper); rep != nil {
+				keeper = rep
+			}
+		}
+	}
+	if keeper != nil {
+		running := keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		for _, o := range outdated {
+			if running || !r.startFirst() || Terminal(o.GetState()) {
+				r.shutdown(o, "replaced by a task of the updated spec")
+			}
+		}
+		return nil, !running
+	}
+	if len(outdated) > 0 {
+		o := r.keepOne(s, outdated)
+		if Terminal(o.GetState()) {
+			// Nothing runs in this slot: no reason to wait for a turn.
+			r.shutdown(o, "replaced by a task of the updated spec")
+			r.create(s, 1, time.Time{})
+			return nil, true
+		}
+		return o, false
+	}
+	if oldStopping && !r.startFirst() {
+		return nil, true // stop-first: the new task waits for the old one to stop
+	}
+	r.create(s, 1, time.Time{})
+	return nil, true
+}
+
+// keepOne returns the task of ts to keep in slot s, shutting down the rest:
+// a live task before a finished one, then the most advanced state, then
+// the newest.
+func (r *reconciler) keepOne(s uint64, ts []*apiv1.Task) *apiv1.Task {
+	best := ts[0]
+	for _, t := range ts[1:] {
+		if better(t, best) {
+			best = t
+		}
+	}
+	for _, t := range ts {
+		if t != best {
+			r.shutdown(t, fmt.Sprintf("duplicate task for slot %d", s))
+		}
+	}
+	return best
+}
+
+func better(a, b *apiv1.Task) bool {
+	at, bt := Terminal(a.GetState()), Terminal(b.GetState())
+	if at != bt {
+		return !at
+	}
+	if !at && a.GetState() != b.GetState() {
+		return a.GetState() > b.GetState()
+	}
+	if c := a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()); c != 0 {
+		return c > 0
+	}
+	return a.GetId() > b.GetId()
+}
+
+// restart applies the restart policy to dead, a finished current task. When
+// it is to be replaced, dead is shut down and the replacement returned.
+func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
+	attempt, notBefore, ok := restartOf(r.in.Service.GetSpec().GetRestartPolicy(), dead, r.in.Now)
+	if !ok {
+		return nil
+	}
+	state := strings.ToLower(strings.TrimPrefix(dead.GetState().String(), "TASK_STATE_"))
+	r.shutdown(dead, fmt.Sprintf("task %s; replaced by attempt %d", state, attempt))
+	return r.create(dead.GetSlot(), attempt, notBefore)
+}
+
+// update starts the rolling update of the outdated tasks in candidates
+// (one per slot, none finished), given busy slots already in progress.
+func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
+	if len(candidates) == 0 {
+		return
+	}
+	budget := len(candidates)
+	if p := int(r.in.Service.GetSpec().GetUpdatePolicy().GetParallelism()); p > 0 {
+		budget = min(budget, p-busy)
+	}
+	// Tasks that serve nothing yet go first, then by slot.
+	slices.SortFunc(candidates, func(a, b *apiv1.Task) int {
+		ar := a.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		br := b.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		if ar != br {
+			if ar {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.GetSlot(), b.GetSlot())
+	})
+	for _, o := range candidates[:max(budget, 0)] {
+		// An unplaced task serves nothing and stops at once (ShutdownTask):
+		// start-first gains nothing by keeping it.
+		if r.startFirst() && !unplaced(o) {
+			r.create(o.GetSlot(), 1, time.Time{})
+			continue
+		}
+		r.shutdown(o, "replaced by a task of the updated spec")
+		if unplaced(o) {
+			r.create(o.GetSlot(), 1, time.Time{})
+		}
+	}
+}
+
+// collect removes a slot's history beyond limit: finished tasks that are
+// no longer current, newest kept.
+func (r *reconciler) collect(tasks []*apiv1.Task, limit int) {
+	var history []*apiv1.Task
+	for _, t := range tasks {
+		if (!current(t) && Terminal(t.GetState())) || r.history[t.GetId()] {
+			history = append(history, t)
+		}
+	}
+	if len(history) <= limit {
+		return
+	}
+	slices.SortFunc(history, func(a, b *apiv1.Task) int {
+		if c := b.GetCreatedAt().AsTime().Compare(a.GetCreatedAt().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(b.GetId(), a.GetId())
+	})
+	for _, t := range history[limit:] {
+		r.out = append(r.out, Remove{TaskID: t.GetId()})
+	}
+}
+
+// restartOf applies a restart policy to dead, a current task that finished.
+// ok is false when no replacement is to be made: condition none, condition
+// on-failure after COMPLETE, or max_attempts reached. Otherwise the
+// replacement's attempt is dead's attempt + 1 when dead ran for less than
+// the window (default 10s; explicitly 0: always), else 1; from attempt 2 on
+// it does not start before now + backoff(attempt).
+//
+// How long dead ran is measured from the later of its creation and its
+// not_before to its last update (the report that it finished), or to now
+// when that is not later.
+func restartOf(p *apiv1.RestartPolicy, dead *apiv1.Task, now time.Time) (attempt uint32, notBefore time.Time, ok bool) {
+	switch p.GetCondition() {
+	case apiv1.RestartPolicy_CONDITION_NONE:
+		return 0, time.Time{}, false
+	case apiv1.RestartPolicy_CONDITION_ON_FAILURE:
+		if dead.GetState() == apiv1.TaskState_TASK_STATE_COMPLETE {
+			return 0, time.Time{}, false
+		}
+	}
+	window := DefaultRestartWindow
+	if p.GetWindow() != nil {
+		window = p.GetWindow().AsDuration()
+	}
+	start := dead.GetCreatedAt().AsTime()
+	if nb := dead.GetNotBefore(); nb != nil && nb.AsTime().After(start) {
+		start = nb.AsTime()
+	}
+	end := now
+	if u := dead.GetUpdatedAt(); u != nil && u.AsTime().After(start) {
+		end = u.AsTime()
+	}
+	attempt = 1
+	if window <= 0 || end.Sub(start) < window {
+		attempt = max(dead.GetAttempt(), 1) + 1
+	}
+	if m := p.GetMaxAttempts(); m > 0 && attempt > m {
+		return 0, time.Time{}, false
+	}
+	if d := backoff(p, attempt); attempt >= 2 && d > 0 {
+		notBefore = now.Add(d)
+	}
+	return attempt, notBefore, true
+}
+
+// backoff is how long replacement attempt (≥ 2) waits: delay × 2^(attempt−2),
+// capped at max_delay. delay defaults to 100ms (explicitly 0: no wait) and
+// max_delay to 10s.
+func backoff(p *apiv1.RestartPolicy, attempt uint32) time.Duration {
+	delay := DefaultRestartDelay
+	if p.GetDelay() != nil {
+		delay = p.GetDelay().AsDuration()
+	}
+	ceiling := DefaultRestartMaxDelay
+	if d := p.GetMaxDelay().AsDuration(); d > 0 {
+		ceiling = d
+	}
+	if delay <= 0 {
+		return 0
+	}
+	for i := uint32(2); i < attempt && delay < ceiling; i++ {
+		delay *= 2
+	}
+	return min(delay, ceiling)
+}
+
+// specKey is the comparison key of a spec: its encoding without the fields
+// that change no task (replicas, update_policy).
+func specKey(s *apiv1.ServiceSpec) string {
+	if s == nil {
+		return ""
+	}
+	c := proto.CloneOf(s)
+	c.Replicas = 0
+	c.UpdatePolicy = nil
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("orchestrator: encode spec: %v", err)) // only on a programming error
+	}
+	return string(b)
+}

@@ -1,0 +1,432 @@
+package schedloop
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/scheduler"
+)
+
+// Defaults for Deps.
+const (
+	DefaultBatchWindow = 2 * time.Millisecond
+	DefaultResync      = 10 * time.Second
+)
+
+// ScheduleTimeout bounds one call of the scheduler plugin.
+const ScheduleTimeout = 30 * time.Second
+
+const (
+	maxEntryBytes = 4 << 20
+	eventBuffer   = 1 << 16
+)
+
+// Proposer proposes a typed command through Raft and waits until it is
+// applied (raftnode.Node).
+type Proposer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	State     *state.State
+	Events    *events.Broker
+	Raft      Proposer
+	Scheduler scheduler.Scheduler
+	Logger    hclog.Logger
+	// BatchWindow is how long a round waits after the first event to
+	// collect more; 0 means DefaultBatchWindow.
+	BatchWindow time.Duration
+	// Resync is the period of the safety-net round over every task; 0
+	// means DefaultResync.
+	Resync time.Duration
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time
+	// Lock, when set, is held while a round re-reads the tasks it writes
+	// and commits them; see orchestrator.Deps.Lock.
+	Lock sync.Locker
+}
+
+// Run places tasks until ctx ends, then returns nil. It must run on the
+// Raft leader only: start it when this manager becomes leader and cancel
+// ctx when it stops being leader.
+//
+// It wakes when a task starts waiting for a node, when a node changes, and
+// when a task on a node finishes or is removed while others wait (room
+// was freed); also every Resync and after a snapshot restore or a lagged
+// subscription, which rescan every task. After BatchWindow it gathers every
+// waiting task, calls the scheduler once for all of them and commits the
+// outcome in one UpsertTasks entry (split only past 4 MiB). Rounds run one
+// at a time and Apply returns once the entry is in the state, so a round
+// never places a task again that an earlier round placed; a task changed
+// by someone else between the plan and the commit is left for the next
+// round.
+func Run(ctx context.Context, d Deps) error {
+	if d.State == nil || d.Events == nil || d.Raft == nil || d.Scheduler == nil {
+		return errors.New("schedloop: State, Events, Raft and Scheduler are required")
+	}
+	l := &loop{Deps: d}
+	if l.Logger == nil {
+		l.Logger = hclog.NewNullLogger()
+	}
+	l.Logger = l.Logger.Named("schedloop")
+	if l.Clock == nil {
+		l.Clock = time.Now
+	}
+	if l.Resync <= 0 {
+		l.Resync = DefaultResync
+	}
+	if l.BatchWindow <= 0 {
+		l.BatchWindow = DefaultBatchWindow
+	}
+
+	w := newWatcher(d.Events, l.Logger)
+	l.w = w
+	wctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); <-w.done }()
+	go w.run(wctx)
+
+	resync := time.NewTicker(l.Resync)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	var retryDelay time.Duration
+
+	w.markFull()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.ended:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("schedloop: %w", events.ErrClosed)
+		case <-resync.C:
+			w.markFull()
+		case <-retry:
+			retry = nil
+			w.markFull()
+		case <-w.wake:
+			if !sleepCtx(ctx, l.BatchWindow) {
+				return nil
+			}
+		}
+		if retry != nil {
+			continue
+		}
+		ids, full, ok := w.take()
+		if !ok {
+			continue
+		}
+		if err := l.round(ctx, ids, full); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
+			l.Logger.Error("scheduling round failed; retrying", "error", err, "retry_in", retryDelay)
+			retry = time.After(retryDelay)
+			continue
+		}
+		retryDelay = 0
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type loop struct {
+	Deps
+	w *watcher
+}
+
+// round places the waiting tasks among ids (all tasks when full).
+func (l *loop) round(ctx context.Context, ids []string, full bool) error {
+	now := l.Clock()
+	var batch []*apiv1.Task
+	var gone []string
+	if full {
+		for _, t := range l.State.Tasks(state.TaskFilter{}) {
+			if NeedsPlacement(t) {
+				batch = append(batch, t)
+			}
+		}
+	} else {
+		for _, id := range ids {
+			if t, ok := l.State.Task(id); ok && NeedsPlacement(t) {
+				batch = append(batch, t)
+			} else {
+				gone = append(gone, id)
+			}
+		}
+	}
+	l.w.track(batch, gone)
+	if len(batch) == 0 {
+		return nil
+	}
+	writes, err := l.schedule(ctx, batch, now)
+	if err != nil {
+		return err
+	}
+	return l.commit(ctx, writes)
+}
+
+// schedule asks the scheduler for a plan for batch and returns the task
+// writes it calls for. An error means the plugin could not be asked; an
+// invalid plan is not an error but PENDING tasks.
+func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time) ([]*apiv1.Task, error) {
+	// Oldest first: placements follow the batch's order.
+	slices.SortFunc(batch, func(a, b *apiv1.Task) int {
+		if c := a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.GetServiceName(), b.GetServiceName()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.GetSlot(), b.GetSlot()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GetId(), b.GetId())
+	})
+	tasksOn := func(id string) []*apiv1.Task { return l.State.Tasks(state.TaskFilter{NodeID: id}) }
+	req, sent, rejected := BuildRequest(l.State.Nodes(), tasksOn, batch)
+
+	var writes []*apiv1.Task
+	for _, t := range batch {
+		if msg, bad := rejected[t.GetId()]; bad {
+			if w, ok := Pending(t, msg, now); ok {
+				writes = append(writes, w)
+			}
+		}
+	}
+	if len(sent) == 0 {
+		return writes, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, ScheduleTimeout)
+	plan, err := l.Scheduler.Schedule(cctx, req)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("scheduler plugin: schedule %d tasks: %w", len(sent), err)
+	}
+	invalid := scheduler.Validate(req, plan)
+	if invalid != nil {
+		l.Logger.Error("scheduler returned an invalid plan; the batch stays pending", "tasks", len(sent), "error", invalid)
+	}
+	return append(writes, Outcome(sent, plan, invalid, now)...), nil
+}
+
+// commit writes the outcome of a round. A task that changed since the
+// round read it (another writer got there first) is left out.
+func (l *loop) commit(ctx context.Context, writes []*apiv1.Task) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	if l.Lock != nil {
+		l.Lock.Lock()
+		defer l.Lock.Unlock()
+	}
+	keep := writes[:0:0]
+	placed := 0
+	for _, w := range writes {
+		cur, ok := l.State.Task(w.GetId())
+		if !ok || cur.GetVersion() != w.GetVersion() || !NeedsPlacement(cur) {
+			continue
+		}
+		keep = append(keep, w)
+		if w.GetNodeId() != "" {
+			placed++
+		}
+	}
+	for _, chunk := range chunks(keep) {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.UpsertTasks{Tasks: chunk}); err != nil {
+			return fmt.Errorf("commit placements of %d tasks: %w", len(chunk), err)
+		}
+	}
+	if len(keep) > 0 {
+		l.Logger.Info("scheduled", "assigned", placed, "pending", len(keep)-placed)
+	}
+	return nil
+}
+
+func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
+	var out [][]*apiv1.Task
+	start, size := 0, 0
+	for i, t := range ts {
+		n := proto.Size(t) + 8
+		if i > start && size+n > maxEntryBytes {
+			out = append(out, ts[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(ts) {
+		out = append(out, ts[start:])
+	}
+	return out
+}
+
+// watcher drains the event subscription in its own goroutine. It keeps the
+// set of tasks waiting for a node (so rounds need no full scan) and whether
+// anything happened that calls for a round.
+type watcher struct {
+	bus    *events.Broker
+	logger hclog.Logger
+	sub    *events.Subscription
+
+	mu      sync.Mutex
+	waiting map[string]struct{}
+	trigger bool
+	full    bool
+
+	wake  chan struct{}
+	ended chan struct{}
+	done  chan struct{}
+}
+
+func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
+	w := &watcher{
+		bus: bus, logger: logger, waiting: map[string]struct{}{},
+		wake: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
+	}
+	w.sub = bus.Subscribe(wanted, eventBuffer)
+	return w
+}
+
+func wanted(ev *apiv1.Event) bool {
+	switch ev.GetKind() {
+	case "task", "node", "cluster":
+		return true
+	}
+	return false
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.done)
+	for {
+		select {
+		case <-ctx.Done():
+			w.sub.Close()
+			return
+		case ev, ok := <-w.sub.C:
+			if ok {
+				w.add(ev)
+				continue
+			}
+			if !errors.Is(w.sub.Err(), events.ErrLagged) {
+				close(w.ended)
+				return
+			}
+			w.logger.Warn("event subscription fell behind; resubscribing and rescanning every task")
+			w.sub = w.bus.Subscribe(wanted, eventBuffer)
+			w.markFull()
+		}
+	}
+}
+
+func (w *watcher) add(ev *apiv1.Event) {
+	switch ev.GetKind() {
+	case "node":
+		w.mu.Lock()
+		w.trigger = true
+		w.mu.Unlock()
+		w.signal()
+		return
+	case "cluster":
+		w.markFull()
+		return
+	}
+	t := ev.GetTask()
+	id := t.GetId()
+	w.mu.Lock()
+	_, known := w.waiting[id]
+	fire := false
+	switch {
+	case ev.GetAction() == apiv1.EventAction_EVENT_ACTION_DELETED:
+		delete(w.waiting, id)
+		// Room freed on its node for the tasks that wait.
+		fire = t.GetNodeId() != "" && !terminal(t.GetState()) && len(w.waiting) > 0
+	case NeedsPlacement(t):
+		// New work; a task already waiting (PENDING again after a round)
+		// calls for no round of its own.
+		w.waiting[id] = struct{}{}
+		fire = !known
+	default:
+		delete(w.waiting, id)
+		fire = t.GetNodeId() != "" && terminal(t.GetState()) && len(w.waiting) > 0
+	}
+	if fire {
+		w.trigger = true
+	}
+	w.mu.Unlock()
+	if fire {
+		w.signal()
+	}
+}
+
+func (w *watcher) markFull() {
+	w.mu.Lock()
+	w.full = true
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *watcher) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// track records what a round found: batch waits for a node, gone no
+// longer does (and never will again: states only move forward).
+func (w *watcher) track(batch []*apiv1.Task, gone []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range batch {
+		w.waiting[t.GetId()] = struct{}{}
+	}
+	for _, id := range gone {
+		delete(w.waiting, id)
+	}
+}
+
+// take returns the waiting tasks' IDs and whether to rescan everything; ok
+// is false when nothing calls for a round.
+func (w *watcher) take() (ids []string, full, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.trigger && !w.full {
+		return nil, false, false
+	}
+	full = w.full
+	w.trigger, w.full = false, false
+	if full {
+		return nil, true, true
+	}
+	ids = make([]string, 0, len(w.waiting))
+	for id := range w.waiting {
+		ids = append(ids, id)
+	}
+	return ids, false, true
+}

@@ -1,0 +1,183 @@
+// Package schedloop is the leader's scheduling loop: it gathers the tasks
+// that wait for a node, asks the scheduler plugin for a plan once per
+// batch, checks the plan with scheduler.Validate and commits it through
+// Raft (docs/task-lifecycle.md, "Scheduling loop").
+//
+// The decisions around the plugin call are pure functions: BuildRequest
+// makes the read-only view, Outcome turns a plan into task writes. Run only
+// fetches, calls and commits.
+package schedloop
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk/scheduler"
+)
+
+// InvalidPlanPrefix starts the message of every task of a batch whose plan
+// failed scheduler.Validate.
+const InvalidPlanPrefix = "scheduler returned an invalid placement: "
+
+// NeedsPlacement reports whether t waits for a node: desired RUNNING, on no
+// node, in state NEW or PENDING.
+func NeedsPlacement(t *apiv1.Task) bool {
+	if t.GetDesiredState() != apiv1.TaskState_TASK_STATE_RUNNING || t.GetNodeId() != "" {
+		return false
+	}
+	s := t.GetState()
+	return s == apiv1.TaskState_TASK_STATE_NEW || s == apiv1.TaskState_TASK_STATE_PENDING
+}
+
+func terminal(s apiv1.TaskState) bool {
+	return s >= apiv1.TaskState_TASK_STATE_COMPLETE
+}
+
+// Availability maps a node's availability to the scheduler's; unspecified
+// means active, and a value this version does not know takes no new tasks.
+func Availability(a apiv1.NodeAvailability) scheduler.Availability {
+	switch a {
+	case apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED, apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE:
+		return scheduler.AvailabilityActive
+	case apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+		return scheduler.AvailabilityDrain
+	}
+	return scheduler.AvailabilityPause
+}
+
+func resources(r *apiv1.Resources) scheduler.Resources {
+	return scheduler.Resources{NanoCPUs: r.GetNanoCpus(), MemoryBytes: r.GetMemoryBytes()}
+}
+
+// NodeView is what the scheduler sees of node n, given the tasks assigned
+// to it: Ready when its status is READY, its availability, its resources
+// as Total, and the reservations and count of its unfinished tasks.
+func NodeView(n *apiv1.Node, tasks []*apiv1.Task) scheduler.Node {
+	v := scheduler.Node{
+		ID:           n.GetId(),
+		Name:         n.GetName(),
+		Labels:       n.GetLabels(),
+		Ready:        n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_READY,
+		Availability: Availability(n.GetAvailability()),
+		Total:        resources(n.GetResources()),
+	}
+	for _, t := range tasks {
+		if terminal(t.GetState()) {
+			continue
+		}
+		v.Assign(resources(t.GetSpec().GetReservations()))
+	}
+	return v
+}
+
+// BuildRequest builds the scheduler's view for batch: every worker node
+// of nodes (Node.Worker), ready or not, with tasksOn(id) the tasks
+// assigned to it, and the batch's tasks in order with their reservations
+// and constraints. A task whose constraints do not parse is left out of the
+// request and returned in rejected with its message.
+func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task, batch []*apiv1.Task) (req scheduler.Request, sent []*apiv1.Task, rejected map[string]string) {
+	req.Nodes = make([]scheduler.Node, 0, len(nodes))
+	for _, n := range nodes {
+		if !n.GetWorker() {
+			continue
+		}
+		req.Nodes = append(req.Nodes, NodeView(n, tasksOn(n.GetId())))
+	}
+	req.Tasks = make([]scheduler.Task, 0, len(batch))
+	sent = make([]*apiv1.Task, 0, len(batch))
+	// Tasks of one service share their constraints: parse them once.
+	type parsed struct {
+		cs  []scheduler.Constraint
+		err error
+	}
+	type version struct {
+		service string
+		version uint64
+	}
+	cache := map[version]parsed{}
+	for _, t := range batch {
+		key := version{t.GetServiceId(), t.GetServiceVersion()}
+		p, ok := cache[key]
+		if !ok || key.version == 0 {
+			p = parsed{}
+			for _, s := range t.GetSpec().GetConstraints() {
+				c, err := scheduler.ParseConstraint(s)
+				if err != nil {
+					p = parsed{err: err}
+					break
+				}
+				p.cs = append(p.cs, c)
+			}
+			cache[key] = p
+		}
+		if p.err != nil {
+			if rejected == nil {
+				rejected = map[string]string{}
+			}
+			rejected[t.GetId()] = "invalid constraint: " + p.err.Error()
+			continue
+		}
+		req.Tasks = append(req.Tasks, scheduler.Task{
+			ID:          t.GetId(),
+			ServiceID:   t.GetServiceId(),
+			ServiceName: t.GetServiceName(),
+			Slot:        t.GetSlot(),
+			Reservation: resources(t.GetSpec().GetReservations()),
+			Constraints: p.cs,
+		})
+		sent = append(sent, t)
+	}
+	return req, sent, rejected
+}
+
+// Outcome returns the task writes for a plan: sent are the tasks of the
+// request in order, plan the scheduler's placements for them and invalid
+// what scheduler.Validate said about the plan. A placed task becomes
+// ASSIGNED to its node with an empty message; an unplaced one becomes
+// PENDING with the reason as its message; with an invalid plan every task
+// becomes PENDING with InvalidPlanPrefix and the error. Tasks already in
+// that state with that message are left out: nothing is written for them.
+func Outcome(sent []*apiv1.Task, plan []scheduler.Placement, invalid error, now time.Time) []*apiv1.Task {
+	var out []*apiv1.Task
+	if invalid != nil {
+		msg := InvalidPlanPrefix + invalid.Error()
+		for _, t := range sent {
+			if w, ok := Pending(t, msg, now); ok {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	for i, t := range sent {
+		p := plan[i]
+		if p.NodeID == "" {
+			if w, ok := Pending(t, p.Reason, now); ok {
+				out = append(out, w)
+			}
+			continue
+		}
+		w := proto.CloneOf(t)
+		w.State = apiv1.TaskState_TASK_STATE_ASSIGNED
+		w.NodeId = p.NodeID
+		w.Message = ""
+		w.UpdatedAt = timestamppb.New(now)
+		out = append(out, w)
+	}
+	return out
+}
+
+// Pending returns t as PENDING with message msg, and false when it already
+// is.
+func Pending(t *apiv1.Task, msg string, now time.Time) (*apiv1.Task, bool) {
+	if t.GetState() == apiv1.TaskState_TASK_STATE_PENDING && t.GetMessage() == msg {
+		return t, false
+	}
+	w := proto.CloneOf(t)
+	w.State = apiv1.TaskState_TASK_STATE_PENDING
+	w.Message = msg
+	w.UpdatedAt = timestamppb.New(now)
+	return w, true
+}

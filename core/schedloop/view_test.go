@@ -1,0 +1,232 @@
+package schedloop
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk/scheduler"
+)
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+const (
+	tsNew      = apiv1.TaskState_TASK_STATE_NEW
+	tsPending  = apiv1.TaskState_TASK_STATE_PENDING
+	tsAssigned = apiv1.TaskState_TASK_STATE_ASSIGNED
+	tsRunning  = apiv1.TaskState_TASK_STATE_RUNNING
+	tsComplete = apiv1.TaskState_TASK_STATE_COMPLETE
+	tsFailed   = apiv1.TaskState_TASK_STATE_FAILED
+	tsShutdown = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	ready      = apiv1.NodeStatus_NODE_STATUS_READY
+	down       = apiv1.NodeStatus_NODE_STATUS_DOWN
+)
+
+func res(cpu, mem int64) *apiv1.Resources { return &apiv1.Resources{NanoCpus: cpu, MemoryBytes: mem} }
+
+func worker(id string, status apiv1.NodeStatus, avail apiv1.NodeAvailability) *apiv1.Node {
+	return &apiv1.Node{Id: id, Name: "name-" + id, Worker: true, Status: status, Availability: avail}
+}
+
+// unplaced returns a task waiting for a node.
+func unplaced(id string, slot uint64, constraints ...string) *apiv1.Task {
+	return &apiv1.Task{
+		Id: id, ServiceId: "s1", ServiceName: "web", Slot: slot, ServiceVersion: 1,
+		Spec:         &apiv1.ServiceSpec{Name: "web", Image: "app", Constraints: constraints},
+		DesiredState: tsRunning, State: tsNew,
+	}
+}
+
+// on returns a task on node with state s reserving r.
+func on(id, node string, s apiv1.TaskState, r *apiv1.Resources) *apiv1.Task {
+	return &apiv1.Task{
+		Id: id, ServiceId: "s0", ServiceName: "db", NodeId: node, Spec: &apiv1.ServiceSpec{Reservations: r},
+		DesiredState: tsRunning, State: s,
+	}
+}
+
+func TestNeedsPlacement(t *testing.T) {
+	cases := []struct {
+		name string
+		task *apiv1.Task
+		want bool
+	}{
+		{"new", unplaced("a", 1), true},
+		{"pending", func() *apiv1.Task { t := unplaced("a", 1); t.State = tsPending; return t }(), true},
+		{"assigned", on("a", "n1", tsAssigned, nil), false},
+		{"on a node but NEW", func() *apiv1.Task { t := unplaced("a", 1); t.NodeId = "n1"; return t }(), false},
+		{"desired shutdown", func() *apiv1.Task { t := unplaced("a", 1); t.DesiredState = tsShutdown; return t }(), false},
+		{"finished", func() *apiv1.Task { t := unplaced("a", 1); t.State = tsShutdown; return t }(), false},
+	}
+	for _, tc := range cases {
+		if got := NeedsPlacement(tc.task); got != tc.want {
+			t.Errorf("%s: NeedsPlacement = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestNodeView(t *testing.T) {
+	cases := []struct {
+		name  string
+		node  *apiv1.Node
+		tasks []*apiv1.Task
+		want  scheduler.Node
+	}{
+		{
+			name: "ready, unspecified availability means active",
+			node: worker("n1", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED),
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Ready: true, Availability: scheduler.AvailabilityActive},
+		},
+		{
+			name: "down and paused",
+			node: worker("n1", down, apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE),
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Availability: scheduler.AvailabilityPause},
+		},
+		{
+			name: "status unknown is not ready; draining",
+			node: worker("n1", apiv1.NodeStatus_NODE_STATUS_UNKNOWN, apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN),
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Availability: scheduler.AvailabilityDrain},
+		},
+		{
+			name: "an availability this version does not know takes no new tasks",
+			node: worker("n1", ready, apiv1.NodeAvailability(42)),
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Ready: true, Availability: scheduler.AvailabilityPause},
+		},
+		{
+			name: "labels, total, and the reservations of unfinished tasks",
+			node: func() *apiv1.Node {
+				n := worker("n1", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE)
+				n.Labels = map[string]string{"zone": "edge-1"}
+				n.Resources = res(4e9, 8<<30)
+				return n
+			}(),
+			tasks: []*apiv1.Task{
+				on("a", "n1", tsRunning, res(1e9, 1<<30)),
+				on("b", "n1", tsAssigned, res(5e8, 0)),
+				on("c", "n1", tsRunning, nil),
+				on("d", "n1", tsFailed, res(1e9, 1<<30)),   // finished: frees its room
+				on("e", "n1", tsShutdown, res(1e9, 1<<30)), // finished
+			},
+			want: scheduler.Node{
+				ID: "n1", Name: "name-n1", Labels: map[string]string{"zone": "edge-1"}, Ready: true,
+				Availability: scheduler.AvailabilityActive,
+				Total:        scheduler.Resources{NanoCPUs: 4e9, MemoryBytes: 8 << 30},
+				Reserved:     scheduler.Resources{NanoCPUs: 15e8, MemoryBytes: 1 << 30},
+				TaskCount:    3,
+			},
+		},
+	}
+	for _, tc := range cases {
+		if got := NodeView(tc.node, tc.tasks); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBuildRequest(t *testing.T) {
+	manager := &apiv1.Node{Id: "m1", Name: "manager", Status: ready}
+	nodes := []*apiv1.Node{worker("n1", ready, 0), manager, worker("n2", down, 0)}
+	byNode := map[string][]*apiv1.Task{
+		"n1": {on("x", "n1", tsRunning, res(1e9, 0))},
+		"m1": {on("y", "m1", tsRunning, res(1e9, 0))},
+	}
+	a := unplaced("a", 1, "node.labels.zone==edge-1", " node.name != gw ")
+	a.Spec.Reservations = res(2e8, 64<<20)
+	b := unplaced("b", 2, "node.labels.zone==edge-1", " node.name != gw ")
+	bad := unplaced("bad", 1, "zone=edge")
+	bad.ServiceId, bad.ServiceVersion = "s2", 9
+	c := unplaced("c", 3)
+	c.ServiceId, c.ServiceName, c.ServiceVersion = "s3", "other", 1 // same version as s1, other constraints
+
+	req, sent, rejected := BuildRequest(nodes, func(id string) []*apiv1.Task { return byNode[id] }, []*apiv1.Task{a, bad, b, c})
+
+	if len(req.Nodes) != 2 || req.Nodes[0].ID != "n1" || req.Nodes[1].ID != "n2" {
+		t.Fatalf("nodes = %+v, want the workers n1 and n2 only", req.Nodes)
+	}
+	if req.Nodes[0].TaskCount != 1 || req.Nodes[0].Reserved.NanoCPUs != 1e9 {
+		t.Errorf("n1 = %+v, want its one task counted", req.Nodes[0])
+	}
+	zone := []scheduler.Constraint{
+		{Key: "node.labels.zone", Op: scheduler.OpEqual, Value: "edge-1"},
+		{Key: "node.name", Op: scheduler.OpNotEqual, Value: "gw"},
+	}
+	want := []scheduler.Task{
+		{ID: "a", ServiceID: "s1", ServiceName: "web", Slot: 1, Reservation: scheduler.Resources{NanoCPUs: 2e8, MemoryBytes: 64 << 20}, Constraints: zone},
+		{ID: "b", ServiceID: "s1", ServiceName: "web", Slot: 2, Constraints: zone},
+		{ID: "c", ServiceID: "s3", ServiceName: "other", Slot: 3},
+	}
+	if !reflect.DeepEqual(req.Tasks, want) {
+		t.Errorf("tasks:\n got %+v\nwant %+v", req.Tasks, want)
+	}
+	if len(sent) != 3 || sent[0] != a || sent[1] != b || sent[2] != c {
+		t.Errorf("sent = %v, want a, b, c in order", sent)
+	}
+	if msg := rejected["bad"]; len(rejected) != 1 || !strings.HasPrefix(msg, "invalid constraint: ") || !strings.Contains(msg, "zone=edge") {
+		t.Errorf("rejected = %v, want bad with an invalid constraint message naming it", rejected)
+	}
+	if err := scheduler.ValidateRequest(req); err != nil {
+		t.Errorf("the request is not valid: %v", err)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	pendingAlready := unplaced("p", 3)
+	pendingAlready.State, pendingAlready.Message = tsPending, "no room"
+	pendingOther := unplaced("q", 4)
+	pendingOther.State, pendingOther.Message = tsPending, "old reason"
+	sent := []*apiv1.Task{unplaced("a", 1), unplaced("b", 2), pendingAlready, pendingOther}
+	before := make([]*apiv1.Task, len(sent))
+	for i, t := range sent {
+		before[i] = proto.CloneOf(t)
+	}
+
+	type write struct {
+		id, node, message string
+		state             apiv1.TaskState
+	}
+	render := func(ws []*apiv1.Task) []write {
+		var out []write
+		for _, w := range ws {
+			if !w.GetUpdatedAt().AsTime().Equal(t0) {
+				t.Errorf("write %s: updated_at %v, want %v", w.GetId(), w.GetUpdatedAt().AsTime(), t0)
+			}
+			out = append(out, write{w.GetId(), w.GetNodeId(), w.GetMessage(), w.GetState()})
+		}
+		return out
+	}
+
+	plan := []scheduler.Placement{
+		{TaskID: "a", NodeID: "n1"},
+		{TaskID: "b", Reason: "no room"},
+		{TaskID: "p", Reason: "no room"},
+		{TaskID: "q", NodeID: "n2", Reason: "ignored when placed"},
+	}
+	got := render(Outcome(sent, plan, nil, t0))
+	want := []write{
+		{"a", "n1", "", tsAssigned},
+		{"b", "", "no room", tsPending},
+		// p is PENDING with that message already: no write.
+		{"q", "n2", "", tsAssigned},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("valid plan:\n got %+v\nwant %+v", got, want)
+	}
+
+	invalid := errors.New(`task "a": node "n9" is not in the request`)
+	got = render(Outcome(sent, plan, invalid, t0))
+	msg := InvalidPlanPrefix + invalid.Error()
+	want = []write{{"a", "", msg, tsPending}, {"b", "", msg, tsPending}, {"p", "", msg, tsPending}, {"q", "", msg, tsPending}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("invalid plan:\n got %+v\nwant %+v", got, want)
+	}
+	for i := range sent {
+		if !proto.Equal(sent[i], before[i]) {
+			t.Errorf("Outcome changed its input task %s", sent[i].GetId())
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package state
+
+import (
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// Terminal reports whether s is one of the states a task never leaves:
+// COMPLETE, FAILED, SHUTDOWN, REJECTED and ORPHANED.
+func Terminal(s apiv1.TaskState) bool {
+	switch s {
+	case apiv1.TaskState_TASK_STATE_COMPLETE,
+		apiv1.TaskState_TASK_STATE_FAILED,
+		apiv1.TaskState_TASK_STATE_SHUTDOWN,
+		apiv1.TaskState_TASK_STATE_REJECTED,
+		apiv1.TaskState_TASK_STATE_ORPHANED:
+		return true
+	}
+	return false
+}
+
+// rankTerminal is the rank every terminal state shares: none of them follows
+// another.
+const rankTerminal = 100
+
+// Rank orders task states along the lifecycle (docs/task-lifecycle.md):
+// NEW < PENDING < ASSIGNED < PREPARING < STARTING < RUNNING < any terminal
+// state. A task's state only ever moves to an equal or higher rank (PENDING
+// is rewritten with a new reason each time the scheduler tries again).
+func Rank(s apiv1.TaskState) int {
+	if Terminal(s) {
+		return rankTerminal
+	}
+	return int(s)
+}
+
+// MergeTask returns the task to store when incoming replaces old: the
+// proposer's copy, except that neither the state nor the desired state ever
+// moves backwards. A manager loop and a worker report that both started
+// from the same read can then not undo each other: the loop keeps the
+// worker's newer state, the report keeps the loop's SHUTDOWN. incoming is
+// modified in place and returned.
+func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
+	if old == nil {
+		return incoming
+	}
+	if Rank(old.GetState()) > Rank(incoming.GetState()) || (Terminal(old.GetState()) && old.GetState() != incoming.GetState()) {
+		incoming.State = old.GetState()
+		incoming.Message = old.GetMessage()
+		incoming.Error = old.GetError()
+		incoming.ExitCode = old.GetExitCode()
+	}
+	if old.GetDesiredState() == apiv1.TaskState_TASK_STATE_SHUTDOWN {
+		incoming.DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	}
+	if incoming.GetNodeId() == "" {
+		incoming.NodeId = old.GetNodeId()
+	}
+	return incoming
+}

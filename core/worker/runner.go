@@ -1,0 +1,496 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/dispatcher"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+)
+
+// Task states, shorter.
+const (
+	statePreparing = apiv1.TaskState_TASK_STATE_PREPARING
+	stateStarting  = apiv1.TaskState_TASK_STATE_STARTING
+	stateRunning   = apiv1.TaskState_TASK_STATE_RUNNING
+	stateComplete  = apiv1.TaskState_TASK_STATE_COMPLETE
+	stateFailed    = apiv1.TaskState_TASK_STATE_FAILED
+	stateShutdown  = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	stateRejected  = apiv1.TaskState_TASK_STATE_REJECTED
+	desiredRunning = apiv1.TaskState_TASK_STATE_RUNNING
+)
+
+// taskRunner converges one task. Its goroutine does every runtime call about
+// the task, one at a time; the fields under mu are how the rest of the
+// worker tells it what changed.
+type taskRunner struct {
+	w    *Worker
+	id   string
+	wake chan struct{}
+
+	mu      sync.Mutex
+	want    *apiv1.Task // the manager's latest copy; nil before the first
+	removed bool        // the manager no longer lists the task
+	check   bool        // an exit or OOM event arrived: ask the runtime
+	reload  bool        // events may have been missed: recover the handle again
+	oom     bool        // the kernel's OOM killer hit the task
+	abort   context.CancelFunc
+	pub     LocalTask
+
+	// Owned by the goroutine.
+	rec       *record         // the stored handle; nil when there is none
+	recovered bool            // rec was found again in the runtime
+	state     apiv1.TaskState // what happened locally; 0 when unknown
+	last      *apiv1.TaskStatusUpdate
+	lastGen   uint64 // session generation last was reported in
+	cleaned   bool   // the runtime holds nothing of the task any more
+	timer     *time.Timer
+	backoff   time.Duration
+}
+
+func newRunner(w *Worker, id string, rec *record) *taskRunner {
+	r := &taskRunner{w: w, id: id, wake: make(chan struct{}, 1), rec: rec}
+	if rec != nil {
+		// What was reported before the restart goes up again if the
+		// manager turns out not to have it (lastGen 0 is no session).
+		r.state = rec.state()
+		r.last = &apiv1.TaskStatusUpdate{TaskId: id, State: r.state, ExitCode: rec.ExitCode, Error: rec.Error, Time: timestamppb.Now()}
+	}
+	r.pub = LocalTask{ID: id, State: r.state, HasHandle: rec != nil}
+	r.poke()
+	return r
+}
+
+func (r *taskRunner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// assign records the manager's latest copy of the task.
+func (r *taskRunner) assign(t *apiv1.Task) {
+	r.mu.Lock()
+	r.want = t
+	r.removed = false
+	if t.GetDesiredState() != desiredRunning && r.abort != nil {
+		r.abort() // stop pulling an image nobody wants any more
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// remove records that the manager no longer lists the task.
+func (r *taskRunner) remove() {
+	r.mu.Lock()
+	r.removed = true
+	if r.abort != nil {
+		r.abort()
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *taskRunner) isRemoved() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.removed
+}
+
+// event records a runtime event about the task.
+func (r *taskRunner) event(ev runtime.TaskEvent) {
+	r.mu.Lock()
+	switch ev.Type {
+	case runtime.EventOOM:
+		r.oom = true
+		r.check = true
+	case runtime.EventExited:
+		r.check = true
+	default:
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// resync asks the runner to find its task again after events were missed.
+func (r *taskRunner) resync() {
+	r.mu.Lock()
+	r.reload = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *taskRunner) snapshot() LocalTask {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pub
+}
+
+func (r *taskRunner) publish() {
+	r.mu.Lock()
+	r.pub = LocalTask{ID: r.id, State: r.state, HasHandle: r.rec != nil}
+	r.mu.Unlock()
+}
+
+// run is the runner's goroutine: one step per wake-up until the task is
+// removed and cleaned up, or ctx ends.
+func (r *taskRunner) run(ctx context.Context) {
+	defer r.w.wg.Done()
+	defer func() {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if r.step(ctx) && r.w.retire(r) {
+			return
+		}
+		var timerC <-chan time.Time
+		if r.timer != nil {
+			timerC = r.timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-timerC:
+			r.timer = nil
+		}
+	}
+}
+
+// wakeAfter makes the runner step again after d (or earlier, when woken).
+func (r *taskRunner) wakeAfter(d time.Duration) {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = time.NewTimer(d)
+}
+
+// retryLater schedules another step after a failed runtime call.
+func (r *taskRunner) retryLater(what string, err error) {
+	r.backoff = min(max(2*r.backoff, r.w.opts.MinBackoff), r.w.opts.MaxBackoff)
+	r.w.log.Warn("runtime call failed; retrying", "task", r.id, "call", what, "error", err, "in", r.backoff)
+	r.wakeAfter(r.backoff)
+}
+
+// step acts on what changed. It reports whether the task was removed and
+// the runtime holds nothing of it any more.
+func (r *taskRunner) step(ctx context.Context) (done bool) {
+	r.mu.Lock()
+	want, removed, check, reload, oom := r.want, r.removed, r.check, r.reload, r.oom
+	r.check, r.reload = false, false
+	r.mu.Unlock()
+	defer r.publish()
+
+	if r.rec != nil && (!r.recovered || reload) {
+		if err := r.recoverTask(ctx); err != nil {
+			r.mu.Lock()
+			r.reload = true
+			r.mu.Unlock()
+			r.retryLater("recover", err)
+			return false
+		}
+	} else if check {
+		if err := r.inspect(ctx, oom); err != nil {
+			r.mu.Lock()
+			r.check = true
+			r.mu.Unlock()
+			r.retryLater("inspect", err)
+			return false
+		}
+	}
+	switch {
+	case removed:
+		if err := r.destroy(ctx); err != nil {
+			r.retryLater("destroy", err)
+			return false
+		}
+		r.state, r.last = 0, nil
+		return true
+	case want == nil:
+		return false // recovered before the manager said anything
+	case want.GetDesiredState() != desiredRunning:
+		if err := r.shutdown(ctx, want); err != nil {
+			r.retryLater("stop", err)
+			return false
+		}
+	default:
+		if err := r.start(ctx, want); err != nil {
+			r.retryLater("start", err)
+			return false
+		}
+	}
+	r.backoff = 0
+	r.rereport(want)
+	return false
+}
+
+// recoverTask finds the stored handle's task in the runtime again.
+func (r *taskRunner) recoverTask(ctx context.Context) error {
+	st, err := r.w.rt.RecoverTask(ctx, r.rec.handle())
+	switch {
+	case err == nil:
+	case transient(err), ctx.Err() != nil:
+		return err
+	default:
+		// Gone (the machine rebooted, someone removed it), or a handle this
+		// runtime cannot read.
+		r.w.log.Warn("task lost", "task", r.id, "error", err)
+		r.dropRecord()
+		if !dispatcher.Terminal(r.state) {
+			r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: fmt.Sprintf("lost after restart: %v", err)})
+		}
+		return nil
+	}
+	r.recovered = true
+	if st.State == runtime.StateExited && !dispatcher.Terminal(r.state) {
+		r.exited(st, false)
+	}
+	return nil
+}
+
+// inspect asks the runtime about the task after an exit or OOM event; the
+// runtime's status is the truth, the event only a prompt.
+func (r *taskRunner) inspect(ctx context.Context, oom bool) error {
+	if r.rec == nil || dispatcher.Terminal(r.state) {
+		return nil
+	}
+	st, err := r.w.rt.InspectTask(ctx, r.id)
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		r.dropRecord()
+		r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: "the task disappeared from the runtime"})
+		return nil
+	case err != nil:
+		return err
+	case st.State == runtime.StateExited:
+		r.exited(st, oom)
+	}
+	return nil
+}
+
+// exited reports how the task's process ended and records it with the
+// handle, so a restarted worker does not report it again.
+func (r *taskRunner) exited(st runtime.TaskStatus, oom bool) {
+	u := &apiv1.TaskStatusUpdate{ExitCode: st.ExitCode}
+	switch {
+	case st.OOMKilled || oom:
+		u.State, u.Error = stateFailed, "out of memory"
+	case st.ExitCode == 0:
+		u.State, u.Message = stateComplete, "exited with code 0"
+	default:
+		u.State, u.Error = stateFailed, fmt.Sprintf("exited with code %d", st.ExitCode)
+		if st.Error != "" {
+			u.Error += ": " + st.Error
+		}
+	}
+	r.report(u)
+	if r.rec != nil {
+		r.rec.State, r.rec.ExitCode, r.rec.Error = u.State.String(), u.ExitCode, u.Error
+		if err := r.w.handles.save(r.rec); err != nil {
+			r.w.log.Error("recording the task's exit", "task", r.id, "error", err)
+		}
+	}
+}
+
+// start brings the task to RUNNING when the manager wants it running and it
+// has not run here yet.
+func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
+	switch {
+	case dispatcher.Terminal(r.state), r.rec != nil:
+		return nil // it ran here (and may still run): nothing to start
+	case dispatcher.Terminal(want.GetState()):
+		r.state = want.GetState() // over, and the manager knows
+		return nil
+	case dispatcher.Rank(want.GetState()) >= dispatcher.Rank(stateRunning) && r.state == 0:
+		// The manager saw it run here, but this worker has no trace of it.
+		r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: "lost after restart: this worker holds no handle for the task"})
+		return nil
+	}
+	if nb := want.GetNotBefore(); nb != nil {
+		if d := time.Until(nb.AsTime()); d > 0 {
+			r.wakeAfter(d)
+			return nil
+		}
+	}
+	spec, err := TaskSpec(want)
+	if err != nil {
+		r.report(rejected(r.id, err))
+		return nil
+	}
+
+	pullCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.abort = cancel
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.abort = nil
+		r.mu.Unlock()
+	}()
+	r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
+	if _, err := r.w.rt.EnsureImage(pullCtx, spec.Image, false); err != nil {
+		switch {
+		case ctx.Err() != nil, pullCtx.Err() != nil:
+			return nil // shutting down, or the manager changed its mind: next step
+		case transient(err):
+			return err
+		}
+		r.report(rejected(r.id, err))
+		return nil
+	}
+	if !r.stillWanted() {
+		return nil
+	}
+
+	r.report(&apiv1.TaskStatusUpdate{State: stateStarting})
+	h, st, err := r.w.rt.StartTask(ctx, spec)
+	if errors.Is(err, sdk.ErrAlreadyExists) {
+		// Started by an earlier run of this worker that died before storing
+		// the handle: without a handle it cannot be adopted, so start afresh.
+		r.w.log.Warn("replacing a task started without a stored handle", "task", r.id)
+		if derr := r.w.rt.DestroyTask(ctx, r.id, true); derr != nil {
+			return derr
+		}
+		h, st, err = r.w.rt.StartTask(ctx, spec)
+	}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil
+	case transient(err):
+		return err
+	default:
+		r.report(rejected(r.id, err))
+		return nil
+	}
+	rec := newRecord(h, stateRunning)
+	if err := r.w.handles.save(rec); err != nil {
+		// Without a stored handle a restart would start a duplicate.
+		r.w.log.Error("storing a task handle", "task", r.id, "error", err)
+		_ = r.w.rt.DestroyTask(ctx, r.id, true)
+		r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: err.Error()})
+		return nil
+	}
+	r.rec, r.recovered, r.cleaned = rec, true, false
+	r.report(&apiv1.TaskStatusUpdate{State: stateRunning, Message: "started"})
+	if st.State == runtime.StateExited {
+		r.mu.Lock()
+		oom := r.oom
+		r.mu.Unlock()
+		r.exited(st, oom)
+	}
+	return nil
+}
+
+// stillWanted reports whether the manager still wants the task running.
+func (r *taskRunner) stillWanted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.removed && r.want.GetDesiredState() == desiredRunning
+}
+
+// shutdown stops and destroys the task because the manager wants it down,
+// and reports SHUTDOWN unless it had ended already.
+func (r *taskRunner) shutdown(ctx context.Context, want *apiv1.Task) error {
+	if err := r.destroy(ctx); err != nil {
+		return err
+	}
+	if !dispatcher.Terminal(r.state) {
+		if dispatcher.Terminal(want.GetState()) {
+			r.state = want.GetState()
+			return nil
+		}
+		r.report(&apiv1.TaskStatusUpdate{State: stateShutdown, Message: "stopped"})
+	}
+	return nil
+}
+
+// destroy stops the task within its grace period, removes it from the
+// runtime and forgets its handle. Repeat-safe.
+func (r *taskRunner) destroy(ctx context.Context) error {
+	if r.cleaned {
+		return nil
+	}
+	if !dispatcher.Terminal(r.state) {
+		// Grace 0: the task's own stop_grace_period, kept by the runtime.
+		if _, err := r.w.rt.StopTask(ctx, r.id, 0); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			if transient(err) || ctx.Err() != nil {
+				return err
+			}
+			r.w.log.Warn("stopping a task failed; killing it", "task", r.id, "error", err)
+		}
+	}
+	// Also without a handle: a task started by an agent that died before
+	// storing it may exist.
+	if err := r.w.rt.DestroyTask(ctx, r.id, true); err != nil {
+		return err
+	}
+	r.dropRecord()
+	r.cleaned = true
+	return nil
+}
+
+// dropRecord forgets the task's handle, on disk too.
+func (r *taskRunner) dropRecord() {
+	if r.rec == nil {
+		return
+	}
+	if err := r.w.handles.remove(r.id); err != nil {
+		r.w.log.Error("removing a task handle", "task", r.id, "error", err)
+	}
+	r.rec, r.recovered = nil, false
+}
+
+// report records a new local state and queues its report.
+func (r *taskRunner) report(u *apiv1.TaskStatusUpdate) {
+	u.TaskId = r.id
+	u.Time = timestamppb.Now()
+	r.state = u.GetState()
+	r.last = u
+	r.lastGen = r.w.gen.Load()
+	r.w.reports.add(u)
+	r.publish()
+}
+
+// rereport sends the last report again when the manager's copy is behind
+// it and it was not sent in this session yet: a report the previous leader
+// or session lost is not lost for good.
+func (r *taskRunner) rereport(want *apiv1.Task) {
+	if r.last == nil || want == nil || want.GetId() != r.id {
+		return
+	}
+	gen := r.w.gen.Load()
+	if r.lastGen == gen || dispatcher.Rank(want.GetState()) >= dispatcher.Rank(r.last.GetState()) {
+		return
+	}
+	r.lastGen = gen
+	r.w.reports.add(r.last)
+}
+
+// rejected is the report of a task that cannot run here.
+func rejected(taskID string, err error) *apiv1.TaskStatusUpdate {
+	return &apiv1.TaskStatusUpdate{TaskId: taskID, State: stateRejected, Error: err.Error(), Time: timestamppb.Now()}
+}
+
+// transient reports whether a runtime call may succeed when retried: the
+// plugin is restarting, the call timed out or the worker is stopping.
+func transient(err error) bool {
+	return errors.Is(err, sdk.ErrPluginUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+)
+
+// Labels the worker puts on every task it starts, next to the service's
+// own. The runtime adds warren.task-id itself (and refuses a spec that sets
+// it).
+const (
+	LabelService   = "warren.service"
+	LabelServiceID = "warren.service-id"
+	LabelSlot      = "warren.slot"
+)
+
+// TaskSpec turns an assigned task into what the runtime runs. Parts of the
+// spec this worker cannot provide yet (volume mounts, secrets, networks) are
+// refused with an error wrapping sdk.ErrUnsupported, never ignored.
+func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
+	s := t.GetSpec()
+	if s == nil {
+		return runtime.TaskSpec{}, fmt.Errorf("task %q has no spec: %w", t.GetId(), sdk.ErrInvalidArgument)
+	}
+	if len(s.GetSecrets()) > 0 {
+		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
+	}
+	if len(s.GetNetworks()) > 0 {
+		return runtime.TaskSpec{}, fmt.Errorf("networks are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetNetworks(), ", "), sdk.ErrUnsupported)
+	}
+	mounts := make([]runtime.Mount, 0, len(s.GetMounts()))
+	for _, m := range s.GetMounts() {
+		var typ runtime.MountType
+		switch m.GetType() {
+		case "bind":
+			typ = runtime.MountBind
+		case "tmpfs":
+			typ = runtime.MountTmpfs
+		case "volume":
+			return runtime.TaskSpec{}, fmt.Errorf("volume mounts are not supported yet (volume %q at %q): %w", m.GetSource(), m.GetTarget(), sdk.ErrUnsupported)
+		default:
+			return runtime.TaskSpec{}, fmt.Errorf("mount type %q at %q is unknown: %w", m.GetType(), m.GetTarget(), sdk.ErrInvalidArgument)
+		}
+		mounts = append(mounts, runtime.Mount{Type: typ, Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+	}
+	sig, err := StopSignal(s.GetStopSignal())
+	if err != nil {
+		return runtime.TaskSpec{}, err
+	}
+	labels := maps.Clone(s.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelService] = serviceName(t)
+	labels[LabelServiceID] = t.GetServiceId()
+	labels[LabelSlot] = strconv.FormatUint(t.GetSlot(), 10)
+	return runtime.TaskSpec{
+		TaskID:     t.GetId(),
+		Image:      s.GetImage(),
+		Command:    slices.Clone(s.GetCommand()),
+		Args:       slices.Clone(s.GetArgs()),
+		Env:        maps.Clone(s.GetEnv()),
+		WorkingDir: s.GetWorkingDir(),
+		User:       s.GetUser(),
+		Labels:     labels,
+		Limits: runtime.Resources{
+			NanoCPUs:    s.GetLimits().GetNanoCpus(),
+			MemoryBytes: s.GetLimits().GetMemoryBytes(),
+		},
+		Mounts:          mounts,
+		StopSignal:      sig,
+		StopGracePeriod: s.GetStopGracePeriod().AsDuration(),
+		Hostname:        fmt.Sprintf("%s.%d", serviceName(t), t.GetSlot()),
+	}, nil
+}
+
+func serviceName(t *apiv1.Task) string {
+	if n := t.GetServiceName(); n != "" {
+		return n
+	}
+	return t.GetSpec().GetName()
+}
+
+// signalNames maps Linux signal numbers to names, for stop signals given as
+// a number.
+var signalNames = map[int]string{
+	1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+	7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
+	13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP",
+	20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ",
+	26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS",
+}
+
+// StopSignal turns a service's stop signal, as the API accepts it ("SIGTERM",
+// "TERM" or "15"), into the name a runtime expects ("SIGTERM"). Empty stays
+// empty: the runtime's default.
+func StopSignal(sig string) (string, error) {
+	switch {
+	case sig == "":
+		return "", nil
+	case strings.HasPrefix(sig, "SIG"):
+		return sig, nil
+	}
+	if n, err := strconv.Atoi(sig); err == nil {
+		if name, ok := signalNames[n]; ok {
+			return name, nil
+		}
+		return "", fmt.Errorf("stop signal %s: no such signal number: %w", sig, sdk.ErrInvalidArgument)
+	}
+	return "SIG" + sig, nil
+}

@@ -1,0 +1,500 @@
+// Package worker is the worker side of a warren agent: it holds a session
+// with the leader's dispatcher and converges the tasks assigned to its node
+// by driving the runtime plugin.
+//
+// For every assigned task (docs/task-lifecycle.md, "Worker side"): desired
+// RUNNING and state before RUNNING → wait until not_before, ensure the image
+// (PREPARING), start (STARTING → RUNNING, or REJECTED with the error);
+// desired SHUTDOWN → stop within the grace period, destroy, report SHUTDOWN.
+// A runtime exit event → COMPLETE (exit 0) or FAILED (exit code, or "out of
+// memory"). A task the manager no longer lists is stopped and destroyed.
+//
+// Every task has its own goroutine, so a slow image pull holds up nothing
+// else, while the operations on one task happen one at a time. Handles are
+// kept on disk, so a restarted worker recovers its tasks instead of starting
+// duplicates, and tasks keep running while the worker is disconnected: it
+// reconnects by itself and reconciles to what the manager wants then.
+// Status reports go up batched: what happens within a few milliseconds
+// travels in one TaskStatusBatch.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+)
+
+// Defaults for the zero values of Options' durations.
+const (
+	DefaultReportBatchWindow = 5 * time.Millisecond
+	DefaultMinBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff        = 5 * time.Second
+	// defaultHeartbeatPeriod is used when SessionInfo names none.
+	defaultHeartbeatPeriod = 2 * time.Second
+)
+
+// Options configure a Worker.
+type Options struct {
+	// NodeID and NodeName identify this node to the cluster. Required.
+	NodeID   string
+	NodeName string
+	// Addr is the address other nodes reach this one at.
+	Addr string
+	// Labels are the node's labels from its configuration.
+	Labels map[string]string
+	// DataDir holds the task handles, in <DataDir>/worker/tasks. Required.
+	DataDir string
+	// Runtime runs the tasks. Required.
+	Runtime runtime.Runtime
+	// Dial returns a client of the leader's Dispatcher service. It is
+	// called for every connection attempt and may return the same client
+	// each time; the worker never closes what it dials. Required.
+	Dial         func(ctx context.Context) (apiv1.DispatcherClient, error)
+	Logger       hclog.Logger
+	AgentVersion string
+
+	// HeartbeatPeriod, when set and shorter than the period the dispatcher
+	// asks for, is how often heartbeats are sent (the agent's
+	// worker.heartbeat_interval). A worker never beats less often than the
+	// dispatcher asks.
+	HeartbeatPeriod time.Duration
+
+	// ReportBatchWindow is how long status reports are collected before
+	// they are sent in one message.
+	ReportBatchWindow time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnection
+	// attempts and between retries of failed runtime calls.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+}
+
+// Worker runs the tasks the manager assigns to its node.
+type Worker struct {
+	opts    Options
+	log     hclog.Logger
+	rt      runtime.Runtime
+	handles *handleStore
+	reports *reporter
+
+	running atomic.Bool
+	// gen counts established sessions; runners use it to re-report states
+	// the manager has not seen once per session.
+	gen atomic.Uint64
+	// connected is set while a session is established.
+	connected atomic.Bool
+
+	mu      sync.Mutex
+	runners map[string]*taskRunner
+	// sweeping is set while an orphan sweep runs.
+	sweeping bool
+	wg       sync.WaitGroup
+}
+
+// New checks opts and returns a Worker.
+func New(opts Options) (*Worker, error) {
+	switch {
+	case opts.NodeID == "" || opts.NodeName == "":
+		return nil, fmt.Errorf("worker: NodeID and NodeName are required: %w", sdk.ErrInvalidArgument)
+	case opts.DataDir == "":
+		return nil, fmt.Errorf("worker: DataDir is required: %w", sdk.ErrInvalidArgument)
+	case opts.Runtime == nil:
+		return nil, fmt.Errorf("worker: Runtime is required: %w", sdk.ErrInvalidArgument)
+	case opts.Dial == nil:
+		return nil, fmt.Errorf("worker: Dial is required: %w", sdk.ErrInvalidArgument)
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.ReportBatchWindow <= 0 {
+		opts.ReportBatchWindow = DefaultReportBatchWindow
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
+	}
+	hs, err := newHandleStore(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{
+		opts:    opts,
+		log:     opts.Logger.Named("worker"),
+		rt:      opts.Runtime,
+		handles: hs,
+		reports: newReporter(),
+		runners: map[string]*taskRunner{},
+	}, nil
+}
+
+// LocalTask is what the worker knows about one of its tasks.
+type LocalTask struct {
+	ID string
+	// State is the last state the worker saw the task in (and reported),
+	// TASK_STATE_UNSPECIFIED before it acted on it.
+	State apiv1.TaskState
+	// HasHandle is set while the worker holds a runtime handle for it.
+	HasHandle bool
+}
+
+// LocalTasks returns what the worker knows about its tasks right now.
+func (w *Worker) LocalTasks() []LocalTask {
+	w.mu.Lock()
+	rs := make([]*taskRunner, 0, len(w.runners))
+	for _, r := range w.runners {
+		rs = append(rs, r)
+	}
+	w.mu.Unlock()
+	out := make([]LocalTask, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.snapshot())
+	}
+	return out
+}
+
+// Connected reports whether a session with the dispatcher is established.
+func (w *Worker) Connected() bool { return w.connected.Load() }
+
+// Run runs the worker until ctx ends: it fingerprints the runtime, recovers
+// the tasks of stored handles, then holds a session with the dispatcher,
+// reconnecting forever. Tasks keep running when Run returns. Run may be
+// called again after it returned.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Run is already running")
+	}
+	defer func() {
+		w.wg.Wait()
+		w.mu.Lock()
+		w.runners = map[string]*taskRunner{}
+		w.mu.Unlock()
+		w.running.Store(false)
+	}()
+
+	fp, err := retry(ctx, w, "fingerprint the runtime", func() (runtime.Fingerprint, error) { return w.rt.Fingerprint(ctx) })
+	if err != nil {
+		return nil // ctx ended
+	}
+	// Subscribe before anything is recovered or started, so no exit is missed.
+	evs, err := retry(ctx, w, "subscribe to runtime events", func() (<-chan runtime.TaskEvent, error) { return w.rt.TaskEvents(ctx) })
+	if err != nil {
+		return nil
+	}
+	w.wg.Add(1)
+	go w.watchEvents(ctx, evs)
+
+	recs, bad, err := w.handles.loadAll()
+	if err != nil {
+		return err
+	}
+	for _, err := range bad {
+		w.log.Error("ignoring an unreadable task handle", "error", err)
+	}
+	w.mu.Lock()
+	for _, rec := range recs {
+		w.spawnLocked(ctx, rec.TaskID, rec)
+	}
+	w.mu.Unlock()
+	if len(recs) > 0 {
+		w.log.Info("recovering tasks from stored handles", "tasks", len(recs))
+	}
+
+	reg := &apiv1.RegisterWorker{
+		NodeId:         w.opts.NodeID,
+		Name:           w.opts.NodeName,
+		Resources:      &apiv1.Resources{NanoCpus: fp.NanoCPUs, MemoryBytes: fp.MemoryBytes},
+		Labels:         w.opts.Labels,
+		Os:             fp.OS,
+		Arch:           fp.Arch,
+		RuntimeVersion: fp.RuntimeName + " " + fp.RuntimeVersion,
+		AgentVersion:   w.opts.AgentVersion,
+		Addr:           w.opts.Addr,
+	}
+	backoff := w.opts.MinBackoff
+	for attempt := 1; ; attempt++ {
+		established, err := w.session(ctx, reg)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if established {
+			backoff, attempt = w.opts.MinBackoff, 1
+		}
+		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, w.opts.MaxBackoff)
+	}
+}
+
+// session runs one session with the dispatcher until it fails or ctx ends.
+// established reports whether the dispatcher accepted the registration.
+func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (established bool, err error) {
+	client, err := w.opts.Dial(ctx)
+	if err != nil {
+		return false, fmt.Errorf("dial the dispatcher: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Session(sctx)
+	if err != nil {
+		return false, fmt.Errorf("open a session: %w", err)
+	}
+	if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Register{Register: reg}}); err != nil {
+		return false, fmt.Errorf("register: %w", recvErr(stream, err))
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		return false, fmt.Errorf("register: %w", err)
+	}
+	info := m.GetSession()
+	if info == nil {
+		return false, errors.New("register: the dispatcher did not answer with SessionInfo")
+	}
+	gen := w.gen.Add(1)
+	w.connected.Store(true)
+	defer w.connected.Store(false)
+	period := time.Duration(info.GetHeartbeatPeriodMs()) * time.Millisecond
+	if period <= 0 {
+		period = defaultHeartbeatPeriod
+	}
+	if p := w.opts.HeartbeatPeriod; p > 0 && p < period {
+		period = p
+	}
+	w.log.Info("connected to the dispatcher", "session", gen, "heartbeat", period)
+
+	sendDone := make(chan error, 1)
+	go func() {
+		err := w.sendLoop(sctx, stream, period)
+		cancel() // stops Recv below
+		sendDone <- err
+	}()
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			cancel()
+			if serr := <-sendDone; serr != nil && !errors.Is(serr, context.Canceled) {
+				return true, serr
+			}
+			return true, err
+		}
+		if a := m.GetAssignments(); a != nil {
+			w.apply(ctx, a)
+		}
+	}
+}
+
+// recvErr returns the status that ended a stream when Send failed with
+// io.EOF (gRPC reports the reason on Recv).
+func recvErr(stream apiv1.Dispatcher_SessionClient, err error) error {
+	if errors.Is(err, io.EOF) {
+		if _, rerr := stream.Recv(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+// sendLoop sends heartbeats every period and status reports as they come,
+// one batch per window. It is the only goroutine sending on the stream.
+func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionClient, period time.Duration) error {
+	hb := time.NewTicker(period)
+	defer hb.Stop()
+	window := time.NewTimer(w.opts.ReportBatchWindow)
+	defer window.Stop()
+	windowC := window.C // reports left from an earlier session go up at once
+	if w.reports.len() == 0 {
+		window.Stop()
+		windowC = nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-hb.C:
+			if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Heartbeat{Heartbeat: &apiv1.Heartbeat{}}}); err != nil {
+				return fmt.Errorf("send heartbeat: %w", recvErr(stream, err))
+			}
+		case <-w.reports.ready:
+			if windowC == nil {
+				window.Reset(w.opts.ReportBatchWindow)
+				windowC = window.C
+			}
+		case <-windowC:
+			windowC = nil
+			batch := w.reports.take()
+			if len(batch) == 0 {
+				continue
+			}
+			if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Status{Status: &apiv1.TaskStatusBatch{Updates: batch}}}); err != nil {
+				w.reports.putBack(batch)
+				return fmt.Errorf("send status: %w", recvErr(stream, err))
+			}
+		}
+	}
+}
+
+// apply hands an Assignments message to the task runners.
+func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
+	w.mu.Lock()
+	if a.GetFull() {
+		wanted := make(map[string]bool, len(a.GetTasks()))
+		for _, t := range a.GetTasks() {
+			wanted[t.GetId()] = true
+		}
+		for id, r := range w.runners {
+			if !wanted[id] {
+				r.remove()
+			}
+		}
+	}
+	for _, t := range a.GetTasks() {
+		if err := runtime.ValidateTaskID(t.GetId()); err != nil {
+			w.reports.add(rejected(t.GetId(), err))
+			continue
+		}
+		r := w.runners[t.GetId()]
+		if r == nil {
+			r = w.spawnLocked(ctx, t.GetId(), nil)
+		}
+		r.assign(t)
+	}
+	for _, id := range a.GetRemoved() {
+		if r := w.runners[id]; r != nil {
+			r.remove()
+		}
+	}
+	sweep := a.GetFull() && !w.sweeping
+	if sweep {
+		w.sweeping = true
+		w.wg.Add(1)
+	}
+	w.mu.Unlock()
+	if sweep {
+		go w.sweepOrphans(ctx)
+	}
+}
+
+// sweepOrphans gives the tasks the runtime holds that no runner owns (the
+// manager does not list them) to a runner that stops and destroys them.
+func (w *Worker) sweepOrphans(ctx context.Context) {
+	defer w.wg.Done()
+	defer func() {
+		w.mu.Lock()
+		w.sweeping = false
+		w.mu.Unlock()
+	}()
+	list, err := w.rt.ListTasks(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Error("listing runtime tasks to find orphans", "error", err)
+		}
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, st := range list {
+		if w.runners[st.TaskID] != nil || runtime.ValidateTaskID(st.TaskID) != nil {
+			continue
+		}
+		w.log.Info("destroying a task the manager does not list", "task", st.TaskID, "state", st.State)
+		r := w.spawnLocked(ctx, st.TaskID, nil)
+		r.remove()
+	}
+}
+
+// spawnLocked starts the runner of a task. w.mu must be held.
+func (w *Worker) spawnLocked(ctx context.Context, id string, rec *record) *taskRunner {
+	r := newRunner(w, id, rec)
+	w.runners[id] = r
+	w.wg.Add(1)
+	go r.run(ctx)
+	return r
+}
+
+// retire forgets a runner that has cleaned up after its task was removed,
+// unless the task was assigned again meanwhile.
+func (w *Worker) retire(r *taskRunner) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !r.isRemoved() {
+		return false
+	}
+	if w.runners[r.id] == r {
+		delete(w.runners, r.id)
+	}
+	return true
+}
+
+// watchEvents routes runtime events to the task runners, resubscribing
+// (and having every runner check its task) when the stream ends early.
+func (w *Worker) watchEvents(ctx context.Context, evs <-chan runtime.TaskEvent) {
+	defer w.wg.Done()
+	for {
+		for ev := range evs {
+			w.mu.Lock()
+			r := w.runners[ev.TaskID]
+			w.mu.Unlock()
+			if r != nil {
+				r.event(ev)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn("runtime event stream ended; resubscribing")
+		var err error
+		evs, err = retry(ctx, w, "subscribe to runtime events", func() (<-chan runtime.TaskEvent, error) { return w.rt.TaskEvents(ctx) })
+		if err != nil {
+			return
+		}
+		// Events may have been missed: every task is checked again.
+		w.mu.Lock()
+		for _, r := range w.runners {
+			r.resync()
+		}
+		w.mu.Unlock()
+	}
+}
+
+// retry calls fn until it succeeds or ctx ends, backing off between tries.
+func retry[T any](ctx context.Context, w *Worker, what string, fn func() (T, error)) (T, error) {
+	backoff := w.opts.MinBackoff
+	for {
+		v, err := fn()
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+		w.log.Warn("runtime call failed; retrying", "call", what, "error", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return v, ctx.Err()
+		}
+		backoff = min(2*backoff, w.opts.MaxBackoff)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

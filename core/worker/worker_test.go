@@ -1,0 +1,510 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/dispatcher/dispatchertest"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/worker"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+	"github.com/warrenorch/warren/sdk/runtimetest"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	os.Exit(code)
+}
+
+const (
+	nodeID = "node-1"
+	image  = "example.com/warren/app:1"
+	// slowImage is pulled only when the test opens its gate.
+	slowImage = "example.com/warren/slow:1"
+
+	assigned  = apiv1.TaskState_TASK_STATE_ASSIGNED
+	preparing = apiv1.TaskState_TASK_STATE_PREPARING
+	running   = apiv1.TaskState_TASK_STATE_RUNNING
+	complete  = apiv1.TaskState_TASK_STATE_COMPLETE
+	failed    = apiv1.TaskState_TASK_STATE_FAILED
+	shutdown  = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	rejected  = apiv1.TaskState_TASK_STATE_REJECTED
+	ready     = apiv1.NodeStatus_NODE_STATUS_READY
+	down      = apiv1.NodeStatus_NODE_STATUS_DOWN
+)
+
+// observedRuntime counts the starts of the runtime it wraps and holds
+// EnsureImage of slowImage until gate is closed. Everything else goes to
+// the real gRPC client.
+type observedRuntime struct {
+	runtime.Runtime
+	starts atomic.Int64
+	gate   chan struct{}
+}
+
+func (o *observedRuntime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime.TaskHandle, runtime.TaskStatus, error) {
+	o.starts.Add(1)
+	return o.Runtime.StartTask(ctx, spec)
+}
+
+func (o *observedRuntime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) (runtime.Image, error) {
+	if ref == slowImage {
+		select {
+		case <-o.gate:
+		case <-ctx.Done():
+			return runtime.Image{}, ctx.Err()
+		}
+	}
+	return o.Runtime.EnsureImage(ctx, ref, alwaysPull)
+}
+
+// env is a real manager (Raft, FSM, store-bolt, dispatcher over gRPC) and a
+// FakeRuntime served over a real gRPC connection.
+type env struct {
+	m       *dispatchertest.Manager
+	fake    *runtimetest.FakeRuntime
+	rt      *observedRuntime
+	dataDir string
+}
+
+func newEnv(t *testing.T, opts dispatchertest.Options) *env {
+	t.Helper()
+	fake := runtimetest.NewFakeRuntime(image, slowImage)
+	conn := sdk.TestConn(t, fake, runtime.Register(fake))
+	// Close before TestConn's own cleanup (see runtimetest.Run).
+	t.Cleanup(func() { conn.Close() })
+	return &env{
+		m:       dispatchertest.Start(t, opts),
+		fake:    fake,
+		rt:      &observedRuntime{Runtime: runtime.NewClient(conn), gate: make(chan struct{})},
+		dataDir: t.TempDir(),
+	}
+}
+
+// runningWorker is a worker whose Run goroutine the test controls.
+type runningWorker struct {
+	*worker.Worker
+	stop func()
+}
+
+func (e *env) startWorker(t *testing.T, tweak func(*worker.Options)) *runningWorker {
+	t.Helper()
+	opts := worker.Options{
+		NodeID:       nodeID,
+		NodeName:     "worker-1",
+		Addr:         "10.0.0.2:7946",
+		Labels:       map[string]string{"zone": "edge-1"},
+		DataDir:      e.dataDir,
+		Runtime:      e.rt,
+		Dial:         e.m.Dial,
+		Logger:       hclog.New(&hclog.LoggerOptions{Name: "worker", Level: hclog.Warn, Output: os.Stderr}),
+		AgentVersion: "test",
+		MaxBackoff:   200 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	w, err := worker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("worker Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("worker Run did not return within 20s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &runningWorker{Worker: w, stop: stop}
+}
+
+func newTask(id string, slot uint64, cmd ...string) *apiv1.Task {
+	return &apiv1.Task{
+		Id: id, ServiceId: "svc-web", ServiceName: "web", Slot: slot, NodeId: nodeID,
+		DesiredState: running, State: assigned, CreatedAt: timestamppb.Now(),
+		Spec: &apiv1.ServiceSpec{Name: "web", Image: image, Command: cmd},
+	}
+}
+
+func (e *env) upsert(ts ...*apiv1.Task) {
+	e.m.Apply(&fsmpb.UpsertTasks{Tasks: ts})
+}
+
+// setDesired commits a new desired state for a task, as the orchestrator
+// would, on top of its current copy.
+func (e *env) setDesired(t *testing.T, id string, desired apiv1.TaskState) {
+	t.Helper()
+	cur, ok := e.m.State.Task(id)
+	if !ok {
+		t.Fatalf("task %s not found", id)
+	}
+	c := proto.CloneOf(cur)
+	c.DesiredState = desired
+	e.upsert(c)
+}
+
+func (e *env) waitState(t *testing.T, id string, want apiv1.TaskState) *apiv1.Task {
+	t.Helper()
+	var last apiv1.TaskState
+	dispatchertest.Eventually(t, "task "+id+" "+want.String(), func() bool {
+		task, _ := e.m.State.Task(id)
+		last = task.GetState()
+		if last != want && last != 0 && isTerminal(last) {
+			t.Fatalf("task %s reached %v (%s %s), want %v", id, last, task.GetMessage(), task.GetError(), want)
+		}
+		return last == want
+	})
+	task, _ := e.m.State.Task(id)
+	return task
+}
+
+func isTerminal(s apiv1.TaskState) bool {
+	return s >= complete
+}
+
+func (e *env) inRuntime(id string) bool {
+	_, err := e.fake.InspectTask(context.Background(), id)
+	return err == nil
+}
+
+func (e *env) handleStored(id string) bool {
+	_, err := os.Stat(filepath.Join(e.dataDir, "worker", "tasks", id+".json"))
+	return err == nil
+}
+
+func (e *env) nodeStatus() apiv1.NodeStatus {
+	n, _ := e.m.State.Node(nodeID)
+	return n.GetStatus()
+}
+
+func TestWorkerConvergesAssignedTasks(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	e.startWorker(t, nil)
+	dispatchertest.Eventually(t, "node ready", func() bool { return e.nodeStatus() == ready })
+	n, _ := e.m.State.Node(nodeID)
+	if n.GetLabels()["zone"] != "edge-1" || n.GetResources().GetMemoryBytes() != 1<<30 || n.GetRuntimeVersion() != "fake 0.0.0" || n.GetAddr() != "10.0.0.2:7946" {
+		t.Fatalf("registered node: %v", n)
+	}
+
+	e.upsert(newTask("sleep-1", 1, "sleep", "3600"), newTask("sleep-2", 2, "sleep", "3600"), newTask("sleep-3", 3, "sleep", "3600"))
+	for _, id := range []string{"sleep-1", "sleep-2", "sleep-3"} {
+		e.waitState(t, id, running)
+		if !e.inRuntime(id) || !e.handleStored(id) {
+			t.Fatalf("task %s: in runtime %v, handle stored %v", id, e.inRuntime(id), e.handleStored(id))
+		}
+	}
+	if n := e.rt.starts.Load(); n != 3 {
+		t.Fatalf("%d starts, want 3", n)
+	}
+
+	t.Run("exit codes", func(t *testing.T) {
+		e.upsert(newTask("exit-3", 4, "exit", "3"), newTask("exit-0", 5, "exit", "0"))
+		got := e.waitState(t, "exit-3", failed)
+		if got.GetExitCode() != 3 || !strings.Contains(got.GetError(), "3") {
+			t.Fatalf("failed task: exit code %d, error %q", got.GetExitCode(), got.GetError())
+		}
+		if got := e.waitState(t, "exit-0", complete); got.GetExitCode() != 0 {
+			t.Fatalf("complete task exit code %d", got.GetExitCode())
+		}
+	})
+
+	t.Run("rejections", func(t *testing.T) {
+		missing := newTask("missing-image", 6, "sleep", "1")
+		missing.Spec.Image = "example.com/warren/missing:1"
+		volume := newTask("volume-mount", 7, "sleep", "1")
+		volume.Spec.Mounts = []*apiv1.Mount{{Type: "volume", Source: "data", Target: "/data"}}
+		secret := newTask("with-secret", 8, "sleep", "1")
+		secret.Spec.Secrets = []string{"db-password"}
+		e.upsert(missing, volume, secret)
+		tests := []struct {
+			id, wantErr string
+		}{
+			{"missing-image", "example.com/warren/missing:1"},
+			{"volume-mount", "volume mounts are not supported yet"},
+			{"with-secret", "secrets are not supported yet"},
+		}
+		for _, tt := range tests {
+			got := e.waitState(t, tt.id, rejected)
+			if !strings.Contains(got.GetError(), tt.wantErr) {
+				t.Errorf("task %s: error %q does not mention %q", tt.id, got.GetError(), tt.wantErr)
+			}
+			if e.inRuntime(tt.id) {
+				t.Errorf("rejected task %s is in the runtime", tt.id)
+			}
+		}
+	})
+
+	t.Run("desired shutdown", func(t *testing.T) {
+		e.setDesired(t, "sleep-1", shutdown)
+		e.waitState(t, "sleep-1", shutdown)
+		if e.inRuntime("sleep-1") || e.handleStored("sleep-1") {
+			t.Fatalf("after shutdown: in runtime %v, handle stored %v", e.inRuntime("sleep-1"), e.handleStored("sleep-1"))
+		}
+		// An exited task the manager is done with is destroyed, and keeps
+		// the state it ended in.
+		e.setDesired(t, "exit-3", shutdown)
+		dispatchertest.Eventually(t, "exited task destroyed", func() bool { return !e.inRuntime("exit-3") && !e.handleStored("exit-3") })
+		if got, _ := e.m.State.Task("exit-3"); got.GetState() != failed {
+			t.Fatalf("exit-3 is %v after its shutdown, want FAILED", got.GetState())
+		}
+	})
+
+	t.Run("removed by the manager", func(t *testing.T) {
+		e.m.Apply(&fsmpb.RemoveTasks{Ids: []string{"sleep-2"}})
+		dispatchertest.Eventually(t, "removed task destroyed", func() bool { return !e.inRuntime("sleep-2") && !e.handleStored("sleep-2") })
+	})
+
+	if !e.inRuntime("sleep-3") {
+		t.Fatal("an untouched task stopped running")
+	}
+}
+
+func TestWorkerBatchesStatusReports(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	// A long report window: all five starts go up in one message.
+	e.startWorker(t, func(o *worker.Options) { o.ReportBatchWindow = 300 * time.Millisecond })
+	dispatchertest.Eventually(t, "node ready", func() bool { return e.nodeStatus() == ready })
+
+	sub := e.m.Events.Subscribe(func(ev *apiv1.Event) bool { return ev.GetKind() == "task" }, 1024)
+	defer sub.Close()
+	ids := []string{"b-1", "b-2", "b-3", "b-4", "b-5"}
+	var ts []*apiv1.Task
+	for i, id := range ids {
+		ts = append(ts, newTask(id, uint64(i+1), "sleep", "3600"))
+	}
+	e.upsert(ts...)
+	index := map[string]uint64{}
+	states := map[string][]apiv1.TaskState{}
+	deadline := time.After(20 * time.Second)
+	for len(index) < len(ids) {
+		select {
+		case ev := <-sub.C:
+			st := ev.GetTask().GetState()
+			states[ev.GetId()] = append(states[ev.GetId()], st)
+			if st == running {
+				index[ev.GetId()] = ev.GetIndex()
+			}
+		case <-deadline:
+			t.Fatalf("not all tasks running: %v", states)
+		}
+	}
+	for _, id := range ids {
+		if index[id] != index[ids[0]] {
+			t.Fatalf("RUNNING committed at indexes %v: want one Raft entry", index)
+		}
+		// Only the latest report of a window goes up: ASSIGNED → RUNNING.
+		if got := states[id]; len(got) != 2 || got[0] != assigned {
+			t.Errorf("task %s went through %v, want [ASSIGNED RUNNING]", id, got)
+		}
+	}
+}
+
+func TestWorkerRestartRecoversTasks(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	w := e.startWorker(t, nil)
+	e.upsert(newTask("keep", 1, "sleep", "3600"), newTask("dies", 2, "sleep", "3600"), newTask("vanishes", 3, "sleep", "3600"), newTask("unwanted", 4, "sleep", "3600"))
+	for _, id := range []string{"keep", "dies", "vanishes", "unwanted"} {
+		e.waitState(t, id, running)
+	}
+	w.stop()
+	dispatchertest.Eventually(t, "node down once the worker is gone", func() bool { return e.nodeStatus() == down })
+
+	// While the worker is away: one task exits, one disappears from the
+	// runtime, one is no longer wanted, one is newly assigned.
+	ctx := context.Background()
+	if _, err := e.fake.StopTask(ctx, "dies", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fake.DestroyTask(ctx, "vanishes", true); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Apply(&fsmpb.RemoveTasks{Ids: []string{"unwanted"}})
+	e.upsert(newTask("new", 5, "sleep", "3600"))
+	startsBefore := e.rt.starts.Load()
+
+	w2 := e.startWorker(t, nil)
+	dispatchertest.Eventually(t, "node ready again", func() bool { return e.nodeStatus() == ready })
+	e.waitState(t, "new", running)
+	if got := e.waitState(t, "dies", failed); got.GetExitCode() != 143 {
+		t.Fatalf("task that exited while the worker was away: exit code %d", got.GetExitCode())
+	}
+	if got := e.waitState(t, "vanishes", failed); !strings.Contains(got.GetError(), "lost after restart") {
+		t.Fatalf("vanished task: error %q", got.GetError())
+	}
+	dispatchertest.Eventually(t, "unwanted task destroyed", func() bool { return !e.inRuntime("unwanted") && !e.handleStored("unwanted") })
+	dispatchertest.Eventually(t, "keep recovered", func() bool {
+		for _, lt := range w2.LocalTasks() {
+			if lt.ID == "keep" {
+				return lt.State == running && lt.HasHandle
+			}
+		}
+		return false
+	})
+	if got, _ := e.m.State.Task("keep"); got.GetState() != running || !e.inRuntime("keep") {
+		t.Fatalf("kept task: %v, in runtime %v", got.GetState(), e.inRuntime("keep"))
+	}
+	if n := e.rt.starts.Load() - startsBefore; n != 1 {
+		t.Fatalf("%d starts after the restart, want 1 (only the new task)", n)
+	}
+}
+
+func TestWorkerReconnectsByItself(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	e.startWorker(t, nil)
+	e.upsert(newTask("before", 1, "sleep", "3600"))
+	e.waitState(t, "before", running)
+
+	tests := []struct {
+		name  string
+		cut   func()
+		after string
+	}{
+		{"connection lost", e.m.RestartServer, "after-restart"},
+		{"manager disconnects", func() { e.m.Dispatcher.Disconnect(nodeID) }, "after-disconnect"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := e.m.Events.Subscribe(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" && ev.GetId() == nodeID }, 100)
+			defer sub.Close()
+			tt.cut()
+			// The node goes down with its session, then comes back.
+			sawDown, back := false, false
+			deadline := time.After(20 * time.Second)
+			for !back {
+				select {
+				case ev := <-sub.C:
+					switch ev.GetNode().GetStatus() {
+					case down:
+						sawDown = true
+					case ready:
+						back = sawDown
+					}
+				case <-deadline:
+					t.Fatalf("node did not go down and come back; now %v", e.nodeStatus())
+				}
+			}
+			e.upsert(newTask(tt.after, uint64(i+2), "sleep", "3600"))
+			e.waitState(t, tt.after, running)
+			if got, _ := e.m.State.Task("before"); got.GetState() != running || !e.inRuntime("before") {
+				t.Fatalf("a task stopped while the worker reconnected: %v", got.GetState())
+			}
+		})
+	}
+	if n := e.rt.starts.Load(); n != 3 {
+		t.Fatalf("%d starts, want 3", n)
+	}
+}
+
+func TestWorkerHonorsNotBefore(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	e.startWorker(t, nil)
+	notBefore := time.Now().Add(400 * time.Millisecond)
+	task := newTask("delayed", 1, "sleep", "3600")
+	task.NotBefore = timestamppb.New(notBefore)
+	e.upsert(task)
+	e.waitState(t, "delayed", running)
+	st, err := e.fake.InspectTask(context.Background(), "delayed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.StartedAt.Before(notBefore) {
+		t.Fatalf("started at %v, before not_before %v", st.StartedAt, notBefore)
+	}
+}
+
+func TestWorkerSlowPullBlocksNothingElse(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	e.startWorker(t, nil)
+	slow := newTask("slow", 1, "sleep", "3600")
+	slow.Spec.Image = slowImage
+	e.upsert(slow)
+	e.waitState(t, "slow", preparing)
+	e.upsert(newTask("fast", 2, "sleep", "3600"))
+	e.waitState(t, "fast", running)
+
+	// The manager gives up on the slow one: the pull is abandoned.
+	e.setDesired(t, "slow", shutdown)
+	e.waitState(t, "slow", shutdown)
+	if e.inRuntime("slow") {
+		t.Fatal("an abandoned task was started")
+	}
+}
+
+func TestWorkerDestroysOrphans(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	ctx := context.Background()
+	if _, err := e.fake.EnsureImage(ctx, image, false); err != nil {
+		t.Fatal(err)
+	}
+	// Left by an agent that died before storing the handle, say.
+	if _, _, err := e.fake.StartTask(ctx, runtime.TaskSpec{TaskID: "orphan", Image: image, Command: []string{"sleep", "3600"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker(t, nil)
+	dispatchertest.Eventually(t, "orphan destroyed", func() bool { return !e.inRuntime("orphan") })
+}
+
+func TestWorkerStartReplacesTaskWithoutHandle(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	ctx := context.Background()
+	if _, err := e.fake.EnsureImage(ctx, image, false); err != nil {
+		t.Fatal(err)
+	}
+	// The same ID exists in the runtime, but no handle was stored.
+	if _, _, err := e.fake.StartTask(ctx, runtime.TaskSpec{TaskID: "half-started", Image: image, Command: []string{"sleep", "3600"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.upsert(newTask("half-started", 1, "sleep", "3600"))
+	e.startWorker(t, nil)
+	e.waitState(t, "half-started", running)
+	if !e.handleStored("half-started") {
+		t.Fatal("no handle stored")
+	}
+}
+
+func TestNewChecksOptions(t *testing.T) {
+	dial := func(context.Context) (apiv1.DispatcherClient, error) { return nil, errors.New("unused") }
+	rt := runtime.Runtime(&observedRuntime{})
+	tests := []struct {
+		name string
+		opts worker.Options
+	}{
+		{"no node", worker.Options{DataDir: t.TempDir(), Runtime: rt, Dial: dial}},
+		{"no data dir", worker.Options{NodeID: "n", NodeName: "n", Runtime: rt, Dial: dial}},
+		{"no runtime", worker.Options{NodeID: "n", NodeName: "n", DataDir: t.TempDir(), Dial: dial}},
+		{"no dial", worker.Options{NodeID: "n", NodeName: "n", DataDir: t.TempDir(), Runtime: rt}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := worker.New(tt.opts); !errors.Is(err, sdk.ErrInvalidArgument) {
+				t.Fatalf("New = %v, want ErrInvalidArgument", err)
+			}
+		})
+	}
+}
