@@ -125,7 +125,7 @@ func startWatch(ctx context.Context, c *agentClient) (*watch, error) {
 	stream, err := w.subscribe(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("watching the service's tasks: %w", err)
+		return nil, fmt.Errorf("cannot follow the service's tasks (nothing was changed; --detach does not wait): %w", err)
 	}
 	go w.read(ctx, stream)
 	return w, nil
