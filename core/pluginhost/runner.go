@@ -281,10 +281,12 @@ func launcherLoop(jobs <-chan func()) {
 }
 
 // sysProcAttr is how every plugin process is started: killed when the agent
-// dies. It stays in the agent's process group and session; a plugin that
-// starts long-lived children of its own (containerd shims and the containers
-// under them) is responsible for detaching them, and the host never signals
-// anything but the plugin process itself.
+// dies (Pdeathsig), and in a process group of its own (Setpgid), so signals
+// meant for the agent's group (Ctrl-C in a terminal, `timeout`, a supervisor
+// signalling the group) reach only the agent, which then stops its plugins
+// cleanly. A plugin that starts long-lived children of its own (containerd
+// shims and the containers under them) is responsible for detaching them,
+// and the host never signals anything but the plugin process itself.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
