@@ -1,5 +1,5 @@
 # manager.hcl: a manager that runs no tasks, one of the three or five managers
-# of a cluster. Paths must be absolute. See config/REFERENCE.md for the full
+# of a cluster. Paths must be absolute. See docs/config.md for the full
 # reference.
 
 # Where the agent keeps the Raft log, snapshots and the store's data.
@@ -35,8 +35,9 @@ manager {
   # Plugin choosing a worker for each task.
   scheduler = "scheduler-roundrobin"
 
-  # Workers silent for this long are down and their tasks move elsewhere.
-  # At least 1s; must stay well above the workers' heartbeat_interval.
+  # Workers silent for this long are marked down (moving their tasks
+  # elsewhere comes with multi-node support). Workers beat every ttl/5.
+  # At least 1s.
   heartbeat_ttl = "10s"
 
   # Raft log entries between snapshots (at least 1)...

@@ -5,7 +5,7 @@
 #
 # Every attribute below is set to its default, so the file documents the
 # defaults too; delete any line you do not need to change. Paths must be
-# absolute. See config/REFERENCE.md for the full reference.
+# absolute. See docs/config.md for the full reference.
 
 # Where the agent keeps its state: the Raft log and snapshots, and the store
 # plugin's data. Must be an absolute path.
@@ -43,8 +43,9 @@ manager {
   # Plugin deciding which worker runs each task.
   scheduler = "scheduler-roundrobin"
 
-  # A worker with no heartbeat for this long is considered down and its tasks
-  # are rescheduled. A Go duration, at least 1s.
+  # A worker with no heartbeat for this long is marked down (moving its tasks
+  # elsewhere comes with multi-node support). Workers beat every ttl/5.
+  # A Go duration, at least 1s.
   heartbeat_ttl = "10s"
 
   # Number of Raft log entries after which a snapshot is taken. At least 1.

@@ -1,5 +1,5 @@
 # worker.hcl: a worker that runs tasks and joins managers elsewhere. Paths must
-# be absolute. See config/REFERENCE.md for the full reference.
+# be absolute. See docs/config.md for the full reference.
 
 # Where the agent keeps its local state.
 data_dir = "/var/lib/warren"

@@ -144,11 +144,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Events:       bus,
 		Raft:         node,
 		Leader:       node.IsLeader,
-		Logger:       logger.Named("dispatcher"),
+		Logger:       logger,
 		HeartbeatTTL: cfg.Manager.HeartbeatTTL,
+		// Workers beat five times per TTL, so one lost beat never marks a
+		// node down.
+		HeartbeatPeriod: cfg.Manager.HeartbeatTTL / 5,
 	})
 	dispSock := filepath.Join(cfg.DataDir, "dispatcher.sock")
-	dispLis, err := listenUnix(dispSock)
+	dispLis, err := listenUnix("dispatcher socket", dispSock)
 	if err != nil {
 		return err
 	}
@@ -174,7 +177,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		NodeName: cfg.NodeName,
 		Version:  version.Version,
 	})
-	lis, err := listenUnix(cfg.APISocket)
+	lis, err := listenUnix("api_socket", cfg.APISocket)
 	if err != nil {
 		return err
 	}
@@ -210,12 +213,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
-					State: view, Events: bus, Raft: node, Logger: logger.Named("orchestrator"), Lock: taskLock,
+					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
 				}))
 			},
 			func(ctx context.Context) {
 				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
-					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger.Named("schedloop"), Lock: taskLock,
+					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger, Lock: taskLock,
 				}))
 			},
 		)
@@ -225,7 +228,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err != nil {
 			return fmt.Errorf("worker: dial the dispatcher: %w", err)
 		}
-		defer conn.Close()
 		w, err := worker.New(worker.Options{
 			NodeID:          nodeID,
 			NodeName:        cfg.NodeName,
@@ -234,16 +236,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 			DataDir:         cfg.DataDir,
 			Runtime:         rt,
 			Dial:            func(context.Context) (apiv1.DispatcherClient, error) { return apiv1.NewDispatcherClient(conn), nil },
-			Logger:          logger.Named("worker"),
+			Logger:          logger,
 			AgentVersion:    version.Version,
 			HeartbeatPeriod: cfg.Worker.HeartbeatInterval,
 		})
 		if err != nil {
+			conn.Close()
 			return fmt.Errorf("worker: %w", err)
 		}
 		running.Add(1)
 		go func() {
 			defer running.Done()
+			defer conn.Close()
 			logExit(logger, "worker", w.Run(runCtx))
 		}()
 	}
@@ -377,25 +381,25 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // listenUnix listens on a root-only unix socket, replacing a stale socket
 // file but refusing to take over from a live agent.
-func listenUnix(path string) (net.Listener, error) {
+func listenUnix(what, path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("api_socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if _, err := os.Stat(path); err == nil {
 		if live(path) {
-			return nil, fmt.Errorf("api_socket %s: another warren agent is listening there", path)
+			return nil, fmt.Errorf("%s %s: another warren agent is listening there", what, path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("api_socket: remove stale %s: %w", path, err)
+			return nil, fmt.Errorf("%s: remove stale %s: %w", what, path, err)
 		}
 	}
 	lis, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("api_socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		lis.Close()
-		return nil, fmt.Errorf("api_socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return lis, nil
 }

@@ -165,6 +165,30 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return err
 		}
 	}
+	return unsupportedFields(s)
+}
+
+// unsupportedFields refuses what the spec can express but this version
+// cannot honour, instead of storing it and failing (or ignoring it) later.
+func unsupportedFields(s *apiv1.ServiceSpec) error {
+	unsupported := func(what string) error {
+		return fmt.Errorf("service %q: %s is not supported yet: %w", s.GetName(), what, sdk.ErrUnsupported)
+	}
+	switch {
+	case len(s.GetSecrets()) > 0:
+		return unsupported("secrets")
+	case len(s.GetNetworks()) > 0:
+		return unsupported("attaching networks")
+	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
+		return unsupported("update_policy.delay")
+	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
+		return unsupported("update_policy.failure_action continue")
+	}
+	for _, m := range s.GetMounts() {
+		if m.GetType() == "volume" {
+			return unsupported("a volume mount")
+		}
+	}
 	return nil
 }
 

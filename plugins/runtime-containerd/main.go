@@ -4,10 +4,18 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
+
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerd"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
 
 func main() {
+	// A plugin runs beside every workload on the node: keep the heap tight
+	// unless the operator says otherwise (GOMEMLIMIT in the plugin's env).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(8 << 20)
+	}
 	runtime.Serve(containerd.New())
 }

@@ -367,11 +367,22 @@ func (r *Runtime) stopEverything(be *backend) {
 	if err != nil {
 		r.log.Error("stop_on_exit: listing tasks", "error", err)
 	}
+	// In parallel: go-plugin gives a stopping plugin about 2s before it
+	// kills it.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
 	for _, t := range tasks {
-		if err := r.DestroyTask(ctx, t.TaskID, true); err != nil {
-			r.log.Error("stop_on_exit: destroying task", "task", t.TaskID, "error", err)
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.DestroyTask(ctx, t.TaskID, true); err != nil {
+				r.log.Error("stop_on_exit: destroying task", "task", t.TaskID, "error", err)
+			}
+		}()
 	}
+	wg.Wait()
 	if be.s.managed != nil {
 		if err := ShutdownManaged(ctx, be.s.dataDir); err != nil {
 			r.log.Error("stop_on_exit: stopping the managed containerd", "error", err)

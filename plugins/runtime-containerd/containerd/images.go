@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/containerd/containerd"
@@ -67,6 +68,9 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) 
 // ImportImage stores the images of an OCI layout or docker-archive tarball
 // under the refs the archive names, and unpacks them.
 func (r *Runtime) ImportImage(ctx context.Context, rd io.Reader) ([]runtime.Image, error) {
+	// An import streams a whole archive through the heap; hand the memory
+	// back to the node once it is done.
+	defer debug.FreeOSMemory()
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,158 @@
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	ctd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/snapshots"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
+)
+
+// WorkerPlugins are the plugins a manager+worker agent starts.
+var WorkerPlugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd"}
+
+// TestImage is the image tests run: busybox, command sleep 3600.
+const TestImage = "warren.test/busybox:1"
+
+// NoCmdImage is an image with no command at all.
+const NoCmdImage = "warren.test/nocmd:1"
+
+// SkipWithoutContainerd skips a test on a machine that cannot run
+// containers (not root, no containerd or runc, no busybox-static).
+func SkipWithoutContainerd(t testing.TB) {
+	t.Helper()
+	if why := containerdtest.Unavailable(); why != "" {
+		t.Skip(why)
+	}
+}
+
+// NewWorkerAgent prepares a manager+worker agent whose runtime plugin runs
+// a managed containerd in the agent's data dir and removes every container
+// and that containerd when the agent stops cleanly (stop_on_exit), so a test
+// leaves nothing behind. managerExtra goes inside the manager block.
+func NewWorkerAgent(t testing.TB, bin, managerExtra string) *Agent {
+	t.Helper()
+	a := NewAgent(t, bin, managerExtra)
+	extra := `
+worker {}
+
+plugin "runtime-containerd" {
+  config {
+    stop_on_exit = true
+  }
+}
+`
+	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(extra); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// ImageArchive returns an OCI archive of an image built from the machine's
+// busybox-static: TestImage (sleep 3600) or NoCmdImage (no command).
+func ImageArchive(t testing.TB, ref string) []byte {
+	t.Helper()
+	img := containerdtest.Image{Ref: ref}
+	if ref != NoCmdImage {
+		img.Cmd = []string{"sleep", "3600"}
+	}
+	built, err := img.Build()
+	if err != nil {
+		t.Fatalf("build image %s: %v", ref, err)
+	}
+	data, err := built.OCIArchive()
+	if err != nil {
+		t.Fatalf("archive image %s: %v", ref, err)
+	}
+	return data
+}
+
+// ImportImages imports TestImage and NoCmdImage through the agent's API.
+func ImportImages(t testing.TB, c apiv1.WarrenClient) {
+	t.Helper()
+	for _, ref := range []string{TestImage, NoCmdImage} {
+		data := ImageArchive(t, ref)
+		stream, err := c.ImportImage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < len(data); off += 512 << 10 {
+			end := min(off+512<<10, len(data))
+			if err := stream.Send(&apiv1.ImportImageChunk{Data: data[off:end]}); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+		}
+		if _, err := stream.CloseAndRecv(); err != nil {
+			t.Fatalf("import %s: %v", ref, err)
+		}
+	}
+}
+
+// Containerd connects to the agent's managed containerd, in the namespace
+// Warren uses, to check what really runs.
+func (a *Agent) Containerd(t testing.TB) (*ctd.Client, context.Context) {
+	t.Helper()
+	sock := filepath.Join(a.DataDir, "runtime-containerd", "containerd.sock")
+	c, err := ctd.New(sock)
+	if err != nil {
+		t.Fatalf("connect to containerd at %s: %v", sock, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, namespaces.WithNamespace(context.Background(), "warren")
+}
+
+// RunningContainers returns the IDs of containers whose task is running.
+func (a *Agent) RunningContainers(t testing.TB) map[string]uint32 {
+	t.Helper()
+	c, ctx := a.Containerd(t)
+	return RunningIn(t, c, ctx)
+}
+
+// RunningIn returns container ID → PID of running tasks.
+func RunningIn(t testing.TB, c *ctd.Client, ctx context.Context) map[string]uint32 {
+	t.Helper()
+	resp, err := c.TaskService().List(ctx, nil)
+	if err != nil {
+		t.Fatalf("list containerd tasks: %v", err)
+	}
+	out := map[string]uint32{}
+	for _, tk := range resp.Tasks {
+		if tk.Status.String() == "RUNNING" {
+			out[tk.ID] = tk.Pid
+		}
+	}
+	return out
+}
+
+// CountAll returns the number of containers and of active snapshots in
+// Warren's namespace, to check that nothing leaks.
+func CountAll(t testing.TB, c *ctd.Client, ctx context.Context) (containers, activeSnapshots int) {
+	t.Helper()
+	cs, err := c.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind.String() == "Active" {
+			activeSnapshots++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(fmt.Errorf("walk snapshots: %w", err))
+	}
+	return len(cs), activeSnapshots
+}
