@@ -10,6 +10,12 @@ import (
 	"github.com/warrenorch/warren/sdk/store"
 )
 
+// minCommitInterval spaces store commits: what is queued meanwhile merges
+// into the next batch. Each store commit is an fsync on the disk the Raft
+// log fsyncs to as well; fewer of them leave the disk to Raft, which is
+// where a write becomes durable.
+const minCommitInterval = 10 * time.Millisecond
+
 // maxPendingOps bounds the store writes queued behind the FSM. When the
 // store falls this far behind (or is down), Apply blocks: Raft stops
 // applying until the store catches up, instead of memory growing without end.
@@ -101,7 +107,15 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.done)
+	var last time.Time
 	for {
+		if wait := minCommitInterval - time.Since(last); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-w.closing:
+			}
+		}
+		last = time.Now()
 		w.mu.Lock()
 		for w.index == w.flushed && !w.isClosing() {
 			w.cond.Wait()

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,7 +98,10 @@ func BenchmarkServiceCreate64Replicas3(b *testing.B) {
 func createConcurrently(b *testing.B) {
 	a := startAgent(b)
 	ctx := context.Background()
-	const clients = 64
+	clients := 64
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil {
+		clients = n
+	}
 	var (
 		mu   sync.Mutex
 		lat  = make([]time.Duration, 0, b.N)
