@@ -51,7 +51,7 @@ func TestServiceLifecycleThroughCLI(t *testing.T) {
 		}
 		return out
 	}
-	cli("service", "create", "web", "--image", "busybox:latest", "--replicas", "3", "--env", "A=1", "--label", "tier=front", "--memory", "64MiB", "--", "httpd", "-f")
+	cli("service", "create", "web", "--detach", "--image", "busybox:latest", "--replicas", "3", "--env", "A=1", "--label", "tier=front", "--memory", "64MiB", "--", "httpd", "-f")
 	out := cli("service", "ls")
 	if !strings.Contains(out, "web") || !strings.Contains(out, "busybox:latest") {
 		t.Fatalf("service ls:\n%s", out)
@@ -69,11 +69,11 @@ func TestServiceLifecycleThroughCLI(t *testing.T) {
 		t.Fatalf("created spec = %v", spec)
 	}
 
-	cli("service", "scale", "web=5")
+	cli("service", "scale", "web=5", "--detach")
 	if got := serviceNames(t, c)["web"].GetSpec().GetReplicas(); got != 5 {
 		t.Fatalf("replicas after scale = %d", got)
 	}
-	cli("service", "update", "web", "--image", "busybox:1.36", "--env-add", "B=2")
+	cli("service", "update", "web", "--detach", "--image", "busybox:1.36", "--env-add", "B=2")
 	spec = serviceNames(t, c)["web"].GetSpec()
 	if spec.GetImage() != "busybox:1.36" || spec.GetEnv()["B"] != "2" || spec.GetEnv()["A"] != "1" {
 		t.Fatalf("spec after update = %v", spec)
