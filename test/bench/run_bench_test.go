@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/testutil"
 )
 
@@ -46,9 +47,9 @@ type runningAgent struct {
 // ready and imports the test images.
 func startRunningAgent(b *testing.B) *runningAgent {
 	b.Helper()
-	testutil.SkipWithoutContainerd(b)
-	bin := testutil.Install(b, testutil.WorkerPlugins...)
-	a := testutil.NewWorkerAgent(b, bin, "")
+	ctrtest.SkipWithoutContainerd(b)
+	bin := testutil.Install(b, ctrtest.WorkerPlugins...)
+	a := ctrtest.NewWorkerAgent(b, bin, "")
 	a.Start(context.Background())
 	c := a.Client()
 	testutil.Eventually(b, 60*time.Second, "a ready worker node", func() bool {
@@ -63,12 +64,12 @@ func startRunningAgent(b *testing.B) *runningAgent {
 		}
 		return false
 	})
-	testutil.ImportImages(b, c)
-	cc, cctx := a.Containerd(b)
+	ctrtest.ImportImages(b, c)
+	cc, cctx := ctrtest.Containerd(b, a)
 	return &runningAgent{
 		a: a, bin: bin, c: c,
-		containers: func() int { n, _ := testutil.CountAll(b, cc, cctx); return n },
-		running:    func() map[string]uint32 { return testutil.RunningIn(b, cc, cctx) },
+		containers: func() int { n, _ := ctrtest.CountAll(b, cc, cctx); return n },
+		running:    func() map[string]uint32 { return ctrtest.RunningIn(b, cc, cctx) },
 	}
 }
 
@@ -78,7 +79,7 @@ func startRunningAgent(b *testing.B) *runningAgent {
 // Removals are never timed; the signal changes nothing that is.
 func benchSpec(name string, replicas uint64) *apiv1.ServiceSpec {
 	return &apiv1.ServiceSpec{
-		Name: name, Image: testutil.TestImage, Replicas: replicas,
+		Name: name, Image: ctrtest.TestImage, Replicas: replicas,
 		StopSignal: "SIGKILL",
 		Labels:     map[string]string{"bench": "run"},
 	}

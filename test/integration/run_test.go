@@ -19,6 +19,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	runtimectd "github.com/warrenorch/warren/plugins/runtime-containerd/containerd"
+	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/testutil"
 )
 
@@ -50,12 +51,12 @@ type node struct {
 
 // startNode starts a manager+worker agent in a fresh directory and imports
 // the test images; the caller has checked that containers can run here
-// (testutil.SkipWithoutContainerd). Whatever happens to the agent (a kill
+// (ctrtest.SkipWithoutContainerd). Whatever happens to the agent (a kill
 // -9 included), the test leaves no container and no containerd behind.
 func startNode(t *testing.T) *node {
 	t.Helper()
-	bin := testutil.Install(t, testutil.WorkerPlugins...)
-	a := testutil.NewWorkerAgent(t, bin, "")
+	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
+	a := ctrtest.NewWorkerAgent(t, bin, "")
 	// Runs before the agent's data dir is removed: stop the agent (its
 	// stop_on_exit removes every container and the managed containerd),
 	// then remove what an agent killed by the test left.
@@ -65,8 +66,8 @@ func startNode(t *testing.T) *node {
 	})
 	a.Start(context.Background())
 	n := &node{t: t, a: a, bin: bin, c: a.Client()}
-	testutil.ImportImages(t, n.c)
-	n.ctd, n.cctx = a.Containerd(t)
+	ctrtest.ImportImages(t, n.c)
+	n.ctd, n.cctx = ctrtest.Containerd(t, a)
 	return n
 }
 
@@ -140,13 +141,13 @@ func (n *node) runningTasks(service string) []string {
 // as containerd sees them.
 func (n *node) running() map[string]uint32 {
 	n.t.Helper()
-	return testutil.RunningIn(n.t, n.ctd, n.cctx)
+	return ctrtest.RunningIn(n.t, n.ctd, n.cctx)
 }
 
 // containers returns the number of containers and of active snapshots.
 func (n *node) containers() (containers, snapshots int) {
 	n.t.Helper()
-	return testutil.CountAll(n.t, n.ctd, n.cctx)
+	return ctrtest.CountAll(n.t, n.ctd, n.cctx)
 }
 
 // waitConverged waits until containerd runs exactly want containers, holds
@@ -200,9 +201,9 @@ func tail(s string, n int) string {
 }
 
 func TestRunReplicasStartRealContainers(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", converge)
 
 	// The CLI waited until the service converged: it runs now, no polling.
 	run := n.running()
@@ -232,9 +233,9 @@ func TestRunReplicasStartRealContainers(t *testing.T) {
 }
 
 func TestRunScaleUpAndDown(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", quickStop, converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", quickStop, converge)
 	three := n.waitConverged("web", 3)
 
 	n.cli("service", "scale", "web=5", converge)
@@ -262,9 +263,9 @@ func TestRunScaleUpAndDown(t *testing.T) {
 }
 
 func TestRunUpdateEnvReplacesContainers(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", quickStop, converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", quickStop, converge)
 	before := n.waitConverged("web", 3)
 
 	n.cli("service", "update", "web", "--env-add", "A=1", converge)
@@ -298,9 +299,9 @@ func TestRunUpdateEnvReplacesContainers(t *testing.T) {
 }
 
 func TestRunRemoveLeavesNothing(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", quickStop, converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", quickStop, converge)
 	n.waitConverged("web", 3)
 
 	n.cli("service", "rm", "web")
@@ -323,9 +324,9 @@ func TestRunRemoveLeavesNothing(t *testing.T) {
 }
 
 func TestRunKilledContainerIsReplaced(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "2", converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "2", converge)
 	n.killOne("web", 2, "")
 }
 
@@ -385,10 +386,10 @@ func (n *node) killOne(service string, replicas int, victim string) {
 }
 
 func TestRunCrashLoopBacksOff(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
 	start := time.Now()
-	n.cli("service", "create", "crash", "--image", testutil.TestImage, "--detach", "--", "sh", "-c", "exit 1")
+	n.cli("service", "create", "crash", "--image", ctrtest.TestImage, "--detach", "--", "sh", "-c", "exit 1")
 
 	// History beyond task_history_limit is removed: collect every task
 	// seen while polling.
@@ -437,9 +438,9 @@ func TestRunCrashLoopBacksOff(t *testing.T) {
 }
 
 func TestRunKill9RuntimePlugin(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", converge)
 	before := n.waitConverged("web", 3)
 	pid, restarts, _ := n.plugin("runtime")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -467,9 +468,9 @@ func TestRunKill9RuntimePlugin(t *testing.T) {
 }
 
 func TestRunKill9AgentRecoversContainers(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "web", "--image", testutil.TestImage, "--replicas", "3", converge)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "3", converge)
 	before := n.waitConverged("web", 3)
 	tasksBefore := n.runningTasks("web")
 
@@ -514,9 +515,9 @@ func TestRunKill9AgentRecoversContainers(t *testing.T) {
 }
 
 func TestRunServiceLogs(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
-	n.cli("service", "create", "hello", "--image", testutil.TestImage, converge, "--", "sh", "-c", "echo hello-warren; sleep 3600")
+	n.cli("service", "create", "hello", "--image", ctrtest.TestImage, converge, "--", "sh", "-c", "echo hello-warren; sleep 3600")
 	n.waitConverged("hello", 1)
 
 	// The echo runs right after the start the CLI waited for: poll.
@@ -555,7 +556,7 @@ func TestRunServiceLogs(t *testing.T) {
 }
 
 func TestRunBadInput(t *testing.T) {
-	testutil.SkipWithoutContainerd(t)
+	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
 
 	t.Run("unknown image", func(t *testing.T) {
@@ -583,7 +584,7 @@ func TestRunBadInput(t *testing.T) {
 	})
 
 	t.Run("bad memory size", func(t *testing.T) {
-		out, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "create", "big", "--image", testutil.TestImage, "--memory", "12XB")
+		out, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "create", "big", "--image", ctrtest.TestImage, "--memory", "12XB")
 		if code != 1 || !strings.Contains(errOut, "12XB") || !strings.Contains(errOut, "--memory") {
 			t.Fatalf("--memory 12XB: exit %d, stdout %q, stderr %q; want exit 1 naming the flag and the value", code, out, errOut)
 		}
@@ -602,7 +603,7 @@ func TestRunBadInput(t *testing.T) {
 	t.Run("image without a command", func(t *testing.T) {
 		n := *n
 		n.t = t
-		n.cli("service", "create", "nocmd", "--image", testutil.NoCmdImage, "--detach")
+		n.cli("service", "create", "nocmd", "--image", ctrtest.NoCmdImage, "--detach")
 		var bad *apiv1.Task
 		testutil.Eventually(t, 30*time.Second, "the task to be rejected", func() bool {
 			for _, tk := range n.tasks("nocmd", true) {

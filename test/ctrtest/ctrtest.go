@@ -1,4 +1,7 @@
-package testutil
+// Package ctrtest holds the test helpers that need containerd: agents with
+// a worker, test images, and a view of what really runs. It is apart from
+// testutil so that core's test harnesses never depend on a plugin.
+package ctrtest
 
 import (
 	"context"
@@ -14,6 +17,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
+	"github.com/warrenorch/warren/test/testutil"
 )
 
 // WorkerPlugins are the plugins a manager+worker agent starts.
@@ -38,9 +42,9 @@ func SkipWithoutContainerd(t testing.TB) {
 // a managed containerd in the agent's data dir and removes every container
 // and that containerd when the agent stops cleanly (stop_on_exit), so a test
 // leaves nothing behind. managerExtra goes inside the manager block.
-func NewWorkerAgent(t testing.TB, bin, managerExtra string) *Agent {
+func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 	t.Helper()
-	a := NewAgent(t, bin, managerExtra)
+	a := testutil.NewAgent(t, bin, managerExtra)
 	extra := `
 worker {}
 
@@ -103,7 +107,7 @@ func ImportImages(t testing.TB, c apiv1.WarrenClient) {
 
 // Containerd connects to the agent's managed containerd, in the namespace
 // Warren uses, to check what really runs.
-func (a *Agent) Containerd(t testing.TB) (*ctd.Client, context.Context) {
+func Containerd(t testing.TB, a *testutil.Agent) (*ctd.Client, context.Context) {
 	t.Helper()
 	sock := filepath.Join(a.DataDir, "runtime-containerd", "containerd.sock")
 	c, err := ctd.New(sock)
@@ -115,9 +119,9 @@ func (a *Agent) Containerd(t testing.TB) (*ctd.Client, context.Context) {
 }
 
 // RunningContainers returns the IDs of containers whose task is running.
-func (a *Agent) RunningContainers(t testing.TB) map[string]uint32 {
+func RunningContainers(t testing.TB, a *testutil.Agent) map[string]uint32 {
 	t.Helper()
-	c, ctx := a.Containerd(t)
+	c, ctx := Containerd(t, a)
 	return RunningIn(t, c, ctx)
 }
 
