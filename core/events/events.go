@@ -4,6 +4,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -115,4 +116,43 @@ func (s *Subscription) Err() error {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	return s.err
+}
+
+// Watcher is a subscription that survives falling behind: when its buffer
+// fills it subscribes again and tells its owner, which must then read the
+// whole state again because events were lost.
+type Watcher struct {
+	b      *Broker
+	filter func(*apiv1.Event) bool
+	buf    int
+	sub    *Subscription
+}
+
+// Watch subscribes now, so nothing published after Watch returns is missed
+// even if Run starts later.
+func (b *Broker) Watch(filter func(*apiv1.Event) bool, buf int) *Watcher {
+	return &Watcher{b: b, filter: filter, buf: buf, sub: b.Subscribe(filter, buf)}
+}
+
+// Run hands every event to onEvent until ctx ends (it returns nil) or the
+// broker closes (ErrClosed). After falling behind it resubscribes and calls
+// onLagged before delivering more events.
+func (w *Watcher) Run(ctx context.Context, onEvent func(*apiv1.Event), onLagged func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			w.sub.Close()
+			return nil
+		case ev, ok := <-w.sub.C:
+			if ok {
+				onEvent(ev)
+				continue
+			}
+			if !errors.Is(w.sub.Err(), ErrLagged) {
+				return ErrClosed
+			}
+			w.sub = w.b.Subscribe(w.filter, w.buf)
+			onLagged()
+		}
+	}
 }

@@ -266,7 +266,7 @@ func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
 type watcher struct {
 	bus    *events.Broker
 	logger hclog.Logger
-	sub    *events.Subscription
+	watch  *events.Watcher
 
 	mu   sync.Mutex
 	ids  map[string]struct{}
@@ -283,7 +283,7 @@ func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
 		wake: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
 	}
 	// Subscribe before the first round reads the state: nothing is missed.
-	w.sub = bus.Subscribe(wanted, eventBuffer)
+	w.watch = bus.Watch(wanted, eventBuffer)
 	return w
 }
 
@@ -297,24 +297,12 @@ func wanted(ev *apiv1.Event) bool {
 
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.done)
-	for {
-		select {
-		case <-ctx.Done():
-			w.sub.Close()
-			return
-		case ev, ok := <-w.sub.C:
-			if ok {
-				w.add(ev)
-				continue
-			}
-			if !errors.Is(w.sub.Err(), events.ErrLagged) {
-				close(w.ended)
-				return
-			}
-			w.logger.Warn("event subscription fell behind; resubscribing and reconciling everything")
-			w.sub = w.bus.Subscribe(wanted, eventBuffer)
-			w.markFull()
-		}
+	err := w.watch.Run(ctx, w.add, func() {
+		w.logger.Warn("event subscription fell behind; resubscribing and reconciling everything")
+		w.markFull()
+	})
+	if err != nil {
+		close(w.ended)
 	}
 }
 

@@ -292,7 +292,7 @@ func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
 type watcher struct {
 	bus    *events.Broker
 	logger hclog.Logger
-	sub    *events.Subscription
+	watch  *events.Watcher
 
 	mu      sync.Mutex
 	waiting map[string]struct{}
@@ -309,7 +309,7 @@ func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
 		bus: bus, logger: logger, waiting: map[string]struct{}{},
 		wake: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
 	}
-	w.sub = bus.Subscribe(wanted, eventBuffer)
+	w.watch = bus.Watch(wanted, eventBuffer)
 	return w
 }
 
@@ -323,24 +323,12 @@ func wanted(ev *apiv1.Event) bool {
 
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.done)
-	for {
-		select {
-		case <-ctx.Done():
-			w.sub.Close()
-			return
-		case ev, ok := <-w.sub.C:
-			if ok {
-				w.add(ev)
-				continue
-			}
-			if !errors.Is(w.sub.Err(), events.ErrLagged) {
-				close(w.ended)
-				return
-			}
-			w.logger.Warn("event subscription fell behind; resubscribing and rescanning every task")
-			w.sub = w.bus.Subscribe(wanted, eventBuffer)
-			w.markFull()
-		}
+	err := w.watch.Run(ctx, w.add, func() {
+		w.logger.Warn("event subscription fell behind; resubscribing and rescanning every task")
+		w.markFull()
+	})
+	if err != nil {
+		close(w.ended)
 	}
 }
 

@@ -1,0 +1,109 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+func ev(kind, name string) *apiv1.Event { return &apiv1.Event{Kind: kind, Name: name} }
+
+func TestSubscriptionFilterAndOrder(t *testing.T) {
+	b := NewBroker()
+	sub := b.Subscribe(func(e *apiv1.Event) bool { return e.GetKind() == "task" }, 8)
+	defer sub.Close()
+	b.Publish([]*apiv1.Event{ev("service", "s"), ev("task", "a"), ev("task", "b")})
+	for _, want := range []string{"a", "b"} {
+		if got := <-sub.C; got.GetName() != want {
+			t.Fatalf("got %q, want %q", got.GetName(), want)
+		}
+	}
+	select {
+	case e := <-sub.C:
+		t.Fatalf("filtered event delivered: %v", e)
+	default:
+	}
+}
+
+func TestEndings(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(b *Broker, s *Subscription)
+		want error
+	}{
+		{"closed by its owner", func(_ *Broker, s *Subscription) { s.Close() }, nil},
+		{"broker closed", func(b *Broker, _ *Subscription) { b.Close() }, ErrClosed},
+		{"fell behind", func(b *Broker, _ *Subscription) { b.Publish([]*apiv1.Event{ev("x", "1"), ev("x", "2"), ev("x", "3")}) }, ErrLagged},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBroker()
+			s := b.Subscribe(nil, 2)
+			tt.end(b, s)
+			for range s.C { // drain until closed
+			}
+			if !errors.Is(s.Err(), tt.want) || (tt.want == nil && s.Err() != nil) {
+				t.Fatalf("Err() = %v, want %v", s.Err(), tt.want)
+			}
+		})
+	}
+}
+
+func TestPublishNeverBlocks(t *testing.T) {
+	b := NewBroker()
+	slow := b.Subscribe(nil, 1) // never read
+	fast := b.Subscribe(nil, 100)
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 50; i++ {
+			b.Publish([]*apiv1.Event{ev("x", "e")})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish blocked on a slow subscriber")
+	}
+	if n := len(fast.C); n != 50 {
+		t.Fatalf("fast subscriber got %d events, want 50", n)
+	}
+	for range slow.C {
+	}
+	if !errors.Is(slow.Err(), ErrLagged) {
+		t.Fatalf("slow subscriber: %v", slow.Err())
+	}
+}
+
+func TestWatcherResubscribesAfterLagging(t *testing.T) {
+	b := NewBroker()
+	w := b.Watch(nil, 1)
+	// Overflow the buffer before Run starts: the subscription is dropped.
+	b.Publish([]*apiv1.Event{ev("x", "lost-1"), ev("x", "lost-2")})
+
+	got := make(chan string, 10)
+	lagged := make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		errc <- w.Run(ctx, func(e *apiv1.Event) { got <- e.GetName() }, func() { lagged <- struct{}{} })
+	}()
+	// The first event was buffered before the drop; then Run notices the
+	// lag and resubscribes.
+	if name := <-got; name != "lost-1" {
+		t.Fatalf("first event %q", name)
+	}
+	<-lagged
+	b.Publish([]*apiv1.Event{ev("x", "after")})
+	if name := <-got; name != "after" {
+		t.Fatalf("after resubscribing got %q", name)
+	}
+	b.Close()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after broker close = %v, want ErrClosed", err)
+	}
+}
