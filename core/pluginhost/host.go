@@ -27,8 +27,12 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +151,10 @@ type Host struct {
 	log  hclog.Logger
 	opts Options
 
+	// socketDir holds the plugins' socket directories; "" for go-plugin's
+	// default.
+	socketDir string
+
 	mu      sync.Mutex
 	plugins map[string]*Plugin
 	stopped bool
@@ -158,7 +166,29 @@ func New(logger hclog.Logger, opts Options) *Host {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Host{log: logger, opts: opts.withDefaults(), plugins: make(map[string]*Plugin)}
+	h := &Host{log: logger, opts: opts.withDefaults(), plugins: make(map[string]*Plugin)}
+	h.socketDir = socketBase(opts.DataDir)
+	if h.socketDir != "" {
+		// Sockets left by plugins of an agent that was killed go first.
+		_ = os.RemoveAll(h.socketDir)
+		if err := os.MkdirAll(h.socketDir, 0o700); err != nil {
+			logger.Warn("plugin socket directory; using the default", "dir", h.socketDir, "error", err)
+			h.socketDir = ""
+		}
+	}
+	return h
+}
+
+// socketBase is where go-plugin makes the plugins' socket directories: one
+// short directory per data dir (a unix socket path must stay under 108
+// bytes, so not inside the data dir itself), emptied when a host starts, so
+// plugins killed with their agent leave nothing behind for long.
+func socketBase(dataDir string) string {
+	if dataDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join(os.TempDir(), "warren-plugins-"+hex.EncodeToString(sum[:5]))
 }
 
 // Start launches the plugin spec describes, checks its kind and API
@@ -237,5 +267,8 @@ func (h *Host) Stop(ctx context.Context) error {
 		wg.Go(func() { errs[i] = p.stop(ctx) })
 	}
 	wg.Wait()
+	if h.socketDir != "" {
+		_ = os.RemoveAll(h.socketDir)
+	}
 	return errors.Join(errs...)
 }

@@ -390,6 +390,7 @@ func (p *Plugin) launch(ctx context.Context) (*instance, error) {
 			return run, nil
 		},
 		SkipHostEnv:      true,
+		UnixSocketConfig: p.host.unixSocketConfig(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           pluginLogger{p.log},
@@ -536,3 +537,10 @@ func checkExecutable(s Spec) error {
 type pluginLogger struct{ hclog.Logger }
 
 func (l pluginLogger) Named(string) hclog.Logger { return l }
+
+func (h *Host) unixSocketConfig() *plugin.UnixSocketConfig {
+	if h.socketDir == "" {
+		return nil
+	}
+	return &plugin.UnixSocketConfig{TempDir: h.socketDir}
+}
