@@ -20,9 +20,9 @@ import (
 )
 
 // The test binary runs one managed containerd (in a temp dir, in a
-// namespace of its own) and one registry (tests add the images they pull),
-// both started by TestMain and torn down with every task when the tests
-// end.
+// namespace of its own) and one real registry (Debian's docker-registry,
+// pulled from over plain HTTP; tests push the images they pull), both
+// started by TestMain and torn down with every task when the tests end.
 var (
 	daemon     *containerdtest.Daemon
 	registry   *containerdtest.Registry
@@ -61,9 +61,20 @@ func run(m *testing.M) int {
 	if skipReason = containerdtest.Unavailable(); skipReason != "" {
 		return m.Run()
 	}
-	registry = containerdtest.NewRegistry()
-	defer registry.Close()
+	if skipReason = containerdtest.RegistryUnavailable(); skipReason != "" {
+		return m.Run()
+	}
 	var err error
+	registry, err = containerdtest.StartRegistry(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test registry:", err)
+		return 1
+	}
+	defer func() {
+		if err := registry.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the test registry:", err)
+		}
+	}()
 	daemon, err = containerdtest.NewDaemon(registry.Host)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test daemon:", err)

@@ -1,6 +1,6 @@
 // Package containerdtest holds what the runtime-containerd plugin's tests
 // share: small busybox images built in memory (as OCI layout and
-// docker-archive tarballs, or served by an in-process registry), the check
+// docker-archive tarballs, or pushed to a real registry (see StartRegistry)), the check
 // for what the tests need on the machine, and a managed containerd per test
 // binary that is torn down, with every task and shim it ran, when the tests
 // end.
