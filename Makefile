@@ -1,5 +1,5 @@
 # Warren build. `make build` puts the agent/CLI and every plugin in bin/.
-GO        ?= go
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       := bin
 PLUGINS   := $(notdir $(wildcard plugins/*))
 PROTOS    := $(shell find sdk core -name '*.proto' -not -path '*/testdata/*')
