@@ -73,6 +73,23 @@ func (o *convergeOptions) watchService(ctx context.Context, c *agentClient) (*wa
 	return startWatch(ctx, c)
 }
 
+// connect checks the wait flags, dials the agent and, unless --detach,
+// subscribes before the command changes anything. The caller runs done
+// when it is finished with both.
+func (o *convergeOptions) connect(ctx context.Context, g *globalOptions) (c *agentClient, w *watch, done func(), err error) {
+	if err := o.check(); err != nil {
+		return nil, nil, nil, err
+	}
+	if c, err = g.dial(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	if w, err = o.watchService(ctx, c); err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
+	return c, w, func() { w.stop(); c.Close() }, nil
+}
+
 // wait waits until svc (as the change left it) converges, printing progress
 // to cmd's output unless --quiet. verb says what was done ("created"), for
 // the messages. It returns nil with --detach (w is nil then).

@@ -348,21 +348,12 @@ func (o *serviceScaleOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := o.wait.check(); err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	c, err := o.g.dial(ctx)
+	c, w, done, err := o.wait.connect(ctx, o.g)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-
-	w, err := o.wait.watchService(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer w.stop()
+	defer done()
 	// Change them all first: they converge together, and an interrupted
 	// wait leaves no service unchanged.
 	var (

@@ -170,21 +170,12 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := o.wait.check(); err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	c, err := o.g.dial(ctx)
+	c, w, done, err := o.wait.connect(ctx, o.g)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-
-	w, err := o.wait.watchService(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer w.stop()
+	defer done()
 	for attempt := 1; ; attempt++ {
 		got, err := c.GetService(ctx, &apiv1.GetServiceRequest{NameOrId: name})
 		if err != nil {
