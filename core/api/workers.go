@@ -109,22 +109,14 @@ func (s *Server) logTasks(req *apiv1.TaskLogsRequest) ([]*apiv1.Task, error) {
 }
 
 func (s *Server) lookupTask(idOrPrefix string) (*apiv1.Task, error) {
-	if t, ok := s.opts.State.Task(idOrPrefix); ok {
-		return t, nil
-	}
-	var found *apiv1.Task
-	for _, t := range s.opts.State.Tasks(state.TaskFilter{}) {
-		if len(idOrPrefix) >= 4 && len(t.GetId()) >= len(idOrPrefix) && t.GetId()[:len(idOrPrefix)] == idOrPrefix {
-			if found != nil {
-				return nil, invalid("task ID prefix %q matches more than one task", idOrPrefix)
-			}
-			found = t
-		}
-	}
-	if found == nil {
+	t, res := s.opts.State.LookupTask(idOrPrefix)
+	switch res {
+	case state.NotFound:
 		return nil, fmt.Errorf("task %q: %w", idOrPrefix, sdk.ErrNotFound)
+	case state.Ambiguous:
+		return nil, invalid("task ID prefix %q matches more than one task", idOrPrefix)
 	}
-	return found, nil
+	return t, nil
 }
 
 // ImportImage streams an image archive to the workers' runtimes.

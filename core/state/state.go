@@ -222,6 +222,14 @@ func (s *State) Task(id string) (*apiv1.Task, bool) {
 	return s.tasks.get(id)
 }
 
+// LookupTask finds a task by ID or unique ID prefix.
+func (s *State) LookupTask(idOrPrefix string) (*apiv1.Task, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.tasks.lookup(idOrPrefix)
+	return o, result(amb, ok)
+}
+
 // TaskFilter selects tasks; empty fields match everything.
 type TaskFilter struct {
 	ServiceID string
