@@ -48,6 +48,10 @@ type Agent struct {
 	Manager *Manager
 	// Worker is the `worker { }` block; nil means this agent is not a worker.
 	Worker *Worker
+	// Join is the `join { }` block: the cluster to join on first start. nil
+	// means this agent bootstraps a new cluster (it then needs a manager
+	// block). Once the agent holds its certificate, Join is not used again.
+	Join *Join
 	// Plugins are the `plugin "<name>" { }` blocks in the order they were
 	// declared (files in name order). Names are unique.
 	Plugins []*Plugin
@@ -75,6 +79,21 @@ type Manager struct {
 	// TrailingLogs is `trailing_logs`, the number of Raft log entries kept after
 	// a snapshot. Default 10240.
 	TrailingLogs uint64
+	// NodeCertTTL is `node_cert_ttl`, the lifetime of the node certificates
+	// this cluster's CA issues; nodes renew theirs at two thirds of it.
+	// Default 2160h (90 days), at least 30s. Read when the cluster is
+	// bootstrapped.
+	NodeCertTTL time.Duration
+}
+
+// Join is the `join { }` block.
+type Join struct {
+	// Addresses is `addresses`, the host:port of one or more managers of
+	// the cluster (their advertise addresses). At least one.
+	Addresses []string
+	// Token is `token`, the join token printed by `warren cluster
+	// join-token worker|manager`; its role decides what this node becomes.
+	Token string
 }
 
 // Worker is the `worker { }` block.
@@ -129,6 +148,7 @@ const (
 	defaultSnapshotThreshold = 8192
 	defaultSnapshotInterval  = 2 * time.Minute
 	defaultTrailingLogs      = 10240
+	defaultNodeCertTTL       = 90 * 24 * time.Hour
 
 	defaultRuntime           = "runtime-containerd"
 	defaultNetwork           = ""
@@ -170,6 +190,7 @@ func defaultManager() *Manager {
 		SnapshotThreshold: defaultSnapshotThreshold,
 		SnapshotInterval:  defaultSnapshotInterval,
 		TrailingLogs:      defaultTrailingLogs,
+		NodeCertTTL:       defaultNodeCertTTL,
 	}
 }
 

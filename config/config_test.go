@@ -79,12 +79,17 @@ func TestValid(t *testing.T) {
 					SnapshotThreshold: 100,
 					SnapshotInterval:  90 * time.Second,
 					TrailingLogs:      0,
+					NodeCertTTL:       720 * time.Hour,
 				},
 				Worker: &Worker{
 					Runtime:           "runtime-fake",
 					Network:           "network-host",
 					Labels:            map[string]string{"zone": "eu-west-1a", "gpu": "true"},
 					HeartbeatInterval: 500 * time.Millisecond,
+				},
+				Join: &Join{
+					Addresses: []string{"10.0.0.1:7420", "manager-2.example.com:7420"},
+					Token:     "WRN-1-0bfw1op2mu3318pksl6p3xjaut1yi776wgewzcqqpsqcnjir3d-d2f0shafj2wq57sutyjtm12i7",
 				},
 			}
 			if !reflect.DeepEqual(got, want) {
@@ -104,8 +109,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 26 || etcd.ConfigRange.Start.Line != 32 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 26 and 32", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 27 || etcd.ConfigRange.Start.Line != 33 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 27 and 33", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{
@@ -374,6 +379,7 @@ func TestDefault(t *testing.T) {
 			SnapshotThreshold: 8192,
 			SnapshotInterval:  2 * time.Minute,
 			TrailingLogs:      10240,
+			NodeCertTTL:       90 * 24 * time.Hour,
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",

@@ -30,7 +30,14 @@ type agentBody struct {
 
 	Manager *managerBody  `hcl:"manager,block"`
 	Worker  *workerBody   `hcl:"worker,block"`
+	Join    *joinBody     `hcl:"join,block"`
 	Plugins []*pluginBody `hcl:"plugin,block"`
+}
+
+type joinBody struct {
+	Addresses hcl.Expression `hcl:"addresses,optional"`
+	Token     hcl.Expression `hcl:"token,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
 }
 
 type managerBody struct {
@@ -40,6 +47,7 @@ type managerBody struct {
 	SnapshotThreshold hcl.Expression `hcl:"snapshot_threshold,optional"`
 	SnapshotInterval  hcl.Expression `hcl:"snapshot_interval,optional"`
 	TrailingLogs      hcl.Expression `hcl:"trailing_logs,optional"`
+	NodeCertTTL       hcl.Expression `hcl:"node_cert_ttl,optional"`
 }
 
 type workerBody struct {
@@ -70,6 +78,7 @@ const (
 	minSnapshotInterval  = time.Second
 	minSnapshotThreshold = 1
 	minHeartbeatInterval = 100 * time.Millisecond
+	minNodeCertTTL       = 30 * time.Second
 )
 
 var logLevels = []string{"trace", "debug", "info", "warn", "error"}
@@ -154,6 +163,10 @@ func decodeAgent(a *Agent, body hcl.Body, fileStart *hcl.Range, where string) hc
 		})
 	}
 
+	if raw.Join != nil {
+		a.Join = d.join(raw.Join)
+	}
+
 	seen := map[string]*pluginBody{}
 	for _, rp := range raw.Plugins {
 		p := d.plugin(rp)
@@ -191,7 +204,34 @@ func (d *decoder) manager(raw *managerBody) *Manager {
 	if v, ok := d.uint(raw.TrailingLogs, "trailing_logs", 0); ok {
 		m.TrailingLogs = v
 	}
+	if v, ok := d.duration(raw.NodeCertTTL, "node_cert_ttl", minNodeCertTTL); ok {
+		m.NodeCertTTL = v
+	}
 	return m
+}
+
+func (d *decoder) join(raw *joinBody) *Join {
+	j := &Join{}
+	if addrs, ok := d.stringList(raw.Addresses, "addresses"); ok {
+		for _, addr := range addrs {
+			d.checkHostPort(raw.Addresses.Range(), "addresses", addr, true)
+		}
+		j.Addresses = addrs
+	}
+	if len(j.Addresses) == 0 && !d.diags.HasErrors() {
+		d.errorf(raw.DefRange, "Missing join addresses",
+			"A join block needs addresses: the host:port of at least one manager of the cluster to join.")
+	}
+	if s, rng, ok := d.str(raw.Token, "token"); ok {
+		if problem := checkToken(s); problem != "" {
+			d.errorf(rng, "Invalid join token", "token is not a Warren join token: %s. Print one on a manager with `warren cluster join-token worker` (or manager).", problem)
+		}
+		j.Token = s
+	} else if d.isUnset(raw.Token) {
+		d.errorf(raw.DefRange, "Missing join token",
+			"A join block needs a token; print one on a manager with `warren cluster join-token worker` (or manager).")
+	}
+	return j
 }
 
 func (d *decoder) worker(raw *workerBody) *Worker {

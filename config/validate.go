@@ -120,3 +120,20 @@ func checkEnv(k, v string) (keyProblem, valueProblem string) {
 	}
 	return keyProblem, valueProblem
 }
+
+// checkToken checks the shape of a join token, WRN-1-<digest>-<secret>;
+// the agent parses it fully (and checks it against the cluster) on join.
+func checkToken(s string) string {
+	parts := strings.Split(s, "-")
+	switch {
+	case s == "":
+		return "it is empty"
+	case len(parts) != 4 || parts[0] != "WRN":
+		return `it must look like "WRN-1-<CA digest>-<secret>"`
+	case parts[1] != "1":
+		return fmt.Sprintf("version %q is not supported (this agent reads version 1)", parts[1])
+	case parts[2] == "" || parts[3] == "":
+		return "the CA digest or the secret is empty"
+	}
+	return ""
+}

@@ -23,6 +23,8 @@ type agentOptions struct {
 	dev      bool
 	keep     bool
 	logLevel string
+	// forceNewCluster is --force-new-cluster.
+	forceNewCluster bool
 
 	// run starts the agent: agent.Run, or a stand-in in this package's tests.
 	run func(context.Context, agent.Options) error
@@ -49,12 +51,18 @@ Configuration errors are printed with file:line:col and the agent does not start
 configuration, with its data in a new temporary directory that is removed on
 exit unless -keep is given.
 
+-force-new-cluster recovers from a lost quorum: run on one surviving manager
+(agent stopped first), it restarts that manager as the only member of the
+Raft configuration, keeping the cluster state. The other managers must then
+join again with fresh data dirs (docs/operations.md).
+
 The agent stops cleanly on SIGINT or SIGTERM; running containers keep running.
 The global flags (--socket, --output, --timeout) are for the other commands
 and are refused here.`,
 		Example: `  warren agent -config /etc/warren/cluster.hcl
   warren agent -config /etc/warren/conf.d -log-level debug
-  warren agent -dev`,
+  warren agent -dev
+  warren agent -config /etc/warren/cluster.hcl -force-new-cluster`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.runAgent(cmd)
@@ -64,6 +72,7 @@ and are refused here.`,
 	f.StringVar(&o.config, "config", "", "configuration `file`, or directory of *.hcl files")
 	f.BoolVar(&o.dev, "dev", false, "run a single-node development cluster on the default configuration and a temporary data_dir")
 	f.BoolVar(&o.keep, "keep", false, "with -dev: keep the temporary data_dir on exit")
+	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "make this manager the only member of a new Raft configuration, keeping its state (quorum loss recovery)")
 	f.Var(&choiceValue{p: &o.logLevel, choices: logLevels}, "log-level", "log level, overriding the configuration's log_level")
 	return cmd
 }
@@ -76,8 +85,10 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		return usageErrorf("no configuration: give -config FILE|DIR, or -dev for a throwaway single-node cluster")
 	case o.keep && !o.dev:
 		return usageErrorf("-keep only applies to -dev")
+	case o.forceNewCluster && o.dev:
+		return usageErrorf("-force-new-cluster needs the -config of an existing manager")
 	}
-	for _, name := range []string{"socket", "output", "timeout"} {
+	for _, name := range []string{"socket", "output", "timeout", "addr", "cert-dir"} {
 		if cmd.Flags().Changed(name) {
 			return usageErrorf("--%s is for the commands that talk to an agent; the agent itself takes its settings from -config (api_socket, log_level...)", name)
 		}
@@ -131,7 +142,7 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 	}
 
 	ctx := cmd.Context()
-	err := o.run(ctx, agent.Options{Config: cfg, Logger: logger})
+	err := o.run(ctx, agent.Options{Config: cfg, Logger: logger, ForceNewCluster: o.forceNewCluster})
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil // stopped by a signal, as asked
 	}

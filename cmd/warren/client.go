@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -14,10 +15,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/pki"
 )
 
 // connectTimeout bounds the check that the agent answers at all, so that a
@@ -28,7 +31,9 @@ const connectTimeout = 5 * time.Second
 // --timeout deadline and every error it returns is an *apiError.
 type agentClient struct {
 	apiv1.WarrenClient
-	conn *grpc.ClientConn
+	// Cluster is the cluster administration service on the same connection.
+	Cluster apiv1.ClusterClient
+	conn    *grpc.ClientConn
 }
 
 // Close closes the connection.
@@ -42,16 +47,53 @@ func dialAgent(ctx context.Context, path string, timeout time.Duration) (*agentC
 	if err != nil {
 		return nil, fmt.Errorf("socket %q: %w", path, err)
 	}
-	d := &recordingDialer{path: abs}
+	d := &recordingDialer{network: "unix", addr: abs}
+	return connect(ctx, "unix://"+abs, path, insecure.NewCredentials(), d, timeout)
+}
+
+// dialRemote connects to a manager's cluster port at addr with the admin
+// certificate in certDir (ca.pem, cert.pem, key.pem from `warren cluster
+// admin-cert`).
+func dialRemote(ctx context.Context, addr, certDir string, timeout time.Duration) (*agentClient, error) {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(certDir, name))
+		if err != nil {
+			return nil, fmt.Errorf("--addr needs an admin certificate in --cert-dir (create one on a manager with `warren cluster admin-cert --out DIR`): %w", err)
+		}
+		return b, nil
+	}
+	caPEM, err := read("ca.pem")
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := read("cert.pem")
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := read("key.pem")
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := pki.ClientConfigFor(caPEM, certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate in %s: %w", certDir, err)
+	}
+	d := &recordingDialer{network: "tcp", addr: addr}
+	return connect(ctx, "passthrough:///"+addr, addr, credentials.NewTLS(tlsCfg), d, timeout)
+}
+
+// connect makes the client connection and waits (at most connectTimeout)
+// until it is up.
+func connect(ctx context.Context, target, path string, creds credentials.TransportCredentials, d *recordingDialer, timeout time.Duration) (*agentClient, error) {
 	calls := &callPolicy{timeout: timeout}
-	conn, err := grpc.NewClient("unix://"+abs,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(d.dial),
 		grpc.WithChainUnaryInterceptor(calls.unary),
 		grpc.WithChainStreamInterceptor(calls.stream),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("socket %q: %w", path, err)
+		return nil, fmt.Errorf("agent %q: %w", path, err)
 	}
 
 	wait := connectTimeout
@@ -64,7 +106,7 @@ func dialAgent(ctx context.Context, path string, timeout time.Duration) (*agentC
 	for {
 		state := conn.GetState()
 		if state == connectivity.Ready {
-			return &agentClient{WarrenClient: apiv1.NewWarrenClient(conn), conn: conn}, nil
+			return &agentClient{WarrenClient: apiv1.NewWarrenClient(conn), Cluster: apiv1.NewClusterClient(conn), conn: conn}, nil
 		}
 		if state == connectivity.TransientFailure || state == connectivity.Shutdown ||
 			!conn.WaitForStateChange(cctx, state) {
@@ -91,7 +133,7 @@ func dialAgent(ctx context.Context, path string, timeout time.Duration) (*agentC
 // recordingDialer dials the unix socket and keeps the last dial error, which
 // gRPC itself does not expose, to say why the agent cannot be reached.
 type recordingDialer struct {
-	path string
+	network, addr string
 
 	mu   sync.Mutex
 	last error
@@ -99,7 +141,7 @@ type recordingDialer struct {
 
 func (d *recordingDialer) dial(ctx context.Context, _ string) (net.Conn, error) {
 	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "unix", d.path)
+	conn, err := nd.DialContext(ctx, d.network, d.addr)
 	d.mu.Lock()
 	d.last = err
 	d.mu.Unlock()

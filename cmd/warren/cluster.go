@@ -10,13 +10,16 @@ import (
 
 func newClusterCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "cluster",
-		Short:   "Show the cluster",
-		Long:    `Show the cluster as the local agent sees it.`,
-		Example: `  warren cluster info`,
+		Use:   "cluster",
+		Short: "Show and administer the cluster",
+		Long:  `Show the cluster, print join tokens, list the managers and issue admin certificates.`,
+		Example: `  warren cluster info
+  warren cluster join-token worker
+  warren cluster members
+  warren cluster admin-cert --out ~/.warren`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newClusterInfoCmd(g))
+	cmd.AddCommand(newClusterInfoCmd(g), newJoinTokenCmd(g), newMembersCmd(g), newAdminCertCmd(g))
 	return cmd
 }
 

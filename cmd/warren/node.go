@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -13,13 +15,17 @@ import (
 func newNodeCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Show the cluster's nodes",
-		Long:  `Show the machines in the cluster: managers, which hold the cluster state, and workers, which run tasks.`,
+		Short: "Show and manage the cluster's nodes",
+		Long: `Show the machines in the cluster: managers, which hold the cluster state, and
+workers, which run tasks; drain or pause them, label them, remove them.`,
 		Example: `  warren node ls
-  warren node inspect edge-1`,
+  warren node inspect edge-1
+  warren node update --availability drain edge-1
+  warren node label add edge-1 zone=edge-1 disk=ssd
+  warren node rm edge-7`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newNodeListCmd(g), newNodeInspectCmd(g))
+	cmd.AddCommand(newNodeListCmd(g), newNodeInspectCmd(g), newNodeUpdateCmd(g), newNodeLabelCmd(g), newNodeRemoveCmd(g), newNodePromoteCmd(g), newNodeDemoteCmd(g))
 	return cmd
 }
 
@@ -140,6 +146,7 @@ func nodeFields(n *apiv1.Node) [][2]string {
 		{"Availability", enumText(n.GetAvailability(), "active")},
 		{"Address", n.GetAddr()},
 		{"Labels", pairs(n.GetLabels())},
+		{"Agent labels", pairs(n.GetAgentLabels())},
 		{"Resources", resourcesText(n.GetResources())},
 		{"Platform", strings.Trim(n.GetOs()+"/"+n.GetArch(), "/")},
 		{"Agent", n.GetAgentVersion()},
@@ -148,4 +155,258 @@ func nodeFields(n *apiv1.Node) [][2]string {
 		{"Created", timeText(n.GetCreatedAt())},
 		{"Updated", timeText(n.GetUpdatedAt())},
 	}
+}
+
+// availabilities maps the words of --availability to the API's values.
+var availabilities = map[string]apiv1.NodeAvailability{
+	"active": apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
+	"pause":  apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE,
+	"drain":  apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN,
+}
+
+// nodeUpdateOptions are the flags of `warren node update`.
+type nodeUpdateOptions struct {
+	g *globalOptions
+
+	availability string
+	labelAdd     []string
+	labelRm      []string
+}
+
+// nodeUpdateFlags are the flags that change something; at least one is needed.
+var nodeUpdateFlags = []string{"availability", "label-add", "label-rm"}
+
+func newNodeUpdateCmd(g *globalOptions) *cobra.Command {
+	o := &nodeUpdateOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "update NAME|ID --availability active|pause|drain [--label-add KEY=VALUE...] [--label-rm KEY...]",
+		Short: "Change a node's availability or labels",
+		Long: `Change what the cluster does with a node:
+
+  active  the node takes new tasks (the default)
+  pause   the node keeps its tasks but takes no new ones
+  drain   the node's tasks move to other nodes: each one keeps running until
+          its replacement runs elsewhere, so the service never goes down;
+          a task whose replacement cannot be placed anywhere stays (its
+          message in "warren task ls -o json" says why)
+
+Setting a node active again moves nothing back: new tasks go to it as they
+come. --label-add and --label-rm change the node's labels as "warren node
+label" does. The node's name is printed; with -o json or -o table, the node
+as it is after the change.`,
+		Example: `  warren node update edge-1 --availability drain
+  warren node update edge-1 --availability active
+  warren node update edge-1 --label-add zone=edge-1 --label-rm old`,
+		Args: exactArgs(1, "one node NAME or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := o.request(cmd.Flags(), args[0])
+			if err != nil {
+				return err
+			}
+			return updateNode(cmd, o.g, req)
+		},
+	}
+	f := cmd.Flags()
+	f.Var(&choiceValue{p: &o.availability, choices: []string{"active", "pause", "drain"}}, "availability", "active, pause (no new tasks) or drain (move its tasks to other nodes)")
+	f.StringArrayVar(&o.labelAdd, "label-add", nil, "add or change a label `KEY=VALUE` (repeatable)")
+	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
+	return cmd
+}
+
+// request checks the flags in f (parsed into o) and returns the request.
+func (o *nodeUpdateOptions) request(f *pflag.FlagSet, node string) (*apiv1.UpdateNodeRequest, error) {
+	if !slices.ContainsFunc(nodeUpdateFlags, f.Changed) {
+		return nil, usageErrorf("nothing to update: give at least one of --%s", joinFlags(nodeUpdateFlags))
+	}
+	req := &apiv1.UpdateNodeRequest{Node: node}
+	if f.Changed("availability") {
+		a := availabilities[o.availability]
+		req.Availability = &a
+	}
+	var err error
+	if req.LabelsAdd, err = parseKV("--label-add", o.labelAdd); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	if req.LabelsRm, err = labelKeys("--label-rm", o.labelRm); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// labelKeys checks label keys given to what (a flag or "label key"): not
+// empty, and not KEY=VALUE by mistake.
+func labelKeys(what string, keys []string) ([]string, error) {
+	for _, k := range keys {
+		switch {
+		case k == "":
+			return nil, usageErrorf("invalid %s: the KEY is empty", what)
+		case strings.Contains(k, "="):
+			return nil, usageErrorf("invalid %s %q: give the KEY alone, without =VALUE", what, k)
+		}
+	}
+	return keys, nil
+}
+
+// updateNode sends req and prints the node: its name, or with -o the node
+// as node inspect shows it.
+func updateNode(cmd *cobra.Command, g *globalOptions, req *apiv1.UpdateNodeRequest) error {
+	ctx := cmd.Context()
+	c, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.UpdateNode(ctx, req)
+	if err != nil {
+		return err
+	}
+	return printNodes(cmd, g, []*apiv1.Node{resp.GetNode()})
+}
+
+// printNodes prints the names of nodes a command changed, or with -o the
+// nodes themselves: a JSON array, or each node's fields.
+func printNodes(cmd *cobra.Command, g *globalOptions, nodes []*apiv1.Node) error {
+	w := cmd.OutOrStdout()
+	switch g.output {
+	case outputJSON:
+		return writeJSONList(w, nodes)
+	case outputTable:
+		for i, n := range nodes {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			if err := writeFields(w, nodeFields(n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, n := range nodes {
+		fmt.Fprintln(w, n.GetName())
+	}
+	return nil
+}
+
+func newNodeLabelCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "label",
+		Short: "Add or remove node labels",
+		Long: `Add or remove the labels of a node, which placement constraints such as
+node.labels.zone==edge-1 test.
+
+A node's labels are those of its agent configuration (worker { labels }) with
+the labels set here laid over them: a label set here wins over the
+configuration's value and survives agent restarts and re-registrations,
+while a label of the configuration follows the configuration. "label rm"
+removes a label set here (a configured value, if any, comes back); a label
+that only the configuration sets cannot be removed here: change the
+configuration. "warren node inspect" shows both sets.`,
+		Example: `  warren node label add edge-1 zone=edge-1 disk=ssd
+  warren node label rm edge-1 disk`,
+	}
+	makeGroup(cmd)
+	cmd.AddCommand(newNodeLabelAddCmd(g), newNodeLabelRemoveCmd(g))
+	return cmd
+}
+
+func newNodeLabelAddCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "add NAME|ID KEY=VALUE...",
+		Short: "Add or change node labels",
+		Long: `Add or change labels of a node. A key is 1-63 letters, digits and . _ / -,
+starting and ending with a letter or digit; a value is at most 63 characters
+and may be empty (zone=). The node's name is printed; with -o json or -o table,
+the node as it is after the change.`,
+		Example: `  warren node label add edge-1 zone=edge-1
+  warren node label add edge-1 disk=ssd gpu=`,
+		Args: minArgs(2, "a node NAME or ID and at least one KEY=VALUE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseKV("label", args[1:])
+			if err != nil {
+				return &usageError{msg: err.Error()}
+			}
+			return updateNode(cmd, g, &apiv1.UpdateNodeRequest{Node: args[0], LabelsAdd: labels})
+		},
+	}
+}
+
+func newNodeLabelRemoveCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME|ID KEY...",
+		Aliases: []string{"remove"},
+		Short:   "Remove node labels",
+		Long: `Remove labels set with "warren node label add" (a missing one is fine). A
+label that also comes from the node's agent configuration goes back to the
+configured value; one that only comes from the configuration is refused. The
+node's name is printed; with -o json or -o table, the node as it is after the
+change.`,
+		Example: `  warren node label rm edge-1 disk
+  warren node label rm edge-1 disk gpu`,
+		Args: minArgs(2, "a node NAME or ID and at least one label KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := labelKeys("label key", args[1:])
+			if err != nil {
+				return err
+			}
+			return updateNode(cmd, g, &apiv1.UpdateNodeRequest{Node: args[0], LabelsRm: keys})
+		},
+	}
+}
+
+// nodeRemoveOptions are the flags of `warren node rm`.
+type nodeRemoveOptions struct {
+	g     *globalOptions
+	force bool
+}
+
+func newNodeRemoveCmd(g *globalOptions) *cobra.Command {
+	o := &nodeRemoveOptions{g: g}
+	cmd := &cobra.Command{
+		Use:     "rm NAME|ID...",
+		Aliases: []string{"remove"},
+		Short:   "Remove nodes from the cluster",
+		Long: `Remove worker nodes from the cluster; their tasks are replaced on other nodes,
+as when a node goes down. Each removed node's name is printed (with -o json,
+the removed nodes); a node that cannot be removed is reported and the others
+are still removed.
+
+A node that is ready (its agent is connected) is refused unless --force: stop
+its agent first. A node removed while its agent still runs comes back when the
+agent reconnects. A manager is always refused: demote it first
+(warren node demote NAME).`,
+		Example: `  warren node rm edge-7
+  warren node rm --force edge-7`,
+		Args: minArgs(1, "at least one node NAME or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.force, "force", "f", false, "remove a node even though it is ready")
+	return cmd
+}
+
+func (o *nodeRemoveOptions) run(cmd *cobra.Command, names []string) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var errs []error
+	var removed []*apiv1.Node
+	for _, name := range names {
+		resp, err := c.RemoveNode(ctx, &apiv1.RemoveNodeRequest{Node: name, Force: o.force})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, resp.GetNode())
+	}
+	if len(removed) > 0 || o.g.output == outputJSON {
+		if err := printNodes(cmd, o.g, removed); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }

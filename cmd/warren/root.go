@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ const (
 	defaultSocket = "/run/warren/warren.sock"
 	// socketEnv overrides defaultSocket; --socket overrides both.
 	socketEnv = "WARREN_SOCKET"
+	// addrEnv and certDirEnv set --addr and --cert-dir.
+	addrEnv    = "WARREN_ADDR"
+	certDirEnv = "WARREN_CERT_DIR"
 )
 
 // Values of --output.
@@ -32,6 +36,8 @@ const (
 // globalOptions are the persistent flags every client command shares.
 type globalOptions struct {
 	socket  string
+	addr    string
+	certDir string
 	output  string
 	timeout time.Duration
 
@@ -40,6 +46,8 @@ type globalOptions struct {
 
 func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.socket, "socket", defaultSocket, "`path` of the agent's API socket (or set "+socketEnv+")")
+	fs.StringVar(&g.addr, "addr", "", "reach a manager's cluster port at `host:port` instead of the local socket, with the admin certificate of --cert-dir (or set "+addrEnv+")")
+	fs.StringVar(&g.certDir, "cert-dir", "", "`dir` holding ca.pem, cert.pem and key.pem from `warren cluster admin-cert` (or set "+certDirEnv+"; default ~/.warren)")
 	fs.VarP(&choiceValue{p: &g.output, choices: []string{outputTable, outputJSON}}, "output", "o",
 		"output format (default: table for lists, json for inspect)")
 	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long to wait for the agent to answer a call (0: no limit; streams have none)")
@@ -56,9 +64,28 @@ func (g *globalOptions) socketPath() string {
 	return defaultSocket
 }
 
-// dial connects to the agent.
+// dial connects to the agent: a remote manager with --addr, else the
+// local socket.
 func (g *globalOptions) dial(ctx context.Context) (*agentClient, error) {
-	return dialAgent(ctx, g.socketPath(), g.timeout)
+	addr := g.addr
+	if addr == "" {
+		addr = os.Getenv(addrEnv)
+	}
+	if addr == "" {
+		return dialAgent(ctx, g.socketPath(), g.timeout)
+	}
+	dir := g.certDir
+	if dir == "" {
+		dir = os.Getenv(certDirEnv)
+	}
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("--cert-dir: %w", err)
+		}
+		dir = filepath.Join(home, ".warren")
+	}
+	return dialRemote(ctx, addr, dir, g.timeout)
 }
 
 // outputOr returns --output, or def when it was not given.

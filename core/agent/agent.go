@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
@@ -23,21 +22,14 @@ import (
 	"github.com/warrenorch/warren/config"
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
-	"github.com/warrenorch/warren/core/dispatcher"
-	"github.com/warrenorch/warren/core/events"
-	"github.com/warrenorch/warren/core/fsm"
-	"github.com/warrenorch/warren/core/fsm/fsmpb"
-	"github.com/warrenorch/warren/core/orchestrator"
+	"github.com/warrenorch/warren/core/cluster"
+	"github.com/warrenorch/warren/core/clusternet"
+	"github.com/warrenorch/warren/core/pki"
 	"github.com/warrenorch/warren/core/pluginhost"
-	"github.com/warrenorch/warren/core/raftnode"
-	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/core/version"
-	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
-	"github.com/warrenorch/warren/sdk/scheduler"
-	"github.com/warrenorch/warren/sdk/store"
 )
 
 // Options are what the warren agent command passes in.
@@ -46,222 +38,244 @@ type Options struct {
 	Logger hclog.Logger
 	// Ready, if set, is closed once the API socket accepts calls.
 	Ready chan<- struct{}
+	// ForceNewCluster makes this manager a cluster of its own, keeping its
+	// state: the recovery after a lost quorum (docs/operations.md).
+	ForceNewCluster bool
 }
+
+// errRoleChanged ends one run of the agent when the cluster changed this
+// node's role (promotion or demotion): Run starts again in the new role.
+var errRoleChanged = errors.New("the node's role changed")
 
 // Run runs the agent until ctx ends, then shuts everything down cleanly: the
 // loops and the worker stop, the API stops, Raft shuts down, and every
-// plugin process is stopped. Running containers are left running.
-func Run(ctx context.Context, opts Options) (err error) {
-	cfg := opts.Config
+// plugin process is stopped. Running containers are left running. When the
+// cluster promotes or demotes the node, Run restarts its parts in the new
+// role (containers keep running through that too).
+func Run(ctx context.Context, opts Options) error {
 	logger := opts.Logger
 	if logger == nil {
-		logger = hclog.NewNullLogger()
+		opts.Logger = hclog.NewNullLogger()
 	}
-	if cfg.Manager == nil {
-		return fmt.Errorf("an agent without a manager { } block needs to join a cluster, which this version does not do yet: %w", sdk.ErrUnsupported)
-	}
+	cfg := opts.Config
 	if cfg.Worker != nil && cfg.Worker.Network != "" {
 		return fmt.Errorf("worker.network = %q: network plugins are not wired in yet; remove the attribute (tasks then get a private network namespace): %w", cfg.Worker.Network, sdk.ErrUnsupported)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	// The plugin host outlives role changes: the runtime plugin, and the
+	// containers, stay up while the node turns manager or worker.
+	sh := &shared{host: pluginhost.New(opts.Logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if serr := sh.host.Stop(stopCtx); serr != nil {
+			opts.Logger.Error("stopping plugins", "error", serr)
+		}
+	}()
+	for {
+		err := runOnce(ctx, opts, sh)
+		if !errors.Is(err, errRoleChanged) {
+			return err
+		}
+		opts.Logger.Warn("restarting in the node's new role")
+		opts.ForceNewCluster = false
+		opts.Ready = nil // closed by the first run
+	}
+}
+
+// shared is what lives across runs.
+type shared struct {
+	host *pluginhost.Host
+	// rt is the runtime plugin's client, once started.
+	rt runtime.Runtime
+}
+
+// run is one run of the agent in one role.
+type run struct {
+	opts   Options
+	cfg    *config.Agent
+	logger hclog.Logger
+	nodeID string
+	id     *identity
+	host   *pluginhost.Host
+	mux    *clusternet.Mux
+	peers  *managerSet
+	// roleChanged receives the node's new role, once.
+	roleChanged chan pki.Role
+}
+
+func (r *run) changeRole(role pki.Role) {
+	select {
+	case r.roleChanged <- role:
+	default:
+	}
+}
+
+func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
+	cfg := opts.Config
+	logger := opts.Logger
 	nodeID, err := loadNodeID(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	startPprof(logger)
-	logger.Info("starting warren agent", "version", version.Version, "node_id", nodeID, "node_name", cfg.NodeName, "data_dir", cfg.DataDir)
-
-	host := pluginhost.New(logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if serr := host.Stop(stopCtx); serr != nil {
-			logger.Error("stopping plugins", "error", serr)
+	id, err := loadIdentity(ctx, cfg, nodeID, logger)
+	if err != nil {
+		return err
+	}
+	role := id.role()
+	logger.Info("starting warren agent", "version", version.Version, "node_id", nodeID, "node_name", cfg.NodeName,
+		"role", role, "cluster", id.creds.Identity().ClusterID, "data_dir", cfg.DataDir)
+	if role == pki.RoleWorker && cfg.Worker == nil {
+		return errors.New("this node is a worker in its cluster but the agent has no worker { } block")
+	}
+	if role == pki.RoleManager && len(id.kek) == 0 {
+		return fmt.Errorf("this node is a manager but %s holds no key-encryption key", id.dir)
+	}
+	if role == pki.RoleWorker {
+		if err := retireRaftState(cfg.DataDir, logger); err != nil {
+			return err
 		}
-	}()
-	storePlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Store, sdk.KindStore, "manager.store"))
-	if err != nil {
-		return pluginError(cfg, err)
-	}
-	schedPlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Manager.Scheduler, sdk.KindScheduler, "manager.scheduler"))
-	if err != nil {
-		return pluginError(cfg, err)
-	}
-	var rt runtime.Runtime
-	if cfg.Worker != nil {
-		rtPlugin, err := host.Start(ctx, pluginSpec(cfg, cfg.Worker.Runtime, sdk.KindRuntime, "worker.runtime"))
-		if err != nil {
-			return pluginError(cfg, err)
-		}
-		rt = runtime.NewClient(rtPlugin.Client())
 	}
 
-	view := state.New()
-	bus := events.NewBroker()
-	defer bus.Close()
-	machine, err := fsm.New(ctx, store.NewClient(storePlugin.Client()), view, bus, logger)
+	r := &run{opts: opts, cfg: cfg, logger: logger, nodeID: nodeID, id: id, roleChanged: make(chan pki.Role, 1)}
+	r.host = sh.host
+	r.mux, err = clusternet.Listen(cfg.BindAddr, id.creds, logger.Named("cluster"))
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster port (bind_addr): %w", err)
 	}
-	node, err := raftnode.Open(raftnode.Config{
-		ID:                nodeID,
-		Dir:               filepath.Join(cfg.DataDir, "raft"),
-		BindAddr:          cfg.BindAddr,
-		Advertise:         cfg.Advertise,
-		FSM:               machine,
-		SnapshotThreshold: cfg.Manager.SnapshotThreshold,
-		SnapshotInterval:  cfg.Manager.SnapshotInterval,
-		TrailingLogs:      cfg.Manager.TrailingLogs,
-		Logger:            logger,
-	})
-	if err != nil {
-		machine.Close()
-		return err
+	defer r.mux.Close()
+	seed := id.seed
+	if role == pki.RoleManager {
+		// A manager reaches the cluster through itself first.
+		seed = append([]string{cfg.Advertise}, seed...)
 	}
-	defer func() {
-		if serr := node.Shutdown(); serr != nil {
-			logger.Error("raft shutdown", "error", serr)
-		}
-		machine.Close()
-	}()
+	r.peers = newManagerSet(cfg.DataDir, clusternet.ClientCredentials(id.creds), seed, logger)
+	defer r.peers.close()
 
-	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	err = node.WaitLeader(waitCtx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	if err := bootstrap(ctx, node, view, nodeID, cfg); err != nil {
-		return err
-	}
-
-	// The dispatcher: workers' streams to the leader. This agent's own
-	// worker reaches it on a unix socket in the data dir.
-	disp := dispatcher.New(dispatcher.Deps{
-		State:        view,
-		Events:       bus,
-		Raft:         node,
-		Leader:       node.IsLeader,
-		Logger:       logger,
-		HeartbeatTTL: cfg.Manager.HeartbeatTTL,
-		// Workers beat five times per TTL, so one lost beat never marks a
-		// node down.
-		HeartbeatPeriod: cfg.Manager.HeartbeatTTL / 5,
-	})
-	dispSock := filepath.Join(cfg.DataDir, "dispatcher.sock")
-	dispLis, err := listenUnix("dispatcher socket", dispSock)
-	if err != nil {
-		return err
-	}
-	dispSrv := grpc.NewServer()
-	apiv1.RegisterDispatcherServer(dispSrv, disp)
-	go func() { _ = dispSrv.Serve(dispLis) }()
-	defer func() {
-		dispSrv.Stop()
-		_ = os.Remove(dispSock)
-	}()
-
-	var workers api.Workers
-	if rt != nil {
-		workers = &localWorkers{nodeID: nodeID, nodeName: cfg.NodeName, rt: rt}
-	}
-	srv := api.NewServer(api.Options{
-		State:    view,
-		Raft:     node,
-		Events:   bus,
-		Plugins:  func() []*apiv1.PluginStatus { return pluginStatuses(host) },
-		Workers:  workers,
-		NodeID:   nodeID,
-		NodeName: cfg.NodeName,
-		Version:  version.Version,
-	})
-	lis, err := listenUnix("api_socket", cfg.APISocket)
-	if err != nil {
-		return err
-	}
-	g := srv.GRPCServer()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- g.Serve(lis) }()
-	defer func() {
-		// Streams (events, logs) never end on their own: stop them after a grace.
-		done := make(chan struct{})
-		go func() { g.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			g.Stop()
-		}
-		_ = os.Remove(cfg.APISocket)
-	}()
-
-	// Control loops (leader only) and the worker run under runCtx, which
-	// ends before anything they use is torn down.
+	// Everything that runs until the agent stops runs under runCtx, which
+	// ends before anything it uses is torn down.
 	runCtx, stopRun := context.WithCancel(ctx)
 	var running sync.WaitGroup
 	defer func() {
 		stopRun()
 		running.Wait()
 	}()
-	sched := scheduler.NewClient(schedPlugin.Client())
-	taskLock := &sync.Mutex{}
+
+	var (
+		unixSrv *grpc.Server
+		tcpSrv  *grpc.Server
+		rt      runtime.Runtime
+	)
+	if cfg.Worker != nil && sh.rt == nil {
+		rtPlugin, err := r.host.Start(ctx, pluginSpec(cfg, cfg.Worker.Runtime, sdk.KindRuntime, "worker.runtime"))
+		if err != nil {
+			return pluginError(cfg, err)
+		}
+		sh.rt = runtime.NewClient(rtPlugin.Client())
+	}
+	rt = sh.rt
+	if role == pki.RoleManager {
+		m, err := r.startManager(ctx, runCtx, &running, rt)
+		if err != nil {
+			return err
+		}
+		defer m.close()
+		unixSrv, tcpSrv = m.unixSrv, m.tcpSrv
+	} else {
+		unixSrv = newWorkerAPI(r, rt).grpcServer()
+		tcpSrv = grpc.NewServer(grpc.Creds(r.mux.ServerCredentials()),
+			grpc.ChainUnaryInterceptor((&cluster.Authorizer{State: state.New()}).UnaryInterceptor),
+			grpc.ChainStreamInterceptor((&cluster.Authorizer{State: state.New()}).StreamInterceptor))
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- tcpSrv.Serve(r.mux.GRPCListener()) }()
+	defer stopGRPC(tcpSrv)
+
+	lis, err := listenUnix("api_socket", cfg.APISocket)
+	if err != nil {
+		return err
+	}
+	go func() { serveErr <- unixSrv.Serve(lis) }()
+	defer func() {
+		stopGRPC(unixSrv)
+		_ = os.Remove(cfg.APISocket)
+	}()
+
+	if rt != nil {
+		if err := r.startWorker(runCtx, &running, rt); err != nil {
+			return err
+		}
+	}
 	running.Add(1)
 	go func() {
 		defer running.Done()
-		runWhileLeader(runCtx, node, logger,
-			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
-			func(ctx context.Context) {
-				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
-					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
-				}))
-			},
-			func(ctx context.Context) {
-				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
-					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger, Lock: taskLock,
-				}))
-			},
-		)
+		r.renewLoop(runCtx)
 	}()
-	if rt != nil {
-		conn, err := grpc.NewClient("unix://"+dispSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return fmt.Errorf("worker: dial the dispatcher: %w", err)
-		}
-		w, err := worker.New(worker.Options{
-			NodeID:          nodeID,
-			NodeName:        cfg.NodeName,
-			Addr:            cfg.Advertise,
-			Labels:          cfg.Worker.Labels,
-			DataDir:         cfg.DataDir,
-			Runtime:         rt,
-			Dial:            func(context.Context) (apiv1.DispatcherClient, error) { return apiv1.NewDispatcherClient(conn), nil },
-			Logger:          logger,
-			AgentVersion:    version.Version,
-			HeartbeatPeriod: cfg.Worker.HeartbeatInterval,
-		})
-		if err != nil {
-			conn.Close()
-			return fmt.Errorf("worker: %w", err)
-		}
-		running.Add(1)
-		go func() {
-			defer running.Done()
-			defer conn.Close()
-			logExit(logger, "worker", w.Run(runCtx))
-		}()
-	}
 
-	logger.Info("API listening", "socket", cfg.APISocket)
+	logger.Info("API listening", "socket", cfg.APISocket, "cluster_port", r.mux.Addr().String())
 	if opts.Ready != nil {
 		close(opts.Ready)
 	}
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down")
+			return nil
+		case err := <-serveErr:
+			return fmt.Errorf("API server: %w", err)
+		case newRole := <-r.roleChanged:
+			if err := r.switchRole(ctx, newRole); err != nil {
+				logger.Error("the cluster changed this node's role but its certificate could not be renewed; retrying", "to", newRole, "error", err)
+				time.AfterFunc(2*time.Second, func() { r.changeRole(newRole) })
+				continue
+			}
+			logger.Warn("the cluster changed this node's role", "from", role, "to", newRole)
+			return errRoleChanged
+		}
+	}
+}
+
+// switchRole renews the node's certificate when it does not carry the new
+// role yet; the next run starts in the role of the certificate.
+func (r *run) switchRole(ctx context.Context, want pki.Role) error {
+	for attempt := 0; r.id.role() != want; attempt++ {
+		if attempt == 5 {
+			return fmt.Errorf("the renewed certificate says %s, the cluster said %s", r.id.role(), want)
+		}
+		if err := r.renew(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retireRaftState moves a demoted manager's Raft state aside: if the node is
+// promoted again it enters the Raft configuration afresh.
+func retireRaftState(dataDir string, logger hclog.Logger) error {
+	dir := filepath.Join(dataDir, "raft")
+	if _, err := os.Stat(dir); err != nil {
 		return nil
-	case err := <-serveErr:
-		return fmt.Errorf("API server: %w", err)
+	}
+	to := fmt.Sprintf("%s.demoted-%d", dir, time.Now().Unix())
+	logger.Warn("this node is a worker now: moving its old Raft state aside", "to", to)
+	if err := os.Rename(dir, to); err != nil {
+		return fmt.Errorf("move the old Raft state aside: %w", err)
+	}
+	return nil
+}
+
+// stopGRPC stops a server gracefully, cutting streams (events, logs,
+// sessions, which never end on their own) after a grace period.
+func stopGRPC(g *grpc.Server) {
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		g.Stop()
 	}
 }
 
@@ -303,39 +317,6 @@ func pluginStatuses(h *pluginhost.Host) []*apiv1.PluginStatus {
 		out = append(out, ps)
 	}
 	return out
-}
-
-// bootstrap gives a new cluster its ID and (re-)registers this manager.
-func bootstrap(ctx context.Context, node *raftnode.Node, view *state.State, nodeID string, cfg *config.Agent) error {
-	if view.ClusterID() == "" {
-		if _, err := node.Apply(ctx, &fsmpb.SetClusterInfo{ClusterId: api.NewID()}); err != nil {
-			return fmt.Errorf("bootstrap cluster: %w", err)
-		}
-	}
-	now := timestamppb.Now()
-	self := &apiv1.Node{
-		Id:           nodeID,
-		Name:         cfg.NodeName,
-		Role:         apiv1.NodeRole_NODE_ROLE_MANAGER,
-		Worker:       cfg.Worker != nil,
-		Status:       apiv1.NodeStatus_NODE_STATUS_READY,
-		Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
-		Addr:         cfg.Advertise,
-		Os:           goruntime.GOOS,
-		Arch:         goruntime.GOARCH,
-		AgentVersion: version.Version,
-		CreatedAt:    now,
-		UpdatedAt:    now,
-	}
-	if old, ok := view.Node(nodeID); ok {
-		self.CreatedAt = old.GetCreatedAt()
-		self.Availability = old.GetAvailability()
-		self.Labels = old.GetLabels()
-	}
-	if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: self}); err != nil {
-		return fmt.Errorf("register node %q: %w", cfg.NodeName, err)
-	}
-	return nil
 }
 
 // loadNodeID reads the node's ID from the data dir, creating it on first start.

@@ -13,7 +13,10 @@ import (
 // runWhileLeader runs loops while this manager is the Raft leader: they start
 // when it gains leadership and their context ends when it loses it. It
 // returns once ctx ends and every loop has returned.
-func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logger, loops ...func(context.Context)) {
+//
+// onReady, if set, is told when this leader's state is current (after the
+// barrier) and when it no longer leads.
+func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logger, onReady func(bool), loops ...func(context.Context)) {
 	var (
 		cancel context.CancelFunc
 		wg     sync.WaitGroup
@@ -41,6 +44,9 @@ func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logge
 				case <-time.After(time.Second):
 				}
 			}
+			if onReady != nil {
+				onReady(true)
+			}
 			logger.Info("leadership gained: starting control loops")
 			for _, loop := range loops {
 				wg.Add(1)
@@ -54,6 +60,9 @@ func runWhileLeader(ctx context.Context, node *raftnode.Node, logger hclog.Logge
 	stop := func() {
 		if cancel == nil {
 			return
+		}
+		if onReady != nil {
+			onReady(false)
 		}
 		cancel()
 		wg.Wait()

@@ -93,6 +93,11 @@ func toStatus(err error) error {
 	case errors.Is(err, raftnode.ErrNotLeader), errors.Is(err, raftnode.ErrNoLeader):
 		return status.Error(codes.Unavailable, err.Error())
 	}
+	// Already a status (a forwarded call's answer, an authorization
+	// refusal): keep its code and message as they are.
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		return s.Err()
+	}
 	return sdk.ToStatus(err)
 }
 

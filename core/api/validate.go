@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -295,4 +297,106 @@ func noUnknownFields(m proto.Message) error {
 		return invalid("%s carries fields this agent does not know; upgrade the agent or drop them", bad)
 	}
 	return nil
+}
+
+// Bounds on what UpdateNode may set. They match what an agent configuration
+// may give a node (worker { labels }).
+const (
+	MaxNodeLabels        = 64
+	maxNodeRefLen        = 128
+	maxNodeLabelKeyLen   = 63
+	maxNodeLabelValueLen = 63
+)
+
+// nodeRef is what names a node in a request: its name (a DNS label), its
+// ID or a prefix of it.
+var nodeRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// ValidateNodeRef checks the name, ID or ID prefix that names a node in a
+// request.
+func ValidateNodeRef(ref string) error {
+	switch {
+	case ref == "":
+		return invalid("a node name or ID is required")
+	case len(ref) > maxNodeRefLen:
+		return invalid("node name or ID %q is longer than %d characters", ref[:32]+"...", maxNodeRefLen)
+	case !nodeRef.MatchString(ref):
+		return invalid("node name or ID %q is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit", ref)
+	}
+	return nil
+}
+
+// ValidateNodeLabel checks one node label: a key of 1-63 letters, digits and
+// . _ / -, starting and ending with a letter or digit, and a value of at
+// most 63 characters with no control characters (it may be empty).
+func ValidateNodeLabel(key, value string) error {
+	if err := validateNodeLabelKey(key); err != nil {
+		return err
+	}
+	if n := utf8.RuneCountInString(value); n > maxNodeLabelValueLen {
+		return invalid("label %q: the value is %d characters long, more than the %d allowed", key, n, maxNodeLabelValueLen)
+	}
+	if !utf8.ValidString(value) || strings.IndexFunc(value, unicode.IsControl) >= 0 {
+		return invalid("label %q: the value %q contains control characters or invalid UTF-8", key, value)
+	}
+	return nil
+}
+
+func validateNodeLabelKey(key string) error {
+	switch {
+	case key == "":
+		return invalid("a label key is empty")
+	case len(key) > maxNodeLabelKeyLen:
+		return invalid("label key %q is %d characters long, more than the %d allowed", key, len(key), maxNodeLabelKeyLen)
+	case !labelKey.MatchString(key):
+		return invalid("label key %q is invalid: use letters, digits, '.', '_', '/' and '-', starting and ending with a letter or digit", key)
+	}
+	return nil
+}
+
+// ValidateUpdateNode checks an UpdateNode request before the node is read:
+// the node reference, the availability and the labels. Errors wrap
+// sdk.ErrInvalidArgument and name what is wrong.
+func ValidateUpdateNode(req *apiv1.UpdateNodeRequest) error {
+	if err := noUnknownFields(req); err != nil {
+		return err
+	}
+	if err := ValidateNodeRef(req.GetNode()); err != nil {
+		return err
+	}
+	if req.Availability == nil && len(req.GetLabelsAdd()) == 0 && len(req.GetLabelsRm()) == 0 {
+		return invalid("node %q: nothing to update: set availability, labels_add or labels_rm", req.GetNode())
+	}
+	if req.Availability != nil {
+		switch a := req.GetAvailability(); a {
+		case apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE, apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE, apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+		default:
+			return invalid("node %q: availability %s is not one of active, pause or drain", req.GetNode(), availabilityName(a))
+		}
+	}
+	if n := len(req.GetLabelsAdd()); n > MaxNodeLabels {
+		return invalid("node %q: %d labels to add, more than the %d a node may have", req.GetNode(), n, MaxNodeLabels)
+	}
+	if n := len(req.GetLabelsRm()); n > MaxNodeLabels {
+		return invalid("node %q: %d labels to remove, more than the %d a node may have", req.GetNode(), n, MaxNodeLabels)
+	}
+	for k, v := range req.GetLabelsAdd() {
+		if err := ValidateNodeLabel(k, v); err != nil {
+			return fmt.Errorf("node %q: %w", req.GetNode(), err)
+		}
+	}
+	for _, k := range req.GetLabelsRm() {
+		if err := validateNodeLabelKey(k); err != nil {
+			return fmt.Errorf("node %q: labels_rm: %w", req.GetNode(), err)
+		}
+	}
+	return nil
+}
+
+// availabilityName is a's enum name, or its number when it has none.
+func availabilityName(a apiv1.NodeAvailability) string {
+	if name, ok := apiv1.NodeAvailability_name[int32(a)]; ok {
+		return name
+	}
+	return fmt.Sprint(int32(a))
 }

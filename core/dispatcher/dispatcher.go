@@ -12,8 +12,16 @@
 //
 // Liveness lives in the leader's memory: heartbeats are not Raft writes.
 // Only transitions are committed: READY when a node registers, DOWN once
-// when its session ends or it misses its heartbeat TTL. Marking a down node's
-// tasks ORPHANED and placing them elsewhere is not done here yet.
+// when its session ends or it misses its heartbeat TTL. The orchestrator
+// reacts to DOWN: it marks the node's unfinished tasks ORPHANED (desired
+// SHUTDOWN) and replaces them on other nodes. Such tasks are no longer
+// Relevant, so when the node registers again the full set it is sent leaves
+// them out, and its worker stops whatever of them it still runs: the
+// cluster never keeps two copies of a slot running for long.
+//
+// Registering keeps what operators decided about a node (its availability
+// and the labels set through the API; see mergeLabels) and what the cluster
+// decided (its role, its creation time).
 //
 // The lifecycle contract is docs/task-lifecycle.md.
 package dispatcher
@@ -22,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -79,6 +88,9 @@ type Deps struct {
 	// StatusBatchWindow is how long status reports are collected before they
 	// are committed in one Raft entry.
 	StatusBatchWindow time.Duration
+	// Managers, if set, returns the managers' cluster addresses, sent to
+	// workers so that they can reach another manager when this one goes.
+	Managers func() []string
 	// AssignmentBatchWindow is how long task changes are collected before
 	// they are pushed to a worker in one Assignments message.
 	AssignmentBatchWindow time.Duration
@@ -370,7 +382,7 @@ func (d *Dispatcher) Disconnect(nodeID string) bool {
 
 // commitReady registers the node as READY with what the worker reported,
 // keeping what belongs to the cluster: role, availability, creation time
-// and labels set by operators (a stored label wins over the worker's).
+// and the labels set by operators (see mergeLabels).
 func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker) error {
 	now := timestamppb.Now()
 	n := &apiv1.Node{
@@ -389,11 +401,8 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}
-	labels := map[string]string{}
-	for k, v := range reg.GetLabels() {
-		labels[k] = v
-	}
-	if old, ok := d.deps.State.Node(reg.GetNodeId()); ok {
+	old, _ := d.deps.State.Node(reg.GetNodeId())
+	if old != nil {
 		if old.GetRole() != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 			n.Role = old.GetRole()
 		}
@@ -406,12 +415,10 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 		if n.Addr == "" {
 			n.Addr = old.GetAddr()
 		}
-		for k, v := range old.GetLabels() {
-			labels[k] = v
-		}
 	}
-	if len(labels) > 0 {
-		n.Labels = labels
+	n.Labels = mergeLabels(old, reg.GetLabels())
+	if len(reg.GetLabels()) > 0 {
+		n.AgentLabels = maps.Clone(reg.GetLabels())
 	}
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
@@ -420,6 +427,33 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 	}
 	d.log.Info("node ready", "node", reg.GetName(), "id", reg.GetNodeId())
 	return nil
+}
+
+// mergeLabels returns the labels of a node that registers with the labels
+// of its agent's configuration, agent, given its stored copy old (nil for
+// a new node): agent, with the labels operators set through the API laid
+// over them. A stored label is operator-set when the agent did not give it
+// at its previous registration (old.agent_labels) or gave it another value.
+// So a label added to, changed in or removed from the agent configuration
+// takes effect when the agent registers again, while labels set through
+// the API survive any number of registrations. The result is nil when
+// there are no labels.
+func mergeLabels(old *apiv1.Node, agent map[string]string) map[string]string {
+	out := maps.Clone(agent)
+	prev := old.GetAgentLabels()
+	for k, v := range old.GetLabels() {
+		if pv, ok := prev[k]; ok && pv == v {
+			continue // the agent's own: replaced by what it says now
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // commitDown commits a node as DOWN unless it is down already.

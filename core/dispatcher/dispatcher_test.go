@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
@@ -261,6 +263,41 @@ func TestRegisterKeepsClusterOwnedFields(t *testing.T) {
 	f, _ := m.State.Node("fresh")
 	if f.GetRole() != apiv1.NodeRole_NODE_ROLE_WORKER || f.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE || f.GetCreatedAt() == nil || f.GetLabels()["zone"] != "b" {
 		t.Fatalf("new worker node: %v", f)
+	}
+}
+
+// TestReregisterKeepsOperatorDecisions: labels and availability set by an
+// operator survive re-registration, while the agent configuration's labels
+// follow the configuration.
+func TestReregisterKeepsOperatorDecisions(t *testing.T) {
+	m := dispatchertest.Start(t, dispatchertest.Options{})
+	reg := func(labels map[string]string) *apiv1.WorkerMessage {
+		msg := register("n1", "node-n1")
+		msg.GetRegister().Labels = labels
+		return msg
+	}
+	c := open(t, m, reg(map[string]string{"zone": "b", "disk": "ssd"}))
+	c.next()
+	n, _ := m.State.Node("n1")
+	if n.GetLabels()["zone"] != "b" || n.GetAgentLabels()["disk"] != "ssd" {
+		t.Fatalf("first registration: labels %v, agent labels %v", n.GetLabels(), n.GetAgentLabels())
+	}
+	// The operator drains the node, labels it and overrides zone.
+	n = proto.CloneOf(n)
+	n.Availability = apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN
+	n.Labels["rack"], n.Labels["zone"] = "r1", "x"
+	m.Apply(&fsmpb.UpsertNode{Node: n})
+
+	// The agent comes back with another configuration.
+	c = open(t, m, reg(map[string]string{"zone": "c", "gpu": "yes"}))
+	c.next()
+	n, _ = m.State.Node("n1")
+	want := map[string]string{"zone": "x", "rack": "r1", "gpu": "yes"}
+	if !maps.Equal(n.GetLabels(), want) || !maps.Equal(n.GetAgentLabels(), map[string]string{"zone": "c", "gpu": "yes"}) {
+		t.Errorf("after re-registering: labels %v (want %v), agent labels %v", n.GetLabels(), want, n.GetAgentLabels())
+	}
+	if n.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN || n.GetStatus() != ready {
+		t.Errorf("after re-registering: availability %v status %v", n.GetAvailability(), n.GetStatus())
 	}
 }
 

@@ -126,6 +126,8 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		NodeId:            s.nodeID,
 		IssuedAt:          timestamppb.Now(),
 		HeartbeatPeriodMs: d.deps.HeartbeatPeriod.Milliseconds(),
+		Managers:          d.managers(),
+		Role:              d.role(s.nodeID),
 	}}}); err != nil {
 		return err
 	}
@@ -271,4 +273,21 @@ func causeStatus(ctx context.Context) error {
 		return status.Error(codes.Unavailable, cause.Error())
 	}
 	return status.FromContextError(ctx.Err()).Err()
+}
+
+// managers returns the managers' cluster addresses for SessionInfo.
+func (d *Dispatcher) managers() []string {
+	if d.deps.Managers == nil {
+		return nil
+	}
+	return d.deps.Managers()
+}
+
+// role returns the node's role in the state for SessionInfo: a worker
+// whose role changed restarts in its new role.
+func (d *Dispatcher) role(nodeID string) apiv1.NodeRole {
+	if n, ok := d.deps.State.Node(nodeID); ok {
+		return n.GetRole()
+	}
+	return apiv1.NodeRole_NODE_ROLE_UNSPECIFIED
 }

@@ -32,6 +32,7 @@ const (
 	UpsertNetworkType  CommandType = 12
 	RemoveNetworkType  CommandType = 13
 	SetClusterInfoType CommandType = 14
+	SetSecurityType    CommandType = 15
 )
 
 // IgnoreUnknownTypeFlag marks a command that an older agent which does not
@@ -74,6 +75,8 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return RemoveNetworkType, nil
 	case *fsmpb.SetClusterInfo:
 		return SetClusterInfoType, nil
+	case *fsmpb.SetSecurity:
+		return SetSecurityType, nil
 	}
 	return 0, fmt.Errorf("fsm: %T is not a command", cmd)
 }
@@ -122,6 +125,8 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.RemoveNetwork{}, true
 	case SetClusterInfoType:
 		return &fsmpb.SetClusterInfo{}, true
+	case SetSecurityType:
+		return &fsmpb.SetSecurity{}, true
 	}
 	return nil, false
 }

@@ -186,6 +186,8 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applyRemoveNetwork(tx, c)
 	case *fsmpb.SetClusterInfo:
 		return f.applySetClusterInfo(tx, c)
+	case *fsmpb.SetSecurity:
+		return f.applySetSecurity(tx, c)
 	}
 	return fmt.Errorf("fsm: no apply function for command type %d", t)
 }
@@ -428,6 +430,23 @@ func (f *FSM) applySetClusterInfo(tx *txn, c *fsmpb.SetClusterInfo) any {
 	f.state.SetClusterID(c.GetClusterId())
 	tx.ops = append(tx.ops, store.Op{Type: store.OpPut, Bucket: state.BucketCluster, Key: state.ClusterIDKey, Value: []byte(c.GetClusterId())})
 	return c.GetClusterId()
+}
+
+func (f *FSM) applySetSecurity(tx *txn, c *fsmpb.SetSecurity) any {
+	sec := c.GetSecurity()
+	if len(sec.GetCaCertPem()) == 0 || len(sec.GetSealedCaKey()) == 0 || sec.GetWorkerSecret() == "" || sec.GetManagerSecret() == "" {
+		return invalid("set security: CA certificate, sealed CA key and both join secrets are required")
+	}
+	if c.GetOnlyIfUnset() && f.state.Security() != nil {
+		return f.state.Security()
+	}
+	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(sec)
+	if err != nil {
+		return fmt.Errorf("set security: %w", err)
+	}
+	f.state.SetSecurity(sec)
+	tx.ops = append(tx.ops, store.Op{Type: store.OpPut, Bucket: state.BucketCluster, Key: state.SecurityKey, Value: value})
+	return sec
 }
 
 var errSnapshotFormat = errors.New("not a warren snapshot")

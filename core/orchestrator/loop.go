@@ -67,12 +67,14 @@ type Deps struct {
 // raftnode.ErrNotLeader and are retried with backoff until ctx ends).
 //
 // Run reconciles every service at start, then the services named by
-// service and task events (collected for BatchWindow after the first), and
-// every service again each Resync and after a snapshot restore or a lagged
-// event subscription. Each round's actions are committed in one UpsertTasks
-// entry (creates and shutdowns) and one RemoveTasks entry, split only past
-// 4 MiB. Rounds run one at a time, and Apply returns once the entry is in
-// the state, so a round always sees the previous round's writes.
+// service and task events and those with tasks on the nodes named by node
+// events (collected for BatchWindow after the first), and every service
+// again each Resync and after a snapshot restore or a lagged event
+// subscription. Each round's actions are committed in one UpsertTasks
+// entry (creates, shutdowns, orphans and notes) and one RemoveTasks entry,
+// split only past 4 MiB. Rounds run one at a time, and Apply returns once
+// the entry is in the state, so a round always sees the previous round's
+// writes.
 func Run(ctx context.Context, d Deps) error {
 	if d.State == nil || d.Events == nil || d.Raft == nil {
 		return errors.New("orchestrator: State, Events and Raft are required")
@@ -124,17 +126,17 @@ func Run(ctx context.Context, d Deps) error {
 		if retry != nil {
 			continue // a failed round is retried when its backoff ends
 		}
-		ids, full := w.take()
-		if len(ids) == 0 && !full {
+		ids, nodes, full := w.take()
+		if len(ids) == 0 && len(nodes) == 0 && !full {
 			continue
 		}
-		if err := l.round(ctx, ids, full); err != nil {
+		if err := l.round(ctx, ids, nodes, full); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
 			l.Logger.Error("reconcile round failed; retrying", "error", err, "retry_in", retryDelay)
-			w.requeue(ids, full)
+			w.requeue(ids, nodes, full)
 			retry = time.After(retryDelay)
 			continue
 		}
@@ -158,9 +160,9 @@ type loop struct {
 	Deps
 }
 
-// round reconciles the services in ids (every service when full) and
-// commits the actions.
-func (l *loop) round(ctx context.Context, ids map[string]struct{}, full bool) error {
+// round reconciles the services in ids and those with tasks on the nodes
+// in nodes (every service when full) and commits the actions.
+func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full bool) error {
 	now := l.Clock()
 	if full {
 		ids = map[string]struct{}{}
@@ -171,6 +173,17 @@ func (l *loop) round(ctx context.Context, ids map[string]struct{}, full bool) er
 		for _, t := range l.State.Tasks(state.TaskFilter{}) {
 			ids[t.GetServiceId()] = struct{}{}
 		}
+	} else if len(nodes) > 0 {
+		all := make(map[string]struct{}, len(ids))
+		for id := range ids {
+			all[id] = struct{}{}
+		}
+		for n := range nodes {
+			for _, t := range l.State.Tasks(state.TaskFilter{NodeID: n}) {
+				all[t.GetServiceId()] = struct{}{}
+			}
+		}
+		ids = all
 	}
 	var actions []Action
 	for id := range ids {
@@ -179,7 +192,7 @@ func (l *loop) round(ctx context.Context, ids map[string]struct{}, full bool) er
 		if svc == nil && len(tasks) == 0 {
 			continue
 		}
-		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID})...)
+		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node})...)
 	}
 	if len(actions) == 0 {
 		return nil
@@ -187,9 +200,10 @@ func (l *loop) round(ctx context.Context, ids map[string]struct{}, full bool) er
 	return l.commit(ctx, actions, now)
 }
 
-// commit writes actions: one UpsertTasks for creates and shutdowns, then
-// one RemoveTasks. Shutdowns are applied to the task as it is now, not as
-// Reconcile saw it, so that a status written meanwhile is kept.
+// commit writes actions: one UpsertTasks for creates, shutdowns, orphans
+// and notes, then one RemoveTasks. Changes are applied to the task as it is
+// now, not as Reconcile saw it, so that a status written meanwhile is kept;
+// several actions on one task make one write.
 func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) error {
 	if l.Lock != nil {
 		l.Lock.Lock()
@@ -203,20 +217,52 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			removed[a.TaskID] = true
 		}
 	}
-	created, stopped := 0, 0
+	// changed holds this round's copy of each task it changes, by ID, and
+	// its place in upserts.
+	changed := map[string]int{}
+	edit := func(id string, change func(*apiv1.Task) (*apiv1.Task, bool)) bool {
+		if removed[id] {
+			return false
+		}
+		i, seen := changed[id]
+		var t *apiv1.Task
+		if seen {
+			t = upserts[i]
+		} else {
+			var ok bool
+			if t, ok = l.State.Task(id); !ok {
+				return false
+			}
+		}
+		t, ok := change(t)
+		if !ok {
+			return false
+		}
+		if seen {
+			upserts[i] = t
+		} else {
+			changed[id] = len(upserts)
+			upserts = append(upserts, t)
+		}
+		return true
+	}
+	created, stopped, orphaned, noted := 0, 0, 0, 0
 	for _, a := range actions {
 		switch a := a.(type) {
 		case Create:
 			upserts = append(upserts, a.Task)
 			created++
 		case Shutdown:
-			t, ok := l.State.Task(a.TaskID)
-			if !ok || removed[a.TaskID] {
-				continue
-			}
-			if t, changed := ShutdownTask(t, a.Reason, now); changed {
-				upserts = append(upserts, t)
+			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return ShutdownTask(t, a.Reason, now) }) {
 				stopped++
+			}
+		case Orphan:
+			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return OrphanTask(t, a.Reason, now) }) {
+				orphaned++
+			}
+		case Note:
+			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return NoteTask(t, a.Message) }) {
+				noted++
 			}
 		case Remove:
 			if _, ok := l.State.Task(a.TaskID); ok {
@@ -237,8 +283,10 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			return fmt.Errorf("remove %d tasks: %w", len(removes), err)
 		}
 	}
-	if created+stopped+len(removes) > 0 {
-		l.Logger.Info("reconciled", "created", created, "shut_down", stopped, "removed", len(removes))
+	if created+stopped+orphaned+len(removes) > 0 {
+		l.Logger.Info("reconciled", "created", created, "shut_down", stopped, "orphaned", orphaned, "noted", noted, "removed", len(removes))
+	} else if noted > 0 {
+		l.Logger.Debug("reconciled", "noted", noted)
 	}
 	return nil
 }
@@ -262,15 +310,17 @@ func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
 }
 
 // watcher drains the event subscription in its own goroutine and collects
-// the IDs of the services to reconcile.
+// the IDs of the services to reconcile, and of the nodes whose tasks'
+// services are to be reconciled.
 type watcher struct {
 	bus    *events.Broker
 	logger hclog.Logger
 	watch  *events.Watcher
 
-	mu   sync.Mutex
-	ids  map[string]struct{}
-	full bool
+	mu    sync.Mutex
+	ids   map[string]struct{}
+	nodes map[string]struct{}
+	full  bool
 
 	wake  chan struct{} // one pending signal: there is work
 	ended chan struct{} // closed when the bus closed
@@ -279,7 +329,7 @@ type watcher struct {
 
 func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
 	w := &watcher{
-		bus: bus, logger: logger, ids: map[string]struct{}{},
+		bus: bus, logger: logger, ids: map[string]struct{}{}, nodes: map[string]struct{}{},
 		wake: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
 	}
 	// Subscribe before the first round reads the state: nothing is missed.
@@ -289,7 +339,7 @@ func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
 
 func wanted(ev *apiv1.Event) bool {
 	switch ev.GetKind() {
-	case "service", "task", "cluster":
+	case "service", "task", "node", "cluster":
 		return true
 	}
 	return false
@@ -313,6 +363,16 @@ func (w *watcher) add(ev *apiv1.Event) {
 		id = ev.GetId()
 	case "task":
 		id = ev.GetTask().GetServiceId()
+	case "node":
+		// A node's status or availability changed, or it was removed: its
+		// tasks' services are found when the round runs.
+		if ev.GetId() != "" {
+			w.mu.Lock()
+			w.nodes[ev.GetId()] = struct{}{}
+			w.mu.Unlock()
+			w.signal()
+		}
+		return
 	case "cluster":
 		w.markFull()
 		return
@@ -340,21 +400,25 @@ func (w *watcher) signal() {
 	}
 }
 
-// take returns and clears what was collected.
-func (w *watcher) take() (map[string]struct{}, bool) {
+// take returns and clears what was collected: service IDs, node IDs and
+// whether everything is to be reconciled.
+func (w *watcher) take() (ids, nodes map[string]struct{}, full bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ids, full := w.ids, w.full
-	w.ids, w.full = map[string]struct{}{}, false
-	return ids, full
+	ids, nodes, full = w.ids, w.nodes, w.full
+	w.ids, w.nodes, w.full = map[string]struct{}{}, map[string]struct{}{}, false
+	return ids, nodes, full
 }
 
 // requeue puts back the work of a failed round, without waking the loop.
-func (w *watcher) requeue(ids map[string]struct{}, full bool) {
+func (w *watcher) requeue(ids, nodes map[string]struct{}, full bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id := range ids {
 		w.ids[id] = struct{}{}
+	}
+	for id := range nodes {
+		w.nodes[id] = struct{}{}
 	}
 	w.full = w.full || full
 }

@@ -1,12 +1,14 @@
 // Package orchestrator keeps every service's tasks in line with its spec.
 //
 // The decision is the pure Reconcile: one service (or nil once removed),
-// its tasks and the time go in; Create / Shutdown / Remove actions come
-// out. It implements the Orchestrator part of docs/task-lifecycle.md:
-// slots, scaling, rolling updates, restart policy with backoff, history
-// cleanup and removed services. Run is the thin loop around it: it wakes
-// on service and task events, reconciles the services they name and
-// commits each round's actions through Raft in as few entries as possible.
+// its tasks, the nodes they are on and the time go in; Create / Shutdown /
+// Remove / Orphan / Note actions come out. It implements the Orchestrator
+// part of docs/task-lifecycle.md: slots, scaling, rolling updates, restart
+// policy with backoff, history cleanup, removed services, and the tasks of
+// nodes that are down, removed or draining. Run is the thin loop around
+// it: it wakes on service, task and node events, reconciles the services
+// they concern and commits each round's actions through Raft in as few
+// entries as possible.
 //
 // Not implemented yet: update_policy.delay (the pause between update
 // batches) and update_policy.failure_action. A rolling update always
@@ -69,10 +71,16 @@ type Input struct {
 	Config Config
 	// NewID returns the ID of each new task; nil means api.NewID.
 	NewID func() string
+	// Node returns the node with that ID, and false when there is none (it
+	// was removed). The unfinished tasks of a node that is DOWN or removed
+	// are orphaned and replaced; the current tasks of a DRAIN node are
+	// replaced, and stopped once their replacement runs. nil means every
+	// node is ready and active.
+	Node func(id string) (*apiv1.Node, bool)
 }
 
-// Action is one change Reconcile asks for: a Create, a Shutdown or a
-// Remove.
+// Action is one change Reconcile asks for: a Create, a Shutdown, a Remove,
+// an Orphan or a Note.
 type Action interface {
 	isAction()
 	String() string
@@ -96,9 +104,26 @@ type Remove struct {
 	TaskID string
 }
 
+// Orphan asks for a task lost with its node to be marked ORPHANED (see
+// OrphanTask); Reason, such as "node edge-1 down", becomes its message.
+type Orphan struct {
+	TaskID string
+	Reason string
+}
+
+// Note asks for a task the manager keeps running to carry Message, which
+// says why (a draining node's task waiting for its replacement). It
+// changes nothing else (see NoteTask).
+type Note struct {
+	TaskID  string
+	Message string
+}
+
 func (Create) isAction()   {}
 func (Shutdown) isAction() {}
 func (Remove) isAction()   {}
+func (Orphan) isAction()   {}
+func (Note) isAction()     {}
 
 func (a Create) String() string {
 	t := a.Task
@@ -111,6 +136,8 @@ func (a Create) String() string {
 
 func (a Shutdown) String() string { return fmt.Sprintf("shutdown %s (%s)", a.TaskID, a.Reason) }
 func (a Remove) String() string   { return "remove " + a.TaskID }
+func (a Orphan) String() string   { return fmt.Sprintf("orphan %s (%s)", a.TaskID, a.Reason) }
+func (a Note) String() string     { return fmt.Sprintf("note %s (%s)", a.TaskID, a.Message) }
 
 // Terminal reports whether a task state is final: COMPLETE, FAILED,
 // SHUTDOWN, REJECTED or ORPHANED.
@@ -149,9 +176,53 @@ func ShutdownTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task,
 	return out, true
 }
 
+// OrphanTask returns a copy of t changed as an Orphan action asks: desired
+// state SHUTDOWN and, unless t has finished already (its own end is kept),
+// state ORPHANED with reason as its message. ORPHANED is final and belongs
+// to the manager: no worker report changes it, and the dispatcher no longer
+// sends the task to its node, whose worker then stops it if it still runs
+// it. changed is false, and t is returned as it is, when t needs no change.
+func OrphanTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task, changed bool) {
+	wantDesired := t.GetDesiredState() != apiv1.TaskState_TASK_STATE_SHUTDOWN
+	orphan := !Terminal(t.GetState())
+	if !wantDesired && !orphan {
+		return t, false
+	}
+	out = proto.CloneOf(t)
+	out.DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	if orphan {
+		out.State = apiv1.TaskState_TASK_STATE_ORPHANED
+		out.Message = reason
+	}
+	out.UpdatedAt = timestamppb.New(now)
+	return out, true
+}
+
+// NoteTask returns a copy of t with message as its message, as a Note
+// action asks. Only a task the manager still wants running and that has
+// not finished is noted; its state and update time stay as they are (the
+// time says when its state last changed). changed is false, and t is
+// returned as it is, when there is nothing to change.
+func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
+	if !current(t) || Terminal(t.GetState()) || t.GetMessage() == message {
+		return t, false
+	}
+	out = proto.CloneOf(t)
+	out.Message = message
+	return out, true
+}
+
 // Reconcile returns the actions that bring a service's tasks in line with
 // its spec, following docs/task-lifecycle.md:
 //
+//   - an unfinished task on a node that is DOWN, or that was removed, is
+//     orphaned (state ORPHANED, desired SHUTDOWN) and, when it held its
+//     slot, replaced at once (attempt 1, no backoff: losing a node is not
+//     the task's failure, so the restart policy does not apply);
+//   - a current task on a DRAIN node is replaced first: it keeps running
+//     until its replacement (placed on another node) is RUNNING, and only
+//     then is shut down. While it waits it carries a note saying so, and
+//     why when no node can take the replacement;
 //   - each slot 1..replicas has one current task (desired RUNNING); a
 //     missing one is created (state NEW, attempt 1); extra current tasks in
 //     a slot are shut down, keeping the most advanced;
@@ -180,8 +251,9 @@ func Reconcile(in Input) []Action {
 	if r.newID == nil {
 		r.newID = api.NewID
 	}
+	tasks := r.checkNodes(in.Tasks)
 	if in.Service == nil {
-		for _, t := range in.Tasks {
+		for _, t := range tasks {
 			r.retire(t, "service removed")
 		}
 		return r.out
@@ -190,7 +262,7 @@ func Reconcile(in Input) []Action {
 
 	replicas := in.Service.GetSpec().GetReplicas()
 	slots := map[uint64][]*apiv1.Task{}
-	for _, t := range in.Tasks {
+	for _, t := range tasks {
 		if s := t.GetSlot(); s >= 1 && s <= replicas {
 			slots[s] = append(slots[s], t)
 		} else {
@@ -228,6 +300,56 @@ type reconciler struct {
 	upToDateByVersion map[uint64]bool
 	// history holds the tasks this round's shutdowns make history.
 	history map[string]bool
+	// draining holds the current tasks on a DRAIN node, with the node's
+	// name.
+	draining map[string]string
+}
+
+// checkNodes orphans the unfinished tasks of nodes that are down or gone
+// and finds the current tasks of draining nodes. It returns tasks as the
+// rest of the round is to see them: orphaned ones as the Orphan action
+// leaves them.
+func (r *reconciler) checkNodes(tasks []*apiv1.Task) []*apiv1.Task {
+	if r.in.Node == nil {
+		return tasks
+	}
+	var out []*apiv1.Task
+	for i, t := range tasks {
+		reason := ""
+		if id := t.GetNodeId(); id != "" && !Terminal(t.GetState()) {
+			n, ok := r.in.Node(id)
+			switch {
+			case !ok:
+				reason = fmt.Sprintf("node %s removed", id)
+			case n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN:
+				reason = fmt.Sprintf("node %s down", n.GetName())
+				if m := n.GetMessage(); m != "" {
+					reason += ": " + m
+				}
+			case n.GetAvailability() == apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN && current(t):
+				if r.draining == nil {
+					r.draining = map[string]string{}
+				}
+				r.draining[t.GetId()] = n.GetName()
+			}
+		}
+		if reason == "" {
+			if out != nil {
+				out = append(out, t)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]*apiv1.Task, 0, len(tasks)), tasks[:i]...)
+		}
+		r.out = append(r.out, Orphan{TaskID: t.GetId(), Reason: reason})
+		o, _ := OrphanTask(t, reason, r.in.Now)
+		out = append(out, o)
+	}
+	if out == nil {
+		return tasks
+	}
+	return out
 }
 
 // shutdown asks for t to stop. A task that has finished, or is on no node
@@ -303,7 +425,32 @@ func (r *reconciler) startFirst() bool {
 // slot reconciles slot s. It returns the slot's outdated task when it waits
 // for a rolling update (nil otherwise), and whether the slot is busy: its
 // up-to-date task is not RUNNING yet, or it waits for an old task to stop.
+// The tasks of draining nodes stand aside: the slot is reconciled without
+// them, then they are stopped once the slot's task runs (see drain).
 func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task, busy bool) {
+	var draining []*apiv1.Task
+	if len(r.draining) > 0 {
+		rest := make([]*apiv1.Task, 0, len(tasks))
+		for _, t := range tasks {
+			if _, ok := r.draining[t.GetId()]; ok {
+				draining = append(draining, t)
+			} else {
+				rest = append(rest, t)
+			}
+		}
+		tasks = rest
+	}
+	keeper, candidate, busy := r.slotTasks(s, tasks)
+	for _, d := range draining {
+		r.drain(d, keeper)
+	}
+	return candidate, busy
+}
+
+// slotTasks reconciles slot s as slot does, with the tasks of draining
+// nodes left out, and also returns the slot's current task after this
+// round: nil while none is to run yet (stop-first waiting for an old task).
+func (r *reconciler) slotTasks(s uint64, tasks []*apiv1.Task) (keeper, candidate *apiv1.Task, busy bool) {
 	var fresh, outdated []*apiv1.Task
 	oldStopping := false
 	for _, t := range tasks {
@@ -321,7 +468,6 @@ func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task,
 		}
 	}
 
-	var keeper *apiv1.Task
 	if len(fresh) > 0 {
 		keeper = r.keepOne(s, fresh)
 		if Terminal(keeper.GetState()) {
@@ -337,23 +483,46 @@ func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task,
 				r.shutdown(o, "replaced by a task of the updated spec")
 			}
 		}
-		return nil, !running
+		return keeper, nil, !running
 	}
 	if len(outdated) > 0 {
 		o := r.keepOne(s, outdated)
 		if Terminal(o.GetState()) {
 			// Nothing runs in this slot: no reason to wait for a turn.
 			r.shutdown(o, "replaced by a task of the updated spec")
-			r.create(s, 1, time.Time{})
-			return nil, true
+			return r.create(s, 1, time.Time{}), nil, true
 		}
-		return o, false
+		return o, o, false
 	}
 	if oldStopping && !r.startFirst() {
-		return nil, true // stop-first: the new task waits for the old one to stop
+		return nil, nil, true // stop-first: the new task waits for the old one to stop
 	}
-	r.create(s, 1, time.Time{})
-	return nil, true
+	return r.create(s, 1, time.Time{}), nil, true
+}
+
+// drain handles d, a current task on a draining node, given its slot's
+// current task: d is shut down once that task is RUNNING; until then it
+// keeps running, with a note saying what it waits for.
+func (r *reconciler) drain(d, keeper *apiv1.Task) {
+	node := r.draining[d.GetId()]
+	var note string
+	switch {
+	case keeper == nil:
+		note = fmt.Sprintf("node %s is draining; kept running until its replacement can start", node)
+	case keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING:
+		r.shutdown(d, fmt.Sprintf("node %s drained; replaced by task %s", node, keeper.GetId()))
+		return
+	case keeper.GetState() == apiv1.TaskState_TASK_STATE_PENDING:
+		note = fmt.Sprintf("node %s is draining, but no node can take its replacement (%s); kept running", node, keeper.GetMessage())
+	case Terminal(keeper.GetState()):
+		state := strings.ToLower(strings.TrimPrefix(keeper.GetState().String(), "TASK_STATE_"))
+		note = fmt.Sprintf("node %s is draining, but its replacement %s ended (%s); kept running", node, keeper.GetId(), state)
+	default:
+		note = fmt.Sprintf("node %s is draining; kept running until its replacement %s runs", node, keeper.GetId())
+	}
+	if d.GetMessage() != note {
+		r.out = append(r.out, Note{TaskID: d.GetId(), Message: note})
+	}
 }
 
 // keepOne returns the task of ts to keep in slot s, shutting down the rest:

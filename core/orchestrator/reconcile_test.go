@@ -99,7 +99,8 @@ func createdAgo(d time.Duration) taskOpt {
 func noNode(t *apiv1.Task) { t.NodeId = "" }
 
 // describe renders actions for comparison: "create slot 2 attempt 1 v1",
-// with "+<delay>" for a not_before; "shutdown <id>"; "remove <id>".
+// with "+<delay>" for a not_before; "shutdown <id>"; "remove <id>";
+// "orphan <id>"; "note <id>".
 func describe(actions []Action) []string {
 	var out []string
 	for _, a := range actions {
@@ -114,6 +115,10 @@ func describe(actions []Action) []string {
 			out = append(out, "shutdown "+a.TaskID)
 		case Remove:
 			out = append(out, "remove "+a.TaskID)
+		case Orphan:
+			out = append(out, "orphan "+a.TaskID)
+		case Note:
+			out = append(out, "note "+a.TaskID)
 		}
 	}
 	slices.Sort(out)
@@ -141,6 +146,14 @@ func apply(tasks []*apiv1.Task, actions []Action) []*apiv1.Task {
 		case Shutdown:
 			if t, ok := byID[a.TaskID]; ok {
 				byID[a.TaskID], _ = ShutdownTask(t, a.Reason, t0)
+			}
+		case Orphan:
+			if t, ok := byID[a.TaskID]; ok {
+				byID[a.TaskID], _ = OrphanTask(t, a.Reason, t0)
+			}
+		case Note:
+			if t, ok := byID[a.TaskID]; ok {
+				byID[a.TaskID], _ = NoteTask(t, a.Message)
 			}
 		case Remove:
 			delete(byID, a.TaskID)

@@ -38,18 +38,21 @@ func TestWatcherCollectsServices(t *testing.T) {
 		{Kind: "node", Id: "n1"},
 	})
 	waitWake(t, w)
-	// Both events were published in one batch; they may arrive one by one.
+	// The events were published in one batch; they may arrive one by one.
 	deadline := time.Now().Add(10 * time.Second)
-	got := map[string]struct{}{}
-	for len(got) < 2 && time.Now().Before(deadline) {
-		ids, full := w.take()
+	got, gotNodes := map[string]struct{}{}, map[string]struct{}{}
+	for (len(got) < 2 || len(gotNodes) < 1) && time.Now().Before(deadline) {
+		ids, nodes, full := w.take()
 		if full {
 			t.Fatal("full resync without a reason")
 		}
 		for id := range ids {
 			got[id] = struct{}{}
 		}
-		if len(got) < 2 {
+		for id := range nodes {
+			gotNodes[id] = struct{}{}
+		}
+		if len(got) < 2 || len(gotNodes) < 1 {
 			waitWake(t, w)
 		}
 	}
@@ -59,6 +62,9 @@ func TestWatcherCollectsServices(t *testing.T) {
 	if _, ok := got["s2"]; !ok {
 		t.Errorf("collected %v, want s1 and s2", got)
 	}
+	if _, ok := gotNodes["n1"]; !ok || len(gotNodes) != 1 {
+		t.Errorf("collected nodes %v, want n1", gotNodes)
+	}
 }
 
 func TestWatcherResyncsAfterRestore(t *testing.T) {
@@ -66,7 +72,7 @@ func TestWatcherResyncsAfterRestore(t *testing.T) {
 	w := startWatcher(t, bus)
 	bus.Publish([]*apiv1.Event{{Kind: "cluster", Name: "restored-from-snapshot"}})
 	waitWake(t, w)
-	if _, full := w.take(); !full {
+	if _, _, full := w.take(); !full {
 		t.Error("a snapshot restore did not ask for a full resync")
 	}
 }
@@ -88,7 +94,7 @@ func TestWatcherResubscribesWhenLagged(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 	for {
 		waitWake(t, w)
-		if _, full := w.take(); full {
+		if _, _, full := w.take(); full {
 			break
 		}
 		select {
@@ -101,7 +107,7 @@ func TestWatcherResubscribesWhenLagged(t *testing.T) {
 	bus.Publish([]*apiv1.Event{{Kind: "service", Id: "s9"}})
 	for {
 		waitWake(t, w)
-		if ids, _ := w.take(); len(ids) > 0 {
+		if ids, _, _ := w.take(); len(ids) > 0 {
 			if _, ok := ids["s9"]; ok {
 				return
 			}

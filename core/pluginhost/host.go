@@ -248,6 +248,20 @@ func (h *Host) List() []Status {
 	return out
 }
 
+// StopPlugin stops the plugin called name (as Stop does) and forgets it,
+// so that the same name can be started again; other plugins keep running.
+// Stopping a name that is not running is not an error.
+func (h *Host) StopPlugin(ctx context.Context, name string) error {
+	h.mu.Lock()
+	p := h.plugins[name]
+	delete(h.plugins, name)
+	h.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.stop(ctx)
+}
+
 // Stop stops every plugin: each is asked to exit and killed if it has not
 // within Options.KillTimeout or before ctx ends. Stop returns once every
 // process is gone; calls through plugins' clients fail from then on. Start

@@ -1,6 +1,9 @@
 // Package raftnode runs hashicorp/raft for a manager: raft-boltdb for the log
-// and stable store, file snapshots, a TCP transport, single-node bootstrap on
-// first start and a clean restart on an existing data dir.
+// and stable store, file snapshots, a transport over the cluster port's
+// stream layer (mutual TLS) or plain TCP in tests, single-node bootstrap on
+// first start (unless the manager joins an existing cluster), a clean restart
+// on an existing data dir, membership changes, and the force-new-cluster
+// recovery after a lost quorum.
 package raftnode
 
 import (
@@ -32,9 +35,20 @@ type Config struct {
 	ID string
 	// Dir holds raft.db and the snapshots.
 	Dir string
-	// BindAddr is the TCP address Raft listens on; Advertise is what peers dial.
+	// BindAddr is the TCP address Raft listens on when Layer is nil;
+	// Advertise is what peers dial.
 	BindAddr  string
 	Advertise string
+	// Layer, when set, carries Raft's connections (the cluster port's mTLS
+	// stream layer); BindAddr is then not used.
+	Layer raft.StreamLayer
+	// Join: this manager enters an existing cluster (the leader adds it
+	// as a voter), so it never bootstraps one.
+	Join bool
+	// ForceNewCluster rewrites the Raft configuration to this node alone
+	// before starting: the recovery when a quorum of managers is lost for
+	// good. The state is kept; the other managers must join again.
+	ForceNewCluster bool
 	// FSM is the state machine.
 	FSM *fsm.FSM
 
@@ -94,10 +108,15 @@ func Open(cfg Config) (*Node, error) {
 		logs.Close()
 		return nil, fmt.Errorf("raft: advertise address %q: %w", cfg.Advertise, err)
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, logger)
-	if err != nil {
-		logs.Close()
-		return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+	var transport *raft.NetworkTransport
+	if cfg.Layer != nil {
+		transport = raft.NewNetworkTransportWithLogger(cfg.Layer, 5, 10*time.Second, logger)
+	} else {
+		transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, logger)
+		if err != nil {
+			logs.Close()
+			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+		}
 	}
 	n := &Node{logs: logs, transport: transport, id: rc.LocalID, logger: logger}
 
@@ -106,13 +125,25 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("raft: inspect state: %w", err)
 	}
+	if cfg.ForceNewCluster {
+		if !existing {
+			n.closeStores()
+			return nil, errors.New("raft: force-new-cluster needs this manager's existing Raft state, and there is none in " + cfg.Dir)
+		}
+		logger.Warn("force-new-cluster: rewriting the Raft configuration to this manager alone", "id", cfg.ID, "addr", transport.LocalAddr())
+		only := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise)}}}
+		if err := raft.RecoverCluster(rc, cfg.FSM, logs, logs, snaps, transport, only); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("raft: force-new-cluster: %w", err)
+		}
+	}
 	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, transport)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
 	n.Raft = r
-	if !existing {
+	if !existing && !cfg.Join {
 		logger.Info("no Raft state: bootstrapping a new single-node cluster", "id", cfg.ID, "addr", transport.LocalAddr())
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: transport.LocalAddr()}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
@@ -192,6 +223,61 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// LeaderWithID returns the leader's address and ID, empty when none is known.
+func (n *Node) LeaderWithID() (raft.ServerAddress, raft.ServerID) { return n.Raft.LeaderWithID() }
+
+// VerifyLeader confirms with a quorum that this node is still the leader.
+func (n *Node) VerifyLeader() error { return n.Raft.VerifyLeader().Error() }
+
+// State returns the node's Raft state.
+func (n *Node) State() raft.RaftState { return n.Raft.State() }
+
+// LastIndex returns the last index in the log.
+func (n *Node) LastIndex() uint64 { return n.Raft.LastIndex() }
+
+// CommitIndex returns the latest committed index.
+func (n *Node) CommitIndex() uint64 { return n.Raft.CommitIndex() }
+
+// Configuration returns the latest Raft configuration.
+func (n *Node) Configuration() (raft.Configuration, error) {
+	f := n.Raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, fmt.Errorf("raft configuration: %w", err)
+	}
+	return f.Configuration(), nil
+}
+
+// AddVoter adds (or updates the address of) a voter; leader only.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.membership(ctx, func(timeout time.Duration) raft.IndexFuture {
+		return n.Raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	})
+}
+
+// RemoveServer removes a server from the configuration; leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	return n.membership(ctx, func(timeout time.Duration) raft.IndexFuture {
+		return n.Raft.RemoveServer(raft.ServerID(id), 0, timeout)
+	})
+}
+
+func (n *Node) membership(ctx context.Context, change func(time.Duration) raft.IndexFuture) error {
+	if n.Raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	timeout := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := change(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w (%v)", ErrNotLeader, err)
+		}
+		return fmt.Errorf("raft membership change: %w", err)
+	}
+	return nil
 }
 
 // Snapshot asks Raft for a snapshot now.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
 )
 
 // Buckets in the store, one per kind of object.
@@ -35,6 +36,10 @@ var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, 
 
 // ClusterIDKey is the key of the cluster ID in BucketCluster.
 const ClusterIDKey = "id"
+
+// SecurityKey is the key of the cluster's security record (CA and join
+// secrets) in BucketCluster.
+const SecurityKey = "security"
 
 type object interface {
 	proto.Message
@@ -132,6 +137,7 @@ func (t *table[T]) list() []T {
 type State struct {
 	mu        sync.RWMutex
 	clusterID string
+	security  *fsmpb.ClusterSecurity
 	services  *table[*apiv1.Service]
 	tasks     *table[*apiv1.Task]
 	nodes     *table[*apiv1.Node]
@@ -182,6 +188,14 @@ func (s *State) ClusterID() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.clusterID
+}
+
+// Security returns the cluster's security record, nil before bootstrap. The
+// record is shared: callers must not modify it.
+func (s *State) Security() *fsmpb.ClusterSecurity {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.security
 }
 
 // Service returns the service with that ID.

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
 )
 
 // The write side is used by the FSM only, from one goroutine at a time.
@@ -15,6 +16,14 @@ func (s *State) SetClusterID(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clusterID = id
+}
+
+// SetSecurity records the cluster's security record. The state keeps sec:
+// callers must not modify it afterwards.
+func (s *State) SetSecurity(sec *fsmpb.ClusterSecurity) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.security = sec
 }
 
 // PutService inserts or replaces a service.
@@ -157,8 +166,15 @@ func (s *State) Load(bucket, key string, value []byte) error {
 	case BucketNetworks:
 		msg = &apiv1.Network{}
 	case BucketCluster:
-		if key == ClusterIDKey {
+		switch key {
+		case ClusterIDKey:
 			s.SetClusterID(string(value))
+		case SecurityKey:
+			sec := &fsmpb.ClusterSecurity{}
+			if err := proto.Unmarshal(value, sec); err != nil {
+				return fmt.Errorf("state: decode %s/%s: %w", bucket, key, err)
+			}
+			s.SetSecurity(sec)
 		}
 		return nil
 	default:
@@ -191,6 +207,7 @@ func (s *State) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clusterID = ""
+	s.security = nil
 	s.services, s.tasks, s.nodes = fresh.services, fresh.tasks, fresh.nodes
 	s.secrets, s.volumes, s.networks = fresh.secrets, fresh.volumes, fresh.networks
 	s.tasksByService, s.tasksByNode = fresh.tasksByService, fresh.tasksByNode

@@ -63,6 +63,15 @@ type Options struct {
 	Logger       hclog.Logger
 	AgentVersion string
 
+	// OnSession, if set, is called with the dispatcher's SessionInfo each
+	// time a session is established (the agent learns the managers and
+	// its role from it).
+	OnSession func(*apiv1.SessionInfo)
+	// OnSessionEnd, if set, is called with the error that ended each
+	// session attempt (the agent learns the leader from a follower's
+	// refusal).
+	OnSessionEnd func(error)
+
 	// HeartbeatPeriod, when set and shorter than the period the dispatcher
 	// asks for, is how often heartbeats are sent (the agent's
 	// worker.heartbeat_interval). A worker never beats less often than the
@@ -227,6 +236,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if w.opts.OnSessionEnd != nil {
+			w.opts.OnSessionEnd(err)
+		}
 		if established {
 			backoff, attempt = w.opts.MinBackoff, 1
 		}
@@ -261,6 +273,9 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 	info := m.GetSession()
 	if info == nil {
 		return false, errors.New("register: the dispatcher did not answer with SessionInfo")
+	}
+	if w.opts.OnSession != nil {
+		w.opts.OnSession(info)
 	}
 	gen := w.gen.Add(1)
 	w.connected.Store(true)

@@ -14,6 +14,7 @@ manager {
   snapshot_threshold = 100
   snapshot_interval  = "1m30s"
   trailing_logs      = 0
+  node_cert_ttl      = "720h"
 }
 
 worker {
@@ -39,3 +40,8 @@ plugin "store-etcd" {
 }
 
 plugin "scheduler-binpack" {}
+
+join {
+  addresses = ["10.0.0.1:7420", "manager-2.example.com:7420"]
+  token     = "WRN-1-0bfw1op2mu3318pksl6p3xjaut1yi776wgewzcqqpsqcnjir3d-d2f0shafj2wq57sutyjtm12i7"
+}

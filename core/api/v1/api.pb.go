@@ -1190,8 +1190,14 @@ type Node struct {
 	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	Version        uint64                 `protobuf:"varint,16,opt,name=version,proto3" json:"version,omitempty"`
 	Message        string                 `protobuf:"bytes,17,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// agent_labels are the labels the node's agent configuration gave it
+	// (worker { labels }) when it last registered. labels holds them merged
+	// with the labels set through UpdateNode, which win over them: a label is
+	// operator-set when it is absent from agent_labels or has another value
+	// there (see docs/cli.md, "warren node label").
+	AgentLabels   map[string]string `protobuf:"bytes,18,rep,name=agent_labels,json=agentLabels,proto3" json:"agent_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -1341,6 +1347,13 @@ func (x *Node) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *Node) GetAgentLabels() map[string]string {
+	if x != nil {
+		return x.AgentLabels
+	}
+	return nil
 }
 
 type Secret struct {
@@ -2518,6 +2531,236 @@ func (x *GetNodeResponse) GetNode() *Node {
 	return nil
 }
 
+type UpdateNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node: a node name, its full ID, or a unique ID prefix.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// availability, when set, becomes the node's availability: active, pause
+	// (no new tasks) or drain (its tasks move to other nodes).
+	Availability *NodeAvailability `protobuf:"varint,2,opt,name=availability,proto3,enum=warren.api.v1.NodeAvailability,oneof" json:"availability,omitempty"`
+	// labels_add sets these labels, over any value from the node's agent
+	// configuration.
+	LabelsAdd map[string]string `protobuf:"bytes,3,rep,name=labels_add,json=labelsAdd,proto3" json:"labels_add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// labels_rm removes labels set through the API; a label that also comes
+	// from the agent configuration goes back to the configured value. A key
+	// the node does not have is ignored; one set only by the agent
+	// configuration is refused. Applied before labels_add.
+	LabelsRm []string `protobuf:"bytes,4,rep,name=labels_rm,json=labelsRm,proto3" json:"labels_rm,omitempty"`
+	// expected_version, when non-zero, must equal the node's current version.
+	ExpectedVersion uint64 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateNodeRequest) Reset() {
+	*x = UpdateNodeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNodeRequest) ProtoMessage() {}
+
+func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
+func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UpdateNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *UpdateNodeRequest) GetAvailability() NodeAvailability {
+	if x != nil && x.Availability != nil {
+		return *x.Availability
+	}
+	return NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED
+}
+
+func (x *UpdateNodeRequest) GetLabelsAdd() map[string]string {
+	if x != nil {
+		return x.LabelsAdd
+	}
+	return nil
+}
+
+func (x *UpdateNodeRequest) GetLabelsRm() []string {
+	if x != nil {
+		return x.LabelsRm
+	}
+	return nil
+}
+
+func (x *UpdateNodeRequest) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+type UpdateNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateNodeResponse) Reset() {
+	*x = UpdateNodeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNodeResponse) ProtoMessage() {}
+
+func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
+func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UpdateNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node: a node name, its full ID, or a unique ID prefix.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// force removes a node that is still READY. A manager is never removed:
+	// demote it first.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RemoveNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node as it was when it was removed.
+	Node          *Node `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RemoveNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 type ListTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// service and node filter by name or ID; empty means all.
@@ -2531,7 +2774,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2786,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2799,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -2589,7 +2832,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2844,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2857,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2634,7 +2877,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2889,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2902,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -2685,7 +2928,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2940,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2953,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -2753,7 +2996,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +3008,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +3021,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -2818,7 +3061,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +3073,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +3086,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -2864,7 +3107,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3119,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3132,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -2924,7 +3167,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3179,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3192,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -2983,7 +3226,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3238,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3251,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3082,7 +3325,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3337,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3350,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 type ListPluginsResponse struct {
@@ -3119,7 +3362,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3374,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3387,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3162,7 +3405,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3174,7 +3417,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3187,7 +3430,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 type ClusterInfoResponse struct {
@@ -3210,7 +3453,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3465,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3478,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -3418,7 +3661,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x04R\aversion\x12\x18\n" +
 	"\aattempt\x18\x10 \x01(\rR\aattempt\x129\n" +
 	"\n" +
-	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\xc3\x05\n" +
+	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\xcc\x06\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -3439,8 +3682,12 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
 	"\aversion\x18\x10 \x01(\x04R\aversion\x12\x18\n" +
-	"\amessage\x18\x11 \x01(\tR\amessage\x1a9\n" +
+	"\amessage\x18\x11 \x01(\tR\amessage\x12G\n" +
+	"\fagent_labels\x18\x12 \x03(\v2$.warren.api.v1.Node.AgentLabelsEntryR\vagentLabels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10AgentLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
 	"\x06Secret\x12\x0e\n" +
@@ -3535,6 +3782,24 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\":\n" +
 	"\x0fGetNodeResponse\x12'\n" +
+	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"\xd8\x02\n" +
+	"\x11UpdateNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12H\n" +
+	"\favailability\x18\x02 \x01(\x0e2\x1f.warren.api.v1.NodeAvailabilityH\x00R\favailability\x88\x01\x01\x12N\n" +
+	"\n" +
+	"labels_add\x18\x03 \x03(\v2/.warren.api.v1.UpdateNodeRequest.LabelsAddEntryR\tlabelsAdd\x12\x1b\n" +
+	"\tlabels_rm\x18\x04 \x03(\tR\blabelsRm\x12)\n" +
+	"\x10expected_version\x18\x05 \x01(\x04R\x0fexpectedVersion\x1a<\n" +
+	"\x0eLabelsAddEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
+	"\r_availability\"=\n" +
+	"\x12UpdateNodeResponse\x12'\n" +
+	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"=\n" +
+	"\x11RemoveNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"=\n" +
+	"\x12RemoveNodeResponse\x12'\n" +
 	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"R\n" +
 	"\x10ListTasksRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
@@ -3629,7 +3894,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\x94\t\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xba\n" +
+	"\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -3639,7 +3905,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fScaleService\x12\".warren.api.v1.ScaleServiceRequest\x1a#.warren.api.v1.ScaleServiceResponse\x12Z\n" +
 	"\rRemoveService\x12#.warren.api.v1.RemoveServiceRequest\x1a$.warren.api.v1.RemoveServiceResponse\x12N\n" +
 	"\tListNodes\x12\x1f.warren.api.v1.ListNodesRequest\x1a .warren.api.v1.ListNodesResponse\x12H\n" +
-	"\aGetNode\x12\x1d.warren.api.v1.GetNodeRequest\x1a\x1e.warren.api.v1.GetNodeResponse\x12N\n" +
+	"\aGetNode\x12\x1d.warren.api.v1.GetNodeRequest\x1a\x1e.warren.api.v1.GetNodeResponse\x12Q\n" +
+	"\n" +
+	"UpdateNode\x12 .warren.api.v1.UpdateNodeRequest\x1a!.warren.api.v1.UpdateNodeResponse\x12Q\n" +
+	"\n" +
+	"RemoveNode\x12 .warren.api.v1.RemoveNodeRequest\x1a!.warren.api.v1.RemoveNodeResponse\x12N\n" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
 	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
@@ -3660,7 +3930,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: warren.api.v1.TaskState
 	(NodeRole)(0),                   // 1: warren.api.v1.NodeRole
@@ -3698,124 +3968,139 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),       // 33: warren.api.v1.ListNodesResponse
 	(*GetNodeRequest)(nil),          // 34: warren.api.v1.GetNodeRequest
 	(*GetNodeResponse)(nil),         // 35: warren.api.v1.GetNodeResponse
-	(*ListTasksRequest)(nil),        // 36: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 37: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 38: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 39: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 40: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 41: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 42: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 43: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 44: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 45: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 46: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 47: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 48: warren.api.v1.ClusterInfoResponse
-	nil,                             // 49: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 50: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 51: warren.api.v1.Node.LabelsEntry
-	nil,                             // 52: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 53: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 54: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 55: warren.api.v1.Network.LabelsEntry
-	nil,                             // 56: warren.api.v1.ListServicesRequest.LabelsEntry
-	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 58: google.protobuf.Timestamp
+	(*UpdateNodeRequest)(nil),       // 36: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 37: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 38: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 39: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 40: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 41: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 42: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 43: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 44: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 45: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 46: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 47: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 48: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 49: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 50: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 51: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 52: warren.api.v1.ClusterInfoResponse
+	nil,                             // 53: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 54: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 55: warren.api.v1.Node.LabelsEntry
+	nil,                             // 56: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 57: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 58: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 59: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 60: warren.api.v1.Network.LabelsEntry
+	nil,                             // 61: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 62: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 63: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 64: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	5,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	57, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	57, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	57, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	57, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	63, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	63, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	63, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	63, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	6,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	7,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	49, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	50, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	53, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	54, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	8,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	8,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	9,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	10, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	11, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	57, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	63, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	12, // 15: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	58, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	58, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	64, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	12, // 18: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	0,  // 19: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	0,  // 20: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	58, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	58, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	58, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	64, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	64, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	1,  // 24: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	2,  // 25: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	3,  // 26: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	51, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	55, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	8,  // 28: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	58, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	58, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	52, // 31: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	58, // 32: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	53, // 33: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	54, // 34: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	58, // 35: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	55, // 36: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
-	58, // 37: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 38: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	58, // 39: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 40: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	14, // 41: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	15, // 42: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	16, // 43: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	17, // 44: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	18, // 45: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
-	12, // 46: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 47: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 48: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	56, // 49: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	13, // 50: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	12, // 51: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 52: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 53: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	15, // 54: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	15, // 55: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	14, // 56: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	42, // 57: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	58, // 58: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	44, // 59: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	20, // 60: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	22, // 61: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	24, // 62: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	26, // 63: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	28, // 64: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	30, // 65: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	32, // 66: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	34, // 67: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	36, // 68: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	38, // 69: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	39, // 70: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	41, // 71: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	45, // 72: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	47, // 73: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	21, // 74: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	23, // 75: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	25, // 76: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	27, // 77: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	29, // 78: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	31, // 79: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	33, // 80: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	35, // 81: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	37, // 82: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	19, // 83: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	40, // 84: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	43, // 85: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	46, // 86: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	48, // 87: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	74, // [74:88] is the sub-list for method output_type
-	60, // [60:74] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	64, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	64, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 31: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	57, // 32: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	64, // 33: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	58, // 34: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	59, // 35: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	64, // 36: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	60, // 37: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
+	64, // 38: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 39: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	64, // 40: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 41: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	14, // 42: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	15, // 43: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	16, // 44: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	17, // 45: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	18, // 46: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
+	12, // 47: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 48: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 49: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	61, // 50: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	13, // 51: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	12, // 52: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 53: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 54: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	15, // 55: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	15, // 56: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	3,  // 57: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	62, // 58: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	15, // 59: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	15, // 60: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	14, // 61: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	46, // 62: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	64, // 63: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	48, // 64: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	20, // 65: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	22, // 66: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	24, // 67: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	26, // 68: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	28, // 69: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	30, // 70: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	32, // 71: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	34, // 72: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	36, // 73: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	38, // 74: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	40, // 75: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	42, // 76: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	43, // 77: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	45, // 78: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	49, // 79: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	51, // 80: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	21, // 81: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	23, // 82: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	25, // 83: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	27, // 84: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	29, // 85: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	31, // 86: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	33, // 87: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	35, // 88: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	37, // 89: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	39, // 90: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	41, // 91: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	19, // 92: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	44, // 93: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	47, // 94: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	50, // 95: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	52, // 96: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	81, // [81:97] is the sub-list for method output_type
+	65, // [65:81] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -3831,13 +4116,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Network)(nil),
 	}
+	file_core_api_v1_api_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   49,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

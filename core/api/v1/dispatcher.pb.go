@@ -482,8 +482,14 @@ type SessionInfo struct {
 	// heartbeat_period is how often the worker must send a heartbeat.
 	IssuedAt          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	HeartbeatPeriodMs int64                  `protobuf:"varint,3,opt,name=heartbeat_period_ms,json=heartbeatPeriodMs,proto3" json:"heartbeat_period_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// managers are the cluster addresses of the managers, for the worker to
+	// fall back on when this one goes away.
+	Managers []string `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
+	// role is the node's role in the cluster state: a worker told it is a
+	// manager (promoted) or a worker (demoted) renews its certificate.
+	Role          NodeRole `protobuf:"varint,5,opt,name=role,proto3,enum=warren.api.v1.NodeRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
@@ -535,6 +541,20 @@ func (x *SessionInfo) GetHeartbeatPeriodMs() int64 {
 		return x.HeartbeatPeriodMs
 	}
 	return 0
+}
+
+func (x *SessionInfo) GetManagers() []string {
+	if x != nil {
+		return x.Managers
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
 }
 
 // Assignments: with full, tasks is the complete set of tasks the worker must
@@ -636,11 +656,13 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x0eManagerMessage\x126\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.warren.api.v1.SessionInfoH\x00R\asession\x12>\n" +
 	"\vassignments\x18\x02 \x01(\v2\x1a.warren.api.v1.AssignmentsH\x00R\vassignmentsB\x05\n" +
-	"\x03msg\"\x8f\x01\n" +
+	"\x03msg\"\xd8\x01\n" +
 	"\vSessionInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x127\n" +
 	"\tissued_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
-	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\"f\n" +
+	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\x1a\n" +
+	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12+\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"f\n" +
 	"\vAssignments\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12)\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12\x18\n" +
@@ -675,7 +697,8 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*Resources)(nil),             // 9: warren.api.v1.Resources
 	(TaskState)(0),                // 10: warren.api.v1.TaskState
 	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*Task)(nil),                  // 12: warren.api.v1.Task
+	(NodeRole)(0),                 // 12: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 13: warren.api.v1.Task
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -689,14 +712,15 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	6,  // 8: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
 	7,  // 9: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
 	11, // 10: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	12, // 11: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 12: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 13: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 11: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	13, // 12: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	0,  // 13: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 14: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }

@@ -651,6 +651,142 @@ func (x *SetClusterInfo) GetClusterId() string {
 	return ""
 }
 
+// ClusterSecurity is the cluster's identity material: its CA and the
+// join-token secrets. The CA private key is kept sealed (AES-256-GCM) under
+// the managers' key-encryption key, which never enters Raft: it lives in
+// each manager's data dir and is handed to joining managers over TLS.
+type ClusterSecurity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaCertPem     []byte                 `protobuf:"bytes,1,opt,name=ca_cert_pem,json=caCertPem,proto3" json:"ca_cert_pem,omitempty"`
+	SealedCaKey   []byte                 `protobuf:"bytes,2,opt,name=sealed_ca_key,json=sealedCaKey,proto3" json:"sealed_ca_key,omitempty"`
+	WorkerSecret  string                 `protobuf:"bytes,3,opt,name=worker_secret,json=workerSecret,proto3" json:"worker_secret,omitempty"`
+	ManagerSecret string                 `protobuf:"bytes,4,opt,name=manager_secret,json=managerSecret,proto3" json:"manager_secret,omitempty"`
+	// node_cert_ttl_seconds is the lifetime of the node certificates the CA
+	// issues.
+	NodeCertTtlSeconds int64 `protobuf:"varint,5,opt,name=node_cert_ttl_seconds,json=nodeCertTtlSeconds,proto3" json:"node_cert_ttl_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ClusterSecurity) Reset() {
+	*x = ClusterSecurity{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterSecurity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterSecurity) ProtoMessage() {}
+
+func (x *ClusterSecurity) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterSecurity.ProtoReflect.Descriptor instead.
+func (*ClusterSecurity) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ClusterSecurity) GetCaCertPem() []byte {
+	if x != nil {
+		return x.CaCertPem
+	}
+	return nil
+}
+
+func (x *ClusterSecurity) GetSealedCaKey() []byte {
+	if x != nil {
+		return x.SealedCaKey
+	}
+	return nil
+}
+
+func (x *ClusterSecurity) GetWorkerSecret() string {
+	if x != nil {
+		return x.WorkerSecret
+	}
+	return ""
+}
+
+func (x *ClusterSecurity) GetManagerSecret() string {
+	if x != nil {
+		return x.ManagerSecret
+	}
+	return ""
+}
+
+func (x *ClusterSecurity) GetNodeCertTtlSeconds() int64 {
+	if x != nil {
+		return x.NodeCertTtlSeconds
+	}
+	return 0
+}
+
+// SetSecurity replaces the cluster's security record. With only_if_unset it
+// is a bootstrap proposal: it changes nothing once a record exists.
+type SetSecurity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Security      *ClusterSecurity       `protobuf:"bytes,1,opt,name=security,proto3" json:"security,omitempty"`
+	OnlyIfUnset   bool                   `protobuf:"varint,2,opt,name=only_if_unset,json=onlyIfUnset,proto3" json:"only_if_unset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecurity) Reset() {
+	*x = SetSecurity{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecurity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecurity) ProtoMessage() {}
+
+func (x *SetSecurity) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecurity.ProtoReflect.Descriptor instead.
+func (*SetSecurity) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetSecurity) GetSecurity() *ClusterSecurity {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+func (x *SetSecurity) GetOnlyIfUnset() bool {
+	if x != nil {
+		return x.OnlyIfUnset
+	}
+	return false
+}
+
 var File_core_fsm_fsmpb_commands_proto protoreflect.FileDescriptor
 
 const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
@@ -687,7 +823,16 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
 	"\x0eSetClusterInfo\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterIdB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xd4\x01\n" +
+	"\x0fClusterSecurity\x12\x1e\n" +
+	"\vca_cert_pem\x18\x01 \x01(\fR\tcaCertPem\x12\"\n" +
+	"\rsealed_ca_key\x18\x02 \x01(\fR\vsealedCaKey\x12#\n" +
+	"\rworker_secret\x18\x03 \x01(\tR\fworkerSecret\x12%\n" +
+	"\x0emanager_secret\x18\x04 \x01(\tR\rmanagerSecret\x121\n" +
+	"\x15node_cert_ttl_seconds\x18\x05 \x01(\x03R\x12nodeCertTtlSeconds\"m\n" +
+	"\vSetSecurity\x12:\n" +
+	"\bsecurity\x18\x01 \x01(\v2\x1e.warren.fsm.v1.ClusterSecurityR\bsecurity\x12\"\n" +
+	"\ronly_if_unset\x18\x02 \x01(\bR\vonlyIfUnsetB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_core_fsm_fsmpb_commands_proto_rawDescOnce sync.Once
@@ -701,42 +846,45 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 	return file_core_fsm_fsmpb_commands_proto_rawDescData
 }
 
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
-	(*CreateService)(nil),  // 0: warren.fsm.v1.CreateService
-	(*UpdateService)(nil),  // 1: warren.fsm.v1.UpdateService
-	(*RemoveService)(nil),  // 2: warren.fsm.v1.RemoveService
-	(*UpsertNode)(nil),     // 3: warren.fsm.v1.UpsertNode
-	(*RemoveNode)(nil),     // 4: warren.fsm.v1.RemoveNode
-	(*UpsertTasks)(nil),    // 5: warren.fsm.v1.UpsertTasks
-	(*RemoveTasks)(nil),    // 6: warren.fsm.v1.RemoveTasks
-	(*UpsertSecret)(nil),   // 7: warren.fsm.v1.UpsertSecret
-	(*RemoveSecret)(nil),   // 8: warren.fsm.v1.RemoveSecret
-	(*UpsertVolume)(nil),   // 9: warren.fsm.v1.UpsertVolume
-	(*RemoveVolume)(nil),   // 10: warren.fsm.v1.RemoveVolume
-	(*UpsertNetwork)(nil),  // 11: warren.fsm.v1.UpsertNetwork
-	(*RemoveNetwork)(nil),  // 12: warren.fsm.v1.RemoveNetwork
-	(*SetClusterInfo)(nil), // 13: warren.fsm.v1.SetClusterInfo
-	(*v1.Service)(nil),     // 14: warren.api.v1.Service
-	(*v1.Node)(nil),        // 15: warren.api.v1.Node
-	(*v1.Task)(nil),        // 16: warren.api.v1.Task
-	(*v1.Secret)(nil),      // 17: warren.api.v1.Secret
-	(*v1.Volume)(nil),      // 18: warren.api.v1.Volume
-	(*v1.Network)(nil),     // 19: warren.api.v1.Network
+	(*CreateService)(nil),   // 0: warren.fsm.v1.CreateService
+	(*UpdateService)(nil),   // 1: warren.fsm.v1.UpdateService
+	(*RemoveService)(nil),   // 2: warren.fsm.v1.RemoveService
+	(*UpsertNode)(nil),      // 3: warren.fsm.v1.UpsertNode
+	(*RemoveNode)(nil),      // 4: warren.fsm.v1.RemoveNode
+	(*UpsertTasks)(nil),     // 5: warren.fsm.v1.UpsertTasks
+	(*RemoveTasks)(nil),     // 6: warren.fsm.v1.RemoveTasks
+	(*UpsertSecret)(nil),    // 7: warren.fsm.v1.UpsertSecret
+	(*RemoveSecret)(nil),    // 8: warren.fsm.v1.RemoveSecret
+	(*UpsertVolume)(nil),    // 9: warren.fsm.v1.UpsertVolume
+	(*RemoveVolume)(nil),    // 10: warren.fsm.v1.RemoveVolume
+	(*UpsertNetwork)(nil),   // 11: warren.fsm.v1.UpsertNetwork
+	(*RemoveNetwork)(nil),   // 12: warren.fsm.v1.RemoveNetwork
+	(*SetClusterInfo)(nil),  // 13: warren.fsm.v1.SetClusterInfo
+	(*ClusterSecurity)(nil), // 14: warren.fsm.v1.ClusterSecurity
+	(*SetSecurity)(nil),     // 15: warren.fsm.v1.SetSecurity
+	(*v1.Service)(nil),      // 16: warren.api.v1.Service
+	(*v1.Node)(nil),         // 17: warren.api.v1.Node
+	(*v1.Task)(nil),         // 18: warren.api.v1.Task
+	(*v1.Secret)(nil),       // 19: warren.api.v1.Secret
+	(*v1.Volume)(nil),       // 20: warren.api.v1.Volume
+	(*v1.Network)(nil),      // 21: warren.api.v1.Network
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	14, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	14, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	15, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	16, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	17, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	18, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	19, // 6: warren.fsm.v1.UpsertNetwork.network:type_name -> warren.api.v1.Network
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	16, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	17, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	18, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	19, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	20, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	21, // 6: warren.fsm.v1.UpsertNetwork.network:type_name -> warren.api.v1.Network
+	14, // 7: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_core_fsm_fsmpb_commands_proto_init() }
@@ -750,7 +898,7 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

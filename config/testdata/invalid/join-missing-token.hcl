@@ -1,0 +1,5 @@
+worker {}
+
+join {
+  addresses = []
+}

@@ -1,0 +1,509 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/warrenorch/warren/config"
+	"github.com/warrenorch/warren/core/api"
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/cluster"
+	"github.com/warrenorch/warren/core/clusternet"
+	"github.com/warrenorch/warren/core/dispatcher"
+	"github.com/warrenorch/warren/core/events"
+	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/orchestrator"
+	"github.com/warrenorch/warren/core/pki"
+	"github.com/warrenorch/warren/core/pluginhost"
+	"github.com/warrenorch/warren/core/raftnode"
+	"github.com/warrenorch/warren/core/schedloop"
+	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/core/version"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+	"github.com/warrenorch/warren/sdk/scheduler"
+	"github.com/warrenorch/warren/sdk/store"
+)
+
+// managerParts are a manager's running pieces.
+type managerParts struct {
+	logger    hclog.Logger
+	host      *pluginhost.Host
+	plugins   []string
+	node      *raftnode.Node
+	machine   *fsm.FSM
+	bus       *events.Broker
+	forwarder *cluster.Forwarder
+	stopWatch func()
+	unixSrv   *grpc.Server
+	tcpSrv    *grpc.Server
+}
+
+func (m *managerParts) close() {
+	m.forwarder.Close()
+	m.stopWatch()
+	if err := m.node.Shutdown(); err != nil {
+		m.logger.Error("raft shutdown", "error", err)
+	}
+	m.machine.Close()
+	m.bus.Close()
+	// The manager's plugins go with it; the runtime plugin stays.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range m.plugins {
+		if err := m.host.StopPlugin(ctx, name); err != nil {
+			m.logger.Error("stop plugin", "plugin", name, "error", err)
+		}
+	}
+}
+
+// startManager starts the store and scheduler plugins, the FSM and Raft
+// (bootstrapping a new cluster, or entering an existing one as a voter),
+// the API and cluster services and the leader's control loops.
+func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup, rt runtime.Runtime) (*managerParts, error) {
+	cfg, logger := r.cfg, r.logger
+	mcfg := cfg.Manager
+	if mcfg == nil {
+		// A promoted worker, or a node joined with a manager token, runs
+		// the default manager parts.
+		mcfg = config.Default().Manager
+	}
+	storePlugin, err := r.host.Start(ctx, pluginSpec(cfg, mcfg.Store, sdk.KindStore, "manager.store"))
+	if err != nil {
+		return nil, pluginError(cfg, err)
+	}
+	schedPlugin, err := r.host.Start(ctx, pluginSpec(cfg, mcfg.Scheduler, sdk.KindScheduler, "manager.scheduler"))
+	if err != nil {
+		return nil, pluginError(cfg, err)
+	}
+
+	view := state.New()
+	bus := events.NewBroker()
+	machine, err := fsm.New(ctx, store.NewClient(storePlugin.Client()), view, bus, logger)
+	if err != nil {
+		bus.Close()
+		return nil, err
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	joining := !r.id.newCluster && !hasRaftState(raftDir)
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		machine.Close()
+		bus.Close()
+		return nil, fmt.Errorf("advertise %q: %w", cfg.Advertise, err)
+	}
+	node, err := raftnode.Open(raftnode.Config{
+		ID:                r.nodeID,
+		Dir:               raftDir,
+		Advertise:         cfg.Advertise,
+		Layer:             r.mux.RaftLayer(advertise),
+		Join:              joining,
+		ForceNewCluster:   r.opts.ForceNewCluster,
+		FSM:               machine,
+		SnapshotThreshold: mcfg.SnapshotThreshold,
+		SnapshotInterval:  mcfg.SnapshotInterval,
+		TrailingLogs:      mcfg.TrailingLogs,
+		Logger:            logger,
+	})
+	if err != nil {
+		machine.Close()
+		bus.Close()
+		return nil, err
+	}
+	health, stopWatch := cluster.WatchHealth(node.Raft)
+	clientCreds := clusternet.ClientCredentials(r.id.creds)
+	m := &managerParts{logger: logger, host: r.host, plugins: []string{mcfg.Store, mcfg.Scheduler}, node: node, machine: machine, bus: bus, stopWatch: stopWatch}
+	m.forwarder = cluster.NewForwarder(node, clientCreds, func() string { return quorumSummary(node, health) })
+	ok := false
+	defer func() {
+		if !ok {
+			m.close()
+		}
+	}()
+
+	if joining {
+		if err := r.enterRaft(ctx); err != nil {
+			return nil, err
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = node.WaitLeader(waitCtx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if r.id.newCluster {
+		if err := r.bootstrapCluster(ctx, node, view, mcfg); err != nil {
+			return nil, err
+		}
+	}
+	if r.opts.ForceNewCluster {
+		if err := r.dropOtherManagers(ctx, node, view); err != nil {
+			return nil, err
+		}
+	}
+
+	disp := dispatcher.New(dispatcher.Deps{
+		State:        view,
+		Events:       bus,
+		Raft:         node,
+		Leader:       node.IsLeader,
+		Logger:       logger,
+		HeartbeatTTL: mcfg.HeartbeatTTL,
+		// Workers beat five times per TTL, so one lost beat never marks a
+		// node down.
+		HeartbeatPeriod: mcfg.HeartbeatTTL / 5,
+		Managers:        func() []string { return managerAddrs(node) },
+	})
+	var workers api.Workers
+	if rt != nil {
+		workers = &localWorkers{nodeID: r.nodeID, nodeName: cfg.NodeName, rt: rt}
+	}
+	apiSrv := api.NewServer(api.Options{
+		State:    view,
+		Raft:     node,
+		Events:   bus,
+		Plugins:  func() []*apiv1.PluginStatus { return pluginStatuses(r.host) },
+		Workers:  workers,
+		NodeID:   r.nodeID,
+		NodeName: cfg.NodeName,
+		Version:  version.Version,
+	})
+	services := cluster.NewServices(cluster.Deps{
+		State: view, Raft: node, KEK: r.id.kek, Health: health, Logger: logger.Named("cluster"),
+		OnRoleChange: func(nodeID string) { disp.Disconnect(nodeID) },
+		Probe: func(ctx context.Context, addr string) error {
+			conn, err := r.peers.conn(addr)
+			if err != nil {
+				return err
+			}
+			_, err = apiv1.NewWarrenClient(conn).ClusterInfo(ctx, &apiv1.ClusterInfoRequest{})
+			return err
+		},
+	})
+	authz := &cluster.Authorizer{State: view}
+
+	m.unixSrv = apiSrv.GRPCServer(
+		grpc.ChainUnaryInterceptor(cluster.LocalUnaryInterceptor, m.forwarder.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(cluster.LocalStreamInterceptor),
+	)
+	apiv1.RegisterClusterServer(m.unixSrv, services)
+	m.tcpSrv = apiSrv.GRPCServer(
+		grpc.Creds(r.mux.ServerCredentials()),
+		grpc.ChainUnaryInterceptor(authz.UnaryInterceptor, m.forwarder.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(authz.StreamInterceptor, leaderOnlyStreams(node)),
+	)
+	apiv1.RegisterClusterServer(m.tcpSrv, services)
+	apiv1.RegisterNodeCAServer(m.tcpSrv, services)
+	apiv1.RegisterDispatcherServer(m.tcpSrv, disp)
+
+	sched := scheduler.NewClient(schedPlugin.Client())
+	taskLock := &sync.Mutex{}
+	running.Add(2)
+	go func() {
+		defer running.Done()
+		runWhileLeader(runCtx, node, logger, m.forwarder.SetLeaderReady,
+			func(ctx context.Context) { r.registerManager(ctx, node, view) },
+			func(ctx context.Context) { managerStatus(ctx, node, view, health, logger) },
+			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
+			func(ctx context.Context) {
+				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
+					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
+				}))
+			},
+			func(ctx context.Context) {
+				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
+					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger, Lock: taskLock,
+				}))
+			},
+		)
+	}()
+	go func() {
+		defer running.Done()
+		r.watchOwnRole(runCtx, view, bus)
+	}()
+	running.Add(2)
+	go func() {
+		defer running.Done()
+		r.followManagers(runCtx, node)
+	}()
+	go func() {
+		defer running.Done()
+		endRemovedSessions(runCtx, bus, disp)
+	}()
+	ok = true
+	return m, nil
+}
+
+// hasRaftState reports whether dir holds a Raft log.
+func hasRaftState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	return err == nil
+}
+
+// enterRaft asks the leader, through any manager, to add this manager to
+// the Raft configuration, retrying until it is done or ctx ends.
+func (r *run) enterRaft(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		conn, err := r.peers.dial(ctx)
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			var resp *apiv1.AddRaftMemberResponse
+			resp, err = apiv1.NewNodeCAClient(conn).AddRaftMember(cctx, &apiv1.AddRaftMemberRequest{Addr: r.cfg.Advertise})
+			cancel()
+			if err == nil {
+				r.peers.update(resp.GetManagers())
+				r.logger.Info("entered the Raft configuration", "managers", resp.GetManagers())
+				return nil
+			}
+		}
+		r.logger.Warn("could not enter the Raft configuration yet", "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("enter the Raft configuration: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// bootstrapCluster proposes a new cluster's ID and CA, once.
+func (r *run) bootstrapCluster(ctx context.Context, node *raftnode.Node, view *state.State, mcfg *config.Manager) error {
+	if !node.IsLeader() {
+		return errors.New("bootstrap: this new cluster's only manager is not its leader")
+	}
+	if view.ClusterID() == "" {
+		if _, err := node.Apply(ctx, &fsmpb.SetClusterInfo{ClusterId: r.id.creds.Identity().ClusterID}); err != nil {
+			return fmt.Errorf("bootstrap cluster: %w", err)
+		}
+	}
+	sealedPath := filepath.Join(string(r.id.dir), sealedCAFile)
+	if view.Security() == nil {
+		sealed, err := os.ReadFile(sealedPath)
+		if err != nil {
+			return fmt.Errorf("bootstrap: the new cluster's sealed CA key: %w", err)
+		}
+		workerSecret, err := pki.NewSecret()
+		if err != nil {
+			return err
+		}
+		managerSecret, err := pki.NewSecret()
+		if err != nil {
+			return err
+		}
+		sec := &fsmpb.ClusterSecurity{
+			CaCertPem: r.id.creds.CAPEM(), SealedCaKey: sealed,
+			WorkerSecret: workerSecret, ManagerSecret: managerSecret,
+			NodeCertTtlSeconds: int64(mcfg.NodeCertTTL / time.Second),
+		}
+		if _, err := node.Apply(ctx, &fsmpb.SetSecurity{Security: sec, OnlyIfUnset: true}); err != nil {
+			return fmt.Errorf("bootstrap the cluster CA: %w", err)
+		}
+	}
+	if err := os.Remove(sealedPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	r.id.newCluster = false
+	return nil
+}
+
+// dropOtherManagers, after a force-new-cluster recovery, records the other
+// managers as down workers: they are no longer in the Raft configuration,
+// and must join again (with fresh data dirs) to be managers.
+func (r *run) dropOtherManagers(ctx context.Context, node *raftnode.Node, view *state.State) error {
+	for _, n := range view.Nodes() {
+		if n.GetId() == r.nodeID || n.GetRole() != apiv1.NodeRole_NODE_ROLE_MANAGER {
+			continue
+		}
+		n = proto.CloneOf(n)
+		n.Role, n.Status = apiv1.NodeRole_NODE_ROLE_WORKER, apiv1.NodeStatus_NODE_STATUS_DOWN
+		n.Message, n.UpdatedAt = "left the managers in a force-new-cluster recovery; join again to be a manager", timestamppb.Now()
+		if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+			return fmt.Errorf("force-new-cluster: record %s as gone: %w", n.GetName(), err)
+		}
+		r.logger.Warn("force-new-cluster: manager dropped", "node", n.GetName())
+	}
+	return nil
+}
+
+// registerManager records this manager in the state each time it becomes
+// the leader: role, address, versions; READY unless a worker session owns
+// its status.
+func (r *run) registerManager(ctx context.Context, node *raftnode.Node, view *state.State) {
+	now := timestamppb.Now()
+	self := &apiv1.Node{
+		Id:           r.nodeID,
+		Name:         r.cfg.NodeName,
+		Status:       apiv1.NodeStatus_NODE_STATUS_READY,
+		Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
+		CreatedAt:    now,
+	}
+	if old, ok := view.Node(r.nodeID); ok {
+		self = proto.CloneOf(old)
+		if r.cfg.Worker == nil {
+			self.Status = apiv1.NodeStatus_NODE_STATUS_READY
+		}
+	}
+	self.Role = apiv1.NodeRole_NODE_ROLE_MANAGER
+	self.Worker = r.cfg.Worker != nil
+	self.Addr = r.cfg.Advertise
+	self.Os, self.Arch = goruntime.GOOS, goruntime.GOARCH
+	self.AgentVersion = version.Version
+	self.UpdatedAt = now
+	for {
+		if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: self}); err == nil || ctx.Err() != nil {
+			return
+		} else {
+			r.logger.Warn("register this manager", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// managerStatusPeriod is how often the leader refreshes the status of the
+// managers that run no worker (workers' status comes from their sessions).
+const managerStatusPeriod = time.Second
+
+// managerStatus keeps the status of manager-only nodes in step with Raft:
+// READY while the leader's heartbeats reach them, DOWN while they fail. It
+// also finishes demotions: a voter whose node the state says is a worker
+// leaves the Raft configuration.
+func managerStatus(ctx context.Context, node *raftnode.Node, view *state.State, health *cluster.Health, logger hclog.Logger) {
+	t := time.NewTicker(managerStatusPeriod)
+	defer t.Stop()
+	for {
+		conf, err := node.Configuration()
+		if err == nil {
+			for _, srv := range conf.Servers {
+				n, ok := view.Node(string(srv.ID))
+				if ok && n.GetRole() == apiv1.NodeRole_NODE_ROLE_WORKER {
+					// Demoted (the API's removal did not finish): finish it.
+					logger.Warn("removing a demoted node from the Raft configuration", "node", n.GetName())
+					if err := node.RemoveServer(ctx, n.GetId()); err != nil && ctx.Err() == nil {
+						logger.Warn("remove a demoted node from the Raft configuration", "node", n.GetName(), "error", err)
+					}
+					continue
+				}
+				if !ok || n.GetWorker() {
+					continue
+				}
+				want, msg := apiv1.NodeStatus_NODE_STATUS_READY, "manager reachable"
+				if health.Failing(string(srv.ID)) {
+					want, msg = apiv1.NodeStatus_NODE_STATUS_DOWN, "the leader's heartbeats to this manager fail"
+				}
+				if n.GetStatus() == want {
+					continue
+				}
+				n = proto.CloneOf(n)
+				n.Status, n.Message, n.UpdatedAt = want, msg, timestamppb.Now()
+				if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil && ctx.Err() == nil {
+					logger.Warn("record a manager's status", "node", n.GetName(), "error", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// followManagers keeps the node's manager set (used to renew its
+// certificate and by its worker) in step with the Raft configuration.
+func (r *run) followManagers(ctx context.Context, node *raftnode.Node) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		r.peers.update(managerAddrs(node))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// endRemovedSessions ends the dispatcher session of a node removed from
+// the cluster: its certificate no longer admits it, so it cannot come back
+// without joining again.
+func endRemovedSessions(ctx context.Context, bus *events.Broker, disp *dispatcher.Dispatcher) {
+	w := bus.Watch(func(ev *apiv1.Event) bool {
+		return ev.GetKind() == "node" && ev.GetAction() == apiv1.EventAction_EVENT_ACTION_DELETED
+	}, 64)
+	_ = w.Run(ctx, func(ev *apiv1.Event) { disp.Disconnect(ev.GetId()) }, func() {})
+}
+
+// watchOwnRole ends the run when the cluster state stops listing this
+// manager as a manager (it was demoted).
+func (r *run) watchOwnRole(ctx context.Context, view *state.State, bus *events.Broker) {
+	w := bus.Watch(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" && ev.GetId() == r.nodeID }, 16)
+	check := func() {
+		if n, ok := view.Node(r.nodeID); ok && n.GetRole() == apiv1.NodeRole_NODE_ROLE_WORKER {
+			r.changeRole(pki.RoleWorker)
+		}
+	}
+	check()
+	_ = w.Run(ctx, func(*apiv1.Event) { check() }, check)
+}
+
+// leaderOnlyStreams sends workers' dispatcher sessions to the leader: a
+// follower refuses them, naming the leader.
+func leaderOnlyStreams(node *raftnode.Node) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if info.FullMethod == apiv1.Dispatcher_Session_FullMethodName && node.State() != raft.Leader {
+			addr, _ := node.LeaderWithID()
+			return notLeaderError(string(addr))
+		}
+		return h(srv, ss)
+	}
+}
+
+// quorumSummary says how many managers this one sees, for "no quorum".
+func quorumSummary(node *raftnode.Node, health *cluster.Health) string {
+	conf, err := node.Configuration()
+	if err != nil {
+		return "the Raft configuration is not readable: " + err.Error()
+	}
+	voters := 0
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	return fmt.Sprintf("the cluster has %d managers and needs %d of them for a quorum", voters, voters/2+1)
+}
+
+// managerAddrs returns the cluster addresses of the Raft voters.
+func managerAddrs(node *raftnode.Node) []string {
+	conf, err := node.Configuration()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, srv := range conf.Servers {
+		if srv.Suffrage == raft.Voter {
+			out = append(out, string(srv.Address))
+		}
+	}
+	return out
+}
