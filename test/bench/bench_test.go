@@ -96,7 +96,12 @@ func BenchmarkServiceCreate64Replicas3(b *testing.B) {
 }
 
 func createConcurrently(b *testing.B) {
-	a := startAgent(b)
+	createConcurrentlyOn(b, startAgent(b))
+}
+
+// createConcurrentlyOn runs the 64 (or $BENCH_CLIENTS) clients against a's
+// API socket.
+func createConcurrentlyOn(b *testing.B, a *testutil.Agent) {
 	ctx := context.Background()
 	clients := 64
 	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil {

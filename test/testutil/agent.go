@@ -63,6 +63,13 @@ type Agent struct {
 	Config  string
 	Socket  string
 	DataDir string
+	// NetNS, when set, is a network namespace path (/var/run/netns/NAME) the
+	// agent runs in: Start launches it as `nsenter --net=NetNS -- Bin agent
+	// ...`. nsenter execs the agent, so PID, Stop, Kill9 and Kill still act
+	// on the agent itself, and the plugins it starts inherit the namespace.
+	NetNS string
+	// Args are extra arguments of `warren agent` (after -config).
+	Args []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -106,7 +113,11 @@ func (a *Agent) Start(ctx context.Context) {
 	a.t.Helper()
 	a.mu.Lock()
 	a.log = &lockedWriter{w: &bytes.Buffer{}}
-	cmd := exec.Command(a.Bin, "agent", "-config", a.Config)
+	args := append([]string{"agent", "-config", a.Config}, a.Args...)
+	cmd := exec.Command(a.Bin, args...)
+	if a.NetNS != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=" + a.NetNS, "--", a.Bin}, args...)...)
+	}
 	cmd.Stdout = a.log
 	cmd.Stderr = a.log
 	if err := cmd.Start(); err != nil {
@@ -204,6 +215,9 @@ func (a *Agent) Kill() {
 	if cmd == nil {
 		return
 	}
+	// Only this agent's plugins: other agents of the same build (a
+	// multi-node test) must be able to stop theirs cleanly.
+	mine := childPIDs(PluginPIDs(a.Bin), cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
@@ -211,7 +225,7 @@ func (a *Agent) Kill() {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	for _, pid := range PluginPIDs(a.Bin) {
+	for _, pid := range mine {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
@@ -244,6 +258,27 @@ func PluginPIDs(bin string) []int {
 		}
 	}
 	return pids
+}
+
+// childPIDs returns the pids whose parent is parent.
+func childPIDs(pids []int, parent int) []int {
+	var out []int
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // Alive reports whether a process with that PID exists (and is not a zombie).
