@@ -35,8 +35,8 @@ manager {
   # Plugin choosing a worker for each task.
   scheduler = "scheduler-roundrobin"
 
-  # Workers silent for this long are marked down (moving their tasks
-  # elsewhere comes with multi-node support). Workers beat every ttl/5.
+  # Workers silent for this long are marked down and their tasks are replaced
+  # on other nodes. Workers beat every ttl/5.
   # At least 1s.
   heartbeat_ttl = "10s"
 

@@ -43,8 +43,8 @@ manager {
   # Plugin deciding which worker runs each task.
   scheduler = "scheduler-roundrobin"
 
-  # A worker with no heartbeat for this long is marked down (moving its tasks
-  # elsewhere comes with multi-node support). Workers beat every ttl/5.
+  # A worker with no heartbeat for this long is marked down and its tasks are
+  # replaced on other nodes. Workers beat every ttl/5.
   # A Go duration, at least 1s.
   heartbeat_ttl = "10s"
 

@@ -17,6 +17,15 @@ log_level = "warn"
 # Unique name of this node: lowercase letters, digits and '-', at most 63.
 node_name = "edge-worker-21"
 
+# The cluster to join on first start: one or more managers' advertise
+# addresses, and the token `warren cluster join-token worker` prints on a
+# manager. Once joined, the node's certificate in data_dir/certs is used and
+# this block is not read again.
+join {
+  addresses = ["10.0.1.11:7420", "10.0.1.12:7420", "10.0.1.13:7420"]
+  token     = "WRN-1-<CA digest>-<secret>"
+}
+
 # Being a worker: runs the tasks the managers schedule here. No manager block,
 # so this agent takes no part in Raft.
 worker {

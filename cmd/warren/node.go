@@ -371,9 +371,10 @@ the removed nodes); a node that cannot be removed is reported and the others
 are still removed.
 
 A node that is ready (its agent is connected) is refused unless --force: stop
-its agent first. A node removed while its agent still runs comes back when the
-agent reconnects. A manager is always refused: demote it first
-(warren node demote NAME).`,
+its agent first. Removing a node revokes it: its certificate is honoured only
+while the node is in the cluster state, so an agent still running there is
+refused until it joins again with a token and a fresh data_dir. A manager is
+always refused: demote it first (warren node demote NAME).`,
 		Example: `  warren node rm edge-7
   warren node rm --force edge-7`,
 		Args: minArgs(1, "at least one node NAME or ID"),

@@ -182,7 +182,13 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		if err != nil {
 			return err
 		}
-		defer m.close()
+		defer func() {
+			// The loops, the worker and the watchers stop before what
+			// they use goes.
+			stopRun()
+			running.Wait()
+			m.close()
+		}()
 		unixSrv, tcpSrv = m.unixSrv, m.tcpSrv
 	} else {
 		unixSrv = newWorkerAPI(r, rt).grpcServer()
@@ -252,17 +258,21 @@ func (r *run) switchRole(ctx context.Context, want pki.Role) error {
 	return nil
 }
 
-// retireRaftState moves a demoted manager's Raft state aside: if the node is
-// promoted again it enters the Raft configuration afresh.
+// retireRaftState removes what a demoted manager kept of the manager's
+// role: its Raft log and snapshots (a copy of the cluster state) and the
+// key-encryption key of the CA. If it is promoted again it enters the Raft
+// configuration afresh and gets the key back.
 func retireRaftState(dataDir string, logger hclog.Logger) error {
-	dir := filepath.Join(dataDir, "raft")
-	if _, err := os.Stat(dir); err != nil {
-		return nil
-	}
-	to := fmt.Sprintf("%s.demoted-%d", dir, time.Now().Unix())
-	logger.Warn("this node is a worker now: moving its old Raft state aside", "to", to)
-	if err := os.Rename(dir, to); err != nil {
-		return fmt.Errorf("move the old Raft state aside: %w", err)
+	raftDir := filepath.Join(dataDir, "raft")
+	kek := filepath.Join(dataDir, "certs", "kek")
+	for _, p := range []string{raftDir, kek} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		logger.Warn("this node is a worker now: removing what it kept as a manager", "path", p)
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
 	}
 	return nil
 }

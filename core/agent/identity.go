@@ -78,6 +78,9 @@ func loadIdentity(ctx context.Context, cfg *config.Agent, nodeID string, logger 
 	case cfg.Join != nil:
 		return id, join(ctx, cfg, nodeID, id, logger)
 	case cfg.Manager != nil:
+		if hasRaftState(filepath.Join(cfg.DataDir, "raft")) {
+			return nil, fmt.Errorf("%s holds the Raft state of a cluster but no node credentials (%s): it was made by an older Warren, without a cluster CA, and cannot be upgraded in place; move data_dir aside to start a new cluster", cfg.DataDir, dir)
+		}
 		return id, newCluster(cfg, nodeID, id)
 	}
 	return nil, errors.New("this agent has no cluster credentials and no join { } block: add a join block with a manager address and a token (`warren cluster join-token worker` on a manager), or a manager { } block to start a new cluster")
@@ -153,7 +156,7 @@ func join(ctx context.Context, cfg *config.Agent, nodeID string, id *identity, l
 	if err != nil {
 		return err
 	}
-	req := &apiv1.JoinRequest{Token: cfg.Join.Token, Csr: csr, NodeId: nodeID, Name: cfg.NodeName, Addr: cfg.Advertise}
+	req := &apiv1.JoinRequest{Token: cfg.Join.Token, Csr: csr, NodeId: nodeID, Name: cfg.NodeName, Addr: cfg.Advertise, Worker: cfg.Worker != nil}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		for _, addr := range cfg.Join.Addresses {

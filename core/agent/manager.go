@@ -14,7 +14,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/warrenorch/warren/config"
@@ -196,6 +195,18 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		},
 	})
 	authz := &cluster.Authorizer{State: view}
+	// Raft peers must still be managers in the state: a demoted or dropped
+	// manager's certificate does not reach Raft. An empty state (this
+	// manager still catching up) checks nothing yet.
+	r.mux.SetRaftCheck(func(id pki.Identity) error {
+		if len(view.Nodes()) == 0 {
+			return nil
+		}
+		if n, ok := view.Node(id.NodeID); !ok || n.GetRole() != apiv1.NodeRole_NODE_ROLE_MANAGER {
+			return fmt.Errorf("node %s is not a manager in the cluster state", id.NodeID)
+		}
+		return nil
+	})
 
 	m.unixSrv = apiSrv.GRPCServer(
 		grpc.ChainUnaryInterceptor(cluster.LocalUnaryInterceptor, m.forwarder.UnaryInterceptor),
@@ -330,10 +341,12 @@ func (r *run) dropOtherManagers(ctx context.Context, node *raftnode.Node, view *
 		if n.GetId() == r.nodeID || n.GetRole() != apiv1.NodeRole_NODE_ROLE_MANAGER {
 			continue
 		}
-		n = proto.CloneOf(n)
-		n.Role, n.Status = apiv1.NodeRole_NODE_ROLE_WORKER, apiv1.NodeStatus_NODE_STATUS_DOWN
-		n.Message, n.UpdatedAt = "left the managers in a force-new-cluster recovery; join again to be a manager", timestamppb.Now()
-		if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+		_, err := fsm.UpdateNode(ctx, node.Apply, view, n.GetId(), func(n *apiv1.Node) (bool, error) {
+			n.Role, n.Status = apiv1.NodeRole_NODE_ROLE_WORKER, apiv1.NodeStatus_NODE_STATUS_DOWN
+			n.Message, n.UpdatedAt = "left the managers in a force-new-cluster recovery; join again to be a manager", timestamppb.Now()
+			return true, nil
+		})
+		if err != nil {
 			return fmt.Errorf("force-new-cluster: record %s as gone: %w", n.GetName(), err)
 		}
 		r.logger.Warn("force-new-cluster: manager dropped", "node", n.GetName())
@@ -345,32 +358,40 @@ func (r *run) dropOtherManagers(ctx context.Context, node *raftnode.Node, view *
 // the leader: role, address, versions; READY unless a worker session owns
 // its status.
 func (r *run) registerManager(ctx context.Context, node *raftnode.Node, view *state.State) {
-	now := timestamppb.Now()
-	self := &apiv1.Node{
-		Id:           r.nodeID,
-		Name:         r.cfg.NodeName,
-		Status:       apiv1.NodeStatus_NODE_STATUS_READY,
-		Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
-		CreatedAt:    now,
-	}
-	if old, ok := view.Node(r.nodeID); ok {
-		self = proto.CloneOf(old)
-		if r.cfg.Worker == nil {
-			self.Status = apiv1.NodeStatus_NODE_STATUS_READY
+	fill := func(n *apiv1.Node) {
+		n.Name = r.cfg.NodeName
+		n.Role = apiv1.NodeRole_NODE_ROLE_MANAGER
+		n.Worker = r.cfg.Worker != nil
+		if !n.Worker || n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_UNSPECIFIED {
+			n.Status = apiv1.NodeStatus_NODE_STATUS_READY
+		}
+		if n.GetAvailability() == apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED {
+			n.Availability = apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+		}
+		n.Addr = r.cfg.Advertise
+		n.Os, n.Arch = goruntime.GOOS, goruntime.GOARCH
+		n.AgentVersion = version.Version
+		n.UpdatedAt = timestamppb.Now()
+		if n.CreatedAt == nil {
+			n.CreatedAt = n.UpdatedAt
 		}
 	}
-	self.Role = apiv1.NodeRole_NODE_ROLE_MANAGER
-	self.Worker = r.cfg.Worker != nil
-	self.Addr = r.cfg.Advertise
-	self.Os, self.Arch = goruntime.GOOS, goruntime.GOARCH
-	self.AgentVersion = version.Version
-	self.UpdatedAt = now
 	for {
-		if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: self}); err == nil || ctx.Err() != nil {
-			return
+		var err error
+		if _, known := view.Node(r.nodeID); known {
+			_, err = fsm.UpdateNode(ctx, node.Apply, view, r.nodeID, func(n *apiv1.Node) (bool, error) {
+				fill(n)
+				return true, nil
+			})
 		} else {
-			r.logger.Warn("register this manager", "error", err)
+			n := &apiv1.Node{Id: r.nodeID}
+			fill(n)
+			_, err = node.Apply(ctx, &fsmpb.UpsertNode{Node: n})
 		}
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("register this manager", "error", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -413,9 +434,14 @@ func managerStatus(ctx context.Context, node *raftnode.Node, view *state.State, 
 				if n.GetStatus() == want {
 					continue
 				}
-				n = proto.CloneOf(n)
-				n.Status, n.Message, n.UpdatedAt = want, msg, timestamppb.Now()
-				if _, err := node.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil && ctx.Err() == nil {
+				_, err := fsm.UpdateNode(ctx, node.Apply, view, n.GetId(), func(n *apiv1.Node) (bool, error) {
+					if n.GetWorker() || n.GetStatus() == want {
+						return false, nil
+					}
+					n.Status, n.Message, n.UpdatedAt = want, msg, timestamppb.Now()
+					return true, nil
+				})
+				if err != nil && ctx.Err() == nil {
 					logger.Warn("record a manager's status", "node", n.GetName(), "error", err)
 				}
 			}

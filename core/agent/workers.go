@@ -11,8 +11,9 @@ import (
 )
 
 // localWorkers gives the API access to the runtime of the worker that runs
-// in this same agent. Reaching workers on other nodes comes with multi-node
-// clusters; until then their tasks' logs are refused as unsupported.
+// in this same agent. The API does not reach the runtimes of other nodes
+// yet: their tasks' logs are refused as unsupported, and images are
+// imported on each node through its own socket.
 type localWorkers struct {
 	nodeID   string
 	nodeName string
@@ -21,7 +22,7 @@ type localWorkers struct {
 
 func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error {
 	if task.GetNodeId() != w.nodeID {
-		return fmt.Errorf("task %s runs on node %s; logs from other nodes need a multi-node cluster: %w", task.GetId(), task.GetNodeId(), sdk.ErrUnsupported)
+		return fmt.Errorf("task %s runs on node %s, and this manager serves only the logs of its own node's tasks (run `warren task logs` on that node's manager, if it is one): %w", task.GetId(), task.GetNodeId(), sdk.ErrUnsupported)
 	}
 	if tail <= 0 {
 		tail = runtime.TailAll

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/sdk"
 )
@@ -21,33 +22,36 @@ import (
 // only the configuration sets. A request that changes nothing writes
 // nothing and returns the node as it is.
 //
-// expected_version is checked against the node as this manager reads it
-// just before proposing the change; it guards against an operator's stale
-// read, not against a registration committed in the same instant.
+// expected_version, when set, guards against an operator's stale read.
+// Changes committed by others between this call's read and its write (a
+// worker registering in the same instant) are never overwritten: the write
+// carries the version it was based on and is redone on a conflict
+// (fsm.UpdateNode).
 func (s *Server) UpdateNode(ctx context.Context, req *apiv1.UpdateNodeRequest) (*apiv1.UpdateNodeResponse, error) {
 	if err := ValidateUpdateNode(req); err != nil {
 		return nil, err
 	}
-	old, err := s.lookupNode(req.GetNode())
+	found, err := s.lookupNode(req.GetNode())
 	if err != nil {
 		return nil, err
 	}
-	if v := req.GetExpectedVersion(); v != 0 && v != old.GetVersion() {
-		return nil, fmt.Errorf("node %q is at version %d, not %d: %w", old.GetName(), old.GetVersion(), v, sdk.ErrConflict)
-	}
-	n, err := editNode(old, req)
+	out, err := fsm.UpdateNode(ctx, s.opts.Raft.Apply, s.opts.State, found.GetId(), func(n *apiv1.Node) (bool, error) {
+		if v := req.GetExpectedVersion(); v != 0 && v != n.GetVersion() {
+			return false, fmt.Errorf("node %q is at version %d, not %d: %w", n.GetName(), n.GetVersion(), v, sdk.ErrConflict)
+		}
+		edited, err := editNode(n, req)
+		if err != nil || proto.Equal(edited, n) {
+			return false, err
+		}
+		proto.Reset(n)
+		proto.Merge(n, edited)
+		n.UpdatedAt = timestamppb.Now()
+		return true, nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("update node %q: %w", found.GetName(), err)
 	}
-	if proto.Equal(n, old) {
-		return &apiv1.UpdateNodeResponse{Node: old}, nil
-	}
-	n.UpdatedAt = timestamppb.Now()
-	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n})
-	if err != nil {
-		return nil, fmt.Errorf("update node %q: %w", old.GetName(), err)
-	}
-	return &apiv1.UpdateNodeResponse{Node: out.(*apiv1.Node)}, nil
+	return &apiv1.UpdateNodeResponse{Node: out}, nil
 }
 
 // editNode returns a copy of old with req's changes: availability, then

@@ -137,6 +137,9 @@ func (s *Services) Join(ctx context.Context, req *apiv1.JoinRequest) (*apiv1.Joi
 	if other, res := s.deps.State.LookupNode(req.GetName()); res == state.Found && other.GetName() == req.GetName() && other.GetId() != req.GetNodeId() {
 		return nil, status.Errorf(codes.AlreadyExists, "a node named %q already exists (ID %s): remove it with `warren node rm %s` or give this agent another node_name", req.GetName(), other.GetId(), req.GetName())
 	}
+	if role == apiv1.NodeRole_NODE_ROLE_WORKER && !req.GetWorker() {
+		return nil, status.Error(codes.FailedPrecondition, "the token is a worker token but this agent has no worker { } block: add one, or join with a manager token")
+	}
 	if old, ok := s.deps.State.Node(req.GetNodeId()); ok && old.GetRole() == apiv1.NodeRole_NODE_ROLE_MANAGER && role == apiv1.NodeRole_NODE_ROLE_WORKER {
 		return nil, status.Errorf(codes.FailedPrecondition, "node %s is a manager; demote it before it joins again as a worker", req.GetNodeId())
 	}
@@ -150,14 +153,18 @@ func (s *Services) Join(ctx context.Context, req *apiv1.JoinRequest) (*apiv1.Joi
 		Id: req.GetNodeId(), Name: req.GetName(), Role: role,
 		Status:       apiv1.NodeStatus_NODE_STATUS_UNKNOWN,
 		Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
-		Addr:         req.GetAddr(), CreatedAt: now, UpdatedAt: now,
+		Addr:         req.GetAddr(), CreatedAt: now, UpdatedAt: now, Worker: req.GetWorker(),
 		Message: "joined",
 	}
-	if old, ok := s.deps.State.Node(req.GetNodeId()); ok {
-		n = proto.CloneOf(old)
-		n.Role, n.Addr, n.UpdatedAt, n.Message = role, req.GetAddr(), now, "joined again"
+	if _, ok := s.deps.State.Node(req.GetNodeId()); ok {
+		_, err = fsm.UpdateNode(ctx, s.deps.Raft.Apply, s.deps.State, req.GetNodeId(), func(n *apiv1.Node) (bool, error) {
+			n.Name, n.Role, n.Addr, n.UpdatedAt, n.Message = req.GetName(), role, req.GetAddr(), now, "joined again"
+			return true, nil
+		})
+	} else {
+		_, err = s.deps.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n})
 	}
-	if _, err := s.deps.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("join: register node %s: %w", req.GetName(), err)
 	}
 	resp := &apiv1.JoinResponse{
@@ -231,9 +238,11 @@ func (s *Services) AddRaftMember(ctx context.Context, req *apiv1.AddRaftMemberRe
 		return nil, fmt.Errorf("add %s to the Raft configuration: %w", n.GetName(), err)
 	}
 	if n.GetAddr() != req.GetAddr() {
-		n = proto.CloneOf(n)
-		n.Addr, n.UpdatedAt = req.GetAddr(), timestamppb.New(s.deps.Now())
-		if _, err := s.deps.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+		_, err := fsm.UpdateNode(ctx, s.deps.Raft.Apply, s.deps.State, n.GetId(), func(n *apiv1.Node) (bool, error) {
+			n.Addr, n.UpdatedAt = req.GetAddr(), timestamppb.New(s.deps.Now())
+			return true, nil
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -383,9 +392,8 @@ func (s *Services) PromoteNode(ctx context.Context, req *apiv1.PromoteNodeReques
 	if n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
 		return nil, status.Errorf(codes.FailedPrecondition, "node %s is %s: only a ready node can be promoted", n.GetName(), statusName(n.GetStatus()))
 	}
-	n = proto.CloneOf(n)
-	n.Role, n.UpdatedAt, n.Message = apiv1.NodeRole_NODE_ROLE_MANAGER, timestamppb.New(s.deps.Now()), "promoted"
-	if _, err := s.deps.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+	n, err = s.setRole(ctx, n.GetId(), apiv1.NodeRole_NODE_ROLE_MANAGER, "promoted")
+	if err != nil {
 		return nil, err
 	}
 	s.roleChanged(n.GetId())
@@ -407,9 +415,15 @@ func (s *Services) DemoteNode(ctx context.Context, req *apiv1.DemoteNodeRequest)
 	}
 	// The role first: the demoted manager still receives this entry and
 	// steps down to a worker when it applies it.
-	n = proto.CloneOf(n)
-	n.Role, n.UpdatedAt, n.Message = apiv1.NodeRole_NODE_ROLE_WORKER, timestamppb.New(s.deps.Now()), "demoted"
-	if _, err := s.deps.Raft.Apply(ctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+	n, err = fsm.UpdateNode(ctx, s.deps.Raft.Apply, s.deps.State, n.GetId(), func(n *apiv1.Node) (bool, error) {
+		n.Role, n.UpdatedAt, n.Message = apiv1.NodeRole_NODE_ROLE_WORKER, timestamppb.New(s.deps.Now()), "demoted"
+		if !n.GetWorker() {
+			// Its agent has no worker { } block: it stops once demoted.
+			n.Status, n.Message = apiv1.NodeStatus_NODE_STATUS_DOWN, "demoted; its agent runs no worker and stops: remove it with `warren node rm`"
+		}
+		return true, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := s.deps.Raft.RemoveServer(ctx, n.GetId()); err != nil {
@@ -477,6 +491,14 @@ func (s *Services) node(nameOrID string) (*apiv1.Node, error) {
 		return nil, status.Errorf(codes.InvalidArgument, "node ID prefix %q matches more than one node", nameOrID)
 	}
 	return n, nil
+}
+
+// setRole commits a node's new role.
+func (s *Services) setRole(ctx context.Context, id string, role apiv1.NodeRole, msg string) (*apiv1.Node, error) {
+	return fsm.UpdateNode(ctx, s.deps.Raft.Apply, s.deps.State, id, func(n *apiv1.Node) (bool, error) {
+		n.Role, n.UpdatedAt, n.Message = role, timestamppb.New(s.deps.Now()), msg
+		return true, nil
+	})
 }
 
 func (s *Services) roleChanged(nodeID string) {

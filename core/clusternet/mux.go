@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,6 +48,21 @@ type Mux struct {
 	wg     sync.WaitGroup // the accept loop and per-connection goroutines
 	once   sync.Once
 	err    error
+
+	// raftCheck, when set, must also accept a Raft peer's identity.
+	raftCheck atomic.Pointer[func(pki.Identity) error]
+}
+
+// SetRaftCheck adds a check every Raft connection's (manager) identity must
+// pass, such as "the cluster state still lists this node as a manager", so
+// that the certificate of a demoted or dropped manager no longer reaches
+// Raft before it expires. nil removes the check.
+func (m *Mux) SetRaftCheck(check func(pki.Identity) error) {
+	if check == nil {
+		m.raftCheck.Store(nil)
+		return
+	}
+	m.raftCheck.Store(&check)
 }
 
 // Listen listens on addr (TCP) and serves TLS with
@@ -177,6 +193,13 @@ func (m *Mux) serveConn(raw net.Conn) {
 		m.logger.Warn("refused Raft connection: not a manager", "remote", remote, "identity", id)
 		conn.Close()
 		return
+	}
+	if check := m.raftCheck.Load(); check != nil {
+		if err := (*check)(id); err != nil {
+			m.logger.Warn("refused Raft connection", "remote", remote, "identity", id, "error", err)
+			conn.Close()
+			return
+		}
 	}
 	m.handoff(m.raft, conn, "raft")
 }

@@ -12,7 +12,9 @@
 //
 // Liveness lives in the leader's memory: heartbeats are not Raft writes.
 // Only transitions are committed: READY when a node registers, DOWN once
-// when its session ends or it misses its heartbeat TTL. The orchestrator
+// it misses its heartbeat TTL in a session, or has been without a session
+// for a whole TTL (a session that merely ends, as when the worker's agent
+// restarts, marks nothing: the node has its TTL to come back). The orchestrator
 // reacts to DOWN: it marks the node's unfinished tasks ORPHANED (desired
 // SHUTDOWN) and replaces them on other nodes. Such tasks are no longer
 // Relevant, so when the node registers again the full set it is sent leaves
@@ -384,45 +386,54 @@ func (d *Dispatcher) Disconnect(nodeID string) bool {
 // keeping what belongs to the cluster: role, availability, creation time
 // and the labels set by operators (see mergeLabels).
 func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker) error {
-	now := timestamppb.Now()
-	n := &apiv1.Node{
-		Id:             reg.GetNodeId(),
-		Name:           reg.GetName(),
-		Role:           apiv1.NodeRole_NODE_ROLE_WORKER,
-		Worker:         true,
-		Status:         apiv1.NodeStatus_NODE_STATUS_READY,
-		Availability:   apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
-		Resources:      reg.GetResources(),
-		Addr:           reg.GetAddr(),
-		Os:             reg.GetOs(),
-		Arch:           reg.GetArch(),
-		AgentVersion:   reg.GetAgentVersion(),
-		RuntimeVersion: reg.GetRuntimeVersion(),
-		CreatedAt:      now,
-		UpdatedAt:      now,
-	}
-	old, _ := d.deps.State.Node(reg.GetNodeId())
-	if old != nil {
-		if old.GetRole() != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
-			n.Role = old.GetRole()
-		}
-		if old.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED {
-			n.Availability = old.GetAvailability()
-		}
-		if old.GetCreatedAt() != nil {
-			n.CreatedAt = old.GetCreatedAt()
-		}
-		if n.Addr == "" {
-			n.Addr = old.GetAddr()
-		}
-	}
-	n.Labels = mergeLabels(old, reg.GetLabels())
-	if len(reg.GetLabels()) > 0 {
-		n.AgentLabels = maps.Clone(reg.GetLabels())
-	}
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
-	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertNode{Node: n}); err != nil {
+	now := timestamppb.Now()
+	// fill sets what the worker reports; what belongs to the cluster stays.
+	fill := func(n *apiv1.Node, old *apiv1.Node) {
+		n.Name = reg.GetName()
+		n.Worker = true
+		n.Status = apiv1.NodeStatus_NODE_STATUS_READY
+		n.Message = ""
+		n.Resources = reg.GetResources()
+		if reg.GetAddr() != "" {
+			n.Addr = reg.GetAddr()
+		}
+		n.Os, n.Arch = reg.GetOs(), reg.GetArch()
+		n.AgentVersion, n.RuntimeVersion = reg.GetAgentVersion(), reg.GetRuntimeVersion()
+		n.UpdatedAt = now
+		n.Labels = mergeLabels(old, reg.GetLabels())
+		if len(reg.GetLabels()) > 0 {
+			n.AgentLabels = maps.Clone(reg.GetLabels())
+		}
+	}
+	var err error
+	if _, known := d.deps.State.Node(reg.GetNodeId()); known {
+		_, err = fsm.UpdateNode(cctx, d.deps.Raft.Apply, d.deps.State, reg.GetNodeId(), func(n *apiv1.Node) (bool, error) {
+			old := proto.CloneOf(n)
+			if n.GetRole() == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
+				n.Role = apiv1.NodeRole_NODE_ROLE_WORKER
+			}
+			if n.GetAvailability() == apiv1.NodeAvailability_NODE_AVAILABILITY_UNSPECIFIED {
+				n.Availability = apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+			}
+			if n.GetCreatedAt() == nil {
+				n.CreatedAt = now
+			}
+			fill(n, old)
+			return true, nil
+		})
+	} else {
+		n := &apiv1.Node{
+			Id:           reg.GetNodeId(),
+			Role:         apiv1.NodeRole_NODE_ROLE_WORKER,
+			Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
+			CreatedAt:    now,
+		}
+		fill(n, nil)
+		_, err = d.deps.Raft.Apply(cctx, &fsmpb.UpsertNode{Node: n})
+	}
+	if err != nil {
 		return fmt.Errorf("register node %q (%s): %w", reg.GetName(), reg.GetNodeId(), err)
 	}
 	d.log.Info("node ready", "node", reg.GetName(), "id", reg.GetNodeId())
@@ -458,26 +469,34 @@ func mergeLabels(old *apiv1.Node, agent map[string]string) map[string]string {
 
 // commitDown commits a node as DOWN unless it is down already.
 func (d *Dispatcher) commitDown(ctx context.Context, nodeID, reason string) {
-	old, ok := d.deps.State.Node(nodeID)
-	if !ok || old.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
-		return
-	}
-	n := proto.CloneOf(old)
-	n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
-	n.Message = reason
-	n.UpdatedAt = timestamppb.Now()
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
-	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertNode{Node: n}); err != nil {
-		d.log.Error("marking node down", "node", old.GetName(), "id", nodeID, "reason", reason, "error", err)
+	var name string
+	changed := false
+	_, err := fsm.UpdateNode(cctx, d.deps.Raft.Apply, d.deps.State, nodeID, func(n *apiv1.Node) (bool, error) {
+		name = n.GetName()
+		if n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
+			return false, nil
+		}
+		n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
+		n.Message = reason
+		n.UpdatedAt = timestamppb.Now()
+		changed = true
+		return true, nil
+	})
+	switch {
+	case errors.Is(err, fsm.ErrNodeNotFound):
 		return
+	case err != nil:
+		d.log.Error("marking node down", "node", name, "id", nodeID, "reason", reason, "error", err)
+	case changed:
+		d.log.Warn("node down", "node", name, "id", nodeID, "reason", reason)
 	}
-	d.log.Warn("node down", "node", old.GetName(), "id", nodeID, "reason", reason)
 }
 
 // sweep marks down the READY worker nodes that have had no session for a
-// whole TTL, such as nodes that never reconnected after a leader change.
-// Nodes whose session ends are marked down by the session itself.
+// whole TTL: nodes whose session ended and that did not come back, and
+// nodes that never reconnected after a leader change.
 func (d *Dispatcher) sweep(ctx context.Context) {
 	ttl := d.deps.HeartbeatTTL
 	d.mu.Lock()

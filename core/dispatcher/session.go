@@ -108,7 +108,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 
 	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}}
 	e := d.entry(s.nodeID)
-	// reason, when set as the session ends, marks the node DOWN.
+	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
 	defer func() { d.detach(e, s, reason) }()
 	if err := d.attach(ctx, e, s, reg); err != nil {
@@ -117,7 +117,11 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		}
 		return sdk.ToStatus(err)
 	}
-	reason = "session ended"
+	// A session that just ends (the worker's agent restarts, a connection
+	// resets) leaves the node READY: the sweep marks it DOWN once it has
+	// been without a session for a whole TTL, so a restart or a short blip
+	// moves none of its tasks. Missed heartbeats mark it DOWN at once:
+	// that TTL has passed already.
 	log := d.log.With("node", reg.GetName(), "id", s.nodeID)
 
 	sub := d.deps.Events.Subscribe(s.filter, eventBuffer)

@@ -277,7 +277,11 @@ func (f *FSM) applyUpsertNode(tx *txn, c *fsmpb.UpsertNode) any {
 		return invalid("upsert node: id and name are required")
 	}
 	action := apiv1.EventAction_EVENT_ACTION_CREATED
-	if old, ok := f.state.Node(n.GetId()); ok {
+	old, ok := f.state.Node(n.GetId())
+	if v := c.GetExpectedVersion(); v != 0 && (!ok || old.GetVersion() != v) {
+		return fmt.Errorf("node %s changed since it was read (version %d, expected %d): %w", n.GetId(), old.GetVersion(), v, sdk.ErrConflict)
+	}
+	if ok {
 		action = apiv1.EventAction_EVENT_ACTION_UPDATED
 		n = proto.CloneOf(n)
 		if n.CreatedAt == nil {

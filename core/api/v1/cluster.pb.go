@@ -614,7 +614,9 @@ type JoinRequest struct {
 	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Name   string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	// addr is the address other nodes reach this one at.
-	Addr          string `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`
+	Addr string `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`
+	// worker: the agent runs a worker (it can take a worker token).
+	Worker        bool `protobuf:"varint,6,opt,name=worker,proto3" json:"worker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -682,6 +684,13 @@ func (x *JoinRequest) GetAddr() string {
 		return x.Addr
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetWorker() bool {
+	if x != nil {
+		return x.Worker
+	}
+	return false
 }
 
 type JoinResponse struct {
@@ -1003,13 +1012,14 @@ const file_core_api_v1_cluster_proto_rawDesc = "" +
 	"\x06ca_pem\x18\x01 \x01(\fR\x05caPem\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x03 \x01(\fR\x06keyPem\x127\n" +
-	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"v\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x8e\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
-	"\x04addr\x18\x05 \x01(\tR\x04addr\"\xba\x01\n" +
+	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06worker\x18\x06 \x01(\bR\x06worker\"\xba\x01\n" +
 	"\fJoinResponse\x12\x15\n" +
 	"\x06ca_pem\x18\x01 \x01(\fR\x05caPem\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12+\n" +

@@ -167,10 +167,14 @@ func (x *RemoveService) GetId() string {
 }
 
 type UpsertNode struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *v1.Node               `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *v1.Node               `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// expected_version, when non-zero, must equal the stored node's version:
+	// read-modify-write callers lose no concurrent change (see
+	// fsm.UpdateNode).
+	ExpectedVersion uint64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpsertNode) Reset() {
@@ -208,6 +212,13 @@ func (x *UpsertNode) GetNode() *v1.Node {
 		return x.Node
 	}
 	return nil
+}
+
+func (x *UpsertNode) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
 }
 
 type RemoveNode struct {
@@ -798,10 +809,11 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\"\x1f\n" +
 	"\rRemoveService\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"`\n" +
 	"\n" +
 	"UpsertNode\x12'\n" +
-	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"\x1c\n" +
+	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\"\x1c\n" +
 	"\n" +
 	"RemoveNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"8\n" +
