@@ -177,6 +177,14 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		sh.rt = runtime.NewClient(rtPlugin.Client())
 	}
 	rt = sh.rt
+	// The worker first: it reaches the leader through any manager, so its
+	// session (and its node's liveness) does not wait for this agent's
+	// manager parts, which can take a while to join Raft.
+	if rt != nil {
+		if err := r.startWorker(runCtx, &running, rt); err != nil {
+			return err
+		}
+	}
 	if role == pki.RoleManager {
 		m, err := r.startManager(ctx, runCtx, &running, rt)
 		if err != nil {
@@ -210,11 +218,6 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		_ = os.Remove(cfg.APISocket)
 	}()
 
-	if rt != nil {
-		if err := r.startWorker(runCtx, &running, rt); err != nil {
-			return err
-		}
-	}
 	running.Add(1)
 	go func() {
 		defer running.Done()

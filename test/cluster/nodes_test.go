@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"maps"
 	"strings"
 	"testing"
@@ -87,4 +88,43 @@ func TestDrainAndLabels(t *testing.T) {
 	if n := len(w1.RunningOn()); n != 2 {
 		t.Fatalf("w1 runs %d containers, want only app's 2", n)
 	}
+}
+
+// TestWorkerAgentRestartMovesNothing kills a worker's agent and starts it
+// again within the heartbeat TTL: its containers keep running and none of
+// its tasks is replaced.
+func TestWorkerAgentRestartMovesNothing(t *testing.T) {
+	bin := testutil.Install(t, clustertest.Plugins...)
+	c := clustertest.New(t, bin)
+	c.HeartbeatTTL = 10 * time.Second
+	c.Form([]string{"m1"}, []string{"w1", "w2"})
+	m1, w1 := c.Node("m1"), c.Node("w1")
+	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
+	testutil.Eventually(t, 60*time.Second, "a container on w1", func() bool { return len(w1.RunningOn()) == 1 })
+	before := w1.RunningOn()
+	tasksBefore := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
+
+	w1.Kill9()
+	w1.Start(context.Background())
+	c.WaitReady(m1, 3)
+	if after := w1.RunningOn(); !maps.Equal(before, after) {
+		t.Fatalf("w1's containers changed through its agent's restart: %v → %v", before, after)
+	}
+	if tasksAfter := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app")); tasksAfter != tasksBefore {
+		t.Fatalf("tasks changed through a worker agent's restart:\nbefore:\n%s\nafter:\n%s", tasksBefore, tasksAfter)
+	}
+	if out := m1.CLI(0, "node", "inspect", "w1"); strings.Contains(out, "down") {
+		t.Fatalf("w1 was marked down:\n%s", out)
+	}
+}
+
+// firstColumn returns the first field of every line of a table.
+func firstColumn(table string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			b.WriteString(f[0] + "\n")
+		}
+	}
+	return b.String()
 }

@@ -27,6 +27,7 @@ func TestPromoteDemote(t *testing.T) {
 	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
 	testutil.Eventually(t, 60*time.Second, "a container on w1", func() bool { return len(w1.RunningOn()) == 1 })
 	before := w1.RunningOn()
+	tasksBefore := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
 
 	// The last manager cannot be demoted.
 	if out := m1.CLI(1, "node", "demote", "m1"); !strings.Contains(out, "last manager") {
@@ -48,6 +49,9 @@ func TestPromoteDemote(t *testing.T) {
 	if after := w1.RunningOn(); !maps.Equal(before, after) {
 		t.Fatalf("w1's containers changed through its promotion: %v → %v", before, after)
 	}
+	if tasksAfter := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app")); tasksAfter != tasksBefore {
+		t.Fatalf("tasks changed through the promotion:\nbefore:\n%s\nafter:\n%s", tasksBefore, tasksAfter)
+	}
 
 	// With two managers and one of them cut off, demoting the other would
 	// leave a configuration without a reachable majority.
@@ -58,6 +62,11 @@ func TestPromoteDemote(t *testing.T) {
 	})
 	w1.Host.Heal(t)
 	c.WaitMembers(m1, 2)
+	// Cut off past its TTL, w1 had its task replaced: the demotion starts
+	// from here.
+	c.WaitReady(m1, 3)
+	before = w1.RunningOn()
+	tasksBefore = firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
 
 	m1.CLI(0, "node", "demote", "w1")
 	c.WaitMembers(m1, 1)
@@ -69,10 +78,14 @@ func TestPromoteDemote(t *testing.T) {
 	})
 	c.WaitReady(m1, 3)
 	if after := w1.RunningOn(); !maps.Equal(before, after) {
-		t.Fatalf("w1's containers changed through promotion and demotion: %v → %v", before, after)
+		t.Fatalf("w1's containers changed through its demotion: %v → %v", before, after)
 	}
 	if out := m1.CLI(0, "node", "ls"); !strings.Contains(out, "worker") {
 		t.Fatalf("node ls after the demotion:\n%s", out)
+	}
+	// No task was replaced through the demotion.
+	if tasksAfter := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app")); tasksAfter != tasksBefore {
+		t.Fatalf("tasks changed through the demotion:\nbefore:\n%s\nafter:\n%s", tasksBefore, tasksAfter)
 	}
 }
 
