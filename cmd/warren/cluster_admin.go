@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -174,39 +175,35 @@ Keep key.pem secret: it can do anything the local root user can.`,
 }
 
 func newNodePromoteCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "promote NODE",
-		Short: "Make a worker node a manager",
-		Long: `Make a worker node a manager: it renews its certificate as a manager, starts
+	return newNodeRoleCmd(g, "promote", "Make a worker node a manager",
+		`Make a worker node a manager: it renews its certificate as a manager, starts
 the manager's parts and enters the Raft configuration as a voter. Keep an odd
 number of managers (1, 3, 5).`,
-		Example: `  warren node promote edge-2`,
-		Args:    exactArgs(1, "a node name or ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Cluster.PromoteNode(ctx, &apiv1.PromoteNodeRequest{Node: args[0]})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Node %s is now a manager.\n", resp.GetNode().GetName())
-			return err
-		},
-	}
+		func(ctx context.Context, c *agentClient, node string) (*apiv1.Node, error) {
+			resp, err := c.Cluster.PromoteNode(ctx, &apiv1.PromoteNodeRequest{Node: node})
+			return resp.GetNode(), err
+		}, "manager")
 }
 
 func newNodeDemoteCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "demote NODE",
-		Short: "Make a manager a worker",
-		Long: `Make a manager a worker: it leaves the Raft configuration and goes on as a
+	return newNodeRoleCmd(g, "demote", "Make a manager a worker",
+		`Make a manager a worker: it leaves the Raft configuration and goes on as a
 worker. Refused when the managers left could not keep a quorum, and for the
 last manager.`,
-		Example: `  warren node demote edge-2`,
+		func(ctx context.Context, c *agentClient, node string) (*apiv1.Node, error) {
+			resp, err := c.Cluster.DemoteNode(ctx, &apiv1.DemoteNodeRequest{Node: node})
+			return resp.GetNode(), err
+		}, "worker")
+}
+
+// newNodeRoleCmd is `warren node promote|demote`: change calls the API
+// and the node's new role is printed.
+func newNodeRoleCmd(g *globalOptions, verb, short, long string, change func(context.Context, *agentClient, string) (*apiv1.Node, error), role string) *cobra.Command {
+	return &cobra.Command{
+		Use:     verb + " NODE",
+		Short:   short,
+		Long:    long,
+		Example: "  warren node " + verb + " edge-2",
 		Args:    exactArgs(1, "a node name or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -215,11 +212,11 @@ last manager.`,
 				return err
 			}
 			defer c.Close()
-			resp, err := c.Cluster.DemoteNode(ctx, &apiv1.DemoteNodeRequest{Node: args[0]})
+			n, err := change(ctx, c, args[0])
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Node %s is now a worker.\n", resp.GetNode().GetName())
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Node %s is now a %s.\n", n.GetName(), role)
 			return err
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/warrenorch/warren/core/clusternet"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -43,18 +44,17 @@ func saveManagers(dataDir string, addrs []string, logger hclog.Logger) {
 // with the node's credentials.
 type managerSet struct {
 	dataDir string
-	creds   credentials.TransportCredentials
+	pool    *clusternet.Pool
 	logger  hclog.Logger
 
 	mu     sync.Mutex
 	addrs  []string
 	next   int
 	leader string
-	conns  map[string]*grpc.ClientConn
 }
 
 func newManagerSet(dataDir string, creds credentials.TransportCredentials, seed []string, logger hclog.Logger) *managerSet {
-	m := &managerSet{dataDir: dataDir, creds: creds, logger: logger, conns: map[string]*grpc.ClientConn{}}
+	m := &managerSet{dataDir: dataDir, pool: clusternet.NewPool(creds), logger: logger}
 	m.add(seed)
 	return m
 }
@@ -106,19 +106,7 @@ func (m *managerSet) pick() (string, bool) {
 }
 
 // conn returns a client connection to addr.
-func (m *managerSet) conn(addr string) (*grpc.ClientConn, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c, ok := m.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(m.creds))
-	if err != nil {
-		return nil, err
-	}
-	m.conns[addr] = c
-	return c, nil
-}
+func (m *managerSet) conn(addr string) (*grpc.ClientConn, error) { return m.pool.Conn(addr) }
 
 // dial returns a connection to the next manager to try.
 func (m *managerSet) dial(context.Context) (*grpc.ClientConn, error) {
@@ -139,14 +127,7 @@ func (m *managerSet) noteError(err error) {
 	}
 }
 
-func (m *managerSet) close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for a, c := range m.conns {
-		_ = c.Close()
-		delete(m.conns, a)
-	}
-}
+func (m *managerSet) close() { m.pool.Close() }
 
 // leaderHintReason marks a refusal that names the leader.
 const leaderHintReason = "NOT_LEADER"

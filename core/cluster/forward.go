@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/clusternet"
 )
 
 // localMethods are answered by whichever manager is called: they describe
@@ -47,14 +48,13 @@ type LeaderInfo interface {
 // that every write and every read is served by the leader: clients may
 // talk to any manager and still read their own writes.
 type Forwarder struct {
-	raft  LeaderInfo
-	creds credentials.TransportCredentials
+	raft LeaderInfo
+	pool *clusternet.Pool
 	// quorum describes the managers this one can see, for the error
 	// when there is no leader.
 	quorum func() string
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu sync.Mutex
 	// ready is closed once this leader's state has caught up with every
 	// entry committed before its term (SetLeaderReady); nil when it is not.
 	ready chan struct{}
@@ -115,32 +115,11 @@ func isRead(method string) bool {
 // manager's node certificate). quorum, if set, describes which managers
 // are reachable, for the "no quorum" error.
 func NewForwarder(r LeaderInfo, creds credentials.TransportCredentials, quorum func() string) *Forwarder {
-	return &Forwarder{raft: r, creds: creds, quorum: quorum, conns: map[string]*grpc.ClientConn{}}
+	return &Forwarder{raft: r, pool: clusternet.NewPool(creds), quorum: quorum}
 }
 
 // Close closes the connections to leaders.
-func (f *Forwarder) Close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for addr, c := range f.conns {
-		_ = c.Close()
-		delete(f.conns, addr)
-	}
-}
-
-func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.creds))
-	if err != nil {
-		return nil, fmt.Errorf("dial the leader at %s: %w", addr, err)
-	}
-	f.conns[addr] = c
-	return c, nil
-}
+func (f *Forwarder) Close() { f.pool.Close() }
 
 // NoLeaderError is the status of a call that needs the leader when none
 // is known.
@@ -185,7 +164,7 @@ func (f *Forwarder) UnaryInterceptor(ctx context.Context, req any, info *grpc.Un
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	conn, err := f.conn(string(addr))
+	conn, err := f.pool.Conn(string(addr))
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
