@@ -317,9 +317,17 @@ func (r *run) bootstrapCluster(ctx context.Context, node *raftnode.Node, view *s
 		if err != nil {
 			return err
 		}
+		sealedWorker, err := cluster.SealSecret(r.id.kek, apiv1.NodeRole_NODE_ROLE_WORKER, workerSecret)
+		if err != nil {
+			return err
+		}
+		sealedManager, err := cluster.SealSecret(r.id.kek, apiv1.NodeRole_NODE_ROLE_MANAGER, managerSecret)
+		if err != nil {
+			return err
+		}
 		sec := &fsmpb.ClusterSecurity{
 			CaCertPem: r.id.creds.CAPEM(), SealedCaKey: sealed,
-			WorkerSecret: workerSecret, ManagerSecret: managerSecret,
+			SealedWorkerSecret: sealedWorker, SealedManagerSecret: sealedManager,
 			NodeCertTtlSeconds: int64(mcfg.NodeCertTTL / time.Second),
 		}
 		if _, err := node.Apply(ctx, &fsmpb.SetSecurity{Security: sec, OnlyIfUnset: true}); err != nil {

@@ -125,11 +125,19 @@ func (s *Services) Join(ctx context.Context, req *apiv1.JoinRequest) (*apiv1.Joi
 	if tok.Digest != pki.Digest(ca.Cert.Raw) {
 		return nil, status.Error(codes.PermissionDenied, "join token: its CA digest is not this cluster's CA")
 	}
+	workerSecret, err := s.secret(sec, apiv1.NodeRole_NODE_ROLE_WORKER)
+	if err != nil {
+		return nil, err
+	}
+	managerSecret, err := s.secret(sec, apiv1.NodeRole_NODE_ROLE_MANAGER)
+	if err != nil {
+		return nil, err
+	}
 	var role apiv1.NodeRole
 	switch {
-	case pki.SecretEqual(tok.Secret, sec.GetWorkerSecret()):
+	case pki.SecretEqual(tok.Secret, workerSecret):
 		role = apiv1.NodeRole_NODE_ROLE_WORKER
-	case pki.SecretEqual(tok.Secret, sec.GetManagerSecret()):
+	case pki.SecretEqual(tok.Secret, managerSecret):
 		role = apiv1.NodeRole_NODE_ROLE_MANAGER
 	default:
 		return nil, status.Error(codes.PermissionDenied, "join token is not valid (wrong, or rotated): print the current one with `warren cluster join-token worker|manager`")
@@ -278,11 +286,15 @@ func (s *Services) JoinToken(ctx context.Context, req *apiv1.JoinTokenRequest) (
 		if err != nil {
 			return nil, err
 		}
+		sealed, err := SealSecret(s.deps.KEK, req.GetRole(), secret)
+		if err != nil {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
 		next := proto.CloneOf(sec)
 		if req.GetRole() == apiv1.NodeRole_NODE_ROLE_WORKER {
-			next.WorkerSecret = secret
+			next.SealedWorkerSecret = sealed
 		} else {
-			next.ManagerSecret = secret
+			next.SealedManagerSecret = sealed
 		}
 		if _, err := s.deps.Raft.Apply(ctx, &fsmpb.SetSecurity{Security: next}); err != nil {
 			return nil, fmt.Errorf("rotate the %s join token: %w", pkiRole(req.GetRole()), err)
@@ -294,11 +306,37 @@ func (s *Services) JoinToken(ctx context.Context, req *apiv1.JoinTokenRequest) (
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "cluster CA certificate: %v", err)
 	}
-	secret := sec.GetWorkerSecret()
-	if req.GetRole() == apiv1.NodeRole_NODE_ROLE_MANAGER {
-		secret = sec.GetManagerSecret()
+	secret, err := s.secret(sec, req.GetRole())
+	if err != nil {
+		return nil, err
 	}
 	return &apiv1.JoinTokenResponse{Token: pki.FormatToken(ca.Raw, secret)}, nil
+}
+
+// SealSecret seals a role's join secret with the KEK for the Raft state,
+// bound to the role's name.
+func SealSecret(kek []byte, role apiv1.NodeRole, secret string) ([]byte, error) {
+	sealed, err := pki.Seal(kek, []byte(secret), []byte(pkiRole(role)))
+	if err != nil {
+		return nil, fmt.Errorf("seal the %s join secret: %w", pkiRole(role), err)
+	}
+	return sealed, nil
+}
+
+// secret opens a role's join secret from the state.
+func (s *Services) secret(sec *fsmpb.ClusterSecurity, role apiv1.NodeRole) (string, error) {
+	sealed := sec.GetSealedWorkerSecret()
+	if role == apiv1.NodeRole_NODE_ROLE_MANAGER {
+		sealed = sec.GetSealedManagerSecret()
+	}
+	if len(s.deps.KEK) == 0 {
+		return "", status.Error(codes.FailedPrecondition, "this manager holds no key-encryption key for the join secrets")
+	}
+	plain, err := pki.Open(s.deps.KEK, sealed, []byte(pkiRole(role)))
+	if err != nil {
+		return "", status.Errorf(codes.Internal, "the %s join secret: %v", pkiRole(role), err)
+	}
+	return string(plain), nil
 }
 
 // IssueAdminCert issues a CLI client certificate.

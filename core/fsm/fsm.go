@@ -438,7 +438,7 @@ func (f *FSM) applySetClusterInfo(tx *txn, c *fsmpb.SetClusterInfo) any {
 
 func (f *FSM) applySetSecurity(tx *txn, c *fsmpb.SetSecurity) any {
 	sec := c.GetSecurity()
-	if len(sec.GetCaCertPem()) == 0 || len(sec.GetSealedCaKey()) == 0 || sec.GetWorkerSecret() == "" || sec.GetManagerSecret() == "" {
+	if len(sec.GetCaCertPem()) == 0 || len(sec.GetSealedCaKey()) == 0 || len(sec.GetSealedWorkerSecret()) == 0 || len(sec.GetSealedManagerSecret()) == 0 {
 		return invalid("set security: CA certificate, sealed CA key and both join secrets are required")
 	}
 	if c.GetOnlyIfUnset() && f.state.Security() != nil {

@@ -103,6 +103,39 @@ func kekAEAD(kek []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// Seal encrypts plaintext with AES-256-GCM under kek, bound to aad (which
+// Open must be given again): nonce||ciphertext. It is how secrets kept in
+// the Raft state, such as the join-token secrets, stay unreadable without
+// a manager's KEK.
+func Seal(kek, plaintext, aad []byte) ([]byte, error) {
+	aead, err := kekAEAD(kek)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return aead.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+// Open decrypts what Seal returned. A wrong kek, a different aad or a
+// tampered blob is an error wrapping ErrSealedKey.
+func Open(kek, sealed, aad []byte) ([]byte, error) {
+	aead, err := kekAEAD(kek)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, fmt.Errorf("open: %w", ErrSealedKey)
+	}
+	out, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], aad)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", ErrSealedKey)
+	}
+	return out, nil
+}
+
 // SealKey returns the CA private key encrypted with AES-256-GCM under kek
 // (nonce||ciphertext, with the CA certificate's DER as additional data), so
 // the key is never stored in clear in Raft state and a sealed key only opens

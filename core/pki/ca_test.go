@@ -348,3 +348,35 @@ func selfSigned(t *testing.T, subject pkix.Name) *x509.Certificate {
 	}
 	return cert
 }
+
+func TestSealOpenSecret(t *testing.T) {
+	kek, err := pki.NewKEK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := pki.NewKEK()
+	sealed, err := pki.Seal(kek, []byte("s3cret"), []byte("worker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pki.Open(kek, sealed, []byte("worker")); err != nil || string(got) != "s3cret" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	tampered := append([]byte(nil), sealed...)
+	tampered[len(tampered)-1] ^= 1
+	cases := []struct {
+		name      string
+		kek, blob []byte
+		aad       string
+	}{
+		{"wrong key", other, sealed, "worker"},
+		{"other purpose", kek, sealed, "manager"},
+		{"tampered", kek, tampered, "worker"},
+		{"truncated", kek, sealed[:4], "worker"},
+	}
+	for _, c := range cases {
+		if _, err := pki.Open(c.kek, c.blob, []byte(c.aad)); !errors.Is(err, pki.ErrSealedKey) {
+			t.Errorf("%s: %v, want ErrSealedKey", c.name, err)
+		}
+	}
+}

@@ -663,15 +663,18 @@ func (x *SetClusterInfo) GetClusterId() string {
 }
 
 // ClusterSecurity is the cluster's identity material: its CA and the
-// join-token secrets. The CA private key is kept sealed (AES-256-GCM) under
-// the managers' key-encryption key, which never enters Raft: it lives in
-// each manager's data dir and is handed to joining managers over TLS.
+// join-token secrets. The CA private key and the secrets are kept sealed
+// (AES-256-GCM, pki.Seal) under the managers' key-encryption key, which
+// never enters Raft: it lives in each manager's data dir and is handed to
+// joining managers over TLS.
 type ClusterSecurity struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CaCertPem     []byte                 `protobuf:"bytes,1,opt,name=ca_cert_pem,json=caCertPem,proto3" json:"ca_cert_pem,omitempty"`
-	SealedCaKey   []byte                 `protobuf:"bytes,2,opt,name=sealed_ca_key,json=sealedCaKey,proto3" json:"sealed_ca_key,omitempty"`
-	WorkerSecret  string                 `protobuf:"bytes,3,opt,name=worker_secret,json=workerSecret,proto3" json:"worker_secret,omitempty"`
-	ManagerSecret string                 `protobuf:"bytes,4,opt,name=manager_secret,json=managerSecret,proto3" json:"manager_secret,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CaCertPem   []byte                 `protobuf:"bytes,1,opt,name=ca_cert_pem,json=caCertPem,proto3" json:"ca_cert_pem,omitempty"`
+	SealedCaKey []byte                 `protobuf:"bytes,2,opt,name=sealed_ca_key,json=sealedCaKey,proto3" json:"sealed_ca_key,omitempty"`
+	// The join secrets, sealed with their role ("worker", "manager") as
+	// additional data.
+	SealedWorkerSecret  []byte `protobuf:"bytes,6,opt,name=sealed_worker_secret,json=sealedWorkerSecret,proto3" json:"sealed_worker_secret,omitempty"`
+	SealedManagerSecret []byte `protobuf:"bytes,7,opt,name=sealed_manager_secret,json=sealedManagerSecret,proto3" json:"sealed_manager_secret,omitempty"`
 	// node_cert_ttl_seconds is the lifetime of the node certificates the CA
 	// issues.
 	NodeCertTtlSeconds int64 `protobuf:"varint,5,opt,name=node_cert_ttl_seconds,json=nodeCertTtlSeconds,proto3" json:"node_cert_ttl_seconds,omitempty"`
@@ -723,18 +726,18 @@ func (x *ClusterSecurity) GetSealedCaKey() []byte {
 	return nil
 }
 
-func (x *ClusterSecurity) GetWorkerSecret() string {
+func (x *ClusterSecurity) GetSealedWorkerSecret() []byte {
 	if x != nil {
-		return x.WorkerSecret
+		return x.SealedWorkerSecret
 	}
-	return ""
+	return nil
 }
 
-func (x *ClusterSecurity) GetManagerSecret() string {
+func (x *ClusterSecurity) GetSealedManagerSecret() []byte {
 	if x != nil {
-		return x.ManagerSecret
+		return x.SealedManagerSecret
 	}
-	return ""
+	return nil
 }
 
 func (x *ClusterSecurity) GetNodeCertTtlSeconds() int64 {
@@ -835,13 +838,13 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
 	"\x0eSetClusterInfo\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xd4\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xfa\x01\n" +
 	"\x0fClusterSecurity\x12\x1e\n" +
 	"\vca_cert_pem\x18\x01 \x01(\fR\tcaCertPem\x12\"\n" +
-	"\rsealed_ca_key\x18\x02 \x01(\fR\vsealedCaKey\x12#\n" +
-	"\rworker_secret\x18\x03 \x01(\tR\fworkerSecret\x12%\n" +
-	"\x0emanager_secret\x18\x04 \x01(\tR\rmanagerSecret\x121\n" +
-	"\x15node_cert_ttl_seconds\x18\x05 \x01(\x03R\x12nodeCertTtlSeconds\"m\n" +
+	"\rsealed_ca_key\x18\x02 \x01(\fR\vsealedCaKey\x120\n" +
+	"\x14sealed_worker_secret\x18\x06 \x01(\fR\x12sealedWorkerSecret\x122\n" +
+	"\x15sealed_manager_secret\x18\a \x01(\fR\x13sealedManagerSecret\x121\n" +
+	"\x15node_cert_ttl_seconds\x18\x05 \x01(\x03R\x12nodeCertTtlSecondsJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"m\n" +
 	"\vSetSecurity\x12:\n" +
 	"\bsecurity\x18\x01 \x01(\v2\x1e.warren.fsm.v1.ClusterSecurityR\bsecurity\x12\"\n" +
 	"\ronly_if_unset\x18\x02 \x01(\bR\vonlyIfUnsetB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
