@@ -78,7 +78,8 @@ type Options struct {
 	// CallTimeout bounds each of Info, ConfigSchema and Configure. Default 30s.
 	CallTimeout time.Duration
 	// KillTimeout is how long a plugin is given to exit when asked before it
-	// is killed, if the context passed to Stop allows that long. Default 5s.
+	// is killed, if the context passed to Stop allows that long: time for a
+	// runtime to stop what it runs (stop_on_exit). Default 20s.
 	KillTimeout time.Duration
 
 	// OnRestart, if set, is called after a plugin was restarted and
@@ -108,7 +109,7 @@ func (o Options) withDefaults() Options {
 	def(&o.HealthTimeout, 2*time.Second)
 	def(&o.StartTimeout, 30*time.Second)
 	def(&o.CallTimeout, 30*time.Second)
-	def(&o.KillTimeout, 5*time.Second)
+	def(&o.KillTimeout, 20*time.Second)
 	return o
 }
 

@@ -617,3 +617,28 @@ func TestPluginDiesWithAgent(t *testing.T) {
 	reap() // kill -9 the agent
 	waitFor(t, 10*time.Second, "the plugin to die with the agent", func() bool { return processGone(pid) })
 }
+
+// A plugin that takes longer than go-plugin's own 2 s to release what it
+// holds on a clean stop gets its whole KillTimeout: it finishes and is not
+// killed.
+func TestStopWaitsForSlowClose(t *testing.T) {
+	opts := testOptions()
+	opts.KillTimeout = 10 * time.Second
+	h, _ := newHost(t, opts)
+	closed := filepath.Join(t.TempDir(), "closed")
+	p := startPlugin(t, h, testSpec(t, "store-slow", map[string]string{
+		"TESTPLUGIN_CLOSE_FILE": closed, "TESTPLUGIN_CLOSE_DELAY": "3s",
+	}))
+	pid := p.Status().PID
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if b, err := os.ReadFile(closed); err != nil || string(b) != "closed\n" {
+		t.Fatalf("the plugin did not finish its Close: %q, %v", b, err)
+	}
+	if !processGone(pid) {
+		t.Fatalf("process %d still runs after Stop", pid)
+	}
+}

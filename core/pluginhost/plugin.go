@@ -157,17 +157,39 @@ func (in *instance) kill() {
 
 // stop asks the process to exit and kills it if it has not within grace or
 // before ctx ends. It reports whether it had to kill.
+//
+// go-plugin's own Kill gives a process 2 s after asking it to stop, too
+// short for a plugin that releases real resources on its way out (a
+// runtime stopping its containers): stop asks through go-plugin's shutdown
+// call itself and waits for the exit for the whole grace period; Kill then
+// only reaps what is left.
 func (in *instance) stop(ctx context.Context, grace time.Duration) (killed bool) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	if rpc, err := in.client.Client(); err == nil {
+		// The plugin's gRPC server stops, then its Close runs. The call
+		// returns when the process is gone: a hung process keeps it until
+		// it is killed below.
+		go func() { _ = rpc.Close() }()
+		select {
+		case <-in.run.exited:
+		case <-t.C:
+			killed = true
+		case <-ctx.Done():
+			killed = true
+		}
+	}
+	if killed {
+		_ = in.run.Kill(context.Background())
+	}
 	done := make(chan struct{})
 	go func() {
 		in.client.Kill()
 		close(done)
 	}()
-	t := time.NewTimer(grace)
-	defer t.Stop()
 	select {
 	case <-done:
-		return false
+		return killed
 	case <-t.C:
 	case <-ctx.Done():
 	}

@@ -10,6 +10,8 @@
 //	TESTPLUGIN_FAIL_FILE      exit at once, before the handshake, while this file exists
 //	TESTPLUGIN_EXIT_AFTER=N   exit with status 3 on the Nth Get
 //	TESTPLUGIN_ORPHAN_FILE    start a child that inherits stdout and stderr
+//	TESTPLUGIN_CLOSE_FILE     on a clean stop, take TESTPLUGIN_CLOSE_DELAY
+//	                          (a Go duration) to close, then write this file
 //	                          and outlives the plugin, as a daemon would; it
 //	                          appends its process ID to this file, then
 //	                          writes a line to stderr and bumps a counter in
@@ -98,6 +100,15 @@ func main() {
 		}
 		m.exitAfter = v
 	}
+	m.closeFile = os.Getenv("TESTPLUGIN_CLOSE_FILE")
+	if d := os.Getenv("TESTPLUGIN_CLOSE_DELAY"); d != "" {
+		delay, err := time.ParseDuration(d)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		m.closeDelay = delay
+	}
 	if m.kind == sdk.KindStore {
 		store.Serve(m)
 		return
@@ -124,6 +135,9 @@ func runOrphan(file string) {
 }
 
 type memStore struct {
+	closeFile  string
+	closeDelay time.Duration
+
 	kind        sdk.Kind
 	apiVersions []uint32
 	exitAfter   int64
@@ -298,3 +312,14 @@ type snapshot struct {
 
 func (s *snapshot) Index() uint64 { return s.index }
 func (s *snapshot) Close() error  { return nil }
+
+// Close is what sdk.Serve runs after a clean stop: with TESTPLUGIN_CLOSE_FILE
+// it takes its time, like a runtime stopping its containers, then says it
+// finished.
+func (m *memStore) Close() error {
+	if m.closeFile == "" {
+		return nil
+	}
+	time.Sleep(m.closeDelay) // stands for slow clean-up work
+	return os.WriteFile(m.closeFile, []byte("closed\n"), 0o600)
+}
