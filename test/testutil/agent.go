@@ -221,7 +221,7 @@ func (a *Agent) Kill() {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-	case <-time.After(20 * time.Second):
+	case <-time.After(45 * time.Second): // the agent gives its plugins up to 20s, within its own 30s
 		_ = cmd.Process.Kill()
 		<-exited
 	}
