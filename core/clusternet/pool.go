@@ -3,8 +3,11 @@ package clusternet
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -29,9 +32,20 @@ func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.conns[addr]; ok {
+		if c.GetState() == connectivity.TransientFailure {
+			// The node may be back (an agent restarted): try now rather
+			// than after the backoff its earlier absence built up.
+			c.ResetConnectBackoff()
+		}
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			// Nodes come and go (restarts, partitions): never wait long
+			// before trying one again.
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
