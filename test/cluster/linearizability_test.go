@@ -224,7 +224,7 @@ func TestLinearizability(t *testing.T) {
 // no leader to forward it to, or the forward met a non-leader.
 func refusedBeforeRaft(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"no quorum", "connect: connection refused", "connect: no such file", "leadership changed while the call was forwarded", "catching up"} {
+	for _, s := range []string{"no quorum", "connect: connection refused", "connect: no such file", "leadership changed while the call was forwarded", "catching up", "cannot be reached"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
