@@ -64,6 +64,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	startPprof(opts.Logger)
 	// The plugin host outlives role changes: the runtime plugin, and the
 	// containers, stay up while the node turns manager or worker.
 	sh := &shared{host: pluginhost.New(opts.Logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})}
@@ -120,7 +121,6 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 	if err != nil {
 		return err
 	}
-	startPprof(logger)
 	id, err := loadIdentity(ctx, cfg, nodeID, logger)
 	if err != nil {
 		return err
