@@ -20,7 +20,6 @@ import (
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/cluster"
-	"github.com/warrenorch/warren/core/clusternet"
 	"github.com/warrenorch/warren/core/dispatcher"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
@@ -53,7 +52,6 @@ type managerParts struct {
 }
 
 func (m *managerParts) close() {
-	m.forwarder.Close()
 	m.stopWatch()
 	if err := m.node.Shutdown(); err != nil {
 		m.logger.Error("raft shutdown", "error", err)
@@ -124,9 +122,8 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		return nil, err
 	}
 	health, stopWatch := cluster.WatchHealth(node.Raft)
-	clientCreds := clusternet.ClientCredentials(r.id.creds)
 	m := &managerParts{logger: logger, host: r.host, plugins: []string{mcfg.Store, mcfg.Scheduler}, node: node, machine: machine, bus: bus, stopWatch: stopWatch}
-	m.forwarder = cluster.NewForwarder(node, clientCreds, func() string { return quorumSummary(node, health) })
+	m.forwarder = cluster.NewForwarder(node, r.peers.pool, func() string { return quorumSummary(node) })
 	ok := false
 	defer func() {
 		if !ok {
@@ -166,7 +163,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		// Workers beat five times per TTL, so one lost beat never marks a
 		// node down.
 		HeartbeatPeriod: mcfg.HeartbeatTTL / 5,
-		Managers:        func() []string { return managerAddrs(node) },
+		Managers:        node.VoterAddrs,
 	})
 	var workers api.Workers
 	if rt != nil {
@@ -199,7 +196,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 	// manager's certificate does not reach Raft. An empty state (this
 	// manager still catching up) checks nothing yet.
 	r.mux.SetRaftCheck(func(id pki.Identity) error {
-		if len(view.Nodes()) == 0 {
+		if view.ClusterID() == "" {
 			return nil
 		}
 		if n, ok := view.Node(id.NodeID); !ok || n.GetRole() != apiv1.NodeRole_NODE_ROLE_MANAGER {
@@ -468,7 +465,7 @@ func (r *run) followManagers(ctx context.Context, node *raftnode.Node) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		r.peers.update(managerAddrs(node))
+		r.peers.update(node.VoterAddrs())
 		select {
 		case <-ctx.Done():
 			return
@@ -512,32 +509,8 @@ func leaderOnlyStreams(node *raftnode.Node) grpc.StreamServerInterceptor {
 	}
 }
 
-// quorumSummary says how many managers this one sees, for "no quorum".
-func quorumSummary(node *raftnode.Node, health *cluster.Health) string {
-	conf, err := node.Configuration()
-	if err != nil {
-		return "the Raft configuration is not readable: " + err.Error()
-	}
-	voters := 0
-	for _, s := range conf.Servers {
-		if s.Suffrage == raft.Voter {
-			voters++
-		}
-	}
+// quorumSummary says how many managers there are, for "no quorum".
+func quorumSummary(node *raftnode.Node) string {
+	voters := len(node.VoterAddrs())
 	return fmt.Sprintf("the cluster has %d managers and needs %d of them for a quorum", voters, voters/2+1)
-}
-
-// managerAddrs returns the cluster addresses of the Raft voters.
-func managerAddrs(node *raftnode.Node) []string {
-	conf, err := node.Configuration()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, srv := range conf.Servers {
-		if srv.Suffrage == raft.Voter {
-			out = append(out, string(srv.Address))
-		}
-	}
-	return out
 }

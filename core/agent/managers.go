@@ -13,6 +13,7 @@ import (
 	"github.com/warrenorch/warren/core/clusternet"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
@@ -135,7 +136,7 @@ const leaderHintReason = "NOT_LEADER"
 // notLeaderError is a follower's refusal of a dispatcher session, naming
 // the leader (when known) for the worker to go to.
 func notLeaderError(leader string) error {
-	st := status.New(14 /* Unavailable */, "this manager is not the leader; the leader is "+orNone(leader))
+	st := status.New(codes.Unavailable, "this manager is not the leader; the leader is "+orNone(leader))
 	if leader != "" {
 		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: leaderHintReason, Domain: "warren", Metadata: map[string]string{"leader": leader}}); err == nil {
 			st = d

@@ -40,7 +40,7 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		OnSession: func(info *apiv1.SessionInfo) {
 			r.peers.update(info.GetManagers())
 			if got := info.GetRole(); got != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
-				if want := pkiRole(got); want != role {
+				if want := cluster.RoleOf(got); want != role {
 					r.changeRole(want)
 				}
 			}
@@ -59,13 +59,6 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		logExit(r.logger, "worker", w.Run(ctx))
 	}()
 	return nil
-}
-
-func pkiRole(r apiv1.NodeRole) pki.Role {
-	if r == apiv1.NodeRole_NODE_ROLE_MANAGER {
-		return pki.RoleManager
-	}
-	return pki.RoleWorker
 }
 
 // renewLoop renews the node's certificate at two thirds of its lifetime,

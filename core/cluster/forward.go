@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -21,10 +18,6 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/clusternet"
 )
-
-// forwardConnectWait bounds a forwarded call's wait for the leader's
-// connection (the call's own deadline still applies).
-const forwardConnectWait = 5 * time.Second
 
 // localMethods are answered by whichever manager is called: they describe
 // that manager (its plugins, its view), or stream from its own event bus
@@ -117,15 +110,12 @@ func isRead(method string) bool {
 	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List") || name == "Members"
 }
 
-// NewForwarder returns a Forwarder dialing leaders with creds (this
-// manager's node certificate). quorum, if set, describes which managers
-// are reachable, for the "no quorum" error.
-func NewForwarder(r LeaderInfo, creds credentials.TransportCredentials, quorum func() string) *Forwarder {
-	return &Forwarder{raft: r, pool: clusternet.NewPool(creds), quorum: quorum}
+// NewForwarder returns a Forwarder reaching leaders through pool (this
+// manager's connections, made with its node certificate). quorum, if set,
+// describes the managers, for the "no quorum" error.
+func NewForwarder(r LeaderInfo, pool *clusternet.Pool, quorum func() string) *Forwarder {
+	return &Forwarder{raft: r, pool: pool, quorum: quorum}
 }
-
-// Close closes the connections to leaders.
-func (f *Forwarder) Close() { f.pool.Close() }
 
 // NoLeaderError is the status of a call that needs the leader when none
 // is known.
@@ -179,31 +169,10 @@ func (f *Forwarder) UnaryInterceptor(ctx context.Context, req any, info *grpc.Un
 		local = "1"
 	}
 	out := metadata.Pairs(mdForwardedNode, caller.NodeID, mdForwardedRole, string(caller.Role), mdForwardedLocal, local)
-	// Wait (a little) for the connection: the leader may have just come
-	// back, or been elected, and its connection be reconnecting.
-	if err := waitReady(ctx, conn, forwardConnectWait); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "the leader %s cannot be reached (%v); retry", addr, err)
-	}
 	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, out), info.FullMethod, req, reply); err != nil {
 		return nil, err
 	}
 	return reply, nil
-}
-
-// waitReady waits until conn is connected, for at most d.
-func waitReady(ctx context.Context, conn *grpc.ClientConn, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	conn.Connect()
-	for {
-		s := conn.GetState()
-		if s == connectivity.Ready {
-			return nil
-		}
-		if !conn.WaitForStateChange(ctx, s) {
-			return fmt.Errorf("no connection within %s, last state %s", d, s)
-		}
-	}
 }
 
 // newReply returns an empty response message of a method, found by name in

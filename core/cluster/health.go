@@ -72,17 +72,3 @@ func (h *Health) Peer(peer string) (failing bool, lastContact time.Time) {
 	last, failing := h.failing[peer]
 	return failing, last
 }
-
-// Summary describes how many of the voters in conf look reachable.
-func (h *Health) Summary(conf raft.Configuration) (voters, reachable int) {
-	for _, s := range conf.Servers {
-		if s.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		if !h.Failing(string(s.ID)) {
-			reachable++
-		}
-	}
-	return voters, reachable
-}

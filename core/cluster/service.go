@@ -27,8 +27,10 @@ import (
 type Raft interface {
 	LeaderInfo
 	Apply(ctx context.Context, cmd fsm.Command) (any, error)
-	// Voters returns the current Raft configuration.
+	// Configuration returns the latest Raft configuration.
 	Configuration() (raft.Configuration, error)
+	// VoterAddrs returns the voters' cluster addresses, sorted.
+	VoterAddrs() []string
 	AddVoter(ctx context.Context, id, addr string) error
 	RemoveServer(ctx context.Context, id string) error
 	LastIndex() uint64
@@ -152,7 +154,7 @@ func (s *Services) Join(ctx context.Context, req *apiv1.JoinRequest) (*apiv1.Joi
 		return nil, status.Errorf(codes.FailedPrecondition, "node %s is a manager; demote it before it joins again as a worker", req.GetNodeId())
 	}
 	cid := s.deps.State.ClusterID()
-	certPEM, err := ca.SignCSR(req.GetCsr(), pki.Identity{NodeID: req.GetNodeId(), Role: pkiRole(role), ClusterID: cid}, s.certTTL(sec), s.deps.Now())
+	certPEM, err := ca.SignCSR(req.GetCsr(), pki.Identity{NodeID: req.GetNodeId(), Role: RoleOf(role), ClusterID: cid}, s.certTTL(sec), s.deps.Now())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
 	}
@@ -177,12 +179,12 @@ func (s *Services) Join(ctx context.Context, req *apiv1.JoinRequest) (*apiv1.Joi
 	}
 	resp := &apiv1.JoinResponse{
 		CaPem: sec.GetCaCertPem(), CertPem: certPEM, Role: role,
-		Managers: s.managerAddrs(), ClusterId: cid,
+		Managers: s.deps.Raft.VoterAddrs(), ClusterId: cid,
 	}
 	if role == apiv1.NodeRole_NODE_ROLE_MANAGER {
 		resp.Kek = s.deps.KEK
 	}
-	s.deps.Logger.Info("node joined", "node", req.GetName(), "id", req.GetNodeId(), "role", pkiRole(role), "addr", req.GetAddr())
+	s.deps.Logger.Info("node joined", "node", req.GetName(), "id", req.GetNodeId(), "role", RoleOf(role), "addr", req.GetAddr())
 	return resp, nil
 }
 
@@ -220,7 +222,7 @@ func (s *Services) Renew(ctx context.Context, req *apiv1.RenewRequest) (*apiv1.R
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := ca.SignCSR(req.GetCsr(), pki.Identity{NodeID: n.GetId(), Role: pkiRole(n.GetRole()), ClusterID: s.deps.State.ClusterID()}, s.certTTL(sec), s.deps.Now())
+	certPEM, err := ca.SignCSR(req.GetCsr(), pki.Identity{NodeID: n.GetId(), Role: RoleOf(n.GetRole()), ClusterID: s.deps.State.ClusterID()}, s.certTTL(sec), s.deps.Now())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
 	}
@@ -255,21 +257,7 @@ func (s *Services) AddRaftMember(ctx context.Context, req *apiv1.AddRaftMemberRe
 		}
 	}
 	s.deps.Logger.Info("manager added to the Raft configuration", "node", n.GetName(), "addr", req.GetAddr())
-	return &apiv1.AddRaftMemberResponse{Managers: s.managerAddrs()}, nil
-}
-
-// managerAddrs returns the Raft voters' addresses.
-func (s *Services) managerAddrs() []string {
-	conf, err := s.deps.Raft.Configuration()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, srv := range conf.Servers {
-		out = append(out, string(srv.Address))
-	}
-	slices.Sort(out)
-	return out
+	return &apiv1.AddRaftMemberResponse{Managers: s.deps.Raft.VoterAddrs()}, nil
 }
 
 // JoinToken returns (after rotating it, if asked) a role's join token.
@@ -297,10 +285,10 @@ func (s *Services) JoinToken(ctx context.Context, req *apiv1.JoinTokenRequest) (
 			next.SealedManagerSecret = sealed
 		}
 		if _, err := s.deps.Raft.Apply(ctx, &fsmpb.SetSecurity{Security: next}); err != nil {
-			return nil, fmt.Errorf("rotate the %s join token: %w", pkiRole(req.GetRole()), err)
+			return nil, fmt.Errorf("rotate the %s join token: %w", RoleOf(req.GetRole()), err)
 		}
 		sec = next
-		s.deps.Logger.Info("join token rotated", "role", pkiRole(req.GetRole()))
+		s.deps.Logger.Info("join token rotated", "role", RoleOf(req.GetRole()))
 	}
 	ca, err := pki.ParseCertPEM(sec.GetCaCertPem())
 	if err != nil {
@@ -316,9 +304,9 @@ func (s *Services) JoinToken(ctx context.Context, req *apiv1.JoinTokenRequest) (
 // SealSecret seals a role's join secret with the KEK for the Raft state,
 // bound to the role's name.
 func SealSecret(kek []byte, role apiv1.NodeRole, secret string) ([]byte, error) {
-	sealed, err := pki.Seal(kek, []byte(secret), []byte(pkiRole(role)))
+	sealed, err := pki.Seal(kek, []byte(secret), []byte(RoleOf(role)))
 	if err != nil {
-		return nil, fmt.Errorf("seal the %s join secret: %w", pkiRole(role), err)
+		return nil, fmt.Errorf("seal the %s join secret: %w", RoleOf(role), err)
 	}
 	return sealed, nil
 }
@@ -332,9 +320,9 @@ func (s *Services) secret(sec *fsmpb.ClusterSecurity, role apiv1.NodeRole) (stri
 	if len(s.deps.KEK) == 0 {
 		return "", status.Error(codes.FailedPrecondition, "this manager holds no key-encryption key for the join secrets")
 	}
-	plain, err := pki.Open(s.deps.KEK, sealed, []byte(pkiRole(role)))
+	plain, err := pki.Open(s.deps.KEK, sealed, []byte(RoleOf(role)))
 	if err != nil {
-		return "", status.Errorf(codes.Internal, "the %s join secret: %v", pkiRole(role), err)
+		return "", status.Errorf(codes.Internal, "the %s join secret: %v", RoleOf(role), err)
 	}
 	return string(plain), nil
 }
@@ -555,7 +543,8 @@ func statusName(s apiv1.NodeStatus) string {
 	return "unknown"
 }
 
-func pkiRole(r apiv1.NodeRole) pki.Role {
+// RoleOf is the certificate role of a node role: manager, or else worker.
+func RoleOf(r apiv1.NodeRole) pki.Role {
 	if r == apiv1.NodeRole_NODE_ROLE_MANAGER {
 		return pki.RoleManager
 	}

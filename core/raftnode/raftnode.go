@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -247,6 +248,23 @@ func (n *Node) Configuration() (raft.Configuration, error) {
 		return raft.Configuration{}, fmt.Errorf("raft configuration: %w", err)
 	}
 	return f.Configuration(), nil
+}
+
+// VoterAddrs returns the addresses of the voters in the latest Raft
+// configuration, sorted; nil when it cannot be read.
+func (n *Node) VoterAddrs() []string {
+	conf, err := n.Configuration()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, srv := range conf.Servers {
+		if srv.Suffrage == raft.Voter {
+			out = append(out, string(srv.Address))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // AddVoter adds (or updates the address of) a voter; leader only.

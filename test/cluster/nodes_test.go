@@ -19,12 +19,7 @@ import (
 func TestWorkerPartitioned(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
-	c.Form([]string{"m1"}, []string{"w1", "w2"})
-	m1, w1, w2 := c.Node("m1"), c.Node("w1"), c.Node("w2")
-	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
-	testutil.Eventually(t, 60*time.Second, "one container on each worker", func() bool {
-		return len(w1.RunningOn()) == 1 && len(w2.RunningOn()) == 1
-	})
+	m1, w1, w2 := appOnTwoWorkers(t, c)
 	onW2 := w2.RunningOn()
 
 	cut := time.Now()
@@ -60,12 +55,7 @@ func TestWorkerPartitioned(t *testing.T) {
 func TestDrainAndLabels(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
-	c.Form([]string{"m1"}, []string{"w1", "w2"})
-	m1, w1, w2 := c.Node("m1"), c.Node("w1"), c.Node("w2")
-	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
-	testutil.Eventually(t, 60*time.Second, "one container on each worker", func() bool {
-		return len(w1.RunningOn()) == 1 && len(w2.RunningOn()) == 1
-	})
+	m1, w1, w2 := appOnTwoWorkers(t, c)
 
 	m1.CLI(0, "node", "update", "w2", "--availability", "drain")
 	minRunning := 2
@@ -97,10 +87,7 @@ func TestWorkerAgentRestartMovesNothing(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
 	c.HeartbeatTTL = 10 * time.Second
-	c.Form([]string{"m1"}, []string{"w1", "w2"})
-	m1, w1 := c.Node("m1"), c.Node("w1")
-	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
-	testutil.Eventually(t, 60*time.Second, "a container on w1", func() bool { return len(w1.RunningOn()) == 1 })
+	m1, w1, _ := appOnTwoWorkers(t, c)
 	before := w1.RunningOn()
 	tasksBefore := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
 
@@ -127,4 +114,17 @@ func firstColumn(table string) string {
 		}
 	}
 	return b.String()
+}
+
+// appOnTwoWorkers forms a cluster of one manager and two workers and runs
+// the service "app" with one replica on each worker.
+func appOnTwoWorkers(t *testing.T, c *clustertest.Cluster) (m1, w1, w2 *clustertest.Node) {
+	t.Helper()
+	c.Form([]string{"m1"}, []string{"w1", "w2"})
+	m1, w1, w2 = c.Node("m1"), c.Node("w1"), c.Node("w2")
+	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
+	testutil.Eventually(t, 60*time.Second, "one container on each worker", func() bool {
+		return len(w1.RunningOn()) == 1 && len(w2.RunningOn()) == 1
+	})
+	return m1, w1, w2
 }

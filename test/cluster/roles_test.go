@@ -22,10 +22,7 @@ import (
 func TestPromoteDemote(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
-	c.Form([]string{"m1"}, []string{"w1", "w2"})
-	m1, w1 := c.Node("m1"), c.Node("w1")
-	m1.CLI(0, "service", "create", "app", "--image", ctrtest.TestImage, "--replicas", "2")
-	testutil.Eventually(t, 60*time.Second, "a container on w1", func() bool { return len(w1.RunningOn()) == 1 })
+	m1, w1, _ := appOnTwoWorkers(t, c)
 	before := w1.RunningOn()
 	tasksBefore := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
 
