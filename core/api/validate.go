@@ -259,44 +259,45 @@ func validateMounts(svc string, mounts []*apiv1.Mount) error {
 // noUnknownFields rejects messages carrying fields this version does not
 // know: a newer client's intent would otherwise be silently dropped.
 func noUnknownFields(m proto.Message) error {
-	var bad string
-	var walk func(protoreflect.Message, string)
-	walk = func(msg protoreflect.Message, at string) {
-		if bad != "" {
-			return
-		}
-		if len(msg.GetUnknown()) > 0 {
-			bad = at
-			return
-		}
-		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Message() == nil {
-				return true
-			}
-			name := at + "." + string(fd.Name())
-			switch {
-			case fd.IsList():
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message(), name)
-				}
-			case fd.IsMap():
-				if fd.MapValue().Message() != nil {
-					v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-						walk(mv.Message(), name)
-						return true
-					})
-				}
-			default:
-				walk(v.Message(), name)
-			}
-			return bad == ""
-		})
-	}
-	walk(m.ProtoReflect(), string(m.ProtoReflect().Descriptor().Name()))
-	if bad != "" {
-		return invalid("%s carries fields this agent does not know; upgrade the agent or drop them", bad)
+	msg := m.ProtoReflect()
+	if at, bad := unknownFieldsAt(msg); bad {
+		return invalid("%s%s carries fields this agent does not know; upgrade the agent or drop them", msg.Descriptor().Name(), at)
 	}
 	return nil
+}
+
+// unknownFieldsAt finds the first message under msg carrying unknown
+// fields and returns its path below msg (".spec.resources"). The path is
+// built only when one is found: this runs on every request.
+func unknownFieldsAt(msg protoreflect.Message) (at string, bad bool) {
+	if len(msg.GetUnknown()) > 0 {
+		return "", true
+	}
+	msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			for i := 0; i < v.List().Len() && !bad; i++ {
+				at, bad = unknownFieldsAt(v.List().Get(i).Message())
+			}
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					at, bad = unknownFieldsAt(mv.Message())
+					return !bad
+				})
+			}
+		default:
+			at, bad = unknownFieldsAt(v.Message())
+		}
+		if bad {
+			at = "." + string(fd.Name()) + at
+		}
+		return !bad
+	})
+	return at, bad
 }
 
 // Bounds on what UpdateNode may set. They match what an agent configuration

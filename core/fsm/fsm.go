@@ -147,6 +147,10 @@ func (tx *txn) event(kind string, action apiv1.EventAction, id, name string, set
 
 // applyOne decodes and applies one command. It returns the applied object
 // or an error; a command that fails validation changes nothing.
+//
+// The decoded command belongs to this entry alone, so the apply functions
+// keep its objects in the state view as they are, without copying them;
+// objects already in the view are shared and are copied before a change.
 func (f *FSM) applyOne(tx *txn, data []byte) any {
 	t, cmd, ok, err := Decode(data)
 	if err != nil {
@@ -207,7 +211,6 @@ func (f *FSM) applyCreateService(tx *txn, c *fsmpb.CreateService) any {
 	if _, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
-	s = proto.CloneOf(s)
 	s.Version = tx.index
 	f.state.PutService(s)
 	tx.put(state.BucketServices, s.GetId(), s)
@@ -227,7 +230,6 @@ func (f *FSM) applyUpdateService(tx *txn, c *fsmpb.UpdateService) any {
 	if other, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok && other.GetId() != s.GetId() {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
-	s = proto.CloneOf(s)
 	s.Version = tx.index
 	s.CreatedAt = old.GetCreatedAt()
 	f.state.PutService(s)
@@ -283,12 +285,9 @@ func (f *FSM) applyUpsertNode(tx *txn, c *fsmpb.UpsertNode) any {
 	}
 	if ok {
 		action = apiv1.EventAction_EVENT_ACTION_UPDATED
-		n = proto.CloneOf(n)
 		if n.CreatedAt == nil {
 			n.CreatedAt = old.GetCreatedAt()
 		}
-	} else {
-		n = proto.CloneOf(n)
 	}
 	if other, ok := f.state.LookupNode(n.GetName()); ok == state.Found && other.GetId() != n.GetId() && other.GetName() == n.GetName() {
 		return fmt.Errorf("node name %q is taken by node %s: %w", n.GetName(), other.GetId(), sdk.ErrAlreadyExists)
@@ -317,7 +316,6 @@ func (f *FSM) applyUpsertTasks(tx *txn, c *fsmpb.UpsertTasks) any {
 		if t.GetId() == "" || t.GetServiceId() == "" {
 			return invalid("upsert tasks: task id and service id are required")
 		}
-		t = proto.CloneOf(t)
 		if old, ok := f.state.Task(t.GetId()); ok {
 			t = state.MergeTask(old, t)
 		}
@@ -364,7 +362,6 @@ func upsertNamed[T named](tx *txn, kind, bucket string, o T, byName func(string)
 	if _, ok := byID(o.GetId()); ok {
 		action = apiv1.EventAction_EVENT_ACTION_UPDATED
 	}
-	o = proto.CloneOf(o)
 	setVersion(o, tx.index)
 	put(o)
 	tx.put(bucket, o.GetId(), o)

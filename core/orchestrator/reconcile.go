@@ -258,7 +258,6 @@ func Reconcile(in Input) []Action {
 		}
 		return r.out
 	}
-	r.key = specKey(in.Service.GetSpec())
 
 	replicas := in.Service.GetSpec().GetReplicas()
 	slots := map[uint64][]*apiv1.Task{}
@@ -294,8 +293,10 @@ type reconciler struct {
 	in    Input
 	newID func() string
 	out   []Action
-	// key is the service spec's comparison key; spec its copy for new tasks.
+	// key is the service spec's comparison key (see serviceKey); spec its
+	// copy for new tasks.
 	key               string
+	keyDone           bool
 	spec              *apiv1.ServiceSpec
 	upToDateByVersion map[uint64]bool
 	// history holds the tasks this round's shutdowns make history.
@@ -405,15 +406,25 @@ func (r *reconciler) upToDate(t *apiv1.Task) bool {
 		return true
 	}
 	if v == 0 {
-		return specKey(t.GetSpec()) == r.key
+		return specKey(t.GetSpec()) == r.serviceKey()
 	}
 	// Tasks made from the same service version share a spec: compare once.
 	ok, seen := r.upToDateByVersion[v]
 	if !seen {
-		ok = specKey(t.GetSpec()) == r.key
+		ok = specKey(t.GetSpec()) == r.serviceKey()
 		r.upToDateByVersion[v] = ok
 	}
 	return ok
+}
+
+// serviceKey is the service spec's specKey, computed on first use: most
+// rounds compare no spec (every task is of the current version, or there
+// are none).
+func (r *reconciler) serviceKey() string {
+	if !r.keyDone {
+		r.key, r.keyDone = specKey(r.in.Service.GetSpec()), true
+	}
+	return r.key
 }
 
 // startFirst reports whether updates start the new task before stopping
