@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/warrenorch/warren/core/fsm"
 )
@@ -29,6 +30,19 @@ var ErrNotLeader = errors.New("this manager is not the Raft leader")
 // ErrNoLeader is returned when no leader is known (an election is running or
 // there is no quorum).
 var ErrNoLeader = errors.New("no Raft leader: election in progress or no quorum")
+
+// OpenLogStore opens the raft-boltdb file at path that holds a node's Raft
+// log and stable state.
+//
+// The log is appended at its end and truncated at its start, so its free
+// pages come and go in long runs: a map freelist rebuilt when the file is
+// opened, instead of one written on every commit, keeps each commit's cost
+// to the entries it adds.
+func OpenLogStore(path string) (*raftboltdb.BoltStore, error) {
+	return raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{
+		NoFreelistSync: true, FreelistType: bbolt.FreelistMapType,
+	}})
+}
 
 // Config configures a Node.
 type Config struct {
@@ -95,7 +109,7 @@ func Open(cfg Config) (*Node, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	logs, err := OpenLogStore(filepath.Join(cfg.Dir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("raft: open log store: %w", err)
 	}
