@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
-	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,13 +101,30 @@ func toStatus(err error) error {
 	return sdk.ToStatus(err)
 }
 
-// NewID returns a random object ID: 24 lowercase base32 characters.
+// idEncoding writes IDs in lowercase base32hex, whose characters sort in
+// the order of the bytes they encode.
+var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// NewID returns a new object ID: 24 lowercase base32hex characters
+// ([0-9a-v]) encoding the creation time in milliseconds (its low 40 bits,
+// 8 characters, wrapping every 34 years) and 80 random bits.
+//
+// IDs sort by creation time, so a store inserts new objects next to the
+// last ones instead of all over its key space: in a B+tree such as
+// store-bolt's, a commit of a hundred new objects then rewrites a few
+// pages rather than a hundred. The 12 characters the CLI shows still
+// carry 20 random bits, enough to tell apart objects made in the same
+// millisecond.
 func NewID() string {
 	var b [15]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 5 {
+		b[i] = byte(ms >> (8 * (4 - i)))
+	}
+	if _, err := rand.Read(b[5:]); err != nil {
 		panic(err)
 	}
-	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+	return idEncoding.EncodeToString(b[:])
 }
 
 func (s *Server) lookupService(nameOrID string) (*apiv1.Service, error) {

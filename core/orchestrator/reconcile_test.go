@@ -552,8 +552,8 @@ func TestNewTaskIDsAreValidTaskIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for _, a := range got {
 		id := a.(Create).Task.GetId()
-		if len(id) != 24 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz234567") != "" || seen[id] {
-			t.Errorf("task ID %q: want 24 distinct lowercase base32 characters", id)
+		if len(id) != 24 || strings.Trim(id, "0123456789abcdefghijklmnopqrstuv") != "" || seen[id] {
+			t.Errorf("task ID %q: want 24 distinct lowercase base32hex characters", id)
 		}
 		if err := runtime.ValidateTaskID(id); err != nil {
 			t.Errorf("task ID %q is not a valid runtime task ID: %v", id, err)
