@@ -83,7 +83,16 @@ func BenchmarkServiceCreate(b *testing.B) {
 // BenchmarkServiceCreate64: 64 concurrent clients, each with its own
 // connection, as 64 separate CLI or API users would have.
 func BenchmarkServiceCreate64(b *testing.B) {
-	createConcurrently(b)
+	a := startAgent(b)
+	createConcurrently(b, clientsOwnConn(a.Client))
+}
+
+// BenchmarkServiceCreate64Shared: 64 concurrent callers sharing one
+// connection, as the goroutines of one API user (a controller, a CI job)
+// would, and as gRPC load tools such as ghz run by default.
+func BenchmarkServiceCreate64Shared(b *testing.B) {
+	a := startAgent(b)
+	createConcurrently(b, clientsSharedConn(a.Client))
 }
 
 // BenchmarkServiceCreate64Replicas3: the same with 3 replicas per service
@@ -92,21 +101,42 @@ func BenchmarkServiceCreate64(b *testing.B) {
 func BenchmarkServiceCreate64Replicas3(b *testing.B) {
 	replicas = 3
 	defer func() { replicas = 0 }()
-	createConcurrently(b)
+	a := startAgent(b)
+	createConcurrently(b, clientsOwnConn(a.Client))
 }
 
-func createConcurrently(b *testing.B) {
-	createConcurrentlyOn(b, startAgent(b))
-}
-
-// createConcurrentlyOn runs the 64 (or $BENCH_CLIENTS) clients against a's
-// API socket.
-func createConcurrentlyOn(b *testing.B, a *testutil.Agent) {
-	ctx := context.Background()
-	clients := 64
-	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil {
-		clients = n
+// clientCount is 64, or $BENCH_CLIENTS.
+func clientCount() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil && n > 0 {
+		return n
 	}
+	return 64
+}
+
+// clientsOwnConn makes clientCount clients, each on a connection of its own.
+func clientsOwnConn(dial func() apiv1.WarrenClient) []apiv1.WarrenClient {
+	cs := make([]apiv1.WarrenClient, clientCount())
+	for i := range cs {
+		cs[i] = dial()
+	}
+	return cs
+}
+
+// clientsSharedConn makes clientCount clients on one connection.
+func clientsSharedConn(dial func() apiv1.WarrenClient) []apiv1.WarrenClient {
+	c := dial()
+	cs := make([]apiv1.WarrenClient, clientCount())
+	for i := range cs {
+		cs[i] = c
+	}
+	return cs
+}
+
+// createConcurrently has the clients create b.N services between them, each
+// waiting for its create to commit before the next, and reports writes/s
+// and latency.
+func createConcurrently(b *testing.B, clients []apiv1.WarrenClient) {
+	ctx := context.Background()
 	var (
 		mu   sync.Mutex
 		lat  = make([]time.Duration, 0, b.N)
@@ -115,9 +145,8 @@ func createConcurrentlyOn(b *testing.B, a *testutil.Agent) {
 	)
 	b.ResetTimer()
 	start := time.Now()
-	for range clients {
+	for _, c := range clients {
 		wg.Add(1)
-		c := a.Client()
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration

@@ -12,7 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/warrenorch/warren/core/raftnode"
 )
 
 // nopFSM applies nothing: BenchmarkRaftFloor measures Raft and its fsynced
@@ -24,10 +25,11 @@ func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("no 
 func (nopFSM) Restore(io.ReadCloser) error         { return nil }
 
 // floorNode starts one Raft server with a raft-boltdb log in its own
-// directory, a TCP transport on loopback and the agent's Raft settings.
+// directory (opened as the agent opens its own), a TCP transport on
+// loopback and the agent's Raft settings.
 func floorNode(b *testing.B, id string) (*raft.Raft, raft.ServerAddress) {
 	b.Helper()
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(b.TempDir(), "raft.db")})
+	logs, err := raftnode.OpenLogStore(filepath.Join(b.TempDir(), "raft.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
