@@ -33,6 +33,7 @@ const (
 	RemoveNetworkType  CommandType = 13
 	SetClusterInfoType CommandType = 14
 	SetSecurityType    CommandType = 15
+	BatchType          CommandType = 16
 )
 
 // IgnoreUnknownTypeFlag marks a command that an older agent which does not
@@ -77,6 +78,8 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return SetClusterInfoType, nil
 	case *fsmpb.SetSecurity:
 		return SetSecurityType, nil
+	case *fsmpb.Batch:
+		return BatchType, nil
 	}
 	return 0, fmt.Errorf("fsm: %T is not a command", cmd)
 }
@@ -92,6 +95,13 @@ func Encode(cmd Command) ([]byte, error) {
 		return nil, fmt.Errorf("fsm: encode %T: %w", cmd, err)
 	}
 	return append([]byte{byte(t)}, body...), nil
+}
+
+// EncodeBatch returns one log entry carrying several encoded commands (from
+// Encode), applied in order at that entry's index. The entry's Raft
+// response is a []any holding each command's result in the same order.
+func EncodeBatch(entries [][]byte) ([]byte, error) {
+	return Encode(&fsmpb.Batch{Commands: entries})
 }
 
 // newCommand returns an empty message for a command type.
@@ -127,6 +137,8 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.SetClusterInfo{}, true
 	case SetSecurityType:
 		return &fsmpb.SetSecurity{}, true
+	case BatchType:
+		return &fsmpb.Batch{}, true
 	}
 	return nil, false
 }

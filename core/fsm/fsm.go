@@ -192,8 +192,25 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applySetClusterInfo(tx, c)
 	case *fsmpb.SetSecurity:
 		return f.applySetSecurity(tx, c)
+	case *fsmpb.Batch:
+		return f.applyBatchCommand(tx, c)
 	}
 	return fmt.Errorf("fsm: no apply function for command type %d", t)
+}
+
+// applyBatchCommand applies a Batch's commands in order, each with its own
+// result: one failing changes nothing of its own and does not stop the
+// others, as if each had been an entry of its own.
+func (f *FSM) applyBatchCommand(tx *txn, c *fsmpb.Batch) any {
+	results := make([]any, len(c.GetCommands()))
+	for i, data := range c.GetCommands() {
+		if len(data) > 0 && CommandType(data[0])&^IgnoreUnknownTypeFlag == BatchType {
+			results[i] = invalid("a batch command cannot hold another batch")
+			continue
+		}
+		results[i] = f.applyOne(tx, data)
+	}
+	return results
 }
 
 func invalid(format string, args ...any) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -355,5 +356,80 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 				t.Fatal("failed restore lost state")
 			}
 		})
+	}
+}
+
+// encoded returns cmd as Encode writes it.
+func encoded(t *testing.T, cmd Command) []byte {
+	t.Helper()
+	data, err := Encode(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestBatchCommandAppliesEachWithItsOwnResult(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	sub := h.bus.Subscribe(nil, 16)
+	defer sub.Close()
+	inner, err := EncodeBatch([][]byte{encoded(t, &fsmpb.CreateService{Service: svc("x", "x")})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := h.index + 1
+	entry, err := EncodeBatch([][]byte{
+		encoded(t, &fsmpb.CreateService{Service: svc("a", "web")}),
+		encoded(t, &fsmpb.CreateService{Service: svc("b", "web")}), // name taken by the first
+		// The create's version is the entry's index: an update expecting
+		// it applies, one expecting anything else conflicts.
+		encoded(t, &fsmpb.UpdateService{Service: svc("a", "web"), ExpectedVersion: index}),
+		encoded(t, &fsmpb.UpdateService{Service: svc("a", "web"), ExpectedVersion: index + 1}),
+		inner, // batches do not nest
+		{99},  // an unknown command type
+		encoded(t, &fsmpb.CreateService{Service: svc("c", "api")}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.index = index
+	res := h.fsm.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: entry})
+	results, ok := res.([]any)
+	if !ok || len(results) != 7 {
+		t.Fatalf("response = %#v, want 7 results", res)
+	}
+	wantErr := []error{nil, sdk.ErrAlreadyExists, nil, sdk.ErrConflict, sdk.ErrInvalidArgument, nil, nil}
+	for i, want := range wantErr {
+		err, _ := results[i].(error)
+		switch {
+		case i == 5:
+			if err == nil || !strings.Contains(err.Error(), "unknown command type 99") {
+				t.Errorf("result %d = %v, want the unknown type refused", i, results[i])
+			}
+		case want == nil && err != nil, want != nil && !errors.Is(err, want):
+			t.Errorf("result %d = %v, want %v", i, results[i], want)
+		}
+	}
+	if s, ok := results[0].(*apiv1.Service); !ok || s.GetVersion() != index {
+		t.Errorf("created service = %v, want version %d", results[0], index)
+	}
+	if _, ok := h.state.Service("b"); ok {
+		t.Error("the refused create changed the state")
+	}
+	if _, ok := h.state.ServiceByName("api"); !ok {
+		t.Error("the command after the refused ones was not applied")
+	}
+	h.fsm.Flush()
+	if idx, _ := h.store.AppliedIndex(context.Background()); idx != h.index {
+		t.Fatalf("store index %d, want %d", idx, h.index)
+	}
+	if _, err := h.store.Get(context.Background(), state.BucketServices, "c"); err != nil {
+		t.Errorf("service c not stored: %v", err)
+	}
+	for _, want := range []string{"web", "web", "api"} {
+		ev := <-sub.C
+		if ev.GetName() != want || ev.GetIndex() != index {
+			t.Fatalf("event = %v, want one for %s at index %d", ev, want, index)
+		}
 	}
 }

@@ -76,6 +76,7 @@ type Config struct {
 // Node is a running Raft member.
 type Node struct {
 	Raft      *raft.Raft
+	proposer  *proposer
 	logs      *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	id        raft.ServerID
@@ -158,6 +159,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raft: start: %w", err)
 	}
 	n.Raft = r
+	n.proposer = newProposer(r)
 	if !existing && !cfg.Join {
 		logger.Info("no Raft state: bootstrapping a new single-node cluster", "id", cfg.ID, "addr", transport.LocalAddr())
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: transport.LocalAddr()}}}
@@ -205,6 +207,9 @@ func (n *Node) LeaderCh() <-chan bool { return n.Raft.LeaderCh() }
 
 // Apply proposes cmd and waits until it is applied. It returns what the FSM
 // returned for it (an applied object, or the command's own error).
+// Concurrent calls share log entries (see proposer): each still gets its
+// own command's result, and a failure of the entry as a whole (leadership
+// lost, shutdown) is every one of its commands' error.
 func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	data, err := fsm.Encode(cmd)
 	if err != nil {
@@ -223,8 +228,8 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 			return nil, context.DeadlineExceeded
 		}
 	}
-	f := n.Raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	resp, err := n.proposer.propose(data, timeout)
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, fmt.Errorf("%w (%v)", ErrNotLeader, err)
@@ -233,7 +238,6 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 		}
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}
-	resp := f.Response()
 	if err, ok := resp.(error); ok {
 		return nil, err
 	}
@@ -341,6 +345,7 @@ func (n *Node) Stats() Stats {
 // Shutdown stops Raft and closes its stores.
 func (n *Node) Shutdown() error {
 	err := n.Raft.Shutdown().Error()
+	n.proposer.close()
 	n.closeStores()
 	return err
 }

@@ -801,6 +801,54 @@ func (x *SetSecurity) GetOnlyIfUnset() bool {
 	return false
 }
 
+// Batch carries several commands proposed together as one log entry (group
+// commit). Each element is a whole encoded command, its type byte first;
+// they are applied in order at the entry's index, each with its own result.
+// A batch never holds another batch.
+type Batch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      [][]byte               `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Batch) Reset() {
+	*x = Batch{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Batch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Batch) ProtoMessage() {}
+
+func (x *Batch) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Batch.ProtoReflect.Descriptor instead.
+func (*Batch) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Batch) GetCommands() [][]byte {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 var File_core_fsm_fsmpb_commands_proto protoreflect.FileDescriptor
 
 const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
@@ -847,7 +895,9 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\x15node_cert_ttl_seconds\x18\x05 \x01(\x03R\x12nodeCertTtlSecondsJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"m\n" +
 	"\vSetSecurity\x12:\n" +
 	"\bsecurity\x18\x01 \x01(\v2\x1e.warren.fsm.v1.ClusterSecurityR\bsecurity\x12\"\n" +
-	"\ronly_if_unset\x18\x02 \x01(\bR\vonlyIfUnsetB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
+	"\ronly_if_unset\x18\x02 \x01(\bR\vonlyIfUnset\"#\n" +
+	"\x05Batch\x12\x1a\n" +
+	"\bcommands\x18\x01 \x03(\fR\bcommandsB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_core_fsm_fsmpb_commands_proto_rawDescOnce sync.Once
@@ -861,7 +911,7 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 	return file_core_fsm_fsmpb_commands_proto_rawDescData
 }
 
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(*CreateService)(nil),   // 0: warren.fsm.v1.CreateService
 	(*UpdateService)(nil),   // 1: warren.fsm.v1.UpdateService
@@ -879,21 +929,22 @@ var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(*SetClusterInfo)(nil),  // 13: warren.fsm.v1.SetClusterInfo
 	(*ClusterSecurity)(nil), // 14: warren.fsm.v1.ClusterSecurity
 	(*SetSecurity)(nil),     // 15: warren.fsm.v1.SetSecurity
-	(*v1.Service)(nil),      // 16: warren.api.v1.Service
-	(*v1.Node)(nil),         // 17: warren.api.v1.Node
-	(*v1.Task)(nil),         // 18: warren.api.v1.Task
-	(*v1.Secret)(nil),       // 19: warren.api.v1.Secret
-	(*v1.Volume)(nil),       // 20: warren.api.v1.Volume
-	(*v1.Network)(nil),      // 21: warren.api.v1.Network
+	(*Batch)(nil),           // 16: warren.fsm.v1.Batch
+	(*v1.Service)(nil),      // 17: warren.api.v1.Service
+	(*v1.Node)(nil),         // 18: warren.api.v1.Node
+	(*v1.Task)(nil),         // 19: warren.api.v1.Task
+	(*v1.Secret)(nil),       // 20: warren.api.v1.Secret
+	(*v1.Volume)(nil),       // 21: warren.api.v1.Volume
+	(*v1.Network)(nil),      // 22: warren.api.v1.Network
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	16, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	16, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	17, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	18, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	19, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	20, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	21, // 6: warren.fsm.v1.UpsertNetwork.network:type_name -> warren.api.v1.Network
+	17, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	17, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	18, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	19, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	20, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	21, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	22, // 6: warren.fsm.v1.UpsertNetwork.network:type_name -> warren.api.v1.Network
 	14, // 7: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
@@ -913,7 +964,7 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
