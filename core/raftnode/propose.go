@@ -132,7 +132,8 @@ func (p *proposer) gather(first proposal) []proposal {
 		select {
 		case q := <-p.queue:
 			if size+len(q.data) > maxBatchBytes {
-				// Too big to join: it starts the next entry alone.
+				// Too big to join: this entry goes as it is, and q
+				// starts the next one.
 				p.submit(batch)
 				p.inFlight <- struct{}{}
 				batch, size = nil, 0
