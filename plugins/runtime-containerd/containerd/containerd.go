@@ -233,6 +233,36 @@ type backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the monitor has ended
+
+	// starting is held for reading by every StartTask; Close sets closing,
+	// then takes it to wait for the starts in flight, so that none creates
+	// a task after stop_on_exit has listed the tasks to destroy.
+	starting sync.RWMutex
+	closing  atomic.Bool
+}
+
+// errClosing refuses a start on a plugin that is shutting down.
+var errClosing = fmt.Errorf("%s: shutting down: %w", Name, sdk.ErrFailedPrecondition)
+
+// beginStart admits a StartTask; the returned function ends it.
+func (be *backend) beginStart() (end func(), err error) {
+	if be.closing.Load() {
+		// Refused at once: a read lock would wait behind Close's.
+		return nil, errClosing
+	}
+	be.starting.RLock()
+	if be.closing.Load() {
+		be.starting.RUnlock()
+		return nil, errClosing
+	}
+	return be.starting.RUnlock, nil
+}
+
+// drainStarts refuses new starts and waits for those in flight.
+func (be *backend) drainStarts() {
+	be.closing.Store(true)
+	be.starting.Lock()
+	be.starting.Unlock() // nothing to do inside: taking the lock was the wait
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -348,6 +378,7 @@ func (r *Runtime) Close() error {
 	if be == nil {
 		return nil
 	}
+	be.drainStarts()
 	if be.s.stopOnExit {
 		r.stopEverything(be)
 	}

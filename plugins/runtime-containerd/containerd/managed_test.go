@@ -1,11 +1,13 @@
 package containerd_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -176,5 +178,43 @@ func TestContainerdRestart(t *testing.T) {
 	}
 	if ev := nextEvent(t, events, spec.TaskID); ev.Type != runtime.EventExited || ev.ExitCode != 137 {
 		t.Errorf("event after the stop = %+v, want exited with 137", ev)
+	}
+}
+
+// A start in flight when Close begins finishes before Close goes on (with
+// stop_on_exit, before the tasks to destroy are listed), and a start asked
+// for meanwhile is refused.
+func TestCloseWaitsForStartsInFlight(t *testing.T) {
+	rt := newRuntime(t)
+	end, err := containerd.HoldStart(rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !containerd.Closing(rt) {
+		if time.Now().After(deadline) {
+			end()
+			t.Fatal("Close did not begin")
+		}
+		time.Sleep(time.Millisecond) // polling for Close's first step
+	}
+	if _, _, err := rt.StartTask(context.Background(), runtime.TaskSpec{TaskID: "late", Image: "busybox"}); !errors.Is(err, sdk.ErrFailedPrecondition) || !strings.Contains(err.Error(), "shutting down") {
+		t.Errorf("StartTask during Close: %v, want a shutting-down refusal", err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a start was in flight", err)
+	default:
+	}
+	end()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return once the start ended")
 	}
 }

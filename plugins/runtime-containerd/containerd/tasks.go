@@ -271,6 +271,11 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime
 	if err != nil {
 		return none, runtime.TaskStatus{}, err
 	}
+	end, err := be.beginStart()
+	if err != nil {
+		return none, runtime.TaskStatus{}, err
+	}
+	defer end()
 	if err := spec.Validate(); err != nil {
 		return none, runtime.TaskStatus{}, err
 	}
