@@ -86,6 +86,10 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 	c.t.Helper()
 	host := c.Net.AddHost(c.t, name)
 	dir := c.t.TempDir()
+	if spec.Worker {
+		// Registered before the agent's own clean-up, so it runs after it.
+		c.t.Cleanup(func() { ctrtest.SweepRuntime(c.t, filepath.Join(dir, "data")) })
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir   = %q\nbind_addr  = %q\napi_socket = %q\nnode_name  = %q\nlog_level  = \"debug\"\n",
 		filepath.Join(dir, "data"), host.Addr(Port), filepath.Join(dir, "warren.sock"), name)

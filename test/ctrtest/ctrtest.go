@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/snapshots"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/plugins/runtime-containerd/containerd"
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
 	"github.com/warrenorch/warren/test/testutil"
 )
@@ -44,7 +45,15 @@ func SkipWithoutContainerd(t testing.TB) {
 // leaves nothing behind. managerExtra goes inside the manager block.
 func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 	t.Helper()
+	// Registered before the agent's own clean-up, so it runs after it.
+	var dataDir string
+	t.Cleanup(func() {
+		if dataDir != "" {
+			SweepRuntime(t, dataDir)
+		}
+	})
 	a := testutil.NewAgent(t, bin, managerExtra)
+	dataDir = a.DataDir
 	extra := `
 worker {}
 
@@ -63,6 +72,15 @@ plugin "runtime-containerd" {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// SweepRuntime removes whatever the runtime plugin of the agent with that
+// data_dir left running (see containerdtest.Sweep); run it once the agent
+// has stopped.
+func SweepRuntime(t testing.TB, dataDir string) {
+	if err := containerdtest.Sweep(filepath.Join(dataDir, "runtime-containerd"), containerd.DefaultNamespace); err != nil {
+		t.Logf("sweeping the runtime of %s: %v", dataDir, err)
+	}
 }
 
 // ImageArchive returns an OCI archive of an image built from the machine's

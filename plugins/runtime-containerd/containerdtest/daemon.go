@@ -146,6 +146,16 @@ func (d *Daemon) Stop() error {
 	return cleanup(d.Dir, d.Namespace)
 }
 
+// Sweep removes what a runtime-containerd plugin with a managed containerd
+// in dir (its data dir) left there: every container of namespace ns, the
+// containerd, any shim and container process still running, the mounts
+// under dir, and dir. Tests run it after stopping an agent, so that nothing
+// outlives them even when the agent could not clean up (it was killed, or
+// the test failed first).
+func Sweep(dir, ns string) error {
+	return cleanup(dir, ns)
+}
+
 func cleanup(dir, ns string) error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
