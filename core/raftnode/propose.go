@@ -162,9 +162,7 @@ func (p *proposer) submit(batch []proposal) {
 		var err error
 		if data, err = fsm.EncodeBatch(cmds); err != nil {
 			<-p.inFlight
-			for _, q := range batch {
-				q.done <- proposalResult{err: err}
-			}
+			answerAll(batch, proposalResult{err: err})
 			return
 		}
 	}
@@ -174,35 +172,33 @@ func (p *proposer) submit(batch []proposal) {
 		defer p.answers.Done()
 		err := f.Error()
 		<-p.inFlight
-		if err != nil {
-			for _, q := range batch {
-				q.done <- proposalResult{err: err}
-			}
-			return
-		}
 		resp := f.Response()
-		if len(batch) == 1 {
+		results, isBatch := resp.([]any)
+		switch {
+		case err != nil:
+			answerAll(batch, proposalResult{err: err})
+		case len(batch) == 1:
 			batch[0].done <- proposalResult{resp: resp}
-			return
-		}
-		results, ok := resp.([]any)
-		if !ok || len(results) != len(batch) {
-			// The FSM refused the entry as a whole (it did not decode).
-			if err, isErr := resp.(error); isErr {
-				for _, q := range batch {
-					q.done <- proposalResult{resp: err}
-				}
-				return
+		case isBatch && len(results) == len(batch):
+			for i, q := range batch {
+				q.done <- proposalResult{resp: results[i]}
 			}
-			for _, q := range batch {
-				q.done <- proposalResult{err: errors.New("raft: a batch entry's response does not match its commands")}
+		default:
+			// The FSM refused the entry as a whole (it did not decode):
+			// that refusal is each command's result.
+			if _, refused := resp.(error); !refused {
+				resp = errors.New("raft: a batch entry's response does not match its commands")
 			}
-			return
-		}
-		for i, q := range batch {
-			q.done <- proposalResult{resp: results[i]}
+			answerAll(batch, proposalResult{resp: resp})
 		}
 	}()
+}
+
+// answerAll gives every proposal of batch the same answer.
+func answerAll(batch []proposal, r proposalResult) {
+	for _, q := range batch {
+		q.done <- r
+	}
 }
 
 // drain answers the proposals left in the queue after stop.
