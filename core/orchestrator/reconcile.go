@@ -161,19 +161,7 @@ func unplaced(t *apiv1.Task) bool {
 // its message. changed is false, and t is returned as it is, when t needs
 // no change.
 func ShutdownTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task, changed bool) {
-	wantDesired := t.GetDesiredState() != apiv1.TaskState_TASK_STATE_SHUTDOWN
-	finish := unplaced(t)
-	if !wantDesired && !finish {
-		return t, false
-	}
-	out = proto.CloneOf(t)
-	out.DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
-	if finish {
-		out.State = apiv1.TaskState_TASK_STATE_SHUTDOWN
-		out.Message = reason
-	}
-	out.UpdatedAt = timestamppb.New(now)
-	return out, true
+	return endTask(t, unplaced(t), apiv1.TaskState_TASK_STATE_SHUTDOWN, reason, now)
 }
 
 // OrphanTask returns a copy of t changed as an Orphan action asks: desired
@@ -183,15 +171,20 @@ func ShutdownTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task,
 // sends the task to its node, whose worker then stops it if it still runs
 // it. changed is false, and t is returned as it is, when t needs no change.
 func OrphanTask(t *apiv1.Task, reason string, now time.Time) (out *apiv1.Task, changed bool) {
-	wantDesired := t.GetDesiredState() != apiv1.TaskState_TASK_STATE_SHUTDOWN
-	orphan := !Terminal(t.GetState())
-	if !wantDesired && !orphan {
+	return endTask(t, !Terminal(t.GetState()), apiv1.TaskState_TASK_STATE_ORPHANED, reason, now)
+}
+
+// endTask returns a copy of t with desired state SHUTDOWN and, when
+// setState, state with reason as its message; t itself, unchanged, when
+// that changes nothing.
+func endTask(t *apiv1.Task, setState bool, state apiv1.TaskState, reason string, now time.Time) (*apiv1.Task, bool) {
+	if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_SHUTDOWN && !setState {
 		return t, false
 	}
-	out = proto.CloneOf(t)
+	out := proto.CloneOf(t)
 	out.DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
-	if orphan {
-		out.State = apiv1.TaskState_TASK_STATE_ORPHANED
+	if setState {
+		out.State = state
 		out.Message = reason
 	}
 	out.UpdatedAt = timestamppb.New(now)
