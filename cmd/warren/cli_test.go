@@ -534,13 +534,30 @@ func TestCommandsAgainstAgent(t *testing.T) {
 	}
 }
 
+// refusal is a command line the CLI must refuse: exit status 1, nothing
+// on stdout, and exactly wantStderr.
+type refusal struct {
+	name       string
+	args       []string
+	wantStderr string
+}
+
+// checkRefusals runs each refusal against the agent at sock.
+func checkRefusals(t *testing.T, sock string, tests []refusal) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := warren(t, sock, tt.args...)
+			if r.code != 1 || r.stderr != tt.wantStderr || r.stdout != "" {
+				t.Errorf("status %d\nstdout %q\nstderr %q\nwant stderr %q", r.code, r.stdout, r.stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
 func TestErrorPaths(t *testing.T) {
 	_, sock := startFake(t)
-	tests := []struct {
-		name       string
-		args       []string
-		wantStderr string
-	}{
+	tests := []refusal{
 		{"not found", []string{"service", "inspect", "x"}, "Error: service \"x\" not found\n"},
 		{"rm not found", []string{"service", "rm", "x"}, "Error: service \"x\" not found\n"},
 		{"node not found", []string{"node", "inspect", "x"}, "Error: node \"x\" not found\n"},
@@ -561,14 +578,7 @@ func TestErrorPaths(t *testing.T) {
 		{"bad kind", []string{"events", "--kind", "pods"},
 			"Error: invalid --kind \"pods\": use service, task, node, secret, volume or network\nRun 'warren events --help' for usage.\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := warren(t, sock, tt.args...)
-			if r.code != 1 || r.stderr != tt.wantStderr || r.stdout != "" {
-				t.Errorf("status %d\nstdout %q\nstderr %q\nwant stderr %q", r.code, r.stdout, r.stderr, tt.wantStderr)
-			}
-		})
-	}
+	checkRefusals(t, sock, tests)
 }
 
 func TestOtherCommands(t *testing.T) {

@@ -64,11 +64,7 @@ func addNode(m *dispatchertest.Manager, n *apiv1.Node) {
 // differently.
 func TestNodeCommandLine(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	tests := []struct {
-		name       string
-		args       []string
-		wantStderr string
-	}{
+	tests := []refusal{
 		{"update without a change", []string{"node", "update", "edge-1"},
 			"Error: nothing to update: give at least one of --availability, --label-add or --label-rm\nRun 'warren node update --help' for usage.\n"},
 		{"update without a node", []string{"node", "update", "--availability", "drain"},
@@ -94,14 +90,7 @@ func TestNodeCommandLine(t *testing.T) {
 		{"unknown label command", []string{"node", "label", "set", "edge-1"},
 			"Error: unknown command \"set\" for \"warren node label\"\nRun 'warren node label --help' for usage.\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := warren(t, sock, tt.args...)
-			if r.code != 1 || r.stderr != tt.wantStderr || r.stdout != "" {
-				t.Errorf("status %d\nstdout %q\nstderr %q\nwant stderr %q", r.code, r.stdout, r.stderr, tt.wantStderr)
-			}
-		})
-	}
+	checkRefusals(t, sock, tests)
 }
 
 func TestNodeCommands(t *testing.T) {
