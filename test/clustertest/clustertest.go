@@ -86,13 +86,14 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 	c.t.Helper()
 	host := c.Net.AddHost(c.t, name)
 	dir := c.t.TempDir()
+	dataDir := filepath.Join(dir, "data")
 	if spec.Worker {
 		// Registered before the agent's own clean-up, so it runs after it.
-		c.t.Cleanup(func() { ctrtest.SweepRuntime(c.t, filepath.Join(dir, "data")) })
+		c.t.Cleanup(func() { ctrtest.SweepRuntime(c.t, dataDir) })
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir   = %q\nbind_addr  = %q\napi_socket = %q\nnode_name  = %q\nlog_level  = \"debug\"\n",
-		filepath.Join(dir, "data"), host.Addr(Port), filepath.Join(dir, "warren.sock"), name)
+		dataDir, host.Addr(Port), filepath.Join(dir, "warren.sock"), name)
 	if spec.Manager {
 		fmt.Fprintf(&b, "manager {\n  heartbeat_ttl = %q\n", c.HeartbeatTTL.String())
 		if c.NodeCertTTL > 0 {
@@ -128,7 +129,7 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
-	a := testutil.NewAgentAt(c.t, c.Bin, dir, cfg, filepath.Join(dir, "warren.sock"), filepath.Join(dir, "data"))
+	a := testutil.NewAgentAt(c.t, c.Bin, dir, cfg, filepath.Join(dir, "warren.sock"), dataDir)
 	a.NetNS = host.Path()
 	c.t.Cleanup(func() {
 		if c.t.Failed() {
