@@ -1195,7 +1195,12 @@ type Node struct {
 	// with the labels set through UpdateNode, which win over them: a label is
 	// operator-set when it is absent from agent_labels or has another value
 	// there (see docs/cli.md, "warren node label").
-	AgentLabels   map[string]string `protobuf:"bytes,18,rep,name=agent_labels,json=agentLabels,proto3" json:"agent_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	AgentLabels map[string]string `protobuf:"bytes,18,rep,name=agent_labels,json=agentLabels,proto3" json:"agent_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// conditions are the problems the node has now (none when it is healthy),
+	// one per type: set when a problem starts, removed when it ends. The
+	// leader commits a condition only when it appears, changes or clears,
+	// never on every report.
+	Conditions    []*NodeCondition `protobuf:"bytes,19,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1356,6 +1361,79 @@ func (x *Node) GetAgentLabels() map[string]string {
 	return nil
 }
 
+func (x *Node) GetConditions() []*NodeCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+// NodeCondition is one problem a node has, e.g. a runtime that does not
+// answer or an assignment the node cannot take.
+type NodeCondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type names the problem, a short lower-case word such as "runtime" or
+	// "assignment"; a node has at most one condition of each type.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// message says what is wrong, for operators.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// since is when the condition was first seen.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCondition) Reset() {
+	*x = NodeCondition{}
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCondition) ProtoMessage() {}
+
+func (x *NodeCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
+func (*NodeCondition) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NodeCondition) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *NodeCondition) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *NodeCondition) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type Secret struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1371,7 +1449,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1461,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1474,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Secret) GetId() string {
@@ -1456,7 +1534,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1546,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1559,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Volume) GetId() string {
@@ -1547,7 +1625,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1637,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1650,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Network) GetId() string {
@@ -1644,7 +1722,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1734,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1747,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -1824,7 +1902,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1914,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1927,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -1868,7 +1946,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1958,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +1971,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -1913,7 +1991,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2003,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2016,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -1957,7 +2035,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2047,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2060,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2002,7 +2080,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2092,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2105,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -2046,7 +2124,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2136,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2149,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2094,7 +2172,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2184,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2197,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -2152,7 +2230,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2242,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2255,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2197,7 +2275,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2287,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2300,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -2248,7 +2326,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2338,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2351,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -2292,7 +2370,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2382,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2395,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -2335,7 +2413,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2425,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2438,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 type ListNodesRequest struct {
@@ -2371,7 +2449,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2461,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2474,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 type ListNodesResponse struct {
@@ -2408,7 +2486,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2498,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2511,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2452,7 +2530,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2542,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2555,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -2496,7 +2574,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2586,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2599,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -2554,7 +2632,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2644,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2657,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -2626,7 +2704,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2716,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2729,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -2674,7 +2752,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2764,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2777,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -2726,7 +2804,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2816,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2829,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -2774,7 +2852,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2864,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2877,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -2832,7 +2910,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2922,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +2935,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2877,7 +2955,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +2967,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +2980,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -2928,7 +3006,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3018,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3031,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -2996,7 +3074,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3086,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3099,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3061,7 +3139,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3151,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3164,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3107,7 +3185,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3197,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3210,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3167,7 +3245,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3257,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3270,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3226,7 +3304,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3316,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3329,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3325,7 +3403,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3415,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3428,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 type ListPluginsResponse struct {
@@ -3362,7 +3440,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3452,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3465,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3405,7 +3483,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3495,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3508,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 type ClusterInfoResponse struct {
@@ -3453,7 +3531,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3543,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3556,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -3661,7 +3739,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x04R\aversion\x12\x18\n" +
 	"\aattempt\x18\x10 \x01(\rR\aattempt\x129\n" +
 	"\n" +
-	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\xcc\x06\n" +
+	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\x8a\a\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -3683,13 +3761,20 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"updated_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
 	"\aversion\x18\x10 \x01(\x04R\aversion\x12\x18\n" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12G\n" +
-	"\fagent_labels\x18\x12 \x03(\v2$.warren.api.v1.Node.AgentLabelsEntryR\vagentLabels\x1a9\n" +
+	"\fagent_labels\x18\x12 \x03(\v2$.warren.api.v1.Node.AgentLabelsEntryR\vagentLabels\x12<\n" +
+	"\n" +
+	"conditions\x18\x13 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
+	"conditions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AgentLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\rNodeCondition\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x8b\x02\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3930,7 +4015,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: warren.api.v1.TaskState
 	(NodeRole)(0),                   // 1: warren.api.v1.NodeRole
@@ -3948,159 +4033,162 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*Service)(nil),                 // 13: warren.api.v1.Service
 	(*Task)(nil),                    // 14: warren.api.v1.Task
 	(*Node)(nil),                    // 15: warren.api.v1.Node
-	(*Secret)(nil),                  // 16: warren.api.v1.Secret
-	(*Volume)(nil),                  // 17: warren.api.v1.Volume
-	(*Network)(nil),                 // 18: warren.api.v1.Network
-	(*Event)(nil),                   // 19: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 20: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 21: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 22: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 23: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 24: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 25: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 26: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 27: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 28: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 29: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 30: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 31: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 32: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 33: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 34: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 35: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 36: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 37: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 38: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 39: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 40: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 41: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 42: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 43: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 44: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 45: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 46: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 47: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 48: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 49: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 50: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 51: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 52: warren.api.v1.ClusterInfoResponse
-	nil,                             // 53: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 54: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 55: warren.api.v1.Node.LabelsEntry
-	nil,                             // 56: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 57: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 58: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 59: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 60: warren.api.v1.Network.LabelsEntry
-	nil,                             // 61: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 62: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 63: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 64: google.protobuf.Timestamp
+	(*NodeCondition)(nil),           // 16: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 17: warren.api.v1.Secret
+	(*Volume)(nil),                  // 18: warren.api.v1.Volume
+	(*Network)(nil),                 // 19: warren.api.v1.Network
+	(*Event)(nil),                   // 20: warren.api.v1.Event
+	(*CreateServiceRequest)(nil),    // 21: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 22: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 23: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 24: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 25: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 26: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 27: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 28: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 29: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 30: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 31: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 32: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 33: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 34: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 35: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 36: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 37: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 38: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 39: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 40: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 41: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 42: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 43: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 44: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 45: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 46: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 47: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 48: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 49: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 50: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 51: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 52: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 53: warren.api.v1.ClusterInfoResponse
+	nil,                             // 54: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 55: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 56: warren.api.v1.Node.LabelsEntry
+	nil,                             // 57: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 58: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 59: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 60: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 61: warren.api.v1.Network.LabelsEntry
+	nil,                             // 62: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 63: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 64: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 65: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	5,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	63, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	63, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	63, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	63, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	64, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	64, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	64, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	64, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	6,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	7,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	53, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	54, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	54, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	55, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	8,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	8,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	9,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	10, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	11, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	63, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	64, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	12, // 15: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	64, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	64, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	65, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	65, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	12, // 18: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	0,  // 19: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	0,  // 20: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	64, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	64, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	65, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	65, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	65, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	1,  // 24: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	2,  // 25: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	3,  // 26: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	55, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	56, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	8,  // 28: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	64, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	64, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	56, // 31: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	57, // 32: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	64, // 33: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	58, // 34: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	59, // 35: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	64, // 36: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	60, // 37: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
-	64, // 38: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 39: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	64, // 40: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 41: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	14, // 42: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	15, // 43: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	16, // 44: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	17, // 45: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	18, // 46: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
-	12, // 47: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 48: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 49: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	61, // 50: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	13, // 51: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	12, // 52: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 53: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 54: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	15, // 55: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	15, // 56: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	3,  // 57: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	62, // 58: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	15, // 59: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	15, // 60: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	14, // 61: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	46, // 62: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	64, // 63: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	48, // 64: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	20, // 65: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	22, // 66: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	24, // 67: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	26, // 68: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	28, // 69: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	30, // 70: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	32, // 71: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	34, // 72: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	36, // 73: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	38, // 74: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	40, // 75: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	42, // 76: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	43, // 77: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	45, // 78: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	49, // 79: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	51, // 80: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	21, // 81: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	23, // 82: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	25, // 83: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	27, // 84: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	29, // 85: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	31, // 86: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	33, // 87: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	35, // 88: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	37, // 89: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	39, // 90: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	41, // 91: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	19, // 92: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	44, // 93: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	47, // 94: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	50, // 95: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	52, // 96: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	81, // [81:97] is the sub-list for method output_type
-	65, // [65:81] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	65, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	65, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 31: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	16, // 32: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	65, // 33: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	58, // 34: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	65, // 35: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	59, // 36: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	60, // 37: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	65, // 38: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	61, // 39: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
+	65, // 40: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 41: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	65, // 42: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 43: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	14, // 44: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	15, // 45: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	17, // 46: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	18, // 47: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	19, // 48: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
+	12, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	62, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	13, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	12, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 56: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	15, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	15, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	3,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	63, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	15, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	15, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	14, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	47, // 64: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	65, // 65: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	49, // 66: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	21, // 67: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	23, // 68: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	25, // 69: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	27, // 70: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	29, // 71: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	31, // 72: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	33, // 73: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	35, // 74: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	37, // 75: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	39, // 76: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	41, // 77: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	43, // 78: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	44, // 79: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	46, // 80: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	50, // 81: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	52, // 82: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	22, // 83: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	24, // 84: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	26, // 85: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	28, // 86: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	30, // 87: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	32, // 88: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	34, // 89: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	36, // 90: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	38, // 91: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	40, // 92: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	42, // 93: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	20, // 94: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	45, // 95: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	48, // 96: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	51, // 97: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	53, // 98: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	83, // [83:99] is the sub-list for method output_type
+	67, // [67:83] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4108,7 +4196,7 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[11].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[12].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
@@ -4116,14 +4204,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Network)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[28].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[29].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
