@@ -151,6 +151,7 @@ func nodeFields(n *apiv1.Node) [][2]string {
 		{"Platform", strings.Trim(n.GetOs()+"/"+n.GetArch(), "/")},
 		{"Agent", n.GetAgentVersion()},
 		{"Runtime", n.GetRuntimeVersion()},
+		{"Attributes", pairs(n.GetAttributes())},
 		{"Version", fmt.Sprint(n.GetVersion())},
 		{"Created", timeText(n.GetCreatedAt())},
 		{"Updated", timeText(n.GetUpdatedAt())},

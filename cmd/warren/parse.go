@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
 // Parsers for the values operators type on the command line. Their errors do
@@ -110,14 +112,11 @@ func splitKV(flag, item string) (key, value string, err error) {
 	return k, v, nil
 }
 
-// constraintRE is a placement constraint: a left side, == or !=, a right side.
-var constraintRE = regexp.MustCompile(`^\s*([^=!\s]+)\s*(==|!=)\s*(\S.*?)\s*$`)
-
-// checkConstraint checks the shape of a placement constraint such as
-// node.labels.zone==edge-1; the agent checks what the left side names.
+// checkConstraint checks a placement constraint such as
+// node.labels.zone==edge-1 with the parser the agent and the schedulers use.
 func checkConstraint(c string) error {
-	if !constraintRE.MatchString(c) {
-		return fmt.Errorf("invalid --constraint %q: expected ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE, e.g. node.labels.zone==edge-1", c)
+	if _, err := scheduler.ParseConstraint(c); err != nil {
+		return fmt.Errorf("invalid --constraint %q: %w; e.g. node.labels.zone==edge-1", c, err)
 	}
 	return nil
 }

@@ -117,12 +117,12 @@ func TestParseKV(t *testing.T) {
 }
 
 func TestCheckConstraint(t *testing.T) {
-	for _, ok := range []string{"node.labels.zone==edge-1", "node.role!=manager", "node.labels.a == b c"} {
+	for _, ok := range []string{"node.labels.zone==edge-1", "node.platform.arch!=arm64", "node.labels.a == b c", "node.attr.containerd.snapshotter==overlayfs"} {
 		if err := checkConstraint(ok); err != nil {
 			t.Errorf("checkConstraint(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "zone", "zone=edge", "==edge", "zone==", "zone=!edge"} {
+	for _, bad := range []string{"", "zone", "zone=edge", "==edge", "zone==", "zone=!edge", "node.role!=manager", "node.attr.bad key==1"} {
 		if err := checkConstraint(bad); err == nil {
 			t.Errorf("checkConstraint(%q) = nil, want an error", bad)
 		}

@@ -28,7 +28,7 @@ func TestCreateSpec(t *testing.T) {
 		{
 			name: "everything",
 			args: "api --image reg/api:2 --replicas 3 --env A=1 -e B= --label team=edge -l tier=back " +
-				"--constraint node.labels.zone==edge-1 --constraint node.role!=manager " +
+				"--constraint node.labels.zone==edge-1 --constraint node.platform.arch!=arm64 " +
 				"--cpus 1.5 --memory 512MiB --reserve-cpus .25 --reserve-memory 1g " +
 				"--workdir /srv -u 1000:1000 --restart-condition on-failure --restart-delay 5s " +
 				"--restart-max-attempts 4 --stop-signal quit --stop-grace-period 1m " +
@@ -41,7 +41,7 @@ func TestCreateSpec(t *testing.T) {
 				Env:         map[string]string{"A": "1", "B": ""},
 				Labels:      map[string]string{"team": "edge", "tier": "back"},
 				Replicas:    3,
-				Constraints: []string{"node.labels.zone==edge-1", "node.role!=manager"},
+				Constraints: []string{"node.labels.zone==edge-1", "node.platform.arch!=arm64"},
 				WorkingDir:  "/srv",
 				User:        "1000:1000",
 				Limits:      &apiv1.Resources{NanoCpus: 1_500_000_000, MemoryBytes: 512 << 20},

@@ -45,6 +45,7 @@ import (
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
 // Defaults for the zero values of Deps' durations.
@@ -382,6 +383,24 @@ func (d *Dispatcher) Disconnect(nodeID string) bool {
 	return true
 }
 
+// attributes are the runtime attributes a worker registered with, less the
+// ones whose key no constraint could name (logged): a bad key in the state
+// would make every scheduling request invalid.
+func (d *Dispatcher) attributes(reg *apiv1.RegisterWorker) map[string]string {
+	var out map[string]string
+	for k, v := range reg.GetAttributes() {
+		if err := scheduler.CheckAttributeKey(k); err != nil {
+			d.log.Warn("leaving out a runtime attribute of the node", "node", reg.GetNodeId(), "error", err)
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(reg.GetAttributes()))
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // commitReady registers the node as READY with what the worker reported,
 // keeping what belongs to the cluster: role, availability, creation time
 // and the labels set by operators (see mergeLabels).
@@ -400,6 +419,7 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 			n.Addr = reg.GetAddr()
 		}
 		n.Os, n.Arch = reg.GetOs(), reg.GetArch()
+		n.Attributes = d.attributes(reg)
 		n.AgentVersion, n.RuntimeVersion = reg.GetAgentVersion(), reg.GetRuntimeVersion()
 		n.UpdatedAt = now
 		n.Labels = mergeLabels(old, reg.GetLabels())

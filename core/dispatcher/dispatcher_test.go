@@ -87,6 +87,8 @@ func register(nodeID, name string) *apiv1.WorkerMessage {
 		NodeId: nodeID, Name: name, Os: "linux", Arch: "amd64", AgentVersion: "test", RuntimeVersion: "fake 0.0.0",
 		Resources: &apiv1.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30},
 		Labels:    map[string]string{"zone": "b", "disk": "ssd"},
+		// One attribute key no constraint could name: left out.
+		Attributes: map[string]string{"containerd.snapshotter": "overlayfs", "bad key": "x"},
 	}}}
 }
 
@@ -259,6 +261,9 @@ func TestRegisterKeepsClusterOwnedFields(t *testing.T) {
 	}
 	if n.GetResources().GetMemoryBytes() != 1<<30 || n.GetOs() != "linux" || n.GetRuntimeVersion() != "fake 0.0.0" || n.GetAgentVersion() != "test" {
 		t.Fatalf("reported facts not stored: %v", n)
+	}
+	if want := map[string]string{"containerd.snapshotter": "overlayfs"}; !maps.Equal(n.GetAttributes(), want) {
+		t.Fatalf("attributes = %v, want %v: the valid runtime attribute kept, the bad key left out", n.GetAttributes(), want)
 	}
 	f, _ := m.State.Node("fresh")
 	if f.GetRole() != apiv1.NodeRole_NODE_ROLE_WORKER || f.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE || f.GetCreatedAt() == nil || f.GetLabels()["zone"] != "b" {

@@ -105,10 +105,11 @@ func TestSchedule(t *testing.T) {
 		t.Errorf("zoned task on %q, want n2 (zone=a)", got["zoned"].GetNodeId())
 	}
 	perNode["n2"]++
-	// Round-robin fills the emptier node first: n1 had 2 tasks, n2 none;
-	// t0, t1 go to n2, then they alternate; zoned can only go to n2.
-	if perNode["n1"] != 3 || perNode["n2"] != 4 || len(perNode) != 2 {
-		t.Errorf("tasks per node = %v, want n1 3, n2 4 and nothing on the draining node or the manager", perNode)
+	// Round-robin spreads the service first, then fills the emptier node:
+	// n1 had 2 tasks of another service, n2 none; t0 goes to n2, t1 to n1
+	// (no web yet), t2 to the emptier n2, t3 to n1; zoned can only go to n2.
+	if perNode["n1"] != 4 || perNode["n2"] != 3 || len(perNode) != 2 {
+		t.Errorf("tasks per node = %v, want n1 4, n2 3 and nothing on the draining node or the manager", perNode)
 	}
 	for id, prefix := range map[string]string{
 		"nowhere": "no node satisfies constraint node.labels.zone==mars",

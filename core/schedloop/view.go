@@ -53,9 +53,11 @@ func resources(r *apiv1.Resources) scheduler.Resources {
 }
 
 // NodeView is what the scheduler sees of node n, given the tasks assigned
-// to it: Ready when its status is READY, its availability, its resources
-// as Total, and the reservations and count of its unfinished tasks.
-func NodeView(n *apiv1.Node, tasks []*apiv1.Task) scheduler.Node {
+// to it: Ready when its status is READY, its availability, its platform and
+// runtime attributes, its resources as Total, the reservations and count of
+// its unfinished tasks, and in ServiceTasks the count of those that belong
+// to a service of batchServices (nil: none).
+func NodeView(n *apiv1.Node, tasks []*apiv1.Task, batchServices map[string]bool) scheduler.Node {
 	v := scheduler.Node{
 		ID:           n.GetId(),
 		Name:         n.GetName(),
@@ -63,28 +65,42 @@ func NodeView(n *apiv1.Node, tasks []*apiv1.Task) scheduler.Node {
 		Ready:        n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_READY,
 		Availability: Availability(n.GetAvailability()),
 		Total:        resources(n.GetResources()),
+		OS:           n.GetOs(),
+		Arch:         n.GetArch(),
+		Attributes:   n.GetAttributes(),
 	}
 	for _, t := range tasks {
 		if terminal(t.GetState()) {
 			continue
 		}
-		v.Assign(resources(t.GetSpec().GetReservations()))
+		v.TaskCount++
+		v.Reserved = v.Reserved.Add(resources(t.GetSpec().GetReservations()))
+		if svc := t.GetServiceId(); batchServices[svc] {
+			if v.ServiceTasks == nil {
+				v.ServiceTasks = map[string]int{}
+			}
+			v.ServiceTasks[svc]++
+		}
 	}
 	return v
 }
 
 // BuildRequest builds the scheduler's view for batch: every worker node
 // of nodes (Node.Worker), ready or not, with tasksOn(id) the tasks
-// assigned to it, and the batch's tasks in order with their reservations
+// assigned to it (counted per service for the batch's services), and the batch's tasks in order with their reservations
 // and constraints. A task whose constraints do not parse is left out of the
 // request and returned in rejected with its message.
 func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task, batch []*apiv1.Task) (req scheduler.Request, sent []*apiv1.Task, rejected map[string]string) {
+	services := map[string]bool{}
+	for _, t := range batch {
+		services[t.GetServiceId()] = true
+	}
 	req.Nodes = make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		if !n.GetWorker() {
 			continue
 		}
-		req.Nodes = append(req.Nodes, NodeView(n, tasksOn(n.GetId())))
+		req.Nodes = append(req.Nodes, NodeView(n, tasksOn(n.GetId()), services))
 	}
 	req.Tasks = make([]scheduler.Task, 0, len(batch))
 	sent = make([]*apiv1.Task, 0, len(batch))

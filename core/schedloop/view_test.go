@@ -98,6 +98,31 @@ func TestNodeView(t *testing.T) {
 			want: scheduler.Node{ID: "n1", Name: "name-n1", Ready: true, Availability: scheduler.AvailabilityPause},
 		},
 		{
+			name: "platform and runtime attributes",
+			node: func() *apiv1.Node {
+				n := worker("n1", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE)
+				n.Os, n.Arch = "linux", "arm64"
+				n.Attributes = map[string]string{"containerd.snapshotter": "overlayfs"}
+				return n
+			}(),
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Ready: true, Availability: scheduler.AvailabilityActive,
+				OS: "linux", Arch: "arm64", Attributes: map[string]string{"containerd.snapshotter": "overlayfs"}},
+		},
+		{
+			name: "the unfinished tasks of the batch's services are counted per service",
+			node: worker("n1", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE),
+			tasks: func() []*apiv1.Task {
+				web1, web2, webDone := on("w1", "n1", tsRunning, nil), on("w2", "n1", tsAssigned, nil), on("w3", "n1", tsFailed, nil)
+				for _, t := range []*apiv1.Task{web1, web2, webDone} {
+					t.ServiceId = "s1"
+				}
+				return []*apiv1.Task{web1, web2, webDone, on("d1", "n1", tsRunning, nil)}
+			}(),
+			// db (s0) has no task in the batch: counted in TaskCount only.
+			want: scheduler.Node{ID: "n1", Name: "name-n1", Ready: true, Availability: scheduler.AvailabilityActive,
+				TaskCount: 3, ServiceTasks: map[string]int{"s1": 2}},
+		},
+		{
 			name: "labels, total, and the reservations of unfinished tasks",
 			node: func() *apiv1.Node {
 				n := worker("n1", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE)
@@ -122,7 +147,7 @@ func TestNodeView(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		if got := NodeView(tc.node, tc.tasks); !reflect.DeepEqual(got, tc.want) {
+		if got := NodeView(tc.node, tc.tasks, map[string]bool{"s1": true}); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
 		}
 	}
@@ -148,8 +173,8 @@ func TestBuildRequest(t *testing.T) {
 	if len(req.Nodes) != 2 || req.Nodes[0].ID != "n1" || req.Nodes[1].ID != "n2" {
 		t.Fatalf("nodes = %+v, want the workers n1 and n2 only", req.Nodes)
 	}
-	if req.Nodes[0].TaskCount != 1 || req.Nodes[0].Reserved.NanoCPUs != 1e9 {
-		t.Errorf("n1 = %+v, want its one task counted", req.Nodes[0])
+	if req.Nodes[0].TaskCount != 1 || req.Nodes[0].Reserved.NanoCPUs != 1e9 || req.Nodes[0].ServiceTasks != nil {
+		t.Errorf("n1 = %+v, want its one task (of a service not in the batch) counted", req.Nodes[0])
 	}
 	zone := []scheduler.Constraint{
 		{Key: "node.labels.zone", Op: scheduler.OpEqual, Value: "edge-1"},

@@ -226,6 +226,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		Labels:         w.opts.Labels,
 		Os:             fp.OS,
 		Arch:           fp.Arch,
+		Attributes:     fp.Attributes,
 		RuntimeVersion: fp.RuntimeName + " " + fp.RuntimeVersion,
 		AgentVersion:   w.opts.AgentVersion,
 		Addr:           w.opts.Addr,

@@ -275,7 +275,12 @@ type Fingerprint struct {
 	RuntimeName    string
 	RuntimeVersion string
 	// Attributes are free-form facts, keyed "<runtime>.<fact>", that
-	// placement constraints may match.
+	// placement constraints match as node.attr.<key> (and the scheduler sees
+	// in scheduler.Node.Attributes). A key must pass
+	// scheduler.CheckAttributeKey: 1 to 128 letters, digits, '.', '_' and
+	// '-', starting and ending with a letter or digit; the manager leaves out
+	// any other, with a warning in its log. OS and Arch are matched as
+	// node.platform.os and node.platform.arch.
 	Attributes map[string]string
 }
 

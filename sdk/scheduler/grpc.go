@@ -66,14 +66,12 @@ func requestToPB(req Request) *schedulerv1.ScheduleRequest {
 		Tasks: make([]*schedulerv1.Task, 0, len(req.Tasks)),
 	}
 	for _, n := range req.Nodes {
-		// uint32 on the wire: saturate rather than wrap. A negative count is
-		// a host bug that the host's own Validate reports.
-		var count uint32
-		switch {
-		case n.TaskCount > math.MaxUint32:
-			count = math.MaxUint32
-		case n.TaskCount > 0:
-			count = uint32(n.TaskCount)
+		var perService map[string]uint32
+		if len(n.ServiceTasks) > 0 {
+			perService = make(map[string]uint32, len(n.ServiceTasks))
+			for svc, c := range n.ServiceTasks {
+				perService[svc] = saturate(c)
+			}
 		}
 		pb.Nodes = append(pb.Nodes, &schedulerv1.Node{
 			Id:           n.ID,
@@ -83,7 +81,11 @@ func requestToPB(req Request) *schedulerv1.ScheduleRequest {
 			Availability: string(n.Availability),
 			Total:        resourcesToPB(n.Total),
 			Reserved:     resourcesToPB(n.Reserved),
-			TaskCount:    count,
+			TaskCount:    saturate(n.TaskCount),
+			ServiceTasks: perService,
+			Os:           n.OS,
+			Arch:         n.Arch,
+			Attributes:   n.Attributes,
 		})
 	}
 	for _, t := range req.Tasks {
@@ -102,12 +104,32 @@ func requestToPB(req Request) *schedulerv1.ScheduleRequest {
 	return pb
 }
 
+// saturate puts a count on the wire's uint32, saturating rather than
+// wrapping. A negative count is a host bug that the host's own Validate
+// reports.
+func saturate(n int) uint32 {
+	switch {
+	case n > math.MaxUint32:
+		return math.MaxUint32
+	case n > 0:
+		return uint32(n)
+	}
+	return 0
+}
+
 func requestFromPB(pb *schedulerv1.ScheduleRequest) Request {
 	req := Request{
 		Nodes: make([]Node, 0, len(pb.GetNodes())),
 		Tasks: make([]Task, 0, len(pb.GetTasks())),
 	}
 	for _, n := range pb.GetNodes() {
+		var perService map[string]int
+		if len(n.GetServiceTasks()) > 0 {
+			perService = make(map[string]int, len(n.GetServiceTasks()))
+			for svc, c := range n.GetServiceTasks() {
+				perService[svc] = int(c)
+			}
+		}
 		req.Nodes = append(req.Nodes, Node{
 			ID:           n.GetId(),
 			Name:         n.GetName(),
@@ -117,6 +139,10 @@ func requestFromPB(pb *schedulerv1.ScheduleRequest) Request {
 			Total:        resourcesFromPB(n.GetTotal()),
 			Reserved:     resourcesFromPB(n.GetReserved()),
 			TaskCount:    int(n.GetTaskCount()),
+			ServiceTasks: perService,
+			OS:           n.GetOs(),
+			Arch:         n.GetArch(),
+			Attributes:   n.GetAttributes(),
 		})
 	}
 	for _, t := range pb.GetTasks() {

@@ -18,6 +18,7 @@ package scheduler
 
 import (
 	"context"
+	"maps"
 
 	"github.com/warrenorch/warren/sdk"
 )
@@ -89,6 +90,24 @@ type Node struct {
 	// TaskCount is the number of tasks assigned to the node and not
 	// finished.
 	TaskCount int
+	// ServiceTasks counts, for each service with a task in the Request's
+	// batch (keyed by Task.ServiceID), that service's tasks assigned to the
+	// node and not finished; a service the node runs none of is absent.
+	// It is what a spreading scheduler balances on across batches: a
+	// service with 4 tasks on nodes of zone a, scaled to 8, shows those 4
+	// here when the next 4 are placed. Services with no task in the batch
+	// are left out (TaskCount counts them). May be nil.
+	ServiceTasks map[string]int
+	// OS and Arch are the node's platform as its runtime reports it, in Go's
+	// GOOS and GOARCH names ("linux", "arm64"), matched by node.platform.os
+	// and node.platform.arch constraints. Empty when unknown.
+	OS   string
+	Arch string
+	// Attributes are the facts the node's runtime reports in its
+	// fingerprint (runtime.Fingerprint.Attributes, keyed
+	// "<runtime>.<fact>"), matched by node.attr.<key> constraints. May be
+	// nil.
+	Attributes map[string]string
 }
 
 // Schedulable reports whether n may take new tasks at all: it is Ready and
@@ -98,11 +117,27 @@ func (n Node) Schedulable() bool {
 	return n.Ready && n.Availability == AvailabilityActive
 }
 
-// Assign records on n one more task reserving r, as a scheduler must do for
-// every placement it makes so that later tasks of the same plan see it.
-func (n *Node) Assign(r Resources) {
+// Assign records task t on n: TaskCount one higher, t's Reservation added
+// to Reserved and ServiceTasks[t.ServiceID] one higher. A scheduler must do
+// this for every placement it makes so that later tasks of the same plan
+// see it. ServiceTasks is copied before it changes, so a Node copied from
+// the Request (slices.Clone of Request.Nodes) never changes the Request.
+func (n *Node) Assign(t Task) {
 	n.TaskCount++
-	n.Reserved = n.Reserved.Add(r)
+	n.Reserved = n.Reserved.Add(t.Reservation)
+	if t.ServiceID == "" {
+		return
+	}
+	counts := make(map[string]int, len(n.ServiceTasks)+1)
+	maps.Copy(counts, n.ServiceTasks)
+	counts[t.ServiceID]++
+	n.ServiceTasks = counts
+}
+
+// ServiceCount is the number of unfinished tasks of service serviceID on
+// n, this plan's placements recorded with Assign included.
+func (n Node) ServiceCount(serviceID string) int {
+	return n.ServiceTasks[serviceID]
 }
 
 // Task is one task waiting for a node.

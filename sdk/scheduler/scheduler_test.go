@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -39,6 +41,13 @@ func TestParseConstraint(t *testing.T) {
 		{in: "==red", wantErr: `key ""`},
 		{in: "node.name==", wantErr: "empty value"},
 		{in: "node.name==  ", wantErr: "empty value"},
+		{in: "node.platform.os==linux", want: Constraint{"node.platform.os", OpEqual, "linux"}},
+		{in: "node.platform.arch!=arm64", want: Constraint{"node.platform.arch", OpNotEqual, "arm64"}},
+		{in: "node.attr.containerd.snapshotter==overlayfs", want: Constraint{"node.attr.containerd.snapshotter", OpEqual, "overlayfs"}},
+		{in: "node.attr.==x", wantErr: `attribute key ""`},
+		{in: "node.attr.gpu/count==1", wantErr: `attribute key "gpu/count"`},
+		{in: "node.attr..gpu==1", wantErr: `attribute key ".gpu"`},
+		{in: "node.platform.kernel==6", wantErr: `key "node.platform.kernel"`},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseConstraint(tc.in)
@@ -63,6 +72,8 @@ func TestParseConstraint(t *testing.T) {
 
 func TestConstraintMatches(t *testing.T) {
 	n := ready("n1", map[string]string{"zone": "edge-1", "empty": ""})
+	n.OS, n.Arch = "linux", "amd64"
+	n.Attributes = map[string]string{"containerd.snapshotter": "overlayfs"}
 	for _, tc := range []struct {
 		c    Constraint
 		want bool
@@ -82,6 +93,16 @@ func TestConstraintMatches(t *testing.T) {
 		{Constraint{"node.labels.", OpNotEqual, "x"}, false},
 		{Constraint{"node.color", OpNotEqual, "x"}, false},
 		{Constraint{"node.id", Op("=~"), "n1"}, false},
+		{Constraint{"node.platform.os", OpEqual, "linux"}, true},
+		{Constraint{"node.platform.os", OpEqual, "windows"}, false},
+		{Constraint{"node.platform.arch", OpNotEqual, "arm64"}, true},
+		{Constraint{"node.platform.arch", OpEqual, "amd64"}, true},
+		{Constraint{"node.attr.containerd.snapshotter", OpEqual, "overlayfs"}, true},
+		{Constraint{"node.attr.containerd.snapshotter", OpNotEqual, "overlayfs"}, false},
+		// An attribute the node's runtime does not report is empty.
+		{Constraint{"node.attr.gpu", OpEqual, "1"}, false},
+		{Constraint{"node.attr.gpu", OpNotEqual, "1"}, true},
+		{Constraint{"node.attr.", OpNotEqual, "x"}, false},
 	} {
 		if got := tc.c.Matches(n); got != tc.want {
 			t.Errorf("%s matches %v: got %v, want %v", tc.c, n, got, tc.want)
@@ -125,9 +146,53 @@ func TestAssign(t *testing.T) {
 	n := ready("n", nil)
 	n.TaskCount = 2
 	n.Reserved = Resources{cpu, gib}
-	n.Assign(Resources{cpu / 2, 512 * mib})
-	if n.TaskCount != 3 || n.Reserved != (Resources{cpu + cpu/2, gib + 512*mib}) {
-		t.Fatalf("after Assign: count %d, reserved %+v", n.TaskCount, n.Reserved)
+	n.ServiceTasks = map[string]int{"web": 2}
+	req := Request{Nodes: []Node{n}}
+	copied := req.Nodes[0]
+	copied.Assign(Task{ID: "t", ServiceID: "web", Reservation: Resources{cpu / 2, 512 * mib}})
+	copied.Assign(Task{ID: "u", ServiceID: "db"})
+	if copied.TaskCount != 4 || copied.Reserved != (Resources{cpu + cpu/2, gib + 512*mib}) {
+		t.Fatalf("after Assign: count %d, reserved %+v", copied.TaskCount, copied.Reserved)
+	}
+	if copied.ServiceCount("web") != 3 || copied.ServiceCount("db") != 1 || copied.ServiceCount("cache") != 0 {
+		t.Fatalf("after Assign: per-service counts %v", copied.ServiceTasks)
+	}
+	// The Request's node is untouched: Assign copied its map.
+	if got := req.Nodes[0]; got.TaskCount != 2 || !maps.Equal(got.ServiceTasks, map[string]int{"web": 2}) {
+		t.Fatalf("Assign on a copy changed the request's node: count %d, per service %v", got.TaskCount, got.ServiceTasks)
+	}
+	// A task of no service counts on the node only.
+	copied.Assign(Task{ID: "v"})
+	if copied.TaskCount != 5 || len(copied.ServiceTasks) != 2 {
+		t.Fatalf("a task with no service: count %d, per service %v", copied.TaskCount, copied.ServiceTasks)
+	}
+}
+
+func TestCheckAttributeKey(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		ok  bool
+	}{
+		{"containerd.snapshotter", true},
+		{"gpu", true},
+		{"GPU_count-2", true},
+		{"a", true},
+		{strings.Repeat("k", 128), true},
+		{strings.Repeat("k", 129), false},
+		{"", false},
+		{".gpu", false},
+		{"gpu.", false},
+		{"gpu count", false},
+		{"gpu=1", false},
+		{"zoné", false},
+	} {
+		err := CheckAttributeKey(tc.key)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckAttributeKey(%q) = %v, want ok %v", tc.key, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.key))) {
+			t.Errorf("CheckAttributeKey(%q) = %v, want an invalid-argument error quoting the key", tc.key, err)
+		}
 	}
 }
 
@@ -163,6 +228,12 @@ func TestValidateRequest(t *testing.T) {
 		{"bad constraint key", func(r *Request) { r.Tasks[1].Constraints[0].Key = "zone" }, `task "t2": constraint "zone==a": key "zone"`},
 		{"bad constraint op", func(r *Request) { r.Tasks[1].Constraints[0].Op = "=" }, `operator "="`},
 		{"empty constraint value", func(r *Request) { r.Tasks[1].Constraints[0].Value = "" }, "empty value"},
+		{"negative service count", func(r *Request) { r.Nodes[0].ServiceTasks = map[string]int{"web": -1} }, `node "n1": service "web": task count -1`},
+		{"service count above the node's", func(r *Request) {
+			r.Nodes[0].TaskCount = 1
+			r.Nodes[0].ServiceTasks = map[string]int{"web": 2}
+		}, `node "n1": service "web": task count 2, want 0 to the node's 1`},
+		{"bad attribute key", func(r *Request) { r.Nodes[1].Attributes = map[string]string{"gpu count": "1"} }, `node "n2": attribute key "gpu count"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := good()
@@ -290,7 +361,9 @@ func TestWireRoundTrip(t *testing.T) {
 	req := Request{
 		Nodes: []Node{
 			{ID: "n1", Name: "a", Labels: map[string]string{"zone": "edge-1"}, Ready: true, Availability: AvailabilityActive,
-				Total: Resources{4 * cpu, 8 * gib}, Reserved: Resources{cpu, gib}, TaskCount: 7},
+				Total: Resources{4 * cpu, 8 * gib}, Reserved: Resources{cpu, gib}, TaskCount: 7,
+				ServiceTasks: map[string]int{"s1": 3, "s2": 1}, OS: "linux", Arch: "arm64",
+				Attributes: map[string]string{"containerd.snapshotter": "overlayfs"}},
 			{ID: "n2", Name: "b", Availability: AvailabilityDrain},
 		},
 		Tasks: []Task{

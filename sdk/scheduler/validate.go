@@ -41,7 +41,9 @@ func shortfalls(n Node, r Resources) []string {
 
 // ValidateRequest checks that req is well-formed: every node and task has a
 // non-empty ID unique among its kind, every node's Availability is valid,
-// no resource or task count is negative, and every constraint has a known
+// no resource or task count is negative, no service's count on a node
+// exceeds the node's, every attribute key passes CheckAttributeKey, and
+// every constraint has a known
 // key, a known operator and a non-empty value. Errors wrap
 // sdk.ErrInvalidArgument and name the node or task.
 func ValidateRequest(req Request) error {
@@ -60,6 +62,16 @@ func ValidateRequest(req Request) error {
 		}
 		if negative(n.Total) || negative(n.Reserved) || n.TaskCount < 0 {
 			return fmt.Errorf("node %q: negative resources or task count: %w", n.ID, sdk.ErrInvalidArgument)
+		}
+		for svc, count := range n.ServiceTasks {
+			if count < 0 || count > n.TaskCount {
+				return fmt.Errorf("node %q: service %q: task count %d, want 0 to the node's %d: %w", n.ID, svc, count, n.TaskCount, sdk.ErrInvalidArgument)
+			}
+		}
+		for key := range n.Attributes {
+			if err := CheckAttributeKey(key); err != nil {
+				return fmt.Errorf("node %q: %w", n.ID, err)
+			}
 		}
 	}
 	tasks := make(map[string]struct{}, len(req.Tasks))
@@ -137,7 +149,7 @@ func Validate(req Request, placements []Placement) error {
 		if lacks := shortfalls(*n, t.Reservation); len(lacks) > 0 {
 			return fmt.Errorf("task %q: node %q: %s: %w", t.ID, p.NodeID, strings.Join(lacks, "; "), sdk.ErrInvalidArgument)
 		}
-		n.Assign(t.Reservation)
+		n.Assign(t)
 	}
 	return nil
 }

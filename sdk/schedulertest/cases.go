@@ -251,6 +251,49 @@ func testConstraintEqual(t *testing.T, s scheduler.Scheduler) {
 	}
 }
 
+// platformed returns nodes with platforms and runtime attributes: a and b
+// linux/amd64 (a with a GPU attribute), c linux/arm64, d with nothing
+// reported.
+func platformed() []scheduler.Node {
+	nodes := zoned()
+	for i, p := range []struct {
+		os, arch string
+		attrs    map[string]string
+	}{
+		{"linux", "amd64", map[string]string{"gpu.model": "t4", "containerd.snapshotter": "overlayfs"}},
+		{"linux", "amd64", map[string]string{"containerd.snapshotter": "overlayfs"}},
+		{"linux", "arm64", map[string]string{"containerd.snapshotter": "native"}},
+		{},
+	} {
+		nodes[i].OS, nodes[i].Arch, nodes[i].Attributes = p.os, p.arch, p.attrs
+	}
+	return nodes
+}
+
+func testConstraintPlatformAndAttributes(t *testing.T, s scheduler.Scheduler) {
+	for _, tc := range []struct {
+		constraint string
+		want       []string
+	}{
+		{"node.platform.os==linux", []string{"a", "b", "c"}},
+		{"node.platform.arch==arm64", []string{"c"}},
+		{"node.platform.arch!=arm64", []string{"a", "b", "d"}},
+		{"node.attr.gpu.model==t4", []string{"a"}},
+		{"node.attr.containerd.snapshotter==overlayfs", []string{"a", "b"}},
+		// A node whose runtime does not report the attribute differs from
+		// any value.
+		{"node.attr.gpu.model!=t4", []string{"b", "c", "d"}},
+	} {
+		t.Run(tc.constraint, func(t *testing.T) {
+			plan := schedule(t, s, scheduler.Request{Nodes: platformed(), Tasks: constrained("web", 6, tc.constraint)})
+			wantPlacedOn(t, plan, tc.want...)
+		})
+	}
+	// An attribute no node reports places nothing, with a reason.
+	plan := schedule(t, s, scheduler.Request{Nodes: platformed(), Tasks: constrained("web", 2, "node.attr.fpga==yes")})
+	wantNonePlaced(t, plan)
+}
+
 func testConstraintNotEqual(t *testing.T, s scheduler.Scheduler) {
 	for _, tc := range []struct {
 		constraint string

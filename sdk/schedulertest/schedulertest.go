@@ -77,6 +77,7 @@ var suiteCases = []suiteCase{
 	{"ConstraintEqual", testConstraintEqual},
 	{"ConstraintNotEqual", testConstraintNotEqual},
 	{"ConstraintsAllHold", testConstraintsAllHold},
+	{"ConstraintPlatformAndAttributes", testConstraintPlatformAndAttributes},
 	{"UnsatisfiableConstraint", testUnsatisfiableConstraint},
 	{"ResourcesWithinBatch", testResourcesWithinBatch},
 	{"ResourcesAlreadyReserved", testResourcesAlreadyReserved},

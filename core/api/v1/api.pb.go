@@ -1200,7 +1200,11 @@ type Node struct {
 	// one per type: set when a problem starts, removed when it ends. The
 	// leader commits a condition only when it appears, changes or clears,
 	// never on every report.
-	Conditions    []*NodeCondition `protobuf:"bytes,19,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	Conditions []*NodeCondition `protobuf:"bytes,19,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// attributes are the facts the node's runtime reports in its fingerprint,
+	// keyed "<runtime>.<fact>", that node.attr.<key> constraints match. Keys
+	// that scheduler.CheckAttributeKey refuses are left out.
+	Attributes    map[string]string `protobuf:"bytes,20,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1364,6 +1368,13 @@ func (x *Node) GetAgentLabels() map[string]string {
 func (x *Node) GetConditions() []*NodeCondition {
 	if x != nil {
 		return x.Conditions
+	}
+	return nil
+}
+
+func (x *Node) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
 	}
 	return nil
 }
@@ -3739,7 +3750,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x04R\aversion\x12\x18\n" +
 	"\aattempt\x18\x10 \x01(\rR\aattempt\x129\n" +
 	"\n" +
-	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\x8a\a\n" +
+	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\x8e\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -3764,11 +3775,17 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fagent_labels\x18\x12 \x03(\v2$.warren.api.v1.Node.AgentLabelsEntryR\vagentLabels\x12<\n" +
 	"\n" +
 	"conditions\x18\x13 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
-	"conditions\x1a9\n" +
+	"conditions\x12C\n" +
+	"\n" +
+	"attributes\x18\x14 \x03(\v2#.warren.api.v1.Node.AttributesEntryR\n" +
+	"attributes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AgentLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
 	"\rNodeCondition\x12\x12\n" +
@@ -4015,7 +4032,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(TaskState)(0),                  // 0: warren.api.v1.TaskState
 	(NodeRole)(0),                   // 1: warren.api.v1.NodeRole
@@ -4075,21 +4092,22 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	nil,                             // 55: warren.api.v1.ServiceSpec.LabelsEntry
 	nil,                             // 56: warren.api.v1.Node.LabelsEntry
 	nil,                             // 57: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 58: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 59: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 60: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 61: warren.api.v1.Network.LabelsEntry
-	nil,                             // 62: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 63: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 64: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 65: google.protobuf.Timestamp
+	nil,                             // 58: warren.api.v1.Node.AttributesEntry
+	nil,                             // 59: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 60: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 61: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 62: warren.api.v1.Network.LabelsEntry
+	nil,                             // 63: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 64: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	5,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	64, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	64, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	64, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	64, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	65, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	65, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	65, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	65, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	6,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	7,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
 	54, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
@@ -4099,96 +4117,97 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	9,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	10, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	11, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	64, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	65, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	12, // 15: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	65, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	65, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	66, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	12, // 18: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	0,  // 19: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	0,  // 20: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	65, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	65, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	65, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	66, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	66, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	1,  // 24: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	2,  // 25: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	3,  // 26: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
 	56, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	8,  // 28: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	65, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	65, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	66, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
 	57, // 31: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	16, // 32: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	65, // 33: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	58, // 34: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	65, // 35: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	59, // 36: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	60, // 37: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	65, // 38: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	61, // 39: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
-	65, // 40: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 41: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	65, // 42: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 43: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	14, // 44: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	15, // 45: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	17, // 46: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	18, // 47: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	19, // 48: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
-	12, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	62, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	13, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	12, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 56: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	15, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	15, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	3,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	63, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	15, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	15, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	14, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	47, // 64: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	65, // 65: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	49, // 66: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	21, // 67: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	23, // 68: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	25, // 69: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	27, // 70: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	29, // 71: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	31, // 72: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	33, // 73: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	35, // 74: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	37, // 75: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	39, // 76: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	41, // 77: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	43, // 78: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	44, // 79: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	46, // 80: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	50, // 81: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	52, // 82: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	22, // 83: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	24, // 84: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	26, // 85: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	28, // 86: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	30, // 87: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	32, // 88: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	34, // 89: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	36, // 90: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	38, // 91: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	40, // 92: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	42, // 93: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	20, // 94: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	45, // 95: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	48, // 96: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	51, // 97: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	53, // 98: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	83, // [83:99] is the sub-list for method output_type
-	67, // [67:83] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	58, // 33: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	66, // 34: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	59, // 35: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	66, // 36: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	60, // 37: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	61, // 38: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	66, // 39: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	62, // 40: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
+	66, // 41: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	66, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	14, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	15, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	17, // 47: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	18, // 48: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	19, // 49: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
+	12, // 50: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 51: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 52: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	63, // 53: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	13, // 54: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	12, // 55: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	13, // 56: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	13, // 57: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	15, // 58: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	15, // 59: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	3,  // 60: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	64, // 61: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	15, // 62: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	15, // 63: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	14, // 64: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	47, // 65: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	66, // 66: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	49, // 67: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	21, // 68: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	23, // 69: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	25, // 70: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	27, // 71: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	29, // 72: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	31, // 73: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	33, // 74: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	35, // 75: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	37, // 76: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	39, // 77: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	41, // 78: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	43, // 79: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	44, // 80: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	46, // 81: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	50, // 82: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	52, // 83: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	22, // 84: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	24, // 85: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	26, // 86: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	28, // 87: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	30, // 88: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	32, // 89: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	34, // 90: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	36, // 91: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	38, // 92: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	40, // 93: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	42, // 94: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	20, // 95: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	45, // 96: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	48, // 97: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	51, // 98: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	53, // 99: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	84, // [84:100] is the sub-list for method output_type
+	68, // [68:84] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4211,7 +4230,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

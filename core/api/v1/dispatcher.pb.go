@@ -132,8 +132,10 @@ type RegisterWorker struct {
 	RuntimeVersion string                 `protobuf:"bytes,7,opt,name=runtime_version,json=runtimeVersion,proto3" json:"runtime_version,omitempty"`
 	AgentVersion   string                 `protobuf:"bytes,8,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	Addr           string                 `protobuf:"bytes,9,opt,name=addr,proto3" json:"addr,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// attributes are the runtime fingerprint's attributes.
+	Attributes    map[string]string `protobuf:"bytes,10,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorker) Reset() {
@@ -227,6 +229,13 @@ func (x *RegisterWorker) GetAddr() string {
 		return x.Addr
 	}
 	return ""
+}
+
+func (x *RegisterWorker) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
 }
 
 type Heartbeat struct {
@@ -629,7 +638,7 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\bregister\x18\x01 \x01(\v2\x1d.warren.api.v1.RegisterWorkerH\x00R\bregister\x128\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x18.warren.api.v1.HeartbeatH\x00R\theartbeat\x128\n" +
 	"\x06status\x18\x03 \x01(\v2\x1e.warren.api.v1.TaskStatusBatchH\x00R\x06statusB\x05\n" +
-	"\x03msg\"\xf9\x02\n" +
+	"\x03msg\"\x87\x04\n" +
 	"\x0eRegisterWorker\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
@@ -639,8 +648,15 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x04arch\x18\x06 \x01(\tR\x04arch\x12'\n" +
 	"\x0fruntime_version\x18\a \x01(\tR\x0eruntimeVersion\x12#\n" +
 	"\ragent_version\x18\b \x01(\tR\fagentVersion\x12\x12\n" +
-	"\x04addr\x18\t \x01(\tR\x04addr\x1a9\n" +
+	"\x04addr\x18\t \x01(\tR\x04addr\x12M\n" +
+	"\n" +
+	"attributes\x18\n" +
+	" \x03(\v2-.warren.api.v1.RegisterWorker.AttributesEntryR\n" +
+	"attributes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\v\n" +
 	"\tHeartbeat\"\xd8\x01\n" +
@@ -683,7 +699,7 @@ func file_core_api_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_dispatcher_proto_rawDescData
 }
 
-var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*WorkerMessage)(nil),         // 0: warren.api.v1.WorkerMessage
 	(*RegisterWorker)(nil),        // 1: warren.api.v1.RegisterWorker
@@ -694,33 +710,35 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*SessionInfo)(nil),           // 6: warren.api.v1.SessionInfo
 	(*Assignments)(nil),           // 7: warren.api.v1.Assignments
 	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
-	(*Resources)(nil),             // 9: warren.api.v1.Resources
-	(TaskState)(0),                // 10: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 12: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 13: warren.api.v1.Task
+	nil,                           // 9: warren.api.v1.RegisterWorker.AttributesEntry
+	(*Resources)(nil),             // 10: warren.api.v1.Resources
+	(TaskState)(0),                // 11: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(NodeRole)(0),                 // 13: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 14: warren.api.v1.Task
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
 	2,  // 1: warren.api.v1.WorkerMessage.heartbeat:type_name -> warren.api.v1.Heartbeat
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
-	9,  // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
+	10, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
 	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
-	10, // 5: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	11, // 6: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 7: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	6,  // 8: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	7,  // 9: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	11, // 10: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	12, // 11: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	13, // 12: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 13: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 14: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	9,  // 5: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
+	11, // 6: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	12, // 7: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	3,  // 8: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	6,  // 9: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	7,  // 10: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	12, // 11: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	13, // 12: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	14, // 13: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	0,  // 14: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 15: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	15, // [15:16] is the sub-list for method output_type
+	14, // [14:15] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
@@ -744,7 +762,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_dispatcher_proto_rawDesc), len(file_core_api_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,13 +9,11 @@
 #   warren agent -config examples/plugins/scheduler-binpack/agent.hcl
 #
 # and check that the plugin runs with `warren plugin ls`. See
-# docs/plugin-guide.md for the whole story and config/REFERENCE.md for every
+# docs/plugin-guide.md for the whole story and docs/config.md for every
 # attribute.
 #
-# This is a manager only: this version of the agent refuses a worker { }
-# block (workers arrive in a later release). The scheduling loop that calls
-# the scheduler plugin is not built yet either: today the agent starts,
-# checks, configures and supervises the plugin, but sends it no tasks.
+# A manager and worker in one agent: the manager's scheduling loop sends the
+# plugin every batch of tasks waiting for a node, and the worker runs them.
 
 data_dir   = "/var/lib/warren"
 api_socket = "/run/warren/warren.sock"
@@ -29,6 +27,8 @@ manager {
   store     = "store-bolt"
   scheduler = "scheduler-binpack" # the label of the plugin block below
 }
+
+worker {}
 
 plugin "scheduler-binpack" {
   # Absolute path of the binary; without it the agent runs

@@ -15,17 +15,17 @@ const ctxCheckEvery = 256
 
 // rank orders candidate nodes for one task; lower is better.
 type rank struct {
+	service int // the task's service's tasks on the node, this batch's included
 	tasks   int // TaskCount plus this batch's placements
-	service int // this batch's placements of the task's service
 	turn    int // distance after the previously chosen node in ID order
 }
 
 func (r rank) less(o rank) bool {
-	if r.tasks != o.tasks {
-		return r.tasks < o.tasks
-	}
 	if r.service != o.service {
 		return r.service < o.service
+	}
+	if r.tasks != o.tasks {
+		return r.tasks < o.tasks
 	}
 	return r.turn < o.turn
 }
@@ -45,8 +45,6 @@ func plan(ctx context.Context, req scheduler.Request) ([]scheduler.Placement, er
 	// tasks does not change: work out each distinct set's matching nodes
 	// once per call.
 	matching := map[string][]int{"": ready}
-	// perService[serviceID][position] counts this batch's placements.
-	perService := map[string][]int{}
 	out := make([]scheduler.Placement, len(req.Tasks))
 	last := -1 // position of the previously chosen node
 	for i, t := range req.Tasks {
@@ -66,17 +64,13 @@ func plan(ctx context.Context, req scheduler.Request) ([]scheduler.Placement, er
 			}
 			matching[key] = candidates
 		}
-		svc := perService[t.ServiceID]
 		best, bestRank := -1, rank{}
 		for _, p := range candidates {
 			n := &nodes[p]
 			if !scheduler.Fits(*n, t.Reservation) {
 				continue
 			}
-			r := rank{tasks: n.TaskCount, turn: (p - last - 1 + len(nodes)) % len(nodes)}
-			if svc != nil {
-				r.service = svc[p]
-			}
+			r := rank{tasks: n.TaskCount, service: n.ServiceCount(t.ServiceID), turn: (p - last - 1 + len(nodes)) % len(nodes)}
 			if best < 0 || r.less(bestRank) {
 				best, bestRank = p, r
 			}
@@ -85,14 +79,7 @@ func plan(ctx context.Context, req scheduler.Request) ([]scheduler.Placement, er
 			out[i].Reason = explain(nodes, ready, candidates, t)
 			continue
 		}
-		nodes[best].Assign(t.Reservation)
-		if t.ServiceID != "" {
-			if svc == nil {
-				svc = make([]int, len(nodes))
-				perService[t.ServiceID] = svc
-			}
-			svc[best]++
-		}
+		nodes[best].Assign(t)
 		out[i].NodeID = nodes[best].ID
 		last = best
 	}

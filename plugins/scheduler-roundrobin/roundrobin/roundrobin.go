@@ -1,19 +1,21 @@
 // Package roundrobin is Warren's default scheduler: each task goes to the
-// eligible node with the fewest tasks, and ties rotate through the nodes in
-// ID order, as in the original Warren.
+// eligible node with the fewest tasks of its service, then the fewest tasks
+// in all, and ties rotate through the nodes in ID order, as in the original
+// Warren. The order of the first two is Docker Swarm's: spreading a
+// service's replicas over nodes comes before balancing the nodes' load.
 //
 // The rule, for each task of the batch in order:
 //
 //  1. Eligible nodes are those that are ready and active, satisfy all the
 //     task's constraints and have room for its reservation (counting the
 //     tasks this batch has already placed).
-//  2. Among them, pick the one with the fewest tasks: its TaskCount plus
-//     what this batch has placed on it.
-//  3. On a tie, pick the one with the fewest tasks of the same service
-//     placed by this batch, so that a service's replicas spread across
-//     nodes before any node takes a second one. The request does not say
-//     which services a node's existing tasks belong to, so only this
-//     batch's tasks count here.
+//  2. Among them, pick the one with the fewest tasks of the same service
+//     (Node.ServiceTasks: the ones it already runs plus what this batch has
+//     placed on it), so that a service's replicas spread across nodes
+//     before any node takes a second one, also when the service is scaled
+//     up in a later batch over nodes that run other services.
+//  3. On a tie, pick the one with the fewest tasks: its TaskCount plus what
+//     this batch has placed on it.
 //  4. On a remaining tie, pick the first node after the previously chosen
 //     one in ID order, wrapping around (the first node by ID for the
 //     batch's first task). Repeated ties therefore rotate over the nodes

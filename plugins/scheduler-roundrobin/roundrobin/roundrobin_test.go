@@ -32,6 +32,17 @@ func node(id string, count int, opts ...func(*scheduler.Node)) scheduler.Node {
 	return n
 }
 
+// running records that the node already runs count tasks of svc (which
+// its task count includes).
+func running(svc string, count int) func(*scheduler.Node) {
+	return func(n *scheduler.Node) {
+		if n.ServiceTasks == nil {
+			n.ServiceTasks = map[string]int{}
+		}
+		n.ServiceTasks[svc] = count
+	}
+}
+
 func down(n *scheduler.Node)   { n.Ready = false }
 func paused(n *scheduler.Node) { n.Availability = scheduler.AvailabilityPause }
 func drained(n *scheduler.Node) {
@@ -120,9 +131,9 @@ func TestPlacementRule(t *testing.T) {
 			name:  "counts grow as the batch places tasks",
 			nodes: []scheduler.Node{node("a", 2), node("b", 0), node("c", 1)},
 			tasks: tasks("web", 6),
-			// b (0 tasks); b and c at 1, c has no web yet → c; b; all at 2,
-			// a has no web yet → a; b and c at 2, c has fewer web → c; b.
-			want: []string{"b", "c", "b", "a", "c", "b"},
+			// No node runs web: b (0 tasks), then c (1), then a; each has
+			// one web now, and b has the fewest tasks, then c, then a.
+			want: []string{"b", "c", "a", "b", "c", "a"},
 		},
 		{
 			name:  "3 tasks on 3 empty nodes spread",
@@ -164,10 +175,33 @@ func TestPlacementRule(t *testing.T) {
 			want:  []string{"a", "b", "b", "a"},
 		},
 		{
-			name:  "fewest tasks beats service spread",
+			// As in Swarm: a replica on the busy node before a second one
+			// on the idle node.
+			name:  "service spread beats fewest tasks",
 			nodes: []scheduler.Node{node("a", 0), node("b", 4)},
 			tasks: tasks("web", 3),
-			want:  []string{"a", "a", "a"},
+			want:  []string{"a", "b", "a"},
+		},
+		{
+			// Every node runs 3 tasks, but web's 3 are a's: a scale-up of
+			// web by 3 goes to b and c first, then to a at the next tie.
+			name: "a scale-up spreads over the tasks the nodes already run",
+			nodes: []scheduler.Node{
+				node("a", 3, running("web", 3)), node("b", 3, running("db", 3)), node("c", 3, running("db", 2), running("web", 1)),
+			},
+			tasks: tasks("web", 3),
+			// b has no web → b; b and c have 1, c fewer tasks → c; then b and
+			// c have 2, a 3 → b.
+			want: []string{"b", "c", "b"},
+		},
+		{
+			name: "scaling 3 to 9 over nodes busy with other services ends 3/3/3",
+			nodes: []scheduler.Node{
+				node("a", 4, running("web", 3), running("db", 1)), node("b", 4, running("db", 4)), node("c", 4, running("cache", 4)),
+			},
+			tasks: tasks("web", 6),
+			// b and c take web until they have as many as a: 3/3/3.
+			want: []string{"b", "c", "b", "c", "b", "c"},
 		},
 		{
 			name: "down, paused and draining nodes are skipped",
@@ -194,7 +228,7 @@ func TestPlacementRule(t *testing.T) {
 			name:  "label constraint ==",
 			nodes: []scheduler.Node{node("a", 0, label("zone", "edge-2")), node("b", 3, label("zone", "edge-1")), node("c", 5, label("zone", "edge-1"))},
 			tasks: tasks("web", 3, where("node.labels.zone==edge-1")),
-			want:  []string{"b", "b", "c"},
+			want:  []string{"b", "c", "b"},
 		},
 		{
 			name:  "label constraint != matches nodes without the label",
@@ -317,12 +351,14 @@ func TestPlacementRule(t *testing.T) {
 func TestSpreadAtScale(t *testing.T) {
 	for _, tc := range []struct {
 		nodes, tasks int
-		existing     []int // TaskCount per node; nil for empty nodes
+		existing     []int // TaskCount per node (of other services); nil for empty nodes
 		want         []int // tasks per node afterwards
 	}{
 		{nodes: 3, tasks: 10, want: []int{4, 3, 3}},
-		{nodes: 3, tasks: 9, existing: []int{3, 0, 6}, want: []int{6, 6, 6}},
-		{nodes: 4, tasks: 7, existing: []int{1, 0, 0, 9}, want: []int{3, 3, 2, 9}},
+		// web spreads 3/3/3 whatever else the nodes run.
+		{nodes: 3, tasks: 9, existing: []int{3, 0, 6}, want: []int{6, 3, 9}},
+		// 2/2/2/1: the busiest node gets the odd one out.
+		{nodes: 4, tasks: 7, existing: []int{1, 0, 0, 9}, want: []int{3, 2, 2, 10}},
 		{nodes: 100, tasks: 1000, want: slices.Repeat([]int{10}, 100)},
 	} {
 		t.Run(fmt.Sprintf("%d tasks on %d nodes", tc.tasks, tc.nodes), func(t *testing.T) {

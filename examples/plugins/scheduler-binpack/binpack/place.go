@@ -46,7 +46,7 @@ func (s *Scheduler) plan(ctx context.Context, req scheduler.Request) ([]schedule
 			out[i].Reason = s.explain(nodes, ready, t)
 			continue
 		}
-		nodes[best].Assign(t.Reservation)
+		nodes[best].Assign(t)
 		out[i].NodeID = nodes[best].ID
 	}
 	return out, nil

@@ -91,7 +91,15 @@ type Node struct {
 	// reserved is the sum of the reservations of the tasks already on the node.
 	Reserved *Resources `protobuf:"bytes,7,opt,name=reserved,proto3" json:"reserved,omitempty"`
 	// task_count is the number of tasks assigned to the node and not finished.
-	TaskCount     uint32 `protobuf:"varint,8,opt,name=task_count,json=taskCount,proto3" json:"task_count,omitempty"`
+	TaskCount uint32 `protobuf:"varint,8,opt,name=task_count,json=taskCount,proto3" json:"task_count,omitempty"`
+	// service_tasks counts, per service ID with a task in the batch, that
+	// service's unfinished tasks on the node.
+	ServiceTasks map[string]uint32 `protobuf:"bytes,9,rep,name=service_tasks,json=serviceTasks,proto3" json:"service_tasks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// os and arch are the node's platform (GOOS, GOARCH names).
+	Os   string `protobuf:"bytes,10,opt,name=os,proto3" json:"os,omitempty"`
+	Arch string `protobuf:"bytes,11,opt,name=arch,proto3" json:"arch,omitempty"`
+	// attributes are the runtime fingerprint's attributes.
+	Attributes    map[string]string `protobuf:"bytes,12,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,9 +190,38 @@ func (x *Node) GetTaskCount() uint32 {
 	return 0
 }
 
+func (x *Node) GetServiceTasks() map[string]uint32 {
+	if x != nil {
+		return x.ServiceTasks
+	}
+	return nil
+}
+
+func (x *Node) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *Node) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
+func (x *Node) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 type Constraint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// key is node.id, node.name or node.labels.<label>.
+	// key is node.id, node.name, node.platform.os, node.platform.arch,
+	// node.labels.<label> or node.attr.<attribute>.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// op is == or !=.
 	Op            string `protobuf:"bytes,2,opt,name=op,proto3" json:"op,omitempty"`
@@ -493,7 +530,7 @@ const file_sdk_proto_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"&sdk/proto/scheduler/v1/scheduler.proto\x12\x17warren.sdk.scheduler.v1\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xfb\x02\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc4\x05\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -503,8 +540,21 @@ const file_sdk_proto_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x05total\x18\x06 \x01(\v2\".warren.sdk.scheduler.v1.ResourcesR\x05total\x12>\n" +
 	"\breserved\x18\a \x01(\v2\".warren.sdk.scheduler.v1.ResourcesR\breserved\x12\x1d\n" +
 	"\n" +
-	"task_count\x18\b \x01(\rR\ttaskCount\x1a9\n" +
+	"task_count\x18\b \x01(\rR\ttaskCount\x12T\n" +
+	"\rservice_tasks\x18\t \x03(\v2/.warren.sdk.scheduler.v1.Node.ServiceTasksEntryR\fserviceTasks\x12\x0e\n" +
+	"\x02os\x18\n" +
+	" \x01(\tR\x02os\x12\x12\n" +
+	"\x04arch\x18\v \x01(\tR\x04arch\x12M\n" +
+	"\n" +
+	"attributes\x18\f \x03(\v2-.warren.sdk.scheduler.v1.Node.AttributesEntryR\n" +
+	"attributes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
+	"\x11ServiceTasksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
 	"\n" +
@@ -546,7 +596,7 @@ func file_sdk_proto_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_scheduler_v1_scheduler_proto_rawDescData
 }
 
-var file_sdk_proto_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_sdk_proto_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_sdk_proto_scheduler_v1_scheduler_proto_goTypes = []any{
 	(*Resources)(nil),        // 0: warren.sdk.scheduler.v1.Resources
 	(*Node)(nil),             // 1: warren.sdk.scheduler.v1.Node
@@ -556,23 +606,27 @@ var file_sdk_proto_scheduler_v1_scheduler_proto_goTypes = []any{
 	(*Placement)(nil),        // 5: warren.sdk.scheduler.v1.Placement
 	(*ScheduleResponse)(nil), // 6: warren.sdk.scheduler.v1.ScheduleResponse
 	nil,                      // 7: warren.sdk.scheduler.v1.Node.LabelsEntry
+	nil,                      // 8: warren.sdk.scheduler.v1.Node.ServiceTasksEntry
+	nil,                      // 9: warren.sdk.scheduler.v1.Node.AttributesEntry
 }
 var file_sdk_proto_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	7, // 0: warren.sdk.scheduler.v1.Node.labels:type_name -> warren.sdk.scheduler.v1.Node.LabelsEntry
-	0, // 1: warren.sdk.scheduler.v1.Node.total:type_name -> warren.sdk.scheduler.v1.Resources
-	0, // 2: warren.sdk.scheduler.v1.Node.reserved:type_name -> warren.sdk.scheduler.v1.Resources
-	0, // 3: warren.sdk.scheduler.v1.Task.reservation:type_name -> warren.sdk.scheduler.v1.Resources
-	2, // 4: warren.sdk.scheduler.v1.Task.constraints:type_name -> warren.sdk.scheduler.v1.Constraint
-	1, // 5: warren.sdk.scheduler.v1.ScheduleRequest.nodes:type_name -> warren.sdk.scheduler.v1.Node
-	3, // 6: warren.sdk.scheduler.v1.ScheduleRequest.tasks:type_name -> warren.sdk.scheduler.v1.Task
-	5, // 7: warren.sdk.scheduler.v1.ScheduleResponse.placements:type_name -> warren.sdk.scheduler.v1.Placement
-	4, // 8: warren.sdk.scheduler.v1.Scheduler.Schedule:input_type -> warren.sdk.scheduler.v1.ScheduleRequest
-	6, // 9: warren.sdk.scheduler.v1.Scheduler.Schedule:output_type -> warren.sdk.scheduler.v1.ScheduleResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7,  // 0: warren.sdk.scheduler.v1.Node.labels:type_name -> warren.sdk.scheduler.v1.Node.LabelsEntry
+	0,  // 1: warren.sdk.scheduler.v1.Node.total:type_name -> warren.sdk.scheduler.v1.Resources
+	0,  // 2: warren.sdk.scheduler.v1.Node.reserved:type_name -> warren.sdk.scheduler.v1.Resources
+	8,  // 3: warren.sdk.scheduler.v1.Node.service_tasks:type_name -> warren.sdk.scheduler.v1.Node.ServiceTasksEntry
+	9,  // 4: warren.sdk.scheduler.v1.Node.attributes:type_name -> warren.sdk.scheduler.v1.Node.AttributesEntry
+	0,  // 5: warren.sdk.scheduler.v1.Task.reservation:type_name -> warren.sdk.scheduler.v1.Resources
+	2,  // 6: warren.sdk.scheduler.v1.Task.constraints:type_name -> warren.sdk.scheduler.v1.Constraint
+	1,  // 7: warren.sdk.scheduler.v1.ScheduleRequest.nodes:type_name -> warren.sdk.scheduler.v1.Node
+	3,  // 8: warren.sdk.scheduler.v1.ScheduleRequest.tasks:type_name -> warren.sdk.scheduler.v1.Task
+	5,  // 9: warren.sdk.scheduler.v1.ScheduleResponse.placements:type_name -> warren.sdk.scheduler.v1.Placement
+	4,  // 10: warren.sdk.scheduler.v1.Scheduler.Schedule:input_type -> warren.sdk.scheduler.v1.ScheduleRequest
+	6,  // 11: warren.sdk.scheduler.v1.Scheduler.Schedule:output_type -> warren.sdk.scheduler.v1.ScheduleResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_scheduler_v1_scheduler_proto_init() }
@@ -586,7 +640,7 @@ func file_sdk_proto_scheduler_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_scheduler_v1_scheduler_proto_rawDesc), len(file_sdk_proto_scheduler_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
