@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	basev1 "github.com/warrenorch/warren/sdk/proto/base/v1"
 )
@@ -31,7 +35,7 @@ const DispenseName = "warren"
 const MaxMessageSize = 16 << 20
 
 // RegisterFunc registers a kind's gRPC service on a plugin's server.
-type RegisterFunc func(s *grpc.Server)
+type RegisterFunc func(s grpc.ServiceRegistrar)
 
 // grpcPlugin is the go-plugin Plugin for every Warren plugin: its server side
 // registers the base service and the kind's service; its client side hands
@@ -43,8 +47,9 @@ type grpcPlugin struct {
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	basev1.RegisterPluginServer(s, &baseServer{impl: p.impl})
-	p.register(s)
+	r := newRecoverer(s, p.impl)
+	basev1.RegisterPluginServer(r, &baseServer{impl: p.impl})
+	p.register(r)
 	return nil
 }
 
@@ -209,4 +214,55 @@ func (c *BaseClient) ConfigSchema(ctx context.Context) (Schema, error) {
 func (c *BaseClient) Configure(ctx context.Context, configJSON []byte) error {
 	_, err := c.rpc.Configure(ctx, &basev1.ConfigureRequest{ConfigJson: configJSON})
 	return FromStatus(err)
+}
+
+// recoverer registers services with every handler wrapped so that a panic
+// in a plugin's method becomes an Internal error for that call, logged
+// with its stack, instead of killing the plugin process with every other
+// call in flight. A panic in a goroutine the plugin starts itself is not a
+// call's and still ends the process; the host restarts it.
+type recoverer struct {
+	grpc.ServiceRegistrar
+	name string
+	log  hclog.Logger
+}
+
+func newRecoverer(s grpc.ServiceRegistrar, impl Plugin) recoverer {
+	name := "plugin"
+	if info, err := impl.Info(context.Background()); err == nil && info.Name != "" {
+		name = info.Name
+	}
+	return recoverer{ServiceRegistrar: s, name: name, log: Logger(name)}
+}
+
+// RegisterService registers a copy of desc whose handlers recover.
+func (r recoverer) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i := range d.Methods {
+		method, h := "/"+desc.ServiceName+"/"+d.Methods[i].MethodName, d.Methods[i].Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (resp any, err error) {
+			defer r.recover(method, &err)
+			return h(srv, ctx, dec, in)
+		}
+	}
+	d.Streams = slices.Clone(desc.Streams)
+	for i := range d.Streams {
+		method, h := "/"+desc.ServiceName+"/"+d.Streams[i].StreamName, d.Streams[i].Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) (err error) {
+			defer r.recover(method, &err)
+			return h(srv, stream)
+		}
+	}
+	r.ServiceRegistrar.RegisterService(&d, impl)
+}
+
+// recover, deferred in a handler, turns a panic into the call's error.
+func (r recoverer) recover(method string, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	r.log.Error("panic in a call, answered with an internal error", "method", method, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	*err = status.Errorf(codes.Internal, "plugin %s: panic in %s: %v (the stack is in the plugin's log)", r.name, method, v)
 }

@@ -19,7 +19,7 @@ func Serve(impl Network) {
 // Register returns the function that registers impl's network service on a
 // gRPC server.
 func Register(impl Network) sdk.RegisterFunc {
-	return func(s *grpc.Server) { networkv1.RegisterNetworkServer(s, &server{impl: impl}) }
+	return func(s grpc.ServiceRegistrar) { networkv1.RegisterNetworkServer(s, &server{impl: impl}) }
 }
 
 // NewClient returns a Network that calls a network plugin over conn.

@@ -34,7 +34,7 @@ func Serve(impl Runtime) {
 // Register returns the function that registers impl's runtime service on a
 // gRPC server.
 func Register(impl Runtime) sdk.RegisterFunc {
-	return func(s *grpc.Server) { runtimev1.RegisterRuntimeServer(s, &server{impl: impl}) }
+	return func(s grpc.ServiceRegistrar) { runtimev1.RegisterRuntimeServer(s, &server{impl: impl}) }
 }
 
 // NewClient returns a Runtime that calls a runtime plugin over conn.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -217,5 +218,22 @@ func TestTaskEventsSubscribeFailure(t *testing.T) {
 	conn.Close()
 	if _, err := rt.TaskEvents(testCtx(t)); err == nil {
 		t.Fatal("TaskEvents on a closed connection succeeded")
+	}
+}
+
+// TestPanicInAStreamIsThatCallsError: a handler of a streaming call that
+// panics ends that call with an internal error; the plugin goes on serving.
+func TestPanicInAStreamIsThatCallsError(t *testing.T) {
+	impl := &featureRuntime{FakeRuntime: runtimetest.NewFakeRuntime()}
+	impl.logsFn = func(context.Context, runtime.LogsRequest, func(runtime.LogChunk) error) error {
+		panic("logs exploded")
+	}
+	rt, _ := wire(t, impl)
+	err := rt.TaskLogs(testCtx(t), runtime.LogsRequest{TaskID: "t1"}, func(runtime.LogChunk) error { return nil })
+	if !errors.Is(err, sdk.ErrInternal) || !strings.Contains(err.Error(), "panic in /warren.sdk.runtime.v1.Runtime/TaskLogs: logs exploded") {
+		t.Fatalf("TaskLogs = %v, want an internal error naming the panic", err)
+	}
+	if _, err := rt.Fingerprint(testCtx(t)); err != nil {
+		t.Fatalf("after the panic, Fingerprint = %v; want the plugin still serving", err)
 	}
 }

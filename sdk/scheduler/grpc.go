@@ -18,7 +18,7 @@ func Serve(impl Scheduler) {
 // Register returns the function that registers impl's scheduler service on
 // a gRPC server.
 func Register(impl Scheduler) sdk.RegisterFunc {
-	return func(s *grpc.Server) { schedulerv1.RegisterSchedulerServer(s, &server{impl: impl}) }
+	return func(s grpc.ServiceRegistrar) { schedulerv1.RegisterSchedulerServer(s, &server{impl: impl}) }
 }
 
 // NewClient returns a Scheduler that calls a scheduler plugin over conn.

@@ -23,7 +23,7 @@ func Serve(impl Store) {
 // Register returns the function that registers impl's store service on a
 // gRPC server.
 func Register(impl Store) sdk.RegisterFunc {
-	return func(s *grpc.Server) { storev1.RegisterStoreServer(s, &server{impl: impl}) }
+	return func(s grpc.ServiceRegistrar) { storev1.RegisterStoreServer(s, &server{impl: impl}) }
 }
 
 // NewClient returns a Store that calls a store plugin over conn.
