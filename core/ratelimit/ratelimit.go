@@ -42,6 +42,34 @@ func NewKeyed(perSecond float64, burst int, now func() time.Time) *Keyed {
 func (k *Keyed) Allow(key string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	b := k.refill(key)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Empty reports whether key's bucket has no whole token, taking none.
+func (k *Keyed) Empty(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.refill(key).tokens < 1
+}
+
+// Take takes one token from key's bucket if it has one: for charging what
+// turned out to cost (a failure) after the fact.
+func (k *Keyed) Take(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if b := k.refill(key); b.tokens >= 1 {
+		b.tokens--
+	}
+}
+
+// refill returns key's bucket, topped up for the time since it was last
+// used. k.mu is held.
+func (k *Keyed) refill(key string) *bucket {
 	now := k.now()
 	b, ok := k.buckets[key]
 	if !ok {
@@ -53,11 +81,7 @@ func (k *Keyed) Allow(key string) bool {
 	}
 	b.tokens = min(k.burst, b.tokens+now.Sub(b.last).Seconds()*k.perSecond)
 	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b
 }
 
 // sweep drops the buckets that are full again; if none is, it drops half
