@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -166,14 +167,14 @@ func (s *strangers) count(src string) (total, fromSource int) {
 type strangerConn struct {
 	*tls.Conn
 	idle    time.Duration
-	timer   *time.Timer
+	timer   atomic.Pointer[time.Timer] // the lifetime; it may fire before it is stored
 	once    sync.Once
 	release func()
 }
 
 func newStrangerConn(conn *tls.Conn, lim Limits, accepted time.Time, release func()) *strangerConn {
 	c := &strangerConn{Conn: conn, idle: lim.StrangerIdle, release: release}
-	c.timer = time.AfterFunc(time.Until(accepted.Add(lim.StrangerLifetime)), func() { c.Close() })
+	c.timer.Store(time.AfterFunc(time.Until(accepted.Add(lim.StrangerLifetime)), func() { c.Close() }))
 	c.touch()
 	return c
 }
@@ -207,7 +208,9 @@ func (c *strangerConn) SetReadDeadline(time.Time) error { return nil }
 // Close closes the connection and stops counting it.
 func (c *strangerConn) Close() error {
 	c.once.Do(func() {
-		c.timer.Stop()
+		if t := c.timer.Load(); t != nil {
+			t.Stop()
+		}
 		c.release()
 	})
 	return c.Conn.Close()

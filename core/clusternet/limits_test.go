@@ -29,7 +29,7 @@ var h2WindowUpdate = []byte{0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0, 0, 1}
 // answers all of 127/8 on lo, so each is a distinct source IP.
 func loopback(i int) net.IP { return net.IPv4(127, 0, 0, byte(2+i)) }
 
-// stranger is a client connection without a certificate.
+// strangerClient is a client connection without a certificate.
 type strangerClient struct {
 	conn   net.Conn
 	dialed time.Time

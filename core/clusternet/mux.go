@@ -2,7 +2,9 @@
 // port per node, always TLS with the cluster's credentials (core/pki): gRPC
 // (ALPN "h2") and the Raft transport (ALPN RaftProto). A Mux accepts
 // connections, handshakes each in its own goroutine and routes it by the
-// negotiated protocol to one of two virtual listeners.
+// negotiated protocol to one of two virtual listeners. Connections that
+// show no client certificate are held to Limits (deadlines and caps), so
+// that a flood of them cannot take the node's file descriptors.
 package clusternet
 
 import (
@@ -117,9 +119,9 @@ func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
 
 // GRPCListener yields the connections that negotiated "h2" (or no ALPN
 // protocol), already handshaken: *tls.Conn values for members, wrappers
-// held to the Limits for connections without a client certificate. Serve it with a
-// grpc.Server made with ServerCredentials. Closing it stops only the gRPC
-// side.
+// held to the Limits for connections without a client certificate. Serve
+// it with a grpc.Server made with ServerCredentials. Closing it stops only
+// the gRPC side.
 func (m *Mux) GRPCListener() net.Listener { return m.grpc }
 
 // RaftLayer returns the Raft stream layer over this Mux: Accept yields the
@@ -210,9 +212,11 @@ func (m *Mux) serveConn(raw net.Conn) {
 	}
 	cs := conn.ConnectionState()
 	id, idErr := verifiedIdentity(cs)
+	if idErr == nil {
+		m.strangers.release(st) // a member: not counted from now on
+	}
 	if cs.NegotiatedProtocol != RaftProto {
 		if idErr == nil {
-			m.strangers.release(st) // a member: not counted from now on
 			m.handoff(m.grpc, conn, "grpc")
 			return
 		}
