@@ -36,6 +36,12 @@ type Agent struct {
 	// APISocket is `api_socket`, the absolute path of the API's Unix socket.
 	// Default "/run/warren/warren.sock".
 	APISocket string
+	// APISocketGroup is `api_socket_group`, a group name or numeric ID whose
+	// members may use the API socket besides root: the socket is then
+	// 0660 with that group. Empty (the default) means root only (0600).
+	// The agent checks every connection's peer credentials against it and
+	// refuses to start when the group does not exist.
+	APISocketGroup string
 	// PluginDir is `plugin_dir`, an absolute path. Empty (the default) means
 	// DefaultPluginDir(); use PluginPath to resolve a plugin's binary.
 	PluginDir string

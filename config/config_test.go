@@ -65,13 +65,14 @@ func TestValid(t *testing.T) {
 			got := *a
 			got.Plugins, got.files = nil, nil
 			want := Agent{
-				DataDir:   "/srv/warren",
-				BindAddr:  "0.0.0.0:7421",
-				Advertise: "10.0.0.5:7421",
-				APISocket: "/tmp/warren-test/api.sock",
-				PluginDir: "/opt/warren/plugins",
-				LogLevel:  "debug",
-				NodeName:  "node-01",
+				DataDir:        "/srv/warren",
+				BindAddr:       "0.0.0.0:7421",
+				Advertise:      "10.0.0.5:7421",
+				APISocket:      "/tmp/warren-test/api.sock",
+				APISocketGroup: "warren",
+				PluginDir:      "/opt/warren/plugins",
+				LogLevel:       "debug",
+				NodeName:       "node-01",
 				Manager: &Manager{
 					Store:             "store-etcd",
 					Scheduler:         "scheduler-binpack",
@@ -109,8 +110,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 27 || etcd.ConfigRange.Start.Line != 33 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 27 and 33", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 28 || etcd.ConfigRange.Start.Line != 34 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 28 and 34", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{

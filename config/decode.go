@@ -24,6 +24,7 @@ type agentBody struct {
 	BindAddr  hcl.Expression `hcl:"bind_addr,optional"`
 	Advertise hcl.Expression `hcl:"advertise,optional"`
 	APISocket hcl.Expression `hcl:"api_socket,optional"`
+	APIGroup  hcl.Expression `hcl:"api_socket_group,optional"`
 	PluginDir hcl.Expression `hcl:"plugin_dir,optional"`
 	LogLevel  hcl.Expression `hcl:"log_level,optional"`
 	NodeName  hcl.Expression `hcl:"node_name,optional"`
@@ -118,6 +119,12 @@ func decodeAgent(a *Agent, body hcl.Body, fileStart *hcl.Range, where string) hc
 	if s, rng, ok := d.str(raw.APISocket, "api_socket"); ok {
 		d.checkAbs(rng, "api_socket", s)
 		a.APISocket = s
+	}
+	if s, rng, ok := d.str(raw.APIGroup, "api_socket_group"); ok {
+		if problem := checkGroupName(s); problem != "" {
+			d.errorf(rng, "Invalid api_socket_group", "api_socket_group %q is not a group name or ID: %s.", s, problem)
+		}
+		a.APISocketGroup = s
 	}
 	if s, rng, ok := d.str(raw.PluginDir, "plugin_dir"); ok {
 		if s != "" {

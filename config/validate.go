@@ -32,6 +32,29 @@ func checkDNSLabel(s string) string {
 	return ""
 }
 
+// checkGroupName checks a Unix group name (as useradd accepts it: a letter
+// or '_' first, then letters, digits, '_', '-', '.', at most 32, an optional
+// trailing '$') or a numeric group ID, and returns what is wrong, or "".
+func checkGroupName(s string) string {
+	switch {
+	case s == "":
+		return "it is empty"
+	case len(s) > 32:
+		return fmt.Sprintf("it is %d characters long, the limit is 32", len(s))
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n < 1<<32-1 {
+		return "" // a numeric group ID
+	}
+	for i, r := range s {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_'
+		later := r >= '0' && r <= '9' || r == '-' || r == '.' || r == '$' && i == len(s)-1
+		if !letter && (i == 0 || !later) {
+			return fmt.Sprintf("it contains %q at position %d; use letters, digits, '_', '-' and '.', starting with a letter or '_' (or give a numeric group ID)", r, i+1)
+		}
+	}
+	return ""
+}
+
 // checkHostPort checks "host:port" where host is an IP address or a host name
 // and port is 1 to 65535.
 func checkHostPort(s string) string {

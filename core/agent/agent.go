@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,7 +207,7 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 	go func() { serveErr <- tcpSrv.Serve(r.mux.GRPCListener()) }()
 	defer stopGRPC(tcpSrv)
 
-	lis, err := listenUnix("api_socket", cfg.APISocket)
+	lis, err := listenAPISocket(cfg.APISocket, cfg.APISocketGroup, logger)
 	if err != nil {
 		return err
 	}
@@ -371,31 +370,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// listenUnix listens on a root-only unix socket, replacing a stale socket
-// file but refusing to take over from a live agent.
-func listenUnix(what, path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if _, err := os.Stat(path); err == nil {
-		if live(path) {
-			return nil, fmt.Errorf("%s %s: another warren agent is listening there", what, path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("%s: remove stale %s: %w", what, path, err)
-		}
-	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return lis, nil
 }
 
 func live(path string) bool {

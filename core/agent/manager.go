@@ -191,7 +191,8 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			return err
 		},
 	})
-	authz := &cluster.Authorizer{State: view}
+	authz := &cluster.Authorizer{State: view,
+		Joins: cluster.NewJoinLimiter(cluster.DefaultJoinFailureBurst, cluster.DefaultJoinFailureEvery, nil, logger.Named("cluster"))}
 	// Raft peers must still be managers in the state: a demoted or dropped
 	// manager's certificate does not reach Raft. An empty state (this
 	// manager still catching up) checks nothing yet.

@@ -80,6 +80,9 @@ var policy = func() map[string]access {
 type Authorizer struct {
 	// State is the cluster state: node membership and roles.
 	State *state.State
+	// Joins, if set, logs and limits the failed joins of callers without a
+	// certificate.
+	Joins *JoinLimiter
 }
 
 // errUnauthenticated is the status of calls without a usable certificate.
@@ -180,7 +183,11 @@ func (a *Authorizer) UnaryInterceptor(ctx context.Context, req any, info *grpc.U
 	if err != nil {
 		return nil, err
 	}
-	return h(WithCaller(ctx, c), req)
+	ctx = WithCaller(ctx, c)
+	if a.Joins != nil && info.FullMethod == apiv1.NodeCA_Join_FullMethodName && c.Role == "" && !c.Local {
+		return a.Joins.guard(ctx, req, h)
+	}
+	return h(ctx, req)
 }
 
 // StreamInterceptor authorizes streams on the cluster port. A worker's

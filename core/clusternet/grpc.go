@@ -33,15 +33,15 @@ func (muxCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, cr
 }
 
 func (muxCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	tc, ok := conn.(*tls.Conn)
+	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
-		return nil, nil, fmt.Errorf("clusternet: connection from %s is %T, not a handshaken *tls.Conn (serve Mux.GRPCListener)", conn.RemoteAddr(), conn)
+		return nil, nil, fmt.Errorf("clusternet: connection from %s is %T, not a handshaken TLS connection (serve Mux.GRPCListener)", conn.RemoteAddr(), conn)
 	}
 	cs := tc.ConnectionState()
 	if !cs.HandshakeComplete {
 		return nil, nil, fmt.Errorf("clusternet: connection from %s has not completed its TLS handshake", conn.RemoteAddr())
 	}
-	return tc, credentials.TLSInfo{
+	return conn, credentials.TLSInfo{
 		State:          cs,
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 	}, nil

@@ -2,7 +2,9 @@
 // port per node, always TLS with the cluster's credentials (core/pki): gRPC
 // (ALPN "h2") and the Raft transport (ALPN RaftProto). A Mux accepts
 // connections, handshakes each in its own goroutine and routes it by the
-// negotiated protocol to one of two virtual listeners.
+// negotiated protocol to one of two virtual listeners. Connections that
+// show no client certificate are held to Limits (deadlines and caps), so
+// that a flood of them cannot take the node's file descriptors.
 package clusternet
 
 import (
@@ -19,14 +21,13 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/warrenorch/warren/core/pki"
+	"github.com/warrenorch/warren/core/ratelimit"
 )
 
 // RaftProto is the ALPN protocol of Raft transport connections.
 const RaftProto = "warren-raft"
 
 const (
-	// handshakeTimeout bounds each accepted connection's TLS handshake.
-	handshakeTimeout = 10 * time.Second
 	// handoffTimeout bounds how long a handshaken connection waits for its
 	// virtual listener's Accept (e.g. Raft not started yet) before it is
 	// closed; the peer redials.
@@ -39,6 +40,12 @@ type Mux struct {
 	creds  *pki.Creds
 	tlsCfg *tls.Config
 	logger hclog.Logger
+	lim    Limits
+
+	// strangers counts the connections without a member's certificate;
+	// evictedLog samples the log lines of the ones closed at a cap.
+	strangers  *strangers
+	evictedLog ratelimit.Sometimes
 
 	grpc *virtualListener
 	raft *virtualListener
@@ -65,14 +72,21 @@ func (m *Mux) SetRaftCheck(check func(pki.Identity) error) {
 	m.raftCheck.Store(&check)
 }
 
-// Listen listens on addr (TCP) and serves TLS with
-// creds.ServerConfig("h2", RaftProto). Each accepted connection is handshaken
-// in its own goroutine with a 10 s deadline (a failed handshake closes that
-// connection and is logged at debug) and routed by the negotiated ALPN
-// protocol: RaftProto to the Raft stream layer, anything else to the gRPC
-// listener. Raft connections are accepted only from a verified client
-// certificate whose Role is RoleManager; others are closed.
+// Listen is ListenLimits with DefaultLimits.
 func Listen(addr string, creds *pki.Creds, logger hclog.Logger) (*Mux, error) {
+	return ListenLimits(addr, creds, logger, DefaultLimits)
+}
+
+// ListenLimits listens on addr (TCP) and serves TLS with
+// creds.ServerConfig("h2", RaftProto). Each accepted connection is handshaken
+// in its own goroutine within lim.HandshakeTimeout (a failed handshake
+// closes that connection and is logged at debug) and routed by the
+// negotiated ALPN protocol: RaftProto to the Raft stream layer, anything
+// else to the gRPC listener. Raft connections are accepted only from a
+// verified client certificate whose Role is RoleManager; others are closed.
+// Connections without a client certificate are held to lim (see Limits);
+// zero fields of lim take DefaultLimits' values.
+func ListenLimits(addr string, creds *pki.Creds, logger hclog.Logger, lim Limits) (*Mux, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -81,15 +95,19 @@ func Listen(addr string, creds *pki.Creds, logger hclog.Logger) (*Mux, error) {
 		return nil, fmt.Errorf("cluster listener on %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	lim = lim.withDefaults()
 	m := &Mux{
-		ln:     ln,
-		creds:  creds,
-		tlsCfg: creds.ServerConfig("h2", RaftProto),
-		logger: logger.Named("clusternet"),
-		grpc:   newVirtualListener(ln.Addr()),
-		raft:   newVirtualListener(ln.Addr()),
-		ctx:    ctx,
-		cancel: cancel,
+		ln:         ln,
+		creds:      creds,
+		tlsCfg:     creds.ServerConfig("h2", RaftProto),
+		logger:     logger.Named("clusternet"),
+		lim:        lim,
+		strangers:  newStrangers(lim),
+		evictedLog: ratelimit.Sometimes{Every: 10 * time.Second},
+		grpc:       newVirtualListener(ln.Addr()),
+		raft:       newVirtualListener(ln.Addr()),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	m.wg.Add(1)
 	go m.acceptLoop()
@@ -100,9 +118,10 @@ func Listen(addr string, creds *pki.Creds, logger hclog.Logger) (*Mux, error) {
 func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
 
 // GRPCListener yields the connections that negotiated "h2" (or no ALPN
-// protocol), already handshaken: *tls.Conn values. Serve it with a
-// grpc.Server made with ServerCredentials. Closing it stops only the gRPC
-// side.
+// protocol), already handshaken: *tls.Conn values for members, wrappers
+// held to the Limits for connections without a client certificate. Serve
+// it with a grpc.Server made with ServerCredentials. Closing it stops only
+// the gRPC side.
 func (m *Mux) GRPCListener() net.Listener { return m.grpc }
 
 // RaftLayer returns the Raft stream layer over this Mux: Accept yields the
@@ -161,14 +180,27 @@ func (m *Mux) acceptLoop() {
 }
 
 // serveConn handshakes one accepted connection and hands it to the virtual
-// listener its protocol selects.
+// listener its protocol selects. The connection counts as a stranger until
+// its handshake shows a member's certificate.
 func (m *Mux) serveConn(raw net.Conn) {
 	defer m.wg.Done()
+	accepted := time.Now()
 	remote := raw.RemoteAddr()
+	st, evicted := m.strangers.admit(raw)
+	for _, old := range evicted {
+		old.raw.Close()
+		m.evicted(old.raw.RemoteAddr())
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			m.strangers.release(st)
+		}
+	}()
 	conn := tls.Server(raw, m.tlsCfg)
-	ctx, cancel := context.WithTimeout(m.ctx, handshakeTimeout)
+	ctx, cancel := context.WithTimeout(m.ctx, m.lim.HandshakeTimeout)
 	defer cancel()
-	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	_ = conn.SetDeadline(accepted.Add(m.lim.HandshakeTimeout))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		m.logger.Debug("TLS handshake failed", "remote", remote, "error", err)
 		conn.Close()
@@ -179,14 +211,22 @@ func (m *Mux) serveConn(raw net.Conn) {
 		return
 	}
 	cs := conn.ConnectionState()
+	id, idErr := verifiedIdentity(cs)
+	if idErr == nil {
+		m.strangers.release(st) // a member: not counted from now on
+	}
 	if cs.NegotiatedProtocol != RaftProto {
-		m.handoff(m.grpc, conn, "grpc")
+		if idErr == nil {
+			m.handoff(m.grpc, conn, "grpc")
+			return
+		}
+		keep = true
+		m.handoff(m.grpc, newStrangerConn(conn, m.lim, accepted, func() { m.strangers.release(st) }), "grpc")
 		return
 	}
-	id, err := verifiedIdentity(cs)
 	switch {
-	case err != nil:
-		m.logger.Warn("refused Raft connection: no manager certificate", "remote", remote, "error", err)
+	case idErr != nil:
+		m.logger.Warn("refused Raft connection: no manager certificate", "remote", remote, "error", idErr)
 		conn.Close()
 		return
 	case id.Role != pki.RoleManager:
@@ -204,7 +244,25 @@ func (m *Mux) serveConn(raw net.Conn) {
 	m.handoff(m.raft, conn, "raft")
 }
 
-func (m *Mux) handoff(l *virtualListener, conn *tls.Conn, name string) {
+// evicted logs a connection closed to stay under the caps, at most once
+// per 10 s.
+func (m *Mux) evicted(remote net.Addr) {
+	m.evictedLog.Do(func(suppressed int) {
+		total, fromSource := m.strangers.count(sourceOf(remote))
+		m.logger.Warn("closed a connection without a client certificate: too many such connections (flood?)",
+			"remote", remote, "strangers", total, "from_source", fromSource,
+			"limit", m.lim.Strangers, "limit_per_source", m.lim.StrangersPerSource, "more_since_last_log", suppressed)
+	})
+}
+
+// Strangers returns how many connections without a member's certificate
+// (in their handshake, or joining) the Mux holds now.
+func (m *Mux) Strangers() int {
+	total, _ := m.strangers.count("")
+	return total
+}
+
+func (m *Mux) handoff(l *virtualListener, conn net.Conn, name string) {
 	t := time.NewTimer(handoffTimeout)
 	defer t.Stop()
 	select {

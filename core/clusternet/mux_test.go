@@ -74,7 +74,17 @@ func serveHealth(t *testing.T, m *clusternet.Mux) (seen func() []pki.Identity) {
 
 func healthCheck(t *testing.T, addr string, tc credentials.TransportCredentials) (*healthpb.HealthCheckResponse, error) {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc))
+	return healthCheckDial(t, addr, tc, nil)
+}
+
+// healthCheckDial is healthCheck through dial (nil: gRPC's own dialer).
+func healthCheckDial(t *testing.T, addr string, tc credentials.TransportCredentials, dial func(context.Context, string) (net.Conn, error)) (*healthpb.HealthCheckResponse, error) {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(tc)}
+	if dial != nil {
+		opts = append(opts, grpc.WithContextDialer(dial))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

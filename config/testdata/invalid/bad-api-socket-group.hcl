@@ -1,0 +1,3 @@
+api_socket_group = "1warren"
+
+worker {}
