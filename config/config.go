@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/warrenorch/warren/sdk/network"
 )
 
 // Agent is the whole agent configuration.
@@ -90,6 +92,16 @@ type Manager struct {
 	// Default 2160h (90 days), at least 30s. Read when the cluster is
 	// bootstrapped.
 	NodeCertTTL time.Duration
+	// OverlayRange is `overlay_range`, the cluster's overlay network: task
+	// addresses come from it, one subnet per node. Default 10.88.0.0/16.
+	// Read when the cluster is bootstrapped.
+	OverlayRange string
+	// OverlayNodePrefix is `overlay_node_prefix`, the prefix length of each
+	// node's subnet of OverlayRange. Default 24. Read at bootstrap.
+	OverlayNodePrefix int
+	// ClusterDomain is `cluster_domain`: service web is found as web and as
+	// web.<ClusterDomain>. Default "warren". Read at bootstrap.
+	ClusterDomain string
 }
 
 // Join is the `join { }` block.
@@ -155,6 +167,7 @@ const (
 	defaultSnapshotInterval  = 2 * time.Minute
 	defaultTrailingLogs      = 10240
 	defaultNodeCertTTL       = 90 * 24 * time.Hour
+	defaultClusterDomain     = "warren"
 
 	defaultRuntime           = "runtime-containerd"
 	defaultNetwork           = ""
@@ -197,6 +210,9 @@ func defaultManager() *Manager {
 		SnapshotInterval:  defaultSnapshotInterval,
 		TrailingLogs:      defaultTrailingLogs,
 		NodeCertTTL:       defaultNodeCertTTL,
+		OverlayRange:      network.DefaultRange,
+		OverlayNodePrefix: network.DefaultNodePrefix,
+		ClusterDomain:     defaultClusterDomain,
 	}
 }
 

@@ -81,6 +81,9 @@ func TestValid(t *testing.T) {
 					SnapshotInterval:  90 * time.Second,
 					TrailingLogs:      0,
 					NodeCertTTL:       720 * time.Hour,
+					OverlayRange:      "172.30.0.0/16",
+					OverlayNodePrefix: 26,
+					ClusterDomain:     "edge",
 				},
 				Worker: &Worker{
 					Runtime:           "runtime-fake",
@@ -110,8 +113,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 28 || etcd.ConfigRange.Start.Line != 34 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 28 and 34", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 31 || etcd.ConfigRange.Start.Line != 37 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 31 and 37", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{
@@ -381,6 +384,9 @@ func TestDefault(t *testing.T) {
 			SnapshotInterval:  2 * time.Minute,
 			TrailingLogs:      10240,
 			NodeCertTTL:       90 * 24 * time.Hour,
+			OverlayRange:      "10.88.0.0/16",
+			OverlayNodePrefix: 24,
+			ClusterDomain:     "warren",
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",

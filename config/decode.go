@@ -12,6 +12,9 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/network"
 )
 
 // The gohcl-tagged shape of the files. Attributes are kept as expressions so
@@ -49,6 +52,9 @@ type managerBody struct {
 	SnapshotInterval  hcl.Expression `hcl:"snapshot_interval,optional"`
 	TrailingLogs      hcl.Expression `hcl:"trailing_logs,optional"`
 	NodeCertTTL       hcl.Expression `hcl:"node_cert_ttl,optional"`
+	OverlayRange      hcl.Expression `hcl:"overlay_range,optional"`
+	OverlayNodePrefix hcl.Expression `hcl:"overlay_node_prefix,optional"`
+	ClusterDomain     hcl.Expression `hcl:"cluster_domain,optional"`
 }
 
 type workerBody struct {
@@ -214,7 +220,44 @@ func (d *decoder) manager(raw *managerBody) *Manager {
 	if v, ok := d.duration(raw.NodeCertTTL, "node_cert_ttl", minNodeCertTTL); ok {
 		m.NodeCertTTL = v
 	}
+	d.overlay(raw, m)
+	if s, rng, ok := d.str(raw.ClusterDomain, "cluster_domain"); ok {
+		if problem := checkDNSLabel(s); problem != "" {
+			d.errorf(rng, "Invalid cluster_domain", "cluster_domain %q is not a DNS label: %s.", s, problem)
+		}
+		m.ClusterDomain = s
+	}
 	return m
+}
+
+// overlay decodes overlay_range and overlay_node_prefix and checks them
+// together.
+func (d *decoder) overlay(raw *managerBody, m *Manager) {
+	rangeSet, prefixSet := !d.isUnset(raw.OverlayRange), !d.isUnset(raw.OverlayNodePrefix)
+	var rng hcl.Range
+	if s, r, ok := d.str(raw.OverlayRange, "overlay_range"); ok {
+		m.OverlayRange, rng = s, r
+	} else if rangeSet {
+		return
+	}
+	if v, ok := d.uint(raw.OverlayNodePrefix, "overlay_node_prefix", 1); ok {
+		if v > 128 {
+			d.errorf(raw.OverlayNodePrefix.Range(), "Invalid overlay_node_prefix", "overlay_node_prefix must be a prefix length such as 24; got %d.", v)
+			return
+		}
+		m.OverlayNodePrefix = int(v)
+		if !rangeSet {
+			rng = raw.OverlayNodePrefix.Range()
+		}
+	} else if prefixSet {
+		return
+	}
+	if !rangeSet && !prefixSet {
+		return
+	}
+	if _, err := network.ParsePlan(m.OverlayRange, m.OverlayNodePrefix); err != nil {
+		d.errorf(rng, "Invalid overlay", "%s.", strings.TrimSuffix(err.Error(), ": "+sdk.ErrInvalidArgument.Error()))
+	}
 }
 
 func (d *decoder) join(raw *joinBody) *Join {

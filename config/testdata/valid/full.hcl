@@ -16,6 +16,9 @@ manager {
   snapshot_interval  = "1m30s"
   trailing_logs      = 0
   node_cert_ttl      = "720h"
+  overlay_range       = "172.30.0.0/16"
+  overlay_node_prefix = 26
+  cluster_domain      = "edge"
 }
 
 worker {

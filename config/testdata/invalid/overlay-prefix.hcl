@@ -1,0 +1,3 @@
+manager {
+  overlay_node_prefix = 12
+}

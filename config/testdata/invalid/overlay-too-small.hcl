@@ -1,0 +1,4 @@
+manager {
+  overlay_range       = "10.88.0.0/24"
+  overlay_node_prefix = 30
+}
