@@ -63,18 +63,19 @@ func NewServer(opts Options) *Server {
 	return &Server{opts: opts}
 }
 
-// GRPCServer returns a gRPC server with the API registered and the request
-// size bound set.
+// GRPCServer returns a gRPC server with the API registered (through
+// RegisterService) and the request size bound set.
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		RequestCodec(),
 		// Reuse handler goroutines (and their grown stacks) instead of
 		// starting one per call.
 		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
 	}, extra...)
 	g := grpc.NewServer(opts...)
-	apiv1.RegisterWarrenServer(g, s)
+	RegisterService(g, &apiv1.Warren_ServiceDesc, s)
 	return g
 }
 
