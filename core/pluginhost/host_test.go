@@ -298,7 +298,7 @@ func TestRestartAfterKill(t *testing.T) {
 		lastErr = err
 		return strings.Contains(err.Error(), "restarting (attempt 1)")
 	})
-	if want := `plugin "store-test" unavailable: restarting (attempt 1)`; lastErr.Error() != want {
+	if want := `store plugin "store-test" unavailable: restarting (attempt 1)`; lastErr.Error() != want {
 		t.Errorf("error while restarting = %q, want %q", lastErr, want)
 	}
 	if s := p.Status(); s.State != StateRestarting || s.PID != 0 {
@@ -391,7 +391,7 @@ func TestFailedStartsThenRecovery(t *testing.T) {
 		t.Errorf("Status when failed = %+v", s)
 	}
 	_, err := st.Get(context.Background(), "b", "k")
-	if !errors.Is(err, sdk.ErrPluginUnavailable) || !strings.Contains(err.Error(), `plugin "store-test" unavailable: failed to start 3 times in a row, retrying (attempt`) {
+	if !errors.Is(err, sdk.ErrPluginUnavailable) || !strings.Contains(err.Error(), `store plugin "store-test" unavailable: failed to start 3 times in a row, retrying (attempt`) {
 		t.Errorf("call while failed: %v", err)
 	}
 
@@ -499,7 +499,7 @@ func TestStopLeavesNoProcess(t *testing.T) {
 		}
 	}
 	_, err = store.NewClient(a.Client()).Get(context.Background(), "b", "k")
-	if want := `plugin "store-a" unavailable: stopped`; err == nil || err.Error() != want || !errors.Is(err, sdk.ErrPluginUnavailable) {
+	if want := `store plugin "store-a" unavailable: stopped`; err == nil || err.Error() != want || !errors.Is(err, sdk.ErrPluginUnavailable) {
 		t.Errorf("call after Stop: %v, want %s", err, want)
 	}
 	if _, err := h.Start(context.Background(), testSpec(t, "store-c", nil)); err == nil || !strings.Contains(err.Error(), "stopped") {
