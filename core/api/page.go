@@ -18,8 +18,10 @@ import (
 // names a page_size and the page_token of the previous response; a
 // response carries the next_page_token, empty on the last page.
 const (
-	// DefaultPageSize is the page size of a request that sets none.
-	DefaultPageSize = 500
+	// DefaultPageSize is the page size of a request that sets none: the
+	// largest, so that a caller that does not page yet (an older CLI) gets
+	// as much as a page can hold.
+	DefaultPageSize = MaxPageSize
 	// MaxPageSize is the largest page size served; larger requests get it.
 	MaxPageSize = 1000
 	// MaxPageBytes bounds the encoded objects of one page: a page ends before
