@@ -222,12 +222,12 @@ func (wt *waiter) run(ctx context.Context) error {
 	relist := true
 	for {
 		if relist {
-			resp, err := wt.c.ListTasks(ctx, &apiv1.ListTasksRequest{Service: wt.svc.GetId(), All: true})
+			tasks, err := wt.c.listTasks(ctx, &apiv1.ListTasksRequest{Service: wt.svc.GetId(), All: true})
 			if err != nil {
 				return wt.failed(ctx, err)
 			}
-			last = assess(wt.svc, resp.GetTasks())
-			wt.p.update(wt.svc, last, resp.GetTasks())
+			last = assess(wt.svc, tasks)
+			wt.p.update(wt.svc, last, tasks)
 			if last.done {
 				wt.p.converged()
 				return nil

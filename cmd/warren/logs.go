@@ -108,11 +108,11 @@ func (o *logsOptions) run(cmd *cobra.Command, target string) error {
 		if o.service {
 			// Pad the prefixes to the longest of the current tasks', so
 			// that the lines line up from the first one.
-			tasks, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{Service: req.Service})
+			tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: req.Service})
 			if err != nil {
 				return err
 			}
-			for _, t := range tasks.GetTasks() {
+			for _, t := range tasks {
 				lw.width = max(lw.width, len(names.labelFor(names.service, t.GetSlot(), t.GetNodeId())))
 			}
 		}
@@ -169,9 +169,9 @@ func (l *taskLabels) load() error {
 func (l *taskLabels) prefix(chunk *apiv1.LogChunk) string {
 	if l.service == "" && l.tasks[chunk.GetTaskId()] == "" && !l.reloaded[chunk.GetTaskId()] {
 		l.reloaded[chunk.GetTaskId()] = true
-		if resp, err := l.c.ListTasks(l.ctx, &apiv1.ListTasksRequest{All: true}); err == nil {
+		if tasks, err := l.c.listTasks(l.ctx, &apiv1.ListTasksRequest{All: true}); err == nil {
 			l.tasks = map[string]string{}
-			for _, t := range resp.GetTasks() {
+			for _, t := range tasks {
 				l.tasks[t.GetId()] = t.GetServiceName()
 			}
 		}

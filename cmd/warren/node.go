@@ -59,11 +59,10 @@ func (o *nodeListOptions) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 
-	resp, err := c.ListNodes(ctx, &apiv1.ListNodesRequest{})
+	nodes, err := c.listNodes(ctx)
 	if err != nil {
 		return err
 	}
-	nodes := resp.GetNodes()
 	slices.SortFunc(nodes, func(a, b *apiv1.Node) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), nodes)

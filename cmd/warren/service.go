@@ -79,23 +79,22 @@ func (o *serviceListOptions) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 
-	resp, err := c.ListServices(ctx, &apiv1.ListServicesRequest{Labels: labels})
+	services, err := c.listServices(ctx, &apiv1.ListServicesRequest{Labels: labels})
 	if err != nil {
 		return err
 	}
-	services := resp.GetServices()
 	slices.SortFunc(services, func(a, b *apiv1.Service) int {
 		return strings.Compare(a.GetSpec().GetName(), b.GetSpec().GetName())
 	})
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), services)
 	}
-	tasks, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{})
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{})
 	if err != nil {
 		return err
 	}
 	running := map[string]int{}
-	for _, t := range tasks.GetTasks() {
+	for _, t := range tasks {
 		if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
 			running[t.GetServiceId()]++
 		}

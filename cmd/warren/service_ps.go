@@ -56,11 +56,10 @@ func (o *servicePsOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all})
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all})
 	if err != nil {
 		return err
 	}
-	tasks := resp.GetTasks()
 	sortTasks(tasks)
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), tasks)

@@ -70,11 +70,10 @@ func (o *taskListOptions) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 
-	resp, err := c.ListTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all})
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all})
 	if err != nil {
 		return err
 	}
-	tasks := resp.GetTasks()
 	sortTasks(tasks)
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
@@ -89,12 +88,12 @@ func (o *taskListOptions) run(cmd *cobra.Command) error {
 // nodeNames maps the IDs of the cluster's nodes to their names, for the
 // tables that show where tasks run.
 func nodeNames(ctx context.Context, c *agentClient) (map[string]string, error) {
-	nodes, err := c.ListNodes(ctx, &apiv1.ListNodesRequest{})
+	nodes, err := c.listNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	names := map[string]string{}
-	for _, n := range nodes.GetNodes() {
+	for _, n := range nodes {
 		names[n.GetId()] = n.GetName()
 	}
 	return names, nil

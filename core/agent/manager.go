@@ -210,15 +210,15 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		grpc.ChainUnaryInterceptor(cluster.LocalUnaryInterceptor, m.forwarder.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(cluster.LocalStreamInterceptor),
 	)
-	apiv1.RegisterClusterServer(m.unixSrv, services)
+	api.RegisterService(m.unixSrv, &apiv1.Cluster_ServiceDesc, services)
 	m.tcpSrv = apiSrv.GRPCServer(
 		grpc.Creds(r.mux.ServerCredentials()),
 		grpc.ChainUnaryInterceptor(authz.UnaryInterceptor, m.forwarder.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(authz.StreamInterceptor, leaderOnlyStreams(node)),
 	)
-	apiv1.RegisterClusterServer(m.tcpSrv, services)
-	apiv1.RegisterNodeCAServer(m.tcpSrv, services)
-	apiv1.RegisterDispatcherServer(m.tcpSrv, disp)
+	api.RegisterService(m.tcpSrv, &apiv1.Cluster_ServiceDesc, services)
+	api.RegisterService(m.tcpSrv, &apiv1.NodeCA_ServiceDesc, services)
+	api.RegisterService(m.tcpSrv, &apiv1.Dispatcher_ServiceDesc, disp)
 
 	sched := scheduler.NewClient(schedPlugin.Client())
 	taskLock := &sync.Mutex{}

@@ -146,10 +146,11 @@ func (w *workerAPI) grpcServer() *grpc.Server {
 	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version})
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(api.MaxRequestBytes),
+		api.RequestCodec(),
 		grpc.ChainUnaryInterceptor(cluster.LocalUnaryInterceptor, workerOnly),
 		grpc.ChainStreamInterceptor(cluster.LocalStreamInterceptor, workerOnlyStream),
 	)
-	apiv1.RegisterWarrenServer(g, &workerWarren{workerAPI: w, images: srv})
+	api.RegisterService(g, &apiv1.Warren_ServiceDesc, &workerWarren{workerAPI: w, images: srv})
 	return g
 }
 

@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	m      *dispatchertest.Manager
 	client apiv1.WarrenClient
+	conn   *grpc.ClientConn
 }
 
 func newEnv(t *testing.T) *env {
@@ -72,7 +73,7 @@ func newEnv(t *testing.T) *env {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return &env{m: m, client: apiv1.NewWarrenClient(conn)}
+	return &env{m: m, client: apiv1.NewWarrenClient(conn), conn: conn}
 }
 
 func (e *env) addNode(t *testing.T, n *apiv1.Node) *apiv1.Node {

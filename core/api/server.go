@@ -63,18 +63,19 @@ func NewServer(opts Options) *Server {
 	return &Server{opts: opts}
 }
 
-// GRPCServer returns a gRPC server with the API registered and the request
-// size bound set.
+// GRPCServer returns a gRPC server with the API registered (through
+// RegisterService) and the request size bound set.
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		RequestCodec(),
 		// Reuse handler goroutines (and their grown stacks) instead of
 		// starting one per call.
 		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
 	}, extra...)
 	g := grpc.NewServer(opts...)
-	apiv1.RegisterWarrenServer(g, s)
+	RegisterService(g, &apiv1.Warren_ServiceDesc, s)
 	return g
 }
 
@@ -168,15 +169,16 @@ func (s *Server) GetService(_ context.Context, req *apiv1.GetServiceRequest) (*a
 	return &apiv1.GetServiceResponse{Service: svc}, nil
 }
 
-// ListServices lists services, optionally filtered by labels.
+// ListServices lists services by name, optionally filtered by labels, one
+// page at a time.
 func (s *Server) ListServices(_ context.Context, req *apiv1.ListServicesRequest) (*apiv1.ListServicesResponse, error) {
-	resp := &apiv1.ListServicesResponse{}
-	for _, svc := range s.opts.State.Services() {
-		if hasLabels(svc.GetSpec().GetLabels(), req.GetLabels()) {
-			resp.Services = append(resp.Services, svc)
-		}
+	out, next, err := servicePager.page(req, s.opts.State.Services(), func(svc *apiv1.Service) bool {
+		return hasLabels(svc.GetSpec().GetLabels(), req.GetLabels())
+	})
+	if err != nil {
+		return nil, err
 	}
-	return resp, nil
+	return &apiv1.ListServicesResponse{Services: out, NextPageToken: next}, nil
 }
 
 func hasLabels(have, want map[string]string) bool {
@@ -254,9 +256,13 @@ func (s *Server) RemoveService(ctx context.Context, req *apiv1.RemoveServiceRequ
 	return &apiv1.RemoveServiceResponse{}, nil
 }
 
-// ListNodes lists the cluster's nodes.
-func (s *Server) ListNodes(context.Context, *apiv1.ListNodesRequest) (*apiv1.ListNodesResponse, error) {
-	return &apiv1.ListNodesResponse{Nodes: s.opts.State.Nodes()}, nil
+// ListNodes lists the cluster's nodes by name, one page at a time.
+func (s *Server) ListNodes(_ context.Context, req *apiv1.ListNodesRequest) (*apiv1.ListNodesResponse, error) {
+	out, next, err := nodePager.page(req, s.opts.State.Nodes(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.ListNodesResponse{Nodes: out, NextPageToken: next}, nil
 }
 
 // GetNode returns one node.
@@ -282,7 +288,7 @@ func (s *Server) lookupNode(nameOrID string) (*apiv1.Node, error) {
 	return n, nil
 }
 
-// ListTasks lists tasks by service and node.
+// ListTasks lists tasks by service and node, one page at a time.
 func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
 	var f state.TaskFilter
 	if req.GetService() != "" {
@@ -299,13 +305,15 @@ func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*api
 		}
 		f.NodeID = n.GetId()
 	}
-	resp := &apiv1.ListTasksResponse{}
-	for _, t := range s.opts.State.Tasks(f) {
-		if req.GetAll() || Current(t) {
-			resp.Tasks = append(resp.Tasks, t)
-		}
+	var keep func(*apiv1.Task) bool
+	if !req.GetAll() {
+		keep = Current
 	}
-	return resp, nil
+	out, next, err := taskPager.page(req, s.opts.State.Tasks(f), keep)
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.ListTasksResponse{Tasks: out, NextPageToken: next}, nil
 }
 
 // Current reports whether a task is wanted or still running, as opposed to

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,8 +17,15 @@ import (
 // It routes every call to the current plugin process's connection; restarts
 // swap that connection underneath. While no process is serving, calls fail at
 // once with an Unavailable status that wraps sdk.ErrPluginUnavailable.
+//
+// Those errors name the plugin and the host's view of it (starting,
+// restarting, stopped), never the transport's detail: that names the host's
+// internals (the plugin's socket path) and goes to the agent's log instead,
+// since these errors travel on to API users (a failed call, a task's error).
 type switchConn struct {
 	name string
+	kind sdk.Kind
+	log  hclog.Logger
 	cur  atomic.Pointer[connTarget]
 }
 
@@ -29,8 +37,8 @@ type connTarget struct {
 
 var _ grpc.ClientConnInterface = (*switchConn)(nil)
 
-func newSwitchConn(name string) *switchConn {
-	c := &switchConn{name: name}
+func newSwitchConn(name string, kind sdk.Kind, log hclog.Logger) *switchConn {
+	c := &switchConn{name: name, kind: kind, log: log}
 	c.setDown("starting")
 	return c
 }
@@ -40,13 +48,13 @@ func (c *switchConn) set(cc *grpc.ClientConn) {
 	c.cur.Store(&connTarget{cc: cc})
 }
 
-// setDown makes calls fail with `plugin "<name>" unavailable: <why>`.
+// setDown makes calls fail with `<kind> plugin "<name>" unavailable: <why>`.
 func (c *switchConn) setDown(why string) {
 	c.cur.Store(&connTarget{down: c.unavailable(why)})
 }
 
 func (c *switchConn) unavailable(why string) error {
-	return sdk.FromStatus(status.Error(codes.Unavailable, fmt.Sprintf("plugin %q unavailable: %s", c.name, why)))
+	return sdk.FromStatus(status.Error(codes.Unavailable, fmt.Sprintf("%s plugin %q unavailable: %s", c.kind, c.name, why)))
 }
 
 // Invoke performs a unary call on the current connection.
@@ -74,7 +82,8 @@ func (c *switchConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, metho
 // mapErr turns the ways a call fails when the process dies under it into
 // errors wrapping sdk.ErrPluginUnavailable: Unavailable from the transport,
 // and Canceled from a connection the host closed while the caller's own
-// context was still live. Everything else passes through untouched.
+// context was still live. The transport's message is logged, not returned.
+// Everything else passes through untouched.
 func (c *switchConn) mapErr(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -83,13 +92,17 @@ func (c *switchConn) mapErr(ctx context.Context, err error) error {
 	if !ok {
 		return err
 	}
+	why := ""
 	switch {
 	case s.Code() == codes.Unavailable:
+		why = "its connection failed"
 	case s.Code() == codes.Canceled && ctx.Err() == nil:
+		why = "the call was cut off"
 	default:
 		return err
 	}
-	return c.unavailable(s.Message())
+	c.log.Info("plugin call failed: the plugin is unreachable", "error", s.Message())
+	return c.unavailable(why + " (the agent's log has the details)")
 }
 
 // switchStream maps a stream's errors like switchConn.mapErr does.

@@ -26,16 +26,20 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -170,7 +174,8 @@ func New(logger hclog.Logger, opts Options) *Host {
 	h := &Host{log: logger, opts: opts.withDefaults(), plugins: make(map[string]*Plugin)}
 	h.socketDir = socketBase(opts.DataDir)
 	if h.socketDir != "" {
-		// Sockets left by plugins of an agent that was killed go first.
+		// Sockets left by agents that were killed or panicked go first.
+		reapSocketDirs(logger, opts.DataDir)
 		_ = os.RemoveAll(h.socketDir)
 		if err := os.MkdirAll(h.socketDir, 0o700); err != nil {
 			logger.Warn("plugin socket directory; using the default", "dir", h.socketDir, "error", err)
@@ -180,16 +185,68 @@ func New(logger hclog.Logger, opts Options) *Host {
 	return h
 }
 
+// socketPrefix begins the names of the agents' plugin socket directories
+// in os.TempDir().
+const socketPrefix = "warren-plugins-"
+
 // socketBase is where go-plugin makes the plugins' socket directories: one
-// short directory per data dir (a unix socket path must stay under 108
-// bytes, so not inside the data dir itself), emptied when a host starts, so
-// plugins killed with their agent leave nothing behind for long.
+// short directory per data dir and agent process (a unix socket path must
+// stay under 108 bytes, so not inside the data dir itself), named
+// warren-plugins-<data dir hash>-<agent pid>. Stop removes it; an agent
+// killed with SIGKILL or by a panic cannot, so every host reaps, when it
+// starts, the directories whose agent process is gone (reapSocketDirs).
 func socketBase(dataDir string) string {
 	if dataDir == "" {
 		return ""
 	}
+	return fmt.Sprintf("%s-%d", legacySocketBase(dataDir), os.Getpid())
+}
+
+// legacySocketBase is the directory of a data dir before the name carried
+// the agent's pid.
+func legacySocketBase(dataDir string) string {
 	sum := sha256.Sum256([]byte(dataDir))
-	return filepath.Join(os.TempDir(), "warren-plugins-"+hex.EncodeToString(sum[:5]))
+	return filepath.Join(os.TempDir(), socketPrefix+hex.EncodeToString(sum[:5]))
+}
+
+// reapSocketDirs removes the plugin socket directories (socketBase) of
+// agent processes that no longer run, and the directory an older Warren
+// made for dataDir. Directories of running agents stay.
+func reapSocketDirs(logger hclog.Logger, dataDir string) {
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), socketPrefix+"*"))
+	if err != nil {
+		return
+	}
+	legacy := legacySocketBase(dataDir)
+	for _, dir := range dirs {
+		_, pidText, ok := strings.Cut(strings.TrimPrefix(filepath.Base(dir), socketPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		switch {
+		case !ok && dir != legacy:
+			continue // an older Warren's, of another data dir
+		case ok && (err != nil || pid <= 0 || processRuns(pid)):
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			logger.Warn("removing the plugin socket directory of an agent that is gone", "dir", dir, "error", err)
+			continue
+		}
+		logger.Debug("removed the plugin socket directory of an agent that is gone", "dir", dir)
+	}
+}
+
+// processRuns reports whether process pid exists and is not a zombie.
+func processRuns(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	// The state letter follows the ") " that closes the command name.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // Start launches the plugin spec describes, checks its kind and API

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -297,7 +298,7 @@ func TestRestartAfterKill(t *testing.T) {
 		lastErr = err
 		return strings.Contains(err.Error(), "restarting (attempt 1)")
 	})
-	if want := `plugin "store-test" unavailable: restarting (attempt 1)`; lastErr.Error() != want {
+	if want := `store plugin "store-test" unavailable: restarting (attempt 1)`; lastErr.Error() != want {
 		t.Errorf("error while restarting = %q, want %q", lastErr, want)
 	}
 	if s := p.Status(); s.State != StateRestarting || s.PID != 0 {
@@ -390,7 +391,7 @@ func TestFailedStartsThenRecovery(t *testing.T) {
 		t.Errorf("Status when failed = %+v", s)
 	}
 	_, err := st.Get(context.Background(), "b", "k")
-	if !errors.Is(err, sdk.ErrPluginUnavailable) || !strings.Contains(err.Error(), `plugin "store-test" unavailable: failed to start 3 times in a row, retrying (attempt`) {
+	if !errors.Is(err, sdk.ErrPluginUnavailable) || !strings.Contains(err.Error(), `store plugin "store-test" unavailable: failed to start 3 times in a row, retrying (attempt`) {
 		t.Errorf("call while failed: %v", err)
 	}
 
@@ -498,7 +499,7 @@ func TestStopLeavesNoProcess(t *testing.T) {
 		}
 	}
 	_, err = store.NewClient(a.Client()).Get(context.Background(), "b", "k")
-	if want := `plugin "store-a" unavailable: stopped`; err == nil || err.Error() != want || !errors.Is(err, sdk.ErrPluginUnavailable) {
+	if want := `store plugin "store-a" unavailable: stopped`; err == nil || err.Error() != want || !errors.Is(err, sdk.ErrPluginUnavailable) {
 		t.Errorf("call after Stop: %v, want %s", err, want)
 	}
 	if _, err := h.Start(context.Background(), testSpec(t, "store-c", nil)); err == nil || !strings.Contains(err.Error(), "stopped") {
@@ -577,10 +578,25 @@ func onThrowawayThread(f func()) int {
 }
 
 func TestPluginDiesWithAgent(t *testing.T) {
-	agent := exec.Command(os.Args[0])
 	// go-plugin's socket folder, which a kill -9'd agent leaves behind,
 	// goes in the test's temporary folder.
-	agent.Env = append(os.Environ(), agentEnv+"="+testPlugin, "TMPDIR="+t.TempDir())
+	_, pid, kill9 := startTestAgent(t, t.TempDir(), "")
+	track(t, nil, pid)
+	if processGone(pid) {
+		t.Fatalf("plugin %d not running", pid)
+	}
+	kill9()
+	waitFor(t, 10*time.Second, "the plugin to die with the agent", func() bool { return processGone(pid) })
+}
+
+// startTestAgent starts the test binary as an agent (runTestAgent) with
+// TMPDIR tmp and data dir dataDir, and returns the agent's and its plugin's
+// process IDs and a function that kills the agent with SIGKILL and waits
+// for it (run at cleanup too).
+func startTestAgent(t *testing.T, tmp, dataDir string) (agentPID, pluginPID int, kill9 func()) {
+	t.Helper()
+	agent := exec.Command(os.Args[0])
+	agent.Env = append(os.Environ(), agentEnv+"="+testPlugin, agentDataDirEnv+"="+dataDir, "TMPDIR="+tmp)
 	stdin, err := agent.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -610,12 +626,55 @@ func TestPluginDiesWithAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent printed %q", line)
 	}
-	track(t, nil, pid)
-	if processGone(pid) {
-		t.Fatalf("plugin %d not running", pid)
+	return agent.Process.Pid, pid, reap
+}
+
+// TestSocketDirsOfGoneAgentsAreReaped: an agent killed with SIGKILL (or by
+// a panic) cannot remove its plugin socket directory; the next agent to
+// start on the machine, whatever its data dir, removes it, and leaves the
+// directory of an agent that still runs.
+func TestSocketDirsOfGoneAgentsAreReaped(t *testing.T) {
+	// A short TMPDIR: the plugins' socket paths must fit in 108 bytes.
+	tmp, err := os.MkdirTemp("", "wps")
+	if err != nil {
+		t.Fatal(err)
 	}
-	reap() // kill -9 the agent
-	waitFor(t, 10*time.Second, "the plugin to die with the agent", func() bool { return processGone(pid) })
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	agentPID, pluginPID, kill9 := startTestAgent(t, tmp, t.TempDir())
+	track(t, nil, pluginPID)
+	left, err := filepath.Glob(filepath.Join(tmp, socketPrefix+"*"))
+	if err != nil || len(left) != 1 {
+		t.Fatalf("socket directories of the agent (pid %d): %v, %v", agentPID, left, err)
+	}
+	kill9()
+	waitFor(t, 10*time.Second, "the plugin to die with the agent", func() bool { return processGone(pluginPID) })
+	if _, err := os.Stat(left[0]); err != nil {
+		t.Fatalf("the killed agent's socket directory is gone already: %v", err)
+	}
+	// Another agent's that still runs (this test's process stands in).
+	running := filepath.Join(tmp, fmt.Sprintf("%s0123456789-%d", socketPrefix, os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(running, "plugin123"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("TMPDIR", tmp)
+	h := New(nil, Options{DataDir: t.TempDir()})
+	if _, err := os.Stat(left[0]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the killed agent's socket directory %s is still there (%v)", left[0], err)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("a running agent's socket directory was removed: %v", err)
+	}
+	own := h.socketDir
+	if _, err := os.Stat(own); err != nil || filepath.Dir(own) != tmp {
+		t.Fatalf("the new host's socket directory %q: %v", own, err)
+	}
+	if err := h.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(own); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stop left the socket directory %s (%v)", own, err)
+	}
 }
 
 // A plugin that takes longer than go-plugin's own 2 s to release what it

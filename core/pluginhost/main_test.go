@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,8 +22,12 @@ import (
 // testPlugin is the path of testplugin-memstore, built by TestMain.
 var testPlugin string
 
-// agentEnv makes the test binary act as a small agent (see runTestAgent).
-const agentEnv = "PLUGINHOST_TEST_AGENT_PLUGIN"
+// agentEnv makes the test binary act as a small agent (see runTestAgent);
+// agentDataDirEnv is that agent's Options.DataDir.
+const (
+	agentEnv        = "PLUGINHOST_TEST_AGENT_PLUGIN"
+	agentDataDirEnv = "PLUGINHOST_TEST_AGENT_DATA_DIR"
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(agentEnv); path != "" {
@@ -58,7 +60,7 @@ func runTestAgent(path string) {
 		fmt.Fprintln(os.Stderr, diags)
 		os.Exit(1)
 	}
-	h := New(nil, Options{})
+	h := New(nil, Options{DataDir: os.Getenv(agentDataDirEnv)})
 	p, err := h.Start(context.Background(), Spec{Name: "store-test", Kind: sdk.KindStore, Path: path, Config: f.Body})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -171,18 +173,7 @@ func track(t testing.TB, h *Host, pid int) {
 
 // processGone reports whether pid no longer runs: no such process, or a
 // zombie.
-func processGone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// The state letter follows the ") " that closes the command name.
-	i := bytes.LastIndexByte(stat, ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
-}
+func processGone(pid int) bool { return !processRuns(pid) }
 
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -90,7 +90,7 @@ func newPlugin(h *Host, spec Spec) *Plugin {
 		host:   h,
 		spec:   spec,
 		log:    h.log.Named(spec.Name),
-		conn:   newSwitchConn(spec.Name),
+		conn:   newSwitchConn(spec.Name, spec.Kind, h.log.Named(spec.Name)),
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),

@@ -220,13 +220,23 @@ func (s *State) LookupService(nameOrID string) (*apiv1.Service, Lookup) {
 	return o, result(amb, ok)
 }
 
-// Services returns all services sorted by name.
+// Services returns all services in CompareServices order (by name).
 func (s *State) Services() []*apiv1.Service {
 	s.mu.RLock()
 	out := s.services.list()
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *apiv1.Service) int { return strings.Compare(a.GetSpec().GetName(), b.GetSpec().GetName()) })
+	slices.SortFunc(out, CompareServices)
 	return out
+}
+
+// CompareServices is the order of Services: by name, then ID. It reads only
+// the name and the ID, so a stub holding those two stands for a position in
+// the list (an API page token).
+func CompareServices(a, b *apiv1.Service) int {
+	if c := strings.Compare(a.GetSpec().GetName(), b.GetSpec().GetName()); c != 0 {
+		return c
+	}
+	return strings.Compare(a.GetId(), b.GetId())
 }
 
 // Task returns the task with that ID.
@@ -250,8 +260,8 @@ type TaskFilter struct {
 	NodeID    string
 }
 
-// Tasks returns the tasks matching f, sorted by service name, slot and
-// creation. It reads from the service and node indexes, not a full scan.
+// Tasks returns the tasks matching f in CompareTasks order (service name,
+// slot, newest first). It reads from the service and node indexes, not a full scan.
 func (s *State) Tasks(f TaskFilter) []*apiv1.Task {
 	s.mu.RLock()
 	var out []*apiv1.Task
@@ -271,11 +281,14 @@ func (s *State) Tasks(f TaskFilter) []*apiv1.Task {
 		out = s.tasks.list()
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(out, compareTasks)
+	slices.SortFunc(out, CompareTasks)
 	return out
 }
 
-func compareTasks(a, b *apiv1.Task) int {
+// CompareTasks is the order of Tasks: by service name, slot, creation time
+// (newest first) and ID. It reads only those four fields, so a stub holding
+// them stands for a position in the list (an API page token).
+func CompareTasks(a, b *apiv1.Task) int {
 	if c := strings.Compare(a.GetServiceName(), b.GetServiceName()); c != 0 {
 		return c
 	}
@@ -306,13 +319,23 @@ func (s *State) LookupNode(nameOrID string) (*apiv1.Node, Lookup) {
 	return o, result(amb, ok)
 }
 
-// Nodes returns all nodes sorted by name.
+// Nodes returns all nodes in CompareNodes order (by name).
 func (s *State) Nodes() []*apiv1.Node {
 	s.mu.RLock()
 	out := s.nodes.list()
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *apiv1.Node) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(out, CompareNodes)
 	return out
+}
+
+// CompareNodes is the order of Nodes: by name, then ID. It reads only the
+// name and the ID, so a stub holding those two stands for a position in the
+// list (an API page token).
+func CompareNodes(a, b *apiv1.Node) int {
+	if c := strings.Compare(a.GetName(), b.GetName()); c != 0 {
+		return c
+	}
+	return strings.Compare(a.GetId(), b.GetId())
 }
 
 // SecretByName returns the secret with that name.

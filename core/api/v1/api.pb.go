@@ -2084,7 +2084,15 @@ func (x *GetServiceResponse) GetService() *Service {
 type ListServicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// labels, when set, keeps the services carrying all of them.
-	Labels        map[string]string `protobuf:"bytes,1,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,1,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// page_size bounds the number of services in the response: 0 means the
+	// server's default, and larger values than the server's maximum are
+	// lowered to it. A page also ends before it grows past about 2 MiB, so a
+	// response always fits a client's default 4 MiB receive limit.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous response's next_page_token, to get the page
+	// after it. The other fields must be the same as in that request.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2126,9 +2134,26 @@ func (x *ListServicesRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *ListServicesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListServicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListServicesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Services      []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	// next_page_token, when not empty, is the page_token of the request for
+	// the next page; empty means this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2168,6 +2193,13 @@ func (x *ListServicesResponse) GetServices() []*Service {
 		return x.Services
 	}
 	return nil
+}
+
+func (x *ListServicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type UpdateServiceRequest struct {
@@ -2453,7 +2485,15 @@ func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListNodesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size bounds the number of nodes in the response: 0 means the
+	// server's default, and larger values than the server's maximum are
+	// lowered to it. A page also ends before it grows past about 2 MiB, so a
+	// response always fits a client's default 4 MiB receive limit.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous response's next_page_token, to get the page
+	// after it. The other fields must be the same as in that request.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2488,9 +2528,26 @@ func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
+func (x *ListNodesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// next_page_token, when not empty, is the page_token of the request for
+	// the next page; empty means this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2530,6 +2587,13 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type GetNodeRequest struct {
@@ -2856,7 +2920,15 @@ type ListTasksRequest struct {
 	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	Node    string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	// all includes finished tasks kept as history.
-	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	All bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	// page_size bounds the number of tasks in the response: 0 means the
+	// server's default, and larger values than the server's maximum are
+	// lowered to it. A page also ends before it grows past about 2 MiB, so a
+	// response always fits a client's default 4 MiB receive limit.
+	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous response's next_page_token, to get the page
+	// after it. The other fields must be the same as in that request.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2912,9 +2984,26 @@ func (x *ListTasksRequest) GetAll() bool {
 	return false
 }
 
+func (x *ListTasksRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTasksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// next_page_token, when not empty, is the page_token of the request for
+	// the next page; empty means this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2954,6 +3043,13 @@ func (x *ListTasksResponse) GetTasks() []*Task {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type EventsRequest struct {
@@ -3852,14 +3948,18 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"F\n" +
 	"\x12GetServiceResponse\x120\n" +
-	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"\x98\x01\n" +
+	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"\xd4\x01\n" +
 	"\x13ListServicesRequest\x12F\n" +
-	"\x06labels\x18\x01 \x03(\v2..warren.api.v1.ListServicesRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x01 \x03(\v2..warren.api.v1.ListServicesRequest.LabelsEntryR\x06labels\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
 	"\x14ListServicesResponse\x122\n" +
-	"\bservices\x18\x01 \x03(\v2\x16.warren.api.v1.ServiceR\bservices\"~\n" +
+	"\bservices\x18\x01 \x03(\v2\x16.warren.api.v1.ServiceR\bservices\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
 	"\x14UpdateServiceRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12.\n" +
@@ -3876,10 +3976,14 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x14RemoveServiceRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x17\n" +
-	"\x15RemoveServiceResponse\"\x12\n" +
-	"\x10ListNodesRequest\">\n" +
+	"\x15RemoveServiceResponse\"N\n" +
+	"\x10ListNodesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListNodesResponse\x12)\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x13.warren.api.v1.NodeR\x05nodes\".\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.warren.api.v1.NodeR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n" +
 	"\x0eGetNodeRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\":\n" +
@@ -3902,13 +4006,17 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"=\n" +
 	"\x12RemoveNodeResponse\x12'\n" +
-	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"R\n" +
+	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"\x8e\x01\n" +
 	"\x10ListTasksRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
-	"\x03all\x18\x03 \x01(\bR\x03all\">\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListTasksResponse\x12)\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\"%\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"k\n" +
 	"\x0fTaskLogsRequest\x12\x18\n" +

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// maxPages bounds how many pages one listing fetches: far more than any
+// cluster holds (the agent serves up to 1,000 objects a page), it only stops
+// an agent that keeps answering with a next page.
+const maxPages = 100000
+
+// allPages fetches a list page by page, from the first page to the one
+// with no next_page_token, and returns everything listed. list fetches the
+// page of a page_token ("" for the first); what names the objects in errors.
+//
+// An agent without paging answers the whole list with no token, which ends
+// the loop after one call.
+func allPages[T any](ctx context.Context, what string, list func(ctx context.Context, token string) (page []T, next string, err error)) ([]T, error) {
+	var all []T
+	token := ""
+	for n := 1; ; n++ {
+		page, next, err := list(ctx, token)
+		if err != nil {
+			if n > 1 {
+				return nil, fmt.Errorf("list %s, page %d: %w", what, n, err)
+			}
+			return nil, err
+		}
+		all = append(all, page...)
+		switch {
+		case next == "":
+			return all, nil
+		case next == token || n >= maxPages:
+			return nil, fmt.Errorf("list %s: the agent keeps answering with another page after %d pages (page token %.20q): stopped", what, n, next)
+		}
+		token = next
+	}
+}
+
+// listServices returns every service that req selects, all pages of it.
+func (c *agentClient) listServices(ctx context.Context, req *apiv1.ListServicesRequest) ([]*apiv1.Service, error) {
+	return allPages(ctx, "services", func(ctx context.Context, token string) ([]*apiv1.Service, string, error) {
+		req.PageToken = token
+		resp, err := c.ListServices(ctx, req)
+		return resp.GetServices(), resp.GetNextPageToken(), err
+	})
+}
+
+// listTasks returns every task that req selects, all pages of it.
+func (c *agentClient) listTasks(ctx context.Context, req *apiv1.ListTasksRequest) ([]*apiv1.Task, error) {
+	return allPages(ctx, "tasks", func(ctx context.Context, token string) ([]*apiv1.Task, string, error) {
+		req.PageToken = token
+		resp, err := c.ListTasks(ctx, req)
+		return resp.GetTasks(), resp.GetNextPageToken(), err
+	})
+}
+
+// listNodes returns every node of the cluster, all pages of it.
+func (c *agentClient) listNodes(ctx context.Context) ([]*apiv1.Node, error) {
+	req := &apiv1.ListNodesRequest{}
+	return allPages(ctx, "nodes", func(ctx context.Context, token string) ([]*apiv1.Node, string, error) {
+		req.PageToken = token
+		resp, err := c.ListNodes(ctx, req)
+		return resp.GetNodes(), resp.GetNextPageToken(), err
+	})
+}
