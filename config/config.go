@@ -84,6 +84,11 @@ type Manager struct {
 	// Default 2160h (90 days), at least 30s. Read when the cluster is
 	// bootstrapped.
 	NodeCertTTL time.Duration
+	// EventSubscriberBytes is `event_subscriber_bytes`: how many bytes of
+	// events (their protobuf size) may wait for one API event stream
+	// before the agent ends it as fallen behind. Default 4194304 (4 MiB),
+	// at least 65536.
+	EventSubscriberBytes uint64
 }
 
 // Join is the `join { }` block.
@@ -149,6 +154,7 @@ const (
 	defaultSnapshotInterval  = 2 * time.Minute
 	defaultTrailingLogs      = 10240
 	defaultNodeCertTTL       = 90 * 24 * time.Hour
+	defaultEventSubBytes     = 4 << 20
 
 	defaultRuntime           = "runtime-containerd"
 	defaultNetwork           = ""
@@ -191,6 +197,8 @@ func defaultManager() *Manager {
 		SnapshotInterval:  defaultSnapshotInterval,
 		TrailingLogs:      defaultTrailingLogs,
 		NodeCertTTL:       defaultNodeCertTTL,
+
+		EventSubscriberBytes: defaultEventSubBytes,
 	}
 }
 

@@ -80,6 +80,8 @@ func TestValid(t *testing.T) {
 					SnapshotInterval:  90 * time.Second,
 					TrailingLogs:      0,
 					NodeCertTTL:       720 * time.Hour,
+
+					EventSubscriberBytes: 4 << 20,
 				},
 				Worker: &Worker{
 					Runtime:           "runtime-fake",
@@ -148,6 +150,11 @@ func TestValid(t *testing.T) {
 			p := a.Plugin("network-wireguard")
 			if p.Path != "" || len(p.Args) != 0 || len(p.Env) != 0 {
 				t.Errorf("plugin = %+v", p)
+			}
+		},
+		"event-subscriber-bytes.hcl": func(t *testing.T, a *Agent) {
+			if got := a.Manager.EventSubscriberBytes; got != 1<<20 {
+				t.Errorf("EventSubscriberBytes = %d, want %d", got, 1<<20)
 			}
 		},
 		"hostname-advertise.hcl": func(t *testing.T, a *Agent) {
@@ -380,6 +387,8 @@ func TestDefault(t *testing.T) {
 			SnapshotInterval:  2 * time.Minute,
 			TrailingLogs:      10240,
 			NodeCertTTL:       90 * 24 * time.Hour,
+
+			EventSubscriberBytes: 4 << 20,
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",

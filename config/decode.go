@@ -48,6 +48,7 @@ type managerBody struct {
 	SnapshotInterval  hcl.Expression `hcl:"snapshot_interval,optional"`
 	TrailingLogs      hcl.Expression `hcl:"trailing_logs,optional"`
 	NodeCertTTL       hcl.Expression `hcl:"node_cert_ttl,optional"`
+	EventSubBytes     hcl.Expression `hcl:"event_subscriber_bytes,optional"`
 }
 
 type workerBody struct {
@@ -77,6 +78,7 @@ const (
 	minHeartbeatTTL      = time.Second
 	minSnapshotInterval  = time.Second
 	minSnapshotThreshold = 1
+	minEventSubBytes     = 64 << 10
 	minHeartbeatInterval = 100 * time.Millisecond
 	minNodeCertTTL       = 30 * time.Second
 )
@@ -206,6 +208,9 @@ func (d *decoder) manager(raw *managerBody) *Manager {
 	}
 	if v, ok := d.duration(raw.NodeCertTTL, "node_cert_ttl", minNodeCertTTL); ok {
 		m.NodeCertTTL = v
+	}
+	if v, ok := d.uint(raw.EventSubBytes, "event_subscriber_bytes", minEventSubBytes); ok {
+		m.EventSubscriberBytes = v
 	}
 	return m
 }
