@@ -114,8 +114,9 @@ func mountPoint(dir string) string {
 }
 
 // trackedStore is the Raft log and stable store with its write errors
-// recorded: the last failed write stands until a later write succeeds.
-// Reads pass through untouched.
+// recorded: the last failed write stands until a log append succeeds.
+// Reads pass through untouched. Its methods are raft.LogStore's and
+// raft.StableStore's.
 type trackedStore struct {
 	logs   raft.LogStore
 	stable raft.StableStore
@@ -135,15 +136,18 @@ func newTrackedStore(s interface {
 }
 
 // record notes a write's outcome and returns err unchanged, so Raft logs
-// and answers with bbolt's own error.
-func (t *trackedStore) record(err error) error {
+// and answers with bbolt's own error. Only an appended log entry ends a
+// fault: the small writes of the stable store (a vote, a term) can still
+// fit in the file's free pages on a full disk.
+func (t *trackedStore) record(err error, appended bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err == nil {
+	switch {
+	case err != nil:
+		t.fault = newStorageError(t.path, err)
+	case appended:
 		t.fault = nil
-		return nil
 	}
-	t.fault = newStorageError(t.path, err)
 	return err
 }
 
@@ -157,13 +161,17 @@ func (t *trackedStore) Fault() *StorageError {
 func (t *trackedStore) FirstIndex() (uint64, error)          { return t.logs.FirstIndex() }
 func (t *trackedStore) LastIndex() (uint64, error)           { return t.logs.LastIndex() }
 func (t *trackedStore) GetLog(idx uint64, l *raft.Log) error { return t.logs.GetLog(idx, l) }
-func (t *trackedStore) StoreLog(l *raft.Log) error           { return t.record(t.logs.StoreLog(l)) }
-func (t *trackedStore) StoreLogs(ls []*raft.Log) error       { return t.record(t.logs.StoreLogs(ls)) }
-func (t *trackedStore) DeleteRange(lo, hi uint64) error      { return t.record(t.logs.DeleteRange(lo, hi)) }
-func (t *trackedStore) Set(k, v []byte) error                { return t.record(t.stable.Set(k, v)) }
-func (t *trackedStore) Get(k []byte) ([]byte, error)         { return t.stable.Get(k) }
-func (t *trackedStore) SetUint64(k []byte, v uint64) error   { return t.record(t.stable.SetUint64(k, v)) }
-func (t *trackedStore) GetUint64(k []byte) (uint64, error)   { return t.stable.GetUint64(k) }
+func (t *trackedStore) StoreLog(l *raft.Log) error           { return t.record(t.logs.StoreLog(l), true) }
+func (t *trackedStore) StoreLogs(ls []*raft.Log) error       { return t.record(t.logs.StoreLogs(ls), true) }
+func (t *trackedStore) DeleteRange(lo, hi uint64) error {
+	return t.record(t.logs.DeleteRange(lo, hi), false)
+}
+func (t *trackedStore) Set(k, v []byte) error        { return t.record(t.stable.Set(k, v), false) }
+func (t *trackedStore) Get(k []byte) ([]byte, error) { return t.stable.Get(k) }
+func (t *trackedStore) SetUint64(k []byte, v uint64) error {
+	return t.record(t.stable.SetUint64(k, v), false)
+}
+func (t *trackedStore) GetUint64(k []byte) (uint64, error) { return t.stable.GetUint64(k) }
 
 // StorageFault returns a *StorageError while this node's last write to its
 // Raft log or stable store failed (a full disk), nil otherwise.

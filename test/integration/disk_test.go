@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,59 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/test/testutil"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes at dir. Cleanup stops the agent
-// first (it holds files there) and then unmounts, also when the test fails.
-func mountTmpfs(t *testing.T, dir string, size int64, a *testutil.Agent) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s: %v", size, dir, err)
-	}
-	t.Cleanup(func() {
-		a.Kill()
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = unix.Unmount(dir, unix.MNT_DETACH)
-		}
-	})
-}
-
-// fillDisk writes zeros to path until the file system holding it is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			break
-		}
-	}
-	// The last, partial megabyte: byte by byte is too slow, so halve.
-	for n := len(buf) / 2; n > 0; n /= 2 {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				break
-			}
-		}
-	}
-}
 
 // bigSpec is a service spec of about 60 KB (two 30 KB arguments), large
 // enough that each write needs new pages in the BoltDB files.
@@ -79,7 +31,8 @@ func bigSpec(name string) *apiv1.ServiceSpec {
 func TestFullDiskNamesTheDiskAndKeepsReads(t *testing.T) {
 	bin := testutil.Install(t, managerPlugins...)
 	a := testutil.NewAgent(t, bin, "")
-	mountTmpfs(t, a.DataDir, 48<<20, a)
+	testutil.MountTmpfs(t, a.DataDir, 48<<20)
+	t.Cleanup(a.Kill) // before the unmount
 	a.Start(context.Background())
 	c := a.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -102,7 +55,7 @@ func TestFullDiskNamesTheDiskAndKeepsReads(t *testing.T) {
 	}
 
 	filler := filepath.Join(a.DataDir, "filler")
-	fillDisk(t, filler)
+	testutil.FillDisk(t, filler)
 
 	// Writes fail once the BoltDB files cannot grow; free pages inside
 	// them may take a few writes first.
