@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -116,9 +117,31 @@ func (h *healthTracker) slowHost(c healthCheck) bool {
 }
 
 // procState returns the state letter of process pid from /proc, 0 when it
-// cannot be read.
+// cannot be read. A process is its threads: when any of them waits for
+// the disk (D) or for a CPU (R), that is its state, since a Go process's
+// main thread mostly sleeps whatever the others do.
 func procState(pid int) byte {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	leader := statState("/proc/" + strconv.Itoa(pid) + "/stat")
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/stat")
+	busy := byte(0)
+	for _, path := range tasks {
+		switch statState(path) {
+		case 'D':
+			return 'D'
+		case 'R':
+			busy = 'R'
+		}
+	}
+	if busy != 0 && leader != 'T' && leader != 't' {
+		return busy
+	}
+	return leader
+}
+
+// statState reads the state letter of a /proc/.../stat file, 0 when it
+// cannot.
+func statState(path string) byte {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -2,6 +2,8 @@ package pluginhost
 
 import (
 	"os"
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +85,18 @@ func TestHealthWindowOutlastsQuickFailures(t *testing.T) {
 	if v := h.observe(healthCheck{At: start.Add(time.Second), Err: refused}); !v.Restart {
 		t.Fatalf("no restart once the window passed: %+v", v)
 	}
+}
+
+func TestProcStateOfAStoppedProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the process to stop", func() bool { return procState(cmd.Process.Pid) == 'T' })
 }
 
 func TestProcStateOfThisProcess(t *testing.T) {
