@@ -1,14 +1,21 @@
 package pluginhost
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/warrenorch/warren/sdk/store"
 )
 
 func TestHealthDecision(t *testing.T) {
@@ -105,5 +112,67 @@ func TestProcStateOfThisProcess(t *testing.T) {
 	}
 	if s := procState(1 << 30); s != 0 {
 		t.Fatalf("procState of no process = %q, want 0", s)
+	}
+}
+
+// throttle puts process pid in a new cgroup (v1 cpu controller) allowed
+// quota of CPU time per second: a host too loaded to give the plugin time
+// to answer. The returned function (also a cleanup) lifts it.
+func throttle(t *testing.T, pid int, quota time.Duration) (lift func()) {
+	t.Helper()
+	root := "/sys/fs/cgroup/cpu"
+	if _, err := os.Stat(filepath.Join(root, "cpu.cfs_quota_us")); err != nil {
+		t.Skipf("no cgroup v1 cpu controller at %s: %v", root, err)
+	}
+	dir := filepath.Join(root, fmt.Sprintf("warren-test-%d", pid))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(file, v string) error { return os.WriteFile(filepath.Join(dir, file), []byte(v), 0o644) }
+	var once sync.Once
+	lift = func() {
+		once.Do(func() {
+			_ = os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+			if err := os.Remove(dir); err != nil {
+				t.Errorf("remove cgroup %s: %v", dir, err)
+			}
+		})
+	}
+	t.Cleanup(lift)
+	for _, kv := range [][2]string{{"cpu.cfs_period_us", "1000000"}, {"cpu.cfs_quota_us", strconv.Itoa(int(quota.Microseconds()))}, {"cgroup.procs", strconv.Itoa(pid)}} {
+		if err := write(kv[0], kv[1]); err != nil {
+			t.Fatalf("cgroup %s: write %s: %v", dir, kv[0], err)
+		}
+	}
+	return lift
+}
+
+// TestSlowPluginOnLoadedHostIsKept starves a healthy plugin of CPU (1 ms a
+// second) so that its health checks time out while it waits for a CPU:
+// the host must count none of them and keep the process; the old rule
+// killed it after two.
+func TestSlowPluginOnLoadedHostIsKept(t *testing.T) {
+	opts := testOptions()
+	// 9 s of silence (30 intervals) would restart it anyway: the test
+	// waits well within that.
+	opts.HealthInterval = 300 * time.Millisecond
+	opts.HealthTimeout = 200 * time.Millisecond
+	h, log := newHost(t, opts)
+	p := startPlugin(t, h, testSpec(t, "store-test", nil))
+	pid := p.Status().PID
+
+	lift := throttle(t, pid, time.Millisecond)
+	const excused = 5 // the old rule restarted at 2
+	waitFor(t, 7*time.Second, fmt.Sprintf("%d health checks excused on a loaded host", excused), func() bool {
+		return strings.Count(log.String(), "overloaded host; not counted") >= excused
+	})
+	lift()
+	t.Logf("health checks while starved: %d excused, %d counted as missed", strings.Count(log.String(), "overloaded host; not counted"), strings.Count(log.String(), "did not answer a health check"))
+	s := p.Status()
+	if s.PID != pid || s.Restarts != 0 || s.State != StateRunning {
+		t.Fatalf("after a starved spell: PID %d (was %d), %d restarts, state %v; want the same process running", s.PID, pid, s.Restarts, s.State)
+	}
+	if v := get(t, store.NewClient(p.Client()), "_test", "pid"); v != strconv.Itoa(pid) {
+		t.Fatalf("client reached PID %s, want %d", v, pid)
 	}
 }

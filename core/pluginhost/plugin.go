@@ -387,7 +387,7 @@ func (p *Plugin) watch(inst *instance) (why string) {
 		case v.Excused:
 			p.log.Warn("plugin answered no health check in time on an overloaded host; not counted", "pid", inst.run.PID(), "late", check.Late, "process_state", string(rune(check.ProcState)), "error", err)
 		case err != nil:
-			p.log.Warn("plugin did not answer a health check", "pid", inst.run.PID(), "misses", v.Misses, "error", err)
+			p.log.Warn("plugin did not answer a health check", "pid", inst.run.PID(), "misses", v.Misses, "late", check.Late, "process_state", string(rune(check.ProcState)), "error", err)
 		}
 	}
 }
