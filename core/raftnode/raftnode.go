@@ -116,7 +116,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: open log store: %w", err)
 	}
-	store := newTrackedStore(logs, logPath)
+	store := newTrackedStore(logs, logPath, logger)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
 	if err != nil {
 		logs.Close()

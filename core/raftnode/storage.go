@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -121,18 +122,19 @@ type trackedStore struct {
 	logs   raft.LogStore
 	stable raft.StableStore
 	path   string
+	logger hclog.Logger // nil: no logging
 
 	mu    sync.Mutex
 	fault *StorageError
 }
 
 // newTrackedStore wraps a store that is both Raft's log and stable store,
-// kept in the file at path.
+// kept in the file at path. It logs when a fault begins and ends.
 func newTrackedStore(s interface {
 	raft.LogStore
 	raft.StableStore
-}, path string) *trackedStore {
-	return &trackedStore{logs: s, stable: s, path: path}
+}, path string, logger hclog.Logger) *trackedStore {
+	return &trackedStore{logs: s, stable: s, path: path, logger: logger}
 }
 
 // record notes a write's outcome and returns err unchanged, so Raft logs
@@ -144,9 +146,16 @@ func (t *trackedStore) record(err error, appended bool) error {
 	defer t.mu.Unlock()
 	switch {
 	case err != nil:
+		first := t.fault == nil
 		t.fault = newStorageError(t.path, err)
-	case appended:
+		if first && t.logger != nil {
+			t.logger.Error("Raft storage write failed; this manager cannot lead until a log write succeeds", "error", t.fault)
+		}
+	case appended && t.fault != nil:
 		t.fault = nil
+		if t.logger != nil {
+			t.logger.Info("Raft storage writes succeed again", "path", t.path)
+		}
 	}
 	return err
 }

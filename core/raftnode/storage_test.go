@@ -26,7 +26,7 @@ func TestTrackedStoreRecordsAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logs.Close() }) // before the unmount
-	s := newTrackedStore(logs, path)
+	s := newTrackedStore(logs, path, nil)
 	testutil.FillDisk(t, filepath.Join(dir, "filler"))
 
 	data := make([]byte, 64<<10)

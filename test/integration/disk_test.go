@@ -123,6 +123,11 @@ func TestFullDiskNamesTheDiskAndKeepsReads(t *testing.T) {
 		}
 	}
 	check("after space is freed")
+	for _, want := range []string{"Raft storage write failed", "Raft storage writes succeed again"} {
+		if !strings.Contains(a.Output(), want) {
+			t.Errorf("agent log does not say %q", want)
+		}
+	}
 	a.Stop()
 	a.Start(context.Background())
 	c = a.Client()
