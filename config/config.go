@@ -102,6 +102,11 @@ type Manager struct {
 	// ClusterDomain is `cluster_domain`: service web is found as web and as
 	// web.<ClusterDomain>. Default "warren". Read at bootstrap.
 	ClusterDomain string
+	// EventSubscriberBytes is `event_subscriber_bytes`: how many bytes of
+	// events (their protobuf size) may wait for one API event stream
+	// before the agent ends it as fallen behind. Default 4194304 (4 MiB),
+	// at least 65536.
+	EventSubscriberBytes uint64
 }
 
 // Join is the `join { }` block.
@@ -168,6 +173,7 @@ const (
 	defaultTrailingLogs      = 10240
 	defaultNodeCertTTL       = 90 * 24 * time.Hour
 	defaultClusterDomain     = "warren"
+	defaultEventSubBytes     = 4 << 20
 
 	defaultRuntime           = "runtime-containerd"
 	defaultNetwork           = ""
@@ -203,16 +209,17 @@ func defaultAgent() *Agent {
 
 func defaultManager() *Manager {
 	return &Manager{
-		Store:             defaultStore,
-		Scheduler:         defaultScheduler,
-		HeartbeatTTL:      defaultHeartbeatTTL,
-		SnapshotThreshold: defaultSnapshotThreshold,
-		SnapshotInterval:  defaultSnapshotInterval,
-		TrailingLogs:      defaultTrailingLogs,
-		NodeCertTTL:       defaultNodeCertTTL,
-		OverlayRange:      network.DefaultRange,
-		OverlayNodePrefix: network.DefaultNodePrefix,
-		ClusterDomain:     defaultClusterDomain,
+		Store:                defaultStore,
+		Scheduler:            defaultScheduler,
+		HeartbeatTTL:         defaultHeartbeatTTL,
+		SnapshotThreshold:    defaultSnapshotThreshold,
+		SnapshotInterval:     defaultSnapshotInterval,
+		TrailingLogs:         defaultTrailingLogs,
+		NodeCertTTL:          defaultNodeCertTTL,
+		OverlayRange:         network.DefaultRange,
+		OverlayNodePrefix:    network.DefaultNodePrefix,
+		ClusterDomain:        defaultClusterDomain,
+		EventSubscriberBytes: defaultEventSubBytes,
 	}
 }
 

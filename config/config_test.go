@@ -74,16 +74,17 @@ func TestValid(t *testing.T) {
 				LogLevel:       "debug",
 				NodeName:       "node-01",
 				Manager: &Manager{
-					Store:             "store-etcd",
-					Scheduler:         "scheduler-binpack",
-					HeartbeatTTL:      15 * time.Second,
-					SnapshotThreshold: 100,
-					SnapshotInterval:  90 * time.Second,
-					TrailingLogs:      0,
-					NodeCertTTL:       720 * time.Hour,
-					OverlayRange:      "172.30.0.0/16",
-					OverlayNodePrefix: 26,
-					ClusterDomain:     "edge",
+					Store:                "store-etcd",
+					Scheduler:            "scheduler-binpack",
+					HeartbeatTTL:         15 * time.Second,
+					SnapshotThreshold:    100,
+					SnapshotInterval:     90 * time.Second,
+					TrailingLogs:         0,
+					NodeCertTTL:          720 * time.Hour,
+					OverlayRange:         "172.30.0.0/16",
+					OverlayNodePrefix:    26,
+					ClusterDomain:        "edge",
+					EventSubscriberBytes: 4 << 20,
 				},
 				Worker: &Worker{
 					Runtime:           "runtime-fake",
@@ -152,6 +153,11 @@ func TestValid(t *testing.T) {
 			p := a.Plugin("network-wireguard")
 			if p.Path != "" || len(p.Args) != 0 || len(p.Env) != 0 {
 				t.Errorf("plugin = %+v", p)
+			}
+		},
+		"event-subscriber-bytes.hcl": func(t *testing.T, a *Agent) {
+			if got := a.Manager.EventSubscriberBytes; got != 1<<20 {
+				t.Errorf("EventSubscriberBytes = %d, want %d", got, 1<<20)
 			}
 		},
 		"hostname-advertise.hcl": func(t *testing.T, a *Agent) {
@@ -377,16 +383,17 @@ func TestDefault(t *testing.T) {
 		LogLevel:  "info",
 		NodeName:  "test-host",
 		Manager: &Manager{
-			Store:             "store-bolt",
-			Scheduler:         "scheduler-roundrobin",
-			HeartbeatTTL:      10 * time.Second,
-			SnapshotThreshold: 8192,
-			SnapshotInterval:  2 * time.Minute,
-			TrailingLogs:      10240,
-			NodeCertTTL:       90 * 24 * time.Hour,
-			OverlayRange:      "10.88.0.0/16",
-			OverlayNodePrefix: 24,
-			ClusterDomain:     "warren",
+			Store:                "store-bolt",
+			Scheduler:            "scheduler-roundrobin",
+			HeartbeatTTL:         10 * time.Second,
+			SnapshotThreshold:    8192,
+			SnapshotInterval:     2 * time.Minute,
+			TrailingLogs:         10240,
+			NodeCertTTL:          90 * 24 * time.Hour,
+			OverlayRange:         "10.88.0.0/16",
+			OverlayNodePrefix:    24,
+			ClusterDomain:        "warren",
+			EventSubscriberBytes: 4 << 20,
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",

@@ -55,6 +55,7 @@ type managerBody struct {
 	OverlayRange      hcl.Expression `hcl:"overlay_range,optional"`
 	OverlayNodePrefix hcl.Expression `hcl:"overlay_node_prefix,optional"`
 	ClusterDomain     hcl.Expression `hcl:"cluster_domain,optional"`
+	EventSubBytes     hcl.Expression `hcl:"event_subscriber_bytes,optional"`
 }
 
 type workerBody struct {
@@ -84,6 +85,7 @@ const (
 	minHeartbeatTTL      = time.Second
 	minSnapshotInterval  = time.Second
 	minSnapshotThreshold = 1
+	minEventSubBytes     = 64 << 10
 	minHeartbeatInterval = 100 * time.Millisecond
 	minNodeCertTTL       = 30 * time.Second
 )
@@ -226,6 +228,9 @@ func (d *decoder) manager(raw *managerBody) *Manager {
 			d.errorf(rng, "Invalid cluster_domain", "cluster_domain %q is not a DNS label: %s.", s, problem)
 		}
 		m.ClusterDomain = s
+	}
+	if v, ok := d.uint(raw.EventSubBytes, "event_subscriber_bytes", minEventSubBytes); ok {
+		m.EventSubscriberBytes = v
 	}
 	return m
 }

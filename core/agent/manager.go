@@ -178,6 +178,8 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		NodeID:   r.nodeID,
 		NodeName: cfg.NodeName,
 		Version:  version.Version,
+
+		EventSubscriberBytes: int(mcfg.EventSubscriberBytes),
 	})
 	services := cluster.NewServices(cluster.Deps{
 		State: view, Raft: node, KEK: r.id.kek, Health: health, Logger: logger.Named("cluster"),

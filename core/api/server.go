@@ -50,17 +50,26 @@ type Options struct {
 	NodeID   string
 	NodeName string
 	Version  string
+	// EventSubscriberBytes bounds, in protobuf bytes, the events waiting
+	// for one Events stream before it is ended; 0 means
+	// events.DefaultSubscriberBytes.
+	EventSubscriberBytes int
 }
 
 // Server implements apiv1.WarrenServer.
 type Server struct {
 	apiv1.UnimplementedWarrenServer
 	opts Options
+	wire *eventWire
 }
+
+// eventWireBytes bounds the wire forms of recent events kept for the
+// event streams to share.
+const eventWireBytes = 16 << 20
 
 // NewServer returns an API server.
 func NewServer(opts Options) *Server {
-	return &Server{opts: opts}
+	return &Server{opts: opts, wire: newEventWire(eventWireBytes)}
 }
 
 // GRPCServer returns a gRPC server with the API registered (through
@@ -73,6 +82,8 @@ func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 		// starting one per call.
 		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
+		// Event streams send each event's bytes shared, not a copy each.
+		codecOption(),
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	RegisterService(g, &apiv1.Warren_ServiceDesc, s)
@@ -325,7 +336,12 @@ func Current(t *apiv1.Task) bool {
 	return t.GetState() <= apiv1.TaskState_TASK_STATE_RUNNING
 }
 
-// Events streams applied changes until the client goes away.
+// Events streams applied changes until the client goes away. A client that
+// falls behind by more than the broker's bound in bytes is ended with
+// ResourceExhausted and must resubscribe (and read the state again). While
+// a client does not read, gRPC's flow control stops this stream's sends,
+// and the broker, not gRPC's buffers, holds what waits for it: the wire
+// form of each event is shared by every stream that sends it.
 func (s *Server) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServer) error {
 	kinds := map[string]bool{}
 	for _, k := range req.GetKinds() {
@@ -335,7 +351,11 @@ func (s *Server) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServ
 	if len(kinds) > 0 {
 		filter = func(e *apiv1.Event) bool { return kinds[e.GetKind()] }
 	}
-	sub := s.opts.Events.Subscribe(filter, 4096)
+	maxBytes := s.opts.EventSubscriberBytes
+	if maxBytes <= 0 {
+		maxBytes = events.DefaultSubscriberBytes
+	}
+	sub := s.opts.Events.SubscribeBytes(filter, 4096, maxBytes)
 	defer sub.Close()
 	// Headers go out now, so a client knows it is subscribed before the first
 	// event arrives.
@@ -348,12 +368,16 @@ func (s *Server) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServ
 			return nil
 		case ev, ok := <-sub.C:
 			if !ok {
-				if errors.Is(sub.Err(), events.ErrLagged) {
-					return status.Error(codes.ResourceExhausted, "event stream fell behind and was dropped; reconnect")
+				if err := sub.Err(); errors.Is(err, events.ErrLagged) {
+					return status.Error(codes.ResourceExhausted, err.Error())
 				}
 				return status.Error(codes.Unavailable, "event stream closed: agent shutting down")
 			}
-			if err := stream.Send(ev); err != nil {
+			b, err := s.wire.encode(ev)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			if err := stream.SendMsg(b); err != nil {
 				return err
 			}
 		}

@@ -41,6 +41,11 @@ type LeaderInfo interface {
 	// both empty when there is no leader.
 	LeaderWithID() (raft.ServerAddress, raft.ServerID)
 	State() raft.RaftState
+	// StorageFault is non-nil while this manager's last write to its own
+	// Raft storage failed (a full disk): it names the file and the disk.
+	StorageFault() error
+	// OnlyVoter reports whether this manager is the cluster's only voter.
+	OnlyVoter() bool
 }
 
 // Forwarder sends the API calls a follower receives to the leader, so
@@ -117,9 +122,25 @@ func NewForwarder(r LeaderInfo, pool *clusternet.Pool, quorum func() string) *Fo
 	return &Forwarder{raft: r, pool: pool, quorum: quorum}
 }
 
+// readsLocally reports whether a read is served from this manager's own
+// state although leadership cannot be confirmed: on a single manager whose
+// Raft storage write failed (a full disk), the only reason it cannot lead
+// is its own disk, and its state holds every acknowledged write.
+func (f *Forwarder) readsLocally(method string) bool {
+	return isRead(method) && f.raft.StorageFault() != nil && f.raft.OnlyVoter()
+}
+
 // NoLeaderError is the status of a call that needs the leader when none
-// is known.
+// is known. The advice to force a new cluster is given only when other
+// managers are missing: not for a single manager, nor for one whose own
+// disk is full (that error names the file and the disk instead).
 func (f *Forwarder) NoLeaderError() error {
+	if fault := f.raft.StorageFault(); fault != nil {
+		return status.Convert(fault).Err()
+	}
+	if f.raft.OnlyVoter() {
+		return status.Error(codes.Unavailable, "no Raft leader: this manager is the cluster's only one and is not leader yet (an election is running); retry, and read this agent's log if it lasts")
+	}
 	msg := "no quorum: no manager is the Raft leader, so the cluster accepts no writes (running tasks keep running)"
 	if f.quorum != nil {
 		msg += "; " + f.quorum()
@@ -132,7 +153,7 @@ func (f *Forwarder) NoLeaderError() error {
 // is not it. It must run after authorization: the original caller is sent
 // along in the metadata.
 func (f *Forwarder) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if localMethods[info.FullMethod] {
+	if localMethods[info.FullMethod] || f.readsLocally(info.FullMethod) {
 		return h(ctx, req)
 	}
 	if f.raft.State() == raft.Leader {

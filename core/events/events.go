@@ -6,14 +6,22 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+
+	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
 // ErrLagged is the reason a subscription is closed when its reader fell so
-// far behind that its buffer filled: the bus never blocks the FSM.
-var ErrLagged = errors.New("event subscriber fell behind and was dropped")
+// far behind that its buffer filled, in events or in bytes: the bus never
+// blocks the FSM. The subscription's Err wraps it with the limit passed.
+var ErrLagged = errors.New("event subscriber fell behind")
+
+// DefaultSubscriberBytes is a bound for SubscribeBytes: how many bytes of
+// events (their protobuf size) an API subscriber may have waiting.
+const DefaultSubscriberBytes = 4 << 20
 
 // ErrClosed is the reason subscriptions end when the bus shuts down.
 var ErrClosed = errors.New("event bus closed")
@@ -38,16 +46,33 @@ type Subscription struct {
 	b      *Broker
 	err    error
 	done   bool
+	// maxBytes bounds the events waiting, in protobuf bytes; 0: no bound.
+	maxBytes int
+	// sizes are the protobuf sizes of the events sent on c, oldest first,
+	// and queued their sum; those the reader took are dropped from the
+	// front at the next send (c holds len(c) of them).
+	sizes  []int
+	queued int
 }
 
 // Subscribe returns a subscription receiving the events that filter accepts
-// (all when nil), buffered up to buf events.
+// (all when nil), buffered up to buf events. It suits the core's own loops:
+// their waiting events are shared with the state, so only the count is
+// bounded.
 func (b *Broker) Subscribe(filter func(*apiv1.Event) bool, buf int) *Subscription {
+	return b.SubscribeBytes(filter, buf, 0)
+}
+
+// SubscribeBytes is Subscribe with the events waiting also bounded to
+// maxBytes of protobuf (none when 0): for subscribers outside the agent,
+// whose events are marshaled for a client that may not read them. One
+// event larger than maxBytes is still delivered when nothing else waits.
+func (b *Broker) SubscribeBytes(filter func(*apiv1.Event) bool, buf, maxBytes int) *Subscription {
 	if buf < 1 {
 		buf = 1
 	}
 	c := make(chan *apiv1.Event, buf)
-	s := &Subscription{C: c, c: c, filter: filter, b: b}
+	s := &Subscription{C: c, c: c, filter: filter, b: b, maxBytes: max(maxBytes, 0)}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -59,28 +84,64 @@ func (b *Broker) Subscribe(filter func(*apiv1.Event) bool, buf int) *Subscriptio
 }
 
 // Publish delivers evs to every subscriber without blocking; a subscriber
-// whose buffer is full is dropped with ErrLagged.
+// whose buffer is full, in events or in bytes, is dropped with ErrLagged.
+// What was already waiting for it is still delivered before C closes.
 func (b *Broker) Publish(evs []*apiv1.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	sizes := make([]int, len(evs)) // computed once, for the first taker
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {
-		for _, ev := range evs {
+		for i, ev := range evs {
 			if s.filter != nil && !s.filter(ev) {
 				continue
 			}
-			select {
-			case s.c <- ev:
-			default:
-				s.closeLocked(ErrLagged)
+			if s.maxBytes > 0 && sizes[i] == 0 {
+				sizes[i] = max(proto.Size(ev), 1)
 			}
-			if s.done {
+			if err := s.offerLocked(ev, sizes[i]); err != nil {
+				s.closeLocked(err)
 				break
 			}
 		}
 	}
+}
+
+// offerLocked sends ev (of size bytes) on s.c unless that would put more
+// than s.maxBytes, or more than the buffer's events, in waiting.
+func (s *Subscription) offerLocked(ev *apiv1.Event, size int) error {
+	if s.maxBytes > 0 {
+		for len(s.sizes) > len(s.c) { // the reader took these
+			s.queued -= s.sizes[0]
+			s.sizes = s.sizes[1:]
+		}
+		if len(s.sizes) > 0 && s.queued+size > s.maxBytes {
+			return fmt.Errorf("%w by more than %s of events (%d events waiting); resubscribe", ErrLagged, byteSize(s.maxBytes), len(s.sizes))
+		}
+	}
+	select {
+	case s.c <- ev:
+		if s.maxBytes > 0 {
+			s.sizes = append(s.sizes, size)
+			s.queued += size
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w by more than %d events; resubscribe", ErrLagged, cap(s.c))
+	}
+}
+
+// byteSize writes n in the largest binary unit that divides it (4 MiB).
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Close ends every subscription with ErrClosed.
@@ -99,6 +160,7 @@ func (s *Subscription) closeLocked(err error) {
 	}
 	s.done = true
 	s.err = err
+	s.sizes = nil
 	close(s.c)
 	delete(s.b.subs, s)
 }

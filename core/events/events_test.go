@@ -3,6 +3,8 @@ package events
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +107,53 @@ func TestWatcherResubscribesAfterLagging(t *testing.T) {
 	b.Close()
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after broker close = %v, want ErrClosed", err)
+	}
+}
+
+func TestSubscriberByteBudget(t *testing.T) {
+	big := func(name string) *apiv1.Event { return &apiv1.Event{Kind: "x", Name: name + strings.Repeat("b", 400)} }
+	tests := []struct {
+		name string
+		// read is how many events the subscriber takes after each publish.
+		read       int
+		publish    int
+		wantLagged bool
+	}{
+		{"a reader that keeps up is never dropped", 1, 20, false},
+		{"a reader that stops is dropped past the budget", 0, 20, true},
+		{"within the budget nothing is dropped", 0, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBroker()
+			s := b.SubscribeBytes(nil, 100, 1000) // two of these events
+			defer s.Close()
+			for i := range tt.publish {
+				b.Publish([]*apiv1.Event{big(strconv.Itoa(i))})
+				for range tt.read {
+					<-s.C
+				}
+			}
+			b.Close()
+			for range s.C {
+			}
+			lagged := errors.Is(s.Err(), ErrLagged)
+			if lagged != tt.wantLagged {
+				t.Fatalf("Err() = %v, want lagged %v", s.Err(), tt.wantLagged)
+			}
+			if lagged && !strings.Contains(s.Err().Error(), "fell behind by more than 1000 bytes of events") {
+				t.Fatalf("Err() = %q does not name the bound", s.Err())
+			}
+		})
+	}
+}
+
+func TestEventLargerThanBudgetIsDelivered(t *testing.T) {
+	b := NewBroker()
+	s := b.SubscribeBytes(nil, 10, 10)
+	defer s.Close()
+	b.Publish([]*apiv1.Event{ev("x", strings.Repeat("n", 100))})
+	if e := <-s.C; e == nil {
+		t.Fatalf("the one large event was not delivered: %v", s.Err())
 	}
 }

@@ -71,8 +71,11 @@ type Options struct {
 	MaxFailedStarts int
 
 	// HealthInterval is the time between health checks of a running plugin;
-	// two failed checks in a row count as a hang: the process is killed and
-	// restarted. Default 2s.
+	// three failed checks in a row, over at least 3 intervals and a timeout,
+	// count as a hang: the process is killed and restarted. A check that
+	// times out on an overloaded host (it ran late, or the plugin waits for
+	// a CPU or the disk) is not counted, up to 30 intervals without an
+	// answer. Default 2s.
 	HealthInterval time.Duration
 	// HealthTimeout bounds one health check. Default 2s.
 	HealthTimeout time.Duration

@@ -345,14 +345,18 @@ func (p *Plugin) finish(inst *instance) {
 	p.mu.Unlock()
 }
 
-// watch returns when inst's process exits (why says how), stops answering
-// health checks (two in a row), or the plugin is being stopped (why is "").
+// watch returns when inst's process exits (why says how), is found hung by
+// its health checks (healthTracker: several failures in a row over a
+// window, not counting timeouts on an overloaded host), or the plugin is
+// being stopped (why is "").
 func (p *Plugin) watch(inst *instance) (why string) {
 	opts := p.host.opts
-	t := time.NewTicker(opts.HealthInterval)
+	health := newHealthTracker(policyFor(opts), time.Now())
+	t := time.NewTimer(opts.HealthInterval)
 	defer t.Stop()
-	misses := 0
 	for {
+		planned := time.Now().Add(opts.HealthInterval)
+		t.Reset(opts.HealthInterval)
 		select {
 		case <-p.ctx.Done():
 			return ""
@@ -360,24 +364,30 @@ func (p *Plugin) watch(inst *instance) (why string) {
 			return "exited: " + exitReason(inst.run.waitErr)
 		case <-t.C:
 		}
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(p.ctx, opts.HealthTimeout)
 		_, err := healthpb.NewHealthClient(inst.cc).Check(ctx, &healthpb.HealthCheckRequest{Service: plugin.GRPCServiceName})
 		cancel()
-		if err == nil {
-			misses = 0
-			continue
+		end := time.Now()
+		check := healthCheck{At: end, Err: err, Late: max(start.Sub(planned), end.Sub(start)-opts.HealthTimeout)}
+		if err != nil {
+			select {
+			case <-p.ctx.Done():
+				return ""
+			case <-inst.run.exited:
+				return "exited: " + exitReason(inst.run.waitErr)
+			default:
+			}
+			check.ProcState = procState(inst.run.PID())
 		}
-		select {
-		case <-p.ctx.Done():
-			return ""
-		case <-inst.run.exited:
-			return "exited: " + exitReason(inst.run.waitErr)
-		default:
-		}
-		misses++
-		p.log.Warn("plugin did not answer a health check", "pid", inst.run.PID(), "misses", misses, "error", err)
-		if misses >= 2 {
-			return fmt.Sprintf("not answering health checks: %v", err)
+		v := health.observe(check)
+		switch {
+		case v.Restart:
+			return v.Reason
+		case v.Excused:
+			p.log.Warn("plugin answered no health check in time on an overloaded host; not counted", "pid", inst.run.PID(), "late", check.Late, "process_state", string(rune(check.ProcState)), "error", err)
+		case err != nil:
+			p.log.Warn("plugin did not answer a health check", "pid", inst.run.PID(), "misses", v.Misses, "late", check.Late, "process_state", string(rune(check.ProcState)), "error", err)
 		}
 	}
 }

@@ -78,6 +78,7 @@ type Node struct {
 	Raft      *raft.Raft
 	proposer  *proposer
 	logs      *raftboltdb.BoltStore
+	store     *trackedStore // logs, with its write errors recorded
 	transport *raft.NetworkTransport
 	id        raft.ServerID
 	logger    hclog.Logger
@@ -110,10 +111,12 @@ func Open(cfg Config) (*Node, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 
-	logs, err := OpenLogStore(filepath.Join(cfg.Dir, "raft.db"))
+	logPath := filepath.Join(cfg.Dir, "raft.db")
+	logs, err := OpenLogStore(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("raft: open log store: %w", err)
 	}
+	store := newTrackedStore(logs, logPath, logger)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
 	if err != nil {
 		logs.Close()
@@ -134,7 +137,7 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
 		}
 	}
-	n := &Node{logs: logs, transport: transport, id: rc.LocalID, logger: logger}
+	n := &Node{logs: logs, store: store, transport: transport, id: rc.LocalID, logger: logger}
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
@@ -153,7 +156,7 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("raft: force-new-cluster: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, logs, logs, snaps, transport)
+	r, err := raft.NewRaft(rc, cfg.FSM, store, store, snaps, transport)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("raft: start: %w", err)
@@ -217,6 +220,9 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	}
 	if n.Raft.State() != raft.Leader {
 		if addr, _ := n.Raft.LeaderWithID(); addr == "" {
+			if err := n.StorageFault(); err != nil {
+				return nil, err
+			}
 			return nil, ErrNoLeader
 		}
 		return nil, ErrNotLeader
@@ -230,6 +236,10 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	}
 	resp, err := n.proposer.propose(data, timeout)
 	if err != nil {
+		if fault := n.StorageFault(); fault != nil {
+			// The leader could not append the entry to its own log.
+			return nil, fault
+		}
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, fmt.Errorf("%w (%v)", ErrNotLeader, err)

@@ -1,0 +1,3 @@
+manager {
+  event_subscriber_bytes = 1048576
+}
