@@ -5,11 +5,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -217,4 +221,221 @@ func TestConformance(t *testing.T) {
 		},
 		PeerKey: peerKey,
 	})
+}
+
+// mesh is two nodes, each with one attached task, that are each other's
+// peers.
+type mesh struct {
+	tn           *netns.Net
+	a, b         *node
+	peerA, peerB network.Peer
+	taskA, taskB *netns.Host
+	attA, attB   network.Attachment
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	m := &mesh{tn: netns.New(t)}
+	m.a = newNode(t, m.tn.AddHost(t, "a"), nil)
+	m.b = newNode(t, m.tn.AddHost(t, "b"), nil)
+	m.peerA, m.peerB = m.a.setup(1), m.b.setup(2)
+	for _, n := range []*node{m.a, m.b} { // each node ignores its own entry
+		if err := n.nw.SetPeers(t.Context(), []network.Peer{m.peerA, m.peerB}); err != nil {
+			t.Fatalf("SetPeers on %s: %v", n.host.Name, err)
+		}
+	}
+	m.taskA, m.taskB = m.tn.AddNamespace(t, "task-a"), m.tn.AddNamespace(t, "task-b")
+	m.attA, m.attB = m.a.attach("task-a", m.taskA), m.b.attach("task-b", m.taskB)
+	return m
+}
+
+// listen opens a TCP listener on addr inside ns, closed when the test ends.
+func listen(t testing.TB, ns *netns.Host, addr netip.Addr) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		return err
+	}); err != nil {
+		t.Fatalf("listen in %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// dial connects from inside ns to addr, with a deadline.
+func dial(ns *netns.Host, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// echoOnce accepts one connection on ln and echoes what it reads.
+func echoOnce(ln net.Listener) <-chan net.Addr {
+	remote := make(chan net.Addr, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(remote)
+			return
+		}
+		defer c.Close()
+		remote <- c.RemoteAddr()
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		_, _ = c.Write(buf[:n])
+	}()
+	return remote
+}
+
+func roundTrip(t *testing.T, from *netns.Host, addr string) {
+	t.Helper()
+	c, err := dial(from, addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, from.Name, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatalf("write to %s: %v", addr, err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo from %s: %q, %v", addr, buf, err)
+	}
+}
+
+// TestTwoNodes: a task on node A reaches a task on node B by its overlay
+// address, through WireGuard (B's device counts the bytes from A).
+func TestTwoNodes(t *testing.T) {
+	m := newMesh(t)
+	ln := listen(t, m.taskB, m.attB.Address.Addr())
+	remote := echoOnce(ln)
+	before := peerStats(t, m.b, m.peerA.PublicKey)
+	roundTrip(t, m.taskA, ln.Addr().String())
+	if got := <-remote; got == nil || !strings.HasPrefix(got.String(), m.attA.Address.Addr().String()+":") {
+		t.Errorf("task B saw the connection from %v, want task A's overlay address %s", got, m.attA.Address.Addr())
+	}
+	after := peerStats(t, m.b, m.peerA.PublicKey)
+	if after.ReceiveBytes <= before.ReceiveBytes || after.LastHandshakeTime.IsZero() {
+		t.Errorf("node B's WireGuard peer A: received %d bytes (before %d), handshake %v: the traffic did not go over WireGuard",
+			after.ReceiveBytes, before.ReceiveBytes, after.LastHandshakeTime)
+	}
+}
+
+// peerStats returns n's WireGuard peer with the given public key.
+func peerStats(t testing.TB, n *node, key string) wgtypes.Peer {
+	t.Helper()
+	for _, p := range n.device().Peers {
+		if p.PublicKey.String() == key {
+			return p
+		}
+	}
+	t.Fatalf("node %s has no WireGuard peer %s", n.host.Name, key)
+	return wgtypes.Peer{}
+}
+
+// TestPluginKill9DuringTransfer: a transfer from a task on A to a task on B
+// goes on while A's plugin is killed -9 and restarted; the new plugin
+// process adopts the device process and rebuilds nothing.
+func TestPluginKill9DuringTransfer(t *testing.T) {
+	m := newMesh(t)
+	ln := listen(t, m.taskB, m.attB.Address.Addr())
+
+	// B's task counts what it receives and the longest pause between reads.
+	type progress struct {
+		bytes  int64
+		maxGap time.Duration
+	}
+	var mu sync.Mutex
+	var got progress
+	reset := func() progress {
+		mu.Lock()
+		defer mu.Unlock()
+		p := got
+		got.maxGap = 0
+		return p
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		last := time.Now()
+		for {
+			n, err := c.Read(buf)
+			now := time.Now()
+			mu.Lock()
+			got.bytes += int64(n)
+			got.maxGap = max(got.maxGap, now.Sub(last))
+			mu.Unlock()
+			last = now
+			if err != nil {
+				return
+			}
+		}
+	}()
+	c, err := dial(m.taskA, ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial %s: %v", ln.Addr(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sendErr := make(chan error, 1)
+	go func() { // paced: 16 KiB every 2 ms, about 8 MB/s
+		chunk := make([]byte, 16<<10)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for range tick.C {
+			if _, err := c.Write(chunk); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+	}()
+	waitBytes := func(n int64) {
+		t.Helper()
+		testutil.Eventually(t, 5*time.Second, fmt.Sprintf("task B receives %d bytes", n), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return got.bytes >= n
+		})
+	}
+	waitBytes(1 << 20)
+
+	pid := wireguard.DevicePID(m.a.iface)
+	before := takeCensus(t, m.a.host)
+	start := reset()
+	m.a.kill9()
+	m.a.start(nil)
+	if self := m.a.setup(1); self.PublicKey != m.peerA.PublicKey {
+		t.Errorf("SetupNode after the restart: public key %s, want the node's own %s", self.PublicKey, m.peerA.PublicKey)
+	}
+	if err := m.a.nw.SetPeers(t.Context(), []network.Peer{m.peerA, m.peerB}); err != nil {
+		t.Fatalf("SetPeers after the restart: %v", err)
+	}
+	if again := m.a.attach("task-a", m.taskA); again != m.attA {
+		t.Errorf("Attach after the restart = %+v, want the task's own %+v", again, m.attA)
+	}
+	waitBytes(start.bytes + 1<<20)
+	end := reset()
+	select {
+	case err := <-sendErr:
+		t.Fatalf("transfer broke across the plugin restart: %v", err)
+	default:
+	}
+	t.Logf("across kill -9 and restart of the plugin: longest pause between reads %v, %d bytes", end.maxGap, end.bytes-start.bytes)
+	if end.maxGap > time.Second {
+		t.Errorf("transfer paused %v across the plugin restart, want under 1s", end.maxGap)
+	}
+	if got := wireguard.DevicePID(m.a.iface); got != pid {
+		t.Errorf("device process after the restart: pid %d, want the adopted %d", got, pid)
+	}
+	if after := takeCensus(t, m.a.host); !after.equal(before) {
+		t.Errorf("the restarted plugin changed what was built:\nbefore %+v\nafter  %+v", before, after)
+	}
 }

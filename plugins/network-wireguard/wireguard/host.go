@@ -228,7 +228,7 @@ func masqueradeExprs(subnet, overlay netip.Prefix) []expr.Any {
 			&expr.Cmp{Op: op, Register: 1, Data: p.Addr().AsSlice()},
 		}
 	}
-	e := match(12, subnet, expr.CmpOpEq)                   // source address
+	e := match(12, subnet, expr.CmpOpEq)                // source address
 	e = append(e, match(16, overlay, expr.CmpOpNeq)...) // destination address
 	return append(e, &expr.Masq{})
 }
