@@ -4,12 +4,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
+	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/network"
 	"github.com/warrenorch/warren/sdk/networktest"
 	"github.com/warrenorch/warren/test/netns"
@@ -438,4 +441,146 @@ func TestPluginKill9DuringTransfer(t *testing.T) {
 	if after := takeCensus(t, m.a.host); !after.equal(before) {
 		t.Errorf("the restarted plugin changed what was built:\nbefore %+v\nafter  %+v", before, after)
 	}
+}
+
+// TestMasqueradeEgress: a task reaches a host outside the overlay through
+// its node, which masquerades it: the outside host sees the node's address
+// and needs no route back to the overlay.
+func TestMasqueradeEgress(t *testing.T) {
+	tn := netns.New(t)
+	n := newNode(t, tn.AddHost(t, "node"), nil)
+	outside := tn.AddHost(t, "outside")
+	n.setup(1)
+	task := tn.AddNamespace(t, "task")
+	n.attach("task", task)
+	ln := outside.Listen(t, 0)
+	remote := echoOnce(ln)
+	roundTrip(t, task, ln.Addr().String())
+	if got := <-remote; got == nil || !strings.HasPrefix(got.String(), n.host.IP+":") {
+		t.Errorf("the outside host saw the task's connection from %v, want the node's address %s", got, n.host.IP)
+	}
+}
+
+// TestNoLeaks attaches and detaches a task many times, as task restarts do,
+// with plugin crashes (kill -9) in between and namespaces that go away
+// before Detach, and checks that the node ends with exactly what it had.
+func TestNoLeaks(t *testing.T) {
+	tn := netns.New(t)
+	n := newNode(t, tn.AddHost(t, "node"), nil)
+	n.setup(1)
+	kept := tn.AddNamespace(t, "kept") // one namespace reused by every other restart
+	before, keptBefore := takeCensus(t, n.host), takeCensus(t, kept)
+	const rounds = 30
+	for i := range rounds {
+		ns := kept
+		if i%2 == 1 {
+			ns = tn.AddNamespace(t, fmt.Sprintf("task%d", i))
+		}
+		n.attach("task", ns)
+		if i%10 == 9 { // the plugin crashes with the task attached
+			n.kill9()
+			n.start(nil)
+			n.setup(1)
+		}
+		if i%5 == 3 && ns != kept { // the task's namespace is gone before Detach
+			tn.DelNamespace(t, ns)
+		}
+		if err := n.nw.Detach(t.Context(), "task", ns.Path()); err != nil {
+			t.Fatalf("round %d: Detach: %v", i, err)
+		}
+		if ns != kept {
+			tn.DelNamespace(t, ns)
+		}
+	}
+	if after := takeCensus(t, n.host); !after.equal(before) {
+		t.Errorf("after %d attach/detach rounds the node has:\n%+v\nwant what it had before:\n%+v", rounds, after, before)
+	}
+	if after := takeCensus(t, kept); !after.equal(keptBefore) {
+		t.Errorf("after %d attach/detach rounds the task namespace has:\n%+v\nwant:\n%+v", rounds, after, keptBefore)
+	}
+	if err := n.nw.Teardown(t.Context()); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	if got := takeCensus(t, n.host); len(got.Links) != 2 || len(got.Rules) != 0 || wireguard.DevicePID(n.iface) != 0 {
+		t.Errorf("after Teardown the node has links %v, nft rules %v, device process %d; want lo and eth0 only", got.Links, got.Rules, wireguard.DevicePID(n.iface))
+	}
+}
+
+// TestBadInput: a full subnet, a bad key on disk and malformed peers give
+// clear errors and leave nothing half-configured.
+func TestBadInput(t *testing.T) {
+	tn := netns.New(t)
+
+	t.Run("FullSubnet", func(t *testing.T) {
+		n := newNode(t, tn.AddHost(t, "full"), nil)
+		cfg := network.NodeConfig{NodeID: "full", Subnet: netip.MustParsePrefix("10.199.9.0/29"), OverlayCIDR: overlay}
+		if _, err := n.nw.SetupNode(t.Context(), cfg); err != nil {
+			t.Fatalf("SetupNode: %v", err)
+		}
+		for i := range 5 { // .2 to .6: .0 is the network, .1 the gateway, .7 broadcast
+			n.attach(fmt.Sprintf("task%d", i), tn.AddNamespace(t, fmt.Sprintf("full%d", i)))
+		}
+		extra := tn.AddNamespace(t, "full5")
+		before, extraBefore := takeCensus(t, n.host), takeCensus(t, extra)
+		_, err := n.nw.Attach(t.Context(), "task5", extra.Path())
+		if !errors.Is(err, sdk.ErrFailedPrecondition) || !strings.Contains(err.Error(), "10.199.9.0/29") {
+			t.Errorf("Attach to a full subnet: %v, want ErrFailedPrecondition naming the subnet", err)
+		}
+		if !takeCensus(t, n.host).equal(before) || !takeCensus(t, extra).equal(extraBefore) {
+			t.Error("the failed Attach changed the node or the task namespace")
+		}
+		if err := n.nw.Detach(t.Context(), "task2", ""); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+		if a := n.attach("task5", extra); a.Address.Addr() != netip.MustParseAddr("10.199.9.4") {
+			t.Errorf("Attach after a Detach got %s, want the released 10.199.9.4", a.Address)
+		}
+	})
+
+	t.Run("BadKeyOnDisk", func(t *testing.T) {
+		n := newNode(t, tn.AddHost(t, "badkey"), nil)
+		path := filepath.Join(n.dir, "private.key")
+		if err := os.WriteFile(path, []byte("not a key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := takeCensus(t, n.host)
+		_, err := n.nw.SetupNode(t.Context(), network.NodeConfig{NodeID: "badkey", Subnet: subnet(1), OverlayCIDR: overlay})
+		if !errors.Is(err, sdk.ErrFailedPrecondition) || !strings.Contains(err.Error(), path) {
+			t.Errorf("SetupNode with a bad key on disk: %v, want ErrFailedPrecondition naming %s", err, path)
+		}
+		if !takeCensus(t, n.host).equal(before) || wireguard.DevicePID(n.iface) != 0 {
+			t.Error("the failed SetupNode built something")
+		}
+	})
+
+	t.Run("MalformedPeer", func(t *testing.T) {
+		n := newNode(t, tn.AddHost(t, "peers"), nil)
+		n.setup(1)
+		good := network.Peer{NodeID: "good", PublicKey: peerKey(t, 0), Endpoint: "10.0.0.1:51820", Subnets: []netip.Prefix{subnet(2)}}
+		if err := n.nw.SetPeers(t.Context(), []network.Peer{good}); err != nil {
+			t.Fatalf("SetPeers: %v", err)
+		}
+		want := n.device().Peers
+		for _, tc := range []struct {
+			name   string
+			modify func(*network.Peer)
+		}{
+			{"a key that is not base64", func(p *network.Peer) { p.PublicKey = "not-a-key" }},
+			{"a key of the wrong length", func(p *network.Peer) { p.PublicKey = "AAAA" }},
+			{"an endpoint without port", func(p *network.Peer) { p.Endpoint = "10.0.0.2" }},
+			{"an endpoint that is a name", func(p *network.Peer) { p.Endpoint = "node-b:51820" }},
+			{"no subnets", func(p *network.Peer) { p.Subnets = nil }},
+			{"the node's own key", func(p *network.Peer) { p.PublicKey = n.device().PublicKey.String() }},
+		} {
+			bad := network.Peer{NodeID: "bad", PublicKey: peerKey(t, 1), Endpoint: "10.0.0.2:51820", Subnets: []netip.Prefix{subnet(3)}}
+			tc.modify(&bad)
+			err := n.nw.SetPeers(t.Context(), []network.Peer{good, bad})
+			if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "bad") {
+				t.Errorf("SetPeers with %s: %v, want ErrInvalidArgument naming the peer", tc.name, err)
+			}
+			if got := n.device().Peers; len(got) != len(want) || got[0].PublicKey != want[0].PublicKey {
+				t.Errorf("SetPeers with %s changed the device's peers to %v", tc.name, got)
+			}
+		}
+	})
 }

@@ -331,8 +331,9 @@ func parsePeer(p network.Peer) (wgtypes.PeerConfig, error) {
 // peerChanges returns the WireGuard peer configs that turn the device's
 // current peers into want: removals of peers not wanted, and the wanted
 // peers that are new or differ in endpoint or allowed IPs. Unchanged peers
-// are left out, so their sessions are not disturbed.
-func peerChanges(current []wgtypes.Peer, want []network.Peer) ([]wgtypes.PeerConfig, error) {
+// are left out, so their sessions are not disturbed. A wanted peer with the
+// node's own key is an error.
+func peerChanges(own wgtypes.Key, current []wgtypes.Peer, want []network.Peer) ([]wgtypes.PeerConfig, error) {
 	cur := make(map[wgtypes.Key]wgtypes.Peer, len(current))
 	for _, p := range current {
 		cur[p.PublicKey] = p
@@ -343,6 +344,9 @@ func peerChanges(current []wgtypes.Peer, want []network.Peer) ([]wgtypes.PeerCon
 		pc, err := parsePeer(p)
 		if err != nil {
 			return nil, err
+		}
+		if pc.PublicKey == own {
+			return nil, fmt.Errorf("peer %q: public key %s is this node's own: %w", p.NodeID, p.PublicKey, sdk.ErrInvalidArgument)
 		}
 		if other, dup := wanted[pc.PublicKey]; dup {
 			return nil, fmt.Errorf("peer %q: public key also used by peer %q: %w", p.NodeID, other, sdk.ErrInvalidArgument)

@@ -355,14 +355,9 @@ func (p *Plugin) SetPeers(_ context.Context, peers []network.Peer) error {
 	if err != nil {
 		return fmt.Errorf("WireGuard device %s: %w", p.cfg.Interface, err)
 	}
-	changes, err := peerChanges(d.Peers, others)
+	changes, err := peerChanges(d.PublicKey, d.Peers, others)
 	if err != nil {
 		return err
-	}
-	for _, c := range changes {
-		if c.PublicKey == d.PublicKey {
-			return fmt.Errorf("peer with public key %s: that is this node's own key: %w", c.PublicKey, sdk.ErrInvalidArgument)
-		}
 	}
 	if len(changes) == 0 {
 		return nil
