@@ -35,8 +35,13 @@ const (
 	Version = "0.1.0"
 )
 
+// DataDirEnv is the agent's data directory, which the host passes to every
+// plugin; state_dir defaults to $WARREN_DATA_DIR/network-wireguard.
+const DataDirEnv = "WARREN_DATA_DIR"
+
 // Defaults of the config attributes.
 const (
+	// DefaultStateDir is state_dir's default without DataDirEnv.
 	DefaultStateDir   = "/var/lib/warren/network-wireguard"
 	DefaultInterface  = "warren-wg"
 	DefaultBridge     = "warren-br"
@@ -97,7 +102,7 @@ func (p *Plugin) Info(context.Context) (sdk.Info, error) {
 // ConfigSchema describes Config.
 func (p *Plugin) ConfigSchema(context.Context) (sdk.Schema, error) {
 	return sdk.Schema{Attributes: []sdk.Attribute{
-		{Name: "state_dir", Type: sdk.TypeString, Description: "directory for the node's private key and task addresses (default " + DefaultStateDir + ")"},
+		{Name: "state_dir", Type: sdk.TypeString, Description: "directory for the node's private key and task addresses (default $WARREN_DATA_DIR/network-wireguard, else " + DefaultStateDir + ")"},
 		{Name: "interface", Type: sdk.TypeString, Description: "WireGuard interface name (default " + DefaultInterface + ")"},
 		{Name: "bridge", Type: sdk.TypeString, Description: "task bridge name (default " + DefaultBridge + ")"},
 		{Name: "mtu", Type: sdk.TypeNumber, Description: "overlay MTU; 0 or unset: the underlay interface's MTU minus 80"},
@@ -115,6 +120,9 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
+		if d := os.Getenv(DataDirEnv); d != "" {
+			c.StateDir = filepath.Join(d, Name)
+		}
 	}
 	if c.Interface == "" {
 		c.Interface = DefaultInterface
