@@ -322,6 +322,11 @@ func TestTwoNodes(t *testing.T) {
 	if got := <-remote; got == nil || !strings.HasPrefix(got.String(), m.attA.Address.Addr().String()+":") {
 		t.Errorf("task B saw the connection from %v, want task A's overlay address %s", got, m.attA.Address.Addr())
 	}
+	// This machine's kernel has no WireGuard: the datapath is userspace,
+	// and the plugin says so.
+	if info, err := m.a.nw.Info(t.Context()); err != nil || !strings.HasSuffix(info.Description, "datapath: userspace") {
+		t.Errorf("Info = %+v, %v; want the description to name the userspace datapath", info, err)
+	}
 	after := peerStats(t, m.b, m.peerA.PublicKey)
 	if after.ReceiveBytes <= before.ReceiveBytes || after.LastHandshakeTime.IsZero() {
 		t.Errorf("node B's WireGuard peer A: received %d bytes (before %d), handshake %v: the traffic did not go over WireGuard",
@@ -472,11 +477,14 @@ func TestNoLeaks(t *testing.T) {
 	before, keptBefore := takeCensus(t, n.host), takeCensus(t, kept)
 	const rounds = 30
 	for i := range rounds {
+		// A restarted task is a new task: a new ID, and every other time a
+		// new namespace.
+		id := fmt.Sprintf("task%d", i)
 		ns := kept
 		if i%2 == 1 {
 			ns = tn.AddNamespace(t, fmt.Sprintf("task%d", i))
 		}
-		n.attach("task", ns)
+		n.attach(id, ns)
 		if i%10 == 9 { // the plugin crashes with the task attached
 			n.kill9()
 			n.start(nil)
@@ -485,11 +493,18 @@ func TestNoLeaks(t *testing.T) {
 		if i%5 == 3 && ns != kept { // the task's namespace is gone before Detach
 			tn.DelNamespace(t, ns)
 		}
-		if err := n.nw.Detach(t.Context(), "task", ns.Path()); err != nil {
+		if err := n.nw.Detach(t.Context(), id, ns.Path()); err != nil {
 			t.Fatalf("round %d: Detach: %v", i, err)
 		}
-		if ns != kept {
+		if ns == kept {
+			if got := takeCensus(t, kept); !got.equal(keptBefore) {
+				t.Fatalf("round %d: after Detach the task namespace has %+v, want %+v", i, got, keptBefore)
+			}
+		} else {
 			tn.DelNamespace(t, ns)
+		}
+		if got := takeCensus(t, n.host); !got.equal(before) {
+			t.Fatalf("round %d: after Detach the node has:\n%+v\nwant what it had before:\n%+v", i, got, before)
 		}
 	}
 	if after := takeCensus(t, n.host); !after.equal(before) {
@@ -572,9 +587,12 @@ func TestBadInput(t *testing.T) {
 			{"no subnets", func(p *network.Peer) { p.Subnets = nil }},
 			{"the node's own key", func(p *network.Peer) { p.PublicKey = n.device().PublicKey.String() }},
 		} {
-			bad := network.Peer{NodeID: "bad", PublicKey: peerKey(t, 1), Endpoint: "10.0.0.2:51820", Subnets: []netip.Prefix{subnet(3)}}
+			// Sorted by node ID, the new good peer comes before the bad one:
+			// a plugin that applied peers one by one would have added it.
+			added := network.Peer{NodeID: "new", PublicKey: peerKey(t, 2), Endpoint: "10.0.0.3:51820", Subnets: []netip.Prefix{subnet(4)}}
+			bad := network.Peer{NodeID: "zbad", PublicKey: peerKey(t, 1), Endpoint: "10.0.0.2:51820", Subnets: []netip.Prefix{subnet(3)}}
 			tc.modify(&bad)
-			err := n.nw.SetPeers(t.Context(), []network.Peer{good, bad})
+			err := n.nw.SetPeers(t.Context(), []network.Peer{good, added, bad})
 			if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "bad") {
 				t.Errorf("SetPeers with %s: %v, want ErrInvalidArgument naming the peer", tc.name, err)
 			}
