@@ -327,10 +327,89 @@ func TestTwoNodes(t *testing.T) {
 	if info, err := m.a.nw.Info(t.Context()); err != nil || !strings.HasSuffix(info.Description, "datapath: userspace") {
 		t.Errorf("Info = %+v, %v; want the description to name the userspace datapath", info, err)
 	}
+	// MTU: the underlay's 1500 minus WireGuard's 80, on the WireGuard
+	// interface and in the task.
+	for _, c := range []struct {
+		ns   *netns.Host
+		link string
+	}{{m.a.host, m.a.iface}, {m.a.host, m.a.bridge}, {m.taskA, "eth0"}} {
+		if got := linkMTUIn(t, c.ns, c.link); got != 1420 {
+			t.Errorf("MTU of %s in %s = %d, want 1420", c.link, c.ns.Name, got)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(m.a.dir, "private.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("private key file: %v, %v; want mode 0600", fi, err)
+	}
 	after := peerStats(t, m.b, m.peerA.PublicKey)
 	if after.ReceiveBytes <= before.ReceiveBytes || after.LastHandshakeTime.IsZero() {
 		t.Errorf("node B's WireGuard peer A: received %d bytes (before %d), handshake %v: the traffic did not go over WireGuard",
 			after.ReceiveBytes, before.ReceiveBytes, after.LastHandshakeTime)
+	}
+}
+
+// linkMTUIn returns the MTU of link name in namespace ns.
+func linkMTUIn(t testing.TB, ns *netns.Host, name string) int {
+	t.Helper()
+	var mtu int
+	if err := ns.Do(func() error {
+		l, err := netlink.LinkByName(name)
+		if err == nil {
+			mtu = l.Attrs().MTU
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("link %s in %s: %v", name, ns.Name, err)
+	}
+	return mtu
+}
+
+// TestDeviceProcessCrash: when the userspace device process dies, the next
+// SetupNode and SetPeers (which the agent calls after a plugin restart)
+// bring the overlay back.
+func TestDeviceProcessCrash(t *testing.T) {
+	m := newMesh(t)
+	pid := wireguard.DevicePID(m.a.iface)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill device process %d: %v", pid, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "device process exits", func() bool { return wireguard.DevicePID(m.a.iface) == 0 })
+	if self := m.a.setup(1); self.PublicKey != m.peerA.PublicKey {
+		t.Errorf("SetupNode after the device died: key %s, want %s", self.PublicKey, m.peerA.PublicKey)
+	}
+	if err := m.a.nw.SetPeers(t.Context(), []network.Peer{m.peerB}); err != nil {
+		t.Fatalf("SetPeers: %v", err)
+	}
+	if got := wireguard.DevicePID(m.a.iface); got == 0 || got == pid {
+		t.Fatalf("device process after SetupNode: %d, want a new one (the old was %d)", got, pid)
+	}
+	ln := listen(t, m.taskB, m.attB.Address.Addr())
+	echoOnce(ln)
+	roundTrip(t, m.taskA, ln.Addr().String())
+}
+
+// TestKernelDatapathUnavailable: datapath = "kernel" on a kernel without
+// WireGuard is a clear error and builds nothing.
+func TestKernelDatapathUnavailable(t *testing.T) {
+	tn := netns.New(t)
+	n := newNode(t, tn.AddHost(t, "node"), map[string]any{"datapath": "kernel"})
+	before := takeCensus(t, n.host)
+	var kernelErr error
+	_ = n.host.Do(func() error {
+		kernelErr = netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: "wgprobe0"}})
+		if kernelErr == nil {
+			_ = netlink.LinkDel(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: "wgprobe0"}})
+		}
+		return nil
+	})
+	if kernelErr == nil {
+		t.Skip("this kernel has WireGuard")
+	}
+	_, err := n.nw.SetupNode(t.Context(), network.NodeConfig{NodeID: "node", Subnet: subnet(1), OverlayCIDR: overlay})
+	if err == nil || !strings.Contains(err.Error(), "kernel") || !strings.Contains(err.Error(), n.iface) {
+		t.Errorf("SetupNode with the kernel datapath and no kernel WireGuard: %v, want an error naming the kernel datapath and %s", err, n.iface)
+	}
+	if !takeCensus(t, n.host).equal(before) || wireguard.DevicePID(n.iface) != 0 {
+		t.Error("the failed SetupNode built something")
 	}
 }
 
@@ -453,11 +532,14 @@ func TestPluginKill9DuringTransfer(t *testing.T) {
 // and needs no route back to the overlay.
 func TestMasqueradeEgress(t *testing.T) {
 	tn := netns.New(t)
-	n := newNode(t, tn.AddHost(t, "node"), nil)
+	n := newNode(t, tn.AddHost(t, "node"), map[string]any{"mtu": 1380})
 	outside := tn.AddHost(t, "outside")
 	n.setup(1)
 	task := tn.AddNamespace(t, "task")
 	n.attach("task", task)
+	if got := linkMTUIn(t, task, "eth0"); got != 1380 {
+		t.Errorf("task MTU with mtu = 1380 configured: %d", got)
+	}
 	ln := outside.Listen(t, 0)
 	remote := echoOnce(ln)
 	roundTrip(t, task, ln.Addr().String())
@@ -515,6 +597,9 @@ func TestNoLeaks(t *testing.T) {
 	}
 	if err := n.nw.Teardown(t.Context()); err != nil {
 		t.Fatalf("Teardown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(n.dir, "private.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("private key after Teardown: %v, want it removed", err)
 	}
 	if got := takeCensus(t, n.host); len(got.Links) != 2 || len(got.Rules) != 0 || wireguard.DevicePID(n.iface) != 0 {
 		t.Errorf("after Teardown the node has links %v, nft rules %v, device process %d; want lo and eth0 only", got.Links, got.Rules, wireguard.DevicePID(n.iface))
