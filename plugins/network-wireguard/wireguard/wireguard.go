@@ -324,8 +324,11 @@ func (p *Plugin) ensureDevice(ctx context.Context, mtu int) (Datapath, error) {
 		return "", fmt.Errorf("WireGuard device %s: %w", name, err)
 	}
 	switch {
+	case dp == DatapathKernel && kernelErr != nil && kernelUnsupported(kernelErr):
+		return "", fmt.Errorf("WireGuard device %s: datapath %q, but the kernel has no WireGuard (%v); set datapath to %q or %q: %w",
+			name, DatapathKernel, kernelErr, DatapathAuto, DatapathUserspace, sdk.ErrUnsupported)
 	case dp == DatapathKernel && kernelErr != nil:
-		return "", fmt.Errorf("WireGuard device %s: kernel datapath: %w", name, kernelErr)
+		return "", fmt.Errorf("WireGuard device %s: create kernel device: %w", name, kernelErr)
 	case dp == DatapathKernel && existing == "tuntap":
 		return "", fmt.Errorf("WireGuard device %s is a userspace device, config asks for kernel: %w", name, sdk.ErrConflict)
 	case dp == DatapathUserspace && existing == "wireguard":
