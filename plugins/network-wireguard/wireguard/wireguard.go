@@ -239,6 +239,9 @@ func (p *Plugin) SetupNode(ctx context.Context, cfg network.NodeConfig) (network
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cfg.Interface == "" {
+		return network.Peer{}, fmt.Errorf("node %q: plugin not configured (Configure first): %w", cfg.NodeID, sdk.ErrFailedPrecondition)
+	}
 	if p.loadErr != nil {
 		return network.Peer{}, p.loadErr
 	}
@@ -498,6 +501,9 @@ func (p *Plugin) Detach(_ context.Context, taskID, _ string) error {
 func (p *Plugin) Teardown(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.cfg.Interface == "" {
+		return nil // never configured: nothing of ours is known
+	}
 	var errs []error
 	if p.st != nil {
 		for _, t := range p.st.Tasks {
