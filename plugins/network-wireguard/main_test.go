@@ -716,7 +716,9 @@ func BenchmarkAttach(b *testing.B) {
 
 // BenchmarkThroughput sends over TCP from a task on node A to a task on
 // node B (bridge, veth, userspace WireGuard on both nodes) and, for
-// comparison, between the two hosts' underlay addresses directly.
+// comparison, over the same WireGuard devices from node A to node B's
+// gateway address (no veth, bridge or forwarding: bare wireguard-go) and
+// between the two hosts' underlay addresses directly.
 func BenchmarkThroughput(b *testing.B) {
 	m := newMesh(b)
 	run := func(b *testing.B, from, to *netns.Host, addr netip.Addr) {
@@ -743,6 +745,7 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	}
 	b.Run("overlay", func(b *testing.B) { run(b, m.taskA, m.taskB, m.attB.Address.Addr()) })
+	b.Run("wireguard-only", func(b *testing.B) { run(b, m.a.host, m.b.host, m.attB.Gateway) })
 	b.Run("underlay", func(b *testing.B) {
 		run(b, m.a.host, m.b.host, netip.MustParseAddr(m.b.host.IP))
 	})
