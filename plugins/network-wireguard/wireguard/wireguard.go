@@ -170,7 +170,7 @@ func (c Config) validate() error {
 	return nil
 }
 
-// state returns the node's state, or why there is none usable.
+// setUp returns the node's state, or why there is none usable.
 func (p *Plugin) setUp() (*state, error) {
 	if p.loadErr != nil {
 		return nil, p.loadErr
