@@ -89,9 +89,10 @@ type Net struct {
 	// BridgeIP is the bridge's own address (.1 of Subnet); hosts start at .2.
 	BridgeIP string
 
-	net3  [3]byte // first three octets of Subnet
-	lock  *os.File
-	hosts []*Host
+	net3   [3]byte // first three octets of Subnet
+	lock   *os.File
+	hosts  []*Host
+	spaces []string // namespaces of AddNamespace
 }
 
 // Host is one simulated machine: a network namespace with lo and eth0 up.
@@ -165,6 +166,37 @@ func (n *Net) AddHost(t testing.TB, name string) *Host {
 	return h
 }
 
+// AddNamespace creates a bare network namespace, with only lo (up), that is
+// not attached to the bridge, such as the namespace of a task a network
+// plugin attaches. It returns it as a Host without an IP, so Do and Command
+// work in it; DelNamespace or the Net's cleanup removes it. name must be
+// unique among the Net's hosts and namespaces.
+func (n *Net) AddNamespace(t testing.TB, name string) *Host {
+	t.Helper()
+	if err := n.checkName(name); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range n.spaces {
+		if s == prefix+n.ID+"-"+name {
+			t.Fatalf("netns: namespace %q already used in net %s", name, n.ID)
+		}
+	}
+	h := &Host{Name: name, NS: prefix + n.ID + "-" + name, net: n}
+	n.spaces = append(n.spaces, h.NS)
+	mustIP(t, "netns", "add", h.NS)
+	mustIP(t, "-n", h.NS, "link", "set", "lo", "up")
+	return h
+}
+
+// DelNamespace deletes a namespace AddNamespace made, as when a task's
+// namespace goes away; one already gone is no error.
+func (n *Net) DelNamespace(t testing.TB, h *Host) {
+	t.Helper()
+	if err := delNS(h.NS); err != nil {
+		t.Fatalf("netns: %v", err)
+	}
+}
+
 // Hosts returns the Net's hosts in the order they were added.
 func (n *Net) Hosts() []*Host {
 	return append([]*Host(nil), n.hosts...)
@@ -195,6 +227,11 @@ func (n *Net) addr(last int) string {
 func (n *Net) cleanup(t testing.TB) {
 	t.Helper()
 	var errs []error
+	for _, ns := range n.spaces {
+		if err := delNS(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(n.hosts) - 1; i >= 0; i-- {
 		h := n.hosts[i]
 		if linkExists(n.BridgeNS, h.port) {

@@ -28,6 +28,14 @@ func StartPlugin(t testing.TB, path string, env ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(), env...)
+	return StartPluginCmd(t, cmd)
+}
+
+// StartPluginCmd is StartPlugin for a command the caller prepared, such as
+// a plugin started inside a network namespace (netns.Host.Command).
+func StartPluginCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	path := cmd.Path
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.PluginSets(),
