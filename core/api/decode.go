@@ -24,13 +24,25 @@ import (
 
 // RequestCodec is the server option that RegisterService needs: the
 // protobuf codec, except that it hands a request's bytes to the services
-// registered through RegisterService to parse themselves. Services
-// registered otherwise are served as with the default codec.
+// registered through RegisterService to parse themselves, and sends
+// wireBytes (events encoded once for every stream) as they are. Services
+// registered otherwise are served as with the default codec. A server has
+// one codec: this one does both jobs.
 func RequestCodec() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(requestCodec{encoding.GetCodecV2(protoenc.Name)})
 }
 
 type requestCodec struct{ encoding.CodecV2 }
+
+// Marshal encodes v; wireBytes are already encoded.
+func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(wireBytes); ok {
+		// A SliceBuffer is never returned to a pool: the bytes stay
+		// shared and unchanged.
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
 
 // rawRequest is a request message's bytes, not yet parsed.
 type rawRequest []byte

@@ -4,37 +4,15 @@ import (
 	"fmt"
 	"sync"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	encproto "google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
 // wireBytes is a message already in its protobuf wire form. The server's
-// codec sends it as it is, so every stream that sends the same event shares
-// one copy of its bytes instead of marshaling its own.
+// codec (RequestCodec) sends it as it is, so every stream that sends the
+// same event shares one copy of its bytes instead of marshaling its own.
 type wireBytes []byte
-
-// wireCodec is the proto codec, except that wireBytes go out unchanged.
-type wireCodec struct{ encoding.CodecV2 }
-
-// Marshal encodes v; wireBytes are already encoded.
-func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if b, ok := v.(wireBytes); ok {
-		// A SliceBuffer is never returned to a pool: the bytes stay
-		// shared and unchanged.
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-	}
-	return c.CodecV2.Marshal(v)
-}
-
-// codecOption makes a server use wireCodec.
-func codecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(wireCodec{encoding.GetCodecV2(encproto.Name)})
-}
 
 // eventWire keeps the wire form of the latest events, up to limit bytes,
 // so that an event published to many subscribers is marshaled once. A

@@ -82,8 +82,6 @@ func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 		// starting one per call.
 		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
-		// Event streams send each event's bytes shared, not a copy each.
-		codecOption(),
 	}, extra...)
 	g := grpc.NewServer(opts...)
 	RegisterService(g, &apiv1.Warren_ServiceDesc, s)

@@ -133,10 +133,8 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return fmt.Errorf("service %q: %w", s.GetName(), err)
 		}
 	}
-	for _, n := range s.GetNetworks() {
-		if err := ValidateName("network", n); err != nil {
-			return fmt.Errorf("service %q: %w", s.GetName(), err)
-		}
+	if _, ok := apiv1.NetworkMode_name[int32(s.GetNetworkMode())]; !ok {
+		return invalid("service %q: network mode %d is unknown", s.GetName(), s.GetNetworkMode())
 	}
 	if sig := s.GetStopSignal(); sig != "" && !signal.MatchString(sig) {
 		return invalid("service %q: stop_signal %q is not a signal name or number", s.GetName(), sig)
@@ -179,8 +177,6 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 	switch {
 	case len(s.GetSecrets()) > 0:
 		return unsupported("secrets")
-	case len(s.GetNetworks()) > 0:
-		return unsupported("attaching networks")
 	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
 		return unsupported("update_policy.delay")
 	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:

@@ -18,19 +18,20 @@ type CommandType uint8
 
 // The command types. Never renumber: they are in every Raft log on disk.
 const (
-	CreateServiceType  CommandType = 1
-	UpdateServiceType  CommandType = 2
-	RemoveServiceType  CommandType = 3
-	UpsertNodeType     CommandType = 4
-	RemoveNodeType     CommandType = 5
-	UpsertTasksType    CommandType = 6
-	RemoveTasksType    CommandType = 7
-	UpsertSecretType   CommandType = 8
-	RemoveSecretType   CommandType = 9
-	UpsertVolumeType   CommandType = 10
-	RemoveVolumeType   CommandType = 11
-	UpsertNetworkType  CommandType = 12
-	RemoveNetworkType  CommandType = 13
+	CreateServiceType CommandType = 1
+	UpdateServiceType CommandType = 2
+	RemoveServiceType CommandType = 3
+	UpsertNodeType    CommandType = 4
+	RemoveNodeType    CommandType = 5
+	UpsertTasksType   CommandType = 6
+	RemoveTasksType   CommandType = 7
+	UpsertSecretType  CommandType = 8
+	RemoveSecretType  CommandType = 9
+	UpsertVolumeType  CommandType = 10
+	RemoveVolumeType  CommandType = 11
+	// 12 and 13 were UpsertNetwork and RemoveNetwork, of a named-network
+	// model that never had an API and was removed (docs/architecture.md,
+	// "The network"); no log holds them. Never reuse the numbers.
 	SetClusterInfoType CommandType = 14
 	SetSecurityType    CommandType = 15
 	BatchType          CommandType = 16
@@ -70,10 +71,6 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return UpsertVolumeType, nil
 	case *fsmpb.RemoveVolume:
 		return RemoveVolumeType, nil
-	case *fsmpb.UpsertNetwork:
-		return UpsertNetworkType, nil
-	case *fsmpb.RemoveNetwork:
-		return RemoveNetworkType, nil
 	case *fsmpb.SetClusterInfo:
 		return SetClusterInfoType, nil
 	case *fsmpb.SetSecurity:
@@ -129,10 +126,6 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.UpsertVolume{}, true
 	case RemoveVolumeType:
 		return &fsmpb.RemoveVolume{}, true
-	case UpsertNetworkType:
-		return &fsmpb.UpsertNetwork{}, true
-	case RemoveNetworkType:
-		return &fsmpb.RemoveNetwork{}, true
 	case SetClusterInfoType:
 		return &fsmpb.SetClusterInfo{}, true
 	case SetSecurityType:

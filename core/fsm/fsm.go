@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -17,6 +18,7 @@ import (
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/network"
 	"github.com/warrenorch/warren/sdk/store"
 )
 
@@ -184,10 +186,6 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applyUpsertVolume(tx, c)
 	case *fsmpb.RemoveVolume:
 		return f.applyRemoveVolume(tx, c)
-	case *fsmpb.UpsertNetwork:
-		return f.applyUpsertNetwork(tx, c)
-	case *fsmpb.RemoveNetwork:
-		return f.applyRemoveNetwork(tx, c)
 	case *fsmpb.SetClusterInfo:
 		return f.applySetClusterInfo(tx, c)
 	case *fsmpb.SetSecurity:
@@ -309,11 +307,36 @@ func (f *FSM) applyUpsertNode(tx *txn, c *fsmpb.UpsertNode) any {
 	if other, ok := f.state.LookupNode(n.GetName()); ok == state.Found && other.GetId() != n.GetId() && other.GetName() == n.GetName() {
 		return fmt.Errorf("node name %q is taken by node %s: %w", n.GetName(), other.GetId(), sdk.ErrAlreadyExists)
 	}
+	if sub := n.GetNetwork().GetSubnet(); sub != "" && sub != old.GetNetwork().GetSubnet() {
+		if err := f.checkSubnet(n.GetId(), sub); err != nil {
+			return err
+		}
+	}
 	n.Version = tx.index
 	f.state.PutNode(n)
 	tx.put(state.BucketNodes, n.GetId(), n)
 	tx.event("node", action, n.GetId(), n.GetName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Node{Node: n} })
 	return n
+}
+
+// checkSubnet refuses a node subnet that is not one of the cluster plan's
+// or that another node holds: two nodes never share one.
+func (f *FSM) checkSubnet(nodeID, subnet string) error {
+	plan := f.state.ClusterNetwork()
+	p, err := network.ParsePlan(plan.GetOverlayRange(), int(plan.GetNodePrefix()))
+	if err != nil {
+		return fmt.Errorf("node %s: the cluster's overlay plan: %w", nodeID, err)
+	}
+	pf, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Holds(pf) {
+		return fmt.Errorf("node %s: subnet %q is not a node subnet of the overlay %s: %w", nodeID, subnet, p, sdk.ErrInvalidArgument)
+	}
+	for _, other := range f.state.Nodes() {
+		if other.GetId() != nodeID && other.GetNetwork().GetSubnet() == subnet {
+			return fmt.Errorf("node %s: subnet %s is held by node %s: %w", nodeID, subnet, other.GetId(), sdk.ErrConflict)
+		}
+	}
+	return nil
 }
 
 func (f *FSM) applyRemoveNode(tx *txn, c *fsmpb.RemoveNode) any {
@@ -427,23 +450,26 @@ func (f *FSM) applyRemoveVolume(tx *txn, c *fsmpb.RemoveVolume) any {
 		func(e *apiv1.Event, o *apiv1.Volume) { e.Object = &apiv1.Event_Volume{Volume: o} })
 }
 
-func (f *FSM) applyUpsertNetwork(tx *txn, c *fsmpb.UpsertNetwork) any {
-	return upsertNamed(tx, "network", state.BucketNetworks, c.GetNetwork(), f.state.NetworkByName, f.state.Network, f.state.PutNetwork,
-		func(o *apiv1.Network, v uint64) { o.Version = v },
-		func(e *apiv1.Event, o *apiv1.Network) { e.Object = &apiv1.Event_Network{Network: o} })
-}
-
-func (f *FSM) applyRemoveNetwork(tx *txn, c *fsmpb.RemoveNetwork) any {
-	return removeNamed(tx, "network", state.BucketNetworks, c.GetId(), f.state.Network, f.state.DeleteNetwork,
-		func(e *apiv1.Event, o *apiv1.Network) { e.Object = &apiv1.Event_Network{Network: o} })
-}
-
 func (f *FSM) applySetClusterInfo(tx *txn, c *fsmpb.SetClusterInfo) any {
 	if id := f.state.ClusterID(); id != "" {
 		return id // set once, at bootstrap; later proposals change nothing
 	}
 	if c.GetClusterId() == "" {
 		return invalid("set cluster info: cluster id is required")
+	}
+	if n := c.GetNetwork(); n != nil {
+		if _, err := network.ParsePlan(n.GetOverlayRange(), int(n.GetNodePrefix())); err != nil {
+			return invalid("set cluster info: %v", err)
+		}
+		if n.GetDomain() == "" {
+			return invalid("set cluster info: the cluster domain is required")
+		}
+		value, err := proto.MarshalOptions{Deterministic: true}.Marshal(n)
+		if err != nil {
+			return fmt.Errorf("set cluster info: %w", err)
+		}
+		f.state.SetNetwork(n)
+		tx.ops = append(tx.ops, store.Op{Type: store.OpPut, Bucket: state.BucketCluster, Key: state.NetworkKey, Value: value})
 	}
 	f.state.SetClusterID(c.GetClusterId())
 	tx.ops = append(tx.ops, store.Op{Type: store.OpPut, Bucket: state.BucketCluster, Key: state.ClusterIDKey, Value: []byte(c.GetClusterId())})

@@ -108,8 +108,11 @@ func TestApplyCommands(t *testing.T) {
 		{"secret", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("x")}}, nil},
 		{"secret name taken", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec2", Name: "db"}}, sdk.ErrAlreadyExists},
 		{"volume", &fsmpb.UpsertVolume{Volume: &apiv1.Volume{Id: "v1", Name: "data"}}, nil},
-		{"network", &fsmpb.UpsertNetwork{Network: &apiv1.Network{Id: "net1", Name: "front"}}, nil},
-		{"remove network", &fsmpb.RemoveNetwork{Id: "net1"}, nil},
+		{"node subnet outside the overlay", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.99.0.0/24"}}}, sdk.ErrInvalidArgument},
+		{"node subnet of the wrong size", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.0.0/23"}}}, sdk.ErrInvalidArgument},
+		{"node subnet", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24"}}}, nil},
+		{"node subnet held by another node", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n4", Name: "node-4", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24"}}}, sdk.ErrConflict},
+		{"the same subnet again", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24", PublicKey: "k"}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,9 +142,6 @@ func TestApplyCommands(t *testing.T) {
 	recs, err := h.store.List(context.Background(), state.BucketServices, "")
 	if err != nil || len(recs) != 2 {
 		t.Fatalf("stored services = %d, %v; want 2", len(recs), err)
-	}
-	if _, err := h.store.Get(context.Background(), state.BucketNetworks, "net1"); !errors.Is(err, sdk.ErrNotFound) {
-		t.Fatalf("removed network still stored: %v", err)
 	}
 }
 

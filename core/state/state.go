@@ -18,6 +18,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/sdk/network"
 )
 
 // Buckets in the store, one per kind of object.
@@ -27,12 +28,11 @@ const (
 	BucketNodes    = "nodes"
 	BucketSecrets  = "secrets"
 	BucketVolumes  = "volumes"
-	BucketNetworks = "networks"
 	BucketCluster  = "cluster"
 )
 
 // Buckets lists every bucket the state uses.
-var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, BucketVolumes, BucketNetworks, BucketCluster}
+var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, BucketVolumes, BucketCluster}
 
 // ClusterIDKey is the key of the cluster ID in BucketCluster.
 const ClusterIDKey = "id"
@@ -40,6 +40,9 @@ const ClusterIDKey = "id"
 // SecurityKey is the key of the cluster's security record (CA and join
 // secrets) in BucketCluster.
 const SecurityKey = "security"
+
+// NetworkKey is the key of the cluster's overlay plan in BucketCluster.
+const NetworkKey = "network"
 
 type object interface {
 	proto.Message
@@ -138,12 +141,12 @@ type State struct {
 	mu        sync.RWMutex
 	clusterID string
 	security  *fsmpb.ClusterSecurity
+	network   *apiv1.ClusterNetwork
 	services  *table[*apiv1.Service]
 	tasks     *table[*apiv1.Task]
 	nodes     *table[*apiv1.Node]
 	secrets   *table[*apiv1.Secret]
 	volumes   *table[*apiv1.Volume]
-	networks  *table[*apiv1.Network]
 	// secondary task indexes: service ID / node ID → task IDs.
 	tasksByService map[string]map[string]struct{}
 	tasksByNode    map[string]map[string]struct{}
@@ -157,7 +160,6 @@ func New() *State {
 		nodes:          newTable(func(n *apiv1.Node) string { return n.GetName() }),
 		secrets:        newTable(func(s *apiv1.Secret) string { return s.GetName() }),
 		volumes:        newTable(func(v *apiv1.Volume) string { return v.GetName() }),
-		networks:       newTable(func(n *apiv1.Network) string { return n.GetName() }),
 		tasksByService: map[string]map[string]struct{}{},
 		tasksByNode:    map[string]map[string]struct{}{},
 	}
@@ -189,6 +191,24 @@ func (s *State) ClusterID() string {
 	defer s.mu.RUnlock()
 	return s.clusterID
 }
+
+// ClusterNetwork returns the cluster's overlay plan: the one stored at bootstrap,
+// or the defaults for a cluster created before plans were stored. The
+// record is shared: callers must not modify it.
+func (s *State) ClusterNetwork() *apiv1.ClusterNetwork {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.network == nil {
+		return DefaultNetwork
+	}
+	return s.network
+}
+
+// DefaultNetwork is the overlay plan of a cluster that stored none.
+var DefaultNetwork = &apiv1.ClusterNetwork{OverlayRange: network.DefaultRange, NodePrefix: network.DefaultNodePrefix, Domain: DefaultDomain}
+
+// DefaultDomain is the cluster domain of a cluster that stored none.
+const DefaultDomain = "warren"
 
 // Security returns the cluster's security record, nil before bootstrap. The
 // record is shared: callers must not modify it.
@@ -364,20 +384,6 @@ func (s *State) Volume(id string) (*apiv1.Volume, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.volumes.get(id)
-}
-
-// NetworkByName returns the network with that name.
-func (s *State) NetworkByName(name string) (*apiv1.Network, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.networks.byNameGet(name)
-}
-
-// Network returns the network with that ID.
-func (s *State) Network(id string) (*apiv1.Network, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.networks.get(id)
 }
 
 // Counts returns the number of services, tasks and nodes.

@@ -18,6 +18,13 @@ func (s *State) SetClusterID(id string) {
 	s.clusterID = id
 }
 
+// SetNetwork records the cluster's overlay plan. The state keeps n.
+func (s *State) SetNetwork(n *apiv1.ClusterNetwork) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.network = n
+}
+
 // SetSecurity records the cluster's security record. The state keeps sec:
 // callers must not modify it afterwards.
 func (s *State) SetSecurity(sec *fsmpb.ClusterSecurity) {
@@ -134,20 +141,6 @@ func (s *State) DeleteVolume(id string) {
 	s.volumes.del(id)
 }
 
-// PutNetwork inserts or replaces a network.
-func (s *State) PutNetwork(o *apiv1.Network) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.networks.put(o)
-}
-
-// DeleteNetwork removes a network.
-func (s *State) DeleteNetwork(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.networks.del(id)
-}
-
 // Load decodes one stored record into the state; it is how the view is
 // rebuilt from the store plugin.
 func (s *State) Load(bucket, key string, value []byte) error {
@@ -163,8 +156,6 @@ func (s *State) Load(bucket, key string, value []byte) error {
 		msg = &apiv1.Secret{}
 	case BucketVolumes:
 		msg = &apiv1.Volume{}
-	case BucketNetworks:
-		msg = &apiv1.Network{}
 	case BucketCluster:
 		switch key {
 		case ClusterIDKey:
@@ -175,6 +166,12 @@ func (s *State) Load(bucket, key string, value []byte) error {
 				return fmt.Errorf("state: decode %s/%s: %w", bucket, key, err)
 			}
 			s.SetSecurity(sec)
+		case NetworkKey:
+			n := &apiv1.ClusterNetwork{}
+			if err := proto.Unmarshal(value, n); err != nil {
+				return fmt.Errorf("state: decode %s/%s: %w", bucket, key, err)
+			}
+			s.SetNetwork(n)
 		}
 		return nil
 	default:
@@ -194,8 +191,6 @@ func (s *State) Load(bucket, key string, value []byte) error {
 		s.PutSecret(o)
 	case *apiv1.Volume:
 		s.PutVolume(o)
-	case *apiv1.Network:
-		s.PutNetwork(o)
 	}
 	return nil
 }
@@ -208,7 +203,8 @@ func (s *State) Reset() {
 	defer s.mu.Unlock()
 	s.clusterID = ""
 	s.security = nil
+	s.network = nil
 	s.services, s.tasks, s.nodes = fresh.services, fresh.tasks, fresh.nodes
-	s.secrets, s.volumes, s.networks = fresh.secrets, fresh.volumes, fresh.networks
+	s.secrets, s.volumes = fresh.secrets, fresh.volumes
 	s.tasksByService, s.tasksByNode = fresh.tasksByService, fresh.tasksByNode
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,10 @@ const (
 	LabelSlot      = "warren.slot"
 )
 
+// HostNetns is the worker's own network namespace, which tasks of network
+// mode host join.
+var HostNetns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+
 // TaskSpec turns an assigned task into what the runtime runs. Parts of the
 // spec this worker cannot provide yet (volume mounts, secrets, networks) are
 // refused with an error wrapping sdk.ErrUnsupported, never ignored.
@@ -32,8 +37,16 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 	if len(s.GetSecrets()) > 0 {
 		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
 	}
-	if len(s.GetNetworks()) > 0 {
-		return runtime.TaskSpec{}, fmt.Errorf("networks are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetNetworks(), ", "), sdk.ErrUnsupported)
+	var netns string
+	switch s.GetNetworkMode() {
+	case apiv1.NetworkMode_NETWORK_MODE_UNSPECIFIED, apiv1.NetworkMode_NETWORK_MODE_NONE:
+		// A namespace of the task's own with only loopback.
+	case apiv1.NetworkMode_NETWORK_MODE_HOST:
+		netns = HostNetns
+	case apiv1.NetworkMode_NETWORK_MODE_OVERLAY:
+		return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode overlay needs the worker's network plugin, which this version does not drive yet: %w", serviceName(t), sdk.ErrUnsupported)
+	default:
+		return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode %d is unknown: %w", serviceName(t), s.GetNetworkMode(), sdk.ErrInvalidArgument)
 	}
 	mounts := make([]runtime.Mount, 0, len(s.GetMounts()))
 	for _, m := range s.GetMounts() {
@@ -78,6 +91,7 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 		StopSignal:      sig,
 		StopGracePeriod: s.GetStopGracePeriod().AsDuration(),
 		Hostname:        fmt.Sprintf("%s.%d", serviceName(t), t.GetSlot()),
+		NetnsPath:       netns,
 	}, nil
 }
 

@@ -26,6 +26,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// NetworkMode is where a service's tasks are on the network.
+type NetworkMode int32
+
+const (
+	// NETWORK_MODE_UNSPECIFIED is the default: OVERLAY on a worker with a
+	// network plugin, NONE on a worker without one.
+	NetworkMode_NETWORK_MODE_UNSPECIFIED NetworkMode = 0
+	// NETWORK_MODE_OVERLAY gives each task an address on the cluster's
+	// overlay, reachable from every node and found by the service's name.
+	NetworkMode_NETWORK_MODE_OVERLAY NetworkMode = 1
+	// NETWORK_MODE_HOST runs the tasks in their node's own network
+	// namespace.
+	NetworkMode_NETWORK_MODE_HOST NetworkMode = 2
+	// NETWORK_MODE_NONE gives each task a network namespace with only a
+	// loopback interface.
+	NetworkMode_NETWORK_MODE_NONE NetworkMode = 3
+)
+
+// Enum value maps for NetworkMode.
+var (
+	NetworkMode_name = map[int32]string{
+		0: "NETWORK_MODE_UNSPECIFIED",
+		1: "NETWORK_MODE_OVERLAY",
+		2: "NETWORK_MODE_HOST",
+		3: "NETWORK_MODE_NONE",
+	}
+	NetworkMode_value = map[string]int32{
+		"NETWORK_MODE_UNSPECIFIED": 0,
+		"NETWORK_MODE_OVERLAY":     1,
+		"NETWORK_MODE_HOST":        2,
+		"NETWORK_MODE_NONE":        3,
+	}
+)
+
+func (x NetworkMode) Enum() *NetworkMode {
+	p := new(NetworkMode)
+	*p = x
+	return p
+}
+
+func (x NetworkMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NetworkMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+}
+
+func (NetworkMode) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[0]
+}
+
+func (x NetworkMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NetworkMode.Descriptor instead.
+func (NetworkMode) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
 type TaskState int32
 
 const (
@@ -86,11 +147,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[0]
+	return &file_core_api_v1_api_proto_enumTypes[1]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -99,7 +160,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
 type NodeRole int32
@@ -135,11 +196,11 @@ func (x NodeRole) String() string {
 }
 
 func (NodeRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
 }
 
 func (NodeRole) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[1]
+	return &file_core_api_v1_api_proto_enumTypes[2]
 }
 
 func (x NodeRole) Number() protoreflect.EnumNumber {
@@ -148,7 +209,7 @@ func (x NodeRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeRole.Descriptor instead.
 func (NodeRole) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
 }
 
 type NodeStatus int32
@@ -187,11 +248,11 @@ func (x NodeStatus) String() string {
 }
 
 func (NodeStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
 }
 
 func (NodeStatus) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[2]
+	return &file_core_api_v1_api_proto_enumTypes[3]
 }
 
 func (x NodeStatus) Number() protoreflect.EnumNumber {
@@ -200,7 +261,7 @@ func (x NodeStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeStatus.Descriptor instead.
 func (NodeStatus) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 type NodeAvailability int32
@@ -239,11 +300,11 @@ func (x NodeAvailability) String() string {
 }
 
 func (NodeAvailability) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
 }
 
 func (NodeAvailability) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[3]
+	return &file_core_api_v1_api_proto_enumTypes[4]
 }
 
 func (x NodeAvailability) Number() protoreflect.EnumNumber {
@@ -252,7 +313,7 @@ func (x NodeAvailability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeAvailability.Descriptor instead.
 func (NodeAvailability) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 type EventAction int32
@@ -291,11 +352,11 @@ func (x EventAction) String() string {
 }
 
 func (EventAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
 }
 
 func (EventAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[4]
+	return &file_core_api_v1_api_proto_enumTypes[5]
 }
 
 func (x EventAction) Number() protoreflect.EnumNumber {
@@ -304,7 +365,7 @@ func (x EventAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventAction.Descriptor instead.
 func (EventAction) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type RestartPolicy_Condition int32
@@ -343,11 +404,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[5]
+	return &file_core_api_v1_api_proto_enumTypes[6]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -392,11 +453,11 @@ func (x UpdatePolicy_Order) String() string {
 }
 
 func (UpdatePolicy_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
 }
 
 func (UpdatePolicy_Order) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[6]
+	return &file_core_api_v1_api_proto_enumTypes[7]
 }
 
 func (x UpdatePolicy_Order) Number() protoreflect.EnumNumber {
@@ -441,11 +502,11 @@ func (x UpdatePolicy_FailureAction) String() string {
 }
 
 func (UpdatePolicy_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
 }
 
 func (UpdatePolicy_FailureAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[7]
+	return &file_core_api_v1_api_proto_enumTypes[8]
 }
 
 func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
@@ -748,11 +809,12 @@ type ServiceSpec struct {
 	Mounts      []*Mount `protobuf:"bytes,15,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	// secrets are names of secrets mounted under /run/secrets/<name>.
 	Secrets         []string             `protobuf:"bytes,16,rep,name=secrets,proto3" json:"secrets,omitempty"`
-	Networks        []string             `protobuf:"bytes,17,rep,name=networks,proto3" json:"networks,omitempty"`
 	StopSignal      string               `protobuf:"bytes,18,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,19,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// network_mode says where the service's tasks are on the network.
+	NetworkMode   NetworkMode `protobuf:"varint,20,opt,name=network_mode,json=networkMode,proto3,enum=warren.api.v1.NetworkMode" json:"network_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
@@ -897,13 +959,6 @@ func (x *ServiceSpec) GetSecrets() []string {
 	return nil
 }
 
-func (x *ServiceSpec) GetNetworks() []string {
-	if x != nil {
-		return x.Networks
-	}
-	return nil
-}
-
 func (x *ServiceSpec) GetStopSignal() string {
 	if x != nil {
 		return x.StopSignal
@@ -916,6 +971,13 @@ func (x *ServiceSpec) GetStopGracePeriod() *durationpb.Duration {
 		return x.StopGracePeriod
 	}
 	return nil
+}
+
+func (x *ServiceSpec) GetNetworkMode() NetworkMode {
+	if x != nil {
+		return x.NetworkMode
+	}
+	return NetworkMode_NETWORK_MODE_UNSPECIFIED
 }
 
 type Service struct {
@@ -1017,7 +1079,11 @@ type Task struct {
 	// attempt counts the replacements of this slot, for restart backoff.
 	Attempt uint32 `protobuf:"varint,16,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// not_before: the task is not to be started before this time (restart delay).
-	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	// address is the task's overlay address with its subnet's prefix length
+	// ("10.88.3.7/24"), set by its worker once the network plugin attached
+	// it; empty for tasks on the host's network or none.
+	Address       string `protobuf:"bytes,18,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1171,6 +1237,13 @@ func (x *Task) GetNotBefore() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type Node struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1204,7 +1277,9 @@ type Node struct {
 	// attributes are the facts the node's runtime reports in its fingerprint,
 	// keyed "<runtime>.<fact>", that node.attr.<key> constraints match. Keys
 	// that scheduler.CheckAttributeKey refuses are left out.
-	Attributes    map[string]string `protobuf:"bytes,20,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attributes map[string]string `protobuf:"bytes,20,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// network is the node's place on the cluster overlay.
+	Network       *NodeNetwork `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1379,6 +1454,155 @@ func (x *Node) GetAttributes() map[string]string {
 	return nil
 }
 
+func (x *Node) GetNetwork() *NodeNetwork {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// NodeNetwork is a node's place on the cluster overlay: the subnet the
+// leader gave it, and how its peers reach it, which its network plugin
+// reports (the private key never leaves the node).
+type NodeNetwork struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subnet is the node's share of the overlay ("10.88.3.0/24"), allocated
+	// by the leader; its tasks' addresses come from it.
+	Subnet string `protobuf:"bytes,1,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// public_key and endpoint (host:port) are the node's peer, as its
+	// network plugin set it up.
+	PublicKey string `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Endpoint  string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// plugin says which network plugin and datapath built it, e.g.
+	// "network-wireguard (userspace)".
+	Plugin        string `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeNetwork) Reset() {
+	*x = NodeNetwork{}
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeNetwork) ProtoMessage() {}
+
+func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
+func (*NodeNetwork) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NodeNetwork) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *NodeNetwork) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+// ClusterNetwork is the cluster's overlay plan, fixed when the cluster is
+// created.
+type ClusterNetwork struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// overlay_range is the CIDR prefix every node subnet is cut from.
+	OverlayRange string `protobuf:"bytes,1,opt,name=overlay_range,json=overlayRange,proto3" json:"overlay_range,omitempty"`
+	// node_prefix is the prefix length of each node's subnet.
+	NodePrefix uint32 `protobuf:"varint,2,opt,name=node_prefix,json=nodePrefix,proto3" json:"node_prefix,omitempty"`
+	// domain is the cluster domain: service web is also web.<domain>.
+	Domain        string `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterNetwork) Reset() {
+	*x = ClusterNetwork{}
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterNetwork) ProtoMessage() {}
+
+func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
+func (*ClusterNetwork) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ClusterNetwork) GetOverlayRange() string {
+	if x != nil {
+		return x.OverlayRange
+	}
+	return ""
+}
+
+func (x *ClusterNetwork) GetNodePrefix() uint32 {
+	if x != nil {
+		return x.NodePrefix
+	}
+	return 0
+}
+
+func (x *ClusterNetwork) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
 // NodeCondition is one problem a node has, e.g. a runtime that does not
 // answer or an assignment the node cannot take.
 type NodeCondition struct {
@@ -1396,7 +1620,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1632,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1645,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -1460,7 +1684,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1696,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1709,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Secret) GetId() string {
@@ -1545,7 +1769,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1781,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1794,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Volume) GetId() string {
@@ -1622,95 +1846,11 @@ func (x *Volume) GetVersion() uint64 {
 	return 0
 }
 
-type Network struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Subnet        string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Network) Reset() {
-	*x = Network{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Network) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Network) ProtoMessage() {}
-
-func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Network.ProtoReflect.Descriptor instead.
-func (*Network) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *Network) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *Network) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Network) GetSubnet() string {
-	if x != nil {
-		return x.Subnet
-	}
-	return ""
-}
-
-func (x *Network) GetLabels() map[string]string {
-	if x != nil {
-		return x.Labels
-	}
-	return nil
-}
-
-func (x *Network) GetCreatedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.CreatedAt
-	}
-	return nil
-}
-
-func (x *Network) GetVersion() uint64 {
-	if x != nil {
-		return x.Version
-	}
-	return 0
-}
-
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the Raft index of the command that caused the event.
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// kind is service, task, node, secret, volume or network; kind cluster
+	// kind is service, task, node, secret or volume; kind cluster
 	// with name restored-from-snapshot means the whole state was replaced and
 	// watchers should read it again.
 	Kind   string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -1725,7 +1865,6 @@ type Event struct {
 	//	*Event_Node
 	//	*Event_Secret
 	//	*Event_Volume
-	//	*Event_Network
 	Object        isEvent_Object `protobuf_oneof:"object"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1733,7 +1872,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1884,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1897,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -1855,15 +1994,6 @@ func (x *Event) GetVolume() *Volume {
 	return nil
 }
 
-func (x *Event) GetNetwork() *Network {
-	if x != nil {
-		if x, ok := x.Object.(*Event_Network); ok {
-			return x.Network
-		}
-	}
-	return nil
-}
-
 type isEvent_Object interface {
 	isEvent_Object()
 }
@@ -1888,10 +2018,6 @@ type Event_Volume struct {
 	Volume *Volume `protobuf:"bytes,14,opt,name=volume,proto3,oneof"`
 }
 
-type Event_Network struct {
-	Network *Network `protobuf:"bytes,15,opt,name=network,proto3,oneof"`
-}
-
 func (*Event_Service) isEvent_Object() {}
 
 func (*Event_Task) isEvent_Object() {}
@@ -1902,8 +2028,6 @@ func (*Event_Secret) isEvent_Object() {}
 
 func (*Event_Volume) isEvent_Object() {}
 
-func (*Event_Network) isEvent_Object() {}
-
 type CreateServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *ServiceSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1913,7 +2037,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2049,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2062,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -1957,7 +2081,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2093,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2106,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2002,7 +2126,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2138,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2151,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -2046,7 +2170,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2182,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2195,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2099,7 +2223,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2235,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2248,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -2160,7 +2284,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2296,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2309,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2215,7 +2339,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2351,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2364,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -2273,7 +2397,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2409,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2422,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2318,7 +2442,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2454,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2467,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -2369,7 +2493,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2505,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2518,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -2413,7 +2537,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2549,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2562,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -2456,7 +2580,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2592,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2605,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 type ListNodesRequest struct {
@@ -2500,7 +2624,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2636,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2649,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -2554,7 +2678,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2690,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2703,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2605,7 +2729,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2741,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2754,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -2649,7 +2773,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2785,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2798,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -2707,7 +2831,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2843,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2856,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -2779,7 +2903,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +2915,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +2928,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -2827,7 +2951,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +2963,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +2976,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -2879,7 +3003,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +3015,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3028,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -2935,7 +3059,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3071,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3084,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -3010,7 +3134,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3146,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3159,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3062,7 +3186,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3198,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3211,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -3113,7 +3237,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3249,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3262,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -3181,7 +3305,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3317,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3330,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3246,7 +3370,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3382,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3395,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3292,7 +3416,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3428,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3441,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3352,7 +3476,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3488,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3501,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3411,7 +3535,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3547,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3560,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3510,7 +3634,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3522,7 +3646,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3535,7 +3659,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 type ListPluginsResponse struct {
@@ -3547,7 +3671,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3683,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3696,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3590,7 +3714,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3726,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3739,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 type ClusterInfoResponse struct {
@@ -3638,7 +3762,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3650,7 +3774,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3663,7 +3787,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -3786,7 +3910,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\x85\a\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xae\a\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -3805,17 +3929,17 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\rupdate_policy\x18\r \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\fupdatePolicy\x12 \n" +
 	"\vconstraints\x18\x0e \x03(\tR\vconstraints\x12,\n" +
 	"\x06mounts\x18\x0f \x03(\v2\x14.warren.api.v1.MountR\x06mounts\x12\x18\n" +
-	"\asecrets\x18\x10 \x03(\tR\asecrets\x12\x1a\n" +
-	"\bnetworks\x18\x11 \x03(\tR\bnetworks\x12\x1f\n" +
+	"\asecrets\x18\x10 \x03(\tR\asecrets\x12\x1f\n" +
 	"\vstop_signal\x18\x12 \x01(\tR\n" +
 	"stopSignal\x12E\n" +
-	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x1a6\n" +
+	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12=\n" +
+	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x11\x10\x12\"\xd9\x01\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -3823,7 +3947,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xff\x04\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x99\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3846,7 +3970,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x04R\aversion\x12\x18\n" +
 	"\aattempt\x18\x10 \x01(\rR\aattempt\x129\n" +
 	"\n" +
-	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"\x8e\b\n" +
+	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12\x18\n" +
+	"\aaddress\x18\x12 \x01(\tR\aaddress\"\xc4\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -3874,7 +3999,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"conditions\x12C\n" +
 	"\n" +
 	"attributes\x18\x14 \x03(\v2#.warren.api.v1.Node.AttributesEntryR\n" +
-	"attributes\x1a9\n" +
+	"attributes\x124\n" +
+	"\anetwork\x18\x15 \x01(\v2\x1a.warren.api.v1.NodeNetworkR\anetwork\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -3883,7 +4009,18 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
+	"\vNodeNetwork\x12\x16\n" +
+	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\tR\tpublicKey\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12\x16\n" +
+	"\x06plugin\x18\x04 \x01(\tR\x06plugin\"n\n" +
+	"\x0eClusterNetwork\x12#\n" +
+	"\roverlay_range\x18\x01 \x01(\tR\foverlayRange\x12\x1f\n" +
+	"\vnode_prefix\x18\x02 \x01(\rR\n" +
+	"nodePrefix\x12\x16\n" +
+	"\x06domain\x18\x03 \x01(\tR\x06domain\"o\n" +
 	"\rNodeCondition\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
@@ -3913,18 +4050,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x02\n" +
-	"\aNetwork\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12:\n" +
-	"\x06labels\x18\x04 \x03(\v2\".warren.api.v1.Network.LabelsEntryR\x06labels\x129\n" +
-	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\x1a9\n" +
-	"\vLabelsEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x122\n" +
@@ -3937,9 +4063,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04task\x18\v \x01(\v2\x13.warren.api.v1.TaskH\x00R\x04task\x12)\n" +
 	"\x04node\x18\f \x01(\v2\x13.warren.api.v1.NodeH\x00R\x04node\x12/\n" +
 	"\x06secret\x18\r \x01(\v2\x15.warren.api.v1.SecretH\x00R\x06secret\x12/\n" +
-	"\x06volume\x18\x0e \x01(\v2\x15.warren.api.v1.VolumeH\x00R\x06volume\x122\n" +
-	"\anetwork\x18\x0f \x01(\v2\x16.warren.api.v1.NetworkH\x00R\anetworkB\b\n" +
-	"\x06object\"F\n" +
+	"\x06volume\x18\x0e \x01(\v2\x15.warren.api.v1.VolumeH\x00R\x06volumeB\b\n" +
+	"\x06objectJ\x04\b\x0f\x10\x10\"F\n" +
 	"\x14CreateServiceRequest\x12.\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\"I\n" +
 	"\x15CreateServiceResponse\x120\n" +
@@ -4070,7 +4195,12 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\bservices\x18\n" +
 	" \x01(\rR\bservices\x12\x14\n" +
 	"\x05tasks\x18\v \x01(\rR\x05tasks\x12\x14\n" +
-	"\x05nodes\x18\f \x01(\rR\x05nodes*\xb2\x02\n" +
+	"\x05nodes\x18\f \x01(\rR\x05nodes*s\n" +
+	"\vNetworkMode\x12\x1c\n" +
+	"\x18NETWORK_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14NETWORK_MODE_OVERLAY\x10\x01\x12\x15\n" +
+	"\x11NETWORK_MODE_HOST\x10\x02\x12\x15\n" +
+	"\x11NETWORK_MODE_NONE\x10\x03*\xb2\x02\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x01\x12\x16\n" +
@@ -4139,183 +4269,183 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
 var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_core_api_v1_api_proto_goTypes = []any{
-	(TaskState)(0),                  // 0: warren.api.v1.TaskState
-	(NodeRole)(0),                   // 1: warren.api.v1.NodeRole
-	(NodeStatus)(0),                 // 2: warren.api.v1.NodeStatus
-	(NodeAvailability)(0),           // 3: warren.api.v1.NodeAvailability
-	(EventAction)(0),                // 4: warren.api.v1.EventAction
-	(RestartPolicy_Condition)(0),    // 5: warren.api.v1.RestartPolicy.Condition
-	(UpdatePolicy_Order)(0),         // 6: warren.api.v1.UpdatePolicy.Order
-	(UpdatePolicy_FailureAction)(0), // 7: warren.api.v1.UpdatePolicy.FailureAction
-	(*Resources)(nil),               // 8: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 9: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 10: warren.api.v1.UpdatePolicy
-	(*Mount)(nil),                   // 11: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 12: warren.api.v1.ServiceSpec
-	(*Service)(nil),                 // 13: warren.api.v1.Service
-	(*Task)(nil),                    // 14: warren.api.v1.Task
-	(*Node)(nil),                    // 15: warren.api.v1.Node
-	(*NodeCondition)(nil),           // 16: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 17: warren.api.v1.Secret
-	(*Volume)(nil),                  // 18: warren.api.v1.Volume
-	(*Network)(nil),                 // 19: warren.api.v1.Network
-	(*Event)(nil),                   // 20: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 21: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 22: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 23: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 24: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 25: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 26: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 27: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 28: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 29: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 30: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 31: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 32: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 33: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 34: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 35: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 36: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 37: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 38: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 39: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 40: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 41: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 42: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 43: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 44: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 45: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 46: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 47: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 48: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 49: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 50: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 51: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 52: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 53: warren.api.v1.ClusterInfoResponse
-	nil,                             // 54: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 55: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 56: warren.api.v1.Node.LabelsEntry
-	nil,                             // 57: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 58: warren.api.v1.Node.AttributesEntry
-	nil,                             // 59: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 60: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 61: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 62: warren.api.v1.Network.LabelsEntry
-	nil,                             // 63: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 64: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 65: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 66: google.protobuf.Timestamp
+	(NetworkMode)(0),                // 0: warren.api.v1.NetworkMode
+	(TaskState)(0),                  // 1: warren.api.v1.TaskState
+	(NodeRole)(0),                   // 2: warren.api.v1.NodeRole
+	(NodeStatus)(0),                 // 3: warren.api.v1.NodeStatus
+	(NodeAvailability)(0),           // 4: warren.api.v1.NodeAvailability
+	(EventAction)(0),                // 5: warren.api.v1.EventAction
+	(RestartPolicy_Condition)(0),    // 6: warren.api.v1.RestartPolicy.Condition
+	(UpdatePolicy_Order)(0),         // 7: warren.api.v1.UpdatePolicy.Order
+	(UpdatePolicy_FailureAction)(0), // 8: warren.api.v1.UpdatePolicy.FailureAction
+	(*Resources)(nil),               // 9: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 10: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 11: warren.api.v1.UpdatePolicy
+	(*Mount)(nil),                   // 12: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 13: warren.api.v1.ServiceSpec
+	(*Service)(nil),                 // 14: warren.api.v1.Service
+	(*Task)(nil),                    // 15: warren.api.v1.Task
+	(*Node)(nil),                    // 16: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 17: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 18: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 19: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 20: warren.api.v1.Secret
+	(*Volume)(nil),                  // 21: warren.api.v1.Volume
+	(*Event)(nil),                   // 22: warren.api.v1.Event
+	(*CreateServiceRequest)(nil),    // 23: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 24: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 25: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 26: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 27: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 28: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 29: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 30: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 31: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 32: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 33: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 34: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 35: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 36: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 37: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 38: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 39: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 40: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 41: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 42: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 43: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 44: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 45: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 46: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 47: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 48: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 49: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 50: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 51: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 52: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 53: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 54: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 55: warren.api.v1.ClusterInfoResponse
+	nil,                             // 56: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 57: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 58: warren.api.v1.Node.LabelsEntry
+	nil,                             // 59: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 60: warren.api.v1.Node.AttributesEntry
+	nil,                             // 61: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 62: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 63: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 64: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 65: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 66: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	5,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	65, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	65, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	65, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	65, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	6,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	7,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	54, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	55, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	8,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	8,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	9,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	10, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	11, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	65, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	12, // 15: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	66, // 16: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	66, // 17: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	12, // 18: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	0,  // 19: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	0,  // 20: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	66, // 21: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	66, // 22: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	66, // 23: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	1,  // 24: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	2,  // 25: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	3,  // 26: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	56, // 27: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	8,  // 28: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	66, // 29: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	66, // 30: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 31: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	16, // 32: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	58, // 33: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	66, // 34: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	59, // 35: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	66, // 36: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	60, // 37: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	61, // 38: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	66, // 39: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	62, // 40: warren.api.v1.Network.labels:type_name -> warren.api.v1.Network.LabelsEntry
-	66, // 41: warren.api.v1.Network.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	66, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	13, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	14, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	15, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	17, // 47: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	18, // 48: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	19, // 49: warren.api.v1.Event.network:type_name -> warren.api.v1.Network
-	12, // 50: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 51: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 52: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	63, // 53: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	13, // 54: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	12, // 55: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	13, // 56: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	13, // 57: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	15, // 58: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	15, // 59: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	3,  // 60: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	64, // 61: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	15, // 62: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	15, // 63: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	14, // 64: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	47, // 65: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	66, // 66: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	49, // 67: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	21, // 68: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	23, // 69: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	25, // 70: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	27, // 71: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	29, // 72: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	31, // 73: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	33, // 74: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	35, // 75: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	37, // 76: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	39, // 77: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	41, // 78: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	43, // 79: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	44, // 80: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	46, // 81: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	50, // 82: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	52, // 83: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	22, // 84: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	24, // 85: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	26, // 86: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	28, // 87: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	30, // 88: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	32, // 89: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	34, // 90: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	36, // 91: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	38, // 92: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	40, // 93: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	42, // 94: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	20, // 95: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	45, // 96: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	48, // 97: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	51, // 98: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	53, // 99: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	84, // [84:100] is the sub-list for method output_type
-	68, // [68:84] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	6,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	66, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	66, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	66, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	66, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	7,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	8,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	56, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	57, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	9,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	9,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	10, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	11, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	12, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	66, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	0,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	13, // 16: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	67, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	67, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 19: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	1,  // 20: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	1,  // 21: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	67, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	67, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	2,  // 25: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	3,  // 26: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	4,  // 27: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	58, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	9,  // 29: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	67, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	67, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	19, // 33: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	60, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	17, // 35: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	67, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	61, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	67, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	62, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	63, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	67, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	67, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	14, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	15, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	16, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	20, // 47: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	21, // 48: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	13, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	14, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	14, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	64, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	14, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	13, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	14, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	14, // 56: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	16, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	16, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	4,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	65, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	16, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	16, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	15, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	49, // 64: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	67, // 65: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	51, // 66: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	23, // 67: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	25, // 68: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	27, // 69: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	29, // 70: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	31, // 71: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	33, // 72: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	35, // 73: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	37, // 74: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	39, // 75: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	41, // 76: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	43, // 77: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	45, // 78: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	46, // 79: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	48, // 80: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	52, // 81: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	54, // 82: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	24, // 83: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	26, // 84: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	28, // 85: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	30, // 86: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	32, // 87: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	34, // 88: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	36, // 89: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	38, // 90: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	40, // 91: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	42, // 92: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	44, // 93: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	22, // 94: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	47, // 95: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	50, // 96: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	53, // 97: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	55, // 98: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	83, // [83:99] is the sub-list for method output_type
+	67, // [67:83] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4323,21 +4453,20 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[12].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[13].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
 		(*Event_Secret)(nil),
 		(*Event_Volume)(nil),
-		(*Event_Network)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[29].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      8,
+			NumEnums:      9,
 			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -530,104 +530,18 @@ func (x *RemoveVolume) GetId() string {
 	return ""
 }
 
-type UpsertNetwork struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Network       *v1.Network            `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *UpsertNetwork) Reset() {
-	*x = UpsertNetwork{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *UpsertNetwork) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*UpsertNetwork) ProtoMessage() {}
-
-func (x *UpsertNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use UpsertNetwork.ProtoReflect.Descriptor instead.
-func (*UpsertNetwork) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *UpsertNetwork) GetNetwork() *v1.Network {
-	if x != nil {
-		return x.Network
-	}
-	return nil
-}
-
-type RemoveNetwork struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RemoveNetwork) Reset() {
-	*x = RemoveNetwork{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RemoveNetwork) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RemoveNetwork) ProtoMessage() {}
-
-func (x *RemoveNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RemoveNetwork.ProtoReflect.Descriptor instead.
-func (*RemoveNetwork) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *RemoveNetwork) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
 type SetClusterInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// network is the overlay plan, stored with the cluster ID at bootstrap.
+	Network       *v1.ClusterNetwork `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetClusterInfo) Reset() {
 	*x = SetClusterInfo{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +553,7 @@ func (x *SetClusterInfo) String() string {
 func (*SetClusterInfo) ProtoMessage() {}
 
 func (x *SetClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +566,7 @@ func (x *SetClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterInfo.ProtoReflect.Descriptor instead.
 func (*SetClusterInfo) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{13}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetClusterInfo) GetClusterId() string {
@@ -660,6 +574,13 @@ func (x *SetClusterInfo) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *SetClusterInfo) GetNetwork() *v1.ClusterNetwork {
+	if x != nil {
+		return x.Network
+	}
+	return nil
 }
 
 // ClusterSecurity is the cluster's identity material: its CA and the
@@ -684,7 +605,7 @@ type ClusterSecurity struct {
 
 func (x *ClusterSecurity) Reset() {
 	*x = ClusterSecurity{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +617,7 @@ func (x *ClusterSecurity) String() string {
 func (*ClusterSecurity) ProtoMessage() {}
 
 func (x *ClusterSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +630,7 @@ func (x *ClusterSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSecurity.ProtoReflect.Descriptor instead.
 func (*ClusterSecurity) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{14}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterSecurity) GetCaCertPem() []byte {
@@ -759,7 +680,7 @@ type SetSecurity struct {
 
 func (x *SetSecurity) Reset() {
 	*x = SetSecurity{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +692,7 @@ func (x *SetSecurity) String() string {
 func (*SetSecurity) ProtoMessage() {}
 
 func (x *SetSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +705,7 @@ func (x *SetSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecurity.ProtoReflect.Descriptor instead.
 func (*SetSecurity) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{15}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetSecurity) GetSecurity() *ClusterSecurity {
@@ -814,7 +735,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +747,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +760,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{16}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Batch) GetCommands() [][]byte {
@@ -879,14 +800,11 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\fUpsertVolume\x12-\n" +
 	"\x06volume\x18\x01 \x01(\v2\x15.warren.api.v1.VolumeR\x06volume\"\x1e\n" +
 	"\fRemoveVolume\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
-	"\rUpsertNetwork\x120\n" +
-	"\anetwork\x18\x01 \x01(\v2\x16.warren.api.v1.NetworkR\anetwork\"\x1f\n" +
-	"\rRemoveNetwork\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"h\n" +
 	"\x0eSetClusterInfo\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xfa\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x127\n" +
+	"\anetwork\x18\x02 \x01(\v2\x1d.warren.api.v1.ClusterNetworkR\anetwork\"\xfa\x01\n" +
 	"\x0fClusterSecurity\x12\x1e\n" +
 	"\vca_cert_pem\x18\x01 \x01(\fR\tcaCertPem\x12\"\n" +
 	"\rsealed_ca_key\x18\x02 \x01(\fR\vsealedCaKey\x120\n" +
@@ -911,41 +829,39 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 	return file_core_fsm_fsmpb_commands_proto_rawDescData
 }
 
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
-	(*CreateService)(nil),   // 0: warren.fsm.v1.CreateService
-	(*UpdateService)(nil),   // 1: warren.fsm.v1.UpdateService
-	(*RemoveService)(nil),   // 2: warren.fsm.v1.RemoveService
-	(*UpsertNode)(nil),      // 3: warren.fsm.v1.UpsertNode
-	(*RemoveNode)(nil),      // 4: warren.fsm.v1.RemoveNode
-	(*UpsertTasks)(nil),     // 5: warren.fsm.v1.UpsertTasks
-	(*RemoveTasks)(nil),     // 6: warren.fsm.v1.RemoveTasks
-	(*UpsertSecret)(nil),    // 7: warren.fsm.v1.UpsertSecret
-	(*RemoveSecret)(nil),    // 8: warren.fsm.v1.RemoveSecret
-	(*UpsertVolume)(nil),    // 9: warren.fsm.v1.UpsertVolume
-	(*RemoveVolume)(nil),    // 10: warren.fsm.v1.RemoveVolume
-	(*UpsertNetwork)(nil),   // 11: warren.fsm.v1.UpsertNetwork
-	(*RemoveNetwork)(nil),   // 12: warren.fsm.v1.RemoveNetwork
-	(*SetClusterInfo)(nil),  // 13: warren.fsm.v1.SetClusterInfo
-	(*ClusterSecurity)(nil), // 14: warren.fsm.v1.ClusterSecurity
-	(*SetSecurity)(nil),     // 15: warren.fsm.v1.SetSecurity
-	(*Batch)(nil),           // 16: warren.fsm.v1.Batch
-	(*v1.Service)(nil),      // 17: warren.api.v1.Service
-	(*v1.Node)(nil),         // 18: warren.api.v1.Node
-	(*v1.Task)(nil),         // 19: warren.api.v1.Task
-	(*v1.Secret)(nil),       // 20: warren.api.v1.Secret
-	(*v1.Volume)(nil),       // 21: warren.api.v1.Volume
-	(*v1.Network)(nil),      // 22: warren.api.v1.Network
+	(*CreateService)(nil),     // 0: warren.fsm.v1.CreateService
+	(*UpdateService)(nil),     // 1: warren.fsm.v1.UpdateService
+	(*RemoveService)(nil),     // 2: warren.fsm.v1.RemoveService
+	(*UpsertNode)(nil),        // 3: warren.fsm.v1.UpsertNode
+	(*RemoveNode)(nil),        // 4: warren.fsm.v1.RemoveNode
+	(*UpsertTasks)(nil),       // 5: warren.fsm.v1.UpsertTasks
+	(*RemoveTasks)(nil),       // 6: warren.fsm.v1.RemoveTasks
+	(*UpsertSecret)(nil),      // 7: warren.fsm.v1.UpsertSecret
+	(*RemoveSecret)(nil),      // 8: warren.fsm.v1.RemoveSecret
+	(*UpsertVolume)(nil),      // 9: warren.fsm.v1.UpsertVolume
+	(*RemoveVolume)(nil),      // 10: warren.fsm.v1.RemoveVolume
+	(*SetClusterInfo)(nil),    // 11: warren.fsm.v1.SetClusterInfo
+	(*ClusterSecurity)(nil),   // 12: warren.fsm.v1.ClusterSecurity
+	(*SetSecurity)(nil),       // 13: warren.fsm.v1.SetSecurity
+	(*Batch)(nil),             // 14: warren.fsm.v1.Batch
+	(*v1.Service)(nil),        // 15: warren.api.v1.Service
+	(*v1.Node)(nil),           // 16: warren.api.v1.Node
+	(*v1.Task)(nil),           // 17: warren.api.v1.Task
+	(*v1.Secret)(nil),         // 18: warren.api.v1.Secret
+	(*v1.Volume)(nil),         // 19: warren.api.v1.Volume
+	(*v1.ClusterNetwork)(nil), // 20: warren.api.v1.ClusterNetwork
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	17, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	17, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	18, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	19, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	20, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	21, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	22, // 6: warren.fsm.v1.UpsertNetwork.network:type_name -> warren.api.v1.Network
-	14, // 7: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
+	15, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	15, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	16, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	17, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	18, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	19, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	20, // 6: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
+	12, // 7: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
@@ -964,7 +880,7 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
