@@ -47,6 +47,13 @@ type server struct {
 	impl Runtime
 }
 
+func (s *server) Health(ctx context.Context, _ *runtimev1.HealthRequest) (*runtimev1.HealthResponse, error) {
+	if err := s.impl.Health(ctx); err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	return &runtimev1.HealthResponse{}, nil
+}
+
 func (s *server) Fingerprint(ctx context.Context, _ *runtimev1.FingerprintRequest) (*runtimev1.FingerprintResponse, error) {
 	fp, err := s.impl.Fingerprint(ctx)
 	if err != nil {
@@ -172,6 +179,11 @@ func (s *server) TaskLogs(req *runtimev1.TaskLogsRequest, stream runtimev1.Runti
 type client struct {
 	*sdk.BaseClient
 	rpc runtimev1.RuntimeClient
+}
+
+func (c *client) Health(ctx context.Context) error {
+	_, err := c.rpc.Health(ctx, &runtimev1.HealthRequest{})
+	return sdk.FromStatus(err)
 }
 
 func (c *client) Fingerprint(ctx context.Context) (Fingerprint, error) {
