@@ -230,7 +230,12 @@ func (x *RegisterWorker) GetAddr() string {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// conditions are the node problems the worker sees now, of the types a
+	// worker reports (such as "runtime": the runtime does not answer): the
+	// complete set, so a type missing from it has cleared. The dispatcher
+	// commits them to the node only when they change.
+	Conditions    []*NodeCondition `protobuf:"bytes,1,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +268,13 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
 	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Heartbeat) GetConditions() []*NodeCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
 }
 
 // TaskStatusUpdate is what a worker observed about one task.
@@ -642,8 +654,11 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x04addr\x18\t \x01(\tR\x04addr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\v\n" +
-	"\tHeartbeat\"\xd8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
+	"\tHeartbeat\x12<\n" +
+	"\n" +
+	"conditions\x18\x01 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
+	"conditions\"\xd8\x01\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.warren.api.v1.TaskStateR\x05state\x12\x18\n" +
@@ -695,10 +710,11 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*Assignments)(nil),           // 7: warren.api.v1.Assignments
 	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
 	(*Resources)(nil),             // 9: warren.api.v1.Resources
-	(TaskState)(0),                // 10: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 12: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 13: warren.api.v1.Task
+	(*NodeCondition)(nil),         // 10: warren.api.v1.NodeCondition
+	(TaskState)(0),                // 11: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(NodeRole)(0),                 // 13: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 14: warren.api.v1.Task
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -706,21 +722,22 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
 	9,  // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
 	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
-	10, // 5: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	11, // 6: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 7: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	6,  // 8: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	7,  // 9: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	11, // 10: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	12, // 11: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	13, // 12: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 13: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 14: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	10, // 5: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
+	11, // 6: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	12, // 7: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	3,  // 8: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	6,  // 9: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	7,  // 10: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	12, // 11: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	13, // 12: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	14, // 13: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	0,  // 14: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 15: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	15, // [15:16] is the sub-list for method output_type
+	14, // [14:15] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
