@@ -107,15 +107,15 @@ func (w *Worker) watchHealth(ctx context.Context) {
 func (w *Worker) checkHealth(ctx context.Context) {
 	limit := min(w.opts.RuntimeTimeout, maxHealthTimeout)
 	hctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	err := w.rt.Health(hctx)
-	cancel()
 	if ctx.Err() != nil {
 		return
 	}
 	msg := ""
 	switch {
 	case err == nil, errors.Is(err, sdk.ErrUnsupported):
-	case hctx.Err() != nil:
+	case errors.Is(hctx.Err(), context.DeadlineExceeded):
 		msg = fmt.Sprintf("runtime %s did not answer a health check within %s", w.rtName, limit)
 	default:
 		msg = fmt.Sprintf("runtime %s is unhealthy: %v", w.rtName, err)
@@ -148,9 +148,9 @@ func (w *Worker) noAnswer(ctx context.Context, err error) bool {
 }
 
 // noAnswerError is the task error for a runtime call that ran out of time:
-// callCtx is the call's context, limit its bound.
+// callCtx is the call's context (not cancelled yet), limit its bound.
 func (w *Worker) noAnswerError(call string, callCtx context.Context, limit time.Duration, err error) string {
-	if callCtx.Err() != nil {
+	if errors.Is(callCtx.Err(), context.DeadlineExceeded) {
 		return fmt.Sprintf("runtime %s did not answer %s within %s", w.rtName, call, limit)
 	}
 	return fmt.Sprintf("runtime %s did not answer %s: %v", w.rtName, call, err)

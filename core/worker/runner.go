@@ -350,9 +350,8 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	}()
 	r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
 	ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
-	_, err = r.w.rt.EnsureImage(ictx, spec.Image, false)
-	icancel()
-	if err != nil {
+	defer icancel()
+	if _, err := r.w.rt.EnsureImage(ictx, spec.Image, false); err != nil {
 		switch {
 		case ctx.Err() != nil, pullCtx.Err() != nil:
 			return nil // shutting down, or the manager changed its mind: next step

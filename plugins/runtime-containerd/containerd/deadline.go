@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,8 +58,14 @@ func (be *backend) noAnswer(ctx context.Context, err error) error {
 	case err == nil, errors.As(err, &st): // a stall explains itself
 		return err
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: containerd at %s did not answer in time (call_timeout %s): %v: %w",
-			Name, be.s.address, be.s.callTimeout, err, context.DeadlineExceeded)
+		// What was being done, without the deadline's own words (which
+		// containerd's client follows with "unknown").
+		what := err.Error()
+		if i := strings.Index(what, ": "+context.DeadlineExceeded.Error()); i >= 0 {
+			what = what[:i]
+		}
+		return fmt.Errorf("%s: containerd at %s did not answer in time (call_timeout %s): %s: %w",
+			Name, be.s.address, be.s.callTimeout, what, context.DeadlineExceeded)
 	}
 	return err
 }
