@@ -29,6 +29,12 @@
 // containerd.pid) instead of starting a second one, and restarts it when it
 // died. ShutdownManaged stops it.
 //
+// # Deadlines
+//
+// No call waits on containerd for ever: each has call_timeout (image
+// transfers: call_timeout without progress), and Health asks containerd's
+// version within at most 2s. deadline.go has the details.
+//
 // # Logs
 //
 // The shim writes a task's stdout and stderr to one file (containerd's
