@@ -129,50 +129,54 @@ func (r *Runtime) ImportImage(ctx context.Context, rd io.Reader) ([]runtime.Imag
 		return nil, wrapAs(sdk.ErrInvalidArgument, err, "import image: malformed archive")
 	}
 
-	ctx, cancel := be.call(ctx, 0)
-	defer cancel()
-	out, err := be.storeImported(ctx, imported)
-	return out, be.noAnswer(ctx, err)
-}
-
-// storeImported names the imported images by their normalized refs,
-// unpacks and describes them.
-func (be *backend) storeImported(ctx context.Context, imported []images.Image) ([]runtime.Image, error) {
-	is := be.client.ImageService()
 	var out []runtime.Image
 	seen := map[string]bool{}
 	for _, rec := range imported {
-		name, err := normalizeRef(rec.Name)
-		if err != nil {
-			// Not a ref we could run; leave it out.
-			_ = is.Delete(ctx, rec.Name)
-			continue
-		}
-		if name != rec.Name {
-			if err := putImage(ctx, is, images.Image{Name: name, Target: rec.Target}); err != nil {
-				return nil, wrapErr(err, "import image: storing %q", name)
-			}
-			_ = is.Delete(ctx, rec.Name)
-			rec.Name = name
-		}
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		img := containerd.NewImageWithPlatform(be.client, rec, platforms.Default())
-		if err := unpack(ctx, img); err != nil {
-			return nil, err
-		}
-		desc, err := describe(ctx, img)
+		desc, ok, err := be.storeImage(ctx, rec, seen)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, desc)
+		if ok {
+			out = append(out, desc)
+		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("import image: the archive names no image (no io.containerd.image.name or org.opencontainers.image.ref.name annotation with a full ref, no RepoTags): %w", sdk.ErrInvalidArgument)
 	}
 	return out, nil
+}
+
+// storeImage names an imported image by its normalized ref, unpacks and
+// describes it, within call_timeout. ok is false for an image left out: not
+// a ref tasks could use, or one of seen already (which it adds to).
+func (be *backend) storeImage(ctx context.Context, rec images.Image, seen map[string]bool) (_ runtime.Image, ok bool, err error) {
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
+	is := be.client.ImageService()
+	name, err := normalizeRef(rec.Name)
+	if err != nil {
+		// Not a ref we could run; leave it out.
+		_ = is.Delete(ctx, rec.Name)
+		return runtime.Image{}, false, nil
+	}
+	if name != rec.Name {
+		if err := putImage(ctx, is, images.Image{Name: name, Target: rec.Target}); err != nil {
+			return runtime.Image{}, false, wrapErr(err, "import image: storing %q", name)
+		}
+		_ = is.Delete(ctx, rec.Name)
+		rec.Name = name
+	}
+	if seen[name] {
+		return runtime.Image{}, false, nil
+	}
+	seen[name] = true
+	img := containerd.NewImageWithPlatform(be.client, rec, platforms.Default())
+	if err := unpack(ctx, img); err != nil {
+		return runtime.Image{}, false, err
+	}
+	desc, err := describe(ctx, img)
+	return desc, err == nil, err
 }
 
 // refFromOCIName turns an OCI layout's org.opencontainers.image.ref.name
