@@ -211,7 +211,7 @@ func (c *client) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) 
 	}
 	buf := make([]byte, chunkBytes)
 	for {
-		n, err := io.ReadFull(r, buf)
+		n, err := fillChunk(r, buf)
 		if n > 0 {
 			if serr := stream.Send(&runtimev1.ImportImageChunk{Data: buf[:n]}); serr != nil {
 				if errors.Is(serr, io.EOF) {
@@ -236,6 +236,32 @@ func (c *client) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) 
 		imgs = append(imgs, imageFromPB(img))
 	}
 	return imgs, nil
+}
+
+// importFlushAfter is how long ImportImage's client collects a slow
+// archive's bytes before it sends what it has: the runtime bounds an import
+// by its progress (see Runtime), so bytes must not wait for a full chunk.
+const importFlushAfter = 100 * time.Millisecond
+
+// fillChunk reads r into buf until buf is full, r ends or fails, or reading
+// has taken importFlushAfter; it returns the bytes read and io.EOF (or
+// io.ErrUnexpectedEOF) at the end, as io.ReadFull does.
+func fillChunk(r io.Reader, buf []byte) (int, error) {
+	start := time.Now()
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF && n > 0:
+			return n, io.ErrUnexpectedEOF
+		case err != nil:
+			return n, err
+		case time.Since(start) >= importFlushAfter && n > 0:
+			return n, nil
+		}
+	}
+	return n, nil
 }
 
 func (c *client) StartTask(ctx context.Context, spec TaskSpec) (TaskHandle, TaskStatus, error) {

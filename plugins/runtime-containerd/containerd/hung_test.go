@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -13,26 +14,34 @@ import (
 	"github.com/warrenorch/warren/sdk/runtime"
 )
 
+// shortDeadlines returns a runtime on the test daemon with call_timeout
+// d, over a real gRPC connection.
+func shortDeadlines(t *testing.T, d time.Duration) runtime.Runtime {
+	t.Helper()
+	needDaemon(t)
+	impl := containerd.New()
+	t.Cleanup(func() { impl.Close() })
+	rt := remote(t, impl)
+	if err := rt.Configure(t.Context(), configJSON(t, containerd.Config{
+		Managed:            true,
+		DataDir:            daemon.Dir,
+		Namespace:          daemon.Namespace,
+		InsecureRegistries: daemon.Insecure,
+		CallTimeout:        d.String(),
+	})); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	return rt
+}
+
 // TestHungContainerd freezes the managed containerd (SIGSTOP): every call
 // must come back within call_timeout with an error that says containerd
 // did not answer, Health must say so too, and after SIGCONT the runtime
 // works again without a restart.
 func TestHungContainerd(t *testing.T) {
-	needDaemon(t)
 	const callTimeout = time.Second
-	impl := containerd.New()
-	t.Cleanup(func() { impl.Close() })
-	rt := remote(t, impl)
+	rt := shortDeadlines(t, callTimeout)
 	ctx := t.Context()
-	if err := rt.Configure(ctx, configJSON(t, containerd.Config{
-		Managed:            true,
-		DataDir:            daemon.Dir,
-		Namespace:          daemon.Namespace,
-		InsecureRegistries: daemon.Insecure,
-		CallTimeout:        callTimeout.String(),
-	})); err != nil {
-		t.Fatalf("Configure: %v", err)
-	}
 	importImage(t, rt, testImage)
 	tar := archive(t, echoImage, true)
 	spec := runtime.TaskSpec{TaskID: "hung-" + time.Now().Format("150405.000000"), Image: testImage.Ref, Command: []string{"sleep", "3600"}}
@@ -56,6 +65,10 @@ func TestHungContainerd(t *testing.T) {
 			_, err := rt.EnsureImage(ctx, testImage.Ref, false)
 			return err
 		}, "did not answer in time"},
+		{"EnsureImage pull", func(ctx context.Context) error {
+			_, err := rt.EnsureImage(ctx, registry.Host+"/warren/missing:1", true)
+			return err
+		}, "no progress for 1s"},
 		{"StartTask", func(ctx context.Context) error {
 			_, _, err := rt.StartTask(ctx, spec)
 			return err
@@ -111,5 +124,47 @@ func TestHungContainerd(t *testing.T) {
 	})
 	if st.State != runtime.StateRunning {
 		t.Errorf("StartTask after SIGCONT: state %v, want running", st.State)
+	}
+}
+
+// pacedReader hands out its data in chunks, one per tick: a slow source
+// that keeps moving.
+type pacedReader struct {
+	data  []byte
+	chunk int
+	tick  <-chan time.Time
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		return 0, io.EOF
+	}
+	<-p.tick
+	n := copy(b[:min(len(b), p.chunk)], p.data)
+	p.data = p.data[n:]
+	return n, nil
+}
+
+// TestImportBoundedByProgress: an import that keeps moving is not cut off
+// by call_timeout, however long it takes as a whole.
+func TestImportBoundedByProgress(t *testing.T) {
+	const callTimeout = 500 * time.Millisecond
+	rt := shortDeadlines(t, callTimeout)
+	tar := archive(t, echoImage, false)
+	tick := time.NewTicker(callTimeout / 5)
+	defer tick.Stop()
+	// At least 10 ticks: twice call_timeout in all.
+	src := &pacedReader{data: tar, chunk: max(len(tar)/10, 1), tick: tick.C}
+	start := time.Now()
+	imgs, err := rt.ImportImage(t.Context(), src)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("a slow import that keeps moving (%v in all, call_timeout %v): %v", took, callTimeout, err)
+	}
+	if took < 2*callTimeout {
+		t.Fatalf("the import took %v, less than twice call_timeout: the test proves nothing", took)
+	}
+	if len(imgs) != 1 || imgs[0].Ref != echoImage.Ref {
+		t.Errorf("imported %v, want %s", imgs, echoImage.Ref)
 	}
 }
