@@ -134,6 +134,11 @@ type Worker struct {
 	// HeartbeatInterval is `heartbeat_interval`, how often the worker reports
 	// to the managers. Default 2s, at least 100ms.
 	HeartbeatInterval time.Duration
+	// RuntimeTimeout is `runtime_timeout`, how long the worker waits for
+	// one call into the runtime plugin (plus a stop's grace period) before
+	// it fails the task with "runtime ... did not answer". Default 30s, at
+	// least 100ms.
+	RuntimeTimeout time.Duration
 }
 
 // Plugin is a `plugin "<name>" { }` block.
@@ -178,6 +183,7 @@ const (
 	defaultRuntime           = "runtime-containerd"
 	defaultNetwork           = ""
 	defaultHeartbeatInterval = 2 * time.Second
+	defaultRuntimeTimeout    = 30 * time.Second
 )
 
 // Default returns the configuration with every default filled in and both the
@@ -229,6 +235,7 @@ func defaultWorker() *Worker {
 		Network:           defaultNetwork,
 		Labels:            map[string]string{},
 		HeartbeatInterval: defaultHeartbeatInterval,
+		RuntimeTimeout:    defaultRuntimeTimeout,
 	}
 }
 

@@ -91,6 +91,7 @@ func TestValid(t *testing.T) {
 					Network:           "network-host",
 					Labels:            map[string]string{"zone": "eu-west-1a", "gpu": "true"},
 					HeartbeatInterval: 500 * time.Millisecond,
+					RuntimeTimeout:    10 * time.Second,
 				},
 				Join: &Join{
 					Addresses: []string{"10.0.0.1:7420", "manager-2.example.com:7420"},
@@ -114,8 +115,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 31 || etcd.ConfigRange.Start.Line != 37 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 31 and 37", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 32 || etcd.ConfigRange.Start.Line != 38 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 32 and 38", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{
@@ -400,6 +401,7 @@ func TestDefault(t *testing.T) {
 			Network:           "",
 			Labels:            map[string]string{},
 			HeartbeatInterval: 2 * time.Second,
+			RuntimeTimeout:    30 * time.Second,
 		},
 	}
 	if !reflect.DeepEqual(a, want) {

@@ -63,6 +63,7 @@ type workerBody struct {
 	Network           hcl.Expression `hcl:"network,optional"`
 	Labels            hcl.Expression `hcl:"labels,optional"`
 	HeartbeatInterval hcl.Expression `hcl:"heartbeat_interval,optional"`
+	RuntimeTimeout    hcl.Expression `hcl:"runtime_timeout,optional"`
 }
 
 type pluginBody struct {
@@ -87,6 +88,7 @@ const (
 	minSnapshotThreshold = 1
 	minEventSubBytes     = 64 << 10
 	minHeartbeatInterval = 100 * time.Millisecond
+	minRuntimeTimeout    = 100 * time.Millisecond
 	minNodeCertTTL       = 30 * time.Second
 )
 
@@ -306,6 +308,9 @@ func (d *decoder) worker(raw *workerBody) *Worker {
 	}
 	if v, ok := d.duration(raw.HeartbeatInterval, "heartbeat_interval", minHeartbeatInterval); ok {
 		w.HeartbeatInterval = v
+	}
+	if v, ok := d.duration(raw.RuntimeTimeout, "runtime_timeout", minRuntimeTimeout); ok {
+		w.RuntimeTimeout = v
 	}
 	return w
 }

@@ -49,6 +49,7 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		Logger:          r.logger,
 		AgentVersion:    version.Version,
 		HeartbeatPeriod: r.cfg.Worker.HeartbeatInterval,
+		RuntimeTimeout:  r.cfg.Worker.RuntimeTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)

@@ -169,6 +169,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 					reason = ""
 					return status.Error(codes.Unavailable, "not the leader")
 				}
+				d.commitConditions(ctx, s.nodeID, msg.Heartbeat.GetConditions())
 			case *apiv1.WorkerMessage_Status:
 				d.enqueue(s.nodeID, msg.Status.GetUpdates())
 			case *apiv1.WorkerMessage_Register:

@@ -242,7 +242,9 @@ func (r *taskRunner) step(ctx context.Context) (done bool) {
 
 // recoverTask finds the stored handle's task in the runtime again.
 func (r *taskRunner) recoverTask(ctx context.Context) error {
-	st, err := r.w.rt.RecoverTask(ctx, r.rec.handle())
+	cctx, cancel := r.w.call(ctx, 0)
+	defer cancel()
+	st, err := r.w.rt.RecoverTask(cctx, r.rec.handle())
 	switch {
 	case err == nil:
 	case transient(err), ctx.Err() != nil:
@@ -270,7 +272,9 @@ func (r *taskRunner) inspect(ctx context.Context, oom bool) error {
 	if r.rec == nil || dispatcher.Terminal(r.state) {
 		return nil
 	}
-	st, err := r.w.rt.InspectTask(ctx, r.id)
+	cctx, cancel := r.w.call(ctx, 0)
+	defer cancel()
+	st, err := r.w.rt.InspectTask(cctx, r.id)
 	switch {
 	case errors.Is(err, sdk.ErrNotFound):
 		r.dropRecord()
@@ -345,10 +349,15 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		r.mu.Unlock()
 	}()
 	r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
-	if _, err := r.w.rt.EnsureImage(pullCtx, spec.Image, false); err != nil {
+	ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
+	defer icancel()
+	if _, err := r.w.rt.EnsureImage(ictx, spec.Image, false); err != nil {
 		switch {
 		case ctx.Err() != nil, pullCtx.Err() != nil:
 			return nil // shutting down, or the manager changed its mind: next step
+		case r.w.noAnswer(ctx, err):
+			r.report(r.w.failedNoAnswer(r.id, "EnsureImage", ictx, r.w.opts.ImageTimeout, err))
+			return nil
 		case transient(err):
 			return err
 		}
@@ -360,19 +369,10 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	}
 
 	r.report(&apiv1.TaskStatusUpdate{State: stateStarting})
-	h, st, err := r.w.rt.StartTask(ctx, spec)
-	if errors.Is(err, sdk.ErrAlreadyExists) {
-		// Started by an earlier run of this worker that died before storing
-		// the handle: without a handle it cannot be adopted, so start afresh.
-		r.w.log.Warn("replacing a task started without a stored handle", "task", r.id)
-		if derr := r.w.rt.DestroyTask(ctx, r.id, true); derr != nil {
-			return derr
-		}
-		h, st, err = r.w.rt.StartTask(ctx, spec)
-	}
+	h, st, err := r.startTask(ctx, spec)
 	switch {
 	case err == nil:
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.Is(err, errReported):
 		return nil
 	case transient(err):
 		return err
@@ -384,7 +384,9 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	if err := r.w.handles.save(rec); err != nil {
 		// Without a stored handle a restart would start a duplicate.
 		r.w.log.Error("storing a task handle", "task", r.id, "error", err)
-		_ = r.w.rt.DestroyTask(ctx, r.id, true)
+		dctx, cancel := r.w.call(ctx, 0)
+		_ = r.w.rt.DestroyTask(dctx, r.id, true)
+		cancel()
 		r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: err.Error()})
 		return nil
 	}
@@ -398,6 +400,31 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	}
 	return nil
 }
+
+// startTask starts spec in the runtime, within RuntimeTimeout. A task
+// started by an earlier run of this worker that died before storing the
+// handle cannot be adopted without one: it is destroyed and started afresh.
+// A start that runs out of time is reported FAILED here (and returns
+// no error): the runtime did not answer, and the task may run elsewhere.
+func (r *taskRunner) startTask(ctx context.Context, spec runtime.TaskSpec) (runtime.TaskHandle, runtime.TaskStatus, error) {
+	cctx, cancel := r.w.call(ctx, 0)
+	defer cancel()
+	h, st, err := r.w.rt.StartTask(cctx, spec)
+	if errors.Is(err, sdk.ErrAlreadyExists) {
+		r.w.log.Warn("replacing a task started without a stored handle", "task", r.id)
+		if err = r.w.rt.DestroyTask(cctx, r.id, true); err == nil {
+			h, st, err = r.w.rt.StartTask(cctx, spec)
+		}
+	}
+	if r.w.noAnswer(ctx, err) {
+		r.report(r.w.failedNoAnswer(r.id, "StartTask", cctx, r.w.opts.RuntimeTimeout, err))
+		return h, st, errReported
+	}
+	return h, st, err
+}
+
+// errReported is a failure the runner has reported already.
+var errReported = errors.New("reported")
 
 // stillWanted reports whether the manager still wants the task running.
 func (r *taskRunner) stillWanted() bool {
@@ -430,7 +457,10 @@ func (r *taskRunner) destroy(ctx context.Context) error {
 	}
 	if !dispatcher.Terminal(r.state) {
 		// Grace 0: the task's own stop_grace_period, kept by the runtime.
-		if _, err := r.w.rt.StopTask(ctx, r.id, 0); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		sctx, cancel := r.w.call(ctx, r.stopGrace())
+		_, err := r.w.rt.StopTask(sctx, r.id, 0)
+		cancel()
+		if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			if transient(err) || ctx.Err() != nil {
 				return err
 			}
@@ -439,12 +469,26 @@ func (r *taskRunner) destroy(ctx context.Context) error {
 	}
 	// Also without a handle: a task started by an agent that died before
 	// storing it may exist.
-	if err := r.w.rt.DestroyTask(ctx, r.id, true); err != nil {
+	dctx, cancel := r.w.call(ctx, 0)
+	defer cancel()
+	if err := r.w.rt.DestroyTask(dctx, r.id, true); err != nil {
 		return err
 	}
 	r.dropRecord()
 	r.cleaned = true
 	return nil
+}
+
+// stopGrace is how long a stop of the task may wait for its exit: its
+// stop_grace_period, or the runtime's default.
+func (r *taskRunner) stopGrace() time.Duration {
+	r.mu.Lock()
+	want := r.want
+	r.mu.Unlock()
+	if g := want.GetSpec().GetStopGracePeriod().AsDuration(); g > 0 {
+		return g
+	}
+	return runtime.DefaultStopGracePeriod
 }
 
 // dropRecord forgets the task's handle, on disk too.
@@ -482,6 +526,12 @@ func (r *taskRunner) rereport(want *apiv1.Task) {
 	}
 	r.lastGen = gen
 	r.w.reports.add(r.last)
+}
+
+// failedNoAnswer is the report of a task whose runtime call (call) ran out
+// of time: see noAnswerError.
+func (w *Worker) failedNoAnswer(taskID, call string, callCtx context.Context, limit time.Duration, err error) *apiv1.TaskStatusUpdate {
+	return &apiv1.TaskStatusUpdate{TaskId: taskID, State: stateFailed, Error: w.noAnswerError(call, callCtx, limit, err), Time: timestamppb.Now()}
 }
 
 // rejected is the report of a task that cannot run here.

@@ -85,6 +85,18 @@ type Options struct {
 	// attempts and between retries of failed runtime calls.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+
+	// RuntimeTimeout bounds each call into the runtime (plus the grace
+	// period for a stop); a start or image check that runs out of it fails
+	// the task with "runtime ... did not answer". Default
+	// DefaultRuntimeTimeout (the agent's worker.runtime_timeout).
+	RuntimeTimeout time.Duration
+	// ImageTimeout bounds one EnsureImage. Default DefaultImageTimeout.
+	ImageTimeout time.Duration
+	// HealthInterval is the time between health checks of the runtime,
+	// whose failure the worker reports as the node's "runtime" condition.
+	// Default HeartbeatPeriod, or DefaultHealthInterval without one.
+	HealthInterval time.Duration
 }
 
 // Worker runs the tasks the manager assigns to its node.
@@ -94,6 +106,10 @@ type Worker struct {
 	rt      runtime.Runtime
 	handles *handleStore
 	reports *reporter
+	health  *runtimeHealth
+	// rtName names the runtime in task errors ("containerd 1.6.20"); set
+	// by Run before any goroutine that reads it starts.
+	rtName string
 
 	running atomic.Bool
 	// gen counts established sessions; runners use it to re-report states
@@ -133,6 +149,18 @@ func New(opts Options) (*Worker, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
+	if opts.RuntimeTimeout <= 0 {
+		opts.RuntimeTimeout = DefaultRuntimeTimeout
+	}
+	if opts.ImageTimeout <= 0 {
+		opts.ImageTimeout = DefaultImageTimeout
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = opts.HeartbeatPeriod
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = DefaultHealthInterval
+	}
 	hs, err := newHandleStore(opts.DataDir)
 	if err != nil {
 		return nil, err
@@ -143,6 +171,7 @@ func New(opts Options) (*Worker, error) {
 		rt:      opts.Runtime,
 		handles: hs,
 		reports: newReporter(),
+		health:  newRuntimeHealth(),
 		runners: map[string]*taskRunner{},
 	}, nil
 }
@@ -191,10 +220,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.running.Store(false)
 	}()
 
-	fp, err := retry(ctx, w, "fingerprint the runtime", func() (runtime.Fingerprint, error) { return w.rt.Fingerprint(ctx) })
+	fp, err := retry(ctx, w, "fingerprint the runtime", func() (runtime.Fingerprint, error) {
+		cctx, cancel := w.call(ctx, 0)
+		defer cancel()
+		return w.rt.Fingerprint(cctx)
+	})
 	if err != nil {
 		return nil // ctx ended
 	}
+	w.rtName = fp.RuntimeName + " " + fp.RuntimeVersion
+	w.wg.Add(1)
+	go w.watchHealth(ctx)
 	// Subscribe before anything is recovered or started, so no exit is missed.
 	evs, err := retry(ctx, w, "subscribe to runtime events", func() (<-chan runtime.TaskEvent, error) { return w.rt.TaskEvents(ctx) })
 	if err != nil {
@@ -334,13 +370,29 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 		window.Stop()
 		windowC = nil
 	}
+	// The node's conditions go up at once too, and again whenever they
+	// change; every heartbeat carries them.
+	beat := func() error {
+		hb := &apiv1.Heartbeat{Conditions: w.health.conditions()}
+		if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Heartbeat{Heartbeat: hb}}); err != nil {
+			return fmt.Errorf("send heartbeat: %w", recvErr(stream, err))
+		}
+		return nil
+	}
+	if err := beat(); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-hb.C:
-			if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Heartbeat{Heartbeat: &apiv1.Heartbeat{}}}); err != nil {
-				return fmt.Errorf("send heartbeat: %w", recvErr(stream, err))
+			if err := beat(); err != nil {
+				return err
+			}
+		case <-w.health.changed:
+			if err := beat(); err != nil {
+				return err
 			}
 		case <-w.reports.ready:
 			if windowC == nil {
@@ -411,7 +463,9 @@ func (w *Worker) sweepOrphans(ctx context.Context) {
 		w.sweeping = false
 		w.mu.Unlock()
 	}()
-	list, err := w.rt.ListTasks(ctx)
+	lctx, cancel := w.call(ctx, 0)
+	list, err := w.rt.ListTasks(lctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Error("listing runtime tasks to find orphans", "error", err)

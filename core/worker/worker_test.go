@@ -49,17 +49,32 @@ const (
 )
 
 // observedRuntime counts the starts of the runtime it wraps and holds
-// EnsureImage of slowImage until gate is closed. Everything else goes to
-// the real gRPC client.
+// EnsureImage of slowImage until gate is closed. While hung is set, its
+// StartTask and Health wait for their ctx to end, as a runtime that does
+// not bound its backend's calls would. Everything else goes to the real
+// gRPC client.
 type observedRuntime struct {
 	runtime.Runtime
 	starts atomic.Int64
 	gate   chan struct{}
+	hung   atomic.Bool
 }
 
 func (o *observedRuntime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime.TaskHandle, runtime.TaskStatus, error) {
 	o.starts.Add(1)
+	if o.hung.Load() {
+		<-ctx.Done()
+		return runtime.TaskHandle{}, runtime.TaskStatus{}, ctx.Err()
+	}
 	return o.Runtime.StartTask(ctx, spec)
+}
+
+func (o *observedRuntime) Health(ctx context.Context) error {
+	if o.hung.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return o.Runtime.Health(ctx)
 }
 
 func (o *observedRuntime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) (runtime.Image, error) {
@@ -504,4 +519,52 @@ func TestNewChecksOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runtimeCondition returns the message of the node's runtime condition, ""
+// when there is none.
+func (e *env) runtimeCondition() string {
+	n, _ := e.m.State.Node(nodeID)
+	for _, c := range n.GetConditions() {
+		if c.GetType() == "runtime" {
+			return c.GetMessage()
+		}
+	}
+	return ""
+}
+
+// TestWorkerRuntimeDoesNotAnswer: a runtime whose calls hang (StartTask,
+// Health) makes the task FAILED within runtime_timeout, naming the runtime,
+// and the node gets a runtime condition; a runtime that answers that it is
+// unhealthy shows its own words; once it answers again the condition
+// clears and tasks run.
+func TestWorkerRuntimeDoesNotAnswer(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	e.rt.hung.Store(true)
+	e.startWorker(t, func(o *worker.Options) {
+		o.RuntimeTimeout = 300 * time.Millisecond
+		o.HeartbeatPeriod = 100 * time.Millisecond
+	})
+	e.upsert(newTask("stuck", 1, "sleep", "3600"))
+	task := e.waitState(t, "stuck", failed)
+	if want := "runtime fake 0.0.0 did not answer StartTask within 300ms"; task.GetError() != want {
+		t.Errorf("task error = %q, want %q", task.GetError(), want)
+	}
+	dispatchertest.Eventually(t, "the node's runtime condition", func() bool {
+		return e.runtimeCondition() == "runtime fake 0.0.0 did not answer a health check within 300ms"
+	})
+
+	// Answering, but unhealthy: its own words.
+	e.fake.SetHealth(errors.New("the backend is frozen"))
+	e.rt.hung.Store(false)
+	dispatchertest.Eventually(t, "the runtime's own words in the condition", func() bool {
+		return strings.HasSuffix(e.runtimeCondition(), "the backend is frozen")
+	})
+
+	e.fake.SetHealth(nil)
+	dispatchertest.Eventually(t, "the runtime condition clears", func() bool {
+		return e.runtimeCondition() == ""
+	})
+	e.upsert(newTask("after", 2, "sleep", "3600"))
+	e.waitState(t, "after", running)
 }

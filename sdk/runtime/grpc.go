@@ -47,6 +47,13 @@ type server struct {
 	impl Runtime
 }
 
+func (s *server) Health(ctx context.Context, _ *runtimev1.HealthRequest) (*runtimev1.HealthResponse, error) {
+	if err := s.impl.Health(ctx); err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	return &runtimev1.HealthResponse{}, nil
+}
+
 func (s *server) Fingerprint(ctx context.Context, _ *runtimev1.FingerprintRequest) (*runtimev1.FingerprintResponse, error) {
 	fp, err := s.impl.Fingerprint(ctx)
 	if err != nil {
@@ -174,6 +181,11 @@ type client struct {
 	rpc runtimev1.RuntimeClient
 }
 
+func (c *client) Health(ctx context.Context) error {
+	_, err := c.rpc.Health(ctx, &runtimev1.HealthRequest{})
+	return sdk.FromStatus(err)
+}
+
 func (c *client) Fingerprint(ctx context.Context) (Fingerprint, error) {
 	resp, err := c.rpc.Fingerprint(ctx, &runtimev1.FingerprintRequest{})
 	if err != nil {
@@ -199,7 +211,7 @@ func (c *client) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) 
 	}
 	buf := make([]byte, chunkBytes)
 	for {
-		n, err := io.ReadFull(r, buf)
+		n, err := fillChunk(r, buf)
 		if n > 0 {
 			if serr := stream.Send(&runtimev1.ImportImageChunk{Data: buf[:n]}); serr != nil {
 				if errors.Is(serr, io.EOF) {
@@ -224,6 +236,32 @@ func (c *client) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) 
 		imgs = append(imgs, imageFromPB(img))
 	}
 	return imgs, nil
+}
+
+// importFlushAfter is how long ImportImage's client collects a slow
+// archive's bytes before it sends what it has: the runtime bounds an import
+// by its progress (see Runtime), so bytes must not wait for a full chunk.
+const importFlushAfter = 100 * time.Millisecond
+
+// fillChunk reads r into buf until buf is full, r ends or fails, or reading
+// has taken importFlushAfter; it returns the bytes read and io.EOF (or
+// io.ErrUnexpectedEOF) at the end, as io.ReadFull does.
+func fillChunk(r io.Reader, buf []byte) (int, error) {
+	start := time.Now()
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF && n > 0:
+			return n, io.ErrUnexpectedEOF
+		case err != nil:
+			return n, err
+		case time.Since(start) >= importFlushAfter && n > 0:
+			return n, nil
+		}
+	}
+	return n, nil
 }
 
 func (c *client) StartTask(ctx context.Context, spec TaskSpec) (TaskHandle, TaskStatus, error) {

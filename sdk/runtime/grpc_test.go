@@ -237,3 +237,27 @@ func TestPanicInAStreamIsThatCallsError(t *testing.T) {
 		t.Fatalf("after the panic, Fingerprint = %v; want the plugin still serving", err)
 	}
 }
+
+// TestHealthCrossesTheWire: Health's answer, healthy or not, keeps its
+// text and its sentinel across the wire, and a plugin built before Health
+// existed answers ErrUnsupported.
+func TestHealthCrossesTheWire(t *testing.T) {
+	fake := runtimetest.NewFakeRuntime()
+	rt, conn := wire(t, fake)
+	ctx := testCtx(t)
+	if err := rt.Health(ctx); err != nil {
+		t.Fatalf("Health of a healthy runtime: %v", err)
+	}
+	frozen := fmt.Errorf("backend at /run/x.sock did not answer within 2s: %w", context.DeadlineExceeded)
+	fake.SetHealth(frozen)
+	err := rt.Health(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || err.Error() != frozen.Error() {
+		t.Errorf("Health = %v, want %q wrapping context.DeadlineExceeded", err, frozen)
+	}
+	// No Health method on the server side: Unimplemented.
+	if err := conn.Invoke(ctx, "/warren.sdk.runtime.v1.Runtime/NoSuchMethod", nil, nil); err == nil {
+		t.Fatal("calling a method the plugin lacks succeeded")
+	} else if err := sdk.FromStatus(err); !errors.Is(err, sdk.ErrUnsupported) {
+		t.Errorf("a method the plugin lacks = %v, want ErrUnsupported", err)
+	}
+}

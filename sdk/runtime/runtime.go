@@ -79,6 +79,22 @@ import (
 // StopTask waiting out a grace period must not hold up a StartTask. A
 // runtime may serialize calls about one task ID.
 //
+// # Deadlines and health
+//
+// A runtime never hangs on a backend that stopped answering (a containerd
+// that is frozen, a daemon stuck on a dead disk): every call into the
+// backend has a deadline, derived from the caller's ctx and the runtime's
+// own per-call default, and a call that runs out of it returns an error
+// wrapping context.DeadlineExceeded that names the backend and the limit.
+// Long operations (pulling or importing images, big layers) are bounded by
+// progress instead: they fail once they stop moving for that long, not
+// after a fixed time. StopTask's grace period comes on top of the per-call
+// default. The agent bounds its calls too, and reads a call that ran out of
+// time as "the runtime did not answer": the task fails with that error.
+//
+// Health says whether the backend answers right now; the agent calls it
+// periodically and shows a failure as the node's "runtime" condition.
+//
 // # Events
 //
 // See TaskEvents: events of one task arrive in the order they happened;
@@ -195,4 +211,16 @@ type Runtime interface {
 	// ends it returns ctx's error. A missing task returns ErrNotFound. Logs
 	// are kept until DestroyTask.
 	TaskLogs(ctx context.Context, req LogsRequest, fn func(LogChunk) error) error
+
+	// Health returns nil when the runtime can do its work now: its backend
+	// answers a cheap request (containerd's version, a daemon's ping). It
+	// returns an error saying what does not answer and for how long it
+	// waited otherwise, such as "containerd at /run/containerd.sock did not
+	// answer within 2s"; keep the text stable while the fault lasts, since
+	// the agent shows it as the node's "runtime" condition and commits it
+	// to the cluster state each time it changes. Health must be cheap and
+	// return within a few seconds, whatever the backend does (bound the
+	// probe with a short deadline of its own). Before Configure it returns
+	// ErrFailedPrecondition.
+	Health(ctx context.Context) error
 }

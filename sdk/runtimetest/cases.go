@@ -21,6 +21,8 @@ const (
 	cleanupTimeout = 30 * time.Second
 	// stopSlack is how long a stop may take beyond its grace period.
 	stopSlack = 20 * time.Second
+	// healthLimit is how long Health may take.
+	healthLimit = 5 * time.Second
 	// pollInterval paces polling for a state change.
 	pollInterval = 20 * time.Millisecond
 )
@@ -38,6 +40,7 @@ var cases = []struct {
 }{
 	{"Info", testInfo},
 	{"Fingerprint", testFingerprint},
+	{"Health", testHealth},
 	{"ImportImage", testImportImage},
 	{"EnsureImage", testEnsureImage},
 	{"EnsureImageMissing", testEnsureImageMissing},
@@ -198,6 +201,16 @@ func testInfo(t *testing.T, e *env) {
 	}
 	if info.Name == "" || !slices.Contains(info.APIVersions, sdk.APIVersion) {
 		t.Errorf("Info = %+v, want a name and API version %d", info, sdk.APIVersion)
+	}
+}
+
+// testHealth: a configured runtime whose backend answers is healthy, and
+// says so within a few seconds.
+func testHealth(t *testing.T, e *env) {
+	ctx, cancel := context.WithTimeout(e.ctx(), healthLimit)
+	defer cancel()
+	if err := e.rt.Health(ctx); err != nil {
+		t.Fatalf("Health of a configured runtime: %v", err)
 	}
 }
 

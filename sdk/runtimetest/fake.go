@@ -44,6 +44,7 @@ type FakeRuntime struct {
 	tasks    map[string]*fakeTask
 	subs     map[chan runtime.TaskEvent]bool
 	nextPID  uint32
+	health   error // what Health returns; see SetHealth
 }
 
 // fakeHandleVersion is the only handle format the fake writes and reads.
@@ -117,6 +118,21 @@ func (f *FakeRuntime) ConfigSchema(context.Context) (sdk.Schema, error) { return
 // Configure accepts only an empty configuration.
 func (f *FakeRuntime) Configure(_ context.Context, configJSON []byte) error {
 	return sdk.DecodeConfig(configJSON, &struct{}{})
+}
+
+// SetHealth makes Health return err (nil: healthy), to stand for a backend
+// that stops answering and comes back.
+func (f *FakeRuntime) SetHealth(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.health = err
+}
+
+// Health returns what SetHealth set last, nil at first.
+func (f *FakeRuntime) Health(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.health
 }
 
 // Fingerprint reports this machine's CPUs and a fixed 1 GiB of memory.

@@ -45,6 +45,14 @@ func SkipWithoutContainerd(t testing.TB) {
 // leaves nothing behind. managerExtra goes inside the manager block.
 func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 	t.Helper()
+	return NewWorkerAgentWith(t, bin, managerExtra, "", "")
+}
+
+// NewWorkerAgentWith is NewWorkerAgent with workerExtra inside the worker
+// block and runtimeExtra inside the runtime-containerd plugin's config
+// block (such as short deadlines).
+func NewWorkerAgentWith(t testing.TB, bin, managerExtra, workerExtra, runtimeExtra string) *testutil.Agent {
+	t.Helper()
 	// Registered before the agent's own clean-up, so it runs after it.
 	var dataDir string
 	t.Cleanup(func() {
@@ -54,15 +62,18 @@ func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 	})
 	a := testutil.NewAgent(t, bin, managerExtra)
 	dataDir = a.DataDir
-	extra := `
-worker {}
+	extra := fmt.Sprintf(`
+worker {
+%s
+}
 
 plugin "runtime-containerd" {
   config {
     stop_on_exit = true
+%s
   }
 }
-`
+`, workerExtra, runtimeExtra)
 	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +92,12 @@ func SweepRuntime(t testing.TB, dataDir string) {
 	if err := containerdtest.Sweep(filepath.Join(dataDir, "runtime-containerd"), containerd.DefaultNamespace); err != nil {
 		t.Logf("sweeping the runtime of %s: %v", dataDir, err)
 	}
+}
+
+// ContainerdPid returns the pid of the managed containerd of the agent
+// with that data_dir, or 0.
+func ContainerdPid(dataDir string) int {
+	return containerdtest.ManagedPid(filepath.Join(dataDir, "runtime-containerd"))
 }
 
 // ImageArchive returns an OCI archive of an image built from the machine's

@@ -26,6 +26,7 @@ worker {
   network            = "network-host"
   labels             = { zone = "eu-west-1a", gpu = "true" }
   heartbeat_interval = "500ms"
+  runtime_timeout    = "10s"
 }
 
 plugin "store-etcd" {

@@ -239,7 +239,12 @@ func (x *RegisterWorker) GetAttributes() map[string]string {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// conditions are the node problems the worker sees now, of the types a
+	// worker reports (such as "runtime": the runtime does not answer): the
+	// complete set, so a type missing from it has cleared. The dispatcher
+	// commits them to the node only when they change.
+	Conditions    []*NodeCondition `protobuf:"bytes,1,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +277,13 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
 	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Heartbeat) GetConditions() []*NodeCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
 }
 
 // TaskStatusUpdate is what a worker observed about one task.
@@ -658,8 +670,11 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\v\n" +
-	"\tHeartbeat\"\xd8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
+	"\tHeartbeat\x12<\n" +
+	"\n" +
+	"conditions\x18\x01 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
+	"conditions\"\xd8\x01\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.warren.api.v1.TaskStateR\x05state\x12\x18\n" +
@@ -712,10 +727,11 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
 	nil,                           // 9: warren.api.v1.RegisterWorker.AttributesEntry
 	(*Resources)(nil),             // 10: warren.api.v1.Resources
-	(TaskState)(0),                // 11: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 13: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 14: warren.api.v1.Task
+	(*NodeCondition)(nil),         // 11: warren.api.v1.NodeCondition
+	(TaskState)(0),                // 12: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(NodeRole)(0),                 // 14: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 15: warren.api.v1.Task
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -724,21 +740,22 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	10, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
 	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
 	9,  // 5: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
-	11, // 6: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	12, // 7: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 8: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	6,  // 9: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	7,  // 10: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	12, // 11: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	13, // 12: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	14, // 13: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 14: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 15: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	15, // [15:16] is the sub-list for method output_type
-	14, // [14:15] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 6: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
+	12, // 7: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	13, // 8: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	3,  // 9: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	6,  // 10: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	7,  // 11: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	13, // 12: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 13: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	15, // 14: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	0,  // 15: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 16: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }

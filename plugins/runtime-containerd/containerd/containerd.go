@@ -29,6 +29,12 @@
 // containerd.pid) instead of starting a second one, and restarts it when it
 // died. ShutdownManaged stops it.
 //
+// # Deadlines
+//
+// No call waits on containerd for ever: each has call_timeout (image
+// transfers: call_timeout without progress), and Health asks containerd's
+// version within at most 2s. deadline.go has the details.
+//
 // # Logs
 //
 // The shim writes a task's stdout and stderr to one file (containerd's
@@ -118,6 +124,11 @@ type Config struct {
 	// `warren agent -dev`. Default false: tasks and a managed containerd
 	// outlive the plugin, so restarts never stop containers.
 	StopOnExit bool `json:"stop_on_exit,omitempty"`
+	// CallTimeout bounds each runtime call's work with containerd, as a Go
+	// duration ("30s"); a stop's grace period comes on top, and image pulls
+	// and imports are bounded by progress instead (see deadline.go).
+	// Default DefaultCallTimeout.
+	CallTimeout string `json:"call_timeout,omitempty"`
 }
 
 // settings is a Config resolved and checked.
@@ -130,6 +141,8 @@ type settings struct {
 	insecure   []string
 	stopOnExit bool
 	dataDir    string
+	// callTimeout bounds one call's work with containerd (call_timeout).
+	callTimeout time.Duration
 }
 
 // resolve applies the defaults and checks what the schema cannot.
@@ -166,6 +179,14 @@ func (c Config) resolve() (settings, error) {
 		if h == "" || strings.ContainsAny(h, "/ ") {
 			return s, bad("insecure_registries: %q is not a registry host like 127.0.0.1:5000", h)
 		}
+	}
+	s.callTimeout = DefaultCallTimeout
+	if c.CallTimeout != "" {
+		d, err := time.ParseDuration(c.CallTimeout)
+		if err != nil || d <= 0 {
+			return s, bad("call_timeout %q is not a positive duration like \"30s\"", c.CallTimeout)
+		}
+		s.callTimeout = d
 	}
 	s.insecure = c.InsecureRegistries
 	s.stopOnExit = c.StopOnExit
@@ -295,6 +316,7 @@ func (r *Runtime) ConfigSchema(context.Context) (sdk.Schema, error) {
 		{Name: "namespace", Type: sdk.TypeString, Description: `containerd namespace of tasks and images (default "warren")`},
 		{Name: "log_dir", Type: sdk.TypeString, Description: "directory of task output (default: data_dir/logs)"},
 		{Name: "insecure_registries", Type: sdk.TypeListString, Description: `registry hosts pulled from over plain HTTP, e.g. ["127.0.0.1:5000"]`},
+		{Name: "call_timeout", Type: sdk.TypeString, Description: `how long one call may wait on containerd, e.g. "30s" (default 30s); a stop's grace period comes on top, image pulls and imports fail after that long without progress`},
 		{Name: "stop_on_exit", Type: sdk.TypeBool, Description: "on a clean plugin shutdown destroy every task and stop a managed containerd (throwaway clusters such as warren agent -dev)"},
 	}}, nil
 }

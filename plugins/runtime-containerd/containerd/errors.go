@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/containerd/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/warrenorch/warren/sdk"
 )
@@ -21,6 +23,13 @@ var sdkSentinels = []error{
 // sdk.ErrPluginUnavailable: containerd being down is this plugin's internal
 // trouble, not the plugin being gone.
 func classify(err error) error {
+	// containerd's errdefs reads these two codes as "unknown".
+	switch status.Code(err) {
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	case codes.Canceled:
+		return context.Canceled
+	}
 	err = errdefs.FromGRPC(err)
 	for _, s := range sdkSentinels {
 		if errors.Is(err, s) {

@@ -270,6 +270,8 @@ type monitorState struct {
 // handle turns one containerd event into task events, keeping each task's
 // events in order: started, then OOM, then exited.
 func (r *Runtime) handle(ctx context.Context, be *backend, st *monitorState, env *events.Envelope) {
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
 	v, err := typeurl.UnmarshalAny(env.Event)
 	if err != nil {
 		r.log.Warn("decoding a containerd event", "topic", env.Topic, "error", err)
@@ -335,18 +337,18 @@ func (r *Runtime) ours(ctx context.Context, be *backend, st *monitorState, id st
 // reap records the exit of task id and deletes its process (see
 // reapLocked), unless someone did already.
 func (r *Runtime) reap(be *backend, id string) {
-	ctx, cancel := context.WithTimeout(be.ctx, cleanupTimeout)
+	ctx, cancel := be.call(be.ctx, 0)
 	defer cancel()
-	if _, err := r.inspect(ctx, be, id); err != nil && !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
+	if _, err := r.inspect(ctx, be, id); err != nil && !errors.Is(err, sdk.ErrNotFound) && be.ctx.Err() == nil {
 		r.log.Warn("recording a task's exit", "task", id, "error", err)
 	}
 }
 
 // reapExited reaps every task that exited while nobody watched.
 func (r *Runtime) reapExited(be *backend) {
-	ctx, cancel := context.WithTimeout(be.ctx, cleanupTimeout)
+	ctx, cancel := be.call(be.ctx, 0)
 	defer cancel()
-	if _, err := r.ListTasks(ctx); err != nil && ctx.Err() == nil {
+	if _, err := r.ListTasks(ctx); err != nil && be.ctx.Err() == nil {
 		r.log.Warn("reaping exited tasks", "error", err)
 	}
 }

@@ -47,11 +47,14 @@ func detectCgroups() cgroupInfo {
 
 // Fingerprint reports the machine's CPUs and memory, OS and architecture,
 // and containerd's version.
-func (r *Runtime) Fingerprint(ctx context.Context) (runtime.Fingerprint, error) {
+func (r *Runtime) Fingerprint(ctx context.Context) (_ runtime.Fingerprint, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return runtime.Fingerprint{}, err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	mem, err := memTotal()
 	if err != nil {
 		return runtime.Fingerprint{}, fmt.Errorf("%s: fingerprint: %v: %w", Name, err, sdk.ErrInternal)

@@ -12,7 +12,9 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/platforms"
+	"github.com/containerd/containerd/remotes"
 	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -29,7 +31,9 @@ func normalizeRef(ref string) (string, error) {
 }
 
 // EnsureImage returns the image when it is present (and unpacked), and
-// pulls and unpacks it otherwise or when alwaysPull is set.
+// pulls and unpacks it otherwise or when alwaysPull is set. The local
+// lookup is one call (call_timeout); a pull is bounded by its progress: it
+// fails once no bytes came from the registry for call_timeout.
 func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) (runtime.Image, error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
@@ -40,33 +44,63 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) 
 		return runtime.Image{}, err
 	}
 	if !alwaysPull {
-		img, err := be.client.GetImage(ctx, name)
-		switch {
-		case err == nil:
-			if err := unpack(ctx, img); err != nil {
-				return runtime.Image{}, err
-			}
-			return describe(ctx, img)
-		case !errdefs.IsNotFound(err):
-			return runtime.Image{}, wrapErr(err, "image %q", ref)
+		if img, found, err := be.localImage(ctx, name, ref); err != nil || found {
+			return img, err
 		}
 	}
-	img, err := be.client.Pull(ctx, name,
-		containerd.WithResolver(be.resolver),
-		containerd.WithPullUnpack,
-		containerd.WithPullSnapshotter(snapshotter),
-		containerd.WithPlatformMatcher(platforms.Default()))
+	pctx, guard, stop := be.guardStalls(ctx, fmt.Sprintf("pulling image %q", ref))
+	defer stop()
+	img, err := be.pull(pctx, guard, name)
 	if err != nil {
+		if st := stalled(pctx); st != nil {
+			return runtime.Image{}, st
+		}
 		if errdefs.IsNotFound(err) {
 			return runtime.Image{}, wrapAs(sdk.ErrNotFound, err, "image %q", ref)
 		}
 		return runtime.Image{}, wrapErr(err, "pulling image %q", ref)
 	}
-	return describe(ctx, img)
+	dctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	desc, err := describe(dctx, img)
+	return desc, be.noAnswer(dctx, err)
+}
+
+// localImage describes image name (ref as the caller gave it) when it is
+// present, unpacking it if it is not yet, within call_timeout.
+func (be *backend) localImage(ctx context.Context, name, ref string) (_ runtime.Image, found bool, err error) {
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
+	img, err := be.client.GetImage(ctx, name)
+	switch {
+	case errdefs.IsNotFound(err):
+		return runtime.Image{}, false, nil
+	case err != nil:
+		return runtime.Image{}, false, wrapErr(err, "image %q", ref)
+	}
+	if err := unpack(ctx, img); err != nil {
+		return runtime.Image{}, false, err
+	}
+	desc, err := describe(ctx, img)
+	return desc, err == nil, err
+}
+
+// pull pulls and unpacks name, marking progress on guard with every chunk
+// that comes from the registry.
+func (be *backend) pull(ctx context.Context, guard *stallGuard, name string) (containerd.Image, error) {
+	return be.client.Pull(ctx, name,
+		containerd.WithResolver(progressResolver{Resolver: be.resolver, mark: guard.mark}),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(snapshotter),
+		containerd.WithPlatformMatcher(platforms.Default()))
 }
 
 // ImportImage stores the images of an OCI layout or docker-archive tarball
 // under the refs the archive names, and unpacks them.
+// Reading the archive into containerd is bounded by its progress: the
+// import fails once containerd has taken no bytes for call_timeout. Each
+// image's unpack afterwards is one call (call_timeout).
 func (r *Runtime) ImportImage(ctx context.Context, rd io.Reader) ([]runtime.Image, error) {
 	// An import streams a whole archive through the heap; hand the memory
 	// back to the node once it is done.
@@ -75,55 +109,74 @@ func (r *Runtime) ImportImage(ctx context.Context, rd io.Reader) ([]runtime.Imag
 	if err != nil {
 		return nil, err
 	}
-	src := &readErrRecorder{r: rd}
-	imported, err := be.client.Import(ctx, src,
+	ictx, guard, stop := be.guardStalls(ctx, "import image")
+	src := &readErrRecorder{r: rd, mark: guard.mark}
+	imported, err := be.client.Import(ictx, src,
 		containerd.WithImageRefTranslator(refFromOCIName),
 		containerd.WithImportPlatform(platforms.Default()))
+	st := stalled(ictx)
+	stop()
+	if st != nil {
+		return nil, st
+	}
 	if src.err != nil {
 		return nil, wrapErr(src.err, "import image: reading the archive")
 	}
 	if err != nil {
 		if serverSide(err) {
-			return nil, wrapErr(err, "import image")
+			return nil, be.noAnswer(ictx, wrapErr(err, "import image"))
 		}
 		return nil, wrapAs(sdk.ErrInvalidArgument, err, "import image: malformed archive")
 	}
 
-	is := be.client.ImageService()
 	var out []runtime.Image
 	seen := map[string]bool{}
 	for _, rec := range imported {
-		name, err := normalizeRef(rec.Name)
-		if err != nil {
-			// Not a ref we could run; leave it out.
-			_ = is.Delete(ctx, rec.Name)
-			continue
-		}
-		if name != rec.Name {
-			if err := putImage(ctx, is, images.Image{Name: name, Target: rec.Target}); err != nil {
-				return nil, wrapErr(err, "import image: storing %q", name)
-			}
-			_ = is.Delete(ctx, rec.Name)
-			rec.Name = name
-		}
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		img := containerd.NewImageWithPlatform(be.client, rec, platforms.Default())
-		if err := unpack(ctx, img); err != nil {
-			return nil, err
-		}
-		desc, err := describe(ctx, img)
+		desc, ok, err := be.storeImage(ctx, rec, seen)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, desc)
+		if ok {
+			out = append(out, desc)
+		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("import image: the archive names no image (no io.containerd.image.name or org.opencontainers.image.ref.name annotation with a full ref, no RepoTags): %w", sdk.ErrInvalidArgument)
 	}
 	return out, nil
+}
+
+// storeImage names an imported image by its normalized ref, unpacks and
+// describes it, within call_timeout. ok is false for an image left out: not
+// a ref tasks could use, or one of seen already (which it adds to).
+func (be *backend) storeImage(ctx context.Context, rec images.Image, seen map[string]bool) (_ runtime.Image, ok bool, err error) {
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
+	is := be.client.ImageService()
+	name, err := normalizeRef(rec.Name)
+	if err != nil {
+		// Not a ref we could run; leave it out.
+		_ = is.Delete(ctx, rec.Name)
+		return runtime.Image{}, false, nil
+	}
+	if name != rec.Name {
+		if err := putImage(ctx, is, images.Image{Name: name, Target: rec.Target}); err != nil {
+			return runtime.Image{}, false, wrapErr(err, "import image: storing %q", name)
+		}
+		_ = is.Delete(ctx, rec.Name)
+		rec.Name = name
+	}
+	if seen[name] {
+		return runtime.Image{}, false, nil
+	}
+	seen[name] = true
+	img := containerd.NewImageWithPlatform(be.client, rec, platforms.Default())
+	if err := unpack(ctx, img); err != nil {
+		return runtime.Image{}, false, err
+	}
+	desc, err := describe(ctx, img)
+	return desc, err == nil, err
 }
 
 // refFromOCIName turns an OCI layout's org.opencontainers.image.ref.name
@@ -185,16 +238,71 @@ func serverSide(err error) bool {
 }
 
 // readErrRecorder remembers the first error other than io.EOF its reader
-// returned, to tell a failing reader from a malformed archive.
+// returned, to tell a failing reader from a malformed archive, and calls
+// mark whenever bytes come through.
 type readErrRecorder struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	err  error
+	mark func()
 }
 
 func (r *readErrRecorder) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
+	if n > 0 && r.mark != nil {
+		r.mark()
+	}
 	if err != nil && err != io.EOF && r.err == nil {
 		r.err = err
+	}
+	return n, err
+}
+
+// progressResolver is a resolver whose fetches call mark whenever bytes
+// come from the registry, for a stallGuard.
+type progressResolver struct {
+	remotes.Resolver
+	mark func()
+}
+
+func (p progressResolver) Fetcher(ctx context.Context, ref string) (remotes.Fetcher, error) {
+	f, err := p.Resolver.Fetcher(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return progressFetcher{f: f, mark: p.mark}, nil
+}
+
+func (p progressResolver) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
+	name, desc, err := p.Resolver.Resolve(ctx, ref)
+	if err == nil {
+		p.mark()
+	}
+	return name, desc, err
+}
+
+type progressFetcher struct {
+	f    remotes.Fetcher
+	mark func()
+}
+
+func (p progressFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := p.f.Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	p.mark()
+	return progressReader{ReadCloser: rc, mark: p.mark}, nil
+}
+
+type progressReader struct {
+	io.ReadCloser
+	mark func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.mark()
 	}
 	return n, err
 }

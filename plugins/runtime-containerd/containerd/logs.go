@@ -31,9 +31,11 @@ func (r *Runtime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn func
 	if err != nil {
 		return err
 	}
-	v, err := be.view(ctx, req.TaskID)
+	vctx, vcancel := be.call(ctx, 0)
+	v, err := be.view(vctx, req.TaskID)
+	vcancel()
 	if err != nil {
-		return err
+		return be.noAnswer(vctx, err)
 	}
 	path := v.c.Labels[labelLogPath]
 
@@ -118,12 +120,14 @@ func (r *Runtime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn func
 // reaped (so all its output is in the log), reaping it if needed. A task
 // destroyed meanwhile counts as done.
 func (r *Runtime) exitedAndReaped(ctx context.Context, be *backend, id string) (bool, error) {
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
 	v, err := r.inspect(ctx, be, id)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return true, nil
 	}
 	if err != nil {
-		return false, err
+		return false, be.noAnswer(ctx, err)
 	}
 	return v.p == nil, nil
 }

@@ -48,6 +48,8 @@ func TestConfigureRefuses(t *testing.T) {
 		{"containerd path with a socket", `{"socket": "/x.sock", "log_dir": "` + dir + `", "containerd_path": "/usr/bin/containerd"}`},
 		{"containerd path not executable", `{"data_dir": "` + dir + `", "containerd_path": "` + notExec + `"}`},
 		{"registry with a scheme", `{"data_dir": "` + dir + `", "insecure_registries": ["http://127.0.0.1:5000"]}`},
+		{"call timeout not a duration", `{"data_dir": "` + dir + `", "call_timeout": "soon"}`},
+		{"call timeout zero", `{"data_dir": "` + dir + `", "call_timeout": "0s"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := containerd.New()

@@ -55,8 +55,6 @@ const (
 	cfsPeriod = 100_000
 	// minCFSQuota is the smallest quota the kernel accepts.
 	minCFSQuota = 1_000
-	// cleanupTimeout bounds undoing a failed start and reaping an exit.
-	cleanupTimeout = 30 * time.Second
 	// lostExitCode is reported for a task whose process vanished without
 	// its exit being recorded.
 	lostExitCode = 255
@@ -265,12 +263,15 @@ func (be *backend) runtimeOptions() any {
 // StartTask creates the task's container (a new snapshot of the image, the
 // OCI spec from the image and the spec) and starts its process, with
 // output going to its log file.
-func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime.TaskHandle, runtime.TaskStatus, error) {
+func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runtime.TaskHandle, _ runtime.TaskStatus, err error) {
 	var none runtime.TaskHandle
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return none, runtime.TaskStatus{}, err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	end, err := be.beginStart()
 	if err != nil {
 		return none, runtime.TaskStatus{}, err
@@ -339,8 +340,8 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime
 	}
 
 	// Undo everything on failure, even when the caller's ctx has ended.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
+	cctx, ccancel := be.cleanup(ctx)
+	defer ccancel()
 	container, err := be.client.NewContainer(ctx, id, copts...)
 	if err != nil && errdefs.IsAlreadyExists(err) {
 		// A snapshot left by an interrupted start or destroy: the container
@@ -447,7 +448,7 @@ func (r *Runtime) inspect(ctx context.Context, be *backend, id string) (taskView
 // output is in the log. The caller holds the task's lock.
 func (r *Runtime) reapLocked(ctx context.Context, be *backend, v taskView) (containers.Container, error) {
 	id, p := v.c.ID, v.p
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ctx, cancel := be.cleanup(ctx)
 	defer cancel()
 	labels := map[string]string{
 		labelExitCode: strconv.FormatUint(uint64(p.ExitStatus), 10),
@@ -471,11 +472,14 @@ func (r *Runtime) reapLocked(ctx context.Context, be *backend, v taskView) (cont
 }
 
 // InspectTask returns the task's status.
-func (r *Runtime) InspectTask(ctx context.Context, taskID string) (runtime.TaskStatus, error) {
+func (r *Runtime) InspectTask(ctx context.Context, taskID string) (_ runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return runtime.TaskStatus{}, err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	v, err := r.inspect(ctx, be, taskID)
 	if err != nil {
 		return runtime.TaskStatus{}, err
@@ -484,7 +488,7 @@ func (r *Runtime) InspectTask(ctx context.Context, taskID string) (runtime.TaskS
 }
 
 // StopTask signals the task, waits up to the grace period and kills it.
-func (r *Runtime) StopTask(ctx context.Context, taskID string, grace time.Duration) (runtime.TaskStatus, error) {
+func (r *Runtime) StopTask(ctx context.Context, taskID string, grace time.Duration) (_ runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return runtime.TaskStatus{}, err
@@ -492,7 +496,11 @@ func (r *Runtime) StopTask(ctx context.Context, taskID string, grace time.Durati
 	if grace < 0 {
 		return runtime.TaskStatus{}, fmt.Errorf("task %q: negative grace period %v: %w", taskID, grace, sdk.ErrInvalidArgument)
 	}
-	v, err := r.inspect(ctx, be, taskID)
+	defer func() { err = be.noAnswer(ctx, err) }()
+	ictx, icancel := be.call(ctx, 0)
+	v, err := r.inspect(ictx, be, taskID)
+	err = be.noAnswer(ictx, err)
+	icancel()
 	if err != nil {
 		return runtime.TaskStatus{}, err
 	}
@@ -512,6 +520,9 @@ func (r *Runtime) StopTask(ctx context.Context, taskID string, grace time.Durati
 		}
 	}
 
+	// The grace period comes on top of the call's own time.
+	ctx, ccancel := be.call(ctx, grace)
+	defer ccancel()
 	// Wait returns at once for a process that has exited already, so it
 	// may start after the signal.
 	exited := make(chan error, 1)
@@ -556,11 +567,14 @@ func (be *backend) kill(ctx context.Context, id string, sig syscall.Signal) erro
 
 // DestroyTask removes the task's process (killing it with force), its
 // container, snapshot and log.
-func (r *Runtime) DestroyTask(ctx context.Context, taskID string, force bool) error {
+func (r *Runtime) DestroyTask(ctx context.Context, taskID string, force bool) (err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	if runtime.ValidateTaskID(taskID) != nil {
 		return nil // no such task can exist
 	}
@@ -624,11 +638,14 @@ func (r *Runtime) destroyLocked(ctx context.Context, be *backend, id string, for
 // RecoverTask finds the task of a handle again. A task whose process
 // vanished without a recorded exit (the machine restarted) is not found,
 // and its remains are removed so that the ID is free.
-func (r *Runtime) RecoverTask(ctx context.Context, h runtime.TaskHandle) (runtime.TaskStatus, error) {
+func (r *Runtime) RecoverTask(ctx context.Context, h runtime.TaskHandle) (_ runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return runtime.TaskStatus{}, err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("task %q: handle %s: %w", h.TaskID, fmt.Sprintf(format, args...), sdk.ErrInvalidArgument)
 	}
@@ -665,11 +682,14 @@ func (r *Runtime) RecoverTask(ctx context.Context, h runtime.TaskHandle) (runtim
 }
 
 // ListTasks returns the status of every Warren task in the namespace.
-func (r *Runtime) ListTasks(ctx context.Context) ([]runtime.TaskStatus, error) {
+func (r *Runtime) ListTasks(ctx context.Context) (_ []runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
 	cs, err := be.client.ContainerService().List(ctx, fmt.Sprintf("labels.%q", LabelTaskID))
 	if err != nil {
 		return nil, wrapErr(err, "listing containers")

@@ -117,8 +117,12 @@ func (d *Daemon) Client() (*ctd.Client, error) {
 }
 
 // Pid is the managed containerd's pid from its pid file, or 0.
-func (d *Daemon) Pid() int {
-	b, err := os.ReadFile(filepath.Join(d.Dir, "containerd.pid"))
+func (d *Daemon) Pid() int { return ManagedPid(d.Dir) }
+
+// ManagedPid is the pid of the managed containerd of a runtime-containerd
+// plugin whose data_dir is dir, from its pid file, or 0.
+func ManagedPid(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "containerd.pid"))
 	if err != nil {
 		return 0
 	}

@@ -78,7 +78,7 @@ func (x TaskStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_State.Descriptor instead.
 func (TaskStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{11, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type TaskEvent_Type int32
@@ -130,7 +130,7 @@ func (x TaskEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskEvent_Type.Descriptor instead.
 func (TaskEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type LogChunk_Stream int32
@@ -179,7 +179,81 @@ func (x LogChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogChunk_Stream.Descriptor instead.
 func (LogChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29, 0}
+}
+
+// HealthRequest asks whether the runtime's backend answers; an unhealthy
+// runtime answers with an error status that says why.
+type HealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthRequest) Reset() {
+	*x = HealthRequest{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthRequest) ProtoMessage() {}
+
+func (x *HealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
+func (*HealthRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{0}
+}
+
+type HealthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthResponse) Reset() {
+	*x = HealthResponse{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthResponse) ProtoMessage() {}
+
+func (x *HealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
+func (*HealthResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{1}
 }
 
 type FingerprintRequest struct {
@@ -190,7 +264,7 @@ type FingerprintRequest struct {
 
 func (x *FingerprintRequest) Reset() {
 	*x = FingerprintRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[0]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +276,7 @@ func (x *FingerprintRequest) String() string {
 func (*FingerprintRequest) ProtoMessage() {}
 
 func (x *FingerprintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[0]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +289,7 @@ func (x *FingerprintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FingerprintRequest.ProtoReflect.Descriptor instead.
 func (*FingerprintRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{2}
 }
 
 type FingerprintResponse struct {
@@ -233,7 +307,7 @@ type FingerprintResponse struct {
 
 func (x *FingerprintResponse) Reset() {
 	*x = FingerprintResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[1]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +319,7 @@ func (x *FingerprintResponse) String() string {
 func (*FingerprintResponse) ProtoMessage() {}
 
 func (x *FingerprintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[1]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +332,7 @@ func (x *FingerprintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FingerprintResponse.ProtoReflect.Descriptor instead.
 func (*FingerprintResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{1}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FingerprintResponse) GetNanoCpus() int64 {
@@ -321,7 +395,7 @@ type EnsureImageRequest struct {
 
 func (x *EnsureImageRequest) Reset() {
 	*x = EnsureImageRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[2]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +407,7 @@ func (x *EnsureImageRequest) String() string {
 func (*EnsureImageRequest) ProtoMessage() {}
 
 func (x *EnsureImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[2]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +420,7 @@ func (x *EnsureImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureImageRequest.ProtoReflect.Descriptor instead.
 func (*EnsureImageRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{2}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EnsureImageRequest) GetRef() string {
@@ -374,7 +448,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[3]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +460,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[3]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +473,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{3}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Image) GetRef() string {
@@ -432,7 +506,7 @@ type EnsureImageResponse struct {
 
 func (x *EnsureImageResponse) Reset() {
 	*x = EnsureImageResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[4]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +518,7 @@ func (x *EnsureImageResponse) String() string {
 func (*EnsureImageResponse) ProtoMessage() {}
 
 func (x *EnsureImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[4]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +531,7 @@ func (x *EnsureImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureImageResponse.ProtoReflect.Descriptor instead.
 func (*EnsureImageResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{4}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EnsureImageResponse) GetImage() *Image {
@@ -477,7 +551,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[5]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +563,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[5]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +576,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{5}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -521,7 +595,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +607,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +620,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{6}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -569,7 +643,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +655,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +668,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{7}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Mount) GetType() string {
@@ -635,7 +709,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +721,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +734,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{8}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Resources) GetNanoCpus() int64 {
@@ -701,7 +775,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +787,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +800,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{9}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -840,7 +914,7 @@ type TaskHandle struct {
 
 func (x *TaskHandle) Reset() {
 	*x = TaskHandle{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +926,7 @@ func (x *TaskHandle) String() string {
 func (*TaskHandle) ProtoMessage() {}
 
 func (x *TaskHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +939,7 @@ func (x *TaskHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHandle.ProtoReflect.Descriptor instead.
 func (*TaskHandle) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskHandle) GetVersion() uint32 {
@@ -912,7 +986,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +998,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1011,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1005,7 +1079,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1091,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1104,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartTaskRequest) GetSpec() *TaskSpec {
@@ -1050,7 +1124,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1136,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1149,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartTaskResponse) GetHandle() *TaskHandle {
@@ -1103,7 +1177,7 @@ type StopTaskRequest struct {
 
 func (x *StopTaskRequest) Reset() {
 	*x = StopTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1189,7 @@ func (x *StopTaskRequest) String() string {
 func (*StopTaskRequest) ProtoMessage() {}
 
 func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1202,7 @@ func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskRequest.ProtoReflect.Descriptor instead.
 func (*StopTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StopTaskRequest) GetTaskId() string {
@@ -1154,7 +1228,7 @@ type StopTaskResponse struct {
 
 func (x *StopTaskResponse) Reset() {
 	*x = StopTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1240,7 @@ func (x *StopTaskResponse) String() string {
 func (*StopTaskResponse) ProtoMessage() {}
 
 func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1253,7 @@ func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskResponse.ProtoReflect.Descriptor instead.
 func (*StopTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StopTaskResponse) GetStatus() *TaskStatus {
@@ -1199,7 +1273,7 @@ type DestroyTaskRequest struct {
 
 func (x *DestroyTaskRequest) Reset() {
 	*x = DestroyTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1285,7 @@ func (x *DestroyTaskRequest) String() string {
 func (*DestroyTaskRequest) ProtoMessage() {}
 
 func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1298,7 @@ func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskRequest.ProtoReflect.Descriptor instead.
 func (*DestroyTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DestroyTaskRequest) GetTaskId() string {
@@ -1249,7 +1323,7 @@ type DestroyTaskResponse struct {
 
 func (x *DestroyTaskResponse) Reset() {
 	*x = DestroyTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1335,7 @@ func (x *DestroyTaskResponse) String() string {
 func (*DestroyTaskResponse) ProtoMessage() {}
 
 func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1348,7 @@ func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskResponse.ProtoReflect.Descriptor instead.
 func (*DestroyTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 type InspectTaskRequest struct {
@@ -1286,7 +1360,7 @@ type InspectTaskRequest struct {
 
 func (x *InspectTaskRequest) Reset() {
 	*x = InspectTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1372,7 @@ func (x *InspectTaskRequest) String() string {
 func (*InspectTaskRequest) ProtoMessage() {}
 
 func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1385,7 @@ func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskRequest.ProtoReflect.Descriptor instead.
 func (*InspectTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InspectTaskRequest) GetTaskId() string {
@@ -1330,7 +1404,7 @@ type InspectTaskResponse struct {
 
 func (x *InspectTaskResponse) Reset() {
 	*x = InspectTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1416,7 @@ func (x *InspectTaskResponse) String() string {
 func (*InspectTaskResponse) ProtoMessage() {}
 
 func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1429,7 @@ func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskResponse.ProtoReflect.Descriptor instead.
 func (*InspectTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InspectTaskResponse) GetStatus() *TaskStatus {
@@ -1374,7 +1448,7 @@ type RecoverTaskRequest struct {
 
 func (x *RecoverTaskRequest) Reset() {
 	*x = RecoverTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1460,7 @@ func (x *RecoverTaskRequest) String() string {
 func (*RecoverTaskRequest) ProtoMessage() {}
 
 func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1473,7 @@ func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskRequest.ProtoReflect.Descriptor instead.
 func (*RecoverTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RecoverTaskRequest) GetHandle() *TaskHandle {
@@ -1418,7 +1492,7 @@ type RecoverTaskResponse struct {
 
 func (x *RecoverTaskResponse) Reset() {
 	*x = RecoverTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1504,7 @@ func (x *RecoverTaskResponse) String() string {
 func (*RecoverTaskResponse) ProtoMessage() {}
 
 func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1517,7 @@ func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskResponse.ProtoReflect.Descriptor instead.
 func (*RecoverTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecoverTaskResponse) GetStatus() *TaskStatus {
@@ -1461,7 +1535,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1547,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1560,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTasksResponse struct {
@@ -1498,7 +1572,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1584,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1597,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskStatus {
@@ -1541,7 +1615,7 @@ type TaskEventsRequest struct {
 
 func (x *TaskEventsRequest) Reset() {
 	*x = TaskEventsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1627,7 @@ func (x *TaskEventsRequest) String() string {
 func (*TaskEventsRequest) ProtoMessage() {}
 
 func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1640,7 @@ func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEventsRequest.ProtoReflect.Descriptor instead.
 func (*TaskEventsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 type TaskEvent struct {
@@ -1582,7 +1656,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1668,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1681,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1657,7 +1731,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1743,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1756,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskLogsRequest) GetTaskId() string {
@@ -1716,7 +1790,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1802,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1815,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LogChunk) GetStream() LogChunk_Stream {
@@ -1762,7 +1836,9 @@ var File_sdk_proto_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\n" +
-	"\"sdk/proto/runtime/v1/runtime.proto\x12\x15warren.sdk.runtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\x14\n" +
+	"\"sdk/proto/runtime/v1/runtime.proto\x12\x15warren.sdk.runtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
+	"\rHealthRequest\"\x10\n" +
+	"\x0eHealthResponse\"\x14\n" +
 	"\x12FingerprintRequest\"\xe0\x02\n" +
 	"\x13FingerprintResponse\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
@@ -1896,7 +1972,7 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\xbd\b\n" +
+	"\rSTREAM_STDERR\x10\x022\x94\t\n" +
 	"\aRuntime\x12d\n" +
 	"\vFingerprint\x12).warren.sdk.runtime.v1.FingerprintRequest\x1a*.warren.sdk.runtime.v1.FingerprintResponse\x12d\n" +
 	"\vEnsureImage\x12).warren.sdk.runtime.v1.EnsureImageRequest\x1a*.warren.sdk.runtime.v1.EnsureImageResponse\x12d\n" +
@@ -1909,7 +1985,8 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\tListTasks\x12'.warren.sdk.runtime.v1.ListTasksRequest\x1a(.warren.sdk.runtime.v1.ListTasksResponse\x12Z\n" +
 	"\n" +
 	"TaskEvents\x12(.warren.sdk.runtime.v1.TaskEventsRequest\x1a .warren.sdk.runtime.v1.TaskEvent0\x01\x12U\n" +
-	"\bTaskLogs\x12&.warren.sdk.runtime.v1.TaskLogsRequest\x1a\x1f.warren.sdk.runtime.v1.LogChunk0\x01B=Z;github.com/warrenorch/warren/sdk/proto/runtime/v1;runtimev1b\x06proto3"
+	"\bTaskLogs\x12&.warren.sdk.runtime.v1.TaskLogsRequest\x1a\x1f.warren.sdk.runtime.v1.LogChunk0\x01\x12U\n" +
+	"\x06Health\x12$.warren.sdk.runtime.v1.HealthRequest\x1a%.warren.sdk.runtime.v1.HealthResponseB=Z;github.com/warrenorch/warren/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
 var (
 	file_sdk_proto_runtime_v1_runtime_proto_rawDescOnce sync.Once
@@ -1924,93 +2001,97 @@ func file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_runtime_v1_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(TaskStatus_State)(0),         // 0: warren.sdk.runtime.v1.TaskStatus.State
 	(TaskEvent_Type)(0),           // 1: warren.sdk.runtime.v1.TaskEvent.Type
 	(LogChunk_Stream)(0),          // 2: warren.sdk.runtime.v1.LogChunk.Stream
-	(*FingerprintRequest)(nil),    // 3: warren.sdk.runtime.v1.FingerprintRequest
-	(*FingerprintResponse)(nil),   // 4: warren.sdk.runtime.v1.FingerprintResponse
-	(*EnsureImageRequest)(nil),    // 5: warren.sdk.runtime.v1.EnsureImageRequest
-	(*Image)(nil),                 // 6: warren.sdk.runtime.v1.Image
-	(*EnsureImageResponse)(nil),   // 7: warren.sdk.runtime.v1.EnsureImageResponse
-	(*ImportImageChunk)(nil),      // 8: warren.sdk.runtime.v1.ImportImageChunk
-	(*ImportImageResponse)(nil),   // 9: warren.sdk.runtime.v1.ImportImageResponse
-	(*Mount)(nil),                 // 10: warren.sdk.runtime.v1.Mount
-	(*Resources)(nil),             // 11: warren.sdk.runtime.v1.Resources
-	(*TaskSpec)(nil),              // 12: warren.sdk.runtime.v1.TaskSpec
-	(*TaskHandle)(nil),            // 13: warren.sdk.runtime.v1.TaskHandle
-	(*TaskStatus)(nil),            // 14: warren.sdk.runtime.v1.TaskStatus
-	(*StartTaskRequest)(nil),      // 15: warren.sdk.runtime.v1.StartTaskRequest
-	(*StartTaskResponse)(nil),     // 16: warren.sdk.runtime.v1.StartTaskResponse
-	(*StopTaskRequest)(nil),       // 17: warren.sdk.runtime.v1.StopTaskRequest
-	(*StopTaskResponse)(nil),      // 18: warren.sdk.runtime.v1.StopTaskResponse
-	(*DestroyTaskRequest)(nil),    // 19: warren.sdk.runtime.v1.DestroyTaskRequest
-	(*DestroyTaskResponse)(nil),   // 20: warren.sdk.runtime.v1.DestroyTaskResponse
-	(*InspectTaskRequest)(nil),    // 21: warren.sdk.runtime.v1.InspectTaskRequest
-	(*InspectTaskResponse)(nil),   // 22: warren.sdk.runtime.v1.InspectTaskResponse
-	(*RecoverTaskRequest)(nil),    // 23: warren.sdk.runtime.v1.RecoverTaskRequest
-	(*RecoverTaskResponse)(nil),   // 24: warren.sdk.runtime.v1.RecoverTaskResponse
-	(*ListTasksRequest)(nil),      // 25: warren.sdk.runtime.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 26: warren.sdk.runtime.v1.ListTasksResponse
-	(*TaskEventsRequest)(nil),     // 27: warren.sdk.runtime.v1.TaskEventsRequest
-	(*TaskEvent)(nil),             // 28: warren.sdk.runtime.v1.TaskEvent
-	(*TaskLogsRequest)(nil),       // 29: warren.sdk.runtime.v1.TaskLogsRequest
-	(*LogChunk)(nil),              // 30: warren.sdk.runtime.v1.LogChunk
-	nil,                           // 31: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 32: warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	nil,                           // 33: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*HealthRequest)(nil),         // 3: warren.sdk.runtime.v1.HealthRequest
+	(*HealthResponse)(nil),        // 4: warren.sdk.runtime.v1.HealthResponse
+	(*FingerprintRequest)(nil),    // 5: warren.sdk.runtime.v1.FingerprintRequest
+	(*FingerprintResponse)(nil),   // 6: warren.sdk.runtime.v1.FingerprintResponse
+	(*EnsureImageRequest)(nil),    // 7: warren.sdk.runtime.v1.EnsureImageRequest
+	(*Image)(nil),                 // 8: warren.sdk.runtime.v1.Image
+	(*EnsureImageResponse)(nil),   // 9: warren.sdk.runtime.v1.EnsureImageResponse
+	(*ImportImageChunk)(nil),      // 10: warren.sdk.runtime.v1.ImportImageChunk
+	(*ImportImageResponse)(nil),   // 11: warren.sdk.runtime.v1.ImportImageResponse
+	(*Mount)(nil),                 // 12: warren.sdk.runtime.v1.Mount
+	(*Resources)(nil),             // 13: warren.sdk.runtime.v1.Resources
+	(*TaskSpec)(nil),              // 14: warren.sdk.runtime.v1.TaskSpec
+	(*TaskHandle)(nil),            // 15: warren.sdk.runtime.v1.TaskHandle
+	(*TaskStatus)(nil),            // 16: warren.sdk.runtime.v1.TaskStatus
+	(*StartTaskRequest)(nil),      // 17: warren.sdk.runtime.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),     // 18: warren.sdk.runtime.v1.StartTaskResponse
+	(*StopTaskRequest)(nil),       // 19: warren.sdk.runtime.v1.StopTaskRequest
+	(*StopTaskResponse)(nil),      // 20: warren.sdk.runtime.v1.StopTaskResponse
+	(*DestroyTaskRequest)(nil),    // 21: warren.sdk.runtime.v1.DestroyTaskRequest
+	(*DestroyTaskResponse)(nil),   // 22: warren.sdk.runtime.v1.DestroyTaskResponse
+	(*InspectTaskRequest)(nil),    // 23: warren.sdk.runtime.v1.InspectTaskRequest
+	(*InspectTaskResponse)(nil),   // 24: warren.sdk.runtime.v1.InspectTaskResponse
+	(*RecoverTaskRequest)(nil),    // 25: warren.sdk.runtime.v1.RecoverTaskRequest
+	(*RecoverTaskResponse)(nil),   // 26: warren.sdk.runtime.v1.RecoverTaskResponse
+	(*ListTasksRequest)(nil),      // 27: warren.sdk.runtime.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 28: warren.sdk.runtime.v1.ListTasksResponse
+	(*TaskEventsRequest)(nil),     // 29: warren.sdk.runtime.v1.TaskEventsRequest
+	(*TaskEvent)(nil),             // 30: warren.sdk.runtime.v1.TaskEvent
+	(*TaskLogsRequest)(nil),       // 31: warren.sdk.runtime.v1.TaskLogsRequest
+	(*LogChunk)(nil),              // 32: warren.sdk.runtime.v1.LogChunk
+	nil,                           // 33: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 34: warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	nil,                           // 35: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
 }
 var file_sdk_proto_runtime_v1_runtime_proto_depIdxs = []int32{
-	31, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	6,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
-	6,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	32, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	33, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	11, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
-	10, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
-	34, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	33, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	8,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
+	8,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
+	34, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	35, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	13, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
+	12, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
+	36, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 8: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
-	35, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	35, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
-	13, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
-	14, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	34, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
-	14, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	14, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	13, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
-	14, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	14, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
+	37, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	37, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
+	15, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
+	16, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	36, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
+	16, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	16, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	15, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
+	16, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	16, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
 	1,  // 20: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
-	35, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	37, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 22: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
-	3,  // 23: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
-	5,  // 24: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
-	8,  // 25: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
-	15, // 26: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
-	17, // 27: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
-	19, // 28: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
-	21, // 29: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
-	23, // 30: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
-	25, // 31: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
-	27, // 32: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
-	29, // 33: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
-	4,  // 34: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
-	7,  // 35: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
-	9,  // 36: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
-	16, // 37: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
-	18, // 38: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
-	20, // 39: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
-	22, // 40: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
-	24, // 41: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
-	26, // 42: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
-	28, // 43: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
-	30, // 44: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
+	5,  // 23: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
+	7,  // 24: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
+	10, // 25: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
+	17, // 26: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
+	19, // 27: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
+	21, // 28: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
+	23, // 29: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
+	25, // 30: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
+	27, // 31: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
+	29, // 32: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
+	31, // 33: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
+	3,  // 34: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
+	6,  // 35: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
+	9,  // 36: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
+	11, // 37: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
+	18, // 38: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
+	20, // 39: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
+	22, // 40: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
+	24, // 41: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
+	26, // 42: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
+	28, // 43: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
+	30, // 44: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
+	32, // 45: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
+	4,  // 46: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
+	35, // [35:47] is the sub-list for method output_type
+	23, // [23:35] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2027,7 +2108,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_runtime_v1_runtime_proto_rawDesc), len(file_sdk_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	Runtime_ListTasks_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/ListTasks"
 	Runtime_TaskEvents_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/TaskEvents"
 	Runtime_TaskLogs_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/TaskLogs"
+	Runtime_Health_FullMethodName      = "/warren.sdk.runtime.v1.Runtime/Health"
 )
 
 // RuntimeClient is the client API for Runtime service.
@@ -50,6 +51,7 @@ type RuntimeClient interface {
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	TaskEvents(ctx context.Context, in *TaskEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 }
 
 type runtimeClient struct {
@@ -191,6 +193,16 @@ func (c *runtimeClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
 
+func (c *runtimeClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HealthResponse)
+	err := c.cc.Invoke(ctx, Runtime_Health_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RuntimeServer is the server API for Runtime service.
 // All implementations must embed UnimplementedRuntimeServer
 // for forward compatibility.
@@ -206,6 +218,7 @@ type RuntimeServer interface {
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	TaskEvents(*TaskEventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	mustEmbedUnimplementedRuntimeServer()
 }
 
@@ -248,6 +261,9 @@ func (UnimplementedRuntimeServer) TaskEvents(*TaskEventsRequest, grpc.ServerStre
 }
 func (UnimplementedRuntimeServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedRuntimeServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
 }
 func (UnimplementedRuntimeServer) mustEmbedUnimplementedRuntimeServer() {}
 func (UnimplementedRuntimeServer) testEmbeddedByValue()                 {}
@@ -443,6 +459,24 @@ func _Runtime_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
 
+func _Runtime_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).Health(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_Health_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).Health(ctx, req.(*HealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Runtime_ServiceDesc is the grpc.ServiceDesc for Runtime service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -481,6 +515,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _Runtime_ListTasks_Handler,
+		},
+		{
+			MethodName: "Health",
+			Handler:    _Runtime_Health_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
+	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// TestRunHungContainerd freezes the agent's managed containerd (SIGSTOP):
+// an image import fails within the runtime's call_timeout, a new task ends
+// FAILED with an error naming the runtime instead of sitting in PREPARING,
+// and the node shows a runtime condition; after SIGCONT the condition
+// clears and the service's task runs.
+func TestRunHungContainerd(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
+	a := ctrtest.NewWorkerAgentWith(t, bin, "",
+		`heartbeat_interval = "200ms"
+runtime_timeout = "3s"`,
+		`call_timeout = "1s"`)
+	t.Cleanup(func() {
+		a.Kill()
+		sweep(t, a.DataDir)
+	})
+	a.Start(context.Background())
+	n := &node{t: t, a: a, bin: bin, c: a.Client()}
+	ctrtest.ImportImages(t, n.c)
+	n.ctd, n.cctx = ctrtest.Containerd(t, a)
+	ctx := t.Context()
+
+	thaw := containerdtest.Freeze(t, ctrtest.ContainerdPid(a.DataDir))
+
+	// An import fails within call_timeout (1s) plus slack, instead of
+	// hanging for as long as containerd does.
+	start := time.Now()
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second) // far above the limit
+	err := importArchive(ictx, n.c, ctrtest.ImageArchive(t, ctrtest.NoCmdImage))
+	cancel()
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "no progress for 1s") {
+		t.Errorf("image import with a frozen containerd = %v, want an error saying it made no progress for 1s", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("image import with a frozen containerd took %v, want about 1s", took)
+	}
+	t.Logf("import: %v after %v", err, took.Round(time.Millisecond))
+
+	// A new task fails, naming the runtime and what did not answer.
+	n.cli("service", "create", "hung", "--image", ctrtest.TestImage, "--detach")
+	var failed *apiv1.Task
+	testutil.Eventually(t, 20*time.Second, "a task of the service FAILED because the runtime did not answer", func() bool {
+		for _, tk := range n.tasks("hung", true) {
+			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED {
+				failed = tk
+				return true
+			}
+		}
+		return false
+	})
+	if msg := failed.GetError(); !strings.Contains(msg, "runtime containerd") || !strings.Contains(msg, "did not answer") {
+		t.Errorf("task error = %q, want it to name the runtime and say it did not answer", msg)
+	}
+	t.Logf("task %s: %s", failed.GetId(), failed.GetError())
+
+	// The node shows the runtime condition.
+	nodeConditions := func() []*apiv1.NodeCondition {
+		resp, err := n.c.GetNode(ctx, &apiv1.GetNodeRequest{NameOrId: "test-manager"})
+		if err != nil {
+			t.Fatalf("GetNode: %v", err)
+		}
+		return resp.GetNode().GetConditions()
+	}
+	var cond *apiv1.NodeCondition
+	testutil.Eventually(t, 20*time.Second, "the node shows a runtime condition", func() bool {
+		for _, c := range nodeConditions() {
+			if c.GetType() == "runtime" {
+				cond = c
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(cond.GetMessage(), "containerd") || !strings.Contains(cond.GetMessage(), "did not answer") || cond.GetSince() == nil {
+		t.Errorf("runtime condition = %v, want it to say containerd did not answer, with since", cond)
+	}
+	t.Logf("condition: %s", cond.GetMessage())
+
+	// Thawed, the condition clears and the service runs.
+	thaw()
+	testutil.Eventually(t, 20*time.Second, "the runtime condition clears", func() bool {
+		return len(nodeConditions()) == 0
+	})
+	n.waitConverged("hung", 1)
+}
+
+// importArchive imports an image archive through the API.
+func importArchive(ctx context.Context, c apiv1.WarrenClient, data []byte) error {
+	stream, err := c.ImportImage(ctx)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += 512 << 10 {
+		end := min(off+512<<10, len(data))
+		if err := stream.Send(&apiv1.ImportImageChunk{Data: data[off:end]}); err != nil && err != io.EOF {
+			break // the error comes with CloseAndRecv
+		}
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
