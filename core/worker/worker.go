@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +83,9 @@ type Options struct {
 	// they are sent in one message.
 	ReportBatchWindow time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection
-	// attempts and between retries of failed runtime calls.
+	// attempts and between retries of failed runtime calls. Reconnection
+	// waits double from MinBackoff up to MaxBackoff, with jitter, and start
+	// again from MinBackoff after a session that lasted MaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 }
@@ -232,6 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	backoff := w.opts.MinBackoff
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		established, err := w.session(ctx, reg)
 		if ctx.Err() != nil {
 			return nil
@@ -239,15 +243,25 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.opts.OnSessionEnd != nil {
 			w.opts.OnSessionEnd(err)
 		}
-		if established {
+		// Only a session that lasted resets the backoff: one that fails
+		// right after it is established (an assignment it cannot take)
+		// must not make a reconnect loop.
+		if established && time.Since(start) >= w.opts.MaxBackoff {
 			backoff, attempt = w.opts.MinBackoff, 1
 		}
-		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := jitter(backoff)
+		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", wait)
+		if !sleep(ctx, wait) {
 			return nil
 		}
 		backoff = min(2*backoff, w.opts.MaxBackoff)
 	}
+}
+
+// jitter returns a random duration between d/2 and d, so that workers cut
+// off together do not reconnect together.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
 }
 
 // session runs one session with the dispatcher until it fails or ctx ends.
@@ -295,6 +309,9 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 		cancel() // stops Recv below
 		sendDone <- err
 	}()
+	// set collects the task IDs of a full set sent in several messages
+	// until its last one; nil when no full set is being received.
+	var set map[string]bool
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -305,7 +322,7 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 			return true, err
 		}
 		if a := m.GetAssignments(); a != nil {
-			w.apply(ctx, a)
+			set = w.apply(ctx, a, set)
 		}
 	}
 }
@@ -360,16 +377,27 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 	}
 }
 
-// apply hands an Assignments message to the task runners.
-func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
-	w.mu.Lock()
-	if a.GetFull() {
-		wanted := make(map[string]bool, len(a.GetTasks()))
+// apply hands an Assignments message to the task runners. set holds the
+// IDs of the tasks of a full set received so far (nil: none is being
+// received); apply returns it with a's, or nil once a ends the set: only
+// then are the tasks the whole set lacks stopped.
+func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, set map[string]bool) map[string]bool {
+	if a.GetFull() && set == nil {
+		set = make(map[string]bool, len(a.GetTasks()))
+	}
+	if set != nil {
 		for _, t := range a.GetTasks() {
-			wanted[t.GetId()] = true
+			set[t.GetId()] = true
 		}
+		for _, id := range a.GetRemoved() {
+			delete(set, id)
+		}
+	}
+	end := a.GetFull() && !a.GetMore()
+	w.mu.Lock()
+	if end {
 		for id, r := range w.runners {
-			if !wanted[id] {
+			if !set[id] {
 				r.remove()
 			}
 		}
@@ -390,7 +418,7 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
 			r.remove()
 		}
 	}
-	sweep := a.GetFull() && !w.sweeping
+	sweep := end && !w.sweeping
 	if sweep {
 		w.sweeping = true
 		w.wg.Add(1)
@@ -399,6 +427,11 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
 	if sweep {
 		go w.sweepOrphans(ctx)
 	}
+	if end {
+		w.log.Debug("took a full assignment set", "tasks", len(set))
+		return nil
+	}
+	return set
 }
 
 // sweepOrphans gives the tasks the runtime holds that no runner owns (the

@@ -557,14 +557,23 @@ func (x *SessionInfo) GetRole() NodeRole {
 	return NodeRole_NODE_ROLE_UNSPECIFIED
 }
 
-// Assignments: with full, tasks is the complete set of tasks the worker must
-// know about (anything else it runs is to be stopped); otherwise tasks are
-// changed or new ones, and removed lists tasks it can forget.
+// Assignments: with full, tasks is (part of) the complete set of tasks the
+// worker must know about (anything else it runs is to be stopped); otherwise
+// tasks are changed or new ones, and removed lists tasks it can forget.
+//
+// No message is larger than about 1 MiB, whatever the tasks hold: a full
+// set too large for one message is sent as consecutive messages, each with
+// full and more set, and a last one with full set and more unset that ends
+// the set. The worker stops what the set lacks only at that end-of-set
+// message. Incremental messages are independent of each other.
 type Assignments struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Full          bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
-	Tasks         []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Full    bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
+	Tasks   []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Removed []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	// more: with full, the set continues in the next message; the message
+	// with full and without more ends it.
+	More          bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +629,13 @@ func (x *Assignments) GetRemoved() []string {
 	return nil
 }
 
+func (x *Assignments) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_core_api_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_core_api_v1_dispatcher_proto_rawDesc = "" +
@@ -662,11 +678,12 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tissued_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\x1a\n" +
 	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12+\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"f\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"z\n" +
 	"\vAssignments\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12)\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12\x18\n" +
-	"\aremoved\x18\x03 \x03(\tR\aremoved2X\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more2X\n" +
 	"\n" +
 	"Dispatcher\x12J\n" +
 	"\aSession\x12\x1c.warren.api.v1.WorkerMessage\x1a\x1d.warren.api.v1.ManagerMessage(\x010\x01B0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
