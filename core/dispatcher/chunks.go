@@ -23,6 +23,10 @@ const MaxWorkerMessageBytes = 4 << 20
 // beyond its own size: its field tag and length prefix.
 const chunkOverhead = 1 + 5
 
+// messageOverhead bounds what a ManagerMessage with one task adds to the
+// task's size: the tags and length prefixes around it.
+const messageOverhead = 64
+
 // oversized is a task that was left out of the messages because it alone
 // is larger than a worker can receive.
 type oversized struct {
@@ -31,7 +35,7 @@ type oversized struct {
 }
 
 func (o oversized) String() string {
-	return fmt.Sprintf("task %s is %d bytes, more than the %d bytes a worker receives in one message", o.taskID, o.bytes, MaxWorkerMessageBytes)
+	return fmt.Sprintf("task %s is %d bytes, too large for the %d bytes a worker receives in one message", o.taskID, o.bytes, MaxWorkerMessageBytes)
 }
 
 // split cuts a into messages whose tasks and removed IDs add up to at most
@@ -61,7 +65,7 @@ func split(a *apiv1.Assignments, limit int) (msgs []*apiv1.ManagerMessage, dropp
 	}
 	for _, t := range a.GetTasks() {
 		n := proto.Size(t)
-		if n > MaxWorkerMessageBytes {
+		if n+messageOverhead > MaxWorkerMessageBytes {
 			dropped = append(dropped, oversized{taskID: t.GetId(), bytes: n})
 			continue
 		}

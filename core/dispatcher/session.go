@@ -144,7 +144,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	}}}); err != nil {
 		return err
 	}
-	if err := d.send(ctx, stream, s, d.full(s)); err != nil {
+	if err := d.send(ctx, stream, s, d.full(s), false); err != nil {
 		sessionErr = err
 		return err
 	}
@@ -213,6 +213,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			}
 		case <-batchC:
 			batchC = nil
+			hadTooLarge := len(s.tooLarge) > 0
 			var a *apiv1.Assignments
 			if resync {
 				a = d.full(s)
@@ -221,7 +222,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			}
 			resync = false
 			clear(changed)
-			if err := d.send(ctx, stream, s, a); err != nil {
+			if err := d.send(ctx, stream, s, a, hadTooLarge); err != nil {
 				sessionErr = err
 				return err
 			}
@@ -231,25 +232,15 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 
 // send sends a to the worker in messages of at most MaxAssignmentBytes
 // each (see split), and shows on the node, as its "assignment" condition,
-// the tasks that could not be sent at all.
-func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionServer, s *session, a *apiv1.Assignments) error {
+// the tasks that could not be sent at all (hadTooLarge: some could not
+// before a was made).
+func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionServer, s *session, a *apiv1.Assignments, hadTooLarge bool) error {
 	msgs, dropped := split(a, MaxAssignmentBytes)
-	before := len(s.tooLarge)
-	if a.GetFull() {
-		clear(s.tooLarge)
-	} else {
-		for _, t := range a.GetTasks() {
-			delete(s.tooLarge, t.GetId())
-		}
-		for _, id := range a.GetRemoved() {
-			delete(s.tooLarge, id)
-		}
-	}
 	for _, o := range dropped {
 		s.tooLarge[o.taskID] = o
 		d.log.Error("a task is too large to send to its worker", "node", s.nodeID, "task", o.taskID, "bytes", o.bytes, "limit", MaxWorkerMessageBytes)
 	}
-	if len(dropped) > 0 || len(s.tooLarge) != before {
+	if len(dropped) > 0 || hadTooLarge {
 		d.updateCondition(ctx, d.entry(s.nodeID), s)
 	}
 	for _, m := range msgs {
@@ -265,6 +256,7 @@ func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionSe
 func (d *Dispatcher) full(s *session) *apiv1.Assignments {
 	a := &apiv1.Assignments{Full: true}
 	known := map[string]struct{}{}
+	clear(s.tooLarge)
 	for _, t := range d.deps.State.Tasks(state.TaskFilter{NodeID: s.nodeID}) {
 		if Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
@@ -284,6 +276,7 @@ func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id := range changed {
+		delete(s.tooLarge, id) // split finds it again if it still is
 		t, ok := d.deps.State.Task(id)
 		if ok && t.GetNodeId() == s.nodeID && Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
