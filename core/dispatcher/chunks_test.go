@@ -41,7 +41,7 @@ func TestSplitBoundsMessages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			msgs, dropped := split(tt.in, tt.limit)
+			msgs, dropped := split(tt.in, tt.limit, nil)
 			if len(msgs) != tt.wantMsgs {
 				t.Fatalf("%d messages, want %d", len(msgs), tt.wantMsgs)
 			}
@@ -79,5 +79,61 @@ func TestSplitBoundsMessages(t *testing.T) {
 				t.Fatalf("split lost or reordered something: tasks %v removed %v", tasks, removed)
 			}
 		})
+	}
+}
+
+func TestSplitSendsEachSpecOnce(t *testing.T) {
+	cache := newSpecCache()
+	withSpec := func(env string) []*apiv1.Task {
+		var ts []*apiv1.Task
+		for i := range 100 {
+			tk := sizedTask(fmt.Sprintf("t%03d", i), 45_000)
+			tk.Spec.Env["V"] = env
+			ts = append(ts, tk)
+		}
+		return ts
+	}
+	v1, v2 := withSpec("1"), withSpec("2")
+	ref1, ref2 := specRef(v1[0].GetSpec()), specRef(v2[0].GetSpec())
+	steps := []struct {
+		name       string
+		in         *apiv1.Assignments
+		wantMsgs   int
+		wantSpecs  []string
+		wantForget []string
+	}{
+		{"full set: the spec once", &apiv1.Assignments{Full: true, Tasks: v1}, 1, []string{ref1}, nil},
+		{"the same tasks again: no spec", &apiv1.Assignments{Tasks: v1[:10]}, 1, nil, nil},
+		{"an update: the new spec once, the old forgotten", &apiv1.Assignments{Tasks: v2}, 1, []string{ref2}, []string{ref1}},
+		{"all removed: the spec forgotten", &apiv1.Assignments{Removed: []string{"t000", "t001"}}, 1, nil, nil},
+		{"a full set starts afresh", &apiv1.Assignments{Full: true, Tasks: v2[2:]}, 1, []string{ref2}, nil},
+	}
+	for _, st := range steps {
+		msgs, dropped := split(st.in, MaxAssignmentBytes, cache)
+		if len(msgs) != st.wantMsgs || len(dropped) != 0 {
+			t.Fatalf("%s: %d messages, %d dropped; want %d, none", st.name, len(msgs), len(dropped), st.wantMsgs)
+		}
+		var specs, forget []string
+		for _, m := range msgs {
+			a := m.GetAssignments()
+			for ref := range a.GetSpecs() {
+				specs = append(specs, ref)
+			}
+			forget = append(forget, a.GetForgetSpecs()...)
+			for _, tk := range a.GetTasks() {
+				if tk.GetSpec() != nil || a.GetSpecRefs()[tk.GetId()] == "" {
+					t.Fatalf("%s: task %s sent with its spec or without a reference", st.name, tk.GetId())
+				}
+			}
+			if n := proto.Size(m); n > MaxAssignmentBytes {
+				t.Fatalf("%s: a message of %d bytes", st.name, n)
+			}
+		}
+		if fmt.Sprint(specs) != fmt.Sprint(st.wantSpecs) || fmt.Sprint(forget) != fmt.Sprint(st.wantForget) {
+			t.Fatalf("%s: specs %v forget %v, want %v and %v", st.name, specs, forget, st.wantSpecs, st.wantForget)
+		}
+	}
+	if len(cache.byTask) != 98 || len(cache.users) != 1 || cache.users[ref2] != 98 {
+		t.Fatalf("cache after the steps: %d tasks, users %v", len(cache.byTask), cache.users)
 	}
 }

@@ -32,6 +32,9 @@ type session struct {
 	// was sent because each alone is larger than a message may be. Only
 	// the session's goroutine uses it.
 	tooLarge map[string]oversized
+	// specs is what the worker holds of the specs it was sent. Only the
+	// session's goroutine uses it.
+	specs *specCache
 }
 
 func (s *session) knows(id string) bool {
@@ -111,7 +114,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
 	}
 
-	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}}
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache()}
 	e := d.entry(s.nodeID)
 	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
@@ -235,7 +238,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 // the tasks that could not be sent at all (hadTooLarge: some could not
 // before a was made).
 func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionServer, s *session, a *apiv1.Assignments, hadTooLarge bool) error {
-	msgs, dropped := split(a, MaxAssignmentBytes)
+	msgs, dropped := split(a, MaxAssignmentBytes, s.specs)
 	for _, o := range dropped {
 		s.tooLarge[o.taskID] = o
 		d.log.Error("a task is too large to send to its worker", "node", s.nodeID, "task", o.taskID, "bytes", o.bytes, "limit", MaxWorkerMessageBytes)

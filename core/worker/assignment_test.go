@@ -19,14 +19,14 @@ import (
 	"github.com/warrenorch/warren/core/worker"
 )
 
-// upsertBig commits count tasks, each with an env value of size bytes, ten
-// per Raft entry, and returns their IDs.
+// upsertBig commits count tasks, each with a spec of its own holding an
+// env value of size bytes, ten per Raft entry, and returns their IDs.
 func (e *env) upsertBig(count, size int) []string {
 	var ids []string
 	var batch []*apiv1.Task
 	for i := range count {
 		tk := newTask(fmt.Sprintf("big-%03d", i), uint64(i+1), "sleep", "3600")
-		tk.Spec.Env = map[string]string{"BIG": strings.Repeat("x", size)}
+		tk.Spec.Env = map[string]string{"BIG": strings.Repeat("x", size), "I": fmt.Sprint(i)}
 		batch = append(batch, tk)
 		ids = append(ids, tk.GetId())
 		if len(batch) == 10 || i == count-1 {
@@ -50,7 +50,8 @@ func (e *env) assignmentCondition() string {
 }
 
 // TestWorkerTakesAChunkedFullSet: a node whose tasks add up to more than
-// gRPC's 4 MiB receive limit (100 tasks with a 45 KB env value) keeps its
+// gRPC's 4 MiB receive limit (100 tasks with a 45 KB env value, each spec
+// different, so that even sent once each they need several messages) keeps its
 // session across a worker restart, takes the whole set (sent in bounded
 // messages) without stopping any task of it, stops the one task the set
 // lacks, and applies a scale-down.

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -309,9 +310,7 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 		cancel() // stops Recv below
 		sendDone <- err
 	}()
-	// set collects the task IDs of a full set sent in several messages
-	// until its last one; nil when no full set is being received.
-	var set map[string]bool
+	var in incoming
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -322,7 +321,9 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 			return true, err
 		}
 		if a := m.GetAssignments(); a != nil {
-			set = w.apply(ctx, a, set)
+			if err := w.apply(ctx, a, &in); err != nil {
+				return true, err
+			}
 		}
 	}
 }
@@ -377,14 +378,44 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 	}
 }
 
-// apply hands an Assignments message to the task runners. set holds the
-// IDs of the tasks of a full set received so far (nil: none is being
-// received); apply returns it with a's, or nil once a ends the set: only
-// then are the tasks the whole set lacks stopped.
-func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, set map[string]bool) map[string]bool {
-	if a.GetFull() && set == nil {
-		set = make(map[string]bool, len(a.GetTasks()))
+// incoming is what one session has received so far beyond the tasks
+// themselves.
+type incoming struct {
+	// set collects the task IDs of a full set sent in several messages
+	// until its last one; nil when no full set is being received.
+	set map[string]bool
+	// specs are the service specs the dispatcher sent, by reference.
+	specs map[string]*apiv1.ServiceSpec
+}
+
+// apply hands an Assignments message to the task runners, with in what
+// the session received before: the tasks a whole full set lacks are
+// stopped only once its last message is in. A task whose spec reference
+// is unknown is an error: the session must start again.
+func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, in *incoming) error {
+	if a.GetFull() && in.set == nil {
+		in.set = make(map[string]bool, len(a.GetTasks()))
+		clear(in.specs) // a full set starts the specs afresh
 	}
+	if in.specs == nil {
+		in.specs = map[string]*apiv1.ServiceSpec{}
+	}
+	maps.Copy(in.specs, a.GetSpecs())
+	for _, t := range a.GetTasks() {
+		ref, ok := a.GetSpecRefs()[t.GetId()]
+		if !ok {
+			continue
+		}
+		spec := in.specs[ref]
+		if spec == nil {
+			return fmt.Errorf("assignments: task %s refers to spec %s, which the dispatcher did not send", t.GetId(), ref)
+		}
+		t.Spec = spec
+	}
+	for _, ref := range a.GetForgetSpecs() {
+		delete(in.specs, ref)
+	}
+	set := in.set
 	if set != nil {
 		for _, t := range a.GetTasks() {
 			set[t.GetId()] = true
@@ -394,6 +425,9 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, set map[string
 		}
 	}
 	end := a.GetFull() && !a.GetMore()
+	if end {
+		in.set = nil
+	}
 	w.mu.Lock()
 	if end {
 		for id, r := range w.runners {
@@ -428,10 +462,9 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, set map[string
 		go w.sweepOrphans(ctx)
 	}
 	if end {
-		w.log.Debug("took a full assignment set", "tasks", len(set))
-		return nil
+		w.log.Debug("took a full assignment set", "tasks", len(set), "specs", len(in.specs))
 	}
-	return set
+	return nil
 }
 
 // sweepOrphans gives the tasks the runtime holds that no runner owns (the

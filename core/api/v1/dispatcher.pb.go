@@ -565,7 +565,13 @@ func (x *SessionInfo) GetRole() NodeRole {
 // set too large for one message is sent as consecutive messages, each with
 // full and more set, and a last one with full set and more unset that ends
 // the set. The worker stops what the set lacks only at that end-of-set
-// message. Incremental messages are independent of each other.
+// message. Incremental messages are independent of each other, except
+// that they share the session's specs.
+//
+// Each service spec goes to a worker once per session, not with every
+// task: a task listed in spec_refs comes without its spec, which is the
+// one of that reference, sent in specs of this message or of an earlier
+// one of the session. A full set starts the session's specs afresh.
 type Assignments struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Full    bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
@@ -573,7 +579,15 @@ type Assignments struct {
 	Removed []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
 	// more: with full, the set continues in the next message; the message
 	// with full and without more ends it.
-	More          bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	More bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	// specs are service specs by reference (a digest of the spec).
+	Specs map[string]*ServiceSpec `protobuf:"bytes,5,rep,name=specs,proto3" json:"specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// spec_refs gives, by task ID, the reference of the spec of a task of
+	// tasks that comes without its spec.
+	SpecRefs map[string]string `protobuf:"bytes,6,rep,name=spec_refs,json=specRefs,proto3" json:"spec_refs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// forget_specs are references no task the worker was sent refers to any
+	// more: it may drop them (after applying this message's tasks).
+	ForgetSpecs   []string `protobuf:"bytes,7,rep,name=forget_specs,json=forgetSpecs,proto3" json:"forget_specs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +650,27 @@ func (x *Assignments) GetMore() bool {
 	return false
 }
 
+func (x *Assignments) GetSpecs() map[string]*ServiceSpec {
+	if x != nil {
+		return x.Specs
+	}
+	return nil
+}
+
+func (x *Assignments) GetSpecRefs() map[string]string {
+	if x != nil {
+		return x.SpecRefs
+	}
+	return nil
+}
+
+func (x *Assignments) GetForgetSpecs() []string {
+	if x != nil {
+		return x.ForgetSpecs
+	}
+	return nil
+}
+
 var File_core_api_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_core_api_v1_dispatcher_proto_rawDesc = "" +
@@ -678,12 +713,22 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tissued_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\x1a\n" +
 	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12+\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"z\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"\xb4\x03\n" +
 	"\vAssignments\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12)\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12\x18\n" +
 	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more2X\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12;\n" +
+	"\x05specs\x18\x05 \x03(\v2%.warren.api.v1.Assignments.SpecsEntryR\x05specs\x12E\n" +
+	"\tspec_refs\x18\x06 \x03(\v2(.warren.api.v1.Assignments.SpecRefsEntryR\bspecRefs\x12!\n" +
+	"\fforget_specs\x18\a \x03(\tR\vforgetSpecs\x1aT\n" +
+	"\n" +
+	"SpecsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x05value:\x028\x01\x1a;\n" +
+	"\rSpecRefsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012X\n" +
 	"\n" +
 	"Dispatcher\x12J\n" +
 	"\aSession\x12\x1c.warren.api.v1.WorkerMessage\x1a\x1d.warren.api.v1.ManagerMessage(\x010\x01B0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
@@ -700,7 +745,7 @@ func file_core_api_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_dispatcher_proto_rawDescData
 }
 
-var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*WorkerMessage)(nil),         // 0: warren.api.v1.WorkerMessage
 	(*RegisterWorker)(nil),        // 1: warren.api.v1.RegisterWorker
@@ -711,33 +756,39 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*SessionInfo)(nil),           // 6: warren.api.v1.SessionInfo
 	(*Assignments)(nil),           // 7: warren.api.v1.Assignments
 	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
-	(*Resources)(nil),             // 9: warren.api.v1.Resources
-	(TaskState)(0),                // 10: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 12: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 13: warren.api.v1.Task
+	nil,                           // 9: warren.api.v1.Assignments.SpecsEntry
+	nil,                           // 10: warren.api.v1.Assignments.SpecRefsEntry
+	(*Resources)(nil),             // 11: warren.api.v1.Resources
+	(TaskState)(0),                // 12: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(NodeRole)(0),                 // 14: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 15: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 16: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
 	2,  // 1: warren.api.v1.WorkerMessage.heartbeat:type_name -> warren.api.v1.Heartbeat
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
-	9,  // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
+	11, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
 	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
-	10, // 5: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	11, // 6: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	12, // 5: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	13, // 6: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
 	3,  // 7: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
 	6,  // 8: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
 	7,  // 9: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	11, // 10: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	12, // 11: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	13, // 12: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 13: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 14: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 10: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 11: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	15, // 12: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	9,  // 13: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	10, // 14: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	16, // 15: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 16: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 17: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
@@ -761,7 +812,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_dispatcher_proto_rawDesc), len(file_core_api_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
