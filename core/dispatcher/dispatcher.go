@@ -5,7 +5,13 @@
 // node as READY through Raft. The dispatcher then sends SessionInfo and the
 // full set of tasks the node must know about, and from then on pushes the
 // changes to those tasks the moment they are applied (it watches the event
-// bus, batching what arrives within a couple of milliseconds). Workers send
+// bus, batching what arrives within a couple of milliseconds). No message
+// is larger than MaxAssignmentBytes whatever the tasks hold: a full set goes
+// in as many messages as it needs, the last one marking its end, and each
+// service spec goes once per session, tasks referring to it (see split).
+// A node that registers again unchanged is no Raft write, and a node whose
+// sessions keep failing, or with a task too large to send, gets an
+// "assignment" condition (ConditionAssignment). Workers send
 // heartbeats and task status reports up the same stream. Reports from all
 // sessions are committed together, one UpsertTasks per batch window, and
 // never move a task's state backwards.
