@@ -40,8 +40,10 @@ func newNodeListCmd(g *globalOptions) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List nodes",
 		Long: `List the nodes, sorted by name. ROLE is manager, worker, or manager+worker for
-a manager that also runs tasks. STATUS is ready, down or unknown; AVAILABILITY
-is active, pause (no new tasks) or drain (tasks moved away).`,
+a manager that also runs tasks. STATUS is ready, down or unknown, followed by
+the types of the node's conditions in parentheses when it has a problem, as
+in "ready (assignment)": node inspect says what. AVAILABILITY is active,
+pause (no new tasks) or drain (tasks moved away).`,
 		Example: `  warren node ls
   warren node ls -o json`,
 		Args: noArgs,
@@ -79,12 +81,36 @@ func nodeRows(nodes []*apiv1.Node) [][]string {
 			shortID(n.GetId()),
 			n.GetName(),
 			nodeRole(n),
-			enumText(n.GetStatus(), "unknown"),
+			nodeStatusText(n),
 			enumText(n.GetAvailability(), "active"),
 			n.GetAddr(),
 		})
 	}
 	return rows
+}
+
+// nodeStatusText is the node's status, with the types of its conditions
+// in parentheses: "ready (assignment, runtime)".
+func nodeStatusText(n *apiv1.Node) string {
+	st := enumText(n.GetStatus(), "unknown")
+	if len(n.GetConditions()) == 0 {
+		return st
+	}
+	types := make([]string, 0, len(n.GetConditions()))
+	for _, c := range n.GetConditions() {
+		types = append(types, c.GetType())
+	}
+	return st + " (" + strings.Join(types, ", ") + ")"
+}
+
+// conditionsText is the node's conditions, one "type: message (since
+// time)" each.
+func conditionsText(n *apiv1.Node) string {
+	var out []string
+	for _, c := range n.GetConditions() {
+		out = append(out, fmt.Sprintf("%s: %s (since %s)", c.GetType(), c.GetMessage(), timeText(c.GetSince())))
+	}
+	return strings.Join(out, "; ")
 }
 
 // nodeRole is "manager", "worker" or "manager+worker".
@@ -142,6 +168,7 @@ func nodeFields(n *apiv1.Node) [][2]string {
 		{"Role", nodeRole(n)},
 		{"Status", enumText(n.GetStatus(), "unknown")},
 		{"Message", n.GetMessage()},
+		{"Conditions", conditionsText(n)},
 		{"Availability", enumText(n.GetAvailability(), "active")},
 		{"Address", n.GetAddr()},
 		{"Labels", pairs(n.GetLabels())},

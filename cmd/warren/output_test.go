@@ -169,17 +169,23 @@ func TestNodeTable(t *testing.T) {
 		{Id: "n2", Name: "edge-2", Role: apiv1.NodeRole_NODE_ROLE_WORKER,
 			Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN, Addr: "10.0.0.2:7420"},
 		{Id: "n3", Name: "edge-3", Role: apiv1.NodeRole_NODE_ROLE_MANAGER},
+		{Id: "n4", Name: "edge-4", Role: apiv1.NodeRole_NODE_ROLE_WORKER, Status: apiv1.NodeStatus_NODE_STATUS_READY,
+			Conditions: []*apiv1.NodeCondition{{Type: "assignment", Message: "3 sessions in a row ended"}}},
 	}
 	var buf bytes.Buffer
 	if err := writeTable(&buf, nodeListHeader, nodeRows(nodes)); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID             NAME     ROLE             STATUS    AVAILABILITY   ADDR\n" +
-		"n1aaaaaaaaaa   edge-1   manager+worker   ready     active         10.0.0.1:7420\n" +
-		"n2             edge-2   worker           down      drain          10.0.0.2:7420\n" +
-		"n3             edge-3   manager          unknown   active         -\n"
+		"ID             NAME     ROLE             STATUS               AVAILABILITY   ADDR\n" +
+		"n1aaaaaaaaaa   edge-1   manager+worker   ready                active         10.0.0.1:7420\n" +
+		"n2             edge-2   worker           down                 drain          10.0.0.2:7420\n" +
+		"n3             edge-3   manager          unknown              active         -\n" +
+		"n4             edge-4   worker           ready (assignment)   active         -\n"
 	checkGolden(t, buf.String(), want)
+	if got := conditionsText(nodes[3]); got != "assignment: 3 sessions in a row ended (since -)" {
+		t.Errorf("conditions of node inspect -o table: %q", got)
+	}
 }
 
 func TestTaskTable(t *testing.T) {

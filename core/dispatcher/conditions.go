@@ -26,27 +26,12 @@ var workerConditions = []string{ConditionRuntime}
 // ones a heartbeat carried, committing only when they differ from what the
 // state holds: a heartbeat that changes nothing writes nothing.
 func (d *Dispatcher) commitConditions(ctx context.Context, nodeID string, reported []*apiv1.NodeCondition) {
-	if n, ok := d.deps.State.Node(nodeID); !ok {
-		return
-	} else if _, changed := mergeConditions(n.GetConditions(), reported); !changed {
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
-	defer cancel()
-	var next []*apiv1.NodeCondition
-	_, err := fsm.UpdateNode(cctx, d.deps.Raft.Apply, d.deps.State, nodeID, func(n *apiv1.Node) (bool, error) {
-		var changed bool
-		next, changed = mergeConditions(n.GetConditions(), reported)
-		n.Conditions = next
-		return changed, nil
+	err := d.changeConditions(ctx, nodeID, func(old []*apiv1.NodeCondition) ([]*apiv1.NodeCondition, bool) {
+		return mergeConditions(old, reported)
 	})
-	switch {
-	case errors.Is(err, fsm.ErrNodeNotFound):
-	case err != nil:
+	if err != nil && !errors.Is(err, fsm.ErrNodeNotFound) {
 		// The next heartbeat tries again: the state still differs.
 		d.log.Error("recording node conditions", "id", nodeID, "error", err)
-	default:
-		d.log.Info("node conditions changed", "id", nodeID, "conditions", conditionTypes(next))
 	}
 }
 

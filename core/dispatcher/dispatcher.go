@@ -5,7 +5,13 @@
 // node as READY through Raft. The dispatcher then sends SessionInfo and the
 // full set of tasks the node must know about, and from then on pushes the
 // changes to those tasks the moment they are applied (it watches the event
-// bus, batching what arrives within a couple of milliseconds). Workers send
+// bus, batching what arrives within a couple of milliseconds). No message
+// is larger than MaxAssignmentBytes whatever the tasks hold: a full set goes
+// in as many messages as it needs, the last one marking its end, and each
+// service spec goes once per session, tasks referring to it (see split).
+// A node that registers again unchanged is no Raft write, and a node whose
+// sessions keep failing, or with a task too large to send, gets an
+// "assignment" condition (ConditionAssignment). Workers send
 // heartbeats and task status reports up the same stream. Reports from all
 // sessions are committed together, one UpsertTasks per batch window, and
 // never move a task's state backwards.
@@ -123,6 +129,11 @@ type nodeEntry struct {
 	// session and lastSeen are guarded by Dispatcher.mu.
 	session  *session
 	lastSeen time.Time
+	// failures counts the node's sessions in a row that ended before they
+	// held for a TTL; failMsg is the node's "assignment" condition once
+	// there were failedSessionsCondition of them. Guarded by Dispatcher.mu.
+	failures int
+	failMsg  string
 }
 
 // pendingUpdate is a status report waiting for the next commit.
@@ -352,8 +363,10 @@ func (d *Dispatcher) attach(ctx context.Context, e *nodeEntry, s *session, reg *
 }
 
 // detach forgets s; when it was still the node's current session and reason
-// is set, the node is committed as DOWN.
-func (d *Dispatcher) detach(e *nodeEntry, s *session, reason string) {
+// is set, the node is committed as DOWN. A session that ended, by err,
+// before it held (see failedSessionsCondition) counts as a failure of the
+// node's sessions.
+func (d *Dispatcher) detach(e *nodeEntry, s *session, reason string, held bool, err error) {
 	e.commit.Lock()
 	defer e.commit.Unlock()
 	d.mu.Lock()
@@ -363,11 +376,34 @@ func (d *Dispatcher) detach(e *nodeEntry, s *session, reason string) {
 		e.lastSeen = time.Now()
 	}
 	runCtx := d.runCtx
+	failing := false
+	if current && !held && runCtx != nil && runCtx.Err() == nil {
+		e.failures++
+		if e.failures >= failedSessionsCondition && e.failMsg == "" {
+			e.failMsg = fmt.Sprintf("%d sessions in a row ended within %s of starting, the last with: %v; the worker may be unable to take its assignment (see its log)",
+				e.failures, d.deps.HeartbeatTTL, err)
+		}
+		failing = e.failMsg != ""
+	}
 	d.mu.Unlock()
-	if !current || reason == "" || runCtx == nil || runCtx.Err() != nil {
+	if !current || runCtx == nil || runCtx.Err() != nil {
 		return
 	}
-	d.commitDown(runCtx, s.nodeID, reason)
+	if failing {
+		d.updateCondition(runCtx, e, s)
+	}
+	if reason != "" {
+		d.commitDown(runCtx, s.nodeID, reason)
+	}
+}
+
+// sessionHeld records that s has lasted a TTL: the node's sessions no
+// longer fail.
+func (d *Dispatcher) sessionHeld(ctx context.Context, e *nodeEntry, s *session) {
+	d.mu.Lock()
+	e.failures, e.failMsg = 0, ""
+	d.mu.Unlock()
+	d.updateCondition(ctx, e, s)
 }
 
 // Disconnect ends the node's current session, if any, and reports whether
@@ -428,6 +464,7 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 		}
 	}
 	var err error
+	unchanged := false
 	if _, known := d.deps.State.Node(reg.GetNodeId()); known {
 		_, err = fsm.UpdateNode(cctx, d.deps.Raft.Apply, d.deps.State, reg.GetNodeId(), func(n *apiv1.Node) (bool, error) {
 			old := proto.CloneOf(n)
@@ -441,6 +478,14 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 				n.CreatedAt = now
 			}
 			fill(n, old)
+			// A node that registers again as it was (an agent restart, a
+			// reconnect) is not a Raft write.
+			n.UpdatedAt = old.GetUpdatedAt()
+			if proto.Equal(n, old) {
+				unchanged = true
+				return false, nil
+			}
+			n.UpdatedAt = now
 			return true, nil
 		})
 	} else {
@@ -455,6 +500,10 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 	}
 	if err != nil {
 		return fmt.Errorf("register node %q (%s): %w", reg.GetName(), reg.GetNodeId(), err)
+	}
+	if unchanged {
+		d.log.Debug("node registered again, unchanged", "node", reg.GetName(), "id", reg.GetNodeId())
+		return nil
 	}
 	d.log.Info("node ready", "node", reg.GetName(), "id", reg.GetNodeId())
 	return nil

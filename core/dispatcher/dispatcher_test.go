@@ -50,6 +50,8 @@ type client struct {
 	cancel context.CancelFunc
 	msgs   chan *apiv1.ManagerMessage
 	err    chan error
+	// specs are the spec references the session was sent (see specsOf).
+	specs map[string]bool
 }
 
 // open starts a session and sends first (nil: nothing).

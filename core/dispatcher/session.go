@@ -27,6 +27,14 @@ type session struct {
 	// forget. The event filter reads it from the publisher's goroutine.
 	mu    sync.Mutex
 	known map[string]struct{}
+
+	// tooLarge holds, by task ID, the tasks left out of what the worker
+	// was sent because each alone is larger than a message may be. Only
+	// the session's goroutine uses it.
+	tooLarge map[string]oversized
+	// specs is what the worker holds of the specs it was sent. Only the
+	// session's goroutine uses it.
+	specs *specCache
 }
 
 func (s *session) knows(id string) bool {
@@ -106,11 +114,15 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
 	}
 
-	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}}
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache()}
 	e := d.entry(s.nodeID)
 	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
-	defer func() { d.detach(e, s, reason) }()
+	// held is set once the session has lasted a whole TTL: it took its
+	// assignment. sessionErr is what ended it.
+	held := false
+	var sessionErr error
+	defer func() { d.detach(e, s, reason, held, sessionErr) }()
 	if err := d.attach(ctx, e, s, reg); err != nil {
 		if ctx.Err() != nil {
 			return causeStatus(ctx)
@@ -135,12 +147,15 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	}}}); err != nil {
 		return err
 	}
-	if err := stream.Send(d.full(s)); err != nil {
+	if err := d.send(ctx, stream, s, d.full(s), false); err != nil {
+		sessionErr = err
 		return err
 	}
 	log.Debug("session started")
 
 	ttl.Reset(d.deps.HeartbeatTTL)
+	stable := time.NewTimer(d.deps.HeartbeatTTL)
+	defer stable.Stop()
 	batch := time.NewTimer(0)
 	<-batch.C
 	defer batch.Stop()
@@ -153,10 +168,15 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			if errors.Is(context.Cause(ctx), errSuperseded) || errors.Is(context.Cause(ctx), errNotLeader) {
 				reason = ""
 			}
+			sessionErr = context.Cause(ctx)
 			return causeStatus(ctx)
 		case err := <-recvErr:
 			log.Debug("session ended by the worker", "error", err)
+			sessionErr = err
 			return recvStatus(err)
+		case <-stable.C:
+			held = true
+			d.sessionHeld(ctx, e, s)
 		case <-ttl.C:
 			reason = fmt.Sprintf("no heartbeat within %s", d.deps.HeartbeatTTL)
 			return status.Error(codes.DeadlineExceeded, reason)
@@ -197,29 +217,50 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			}
 		case <-batchC:
 			batchC = nil
-			var msg *apiv1.ManagerMessage
+			hadTooLarge := len(s.tooLarge) > 0
+			var a *apiv1.Assignments
 			if resync {
-				msg = d.full(s)
+				a = d.full(s)
 			} else {
-				msg = d.incremental(s, changed)
+				a = d.incremental(s, changed)
 			}
 			resync = false
 			clear(changed)
-			if msg == nil {
-				continue
-			}
-			if err := stream.Send(msg); err != nil {
+			if err := d.send(ctx, stream, s, a, hadTooLarge); err != nil {
+				sessionErr = err
 				return err
 			}
 		}
 	}
 }
 
+// send sends a to the worker in messages of at most MaxAssignmentBytes
+// each (see split), and shows on the node, as its "assignment" condition,
+// the tasks that could not be sent at all (hadTooLarge: some could not
+// before a was made).
+func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionServer, s *session, a *apiv1.Assignments, hadTooLarge bool) error {
+	msgs, dropped := split(a, MaxAssignmentBytes, s.specs)
+	for _, o := range dropped {
+		s.tooLarge[o.taskID] = o
+		d.log.Error("a task is too large to send to its worker", "node", s.nodeID, "task", o.taskID, "bytes", o.bytes, "limit", MaxWorkerMessageBytes)
+	}
+	if len(dropped) > 0 || hadTooLarge {
+		d.updateCondition(ctx, d.entry(s.nodeID), s)
+	}
+	for _, m := range msgs {
+		if err := stream.Send(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // full returns every task the worker must know about and makes it the
 // session's known set.
-func (d *Dispatcher) full(s *session) *apiv1.ManagerMessage {
+func (d *Dispatcher) full(s *session) *apiv1.Assignments {
 	a := &apiv1.Assignments{Full: true}
 	known := map[string]struct{}{}
+	clear(s.tooLarge)
 	for _, t := range d.deps.State.Tasks(state.TaskFilter{NodeID: s.nodeID}) {
 		if Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
@@ -229,17 +270,17 @@ func (d *Dispatcher) full(s *session) *apiv1.ManagerMessage {
 	s.mu.Lock()
 	s.known = known
 	s.mu.Unlock()
-	return &apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Assignments{Assignments: a}}
+	return a
 }
 
 // incremental returns the current version of the changed tasks the worker
-// must know about, and the known tasks it can forget; nil when there is
-// nothing to send.
-func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1.ManagerMessage {
+// must know about, and the known tasks it can forget.
+func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1.Assignments {
 	a := &apiv1.Assignments{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id := range changed {
+		delete(s.tooLarge, id) // split finds it again if it still is
 		t, ok := d.deps.State.Task(id)
 		if ok && t.GetNodeId() == s.nodeID && Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
@@ -251,10 +292,7 @@ func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1
 			delete(s.known, id)
 		}
 	}
-	if len(a.Tasks) == 0 && len(a.Removed) == 0 {
-		return nil
-	}
-	return &apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Assignments{Assignments: a}}
+	return a
 }
 
 // recvStatus is what a session returns when receiving failed.

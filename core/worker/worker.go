@@ -23,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +84,9 @@ type Options struct {
 	// they are sent in one message.
 	ReportBatchWindow time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection
-	// attempts and between retries of failed runtime calls.
+	// attempts and between retries of failed runtime calls. Reconnection
+	// waits double from MinBackoff up to MaxBackoff, with jitter, and start
+	// again from MinBackoff after a session that lasted MaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 
@@ -269,6 +273,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	backoff := w.opts.MinBackoff
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		established, err := w.session(ctx, reg)
 		if ctx.Err() != nil {
 			return nil
@@ -276,15 +281,25 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.opts.OnSessionEnd != nil {
 			w.opts.OnSessionEnd(err)
 		}
-		if established {
+		// Only a session that lasted resets the backoff: one that fails
+		// right after it is established (an assignment it cannot take)
+		// must not make a reconnect loop.
+		if established && time.Since(start) >= w.opts.MaxBackoff {
 			backoff, attempt = w.opts.MinBackoff, 1
 		}
-		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := jitter(backoff)
+		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", wait)
+		if !sleep(ctx, wait) {
 			return nil
 		}
 		backoff = min(2*backoff, w.opts.MaxBackoff)
 	}
+}
+
+// jitter returns a random duration between d/2 and d, so that workers cut
+// off together do not reconnect together.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
 }
 
 // session runs one session with the dispatcher until it fails or ctx ends.
@@ -332,6 +347,7 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 		cancel() // stops Recv below
 		sendDone <- err
 	}()
+	var in incoming
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -342,7 +358,9 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 			return true, err
 		}
 		if a := m.GetAssignments(); a != nil {
-			w.apply(ctx, a)
+			if err := w.apply(ctx, a, &in); err != nil {
+				return true, err
+			}
 		}
 	}
 }
@@ -413,16 +431,60 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 	}
 }
 
-// apply hands an Assignments message to the task runners.
-func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
-	w.mu.Lock()
-	if a.GetFull() {
-		wanted := make(map[string]bool, len(a.GetTasks()))
-		for _, t := range a.GetTasks() {
-			wanted[t.GetId()] = true
+// incoming is what one session has received so far beyond the tasks
+// themselves.
+type incoming struct {
+	// set collects the task IDs of a full set sent in several messages
+	// until its last one; nil when no full set is being received.
+	set map[string]bool
+	// specs are the service specs the dispatcher sent, by reference.
+	specs map[string]*apiv1.ServiceSpec
+}
+
+// apply hands an Assignments message to the task runners, with in what
+// the session received before: the tasks a whole full set lacks are
+// stopped only once its last message is in. A task whose spec reference
+// is unknown is an error: the session must start again.
+func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, in *incoming) error {
+	if a.GetFull() && in.set == nil {
+		in.set = make(map[string]bool, len(a.GetTasks()))
+		clear(in.specs) // a full set starts the specs afresh
+	}
+	if in.specs == nil {
+		in.specs = map[string]*apiv1.ServiceSpec{}
+	}
+	maps.Copy(in.specs, a.GetSpecs())
+	for _, t := range a.GetTasks() {
+		ref, ok := a.GetSpecRefs()[t.GetId()]
+		if !ok {
+			continue
 		}
+		spec := in.specs[ref]
+		if spec == nil {
+			return fmt.Errorf("assignments: task %s refers to spec %s, which the dispatcher did not send", t.GetId(), ref)
+		}
+		t.Spec = spec
+	}
+	for _, ref := range a.GetForgetSpecs() {
+		delete(in.specs, ref)
+	}
+	set := in.set
+	if set != nil {
+		for _, t := range a.GetTasks() {
+			set[t.GetId()] = true
+		}
+		for _, id := range a.GetRemoved() {
+			delete(set, id)
+		}
+	}
+	end := a.GetFull() && !a.GetMore()
+	if end {
+		in.set = nil
+	}
+	w.mu.Lock()
+	if end {
 		for id, r := range w.runners {
-			if !wanted[id] {
+			if !set[id] {
 				r.remove()
 			}
 		}
@@ -443,7 +505,7 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
 			r.remove()
 		}
 	}
-	sweep := a.GetFull() && !w.sweeping
+	sweep := end && !w.sweeping
 	if sweep {
 		w.sweeping = true
 		w.wg.Add(1)
@@ -452,6 +514,10 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments) {
 	if sweep {
 		go w.sweepOrphans(ctx)
 	}
+	if end {
+		w.log.Debug("took a full assignment set", "tasks", len(set), "specs", len(in.specs))
+	}
+	return nil
 }
 
 // sweepOrphans gives the tasks the runtime holds that no runner owns (the

@@ -171,10 +171,11 @@ func (a *Agent) ping(ctx context.Context) error {
 	return err
 }
 
-// Client returns an API client on the agent's socket.
-func (a *Agent) Client() apiv1.WarrenClient {
+// Client returns an API client on the agent's socket, with opts added to
+// its dial options.
+func (a *Agent) Client(opts ...grpc.DialOption) apiv1.WarrenClient {
 	a.t.Helper()
-	conn, err := grpc.NewClient("unix://"+a.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+a.Socket, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		a.t.Fatal(err)
 	}

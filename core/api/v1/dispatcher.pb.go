@@ -578,14 +578,37 @@ func (x *SessionInfo) GetRole() NodeRole {
 	return NodeRole_NODE_ROLE_UNSPECIFIED
 }
 
-// Assignments: with full, tasks is the complete set of tasks the worker must
-// know about (anything else it runs is to be stopped); otherwise tasks are
-// changed or new ones, and removed lists tasks it can forget.
+// Assignments: with full, tasks is (part of) the complete set of tasks the
+// worker must know about (anything else it runs is to be stopped); otherwise
+// tasks are changed or new ones, and removed lists tasks it can forget.
+//
+// No message is larger than about 1 MiB, whatever the tasks hold: a full
+// set too large for one message is sent as consecutive messages, each with
+// full and more set, and a last one with full set and more unset that ends
+// the set. The worker stops what the set lacks only at that end-of-set
+// message. Incremental messages are independent of each other, except
+// that they share the session's specs.
+//
+// Each service spec goes to a worker once per session, not with every
+// task: a task listed in spec_refs comes without its spec, which is the
+// one of that reference, sent in specs of this message or of an earlier
+// one of the session. A full set starts the session's specs afresh.
 type Assignments struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Full          bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
-	Tasks         []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Full    bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
+	Tasks   []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Removed []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	// more: with full, the set continues in the next message; the message
+	// with full and without more ends it.
+	More bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	// specs are service specs by reference (a digest of the spec).
+	Specs map[string]*ServiceSpec `protobuf:"bytes,5,rep,name=specs,proto3" json:"specs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// spec_refs gives, by task ID, the reference of the spec of a task of
+	// tasks that comes without its spec.
+	SpecRefs map[string]string `protobuf:"bytes,6,rep,name=spec_refs,json=specRefs,proto3" json:"spec_refs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// forget_specs are references no task the worker was sent refers to any
+	// more: it may drop them (after applying this message's tasks).
+	ForgetSpecs   []string `protobuf:"bytes,7,rep,name=forget_specs,json=forgetSpecs,proto3" json:"forget_specs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +660,34 @@ func (x *Assignments) GetTasks() []*Task {
 func (x *Assignments) GetRemoved() []string {
 	if x != nil {
 		return x.Removed
+	}
+	return nil
+}
+
+func (x *Assignments) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *Assignments) GetSpecs() map[string]*ServiceSpec {
+	if x != nil {
+		return x.Specs
+	}
+	return nil
+}
+
+func (x *Assignments) GetSpecRefs() map[string]string {
+	if x != nil {
+		return x.SpecRefs
+	}
+	return nil
+}
+
+func (x *Assignments) GetForgetSpecs() []string {
+	if x != nil {
+		return x.ForgetSpecs
 	}
 	return nil
 }
@@ -693,11 +744,22 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tissued_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\x1a\n" +
 	"\bmanagers\x18\x04 \x03(\tR\bmanagers\x12+\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"f\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x17.warren.api.v1.NodeRoleR\x04role\"\xb4\x03\n" +
 	"\vAssignments\x12\x12\n" +
 	"\x04full\x18\x01 \x01(\bR\x04full\x12)\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12\x18\n" +
-	"\aremoved\x18\x03 \x03(\tR\aremoved2X\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12;\n" +
+	"\x05specs\x18\x05 \x03(\v2%.warren.api.v1.Assignments.SpecsEntryR\x05specs\x12E\n" +
+	"\tspec_refs\x18\x06 \x03(\v2(.warren.api.v1.Assignments.SpecRefsEntryR\bspecRefs\x12!\n" +
+	"\fforget_specs\x18\a \x03(\tR\vforgetSpecs\x1aT\n" +
+	"\n" +
+	"SpecsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x05value:\x028\x01\x1a;\n" +
+	"\rSpecRefsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012X\n" +
 	"\n" +
 	"Dispatcher\x12J\n" +
 	"\aSession\x12\x1c.warren.api.v1.WorkerMessage\x1a\x1d.warren.api.v1.ManagerMessage(\x010\x01B0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
@@ -714,7 +776,7 @@ func file_core_api_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_dispatcher_proto_rawDescData
 }
 
-var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*WorkerMessage)(nil),         // 0: warren.api.v1.WorkerMessage
 	(*RegisterWorker)(nil),        // 1: warren.api.v1.RegisterWorker
@@ -726,36 +788,42 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*Assignments)(nil),           // 7: warren.api.v1.Assignments
 	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
 	nil,                           // 9: warren.api.v1.RegisterWorker.AttributesEntry
-	(*Resources)(nil),             // 10: warren.api.v1.Resources
-	(*NodeCondition)(nil),         // 11: warren.api.v1.NodeCondition
-	(TaskState)(0),                // 12: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 14: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 15: warren.api.v1.Task
+	nil,                           // 10: warren.api.v1.Assignments.SpecsEntry
+	nil,                           // 11: warren.api.v1.Assignments.SpecRefsEntry
+	(*Resources)(nil),             // 12: warren.api.v1.Resources
+	(*NodeCondition)(nil),         // 13: warren.api.v1.NodeCondition
+	(TaskState)(0),                // 14: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(NodeRole)(0),                 // 16: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 17: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 18: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
 	2,  // 1: warren.api.v1.WorkerMessage.heartbeat:type_name -> warren.api.v1.Heartbeat
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
-	10, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
+	12, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
 	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
 	9,  // 5: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
-	11, // 6: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
-	12, // 7: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	13, // 8: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	13, // 6: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
+	14, // 7: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	15, // 8: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
 	3,  // 9: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
 	6,  // 10: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
 	7,  // 11: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	13, // 12: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 13: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	15, // 14: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	0,  // 15: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 16: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 12: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	16, // 13: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	17, // 14: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	10, // 15: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	11, // 16: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	18, // 17: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 18: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 19: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	19, // [19:20] is the sub-list for method output_type
+	18, // [18:19] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
@@ -779,7 +847,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_dispatcher_proto_rawDesc), len(file_core_api_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
