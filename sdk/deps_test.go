@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,4 +68,45 @@ func pluginRoot(pkg string) string {
 	}
 	name, _, _ := strings.Cut(rest, "/")
 	return name
+}
+
+// sdkModules are the modules a plugin author gets by importing the sdk:
+// go-plugin and gRPC with what they need. A new one is a decision to make
+// on purpose (every third-party plugin inherits it), not by accident.
+var sdkModules = []string{
+	"github.com/fatih/color", // go-hclog's, which go-plugin needs
+	"github.com/golang/protobuf",
+	"github.com/hashicorp/go-hclog",
+	"github.com/hashicorp/go-plugin",
+	"github.com/hashicorp/yamux",
+	"github.com/mattn/go-colorable",
+	"github.com/mattn/go-isatty",
+	"github.com/oklog/run",
+	"golang.org/x/net",
+	"golang.org/x/sys",
+	"golang.org/x/text",
+	"google.golang.org/genproto/googleapis/rpc",
+	"google.golang.org/grpc",
+	"google.golang.org/protobuf",
+}
+
+// TestSDKDependenciesStayShort fails when the sdk (its tests included)
+// reaches a module outside sdkModules.
+func TestSDKDependenciesStayShort(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "-test", "-f", "{{if .Module}}{{.Module.Path}}{{end}}", "./sdk/...")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, m := range strings.Fields(string(out)) {
+		if m == module || seen[m] {
+			continue
+		}
+		seen[m] = true
+		if !slices.Contains(sdkModules, m) {
+			t.Errorf("the sdk depends on module %s: keep it out, or add it to sdkModules on purpose", m)
+		}
+	}
 }

@@ -69,10 +69,29 @@ func PluginSets() map[int]plugin.PluginSet {
 // Serve replaces os.Stderr with a pipe of its own.
 var stderr = os.Stderr
 
-// Logger returns the logger a plugin should use: JSON lines on the real
+// Logger is what a plugin logs with: a message and key-value pairs
+// ("task", id, "error", err), at a level the host keeps when it forwards
+// the line into its own log. It is safe for concurrent use.
+type Logger interface {
+	Trace(msg string, args ...any)
+	Debug(msg string, args ...any)
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+	// Named returns a logger whose lines carry name after this one's.
+	Named(name string) Logger
+	// With returns a logger that adds args to every line.
+	With(args ...any) Logger
+}
+
+// NewLogger returns the logger a plugin should use: JSON lines on the real
 // stderr, which the host parses and forwards into its own log, with their
 // levels, under the plugin's name. It may be called before or after Serve.
-func Logger(name string) hclog.Logger {
+func NewLogger(name string) Logger {
+	return hcLogger{newHCLogger(name)}
+}
+
+func newHCLogger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Level:      hclog.Trace,
@@ -80,6 +99,18 @@ func Logger(name string) hclog.Logger {
 		JSONFormat: true,
 	})
 }
+
+// hcLogger is a Logger over go-hclog, which the host's log forwarding
+// reads; plugin authors see only Logger.
+type hcLogger struct{ l hclog.Logger }
+
+func (h hcLogger) Trace(msg string, args ...any) { h.l.Trace(msg, args...) }
+func (h hcLogger) Debug(msg string, args ...any) { h.l.Debug(msg, args...) }
+func (h hcLogger) Info(msg string, args ...any)  { h.l.Info(msg, args...) }
+func (h hcLogger) Warn(msg string, args ...any)  { h.l.Warn(msg, args...) }
+func (h hcLogger) Error(msg string, args ...any) { h.l.Error(msg, args...) }
+func (h hcLogger) Named(name string) Logger      { return hcLogger{h.l.Named(name)} }
+func (h hcLogger) With(args ...any) Logger       { return hcLogger{h.l.With(args...)} }
 
 // Serve runs a plugin of the given kind until the host tells it to stop. The
 // kind packages call it from their own Serve; plugin authors call those.
@@ -99,7 +130,7 @@ func Serve(kind Kind, impl Plugin, register RegisterFunc) {
 			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
 			return grpc.NewServer(opts...)
 		},
-		Logger: Logger(info.Name),
+		Logger: newHCLogger(info.Name),
 	})
 	// The host asked the plugin to stop (a crash never gets here): give it
 	// the chance to release what it holds.
@@ -224,7 +255,7 @@ func (c *BaseClient) Configure(ctx context.Context, configJSON []byte) error {
 type recoverer struct {
 	grpc.ServiceRegistrar
 	name string
-	log  hclog.Logger
+	log  Logger
 }
 
 func newRecoverer(s grpc.ServiceRegistrar, impl Plugin) recoverer {
@@ -232,7 +263,7 @@ func newRecoverer(s grpc.ServiceRegistrar, impl Plugin) recoverer {
 	if info, err := impl.Info(context.Background()); err == nil && info.Name != "" {
 		name = info.Name
 	}
-	return recoverer{ServiceRegistrar: s, name: name, log: Logger(name)}
+	return recoverer{ServiceRegistrar: s, name: name, log: NewLogger(name)}
 }
 
 // RegisterService registers a copy of desc whose handlers recover.

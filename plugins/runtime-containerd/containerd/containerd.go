@@ -69,7 +69,6 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/containerd/remotes/docker"
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -235,7 +234,7 @@ func (c Config) resolve() (settings, error) {
 // Runtime drives containerd. Create it with New; the host calls Configure
 // before anything else.
 type Runtime struct {
-	log hclog.Logger
+	log sdk.Logger
 
 	configureMu sync.Mutex
 	be          atomic.Pointer[backend]
@@ -292,7 +291,7 @@ var errNotReady = fmt.Errorf("%s: not configured: %w", Name, sdk.ErrFailedPrecon
 
 // New returns an unconfigured runtime.
 func New() *Runtime {
-	return &Runtime{log: sdk.Logger(Name)}
+	return &Runtime{log: sdk.NewLogger(Name)}
 }
 
 // Info reports the plugin's identity.

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/warrenorch/warren/sdk"
 )
 
@@ -95,7 +93,7 @@ func (p managedPaths) configTOML() []byte {
 
 // ensureManaged makes sure the managed containerd of p runs and answers:
 // it reuses one that answers on the socket, and otherwise starts one.
-func ensureManaged(ctx context.Context, binary string, p managedPaths, log hclog.Logger) error {
+func ensureManaged(ctx context.Context, binary string, p managedPaths, log sdk.Logger) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%s: managed containerd in %s: %s: %w", Name, p.dir, fmt.Sprintf(format, args...), sdk.ErrFailedPrecondition)
 	}

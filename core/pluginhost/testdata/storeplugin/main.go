@@ -75,7 +75,7 @@ func main() {
 	m := &memStore{
 		kind: sdk.KindStore,
 		data: make(map[string]map[string][]byte),
-		log:  sdk.Logger(name),
+		log:  sdk.NewLogger(name),
 	}
 	if k := os.Getenv("TESTPLUGIN_KIND"); k != "" {
 		m.kind = sdk.Kind(k)
