@@ -701,3 +701,23 @@ func TestStopWaitsForSlowClose(t *testing.T) {
 		t.Fatalf("process %d still runs after Stop", pid)
 	}
 }
+
+// TestCleanStopLogsNoWarning: plugins that exit as soon as they are asked
+// stop without a warning in the host's log (go-plugin's "error closing
+// client during Kill" and "plugin failed to exit gracefully" were logged
+// for every one of them).
+func TestCleanStopLogsNoWarning(t *testing.T) {
+	h, buf := newHost(t, testOptions())
+	startPlugin(t, h, testSpec(t, "store-a", nil))
+	startPlugin(t, h, testSpec(t, "store-b", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERROR]") {
+			t.Errorf("a clean stop logged: %s", line)
+		}
+	}
+}

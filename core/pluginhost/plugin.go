@@ -170,13 +170,29 @@ func (in *instance) stop(ctx context.Context, grace time.Duration) (killed bool)
 		// The plugin's gRPC server stops, then its Close runs. The call
 		// returns when the process is gone: a hung process keeps it until
 		// it is killed below.
-		go func() { _ = rpc.Close() }()
+		closed := make(chan struct{})
+		go func() {
+			_ = rpc.Close()
+			close(closed)
+		}()
 		select {
 		case <-in.run.exited:
 		case <-t.C:
 			killed = true
 		case <-ctx.Done():
 			killed = true
+		}
+		if !killed {
+			// The process exited as asked and its connection is closing:
+			// go-plugin's Kill has nothing left to stop, and would only log
+			// that closing the connection again failed and that the
+			// process "failed to exit gracefully".
+			select {
+			case <-closed:
+				return false
+			case <-t.C:
+			case <-ctx.Done():
+			}
 		}
 	}
 	if killed {
