@@ -604,7 +604,7 @@ func TestOtherCommands(t *testing.T) {
 		{[]string{"task", "ls"}, []string{"task-running   web.1          edge-1   running   running"}},
 		{[]string{"task", "ls", "--all", "--service", "web"}, []string{"task-failed    web.1          edge-1   shutdown   failed    less than a second   exit status 2\n"}},
 		{[]string{"task", "ls", "-o", "json"}, []string{`"id": "task-running"`}},
-		{[]string{"plugin", "ls"}, []string{"store-bolt   store   0.1.0     99    running   0          /p/store-bolt\n"}},
+		{[]string{"plugin", "ls"}, []string{"store-bolt   store   0.1.0     99    running   0          /p/store-bolt   -\n"}},
 		{[]string{"cluster", "info"}, []string{"Leader:         edge-1 (this node)\n"}},
 		{[]string{"cluster", "info", "-o", "json"}, []string{`"cluster_id": "c1"`}},
 		{[]string{"version"}, []string{"warren "}},

@@ -282,16 +282,16 @@ func TestImportTable(t *testing.T) {
 func TestPluginTable(t *testing.T) {
 	plugins := []*apiv1.PluginStatus{
 		{Name: "store-bolt", Kind: "store", Version: "0.1.0", Pid: 4242, State: "running", Path: "/usr/lib/warren/plugins/store-bolt"},
-		{Name: "scheduler-roundrobin", Kind: "scheduler", Version: "0.1.0", State: "crashed", Restarts: 3, Path: "/usr/lib/warren/plugins/scheduler-roundrobin"},
+		{Name: "scheduler-roundrobin", Kind: "scheduler", Version: "0.1.0", State: "crash-looping", Restarts: 3, Path: "/usr/lib/warren/plugins/scheduler-roundrobin", LastError: "exit status 2"},
 	}
 	var buf bytes.Buffer
 	if err := writeTable(&buf, pluginListHeader, pluginRows(plugins)); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME                   KIND        VERSION   PID    STATE     RESTARTS   PATH\n" +
-		"store-bolt             store       0.1.0     4242   running   0          /usr/lib/warren/plugins/store-bolt\n" +
-		"scheduler-roundrobin   scheduler   0.1.0     -      crashed   3          /usr/lib/warren/plugins/scheduler-roundrobin\n"
+		"NAME                   KIND        VERSION   PID    STATE           RESTARTS   PATH                                           LAST ERROR\n" +
+		"store-bolt             store       0.1.0     4242   running         0          /usr/lib/warren/plugins/store-bolt             -\n" +
+		"scheduler-roundrobin   scheduler   0.1.0     -      crash-looping   3          /usr/lib/warren/plugins/scheduler-roundrobin   exit status 2\n"
 	checkGolden(t, buf.String(), want)
 }
 

@@ -66,7 +66,7 @@ func (o *pluginListOptions) run(cmd *cobra.Command) error {
 	return writeTable(cmd.OutOrStdout(), pluginListHeader, pluginRows(plugins))
 }
 
-var pluginListHeader = []string{"NAME", "KIND", "VERSION", "PID", "STATE", "RESTARTS", "PATH"}
+var pluginListHeader = []string{"NAME", "KIND", "VERSION", "PID", "STATE", "RESTARTS", "PATH", "LAST ERROR"}
 
 func pluginRows(plugins []*apiv1.PluginStatus) [][]string {
 	rows := make([][]string, 0, len(plugins))
@@ -77,7 +77,7 @@ func pluginRows(plugins []*apiv1.PluginStatus) [][]string {
 		}
 		rows = append(rows, []string{
 			p.GetName(), p.GetKind(), p.GetVersion(), pid, p.GetState(),
-			strconv.FormatUint(uint64(p.GetRestarts()), 10), p.GetPath(),
+			strconv.FormatUint(uint64(p.GetRestarts()), 10), p.GetPath(), p.GetLastError(),
 		})
 	}
 	return rows

@@ -721,3 +721,41 @@ func TestCleanStopLogsNoWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashLoopingPluginIsShown: a plugin whose process dies on the same
+// call, every time it is made again, is shown as crash-looping with its
+// restarts and last error, and calls made meanwhile say why it is down.
+func TestCrashLoopingPluginIsShown(t *testing.T) {
+	opts := testOptions()
+	opts.StableAfter = time.Minute
+	h, _ := newHost(t, opts)
+	p := startPlugin(t, h, testSpec(t, "store-crashy", nil))
+	st := store.NewClient(p.Client())
+	var downErr error
+	waitFor(t, 30*time.Second, "the plugin to be shown crash-looping", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := st.Get(ctx, "_test", "exit") // the call that kills it, again and again
+		if err != nil && strings.Contains(err.Error(), "crash-looping") {
+			downErr = err
+		}
+		s := p.Status()
+		return s.State == StateCrashLooping && downErr != nil
+	})
+	s := p.Status()
+	if s.Restarts < CrashLoopAfter-1 || !strings.Contains(s.LastError, "exit status 3") {
+		t.Errorf("status %+v: want the restarts counted and the exit as last error", s)
+	}
+	if !errors.Is(downErr, sdk.ErrPluginUnavailable) || !strings.Contains(downErr.Error(), "lost 3 times in a row") || !strings.Contains(downErr.Error(), "exit status 3") {
+		t.Errorf("a call while it is down: %v; want ErrPluginUnavailable saying it crash-loops and why", downErr)
+	}
+	// A process that is not made to crash again is served, still marked
+	// crash-looping until it has run StableAfter.
+	waitFor(t, 20*time.Second, "the plugin to serve again", func() bool {
+		return p.Status().PID != 0 && get(t, st, "_test", "pid") == strconv.Itoa(p.Status().PID)
+	})
+	if s := p.Status(); s.State != StateCrashLooping {
+		t.Errorf("right after the loop, state %q, want %q", s.State, StateCrashLooping)
+	}
+	track(t, h, p.Status().PID)
+}

@@ -35,6 +35,11 @@ const (
 	StateRunning State = "running"
 	// StateRestarting: the process died or hung; a new one is on its way.
 	StateRestarting State = "restarting"
+	// StateCrashLooping: the process keeps dying soon after it starts
+	// (CrashLoopAfter times in a row, each within Options.StableAfter of its
+	// start). The host keeps restarting it with backoff; the state stays
+	// until a process runs StableAfter.
+	StateCrashLooping State = "crash-looping"
 	// StateFailed: Options.MaxFailedStarts restart attempts in a row failed.
 	// The host keeps trying at the maximum backoff.
 	StateFailed State = "failed"
@@ -263,6 +268,37 @@ func (p *Plugin) up(inst *instance, restarted bool) {
 }
 
 // down records that no process is serving and why.
+// CrashLoopAfter is how many times in a row a plugin's process must die
+// within Options.StableAfter of its start for the plugin to be shown as
+// crash-looping.
+const CrashLoopAfter = 3
+
+// restartingState is the state of a plugin whose processes were lost lost
+// times in a row, each within stable of its start, and what a call to it
+// is told meanwhile.
+func restartingState(lost int, stable time.Duration, why string) (State, string) {
+	if lost < CrashLoopAfter {
+		return StateRestarting, "restarting"
+	}
+	return StateCrashLooping, fmt.Sprintf("crash-looping: its process was lost %d times in a row, each within %s of its start; last: %s; restarting", lost, stable, why)
+}
+
+// markCrashLooping shows a restarted plugin as crash-looping while inst
+// is younger than stable: it goes back to running if inst lasts.
+func (p *Plugin) markCrashLooping(inst *instance, stable time.Duration) {
+	pid := inst.run.PID()
+	p.mu.Lock()
+	p.state = StateCrashLooping
+	p.mu.Unlock()
+	time.AfterFunc(stable, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.state == StateCrashLooping && p.pid == pid {
+			p.state = StateRunning
+		}
+	})
+}
+
 func (p *Plugin) down(state State, lastErr, why string) {
 	p.mu.Lock()
 	p.state = state
@@ -280,6 +316,7 @@ func (p *Plugin) supervise(inst *instance) {
 	defer close(p.done)
 	opts := p.host.opts
 	attempt := 0 // restarts since the last process that ran StableAfter
+	lost := 0    // processes lost in a row, each before it ran StableAfter
 	for {
 		why := p.watch(inst)
 		if why == "" {
@@ -287,10 +324,12 @@ func (p *Plugin) supervise(inst *instance) {
 			return
 		}
 		if time.Since(inst.started) >= opts.StableAfter {
-			attempt = 0
+			attempt, lost = 0, 0
 		}
+		lost++
 		p.log.Warn("plugin process lost; restarting it", "pid", inst.run.PID(), "reason", why)
-		p.down(StateRestarting, why, fmt.Sprintf("restarting (attempt %d)", attempt+1))
+		state, restarting := restartingState(lost, opts.StableAfter, why)
+		p.down(state, why, fmt.Sprintf("%s (attempt %d)", restarting, attempt+1))
 		inst.kill()
 
 		inst = nil
@@ -300,7 +339,8 @@ func (p *Plugin) supervise(inst *instance) {
 			if failed >= opts.MaxFailedStarts {
 				p.down(StateFailed, "", fmt.Sprintf("failed to start %d times in a row, retrying (attempt %d); last error: %s", failed, attempt, p.Status().LastError))
 			} else {
-				p.down(StateRestarting, "", fmt.Sprintf("restarting (attempt %d)", attempt))
+				state, restarting := restartingState(lost, opts.StableAfter, p.Status().LastError)
+				p.down(state, "", fmt.Sprintf("%s (attempt %d)", restarting, attempt))
 			}
 			t := time.NewTimer(backoff(opts.MinBackoff, opts.MaxBackoff, attempt))
 			select {
@@ -326,6 +366,9 @@ func (p *Plugin) supervise(inst *instance) {
 			inst = next
 		}
 		p.up(inst, true)
+		if lost >= CrashLoopAfter {
+			p.markCrashLooping(inst, opts.StableAfter)
+		}
 		if opts.OnRestart != nil {
 			opts.OnRestart(p)
 		}
