@@ -84,7 +84,7 @@ func BenchmarkServiceCreate(b *testing.B) {
 // connection, as 64 separate CLI or API users would have.
 func BenchmarkServiceCreate64(b *testing.B) {
 	a := startAgent(b)
-	createConcurrently(b, clientsOwnConn(a.Client))
+	createConcurrently(b, clientsOwnConn(func() apiv1.WarrenClient { return a.Client() }))
 }
 
 // BenchmarkServiceCreate64Shared: 64 concurrent callers sharing one
@@ -92,7 +92,7 @@ func BenchmarkServiceCreate64(b *testing.B) {
 // would, and as gRPC load tools such as ghz run by default.
 func BenchmarkServiceCreate64Shared(b *testing.B) {
 	a := startAgent(b)
-	createConcurrently(b, clientsSharedConn(a.Client))
+	createConcurrently(b, clientsSharedConn(func() apiv1.WarrenClient { return a.Client() }))
 }
 
 // BenchmarkServiceCreate64Replicas3: the same with 3 replicas per service
@@ -102,7 +102,7 @@ func BenchmarkServiceCreate64Replicas3(b *testing.B) {
 	replicas = 3
 	defer func() { replicas = 0 }()
 	a := startAgent(b)
-	createConcurrently(b, clientsOwnConn(a.Client))
+	createConcurrently(b, clientsOwnConn(func() apiv1.WarrenClient { return a.Client() }))
 }
 
 // clientCount is 64, or $BENCH_CLIENTS.

@@ -19,7 +19,7 @@ func BenchmarkCluster3Create64(b *testing.B) {
 	bin := testutil.Install(b, clustertest.Plugins...)
 	c := clustertest.New(b, bin)
 	c.Form([]string{"m1", "m2", "m3"}, nil)
-	createConcurrently(b, clientsOwnConn(c.Leader().Agent.Client))
+	createConcurrently(b, clientsOwnConn(func() apiv1.WarrenClient { return c.Leader().Agent.Client() }))
 }
 
 // BenchmarkLeaderKill: per iteration, kill -9 the leader of a 3-manager
