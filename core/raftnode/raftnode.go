@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/sdk"
 )
 
 // ErrNotLeader is returned for writes on a manager that is not the leader.
@@ -110,18 +111,64 @@ func Open(cfg Config) (*Node, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 
-	logs, err := OpenLogStore(filepath.Join(cfg.Dir, "raft.db"))
-	if err != nil {
-		return nil, fmt.Errorf("raft: open log store: %w", err)
+	// bbolt panics on a damaged file (raft-boltdb's open walks all of it):
+	// check it first, where a panic cannot take the agent down.
+	logPath := filepath.Join(cfg.Dir, LogFile)
+	rebuild := false
+	if _, err := os.Stat(logPath); err == nil {
+		if err := CheckLog(context.Background(), logPath); err != nil {
+			if !cfg.ForceNewCluster || !errors.Is(err, sdk.ErrDataLoss) {
+				return nil, err
+			}
+			logger.Error("force-new-cluster: the Raft log is damaged", "error", err)
+			rebuild = true
+		}
+	}
+	var logs *raftboltdb.BoltStore
+	if !rebuild {
+		var err error
+		if logs, err = OpenLogStore(logPath); err != nil {
+			return nil, fmt.Errorf("raft: open log store %s: %w", logPath, err)
+		}
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
 	if err != nil {
-		logs.Close()
+		if logs != nil {
+			logs.Close()
+		}
 		return nil, fmt.Errorf("raft: open snapshot store: %w", err)
+	}
+	// The store must be able to continue from what Raft holds: never start
+	// Raft where it would hand out indexes the store has applied already.
+	d := Durable{Dir: cfg.Dir}
+	if err := d.readSnapshots(snaps); err != nil {
+		if logs != nil {
+			logs.Close()
+		}
+		return nil, err
+	}
+	if logs != nil {
+		if err := d.readLog(logs); err != nil {
+			logs.Close()
+			return nil, err
+		}
+		if err := d.CheckStore(cfg.FSM.AppliedIndex()); err != nil {
+			if !cfg.ForceNewCluster || !errors.Is(err, errStoreAhead) {
+				logs.Close()
+				return nil, fmt.Errorf("raft: %w\n%s", err, storeAdvice(logPath, err))
+			}
+			logger.Error("force-new-cluster: the Raft log is behind the state store", "error", err)
+			rebuild = true
+		}
+	}
+	closeLogs := func() {
+		if logs != nil {
+			logs.Close()
+		}
 	}
 	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
-		logs.Close()
+		closeLogs()
 		return nil, fmt.Errorf("raft: advertise address %q: %w", cfg.Advertise, err)
 	}
 	var transport *raft.NetworkTransport
@@ -130,8 +177,17 @@ func Open(cfg Config) (*Node, error) {
 	} else {
 		transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, logger)
 		if err != nil {
-			logs.Close()
+			closeLogs()
 			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+		}
+	}
+	if rebuild {
+		if err := rebuildFromStore(cfg, rc, &logs, snaps, transport, d, logger); err != nil {
+			_ = transport.Close()
+			if logs != nil {
+				logs.Close()
+			}
+			return nil, err
 		}
 	}
 	n := &Node{logs: logs, transport: transport, id: rc.LocalID, logger: logger}

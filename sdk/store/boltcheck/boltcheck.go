@@ -66,11 +66,18 @@ func init() {
 // wrapping sdk.ErrDataLoss that names path and what was found; a file
 // another process holds locked for longer than lockTimeout, one wrapping
 // sdk.ErrFailedPrecondition; a missing file, one wrapping os.ErrNotExist.
+// An empty file passes: bbolt opens it as a new database.
 // The check reads every page of the file once: its time grows with the
 // file's size.
 func Check(ctx context.Context, path string, lockTimeout time.Duration) error {
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return fmt.Errorf("check %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		// bbolt makes an empty file a new database: what a crash right
+		// after creating one leaves.
+		return nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
