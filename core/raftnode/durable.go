@@ -67,9 +67,13 @@ func (d Durable) CheckStore(storeIndex uint64) error {
 		if storeIndex == 0 {
 			what = "an empty store"
 		}
-		return fmt.Errorf("cannot rebuild %s from Raft: the log %s holds %s and the newest snapshot ends at %d, so entries %d to %d are nowhere "+
+		snap := "there is no snapshot"
+		if d.SnapshotIndex > 0 {
+			snap = fmt.Sprintf("the newest snapshot ends at %d", d.SnapshotIndex)
+		}
+		return fmt.Errorf("cannot rebuild %s from Raft: the log %s holds %s and %s, so entries %d to %d are nowhere "+
 			"(the log was compacted and the snapshot that covered it is gone): %w",
-			what, filepath.Join(d.Dir, LogFile), d.logRange(), d.SnapshotIndex, from, d.FirstIndex-1, sdk.ErrDataLoss)
+			what, filepath.Join(d.Dir, LogFile), d.logRange(), snap, from, d.FirstIndex-1, sdk.ErrDataLoss)
 	}
 	return nil
 }

@@ -55,8 +55,14 @@ type node struct {
 // -9 included), the test leaves no container and no containerd behind.
 func startNode(t *testing.T) *node {
 	t.Helper()
+	return startNodeWith(t, "")
+}
+
+// startNodeWith is startNode with managerExtra inside the manager block.
+func startNodeWith(t *testing.T, managerExtra string) *node {
+	t.Helper()
 	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
-	a := ctrtest.NewWorkerAgent(t, bin, "")
+	a := ctrtest.NewWorkerAgent(t, bin, managerExtra)
 	// Runs before the agent's data dir is removed: stop the agent (its
 	// stop_on_exit removes every container and the managed containerd),
 	// then remove what an agent killed by the test left.

@@ -10,7 +10,8 @@
 // SIGBUS reading past the end of a truncated file. Or it opens the file and
 // simply does not see the data that the damage hid. So Check runs bbolt's
 // own consistency check (Tx.Check: every page reachable once, no page both
-// used and free, keys in order) in a child process: the running executable
+// used and free, keys in order), and checks that the file holds all the
+// pages its meta page counts, in a child process: the running executable
 // started again, which this package's init turns into the checker before
 // main runs. Whatever the damage does to the child, the caller gets an error
 // naming the file and what was found.
@@ -143,6 +144,16 @@ func child(path string) int {
 	defer db.Close()
 	n, first := 0, []string{}
 	err = db.View(func(tx *bbolt.Tx) error {
+		// Pages past the end of a truncated file may all be free, which
+		// Tx.Check does not look at; bbolt would still use them.
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Size() < tx.Size() {
+			n++
+			first = append(first, fmt.Sprintf("the file is %d bytes, shorter than the %d bytes of pages it holds: it was truncated", fi.Size(), tx.Size()))
+		}
 		for err := range tx.Check() {
 			if n++; n <= maxReported {
 				first = append(first, err.Error())
@@ -157,7 +168,11 @@ func child(path string) int {
 	if n == 0 {
 		return 0
 	}
-	fmt.Println("bbolt's check found " + strconv.Itoa(n) + " problems")
+	if n == 1 {
+		fmt.Println("1 problem found")
+	} else {
+		fmt.Println(strconv.Itoa(n) + " problems found")
+	}
 	for _, p := range first {
 		fmt.Println(p)
 	}
