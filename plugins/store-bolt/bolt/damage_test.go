@@ -14,6 +14,7 @@ import (
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/store"
 	"github.com/warrenorch/warren/sdk/store/boltcheck/boltchecktest"
+	"github.com/warrenorch/warren/sdk/storetest"
 )
 
 // fill writes n records of about 600 bytes into a new store file at path,
@@ -104,4 +105,13 @@ func TestCheckTimeAtOpen(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("Configure took %v", took)
 	}
+}
+
+func TestRunDamaged(t *testing.T) {
+	storetest.RunDamaged(t, storetest.Damaged{
+		New:    func() store.Store { return bolt.New() },
+		Config: func(dir string) []byte { return configJSON(t, bolt.Config{Path: filepath.Join(dir, "state.db")}) },
+		Damage: func(t *testing.T, dir string) { boltchecktest.FlipPages(t, filepath.Join(dir, "state.db"), 4, 4) },
+		Where:  func(dir string) string { return filepath.Join(dir, "state.db") },
+	})
 }
