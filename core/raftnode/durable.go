@@ -180,6 +180,10 @@ func moveAside(path string) (string, error) {
 func rebuildFromStore(cfg Config, rc *raft.Config, logs **raftboltdb.BoltStore, snaps raft.SnapshotStore, trans raft.Transport, d Durable, logger hclog.Logger) error {
 	path := filepath.Join(cfg.Dir, LogFile)
 	index := cfg.FSM.AppliedIndex()
+	if index == 0 && d.SnapshotIndex == 0 {
+		return fmt.Errorf("raft: force-new-cluster: the Raft log %s is unusable and neither the state store nor a snapshot holds any state to start again from: "+
+			"restore the data directory from a backup: %w", path, sdk.ErrDataLoss)
+	}
 	term := max(d.SnapshotTerm, 1)
 	if *logs != nil {
 		if d.LastIndex > 0 {

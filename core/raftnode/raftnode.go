@@ -116,7 +116,10 @@ func Open(cfg Config) (*Node, error) {
 	logPath := filepath.Join(cfg.Dir, LogFile)
 	rebuild := false
 	if _, err := os.Stat(logPath); err == nil {
-		if err := CheckLog(context.Background(), logPath); err != nil {
+		start := time.Now()
+		err := CheckLog(context.Background(), logPath)
+		logger.Debug("checked the Raft log", "path", logPath, "took", time.Since(start))
+		if err != nil {
 			if !cfg.ForceNewCluster || !errors.Is(err, sdk.ErrDataLoss) {
 				return nil, err
 			}
