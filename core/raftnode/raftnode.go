@@ -128,6 +128,11 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 	var logs *raftboltdb.BoltStore
+	closeLogs := func() {
+		if logs != nil {
+			logs.Close()
+		}
+	}
 	if !rebuild {
 		var err error
 		if logs, err = OpenLogStore(logPath); err != nil {
@@ -136,18 +141,14 @@ func Open(cfg Config) (*Node, error) {
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
 	if err != nil {
-		if logs != nil {
-			logs.Close()
-		}
+		closeLogs()
 		return nil, fmt.Errorf("raft: open snapshot store: %w", err)
 	}
 	// The store must be able to continue from what Raft holds: never start
 	// Raft where it would hand out indexes the store has applied already.
 	d := Durable{Dir: cfg.Dir}
 	if err := d.readSnapshots(snaps); err != nil {
-		if logs != nil {
-			logs.Close()
-		}
+		closeLogs()
 		return nil, err
 	}
 	if logs != nil {
@@ -162,11 +163,6 @@ func Open(cfg Config) (*Node, error) {
 			}
 			logger.Error("force-new-cluster: the Raft log is behind the state store", "error", err)
 			rebuild = true
-		}
-	}
-	closeLogs := func() {
-		if logs != nil {
-			logs.Close()
 		}
 	}
 	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
@@ -187,9 +183,7 @@ func Open(cfg Config) (*Node, error) {
 	if rebuild {
 		if err := rebuildFromStore(cfg, rc, &logs, snaps, transport, d, logger); err != nil {
 			_ = transport.Close()
-			if logs != nil {
-				logs.Close()
-			}
+			closeLogs()
 			return nil, err
 		}
 	}
