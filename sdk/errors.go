@@ -31,6 +31,10 @@ var (
 	// ErrPluginUnavailable: the plugin process is gone or not answering
 	// (gRPC Unavailable). The host restarts it; the caller may retry.
 	ErrPluginUnavailable = errors.New("plugin unavailable")
+	// ErrDataLoss: the plugin's durable data is damaged or unreadable (gRPC
+	// DataLoss): it must not be acted on. The error names what is damaged
+	// (a file path) and what was found.
+	ErrDataLoss = errors.New("data loss")
 	// ErrInternal: anything else that went wrong inside the plugin.
 	ErrInternal = errors.New("internal error")
 )
@@ -46,6 +50,7 @@ var codeOf = []struct {
 	{ErrFailedPrecondition, codes.FailedPrecondition},
 	{ErrUnsupported, codes.Unimplemented},
 	{ErrPluginUnavailable, codes.Unavailable},
+	{ErrDataLoss, codes.DataLoss},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

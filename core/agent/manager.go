@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,7 +80,12 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		// the default manager parts.
 		mcfg = config.Default().Manager
 	}
-	storePlugin, err := r.host.Start(ctx, pluginSpec(cfg, mcfg.Store, sdk.KindStore, "manager.store"))
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	storeSpec := pluginSpec(cfg, mcfg.Store, sdk.KindStore, "manager.store")
+	storePlugin, err := r.host.Start(ctx, storeSpec)
+	if errors.Is(err, sdk.ErrDataLoss) {
+		storePlugin, err = r.rebuildStore(ctx, storeSpec, raftDir, err)
+	}
 	if err != nil {
 		return nil, pluginError(cfg, err)
 	}
@@ -95,7 +101,6 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		bus.Close()
 		return nil, err
 	}
-	raftDir := filepath.Join(cfg.DataDir, "raft")
 	joining := !r.id.newCluster && !hasRaftState(raftDir)
 	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
@@ -258,6 +263,41 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 	}()
 	ok = true
 	return m, nil
+}
+
+// rebuildStore answers a store plugin that refused its damaged data
+// (damage wraps sdk.ErrDataLoss): when Raft's snapshot and log in raftDir
+// hold everything from the first entry on, the store is started once with
+// store.EnvDiscardDamaged, which keeps the damaged data aside and starts
+// empty, and then again as configured (so that a later restart of the
+// plugin never discards anything); Raft then restores its snapshot into it
+// and replays its log. Otherwise the agent refuses to start: a state it
+// cannot trust is never acted on.
+func (r *run) rebuildStore(ctx context.Context, spec pluginhost.Spec, raftDir string, damage error) (*pluginhost.Plugin, error) {
+	d, err := raftnode.Inspect(ctx, raftDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w\nand Raft cannot rebuild it: %v", damage, err)
+	}
+	if err := d.CheckStore(0); err != nil {
+		return nil, fmt.Errorf("%w\nand Raft cannot rebuild it: %v\n"+
+			"Restore this manager from another manager (move its data directory aside and join it again with a manager join token), "+
+			"or restore the store's file from a backup", damage, err)
+	}
+	r.logger.Warn("the state store refused its damaged data: rebuilding it from Raft's snapshot and log",
+		"damage", damage.Error(), "raft_snapshot_index", d.SnapshotIndex, "raft_first_index", d.FirstIndex, "raft_last_index", d.LastIndex)
+	discard := spec
+	discard.Env = maps.Clone(spec.Env)
+	if discard.Env == nil {
+		discard.Env = map[string]string{}
+	}
+	discard.Env[store.EnvDiscardDamaged] = "1"
+	if _, err := r.host.Start(ctx, discard); err != nil {
+		return nil, fmt.Errorf("start the store to discard its damaged data: %w", err)
+	}
+	if err := r.host.StopPlugin(ctx, spec.Name); err != nil {
+		return nil, fmt.Errorf("stop the store after it discarded its damaged data: %w", err)
+	}
+	return r.host.Start(ctx, spec)
 }
 
 // hasRaftState reports whether dir holds a Raft log.

@@ -102,6 +102,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	var last uint64
 	for i, l := range logs {
 		if l.Index <= f.applied {
+			// Replayed after a restart: already in the store. Nobody
+			// waits for a replayed entry's result; a proposer that does
+			// (Raft handed out an index the store has applied: its log
+			// went back behind the store) gets an error, never a silent
+			// success for a write that was dropped.
+			results[i] = fmt.Errorf("fsm: entry %d was not applied: the state is at index %d already "+
+				"(a replay after a restart, or Raft's log went back behind the state store): %w", l.Index, f.applied, sdk.ErrDataLoss)
 			continue
 		}
 		last = l.Index

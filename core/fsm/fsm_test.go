@@ -232,8 +232,13 @@ func TestRestartSkipsAppliedEntries(t *testing.T) {
 	if got, ok := h2.state.Service("s1"); !ok || got.GetVersion() != first.Index {
 		t.Fatalf("reloaded service = %v", got)
 	}
-	if r := h2.fsm.Apply(first); r != nil {
-		t.Fatalf("replayed entry applied again: %v", r)
+	// Nobody waits for a replayed entry; were one to, it would learn that
+	// the entry was not applied.
+	if r, ok := h2.fsm.Apply(first).(error); !ok || !errors.Is(r, sdk.ErrDataLoss) {
+		t.Fatalf("replayed entry: result %v, want the not-applied error", r)
+	}
+	if got, _ := h2.state.Service("s1"); got.GetVersion() != first.Index {
+		t.Fatalf("replayed entry applied again: %v", got)
 	}
 }
 
@@ -431,5 +436,22 @@ func TestBatchCommandAppliesEachWithItsOwnResult(t *testing.T) {
 		if ev.GetName() != want || ev.GetIndex() != index {
 			t.Fatalf("event = %v, want one for %s at index %d", ev, want, index)
 		}
+	}
+}
+
+// TestEntryAtOrBelowAppliedIndexIsAnError: an entry Raft hands out at an
+// index the store has applied is not applied, and says so, instead of
+// returning nil (which a proposer took for success: an acknowledged write
+// dropped).
+func TestEntryAtOrBelowAppliedIndexIsAnError(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	h.apply(t, &fsmpb.CreateService{Service: &apiv1.Service{Id: "s1", Spec: &apiv1.ServiceSpec{Name: "web", Image: "busybox"}}})
+	h.index-- // the next entry reuses index 1
+	res := h.apply(t, &fsmpb.CreateService{Service: &apiv1.Service{Id: "s2", Spec: &apiv1.ServiceSpec{Name: "db", Image: "busybox"}}})
+	if err, ok := res.(error); !ok || !errors.Is(err, sdk.ErrDataLoss) {
+		t.Fatalf("entry at the applied index: result %v, want an error wrapping sdk.ErrDataLoss", res)
+	}
+	if _, ok := h.state.ServiceByName("db"); ok {
+		t.Fatal("the entry at the applied index was applied")
 	}
 }

@@ -43,7 +43,10 @@ func UpdateNode(ctx context.Context, apply ApplyFunc, view *state.State, id stri
 		}
 		out, err := apply(ctx, &fsmpb.UpsertNode{Node: n, ExpectedVersion: old.GetVersion()})
 		if err == nil {
-			return out.(*apiv1.Node), nil
+			if n, ok := out.(*apiv1.Node); ok {
+				return n, nil
+			}
+			return nil, fmt.Errorf("node %s: the update returned %T, not the node: %w", id, out, sdk.ErrInternal)
 		}
 		if !errors.Is(err, sdk.ErrConflict) || attempt == updateNodeAttempts {
 			return nil, err

@@ -3,6 +3,7 @@ package fsm
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
@@ -51,5 +52,20 @@ func TestUpdateNodeLosesNoConcurrentChange(t *testing.T) {
 	}
 	if _, err := UpdateNode(context.Background(), apply, h.state, "nope", func(*apiv1.Node) (bool, error) { return true, nil }); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("missing node: %v", err)
+	}
+}
+
+// TestUpdateNodeWithoutNodeResult: an apply that returns no node (an entry
+// that was not applied) is an error, not a panic on the type assertion.
+func TestUpdateNodeWithoutNodeResult(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	h.apply(t, &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n1", Name: "edge-1"}})
+	apply := func(context.Context, Command) (any, error) { return nil, nil }
+	_, err := UpdateNode(context.Background(), apply, h.state, "n1", func(n *apiv1.Node) (bool, error) {
+		n.Availability = apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN
+		return true, nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "n1") {
+		t.Fatalf("UpdateNode with an apply that returned nil: %v, want an error naming node n1", err)
 	}
 }

@@ -33,18 +33,41 @@ func TestMain(m *testing.M) {
 // process, and waits until it leads.
 func openNode(t *testing.T) (*Node, *state.State) {
 	t.Helper()
+	m, err := openAt(t, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.stop)
+	return m.node, m.view
+}
+
+// manager is a Node on a data directory and the parts under it.
+type manager struct {
+	node  *Node
+	view  *state.State
+	fsm   *fsm.FSM
+	store store.Store
+	stop  func()
+}
+
+// openAt starts a single-node Raft with Warren's FSM on a real store-bolt
+// process in dir (dir/state.db, dir/raft), and waits until it leads. The
+// caller stops it; what openAt started is also stopped when it fails.
+func openAt(t *testing.T, dir string, forceNewCluster bool) (*manager, error) {
+	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
 	p := testutil.StartPlugin(t, testutil.Build(t, "plugins/store-bolt"))
 	st := store.NewClient(p.Conn)
 	if err := st.Configure(ctx, []byte(fmt.Sprintf(`{"path": %q}`, filepath.Join(dir, "state.db")))); err != nil {
-		t.Fatal(err)
+		p.Client.Kill()
+		return nil, err
 	}
 	view := state.New()
 	bus := events.NewBroker()
 	f, err := fsm.New(ctx, st, view, bus, hclog.NewNullLogger())
 	if err != nil {
-		t.Fatal(err)
+		p.Client.Kill()
+		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,26 +75,36 @@ func openNode(t *testing.T) (*Node, *state.State) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	n, err := Open(Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr, Advertise: addr, FSM: f, Logger: hclog.NewNullLogger()})
+	n, err := Open(Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr, Advertise: addr, FSM: f, ForceNewCluster: forceNewCluster, Logger: hclog.NewNullLogger()})
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = n.Shutdown()
 		f.Close()
 		bus.Close()
-	})
+		p.Client.Kill()
+		return nil, err
+	}
+	m := &manager{node: n, view: view, fsm: f, store: st}
+	var once sync.Once
+	m.stop = func() {
+		once.Do(func() {
+			_ = n.Shutdown()
+			f.Close()
+			bus.Close()
+			p.Client.Kill()
+		})
+	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := n.WaitLeader(wctx); err != nil {
+		m.stop()
 		t.Fatal(err)
 	}
 	// The new leader's own first entries are in the log once its barrier is
 	// through: log indexes move only with the test's writes from here.
 	if err := n.Raft.Barrier(20 * time.Second).Error(); err != nil {
+		m.stop()
 		t.Fatal(err)
 	}
-	return n, view
+	return m, nil
 }
 
 func create(name string) *fsmpb.CreateService {

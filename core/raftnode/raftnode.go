@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/sdk"
 )
 
 // ErrNotLeader is returned for writes on a manager that is not the leader.
@@ -111,20 +112,63 @@ func Open(cfg Config) (*Node, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 
-	logPath := filepath.Join(cfg.Dir, "raft.db")
-	logs, err := OpenLogStore(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("raft: open log store: %w", err)
+	// bbolt panics on a damaged file (raft-boltdb's open walks all of it):
+	// check it first, where a panic cannot take the agent down.
+	logPath := filepath.Join(cfg.Dir, LogFile)
+	rebuild := false
+	if _, err := os.Stat(logPath); err == nil {
+		start := time.Now()
+		err := CheckLog(context.Background(), logPath)
+		logger.Debug("checked the Raft log", "path", logPath, "took", time.Since(start))
+		if err != nil {
+			if !cfg.ForceNewCluster || !errors.Is(err, sdk.ErrDataLoss) {
+				return nil, err
+			}
+			logger.Error("force-new-cluster: the Raft log is damaged", "error", err)
+			rebuild = true
+		}
 	}
-	store := newTrackedStore(logs, logPath, logger)
+	var logs *raftboltdb.BoltStore
+	closeLogs := func() {
+		if logs != nil {
+			logs.Close()
+		}
+	}
+	if !rebuild {
+		var err error
+		if logs, err = OpenLogStore(logPath); err != nil {
+			return nil, fmt.Errorf("raft: open log store %s: %w", logPath, err)
+		}
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 3, logger)
 	if err != nil {
-		logs.Close()
+		closeLogs()
 		return nil, fmt.Errorf("raft: open snapshot store: %w", err)
+	}
+	// The store must be able to continue from what Raft holds: never start
+	// Raft where it would hand out indexes the store has applied already.
+	d := Durable{Dir: cfg.Dir}
+	if err := d.readSnapshots(snaps); err != nil {
+		closeLogs()
+		return nil, err
+	}
+	if logs != nil {
+		if err := d.readLog(logs); err != nil {
+			logs.Close()
+			return nil, err
+		}
+		if err := d.CheckStore(cfg.FSM.AppliedIndex()); err != nil {
+			if !cfg.ForceNewCluster || !errors.Is(err, errStoreAhead) {
+				logs.Close()
+				return nil, fmt.Errorf("raft: %w\n%s", err, storeAdvice(logPath, err))
+			}
+			logger.Error("force-new-cluster: the Raft log is behind the state store", "error", err)
+			rebuild = true
+		}
 	}
 	advertise, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 	if err != nil {
-		logs.Close()
+		closeLogs()
 		return nil, fmt.Errorf("raft: advertise address %q: %w", cfg.Advertise, err)
 	}
 	var transport *raft.NetworkTransport
@@ -133,10 +177,20 @@ func Open(cfg Config) (*Node, error) {
 	} else {
 		transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advertise, 5, 10*time.Second, logger)
 		if err != nil {
-			logs.Close()
+			closeLogs()
 			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
 		}
 	}
+	if rebuild {
+		if err := rebuildFromStore(cfg, rc, &logs, snaps, transport, d, logger); err != nil {
+			_ = transport.Close()
+			closeLogs()
+			return nil, err
+		}
+	}
+	// Raft writes through a store that remembers a failed write (a full
+	// disk), made once logs is final (a rebuild replaces it).
+	store := newTrackedStore(logs, logPath, logger)
 	n := &Node{logs: logs, store: store, transport: transport, id: rc.LocalID, logger: logger}
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)

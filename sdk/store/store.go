@@ -60,7 +60,24 @@ const (
 	MaxValueLen  = 4 << 20
 )
 
+// EnvDiscardDamaged is the environment variable through which the host
+// tells a store plugin that it may discard damaged data (value "1"): the
+// host has checked that Raft holds everything needed to fill the store
+// again (a snapshot and the log after it, or the whole log).
+const EnvDiscardDamaged = "WARREN_STORE_DISCARD_DAMAGED"
+
 // Store is implemented by store plugins.
+//
+// Damage: Configure verifies the data it opens (store-bolt runs bbolt's
+// full consistency check on its file) and refuses damaged data with an
+// error wrapping sdk.ErrDataLoss that names where it is (the file path) and
+// what is wrong; it never serves what it cannot read back intact as if it
+// were the state, in particular not as an empty store. With
+// EnvDiscardDamaged set to "1" it instead keeps the damaged data aside
+// where an operator can find it (store-bolt renames the file
+// <path>.corrupt-<time>), logs where, and starts empty at applied index 0.
+// A store that finds damage later, in a call, returns sdk.ErrDataLoss from
+// that call.
 //
 // Threading: the core calls Apply from one goroutine at a time (Raft's FSM),
 // but Get, List, AppliedIndex and Snapshot may run concurrently with Apply

@@ -17,7 +17,10 @@
 // sdk.ErrNotFound)) are checked as the host will see them. RunClient runs
 // the same cases on a store that is already remote, such as a client of a
 // real plugin process. RunDurable checks that the index and the data survive
-// closing and reopening a store on the same directory.
+// closing and reopening a store on the same directory. RunDamaged checks
+// that damaged data is refused with sdk.ErrDataLoss (never served as an
+// empty or partial store) and discarded only when the host sets
+// store.EnvDiscardDamaged.
 //
 // The cases follow the contract documented in package store: atomic,
 // repeat-safe batches stamped with an index; byte-wise key order; limits on

@@ -17,6 +17,13 @@
 // transaction. Readers never block the writer or each other, and see whole
 // transactions only.
 //
+// Damage: Configure runs bbolt's own consistency check on an existing file
+// (in a child process, see sdk/store/boltcheck) before opening it, and
+// refuses a damaged one with an error wrapping sdk.ErrDataLoss that names
+// the file. When the host sets store.EnvDiscardDamaged, it moves a damaged
+// file aside instead (renamed <path>.corrupt-<UTC time>, logged) and starts
+// from an empty file, for the host to fill again from Raft.
+//
 // Snapshots hold a read-only transaction open until they are closed (or read
 // to the end). While one is open bbolt cannot reuse the pages that later
 // batches free, so the file grows, and it cannot remap the file: the map is
@@ -42,6 +49,7 @@ import (
 
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/store"
+	"github.com/warrenorch/warren/sdk/store/boltcheck"
 )
 
 // Name and Version identify the plugin.
@@ -88,6 +96,8 @@ type Config struct {
 // Store is a store.Store kept in a bbolt file. Make one with New; it is
 // usable once Configure has succeeded. It is safe for concurrent use.
 type Store struct {
+	logger sdk.Logger
+
 	mu     sync.Mutex
 	db     *bbolt.DB
 	closed bool
@@ -101,7 +111,7 @@ var (
 
 // New returns an unconfigured Store.
 func New() *Store {
-	return &Store{}
+	return &Store{logger: sdk.NewLogger(Name)}
 }
 
 // Info reports the plugin's identity.
@@ -152,7 +162,7 @@ func (c *Config) resolve() (time.Duration, error) {
 
 // Configure opens (creating if needed) the database file named by the
 // configuration. It may be called once.
-func (s *Store) Configure(_ context.Context, configJSON []byte) error {
+func (s *Store) Configure(ctx context.Context, configJSON []byte) error {
 	var c Config
 	if err := sdk.DecodeConfig(configJSON, &c); err != nil {
 		return fmt.Errorf("%s: %w", Name, err)
@@ -170,11 +180,43 @@ func (s *Store) Configure(_ context.Context, configJSON []byte) error {
 	case s.db != nil:
 		return fmt.Errorf("%s: already configured: %w", Name, sdk.ErrFailedPrecondition)
 	}
+	if err := s.verify(ctx, c.Path, timeout, os.Getenv(store.EnvDiscardDamaged) == "1"); err != nil {
+		return err
+	}
 	db, err := open(c.Path, timeout, c.NoSync)
 	if err != nil {
 		return err
 	}
 	s.db = db
+	return nil
+}
+
+// verify checks an existing, non-empty file at path with bbolt's check. A
+// damaged one is refused, or moved aside when discard is set.
+func (s *Store) verify(ctx context.Context, path string, timeout time.Duration, discard bool) error {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		// Missing or empty: a new store (a zero-length file is what a
+		// crash right after creating it leaves). Open creates it.
+		return nil
+	}
+	start := time.Now()
+	err := boltcheck.Check(ctx, path, timeout)
+	switch {
+	case err == nil:
+		s.logger.Debug("state file checked", "path", path, "took", time.Since(start))
+		return nil
+	case !errors.Is(err, sdk.ErrDataLoss) || !discard:
+		return fmt.Errorf("%s: open: %w", Name, err)
+	}
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return fmt.Errorf("%s: open: moving the damaged file aside to %s: %w (the damage: %w)", Name, aside, rerr, err)
+	}
+	if rerr := syncDir(filepath.Dir(path)); rerr != nil {
+		return fmt.Errorf("%s: open: moving the damaged file aside to %s: %w", Name, aside, rerr)
+	}
+	s.logger.Warn("the state file is damaged: moved it aside and starting from an empty one, which the host fills again",
+		"path", path, "moved_to", aside, "damage", err.Error())
 	return nil
 }
 
