@@ -118,15 +118,22 @@ func (n *node) cli(args ...string) string {
 	return out
 }
 
-// tasks lists a service's tasks (all: with their history); service ""
-// lists every task.
+// tasks lists a service's tasks (all: with their history), every page of
+// them; service "" lists every task.
 func (n *node) tasks(service string, all bool) []*apiv1.Task {
 	n.t.Helper()
-	resp, err := n.c.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service, All: all})
-	if err != nil {
-		n.t.Fatalf("list tasks of %q: %v", service, err)
+	var out []*apiv1.Task
+	token := ""
+	for {
+		resp, err := n.c.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service, All: all, PageToken: token})
+		if err != nil {
+			n.t.Fatalf("list tasks of %q: %v", service, err)
+		}
+		out = append(out, resp.GetTasks()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			return out
+		}
 	}
-	return resp.GetTasks()
 }
 
 // runningTasks returns the IDs of a service's tasks that are RUNNING and
