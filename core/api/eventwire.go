@@ -31,9 +31,11 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
-// codecOption makes a server use wireCodec.
+// codecOption makes a server use wireCodec over requestCodec: a server
+// has one codec (the last ForceServerCodecV2 option wins), and the API
+// needs both wireBytes sent as they are and requests handed over raw.
 func codecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(wireCodec{encoding.GetCodecV2(encproto.Name)})
+	return grpc.ForceServerCodecV2(wireCodec{requestCodec{encoding.GetCodecV2(encproto.Name)}})
 }
 
 // eventWire keeps the wire form of the latest events, up to limit bytes,

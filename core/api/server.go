@@ -77,12 +77,12 @@ func NewServer(opts Options) *Server {
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		RequestCodec(),
 		// Reuse handler goroutines (and their grown stacks) instead of
 		// starting one per call.
 		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
-		// Event streams send each event's bytes shared, not a copy each.
+		// Event streams send each event's bytes shared, not a copy each;
+		// requests are parsed by RegisterService's handlers.
 		codecOption(),
 	}, extra...)
 	g := grpc.NewServer(opts...)
