@@ -36,7 +36,8 @@ func pluginUses(cfg *config.Agent) []pluginUse {
 
 // CheckConfig checks what of a loaded configuration can be checked without
 // starting anything: the binary of every plugin a role uses and of every
-// plugin block exists and is executable, the api_socket_group exists, and
+// plugin block exists and is executable, the api_socket fits in a unix
+// socket's path and its api_socket_group exists, and
 // no attribute asks for what this agent does not do yet. It creates no file,
 // binds no port and starts no process; Run calls it before it does any of
 // that, and `warren agent -check` calls it alone. The config { } bodies of
@@ -70,6 +71,9 @@ func CheckConfig(cfg *config.Agent) (warnings []string, err error) {
 			errs = append(errs, fmt.Errorf("plugin %q (block at %s): %w", p.Name, where, err))
 		}
 		warnings = append(warnings, fmt.Sprintf("plugin %q (block at %s) is not used by any role of this agent (manager.store, manager.scheduler, worker.runtime); it is not started", p.Name, where))
+	}
+	if err := checkAPISocketPath(cfg.APISocket); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.APISocketGroup != "" {
 		if _, err := lookupGroup(cfg.APISocketGroup); err != nil {

@@ -86,6 +86,15 @@ func TestCheckConfig(t *testing.T) {
 			is:   sdk.ErrUnsupported,
 		},
 		{
+			name: "api_socket folder too long",
+			hcl:  "manager {}\napi_socket = \"/" + strings.Repeat("d", 92) + "/w.sock\"\n",
+			errs: []string{"api_socket /" + strings.Repeat("d", 92) + "/w.sock: the folder is too long", "use a folder of at most 92 bytes"},
+		},
+		{
+			name: "api_socket folder of 92 bytes",
+			hcl:  "manager {}\napi_socket = \"/" + strings.Repeat("d", 91) + "/w.sock\"\n",
+		},
+		{
 			name: "unknown api_socket_group",
 			hcl:  "manager {}\napi_socket_group = \"no-such-group-warren\"\n",
 			errs: []string{`api_socket_group "no-such-group-warren"`},
