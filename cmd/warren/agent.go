@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -23,6 +25,8 @@ type agentOptions struct {
 	dev      bool
 	keep     bool
 	logLevel string
+	// check is -check: check the configuration and exit.
+	check bool
 	// forceNewCluster is --force-new-cluster.
 	forceNewCluster bool
 
@@ -56,11 +60,19 @@ exit unless -keep is given.
 Raft configuration, keeping the cluster state. The other managers must then
 join again with fresh data dirs (docs/operations.md).
 
+-check loads and checks the whole configuration (plugin binaries included)
+and exits: 0 when the agent would start, 1 with the errors otherwise. It
+creates no file and binds no port. The agent runs the same checks itself
+before it creates its data_dir or binds a port.
+
 The agent stops cleanly on SIGINT or SIGTERM; running containers keep running.
+It reloads nothing: on SIGHUP it logs that reload is not supported and keeps
+running (restart it to apply a changed configuration).
 The global flags (--socket, --output, --timeout) are for the other commands
 and are refused here.`,
 		Example: `  warren agent -config /etc/warren/cluster.hcl
   warren agent -config /etc/warren/conf.d -log-level debug
+  warren agent -config /etc/warren/agent.hcl -check
   warren agent -dev
   warren agent -config /etc/warren/cluster.hcl -force-new-cluster`,
 		Args: noArgs,
@@ -72,6 +84,7 @@ and are refused here.`,
 	f.StringVar(&o.config, "config", "", "configuration `file`, or directory of *.hcl files")
 	f.BoolVar(&o.dev, "dev", false, "run a single-node development cluster on the default configuration and a temporary data_dir")
 	f.BoolVar(&o.keep, "keep", false, "with -dev: keep the temporary data_dir on exit")
+	f.BoolVar(&o.check, "check", false, "check the configuration (plugin binaries included) and exit, without creating or binding anything")
 	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "make this manager the only member of a new Raft configuration, keeping its state (quorum loss recovery)")
 	f.Var(&choiceValue{p: &o.logLevel, choices: logLevels}, "log-level", "log level, overriding the configuration's log_level")
 	return cmd
@@ -87,6 +100,10 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		return usageErrorf("-keep only applies to -dev")
 	case o.forceNewCluster && o.dev:
 		return usageErrorf("-force-new-cluster needs the -config of an existing manager")
+	case o.check && o.config == "":
+		return usageErrorf("-check needs -config FILE|DIR")
+	case o.check && o.forceNewCluster:
+		return usageErrorf("-check and -force-new-cluster cannot be used together")
 	}
 	for _, name := range []string{"socket", "output", "timeout", "addr", "cert-dir"} {
 		if cmd.Flags().Changed(name) {
@@ -124,14 +141,21 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		}
 	}
 
+	if o.check {
+		return checkConfig(cmd, o.config, cfg, warnings)
+	}
+
 	level := cfg.LogLevel
 	if o.logLevel != "" {
 		level = o.logLevel
 	}
+	// Plain lines, never colour codes: under systemd stderr goes to
+	// journald as it is.
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:   "warren",
 		Level:  hclog.LevelFromString(level),
 		Output: stderr,
+		Color:  hclog.ColorOff,
 	})
 	for _, w := range warnings {
 		logger.Warn("configuration", "warning", w)
@@ -142,6 +166,8 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 	}
 
 	ctx := cmd.Context()
+	stopHUP := refuseReload(ctx, logger)
+	defer stopHUP()
 	err := o.run(ctx, agent.Options{Config: cfg, Logger: logger, ForceNewCluster: o.forceNewCluster})
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil // stopped by a signal, as asked
@@ -167,4 +193,42 @@ plugin "runtime-containerd" {
   }
 }
 `, dir, config.Default().NodeName, !keep))
+}
+
+// checkConfig is -check: cfg, loaded from path with warnings, is checked as
+// the agent checks it before it starts, and the result printed.
+func checkConfig(cmd *cobra.Command, path string, cfg *config.Agent, warnings []string) error {
+	more, err := agent.CheckConfig(cfg)
+	for _, w := range append(warnings, more...) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s\n", w)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "configuration %s is valid\n", path)
+	return nil
+}
+
+// refuseReload makes SIGHUP, which would otherwise end the process, a
+// logged refusal: the agent reloads nothing. The returned func stops it.
+func refuseReload(ctx context.Context, logger hclog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				logger.Warn("SIGHUP: reload is not supported; restart the agent (systemctl restart warren) to apply a changed configuration")
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

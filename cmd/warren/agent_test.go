@@ -189,3 +189,67 @@ func TestAgentFailure(t *testing.T) {
 		t.Errorf("status %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestAgentCheck: -check checks the configuration as the agent would
+// before starting, plugin binaries included, prints the result and never
+// starts the agent nor creates its data dir.
+func TestAgentCheck(t *testing.T) {
+	plugins := t.TempDir()
+	for _, p := range []string{"store-bolt", "scheduler-roundrobin", "spare"} {
+		if err := os.WriteFile(filepath.Join(plugins, p), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	head := "data_dir = \"" + data + "\"\nplugin_dir = \"" + plugins + "\"\n"
+	tests := []struct {
+		name   string
+		hcl    string
+		code   int
+		stdout string
+		stderr []string
+	}{
+		{name: "valid", hcl: "manager {}\n", stdout: "is valid\n"},
+		{name: "unused block warned", hcl: "manager {}\nplugin \"spare\" {}\n", stdout: "is valid\n",
+			stderr: []string{`Warning: plugin "spare" (block at `, "is not used by any role"}},
+		{name: "missing runtime", hcl: "manager {}\nworker {}\n", code: 1,
+			stderr: []string{`Error: plugin "runtime-containerd" (worker.runtime): binary ` + filepath.Join(plugins, "runtime-containerd") + " does not exist"}},
+		{name: "two missing, one line each", hcl: "manager {\n  store = \"a\"\n  scheduler = \"b\"\n}\n", code: 1,
+			stderr: []string{"Error: plugin \"a\" (manager.store)", "\nError: plugin \"b\" (manager.scheduler)"}},
+		{name: "HCL error", hcl: "manager {\n  bogus = 1\n}\n", code: 1, stderr: []string{":4:3: Error: "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, head+tt.hcl)
+			var rec recordStart
+			r := runAgentCmd(context.Background(), rec.start, "agent", "-config", path, "-check")
+			if r.code != tt.code || rec.called {
+				t.Fatalf("status %d (want %d), agent started %v; stderr:\n%s", r.code, tt.code, rec.called, r.stderr)
+			}
+			if tt.stdout != "" && r.stdout != "configuration "+path+" "+tt.stdout {
+				t.Errorf("stdout %q", r.stdout)
+			}
+			for _, w := range tt.stderr {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if len(tt.stderr) == 0 && r.stderr != "" {
+				t.Errorf("stderr:\n%s", r.stderr)
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("-check created %s", data)
+			}
+		})
+	}
+
+	for _, args := range [][]string{
+		{"agent", "-dev", "-check"},
+		{"agent", "-config", "x.hcl", "-check", "-force-new-cluster"},
+	} {
+		var rec recordStart
+		if r := runAgentCmd(context.Background(), rec.start, args...); r.code != 1 || rec.called {
+			t.Errorf("%q: status %d, agent started %v", args, r.code, rec.called)
+		}
+	}
+}

@@ -57,8 +57,14 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	cfg := opts.Config
-	if cfg.Worker != nil && cfg.Worker.Network != "" {
-		return fmt.Errorf("worker.network = %q: network plugins are not wired in yet; remove the attribute (tasks then get a private network namespace): %w", cfg.Worker.Network, sdk.ErrUnsupported)
+	// Everything that can be checked is checked before the data dir is
+	// created or a port bound.
+	warnings, err := CheckConfig(cfg)
+	if err != nil {
+		return err // each problem names its attribute or block
+	}
+	for _, w := range warnings {
+		opts.Logger.Warn("configuration", "warning", w)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)

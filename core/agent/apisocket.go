@@ -64,6 +64,20 @@ func listenAPISocket(path, group string, logger hclog.Logger) (net.Listener, err
 // (sun_path is 108 bytes with the terminating NUL).
 const maxSocketPath = 107
 
+// privateBindExtra is how much longer than its folder the path bindPrivate
+// binds at first can be: "/.w", os.MkdirTemp's up to 10 digits, "/s".
+const privateBindExtra = len("/.w") + 10 + len("/s")
+
+// checkAPISocketPath reports an api_socket whose folder is too long for
+// bindPrivate to bind in, before anything is created.
+func checkAPISocketPath(path string) error {
+	dir := filepath.Dir(path)
+	if n := len(dir) + privateBindExtra; n > maxSocketPath {
+		return fmt.Errorf("api_socket %s: the folder is too long: the agent binds a socket in a new directory inside it first (up to %d bytes), and a unix socket's path has at most %d; use a folder of at most %d bytes", path, n, maxSocketPath, maxSocketPath-privateBindExtra)
+	}
+	return nil
+}
+
 // bindPrivate binds a unix socket in a new 0700 directory next to path,
 // sets its mode (0600, or 0660 with group gid when gid >= 0) and renames it
 // to path: nobody can connect before the mode is right.
