@@ -232,6 +232,10 @@ func (wt *waiter) run(ctx context.Context) error {
 				wt.p.converged()
 				return nil
 			}
+			if last.stuck != "" {
+				return fmt.Errorf("service %s but not converging: every slot failed %d times in a row with %s; see 'warren service ps %s'",
+					wt.verb, stuckFailures, last.stuck, wt.svc.GetSpec().GetName())
+			}
 			relist = false
 		}
 		select {
@@ -328,7 +332,14 @@ type convergence struct {
 	// older versions, slots beyond replicas.
 	stale int
 	done  bool
+	// stuck is the failure every slot has had stuckFailures times in a
+	// row, when they all have: waiting longer shows nothing new.
+	stuck string
 }
+
+// stuckFailures is how many failures in a row of every slot, all the
+// same, end the wait before its timeout.
+const stuckFailures = 3
 
 // assess compares tasks (all the tasks of svc, history included) with svc.
 // svc has converged when every slot 1..replicas has a task of the current
@@ -358,7 +369,26 @@ func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 		}
 	}
 	c.done = c.running == c.replicas && c.stale == 0
+	c.stuck = c.commonFailure()
 	return c
+}
+
+// commonFailure is the failure every slot's task follows, when every slot
+// has one that has not started after stuckFailures failures in a row (its
+// attempt counts them) and they all say the same; "" otherwise.
+func (c convergence) commonFailure() string {
+	if c.replicas == 0 || c.running > 0 || uint64(len(c.slots)) < c.replicas {
+		return ""
+	}
+	common := ""
+	for _, t := range c.slots {
+		msg, previous := slotProblem(t)
+		if !previous || t.GetAttempt() <= stuckFailures || (common != "" && msg != common) {
+			return ""
+		}
+		common = msg
+	}
+	return common
 }
 
 // wanted reports whether the cluster wants t to run.

@@ -414,3 +414,30 @@ func TestBadConvergeTimeout(t *testing.T) {
 		t.Errorf("status %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+func TestAssessStuck(t *testing.T) {
+	const refused = `rejected: image "nginx:1.27" not found`
+	retry := func(id string, slot uint64, attempt uint32, previous string) *apiv1.Task {
+		tk := task(id, slot, 5, running, apiv1.TaskState_TASK_STATE_ASSIGNED)
+		tk.Attempt, tk.PreviousError = attempt, previous
+		return tk
+	}
+	for _, tc := range []struct {
+		name  string
+		tasks []*apiv1.Task
+		want  string
+	}{
+		{"every slot failed 3 times the same way", []*apiv1.Task{retry("a", 1, 4, refused), retry("b", 2, 5, refused)}, refused},
+		{"one slot has failed only twice", []*apiv1.Task{retry("a", 1, 4, refused), retry("b", 2, 3, refused)}, ""},
+		{"the slots fail differently", []*apiv1.Task{retry("a", 1, 4, refused), retry("b", 2, 4, "failed: exit code 1")}, ""},
+		{"one slot runs", []*apiv1.Task{retry("a", 1, 4, refused), task("b", 2, 5, running, running)}, ""},
+		{"a slot has no task", []*apiv1.Task{retry("a", 1, 4, refused)}, ""},
+		{"a first attempt", []*apiv1.Task{retry("a", 1, 1, ""), retry("b", 2, 1, "")}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := assess(webService(5, 2, "nginx:5"), tc.tasks).stuck; got != tc.want {
+				t.Fatalf("stuck = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -46,14 +46,22 @@ func testServices() []*apiv1.Service {
 
 func TestServiceTable(t *testing.T) {
 	var buf bytes.Buffer
-	running := map[string]int{webID: 3, apiID: 1}
-	if err := writeTable(&buf, serviceListHeader, serviceRows(testServices(), running, testNow)); err != nil {
+	run := func(svc string) *apiv1.Task {
+		return &apiv1.Task{ServiceId: svc, State: apiv1.TaskState_TASK_STATE_RUNNING, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING}
+	}
+	// api's second slot waits for its fourth attempt after its image was
+	// refused; an old task's error is history and says nothing.
+	waiting := &apiv1.Task{ServiceId: apiID, Slot: 2, Attempt: 4, State: apiv1.TaskState_TASK_STATE_ASSIGNED, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+		PreviousError: `rejected: image "registry.local/api:2.1" not found`}
+	history := &apiv1.Task{ServiceId: webID, State: apiv1.TaskState_TASK_STATE_FAILED, DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN, Error: "exit code 1"}
+	tasks := []*apiv1.Task{run(webID), run(webID), run(webID), run(apiID), waiting, history}
+	if err := writeTable(&buf, serviceListHeader, serviceRows(testServices(), tasks, testNow)); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID             NAME   IMAGE                    REPLICAS   UPDATED\n" +
-		"a1b2c3d4e5f6   api    registry.local/api:2.1   1/2        1 minute ago\n" +
-		"3f2a9c1b7d4e   web    nginx:1.27               3/3        3 days ago\n"
+		"ID             NAME   IMAGE                    REPLICAS                                                  UPDATED\n" +
+		"a1b2c3d4e5f6   api    registry.local/api:2.1   1/2: rejected: image \"registry.local/api:2.1\" not found   1 minute ago\n" +
+		"3f2a9c1b7d4e   web    nginx:1.27               3/3                                                       3 days ago\n"
 	checkGolden(t, buf.String(), want)
 }
 
@@ -227,6 +235,10 @@ func psTasks() []*apiv1.Task {
 		{Id: "t1olderaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n9", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
 			State: apiv1.TaskState_TASK_STATE_REJECTED, CreatedAt: ts(2 * time.Hour), UpdatedAt: ts(2 * time.Hour),
 			Error: "image nginx:1.27 not found"},
+		// Slot 3's third attempt waits its turn after the second was
+		// refused: its row says why the slot does not run.
+		{Id: "t3aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 3, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+			State: apiv1.TaskState_TASK_STATE_ASSIGNED, Attempt: 3, CreatedAt: ts(time.Second), PreviousError: "rejected: image nginx:1.27 not found"},
 	}
 	sortTasks(tasks)
 	return tasks
@@ -242,7 +254,8 @@ func TestServicePsTable(t *testing.T) {
 		"t1newaaaaaaa   web.1      nginx:1.27   edge-1   Running         Running 5 seconds ago   -\n" +
 		"t1oldaaaaaaa   \\_ web.1   nginx:1.27   edge-1   Shutdown        Failed 2 minutes ago    exit status 1: could not bind 0.0.0.0:80: address already i…\n" +
 		"t1olderaaaaa   \\_ web.1   nginx:1.27   n9       Shutdown        Rejected 2 hours ago    image nginx:1.27 not found\n" +
-		"t2aaaaaaaaaa   web.2      nginx:1.27   -        Running         Pending 3 seconds ago   no node has 4 CPUs free\n"
+		"t2aaaaaaaaaa   web.2      nginx:1.27   -        Running         Pending 3 seconds ago   no node has 4 CPUs free\n" +
+		"t3aaaaaaaaaa   web.3      nginx:1.27   edge-1   Running         Assigned 1 second ago   attempt 3, after rejected: image nginx:1.27 not found\n"
 	checkGolden(t, buf.String(), want)
 }
 

@@ -93,31 +93,59 @@ func (o *serviceListOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	running := map[string]int{}
-	for _, t := range tasks {
-		if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
-			running[t.GetServiceId()]++
-		}
-	}
-	return writeTable(cmd.OutOrStdout(), serviceListHeader, serviceRows(services, running, time.Now()))
+	return writeTable(cmd.OutOrStdout(), serviceListHeader, serviceRows(services, tasks, time.Now()))
 }
 
 var serviceListHeader = []string{"ID", "NAME", "IMAGE", "REPLICAS", "UPDATED"}
 
-// serviceRows are the rows of `service ls`; running counts running tasks by
-// service ID.
-func serviceRows(services []*apiv1.Service, running map[string]int, now time.Time) [][]string {
+// serviceRows are the rows of `service ls`, given every task. REPLICAS is
+// running/desired and, when fewer run than asked, why: the problem most of
+// the service's waiting tasks share (`0/3: rejected: image "x" not found`).
+func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) [][]string {
+	running := map[string]int{}
+	problems := map[string]map[string]int{} // service ID → problem → tasks
+	for _, t := range tasks {
+		switch {
+		case t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING:
+			running[t.GetServiceId()]++
+		case wanted(t):
+			if p, _ := slotProblem(t); p != "" {
+				if problems[t.GetServiceId()] == nil {
+					problems[t.GetServiceId()] = map[string]int{}
+				}
+				problems[t.GetServiceId()][p]++
+			}
+		}
+	}
 	rows := make([][]string, 0, len(services))
 	for _, s := range services {
+		replicas := fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas())
+		if uint64(running[s.GetId()]) < s.GetSpec().GetReplicas() {
+			if p := commonest(problems[s.GetId()]); p != "" {
+				replicas += ": " + truncate(p, errorWidth)
+			}
+		}
 		rows = append(rows, []string{
 			shortID(s.GetId()),
 			s.GetSpec().GetName(),
 			s.GetSpec().GetImage(),
-			fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas()),
+			replicas,
 			ago(s.GetUpdatedAt(), now),
 		})
 	}
 	return rows
+}
+
+// commonest is the key with the highest count (the first in order on a
+// tie), "" for none.
+func commonest(counts map[string]int) string {
+	best := ""
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		if best == "" || counts[k] > counts[best] {
+			best = k
+		}
+	}
+	return best
 }
 
 // ---- inspect ----

@@ -27,8 +27,10 @@ tasks as "warren task ls --service NAME", in another layout.
 
 NAME is SERVICE.SLOT; with --all, the finished tasks kept as history follow
 the current task of their slot, marked "\_ ". CURRENT STATE says since when a
-task is where it is ("Running 5 seconds ago"); ERROR is why it failed, or why
-it is still pending (cut to 60 characters, and IDs to 12, unless --no-trunc).`,
+task is where it is ("Running 5 seconds ago"); ERROR is why it failed, why it
+is still pending, or, for a replacement that has not started yet, why the attempt
+before it ended ("attempt 4, after rejected: ..."), cut to 60 characters (and IDs
+to 12) unless --no-trunc.`,
 		Example: `  warren service ps web
   warren service ps web --all
   warren service ps web --no-trunc`,

@@ -154,9 +154,29 @@ func taskNode(t *apiv1.Task, nodeNames map[string]string, fullID bool) string {
 
 // taskProblem is why t failed, or why it is still pending.
 func taskProblem(t *apiv1.Task) string {
-	msg := t.GetError()
+	msg, previous := slotProblem(t)
+	if previous {
+		// Not running yet: say why the slot's last attempt ended.
+		msg = fmt.Sprintf("attempt %d, after %s", t.GetAttempt(), msg)
+	}
+	return msg
+}
+
+// slotProblem is what keeps t from running: its error, why it is pending,
+// or (previous true) why the attempt before it in its slot ended, while t
+// has not started.
+func slotProblem(t *apiv1.Task) (msg string, previous bool) {
+	msg = t.GetError()
 	if msg == "" && t.GetState() == apiv1.TaskState_TASK_STATE_PENDING {
 		msg = t.GetMessage()
 	}
-	return msg
+	if msg == "" && !started(t) && t.GetPreviousError() != "" {
+		return t.GetPreviousError(), true
+	}
+	return msg, false
+}
+
+// started reports whether t has got as far as running (or beyond).
+func started(t *apiv1.Task) bool {
+	return t.GetState() >= apiv1.TaskState_TASK_STATE_RUNNING
 }

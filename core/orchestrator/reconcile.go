@@ -570,7 +570,12 @@ func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
 	}
 	state := strings.ToLower(strings.TrimPrefix(dead.GetState().String(), "TASK_STATE_"))
 	r.shutdown(dead, fmt.Sprintf("task %s; replaced by attempt %d", state, attempt))
-	return r.create(dead.GetSlot(), attempt, notBefore)
+	rep := r.create(dead.GetSlot(), attempt, notBefore)
+	rep.PreviousError = state
+	if e := dead.GetError(); e != "" {
+		rep.PreviousError = state + ": " + e
+	}
+	return rep
 }
 
 // update starts the rolling update of the outdated tasks in candidates

@@ -724,7 +724,7 @@ func TestCrashLoop(t *testing.T) {
 				}
 				now = start.Add(500 * time.Millisecond)
 				tk = proto.CloneOf(tk)
-				tk.State, tk.NodeId, tk.UpdatedAt = tsFailed, "n1", timestamppb.New(now)
+				tk.State, tk.NodeId, tk.UpdatedAt, tk.Error = tsFailed, "n1", timestamppb.New(now), "exit code 1"
 				tasks[i] = tk
 			}
 		}
@@ -735,6 +735,10 @@ func TestCrashLoop(t *testing.T) {
 		for _, a := range actions {
 			if c, ok := a.(Create); ok {
 				waits = append(waits, c.Task.GetNotBefore().AsTime().Sub(now))
+				// The replacement says why its slot's last attempt ended.
+				if got := c.Task.GetPreviousError(); got != "failed: exit code 1" {
+					t.Errorf("replacement attempt %d: previous error %q, want the failure it follows", c.Task.GetAttempt(), got)
+				}
 			}
 		}
 		tasks = apply(tasks, actions)

@@ -187,14 +187,19 @@ func (l *loop) round(ctx context.Context, ids []string, full bool) error {
 	}
 	writes, err := l.schedule(ctx, batch, now)
 	if err != nil {
+		// The tasks say why they wait; the round is tried again.
+		if cerr := l.commit(ctx, writes); cerr != nil {
+			l.Logger.Error("marking the batch pending", "error", cerr)
+		}
 		return err
 	}
 	return l.commit(ctx, writes)
 }
 
 // schedule asks the scheduler for a plan for batch and returns the task
-// writes it calls for. An error means the plugin could not be asked; an
-// invalid plan is not an error but PENDING tasks.
+// writes it calls for. An error means the plugin could not be asked: the
+// writes then make the batch PENDING with SchedulerFailedPrefix and the
+// error. An invalid plan is not an error but PENDING tasks.
 func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time) ([]*apiv1.Task, error) {
 	// Oldest first: placements follow the batch's order.
 	slices.SortFunc(batch, func(a, b *apiv1.Task) int {
@@ -227,7 +232,13 @@ func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time)
 	plan, err := l.Scheduler.Schedule(cctx, req)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("scheduler plugin: schedule %d tasks: %w", len(sent), err)
+		msg := SchedulerFailedPrefix + err.Error()
+		for _, t := range sent {
+			if w, ok := Pending(t, msg, now); ok {
+				writes = append(writes, w)
+			}
+		}
+		return writes, fmt.Errorf("scheduler plugin: schedule %d tasks: %w", len(sent), err)
 	}
 	invalid := scheduler.Validate(req, plan)
 	if invalid != nil {

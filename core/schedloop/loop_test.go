@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,4 +290,34 @@ func TestRunRetriesWhenRoomIsFreed(t *testing.T) {
 		cur := h.task("wants")
 		return cur.GetState() == tsAssigned && cur.GetNodeId() == "w1"
 	})
+}
+
+// TestScheduleWhenThePluginIsGone: a batch the scheduler plugin cannot be
+// asked about (its process was killed) stays unplaced, and every task of
+// it says why.
+func TestScheduleWhenThePluginIsGone(t *testing.T) {
+	p := testutil.StartPlugin(t, testutil.Build(t, "plugins/scheduler-roundrobin"))
+	s := scheduler.NewClient(p.Conn)
+	if err := s.Configure(t.Context(), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := state.New()
+	st.PutNode(worker("n1", ready, 0))
+	batch := []*apiv1.Task{unplaced("t1", 1), unplaced("t2", 2)}
+	l := &loop{Deps: Deps{State: st, Scheduler: s, Logger: testLogger}}
+	writes, err := l.schedule(t.Context(), batch, t0)
+	if err == nil {
+		t.Fatal("schedule with a dead plugin: no error, want one (the round is retried)")
+	}
+	if len(writes) != 2 {
+		t.Fatalf("writes %v, want both tasks marked", writes)
+	}
+	for _, w := range writes {
+		if w.GetState() != tsPending || w.GetNodeId() != "" || !strings.HasPrefix(w.GetMessage(), SchedulerFailedPrefix) {
+			t.Errorf("%s: %s on %q, message %q; want PENDING saying the scheduler plugin failed", w.GetId(), w.GetState(), w.GetNodeId(), w.GetMessage())
+		}
+	}
 }

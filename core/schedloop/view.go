@@ -22,6 +22,11 @@ import (
 // failed scheduler.Validate.
 const InvalidPlanPrefix = "scheduler returned an invalid placement: "
 
+// SchedulerFailedPrefix starts the message of every task of a batch the
+// scheduler plugin could not be asked about (it is down, crash-looping or
+// answered an error); the batch is tried again.
+const SchedulerFailedPrefix = "the scheduler plugin failed: "
+
 // NeedsPlacement reports whether t waits for a node: desired RUNNING, on no
 // node, in state NEW or PENDING.
 func NeedsPlacement(t *apiv1.Task) bool {

@@ -649,3 +649,38 @@ func TestRunBadInput(t *testing.T) {
 		return ctrs == 0 && snaps == 0 && len(n.tasks("", true)) == 0
 	})
 }
+
+// TestRunRefusedImageEndsTheWait: a service whose image cannot be had is
+// refused on every attempt; the slots back off under the restart policy,
+// their current rows say why, service ls says why, and the create's wait
+// ends with that reason once every slot has failed the same way three
+// times in a row, well before its timeout.
+func TestRunRefusedImageEndsTheWait(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	// A registry that refuses the connection at once, on loopback.
+	const image = "127.0.0.1:1/nothing/here:1"
+	out, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "create", "nope", "--image", image,
+		"--replicas", "2", "--restart-delay", "50ms", "--timeout-converge=120s")
+	if code == 0 || !strings.Contains(errOut, "every slot failed 3 times in a row with rejected") {
+		t.Fatalf("create: exit %d, want an early end naming the refusal\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "not converged after") {
+		t.Fatalf("create waited for its timeout:\n%s", errOut)
+	}
+	ps := n.cli("service", "ps", "nope", "--no-trunc")
+	if !strings.Contains(ps, "after rejected:") || !strings.Contains(ps, "127.0.0.1:1") {
+		t.Fatalf("service ps does not say why the slots do not run:\n%s", ps)
+	}
+	ls := n.cli("service", "ls")
+	if !strings.Contains(ls, "0/2: rejected:") {
+		t.Fatalf("service ls does not say why nope does not run:\n%s", ls)
+	}
+	// The attempts back off: the current tasks are not started before
+	// their not_before, which grows.
+	for _, tk := range n.tasks("nope", false) {
+		if tk.GetAttempt() >= 3 && tk.GetNotBefore() == nil {
+			t.Errorf("attempt %d of slot %d has no backoff", tk.GetAttempt(), tk.GetSlot())
+		}
+	}
+}

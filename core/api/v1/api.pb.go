@@ -1083,7 +1083,11 @@ type Task struct {
 	// address is the task's overlay address with its subnet's prefix length
 	// ("10.88.3.7/24"), set by its worker once the network plugin attached
 	// it; empty for tasks on the host's network or none.
-	Address       string `protobuf:"bytes,18,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,18,opt,name=address,proto3" json:"address,omitempty"`
+	// previous_error is why the task this one replaces in its slot ended (its
+	// error, or its state), set when the restart policy makes this task: the
+	// slot's current row says why the slot does not run until this one does.
+	PreviousError string `protobuf:"bytes,19,opt,name=previous_error,json=previousError,proto3" json:"previous_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1240,6 +1244,13 @@ func (x *Task) GetNotBefore() *timestamppb.Timestamp {
 func (x *Task) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *Task) GetPreviousError() string {
+	if x != nil {
+		return x.PreviousError
 	}
 	return ""
 }
@@ -3947,7 +3958,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x99\x05\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc0\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3971,7 +3982,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aattempt\x18\x10 \x01(\rR\aattempt\x129\n" +
 	"\n" +
 	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12\x18\n" +
-	"\aaddress\x18\x12 \x01(\tR\aaddress\"\xc4\b\n" +
+	"\aaddress\x18\x12 \x01(\tR\aaddress\x12%\n" +
+	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\"\xc4\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
