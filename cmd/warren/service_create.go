@@ -135,8 +135,8 @@ func createArgs(path string, args []string, dash int) (name string, command []st
 // service name running command. Only the flags given are set: the agent
 // fills in its defaults for the rest.
 func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []string) (*apiv1.ServiceSpec, error) {
-	if o.image == "" {
-		return nil, usageErrorf("--image is required: the image to run, e.g. --image nginx:1.27")
+	if o.image == "" && len(command) == 0 {
+		return nil, usageErrorf("--image is required: the image to run, e.g. --image nginx:1.27 (or, for a runtime without images, the program after --)")
 	}
 	env, err := parseKV("--env", o.env)
 	if err != nil {

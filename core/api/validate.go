@@ -76,8 +76,8 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 	}
 	img := s.GetImage()
 	switch {
-	case img == "":
-		return invalid("service %q: image is required", s.GetName())
+	case img == "" && len(s.GetCommand()) == 0:
+		return invalid("service %q: image is required (or, for a runtime that runs programs without images, a command)", s.GetName())
 	case len(img) > MaxImageLen:
 		return invalid("service %q: image reference is longer than %d characters", s.GetName(), MaxImageLen)
 	case strings.ContainsAny(img, " \t\n\r\x00"):

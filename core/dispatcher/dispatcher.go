@@ -39,6 +39,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +53,7 @@ import (
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/runtime"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
@@ -429,11 +432,32 @@ func (d *Dispatcher) attributes(reg *apiv1.RegisterWorker) map[string]string {
 			d.log.Warn("leaving out a runtime attribute of the node", "node", reg.GetNodeId(), "error", err)
 			continue
 		}
+		if strings.HasPrefix(k, scheduler.ReservedAttrPrefix) {
+			d.log.Warn("leaving out a runtime attribute under Warren's own prefix", "node", reg.GetNodeId(), "attribute", k)
+			continue
+		}
 		if out == nil {
 			out = make(map[string]string, len(reg.GetAttributes()))
 		}
 		out[k] = v
 	}
+	return out
+}
+
+// capabilities are the runtime capabilities a worker registered with that
+// this version defines, sorted; unknown names are left out (logged).
+func (d *Dispatcher) capabilities(reg *apiv1.RegisterWorker) []string {
+	var out []string
+	for _, c := range reg.GetCapabilities() {
+		if !slices.Contains(runtime.Capabilities, runtime.Capability(c)) {
+			d.log.Warn("leaving out a runtime capability this version does not know", "node", reg.GetNodeId(), "capability", c)
+			continue
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -456,6 +480,7 @@ func (d *Dispatcher) commitReady(ctx context.Context, reg *apiv1.RegisterWorker)
 		}
 		n.Os, n.Arch = reg.GetOs(), reg.GetArch()
 		n.Attributes = d.attributes(reg)
+		n.Capabilities = d.capabilities(reg)
 		n.AgentVersion, n.RuntimeVersion = reg.GetAgentVersion(), reg.GetRuntimeVersion()
 		n.UpdatedAt = now
 		n.Labels = mergeLabels(old, reg.GetLabels())

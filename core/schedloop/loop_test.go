@@ -22,6 +22,7 @@ import (
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/core/raftnode"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/runtime"
 	"github.com/warrenorch/warren/sdk/scheduler"
 	"github.com/warrenorch/warren/sdk/store"
 	"github.com/warrenorch/warren/test/testutil"
@@ -319,5 +320,38 @@ func TestScheduleWhenThePluginIsGone(t *testing.T) {
 		if w.GetState() != tsPending || w.GetNodeId() != "" || !strings.HasPrefix(w.GetMessage(), SchedulerFailedPrefix) {
 			t.Errorf("%s: %s on %q, message %q; want PENDING saying the scheduler plugin failed", w.GetId(), w.GetState(), w.GetNodeId(), w.GetMessage())
 		}
+	}
+}
+
+// TestScheduleHonoursRuntimeCapabilities: a node whose runtime declares no
+// image support is never given a task that runs an image, and a task that
+// no runtime can run says which capability is missing; a task without an
+// image may go there.
+func TestScheduleHonoursRuntimeCapabilities(t *testing.T) {
+	st := state.New()
+	raw := worker("raw", ready, 0) // processes on the host: no images, no namespaces
+	raw.Capabilities = []string{string(runtime.CapLimitMemory)}
+	st.PutNode(raw)
+	full := worker("full", ready, apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE)
+	st.PutNode(full)
+	l := &loop{Deps: Deps{State: st, Scheduler: roundRobin(t), Logger: testLogger}}
+
+	imaged := unplaced("imaged", 1)
+	hostProc := unplaced("host-proc", 1)
+	hostProc.ServiceId = "s2"
+	hostProc.Spec = &apiv1.ServiceSpec{Name: "tool", Command: []string{"/usr/bin/tool"}, NetworkMode: apiv1.NetworkMode_NETWORK_MODE_HOST}
+	writes, err := l.schedule(t.Context(), []*apiv1.Task{imaged, hostProc}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*apiv1.Task{}
+	for _, w := range writes {
+		got[w.GetId()] = w
+	}
+	if w := got["imaged"]; w.GetNodeId() != "" || !strings.Contains(w.GetMessage(), "no ready worker's runtime supports images") {
+		t.Errorf("a task with an image: on %q, message %q; want it pending, naming the capability", w.GetNodeId(), w.GetMessage())
+	}
+	if w := got["host-proc"]; w.GetNodeId() != "raw" {
+		t.Errorf("a host process without an image: on %q (%q), want the raw node", w.GetNodeId(), w.GetMessage())
 	}
 }

@@ -9,12 +9,14 @@
 package schedloop
 
 import (
+	"maps"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	coreworker "github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
@@ -59,7 +61,8 @@ func resources(r *apiv1.Resources) scheduler.Resources {
 
 // NodeView is what the scheduler sees of node n, given the tasks assigned
 // to it: Ready when its status is READY, its availability, its platform and
-// runtime attributes, its resources as Total, the reservations and count of
+// runtime attributes (with scheduler.CapabilityAttr set to "true" for each
+// capability of its runtime), its resources as Total, the reservations and count of
 // its unfinished tasks, and in ServiceTasks the count of those that belong
 // to a service of batchServices (nil: none).
 func NodeView(n *apiv1.Node, tasks []*apiv1.Task, batchServices map[string]bool) scheduler.Node {
@@ -73,6 +76,15 @@ func NodeView(n *apiv1.Node, tasks []*apiv1.Task, batchServices map[string]bool)
 		OS:           n.GetOs(),
 		Arch:         n.GetArch(),
 		Attributes:   n.GetAttributes(),
+	}
+	if caps := n.GetCapabilities(); len(caps) > 0 {
+		v.Attributes = maps.Clone(v.Attributes)
+		if v.Attributes == nil {
+			v.Attributes = make(map[string]string, len(caps))
+		}
+		for _, c := range caps {
+			v.Attributes[scheduler.CapabilityAttr(c)] = "true"
+		}
 	}
 	for _, t := range tasks {
 		if terminal(t.GetState()) {
@@ -132,6 +144,9 @@ func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task
 				}
 				p.cs = append(p.cs, c)
 			}
+			if p.err == nil {
+				p.cs = append(p.cs, capabilityConstraints(t)...)
+			}
 			cache[key] = p
 		}
 		if p.err != nil {
@@ -152,6 +167,22 @@ func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task
 		sent = append(sent, t)
 	}
 	return req, sent, rejected
+}
+
+// capabilityConstraints are the constraints that keep t on nodes whose
+// runtime has every capability its spec needs (runtime.TaskSpec.Needs). A
+// spec the worker would refuse anyway gets none: its node says why.
+func capabilityConstraints(t *apiv1.Task) []scheduler.Constraint {
+	spec, err := coreworker.TaskSpec(t)
+	if err != nil {
+		return nil
+	}
+	needs := spec.Needs()
+	out := make([]scheduler.Constraint, len(needs))
+	for i, c := range needs {
+		out[i] = scheduler.Constraint{Key: scheduler.AttrKeyPrefix + scheduler.CapabilityAttr(string(c)), Op: scheduler.OpEqual, Value: "true"}
+	}
+	return out
 }
 
 // Outcome returns the task writes for a plan: sent are the tasks of the

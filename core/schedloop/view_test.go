@@ -2,6 +2,7 @@ package schedloop
 
 import (
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk/runtime"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
@@ -29,8 +31,36 @@ const (
 
 func res(cpu, mem int64) *apiv1.Resources { return &apiv1.Resources{NanoCpus: cpu, MemoryBytes: mem} }
 
+// worker returns a worker node whose runtime has every capability.
 func worker(id string, status apiv1.NodeStatus, avail apiv1.NodeAvailability) *apiv1.Node {
-	return &apiv1.Node{Id: id, Name: "name-" + id, Worker: true, Status: status, Availability: avail}
+	return &apiv1.Node{Id: id, Name: "name-" + id, Worker: true, Status: status, Availability: avail, Capabilities: allCapabilities()}
+}
+
+func allCapabilities() []string {
+	out := make([]string, len(runtime.Capabilities))
+	for i, c := range runtime.Capabilities {
+		out[i] = string(c)
+	}
+	return out
+}
+
+// capabilityAttrs are the attributes NodeView sets for allCapabilities.
+func capabilityAttrs(extra map[string]string) map[string]string {
+	out := maps.Clone(extra)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, c := range runtime.Capabilities {
+		out[scheduler.CapabilityAttr(string(c))] = "true"
+	}
+	return out
+}
+
+// needs are the capability constraints of a task with an image and a
+// network namespace of its own.
+var needs = []scheduler.Constraint{
+	{Key: "node.attr.warren.capability.images", Op: scheduler.OpEqual, Value: "true"},
+	{Key: "node.attr.warren.capability.network-namespace", Op: scheduler.OpEqual, Value: "true"},
 }
 
 // unplaced returns a task waiting for a node.
@@ -147,6 +177,8 @@ func TestNodeView(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
+		// Every test node's runtime has every capability (worker).
+		tc.want.Attributes = capabilityAttrs(tc.want.Attributes)
 		if got := NodeView(tc.node, tc.tasks, map[string]bool{"s1": true}); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
 		}
@@ -180,10 +212,12 @@ func TestBuildRequest(t *testing.T) {
 		{Key: "node.labels.zone", Op: scheduler.OpEqual, Value: "edge-1"},
 		{Key: "node.name", Op: scheduler.OpNotEqual, Value: "gw"},
 	}
+	// The tasks' own constraints, then what their specs need of a runtime.
+	zone = append(zone, needs...)
 	want := []scheduler.Task{
 		{ID: "a", ServiceID: "s1", ServiceName: "web", Slot: 1, Reservation: scheduler.Resources{NanoCPUs: 2e8, MemoryBytes: 64 << 20}, Constraints: zone},
 		{ID: "b", ServiceID: "s1", ServiceName: "web", Slot: 2, Constraints: zone},
-		{ID: "c", ServiceID: "s3", ServiceName: "other", Slot: 3},
+		{ID: "c", ServiceID: "s3", ServiceName: "other", Slot: 3, Constraints: needs},
 	}
 	if !reflect.DeepEqual(req.Tasks, want) {
 		t.Errorf("tasks:\n got %+v\nwant %+v", req.Tasks, want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -348,21 +349,23 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		r.abort = nil
 		r.mu.Unlock()
 	}()
-	r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
-	ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
-	defer icancel()
-	if _, err := r.w.rt.EnsureImage(ictx, spec.Image, false); err != nil {
-		switch {
-		case ctx.Err() != nil, pullCtx.Err() != nil:
-			return nil // shutting down, or the manager changed its mind: next step
-		case r.w.noAnswer(ctx, err):
-			r.report(r.w.failedNoAnswer(r.id, "EnsureImage", ictx, r.w.opts.ImageTimeout, err))
+	if spec.Image != "" {
+		r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
+		ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
+		defer icancel()
+		if _, err := r.w.rt.EnsureImage(ictx, spec.Image, false); err != nil {
+			switch {
+			case ctx.Err() != nil, pullCtx.Err() != nil:
+				return nil // shutting down, or the manager changed its mind: next step
+			case r.w.noAnswer(ctx, err):
+				r.report(r.w.failedNoAnswer(r.id, "EnsureImage", ictx, r.w.opts.ImageTimeout, err))
+				return nil
+			case transient(err):
+				return err
+			}
+			r.report(rejected(r.id, r.w.refusal(spec, err)))
 			return nil
-		case transient(err):
-			return err
 		}
-		r.report(rejected(r.id, err))
-		return nil
 	}
 	if !r.stillWanted() {
 		return nil
@@ -377,7 +380,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	case transient(err):
 		return err
 	default:
-		r.report(rejected(r.id, err))
+		r.report(rejected(r.id, r.w.refusal(spec, err)))
 		return nil
 	}
 	rec := newRecord(h, stateRunning)
@@ -421,6 +424,23 @@ func (r *taskRunner) startTask(ctx context.Context, spec runtime.TaskSpec) (runt
 		return h, st, errReported
 	}
 	return h, st, err
+}
+
+// refusal is the error a task is rejected with when the runtime refused
+// spec with err. A runtime that answers unsupported although it declares
+// every capability spec needs breaks its own declaration: the error says
+// so, for the plugin's author.
+func (w *Worker) refusal(spec runtime.TaskSpec, err error) error {
+	if !errors.Is(err, sdk.ErrUnsupported) {
+		return err
+	}
+	needs := spec.Needs()
+	for _, c := range needs {
+		if !slices.Contains(w.rtCaps, c) {
+			return err
+		}
+	}
+	return fmt.Errorf("the runtime %s declares the capabilities this task needs (%v) but refused it: %w", w.rtName, needs, err)
 }
 
 // errReported is a failure the runner has reported already.

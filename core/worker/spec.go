@@ -3,7 +3,6 @@ package worker
 import (
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,10 +21,6 @@ const (
 	LabelSlot      = "warren.slot"
 )
 
-// HostNetns is the worker's own network namespace, which tasks of network
-// mode host join.
-var HostNetns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
-
 // TaskSpec turns an assigned task into what the runtime runs. Parts of the
 // spec this worker cannot provide yet (volume mounts, secrets, networks) are
 // refused with an error wrapping sdk.ErrUnsupported, never ignored.
@@ -37,12 +32,12 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 	if len(s.GetSecrets()) > 0 {
 		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
 	}
-	var netns string
+	hostNetwork := false
 	switch s.GetNetworkMode() {
 	case apiv1.NetworkMode_NETWORK_MODE_UNSPECIFIED, apiv1.NetworkMode_NETWORK_MODE_NONE:
 		// A namespace of the task's own with only loopback.
 	case apiv1.NetworkMode_NETWORK_MODE_HOST:
-		netns = HostNetns
+		hostNetwork = true
 	case apiv1.NetworkMode_NETWORK_MODE_OVERLAY:
 		return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode overlay needs the worker's network plugin, which this version does not drive yet: %w", serviceName(t), sdk.ErrUnsupported)
 	default:
@@ -91,7 +86,7 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 		StopSignal:      sig,
 		StopGracePeriod: s.GetStopGracePeriod().AsDuration(),
 		Hostname:        fmt.Sprintf("%s.%d", serviceName(t), t.GetSlot()),
-		NetnsPath:       netns,
+		HostNetwork:     hostNetwork,
 	}, nil
 }
 
@@ -129,4 +124,13 @@ func StopSignal(sig string) (string, error) {
 		return "", fmt.Errorf("stop signal %s: no such signal number: %w", sig, sdk.ErrInvalidArgument)
 	}
 	return "SIG" + sig, nil
+}
+
+// capabilityNames are a runtime's capabilities as the node registers them.
+func capabilityNames(cs []runtime.Capability) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return out
 }

@@ -114,6 +114,8 @@ type Worker struct {
 	// rtName names the runtime in task errors ("containerd 1.6.20"); set
 	// by Run before any goroutine that reads it starts.
 	rtName string
+	// rtCaps are the runtime's declared capabilities; set with rtName.
+	rtCaps []runtime.Capability
 
 	running atomic.Bool
 	// gen counts established sessions; runners use it to re-report states
@@ -233,6 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil // ctx ended
 	}
 	w.rtName = fp.RuntimeName + " " + fp.RuntimeVersion
+	w.rtCaps = fp.Capabilities
 	w.wg.Add(1)
 	go w.watchHealth(ctx)
 	// Subscribe before anything is recovered or started, so no exit is missed.
@@ -267,6 +270,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		Os:             fp.OS,
 		Arch:           fp.Arch,
 		Attributes:     fp.Attributes,
+		Capabilities:   capabilityNames(fp.Capabilities),
 		RuntimeVersion: fp.RuntimeName + " " + fp.RuntimeVersion,
 		AgentVersion:   w.opts.AgentVersion,
 		Addr:           w.opts.Addr,

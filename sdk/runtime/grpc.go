@@ -406,6 +406,7 @@ func specToPB(s TaskSpec) *runtimev1.TaskSpec {
 		StopGracePeriod: durationToPB(s.StopGracePeriod),
 		NetnsPath:       s.NetnsPath,
 		Hostname:        s.Hostname,
+		HostNetwork:     s.HostNetwork,
 	}
 	if s.Limits != (Resources{}) {
 		pb.Limits = &runtimev1.Resources{NanoCpus: s.Limits.NanoCPUs, MemoryBytes: s.Limits.MemoryBytes}
@@ -431,6 +432,7 @@ func specFromPB(pb *runtimev1.TaskSpec) TaskSpec {
 		StopGracePeriod: durationFromPB(pb.GetStopGracePeriod()),
 		NetnsPath:       pb.GetNetnsPath(),
 		Hostname:        pb.GetHostname(),
+		HostNetwork:     pb.GetHostNetwork(),
 	}
 	for _, m := range pb.GetMounts() {
 		s.Mounts = append(s.Mounts, Mount{Type: MountType(m.GetType()), Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
@@ -501,7 +503,16 @@ func fingerprintToPB(f Fingerprint) *runtimev1.FingerprintResponse {
 		RuntimeName:    f.RuntimeName,
 		RuntimeVersion: f.RuntimeVersion,
 		Attributes:     f.Attributes,
+		Capabilities:   capabilitiesToPB(f.Capabilities),
 	}
+}
+
+func capabilitiesToPB(cs []Capability) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return out
 }
 
 func fingerprintFromPB(pb *runtimev1.FingerprintResponse) Fingerprint {
@@ -513,7 +524,19 @@ func fingerprintFromPB(pb *runtimev1.FingerprintResponse) Fingerprint {
 		RuntimeName:    pb.GetRuntimeName(),
 		RuntimeVersion: pb.GetRuntimeVersion(),
 		Attributes:     pb.GetAttributes(),
+		Capabilities:   capabilitiesFromPB(pb.GetCapabilities()),
 	}
+}
+
+func capabilitiesFromPB(ss []string) []Capability {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]Capability, len(ss))
+	for i, s := range ss {
+		out[i] = Capability(s)
+	}
+	return out
 }
 
 func imageToPB(img Image) *runtimev1.Image {

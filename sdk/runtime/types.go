@@ -59,8 +59,71 @@ type TaskSpec struct {
 	// network plugin attached). Empty gives the task a network namespace of
 	// its own with only a loopback interface, never the host's.
 	NetnsPath string
-	// Hostname is the task's hostname; empty lets the runtime choose.
+	// Hostname is the task's hostname; empty lets the runtime choose. The
+	// worker always sets it, to <service>.<slot> ("web.3"); a runtime that
+	// cannot give a task a hostname of its own (one that runs tasks as host
+	// processes) ignores it and says so in its docs.
 	Hostname string
+	// HostNetwork runs the task in the node's own network namespace (a
+	// service of network mode host); NetnsPath is then empty.
+	HostNetwork bool
+}
+
+// Capability is something a runtime supports beyond running a command. A
+// runtime lists its capabilities in its Fingerprint; the scheduler places a
+// task only on a node whose runtime has every capability the task needs
+// (see Needs), so a runtime is never sent a task it would have to refuse
+// for lack of one. A runtime that declares a capability and then refuses a
+// task for lack of it is a bug the worker reports as such.
+type Capability string
+
+// The capabilities. A runtime declares only those it fully supports.
+const (
+	// CapImages: tasks run from an image (Image), made available by
+	// EnsureImage or ImportImage. A runtime without it runs tasks whose
+	// Image is empty (Command is then the program).
+	CapImages Capability = "images"
+	// CapNetworkNamespace: a task not on the host's network gets a network
+	// namespace of its own (only loopback), or joins NetnsPath. A runtime
+	// without it gets only tasks with HostNetwork.
+	CapNetworkNamespace Capability = "network-namespace"
+	// CapMountBind and CapMountTmpfs: Mounts of that type.
+	CapMountBind  Capability = "mount-bind"
+	CapMountTmpfs Capability = "mount-tmpfs"
+	// CapLimitCPU and CapLimitMemory: Limits of that resource are enforced
+	// (the memory limit kills the task with an OOM exit).
+	CapLimitCPU    Capability = "limit-cpu"
+	CapLimitMemory Capability = "limit-memory"
+)
+
+// Capabilities lists every capability this version of the contract
+// defines.
+var Capabilities = []Capability{CapImages, CapNetworkNamespace, CapMountBind, CapMountTmpfs, CapLimitCPU, CapLimitMemory}
+
+// Needs returns the capabilities a runtime must have to run s, in the order
+// of Capabilities.
+func (s TaskSpec) Needs() []Capability {
+	need := map[Capability]bool{
+		CapImages:           s.Image != "",
+		CapNetworkNamespace: !s.HostNetwork,
+		CapLimitCPU:         s.Limits.NanoCPUs > 0,
+		CapLimitMemory:      s.Limits.MemoryBytes > 0,
+	}
+	for _, m := range s.Mounts {
+		switch m.Type {
+		case MountBind:
+			need[CapMountBind] = true
+		case MountTmpfs:
+			need[CapMountTmpfs] = true
+		}
+	}
+	var out []Capability
+	for _, c := range Capabilities {
+		if need[c] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Validate checks what any runtime must refuse, returning an error wrapping
@@ -73,8 +136,8 @@ func (s TaskSpec) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("task %q: %s: %w", s.TaskID, fmt.Sprintf(format, args...), sdk.ErrInvalidArgument)
 	}
-	if s.Image == "" {
-		return bad("image is empty")
+	if s.Image == "" && len(s.Command) == 0 {
+		return bad("neither an image nor a command")
 	}
 	for k := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -106,6 +169,9 @@ func (s TaskSpec) Validate() error {
 	}
 	if s.NetnsPath != "" && !path.IsAbs(s.NetnsPath) {
 		return bad("netns path %q is not absolute", s.NetnsPath)
+	}
+	if s.NetnsPath != "" && s.HostNetwork {
+		return bad("both a netns path and the host's network")
 	}
 	return nil
 }
@@ -282,6 +348,11 @@ type Fingerprint struct {
 	// any other, with a warning in its log. OS and Arch are matched as
 	// node.platform.os and node.platform.arch.
 	Attributes map[string]string
+	// Capabilities are what the runtime supports (see Capability). The
+	// scheduler sends a task only to a node whose runtime has all the
+	// capabilities the task needs (TaskSpec.Needs); the worker leaves out,
+	// with an error in its log, names this version does not define.
+	Capabilities []Capability
 }
 
 // Image is an image available to tasks.

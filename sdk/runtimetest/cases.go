@@ -299,7 +299,8 @@ func testStartInvalidSpec(t *testing.T, e *env) {
 		{"ID with slash", func(s *runtime.TaskSpec) { s.TaskID = "a/b" }},
 		{"ID with leading dash", func(s *runtime.TaskSpec) { s.TaskID = "-a" }},
 		{"ID too long", func(s *runtime.TaskSpec) { s.TaskID = strings.Repeat("a", runtime.MaxTaskIDLen+1) }},
-		{"empty image", func(s *runtime.TaskSpec) { s.Image = "" }},
+		{"neither an image nor a command", func(s *runtime.TaskSpec) { s.Image, s.Command, s.Args = "", nil, nil }},
+		{"a netns path and the host's network", func(s *runtime.TaskSpec) { s.NetnsPath, s.HostNetwork = "/proc/1/ns/net", true }},
 		{"relative mount target", func(s *runtime.TaskSpec) {
 			s.Mounts = []runtime.Mount{{Type: runtime.MountTmpfs, Target: "relative"}}
 		}},

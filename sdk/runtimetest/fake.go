@@ -144,6 +144,7 @@ func (f *FakeRuntime) Fingerprint(context.Context) (runtime.Fingerprint, error) 
 		Arch:           goruntime.GOARCH,
 		RuntimeName:    "fake",
 		RuntimeVersion: "0.0.0",
+		Capabilities:   runtime.Capabilities,
 	}, nil
 }
 

@@ -32,6 +32,26 @@ const (
 	AttrKeyPrefix   = "node.attr."
 )
 
+// ReservedAttrPrefix starts the attributes the host adds to a node's view
+// itself; a runtime's own attributes never start with it (the host leaves
+// such attributes out).
+const ReservedAttrPrefix = "warren."
+
+// CapabilityAttr is the attribute the host sets to "true" on the view of a
+// node whose runtime has capability c ("images"), and the host gives every
+// task that needs c the constraint node.attr.<CapabilityAttr(c)>==true:
+// a scheduler that honours constraints places tasks only where their
+// runtime can run them.
+func CapabilityAttr(c string) string { return ReservedAttrPrefix + "capability." + c }
+
+// Capability reports whether c is the constraint the host gives a task that
+// needs a runtime capability, and which: a scheduler can then explain an
+// unplaceable task as "no ready worker's runtime supports <capability>".
+func (c Constraint) Capability() (string, bool) {
+	name, ok := strings.CutPrefix(c.Key, AttrKeyPrefix+CapabilityAttr(""))
+	return name, ok && name != "" && c.Op == OpEqual && c.Value == "true"
+}
+
 // maxAttributeKey bounds an attribute key's length.
 const maxAttributeKey = 128
 

@@ -1290,7 +1290,11 @@ type Node struct {
 	// that scheduler.CheckAttributeKey refuses are left out.
 	Attributes map[string]string `protobuf:"bytes,20,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// network is the node's place on the cluster overlay.
-	Network       *NodeNetwork `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
+	Network *NodeNetwork `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
+	// capabilities are what the node's runtime supports (runtime.Capability
+	// names, such as "images"); a task goes only to a node whose runtime has
+	// every capability it needs.
+	Capabilities  []string `protobuf:"bytes,22,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1468,6 +1472,13 @@ func (x *Node) GetAttributes() map[string]string {
 func (x *Node) GetNetwork() *NodeNetwork {
 	if x != nil {
 		return x.Network
+	}
+	return nil
+}
+
+func (x *Node) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
 	}
 	return nil
 }
@@ -3983,7 +3994,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12\x18\n" +
 	"\aaddress\x18\x12 \x01(\tR\aaddress\x12%\n" +
-	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\"\xc4\b\n" +
+	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\"\xe8\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -4012,7 +4023,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x14 \x03(\v2#.warren.api.v1.Node.AttributesEntryR\n" +
 	"attributes\x124\n" +
-	"\anetwork\x18\x15 \x01(\v2\x1a.warren.api.v1.NodeNetworkR\anetwork\x1a9\n" +
+	"\anetwork\x18\x15 \x01(\v2\x1a.warren.api.v1.NodeNetworkR\anetwork\x12\"\n" +
+	"\fcapabilities\x18\x16 \x03(\tR\fcapabilities\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +

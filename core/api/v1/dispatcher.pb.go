@@ -133,7 +133,9 @@ type RegisterWorker struct {
 	AgentVersion   string                 `protobuf:"bytes,8,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	Addr           string                 `protobuf:"bytes,9,opt,name=addr,proto3" json:"addr,omitempty"`
 	// attributes are the runtime fingerprint's attributes.
-	Attributes    map[string]string `protobuf:"bytes,10,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attributes map[string]string `protobuf:"bytes,10,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// capabilities are the runtime fingerprint's capabilities.
+	Capabilities  []string `protobuf:"bytes,11,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +236,13 @@ func (x *RegisterWorker) GetAddr() string {
 func (x *RegisterWorker) GetAttributes() map[string]string {
 	if x != nil {
 		return x.Attributes
+	}
+	return nil
+}
+
+func (x *RegisterWorker) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
 	}
 	return nil
 }
@@ -701,7 +710,7 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\bregister\x18\x01 \x01(\v2\x1d.warren.api.v1.RegisterWorkerH\x00R\bregister\x128\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x18.warren.api.v1.HeartbeatH\x00R\theartbeat\x128\n" +
 	"\x06status\x18\x03 \x01(\v2\x1e.warren.api.v1.TaskStatusBatchH\x00R\x06statusB\x05\n" +
-	"\x03msg\"\x87\x04\n" +
+	"\x03msg\"\xab\x04\n" +
 	"\x0eRegisterWorker\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
@@ -715,7 +724,8 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\n" +
 	" \x03(\v2-.warren.api.v1.RegisterWorker.AttributesEntryR\n" +
-	"attributes\x1a9\n" +
+	"attributes\x12\"\n" +
+	"\fcapabilities\x18\v \x03(\tR\fcapabilities\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +

@@ -45,6 +45,24 @@ func detectCgroups() cgroupInfo {
 	return ci
 }
 
+// capabilities are what this plugin does: containers from images in
+// network namespaces of their own, bind and tmpfs mounts, and CPU and
+// memory limits where the machine's cgroups have those controllers.
+func (ci cgroupInfo) capabilities() []runtime.Capability {
+	caps := []runtime.Capability{runtime.CapImages, runtime.CapNetworkNamespace, runtime.CapMountBind, runtime.CapMountTmpfs}
+	if ci.cpu {
+		caps = append(caps, runtime.CapLimitCPU)
+	}
+	if ci.memory {
+		caps = append(caps, runtime.CapLimitMemory)
+	}
+	return caps
+}
+
+// hostNetns is the plugin's own network namespace, the node's, which tasks
+// on the host's network join.
+var hostNetns = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+
 // Fingerprint reports the machine's CPUs and memory, OS and architecture,
 // and containerd's version.
 func (r *Runtime) Fingerprint(ctx context.Context) (_ runtime.Fingerprint, err error) {
@@ -79,6 +97,7 @@ func (r *Runtime) Fingerprint(ctx context.Context) (_ runtime.Fingerprint, err e
 		RuntimeName:    "containerd",
 		RuntimeVersion: ver.Version,
 		Attributes:     attrs,
+		Capabilities:   be.cgroups.capabilities(),
 	}, nil
 }
 

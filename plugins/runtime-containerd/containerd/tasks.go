@@ -168,6 +168,9 @@ func (be *backend) checkSpec(spec runtime.TaskSpec) error {
 			return bad(sdk.ErrInvalidArgument, "stop signal %q: %v", spec.StopSignal, err)
 		}
 	}
+	if spec.Image == "" {
+		return bad(sdk.ErrInvalidArgument, "no image: %s runs tasks from images", Name)
+	}
 	if spec.Limits.MemoryBytes > 0 && !be.cgroups.memory {
 		return bad(sdk.ErrUnsupported, "memory limit: this machine's cgroups (%s) have no memory controller", be.cgroups.mode)
 	}
@@ -243,8 +246,13 @@ func (be *backend) specOpts(spec runtime.TaskSpec, img containerd.Image, argv []
 		}
 		opts = append(opts, oci.WithMounts(mounts))
 	}
-	if spec.NetnsPath != "" {
+	switch {
+	case spec.NetnsPath != "":
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetnsPath}))
+	case spec.HostNetwork:
+		// The plugin runs in the node's network namespace: the task joins
+		// the plugin's own.
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: hostNetns}))
 	}
 	// Otherwise containerd's default spec gives the task a new network
 	// namespace, in which runc brings up loopback only.

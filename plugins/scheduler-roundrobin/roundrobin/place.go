@@ -147,7 +147,11 @@ func constraintReason(nodes []scheduler.Node, ready []int, cs []scheduler.Constr
 	var failing []string
 	for _, c := range cs {
 		if !slices.ContainsFunc(ready, func(p int) bool { return c.Matches(nodes[p]) }) {
-			failing = append(failing, "no node satisfies constraint "+c.String())
+			if capability, ok := c.Capability(); ok {
+				failing = append(failing, "no ready worker's runtime supports "+capability)
+			} else {
+				failing = append(failing, "no node satisfies constraint "+c.String())
+			}
 		}
 	}
 	reason := strings.Join(failing, "; ")

@@ -301,8 +301,10 @@ type FingerprintResponse struct {
 	RuntimeName    string                 `protobuf:"bytes,5,opt,name=runtime_name,json=runtimeName,proto3" json:"runtime_name,omitempty"`
 	RuntimeVersion string                 `protobuf:"bytes,6,opt,name=runtime_version,json=runtimeVersion,proto3" json:"runtime_version,omitempty"`
 	Attributes     map[string]string      `protobuf:"bytes,7,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// capabilities are what the runtime supports (runtime.Capability names).
+	Capabilities  []string `protobuf:"bytes,8,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FingerprintResponse) Reset() {
@@ -380,6 +382,13 @@ func (x *FingerprintResponse) GetRuntimeVersion() string {
 func (x *FingerprintResponse) GetAttributes() map[string]string {
 	if x != nil {
 		return x.Attributes
+	}
+	return nil
+}
+
+func (x *FingerprintResponse) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
 	}
 	return nil
 }
@@ -767,8 +776,10 @@ type TaskSpec struct {
 	StopSignal      string               `protobuf:"bytes,11,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,12,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// netns_path, when set, is the network namespace the task joins.
-	NetnsPath     string `protobuf:"bytes,13,opt,name=netns_path,json=netnsPath,proto3" json:"netns_path,omitempty"`
-	Hostname      string `protobuf:"bytes,14,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	NetnsPath string `protobuf:"bytes,13,opt,name=netns_path,json=netnsPath,proto3" json:"netns_path,omitempty"`
+	Hostname  string `protobuf:"bytes,14,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// host_network: the task runs in the node's own network namespace.
+	HostNetwork   bool `protobuf:"varint,15,opt,name=host_network,json=hostNetwork,proto3" json:"host_network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -899,6 +910,13 @@ func (x *TaskSpec) GetHostname() string {
 		return x.Hostname
 	}
 	return ""
+}
+
+func (x *TaskSpec) GetHostNetwork() bool {
+	if x != nil {
+		return x.HostNetwork
+	}
+	return false
 }
 
 // TaskHandle is what a worker persists to find a task again after a restart.
@@ -1839,7 +1857,7 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\"sdk/proto/runtime/v1/runtime.proto\x12\x15warren.sdk.runtime.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
 	"\rHealthRequest\"\x10\n" +
 	"\x0eHealthResponse\"\x14\n" +
-	"\x12FingerprintRequest\"\xe0\x02\n" +
+	"\x12FingerprintRequest\"\x84\x03\n" +
 	"\x13FingerprintResponse\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x0e\n" +
@@ -1849,7 +1867,8 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x0fruntime_version\x18\x06 \x01(\tR\x0eruntimeVersion\x12Z\n" +
 	"\n" +
 	"attributes\x18\a \x03(\v2:.warren.sdk.runtime.v1.FingerprintResponse.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12\"\n" +
+	"\fcapabilities\x18\b \x03(\tR\fcapabilities\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
@@ -1874,7 +1893,7 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa3\x05\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc6\x05\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -1893,7 +1912,8 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x11stop_grace_period\x18\f \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12\x1d\n" +
 	"\n" +
 	"netns_path\x18\r \x01(\tR\tnetnsPath\x12\x1a\n" +
-	"\bhostname\x18\x0e \x01(\tR\bhostname\x1a6\n" +
+	"\bhostname\x18\x0e \x01(\tR\bhostname\x12!\n" +
+	"\fhost_network\x18\x0f \x01(\bR\vhostNetwork\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
