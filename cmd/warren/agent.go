@@ -155,8 +155,9 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 // containerd when the agent stops: a -dev cluster is throwaway.
 func devConfig(dir string, keep bool) []byte {
 	return []byte(fmt.Sprintf(`
-data_dir  = %q
-node_name = %q
+data_dir     = %q
+node_name    = %q
+metrics_addr = %q
 
 manager {}
 worker {}
@@ -166,5 +167,5 @@ plugin "runtime-containerd" {
     stop_on_exit = %t
   }
 }
-`, dir, config.Default().NodeName, !keep))
+`, dir, config.Default().NodeName, config.DevMetricsAddr, !keep))
 }
