@@ -31,9 +31,11 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
-// codecOption makes a server use wireCodec.
+// codecOption makes a server use wireCodec over RequestCodec's codec: a
+// server has one codec, so this one must also hand requests' bytes to
+// RegisterService's handlers.
 func codecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(wireCodec{encoding.GetCodecV2(encproto.Name)})
+	return grpc.ForceServerCodecV2(wireCodec{requestCodec{encoding.GetCodecV2(encproto.Name)}})
 }
 
 // eventWire keeps the wire form of the latest events, up to limit bytes,
