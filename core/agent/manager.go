@@ -249,6 +249,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
 					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
+					OnRestarts: r.metrics.OnTaskRestarts,
 				}))
 			},
 			func(ctx context.Context) {

@@ -78,7 +78,7 @@ func New(version string) *Metrics {
 		}),
 		taskRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "task", Name: "restarts_total",
-			Help: "Replacement tasks created for a slot whose task ended (attempt > 0), observed on the leader.",
+			Help: "Replacement tasks the leader's orchestrator committed for tasks that ended, by the services' restart policies.",
 		}),
 		pluginCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "plugin", Name: "calls_total",

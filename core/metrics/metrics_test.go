@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -97,19 +98,19 @@ func TestPullFigures(t *testing.T) {
 }
 
 // TestWatchTasks: the delay from creation to the first RUNNING is
-// observed once per task, tasks already running when the watch starts
-// are not observed, and replacements (attempt > 0) are counted.
+// observed once per task, and not for tasks already running when the
+// watch started or for tasks that ended without running.
 func TestWatchTasks(t *testing.T) {
 	m := metrics.New("test")
 	url := serve(t, m)
 	bus := events.NewBroker()
 	defer bus.Close()
 	created := time.Now().Add(-3 * time.Second)
-	at := func(id string, st apiv1.TaskState, attempt uint32) *apiv1.Task {
-		return &apiv1.Task{Id: id, State: st, Attempt: attempt, CreatedAt: timestamppb.New(created)}
-	}
 	running := apiv1.TaskState_TASK_STATE_RUNNING
-	old := at("old", running, 0) // running before the watch started
+	at := func(id string, st apiv1.TaskState) *apiv1.Task {
+		return &apiv1.Task{Id: id, State: st, CreatedAt: timestamppb.New(created)}
+	}
+	old := at("old", running) // running before the watch started
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.WatchTasks(ctx, bus, func() []*apiv1.Task { return []*apiv1.Task{old} }) }()
@@ -119,40 +120,39 @@ func TestWatchTasks(t *testing.T) {
 			t.Errorf("WatchTasks: %v", err)
 		}
 	}()
-
-	ev := func(action apiv1.EventAction, tk *apiv1.Task) *apiv1.Event {
-		return &apiv1.Event{Kind: "task", Action: action, Id: tk.GetId(), Time: timestamppb.New(created.Add(2 * time.Second)),
-			Object: &apiv1.Event_Task{Task: tk}}
+	updated := func(tk *apiv1.Task) *apiv1.Event {
+		return &apiv1.Event{Kind: "task", Action: apiv1.EventAction_EVENT_ACTION_UPDATED, Id: tk.GetId(),
+			Time: timestamppb.New(created.Add(2 * time.Second)), Object: &apiv1.Event_Task{Task: tk}}
 	}
-	created1, updated := apiv1.EventAction_EVENT_ACTION_CREATED, apiv1.EventAction_EVENT_ACTION_UPDATED
-	// Each batch goes out until the watcher has taken it: the watch
-	// subscribes inside WatchTasks, so publish until a marker is seen.
+	observed := func() float64 {
+		n, _ := testutil.Scrape(t, url).Value("warren_task_scheduling_delay_seconds")
+		return n
+	}
+	// The watch subscribes inside WatchTasks: publish a first task until
+	// it is seen.
+	probe := 0
 	testutil.Eventually(t, 5*time.Second, "the watch to start", func() bool {
-		bus.Publish([]*apiv1.Event{ev(created1, at("probe", apiv1.TaskState_TASK_STATE_NEW, 1))})
-		v, _ := testutil.Scrape(t, url).Value("warren_task_restarts_total")
-		return v > 0
+		probe++
+		bus.Publish([]*apiv1.Event{updated(at(fmt.Sprintf("probe-%d", probe), running))})
+		return observed() > 0
 	})
-	probes, _ := testutil.Scrape(t, url).Value("warren_task_restarts_total")
+	base := observed()
 	bus.Publish([]*apiv1.Event{
-		ev(created1, at("t1", apiv1.TaskState_TASK_STATE_NEW, 0)),
-		ev(updated, at("t1", running, 0)),
-		ev(updated, at("t1", running, 0)), // again: not a second observation
-		ev(updated, at("old", running, 0)),
-		ev(created1, at("t2", apiv1.TaskState_TASK_STATE_NEW, 2)), // a replacement
-		ev(updated, at("t3", apiv1.TaskState_TASK_STATE_FAILED, 0)),
-		ev(updated, at("t3", running, 0)), // a late report after it failed
+		updated(at("t1", apiv1.TaskState_TASK_STATE_STARTING)),
+		updated(at("t1", running)),
+		updated(at("t1", running)), // again: not a second observation
+		updated(at("old", running)),
+		updated(at("t3", apiv1.TaskState_TASK_STATE_FAILED)),
+		updated(at("t3", running)), // a late report after it failed
+		updated(at("last", running)),
 	})
-	testutil.Eventually(t, 5*time.Second, "the replacement to be counted", func() bool {
-		v, _ := testutil.Scrape(t, url).Value("warren_task_restarts_total")
-		return v == probes+1
-	})
+	testutil.Eventually(t, 5*time.Second, "the last task to be observed", func() bool { return observed() >= base+2 })
 	got := testutil.Scrape(t, url)
-	if n, _ := got.Value("warren_task_scheduling_delay_seconds"); n != 1 {
-		t.Fatalf("warren_task_scheduling_delay_seconds observed %v times, want 1", n)
+	if n, _ := got.Value("warren_task_scheduling_delay_seconds"); n != base+2 {
+		t.Fatalf("warren_task_scheduling_delay_seconds observed %v times, want %v (t1 and last)", n, base+2)
 	}
-	sum := got["warren_task_scheduling_delay_seconds"].GetMetric()[0].GetHistogram().GetSampleSum()
-	if sum != 2 {
-		t.Errorf("scheduling delay = %vs, want 2s (event time - created_at)", sum)
+	if sum := got["warren_task_scheduling_delay_seconds"].GetMetric()[0].GetHistogram().GetSampleSum(); sum != 2*(base+2) {
+		t.Errorf("delays sum to %vs, want 2s each (event time - created_at)", sum)
 	}
 }
 
@@ -166,6 +166,7 @@ func TestObservedCalls(t *testing.T) {
 	m.OnRaftApply(time.Millisecond, nil)
 	m.OnRaftApply(time.Millisecond, errors.New("not the leader"))
 	m.OnSchedule(time.Millisecond, 3, nil)
+	m.OnTaskRestarts(2)
 	got := testutil.Scrape(t, url)
 	apply := "/warren.sdk.store.v1.Store/Apply"
 	tests := []struct {
@@ -179,6 +180,7 @@ func TestObservedCalls(t *testing.T) {
 		{"warren_raft_apply_duration_seconds", []string{"result", "ok"}, 1},
 		{"warren_raft_apply_duration_seconds", []string{"result", "error"}, 1},
 		{"warren_scheduler_placement_duration_seconds", []string{"result", "ok"}, 1},
+		{"warren_task_restarts_total", nil, 2},
 	}
 	for _, tt := range tests {
 		if v, _ := got.Value(tt.name, tt.labels...); v != tt.want {

@@ -9,10 +9,10 @@ import (
 
 // WatchTasks records, from the task events on bus until ctx ends, the
 // time from each task's creation to its first RUNNING
-// (warren_task_scheduling_delay_seconds) and each replacement task
-// (warren_task_restarts_total). Run it on the leader only, so that a
-// cluster counts each task once; tasks (every task in the state) tells
-// it which tasks were already running when it started or fell behind.
+// (warren_task_scheduling_delay_seconds). Run it on the leader only, so
+// that a cluster counts each task once; tasks (every task in the state)
+// tells it which tasks were already running when it started or fell
+// behind.
 func (m *Metrics) WatchTasks(ctx context.Context, bus *events.Broker, tasks func() []*apiv1.Task) error {
 	if m == nil {
 		return nil
@@ -44,14 +44,9 @@ func (tw *taskWatch) resync() {
 
 func (tw *taskWatch) event(ev *apiv1.Event) {
 	t := ev.GetTask()
-	switch ev.GetAction() {
-	case apiv1.EventAction_EVENT_ACTION_DELETED:
+	if ev.GetAction() == apiv1.EventAction_EVENT_ACTION_DELETED {
 		delete(tw.running, ev.GetId())
 		return
-	case apiv1.EventAction_EVENT_ACTION_CREATED:
-		if t.GetAttempt() > 0 {
-			tw.m.taskRestarts.Inc()
-		}
 	}
 	if t == nil || !started(t.GetState()) {
 		return
@@ -65,4 +60,13 @@ func (tw *taskWatch) event(ev *apiv1.Event) {
 	}
 	delay := ev.GetTime().AsTime().Sub(t.GetCreatedAt().AsTime())
 	tw.m.schedulingDelay.Observe(max(delay.Seconds(), 0))
+}
+
+// OnTaskRestarts counts replacement tasks the orchestrator committed
+// (orchestrator.Deps.OnRestarts).
+func (m *Metrics) OnTaskRestarts(n int) {
+	if m == nil {
+		return
+	}
+	m.taskRestarts.Add(float64(n))
 }

@@ -89,6 +89,10 @@ type Action interface {
 // Create asks for a new task to be written as it is.
 type Create struct {
 	Task *apiv1.Task
+	// Restart: the task replaces one of its slot that ended, by the
+	// service's restart policy (not a scale-up, an update or an orphan's
+	// replacement).
+	Restart bool
 }
 
 // Shutdown asks for a task's desired state to become SHUTDOWN (see
@@ -570,7 +574,9 @@ func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
 	}
 	state := strings.ToLower(strings.TrimPrefix(dead.GetState().String(), "TASK_STATE_"))
 	r.shutdown(dead, fmt.Sprintf("task %s; replaced by attempt %d", state, attempt))
-	return r.create(dead.GetSlot(), attempt, notBefore)
+	t := r.create(dead.GetSlot(), attempt, notBefore)
+	r.out[len(r.out)-1] = Create{Task: t, Restart: true}
+	return t
 }
 
 // update starts the rolling update of the outdated tasks in candidates
