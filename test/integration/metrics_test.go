@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/testutil"
 )
 
@@ -129,4 +130,56 @@ func TestMetricsAddrInUse(t *testing.T) {
 	if _, err := os.Stat(a.DataDir); !os.IsNotExist(err) {
 		t.Errorf("data_dir %s was created (stat: %v)", a.DataDir, err)
 	}
+}
+
+// TestMetricsRunningTasks runs real containers on a manager+worker agent
+// and follows them in /metrics: tasks RUNNING, the NEW→RUNNING delay
+// observed once per task, the worker's session and heartbeats, the
+// scheduler's rounds, the runtime plugin's calls, and a restart when a
+// container is killed.
+func TestMetricsRunningTasks(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	var url string
+	n := startNodeWith(t, func(a *testutil.Agent) { url = a.EnableMetrics() })
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "2", converge)
+	n.waitConverged("web", 2)
+
+	var got testutil.Metrics
+	testutil.Eventually(t, 15*time.Second, "two running tasks, their delays and a heartbeat in /metrics", func() bool {
+		got = testutil.Scrape(t, url)
+		running, _ := got.Value("warren_tasks", "state", "running")
+		delays, _ := got.Value("warren_task_scheduling_delay_seconds")
+		beats, _ := got.Value("warren_worker_heartbeats_total")
+		return running == 2 && delays == 2 && beats > 0
+	})
+	checks := []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"warren_worker_sessions", nil, 1},
+		{"warren_scheduler_placement_duration_seconds", []string{"result", "ok"}, 1},
+		{"warren_plugin_calls_total", []string{"plugin", "runtime-containerd", "code", "OK"}, 1},
+		{"warren_plugin_state", []string{"plugin", "runtime-containerd", "state", "running"}, 1},
+	}
+	for _, c := range checks {
+		if v, _ := got.Value(c.name, c.labels...); v < c.min {
+			t.Errorf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min)
+		}
+	}
+	if v, _ := got.Value("warren_task_restarts_total"); v != 0 {
+		t.Errorf("warren_task_restarts_total = %v before any container ended", v)
+	}
+	sum := got["warren_task_scheduling_delay_seconds"].GetMetric()[0].GetHistogram().GetSampleSum()
+	if sum <= 0 || sum > 60 {
+		t.Errorf("NEW→RUNNING delays sum to %vs for two tasks", sum)
+	}
+
+	n.killOne("web", 2, "")
+	testutil.Eventually(t, 15*time.Second, "the restart and its delay in /metrics", func() bool {
+		got = testutil.Scrape(t, url)
+		restarts, _ := got.Value("warren_task_restarts_total")
+		delays, _ := got.Value("warren_task_scheduling_delay_seconds")
+		return restarts == 1 && delays == 3
+	})
 }

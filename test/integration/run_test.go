@@ -55,8 +55,18 @@ type node struct {
 // -9 included), the test leaves no container and no containerd behind.
 func startNode(t *testing.T) *node {
 	t.Helper()
+	return startNodeWith(t, nil)
+}
+
+// startNodeWith is startNode, with prepare (when set) called on the agent
+// before it starts, to change its configuration.
+func startNodeWith(t *testing.T, prepare func(*testutil.Agent)) *node {
+	t.Helper()
 	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
 	a := ctrtest.NewWorkerAgent(t, bin, "")
+	if prepare != nil {
+		prepare(a)
+	}
 	// Runs before the agent's data dir is removed: stop the agent (its
 	// stop_on_exit removes every container and the managed containerd),
 	// then remove what an agent killed by the test left.
