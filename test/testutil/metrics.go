@@ -3,6 +3,7 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -19,21 +20,35 @@ type Metrics map[string]*dto.MetricFamily
 // Scrape fetches url (http://host:port/metrics) and parses the text format.
 func Scrape(t testing.TB, url string) Metrics {
 	t.Helper()
-	m, err := scrape(url)
+	return ScrapeVia(t, nil, url)
+}
+
+// ScrapeVia is Scrape with connections made by dial (nil: the default
+// dialer), e.g. inside a test host's network namespace.
+func ScrapeVia(t testing.TB, dial func(ctx context.Context, addr string) (net.Conn, error), url string) Metrics {
+	t.Helper()
+	client := http.DefaultClient
+	if dial != nil {
+		client = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) },
+		}}
+		defer client.CloseIdleConnections()
+	}
+	m, err := scrape(client, url)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
 	return m
 }
 
-func scrape(url string) (Metrics, error) {
+func scrape(client *http.Client, url string) (Metrics, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
