@@ -28,11 +28,11 @@ const namespace = "warren"
 
 // latencyBuckets, in seconds, span a fast local call (100µs) to a slow
 // Raft commit or plugin call (10s).
-var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
+var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // delayBuckets, in seconds, span a warm container start (10ms) to an image
 // pull over a slow link (10 minutes); Swarm's scheduling delay histogram.
-var delayBuckets = prometheus.ExponentialBucketsRange(0.01, 600, 16)
+var delayBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 300, 600}
 
 // Metrics is one agent's registry and the metrics it records. Its methods
 // are safe for concurrent use; a nil *Metrics records nothing.

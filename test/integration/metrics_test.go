@@ -174,6 +174,7 @@ func TestMetricsRunningTasks(t *testing.T) {
 	if sum <= 0 || sum > 60 {
 		t.Errorf("NEW→RUNNING delays sum to %vs for two tasks", sum)
 	}
+	t.Logf("NEW→RUNNING: %.3fs on average over 2 tasks", sum/2)
 
 	n.killOne("web", 2, "")
 	testutil.Eventually(t, 15*time.Second, "the restart and its delay in /metrics", func() bool {
