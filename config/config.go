@@ -49,6 +49,11 @@ type Agent struct {
 	PluginDir string
 	// LogLevel is `log_level`: trace, debug, info, warn or error. Default "info".
 	LogLevel string
+	// MetricsAddr is `metrics_addr`, the host:port where the agent serves
+	// Prometheus metrics over HTTP at /metrics. Empty (the default) means no
+	// metrics endpoint; `warren agent -dev` uses DevMetricsAddr. The agent
+	// refuses to start when it cannot listen there.
+	MetricsAddr string
 	// NodeName is `node_name`, a DNS label. Default: the host name, lowercased
 	// and cut at the first dot.
 	NodeName string
@@ -162,6 +167,9 @@ type Plugin struct {
 	// DeclRange is the plugin block's DefRange.
 	DeclRange hcl.Range
 }
+
+// DevMetricsAddr is the metrics_addr of `warren agent -dev`.
+const DevMetricsAddr = "127.0.0.1:9420"
 
 // Defaults. docs/config.md lists the same values; keep the two in step.
 const (

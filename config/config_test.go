@@ -73,6 +73,7 @@ func TestValid(t *testing.T) {
 				PluginDir:      "/opt/warren/plugins",
 				LogLevel:       "debug",
 				NodeName:       "node-01",
+				MetricsAddr:    "127.0.0.1:9421",
 				Manager: &Manager{
 					Store:                "store-etcd",
 					Scheduler:            "scheduler-binpack",
@@ -115,8 +116,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 32 || etcd.ConfigRange.Start.Line != 38 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 32 and 38", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 33 || etcd.ConfigRange.Start.Line != 39 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 33 and 39", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{

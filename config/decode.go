@@ -31,6 +31,7 @@ type agentBody struct {
 	PluginDir hcl.Expression `hcl:"plugin_dir,optional"`
 	LogLevel  hcl.Expression `hcl:"log_level,optional"`
 	NodeName  hcl.Expression `hcl:"node_name,optional"`
+	Metrics   hcl.Expression `hcl:"metrics_addr,optional"`
 
 	Manager *managerBody  `hcl:"manager,block"`
 	Worker  *workerBody   `hcl:"worker,block"`
@@ -125,6 +126,12 @@ func decodeAgent(a *Agent, body hcl.Body, fileStart *hcl.Range, where string) hc
 				"bind_addr %q listens on all interfaces, which other nodes cannot dial; set advertise to the host:port they should use to reach this node.",
 				a.BindAddr)
 		}
+	}
+	if s, rng, ok := d.str(raw.Metrics, "metrics_addr"); ok {
+		if s != "" {
+			d.checkHostPort(rng, "metrics_addr", s, false)
+		}
+		a.MetricsAddr = s
 	}
 	if s, rng, ok := d.str(raw.APISocket, "api_socket"); ok {
 		d.checkAbs(rng, "api_socket", s)

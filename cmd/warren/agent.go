@@ -181,8 +181,9 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 // containerd when the agent stops: a -dev cluster is throwaway.
 func devConfig(dir string, keep bool) []byte {
 	return []byte(fmt.Sprintf(`
-data_dir  = %q
-node_name = %q
+data_dir     = %q
+node_name    = %q
+metrics_addr = %q
 
 manager {}
 worker {}
@@ -192,7 +193,7 @@ plugin "runtime-containerd" {
     stop_on_exit = %t
   }
 }
-`, dir, config.Default().NodeName, !keep))
+`, dir, config.Default().NodeName, config.DevMetricsAddr, !keep))
 }
 
 // checkConfig is -check: cfg, loaded from path with warnings, is checked as

@@ -23,6 +23,7 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/cluster"
 	"github.com/warrenorch/warren/core/clusternet"
+	"github.com/warrenorch/warren/core/metrics"
 	"github.com/warrenorch/warren/core/pki"
 	"github.com/warrenorch/warren/core/pluginhost"
 	"github.com/warrenorch/warren/core/state"
@@ -66,13 +67,32 @@ func Run(ctx context.Context, opts Options) error {
 	for _, w := range warnings {
 		opts.Logger.Warn("configuration", "warning", w)
 	}
+	met := metrics.New(version.Version)
+	if cfg.MetricsAddr != "" {
+		// First, so that an address in use stops the agent before it
+		// changes anything.
+		srv, err := met.Listen(cfg.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Close(stopCtx); err != nil {
+				opts.Logger.Error("metrics server", "addr", cfg.MetricsAddr, "error", err)
+			}
+		}()
+		opts.Logger.Info("metrics listening", "addr", "http://"+srv.Addr().String()+"/metrics")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	startPprof(opts.Logger)
 	// The plugin host outlives role changes: the runtime plugin, and the
 	// containers, stay up while the node turns manager or worker.
-	sh := &shared{host: pluginhost.New(opts.Logger.Named("plugin"), pluginhost.Options{DataDir: cfg.DataDir})}
+	sh := &shared{metrics: met, host: pluginhost.New(opts.Logger.Named("plugin"),
+		pluginhost.Options{DataDir: cfg.DataDir, OnCall: met.OnPluginCall})}
+	met.SetPlugins(sh.host.List)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -93,21 +113,23 @@ func Run(ctx context.Context, opts Options) error {
 
 // shared is what lives across runs.
 type shared struct {
-	host *pluginhost.Host
+	host    *pluginhost.Host
+	metrics *metrics.Metrics
 	// rt is the runtime plugin's client, once started.
 	rt runtime.Runtime
 }
 
 // run is one run of the agent in one role.
 type run struct {
-	opts   Options
-	cfg    *config.Agent
-	logger hclog.Logger
-	nodeID string
-	id     *identity
-	host   *pluginhost.Host
-	mux    *clusternet.Mux
-	peers  *managerSet
+	opts    Options
+	cfg     *config.Agent
+	logger  hclog.Logger
+	nodeID  string
+	id      *identity
+	host    *pluginhost.Host
+	metrics *metrics.Metrics
+	mux     *clusternet.Mux
+	peers   *managerSet
 	// roleChanged receives the node's new role, once.
 	roleChanged chan pki.Role
 }
@@ -146,7 +168,7 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 	}
 
 	r := &run{opts: opts, cfg: cfg, logger: logger, nodeID: nodeID, id: id, roleChanged: make(chan pki.Role, 1)}
-	r.host = sh.host
+	r.host, r.metrics = sh.host, sh.metrics
 	r.mux, err = clusternet.Listen(cfg.BindAddr, id.creds, logger.Named("cluster"))
 	if err != nil {
 		return fmt.Errorf("cluster port (bind_addr): %w", err)
@@ -205,9 +227,9 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		unixSrv, tcpSrv = m.unixSrv, m.tcpSrv
 	} else {
 		unixSrv = newWorkerAPI(r, rt).grpcServer()
-		tcpSrv = grpc.NewServer(grpc.Creds(r.mux.ServerCredentials()),
+		tcpSrv = grpc.NewServer(append(r.metrics.ServerOptions(), grpc.Creds(r.mux.ServerCredentials()),
 			grpc.ChainUnaryInterceptor((&cluster.Authorizer{State: state.New()}).UnaryInterceptor),
-			grpc.ChainStreamInterceptor((&cluster.Authorizer{State: state.New()}).StreamInterceptor))
+			grpc.ChainStreamInterceptor((&cluster.Authorizer{State: state.New()}).StreamInterceptor))...)
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- tcpSrv.Serve(r.mux.GRPCListener()) }()

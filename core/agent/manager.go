@@ -25,6 +25,7 @@ import (
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/metrics"
 	"github.com/warrenorch/warren/core/orchestrator"
 	"github.com/warrenorch/warren/core/pki"
 	"github.com/warrenorch/warren/core/pluginhost"
@@ -48,11 +49,14 @@ type managerParts struct {
 	bus       *events.Broker
 	forwarder *cluster.Forwarder
 	stopWatch func()
-	unixSrv   *grpc.Server
-	tcpSrv    *grpc.Server
+	// stopMetrics ends the metrics' reading of this manager's parts.
+	stopMetrics func()
+	unixSrv     *grpc.Server
+	tcpSrv      *grpc.Server
 }
 
 func (m *managerParts) close() {
+	m.stopMetrics()
 	m.stopWatch()
 	if err := m.node.Shutdown(); err != nil {
 		m.logger.Error("raft shutdown", "error", err)
@@ -120,6 +124,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		SnapshotInterval:  mcfg.SnapshotInterval,
 		TrailingLogs:      mcfg.TrailingLogs,
 		Logger:            logger,
+		OnApply:           r.metrics.OnRaftApply,
 	})
 	if err != nil {
 		machine.Close()
@@ -127,7 +132,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		return nil, err
 	}
 	health, stopWatch := cluster.WatchHealth(node.Raft)
-	m := &managerParts{logger: logger, host: r.host, plugins: []string{mcfg.Store, mcfg.Scheduler}, node: node, machine: machine, bus: bus, stopWatch: stopWatch}
+	m := &managerParts{logger: logger, host: r.host, plugins: []string{mcfg.Store, mcfg.Scheduler}, node: node, machine: machine, bus: bus, stopWatch: stopWatch, stopMetrics: func() {}}
 	m.forwarder = cluster.NewForwarder(node, r.peers.pool, func() string { return quorumSummary(node) })
 	ok := false
 	defer func() {
@@ -170,6 +175,15 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		HeartbeatPeriod: mcfg.HeartbeatTTL / 5,
 		Managers:        node.VoterAddrs,
 	})
+	allTasks := func() []*apiv1.Task { return view.Tasks(state.TaskFilter{}) }
+	m.stopMetrics = r.metrics.SetManager(metrics.ManagerSources{
+		Raft:  node.Raft,
+		Tasks: allTasks,
+		Sessions: func() (int, uint64) {
+			st := disp.Stats()
+			return st.Sessions, st.Heartbeats
+		},
+	})
 	var workers api.Workers
 	if rt != nil {
 		workers = &localWorkers{nodeID: r.nodeID, nodeName: cfg.NodeName, rt: rt}
@@ -185,6 +199,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		Version:  version.Version,
 
 		EventSubscriberBytes: int(mcfg.EventSubscriberBytes),
+		FirstOptions:         r.metrics.ServerOptions(),
 	})
 	services := cluster.NewServices(cluster.Deps{
 		State: view, Raft: node, KEK: r.id.kek, Health: health, Logger: logger.Named("cluster"),
@@ -239,13 +254,16 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
 					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
+					OnRestarts: r.metrics.OnTaskRestarts,
 				}))
 			},
 			func(ctx context.Context) {
 				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
 					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger, Lock: taskLock,
+					OnSchedule: r.metrics.OnSchedule,
 				}))
 			},
+			func(ctx context.Context) { logExit(logger, "task metrics", r.metrics.WatchTasks(ctx, bus, allTasks)) },
 		)
 	}()
 	go func() {

@@ -145,12 +145,12 @@ func newWorkerAPI(r *run, rt runtime.Runtime) *workerAPI {
 
 func (w *workerAPI) grpcServer() *grpc.Server {
 	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version})
-	g := grpc.NewServer(
+	g := grpc.NewServer(append(w.r.metrics.ServerOptions(),
 		grpc.MaxRecvMsgSize(api.MaxRequestBytes),
 		api.RequestCodec(),
 		grpc.ChainUnaryInterceptor(cluster.LocalUnaryInterceptor, workerOnly),
 		grpc.ChainStreamInterceptor(cluster.LocalStreamInterceptor, workerOnlyStream),
-	)
+	)...)
 	api.RegisterService(g, &apiv1.Warren_ServiceDesc, &workerWarren{workerAPI: w, images: srv})
 	return g
 }

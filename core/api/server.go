@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,6 +55,10 @@ type Options struct {
 	// for one Events stream before it is ended; 0 means
 	// events.DefaultSubscriberBytes.
 	EventSubscriberBytes int
+	// FirstOptions are gRPC server options that GRPCServer puts before
+	// its own, so that their interceptors run first and see the status
+	// code the client gets (the metrics' interceptors).
+	FirstOptions []grpc.ServerOption
 }
 
 // Server implements apiv1.WarrenServer.
@@ -75,14 +80,15 @@ func NewServer(opts Options) *Server {
 // GRPCServer returns a gRPC server with the API registered (through
 // RegisterService) and the request size bound set.
 func (s *Server) GRPCServer(extra ...grpc.ServerOption) *grpc.Server {
-	opts := append([]grpc.ServerOption{
+	opts := append(slices.Clone(s.opts.FirstOptions),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		RequestCodec(),
 		// Reuse handler goroutines (and their grown stacks) instead of
 		// starting one per call.
-		grpc.NumStreamWorkers(uint32(2 * goruntime.NumCPU())),
+		grpc.NumStreamWorkers(uint32(2*goruntime.NumCPU())),
 		grpc.ChainUnaryInterceptor(statusInterceptor),
-	}, extra...)
+	)
+	opts = append(opts, extra...)
 	g := grpc.NewServer(opts...)
 	RegisterService(g, &apiv1.Warren_ServiceDesc, s)
 	return g

@@ -42,6 +42,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -123,6 +124,29 @@ type Dispatcher struct {
 	pending map[string][]pendingUpdate // by task ID
 	order   []string                   // task IDs of pending, first report first
 	kick    chan struct{}
+
+	heartbeats atomic.Uint64 // heartbeats received, for Stats
+}
+
+// Stats is what the dispatcher reports for metrics.
+type Stats struct {
+	// Sessions is the number of workers with an open session.
+	Sessions int
+	// Heartbeats counts the heartbeats received since the dispatcher was made.
+	Heartbeats uint64
+}
+
+// Stats returns the dispatcher's session and heartbeat counts.
+func (d *Dispatcher) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Stats{Heartbeats: d.heartbeats.Load()}
+	for _, e := range d.nodes {
+		if e.session != nil {
+			st.Sessions++
+		}
+	}
+	return st
 }
 
 // nodeEntry is the leader's in-memory liveness record of a node.

@@ -185,6 +185,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			d.seen(e)
 			switch msg := m.GetMsg().(type) {
 			case *apiv1.WorkerMessage_Heartbeat:
+				d.heartbeats.Add(1)
 				if !d.deps.Leader() {
 					reason = ""
 					return status.Error(codes.Unavailable, "not the leader")

@@ -59,6 +59,9 @@ type Deps struct {
 	// rewrites whole tasks (the scheduling loop, the dispatcher), so that
 	// their read-modify-write cycles do not overwrite each other's fields.
 	Lock sync.Locker
+	// OnRestarts, if set, is told how many replacement tasks (Create with
+	// Restart) a round committed (metrics).
+	OnRestarts func(n int)
 }
 
 // Run reconciles services until ctx ends, then returns nil. It must run on
@@ -246,12 +249,15 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		}
 		return true
 	}
-	created, stopped, orphaned, noted := 0, 0, 0, 0
+	created, restarts, stopped, orphaned, noted := 0, 0, 0, 0, 0
 	for _, a := range actions {
 		switch a := a.(type) {
 		case Create:
 			upserts = append(upserts, a.Task)
 			created++
+			if a.Restart {
+				restarts++
+			}
 		case Shutdown:
 			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return ShutdownTask(t, a.Reason, now) }) {
 				stopped++
@@ -277,6 +283,9 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		if _, err := l.Raft.Apply(ctx, &fsmpb.UpsertTasks{Tasks: chunk}); err != nil {
 			return fmt.Errorf("commit %d task changes: %w", len(chunk), err)
 		}
+	}
+	if restarts > 0 && l.OnRestarts != nil {
+		l.OnRestarts(restarts)
 	}
 	if len(removes) > 0 {
 		if _, err := l.Raft.Apply(ctx, &fsmpb.RemoveTasks{Ids: removes}); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/warrenorch/warren/core/raftnode"
 	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/runtime"
 	"github.com/warrenorch/warren/sdk/scheduler"
 	"github.com/warrenorch/warren/sdk/store"
 	"github.com/warrenorch/warren/test/testutil"
@@ -138,8 +139,19 @@ func (c *cluster) addWorker(t *testing.T, name string) string {
 	c.apply(t, &fsmpb.UpsertNode{Node: &apiv1.Node{
 		Id: id, Name: name, Role: apiv1.NodeRole_NODE_ROLE_WORKER, Worker: true,
 		Status: apiv1.NodeStatus_NODE_STATUS_READY, CreatedAt: timestamppb.Now(),
+		Capabilities: allCapabilities(),
 	}})
 	return id
+}
+
+// allCapabilities are the names of every runtime capability: the test
+// workers' runtime has them all.
+func allCapabilities() []string {
+	out := make([]string, len(runtime.Capabilities))
+	for i, c := range runtime.Capabilities {
+		out[i] = string(c)
+	}
+	return out
 }
 
 func (c *cluster) createService(t *testing.T, name string, replicas uint64) *apiv1.Service {

@@ -89,6 +89,10 @@ type Action interface {
 // Create asks for a new task to be written as it is.
 type Create struct {
 	Task *apiv1.Task
+	// Restart: the task replaces one of its slot that ended, by the
+	// service's restart policy (not a scale-up, an update or an orphan's
+	// replacement).
+	Restart bool
 }
 
 // Shutdown asks for a task's desired state to become SHUTDOWN (see
@@ -575,6 +579,7 @@ func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
 	if e := dead.GetError(); e != "" {
 		rep.PreviousError = state + ": " + e
 	}
+	r.out[len(r.out)-1] = Create{Task: rep, Restart: true}
 	return rep
 }
 

@@ -812,3 +812,33 @@ func TestShutdownTask(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateRestart: only the replacement of a task that ended, by the
+// restart policy, is a Create with Restart (what warren_task_restarts_total
+// counts); a scale-up or an update's new task is not.
+func TestCreateRestart(t *testing.T) {
+	tests := []struct {
+		name  string
+		svc   *apiv1.Service
+		tasks []*apiv1.Task
+		want  []bool
+	}{
+		{"scale up", service(1, 2), []*apiv1.Task{task("a", 1, wantRunning, tsRunning)}, []bool{false}},
+		{"failed task replaced", service(1, 1), []*apiv1.Task{task("a", 1, wantRunning, tsFailed, ran(time.Second))}, []bool{true}},
+		{"completed task replaced after a long run", service(1, 1), []*apiv1.Task{task("a", 1, wantRunning, tsComplete, ran(time.Hour))}, []bool{true}},
+		{"update", service(2, 1, updatePolicy(1, 0)), []*apiv1.Task{task("a", 1, wantRunning, tsPending)}, []bool{false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []bool
+			for _, a := range Reconcile(Input{Service: tt.svc, Tasks: tt.tasks, Now: t0}) {
+				if c, ok := a.(Create); ok {
+					got = append(got, c.Restart)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("Restart of the creates = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
@@ -27,6 +28,8 @@ type switchConn struct {
 	kind sdk.Kind
 	log  hclog.Logger
 	cur  atomic.Pointer[connTarget]
+	// onCall is Options.OnCall; nil when not set.
+	onCall func(plugin, method string, took time.Duration, err error)
 }
 
 // connTarget is either a live connection or the reason there is none.
@@ -59,6 +62,16 @@ func (c *switchConn) unavailable(why string) error {
 
 // Invoke performs a unary call on the current connection.
 func (c *switchConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if c.onCall == nil {
+		return c.invoke(ctx, method, args, reply, opts...)
+	}
+	start := time.Now()
+	err := c.invoke(ctx, method, args, reply, opts...)
+	c.onCall(c.name, method, time.Since(start), err)
+	return err
+}
+
+func (c *switchConn) invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	t := c.cur.Load()
 	if t.cc == nil {
 		return t.down
@@ -68,6 +81,16 @@ func (c *switchConn) Invoke(ctx context.Context, method string, args, reply any,
 
 // NewStream opens a stream on the current connection.
 func (c *switchConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if c.onCall == nil {
+		return c.newStream(ctx, desc, method, opts...)
+	}
+	start := time.Now()
+	s, err := c.newStream(ctx, desc, method, opts...)
+	c.onCall(c.name, method, time.Since(start), err)
+	return s, err
+}
+
+func (c *switchConn) newStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	t := c.cur.Load()
 	if t.cc == nil {
 		return nil, t.down

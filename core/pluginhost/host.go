@@ -95,6 +95,13 @@ type Options struct {
 	// task handles). It runs on the plugin's supervising goroutine: calls
 	// through p.Client() work, but it must not call Host.Stop.
 	OnRestart func(p *Plugin)
+
+	// OnCall, if set, is told of every call the core makes through a
+	// plugin's Client: the plugin's name, the full gRPC method, how long
+	// the call (for a stream, opening it) took and its error, nil on
+	// success. It runs on the caller's goroutine and must be quick
+	// (metrics). The host's own calls (health, configure) are not included.
+	OnCall func(plugin, method string, took time.Duration, err error)
 }
 
 func (o Options) withDefaults() Options {

@@ -91,11 +91,13 @@ func newPlugin(h *Host, spec Spec) *Plugin {
 	spec.Args = slices.Clone(spec.Args)
 	spec.Env = maps.Clone(spec.Env)
 	ctx, cancel := context.WithCancel(context.Background())
+	conn := newSwitchConn(spec.Name, spec.Kind, h.log.Named(spec.Name))
+	conn.onCall = h.opts.OnCall
 	return &Plugin{
 		host:   h,
 		spec:   spec,
 		log:    h.log.Named(spec.Name),
-		conn:   newSwitchConn(spec.Name, spec.Kind, h.log.Named(spec.Name)),
+		conn:   conn,
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),

@@ -72,6 +72,9 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	Logger            hclog.Logger
+	// OnApply, if set, is told how long each Apply on the leader took
+	// from proposing to applied, and its error (metrics).
+	OnApply func(took time.Duration, err error)
 }
 
 // Node is a running Raft member.
@@ -83,6 +86,7 @@ type Node struct {
 	transport *raft.NetworkTransport
 	id        raft.ServerID
 	logger    hclog.Logger
+	onApply   func(time.Duration, error)
 }
 
 // Open starts Raft on cfg.Dir, bootstrapping a single-node cluster when the
@@ -191,7 +195,7 @@ func Open(cfg Config) (*Node, error) {
 	// Raft writes through a store that remembers a failed write (a full
 	// disk), made once logs is final (a rebuild replaces it).
 	store := newTrackedStore(logs, logPath, logger)
-	n := &Node{logs: logs, store: store, transport: transport, id: rc.LocalID, logger: logger}
+	n := &Node{logs: logs, store: store, transport: transport, id: rc.LocalID, logger: logger, onApply: cfg.OnApply}
 
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
@@ -288,7 +292,11 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 			return nil, context.DeadlineExceeded
 		}
 	}
+	start := time.Now()
 	resp, err := n.proposer.propose(data, timeout)
+	if n.onApply != nil {
+		n.onApply(time.Since(start), err)
+	}
 	if err != nil {
 		if fault := n.StorageFault(); fault != nil {
 			// The leader could not append the entry to its own log.

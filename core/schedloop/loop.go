@@ -59,6 +59,10 @@ type Deps struct {
 	// Lock, when set, is held while a round re-reads the tasks it writes
 	// and commits them; see orchestrator.Deps.Lock.
 	Lock sync.Locker
+	// OnSchedule, if set, is told of every call to the scheduler plugin:
+	// how long it took, how many tasks it was asked to place and its
+	// error (metrics).
+	OnSchedule func(took time.Duration, tasks int, err error)
 }
 
 // Run places tasks until ctx ends, then returns nil. It must run on the
@@ -229,8 +233,12 @@ func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time)
 		return writes, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, ScheduleTimeout)
+	start := time.Now()
 	plan, err := l.Scheduler.Schedule(cctx, req)
 	cancel()
+	if l.OnSchedule != nil {
+		l.OnSchedule(time.Since(start), len(sent), err)
+	}
 	if err != nil {
 		msg := SchedulerFailedPrefix + err.Error()
 		for _, t := range sent {

@@ -28,6 +28,9 @@ import (
 // Port is the cluster port every test host's agent listens on.
 const Port = 7420
 
+// MetricsPort is the port of the agents' metrics_addr when Cluster.Metrics is set.
+const MetricsPort = 9420
+
 // Plugins are the plugins cluster tests install.
 var Plugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd"}
 
@@ -40,6 +43,9 @@ type Cluster struct {
 	HeartbeatTTL time.Duration
 	// NodeCertTTL, when set, is the managers' node_cert_ttl.
 	NodeCertTTL time.Duration
+	// Metrics, when set, gives every agent a metrics_addr on its host's
+	// address and MetricsPort; read it with Node.Scrape.
+	Metrics bool
 	// Nodes by name, in the order they were added.
 	Nodes []*Node
 }
@@ -124,6 +130,9 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		}
 		fmt.Fprintf(&b, "join {\n  addresses = [%s]\n  token = %q\n}\n", quoteList(addrs), spec.Join)
 	}
+	if c.Metrics {
+		fmt.Fprintf(&b, "metrics_addr = %q\n", host.Addr(MetricsPort))
+	}
 	b.WriteString(spec.Extra)
 	cfg := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
@@ -197,6 +206,13 @@ func (n *Node) CLI(want int, args ...string) string {
 		n.c.t.Fatalf("warren %s on %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), n.Name, code, want, stdout, stderr)
 	}
 	return stdout + stderr
+}
+
+// Scrape reads n's /metrics (Cluster.Metrics must be set) from inside its
+// host's network namespace.
+func (n *Node) Scrape() testutil.Metrics {
+	n.c.t.Helper()
+	return testutil.ScrapeVia(n.c.t, Dialer(n.Host), "http://"+n.Host.Addr(MetricsPort)+"/metrics")
 }
 
 // Cluster returns a client of n's Cluster service on its socket.

@@ -58,11 +58,16 @@ func startNode(t *testing.T) *node {
 	return startNodeWith(t, "")
 }
 
-// startNodeWith is startNode with managerExtra inside the manager block.
-func startNodeWith(t *testing.T, managerExtra string) *node {
+// startNodeWith is startNode with managerExtra inside the manager block,
+// and prepare (when given) called on the agent before it starts, to change
+// its configuration.
+func startNodeWith(t *testing.T, managerExtra string, prepare ...func(*testutil.Agent)) *node {
 	t.Helper()
 	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
 	a := ctrtest.NewWorkerAgent(t, bin, managerExtra)
+	for _, p := range prepare {
+		p(a)
+	}
 	// Runs before the agent's data dir is removed: stop the agent (its
 	// stop_on_exit removes every container and the managed containerd),
 	// then remove what an agent killed by the test left.

@@ -7,6 +7,7 @@ api_socket_group = "warren"
 plugin_dir = "/opt/warren/plugins"
 log_level  = "debug"
 node_name  = "node-01"
+metrics_addr = "127.0.0.1:9421"
 
 manager {
   store              = "store-etcd"

@@ -1,0 +1,3 @@
+metrics_addr = "localhost"
+
+worker {}
