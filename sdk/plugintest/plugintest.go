@@ -141,8 +141,8 @@ func (p *Plugin) Exited() bool { return p.Client.Exited() }
 func (p *Plugin) Kill() { p.Client.Kill() }
 
 // Kill9 kills the current process with SIGKILL, as a crash would, and
-// returns once it has exited. Calls on Conn fail with
-// sdk.ErrPluginUnavailable afterwards.
+// returns once it has exited. Conn stays open, so calls on it fail as they
+// would in the agent after a crash: with sdk.ErrPluginUnavailable.
 func (p *Plugin) Kill9() {
 	p.t.Helper()
 	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
@@ -155,7 +155,6 @@ func (p *Plugin) Kill9() {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	p.Client.Kill()
 }
 
 // Restart stops the current process if it still runs (Kill) and starts a
