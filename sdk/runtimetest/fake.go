@@ -98,6 +98,7 @@ func FakeOptions() Options {
 		ExitCommand:  func(code int) []string { return []string{"exit", strconv.Itoa(code)} },
 		EnvCommand:   []string{"env"},
 		EchoCommand:  []string{"echo"},
+		Shell:        func(script string) []string { return []string{"sh", "-c", script} },
 	}
 }
 
@@ -135,7 +136,8 @@ func (f *FakeRuntime) Health(context.Context) error {
 	return f.health
 }
 
-// Fingerprint reports this machine's CPUs and a fixed 1 GiB of memory.
+// Fingerprint reports this machine's CPUs, a fixed 1 GiB of memory and
+// that it runs no images (AttrImages).
 func (f *FakeRuntime) Fingerprint(context.Context) (runtime.Fingerprint, error) {
 	return runtime.Fingerprint{
 		NanoCPUs:       int64(goruntime.NumCPU()) * 1e9,
@@ -144,6 +146,8 @@ func (f *FakeRuntime) Fingerprint(context.Context) (runtime.Fingerprint, error) 
 		Arch:           goruntime.GOARCH,
 		RuntimeName:    "fake",
 		RuntimeVersion: "0.0.0",
+		// It runs nothing from an image: the suite skips its container cases.
+		Attributes: map[string]string{"fake." + AttrImages: "none"},
 	}, nil
 }
 

@@ -61,6 +61,18 @@ type Options struct {
 	// stdout and exits 0, e.g. ["echo"]. The suite passes the arguments in
 	// TaskSpec.Args.
 	EchoCommand []string
+	// Shell returns a command that runs script with a POSIX shell, e.g.
+	// ["sh", "-c", script]; the script uses cat, id, pwd, dd, sleep and
+	// the shell's trap and wait. The container cases (hostname, user,
+	// working dir, memory limit, OOM, stop signal) are skipped without it,
+	// and for a runtime that runs no images (see runsImages).
+	Shell func(script string) []string
+	// Restart, when set, kills the plugin process behind the runtime the
+	// factory returned for t with SIGKILL, as a crash would, and returns a
+	// client of a new process of the same plugin, configured the same way
+	// (sdk/plugintest: Kill9, then Restart). The RestartRecover case needs
+	// it and is skipped without it.
+	Restart func(t *testing.T) runtime.Runtime
 }
 
 func (o Options) check(t *testing.T) {
