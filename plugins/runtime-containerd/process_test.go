@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
 	"github.com/warrenorch/warren/sdk/plugintest"
 	"github.com/warrenorch/warren/sdk/runtime"
+	"github.com/warrenorch/warren/sdk/runtimetest"
 )
 
 // The plugin binary is built once per test run; the plugin processes share
@@ -211,4 +213,44 @@ func waitOutput(ctx context.Context, t *testing.T, rt runtime.Runtime, id, want 
 	if err != errSeen {
 		t.Fatalf("TaskLogs(%q) = %v after %q; want output %q", id, err, got.String(), want)
 	}
+}
+
+// TestConformance runs the sdk's suite on real plugin processes, one per
+// case, with the restart hook: RestartRecover kills the case's process with
+// SIGKILL and recovers its tasks through a new one.
+func TestConformance(t *testing.T) {
+	bin := pluginBinary(t)
+	img := containerdtest.Image{Ref: "warren.test/conformance:1", Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
+	built, err := img.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, err := built.OCIArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	procs := map[*testing.T]*plugintest.Plugin{}
+	runtimetest.RunClient(t, func(t *testing.T) runtime.Runtime {
+		p := plugintest.Start(t, bin, plugintest.WithConfig(daemon.Config()))
+		mu.Lock()
+		procs[t] = p
+		mu.Unlock()
+		return runtime.NewClient(p.Conn)
+	}, runtimetest.Options{
+		Image:        img.Ref,
+		ImageTarball: func(*testing.T) io.Reader { return bytes.NewReader(archive) },
+		LongCommand:  []string{"sleep", "3600"},
+		ExitCommand:  func(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} },
+		EnvCommand:   []string{"env"},
+		EchoCommand:  []string{"echo"},
+		Shell:        func(script string) []string { return []string{"sh", "-c", script} },
+		Restart: func(t *testing.T) runtime.Runtime {
+			mu.Lock()
+			p := procs[t]
+			mu.Unlock()
+			p.Kill9()
+			return runtime.NewClient(p.Restart().Conn)
+		},
+	})
 }

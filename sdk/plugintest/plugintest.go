@@ -115,7 +115,8 @@ type Plugin struct {
 	path    string
 	opts    options
 	cmd     *exec.Cmd
-	started int // processes started, to tell their logs apart
+	started int     // processes started, to tell their logs apart
+	logs    []*logs // one per process
 }
 
 // Start launches the plugin binary at path, checks that it speaks
@@ -126,6 +127,20 @@ func Start(t testing.TB, path string, opts ...Option) *Plugin {
 	for _, o := range opts {
 		o(&p.opts)
 	}
+	// One cleanup, at Start's place in the test's cleanup order, for every
+	// process: one started by Restart is killed after the test's later
+	// cleanups (destroying what it made through the new process) have run.
+	t.Cleanup(func() {
+		if p.Client != nil {
+			p.Client.Kill()
+		}
+		if !t.Failed() && os.Getenv(EnvLogs) == "" {
+			return
+		}
+		for _, l := range p.logs {
+			l.show(t)
+		}
+	})
 	p.start()
 	return p
 }
@@ -183,13 +198,13 @@ func (p *Plugin) start() {
 	}
 	cmd.Env = append(cmd.Env, p.opts.env...)
 
-	logs := newLogs(t, fmt.Sprintf("%s (process %d)", filepath.Base(p.path), p.started))
+	logs := &logs{name: fmt.Sprintf("%s (process %d)", filepath.Base(p.path), p.started)}
+	p.logs = append(p.logs, logs)
 	logger := hclog.New(&hclog.LoggerOptions{Name: filepath.Base(p.path), Level: logLevel(), Output: logs})
 	cfg := sdk.ClientConfig(cmd, logger)
 	cfg.SyncStdout = logs
 	cfg.SyncStderr = logs
 	client := plugin.NewClient(cfg)
-	t.Cleanup(client.Kill)
 	p.cmd, p.Client = cmd, client
 
 	rpc, err := client.Client()
@@ -236,32 +251,26 @@ func logLevel() hclog.Level {
 	}
 }
 
-// logs keeps one process's log and hands it to t.Log when the test ends,
-// if it failed or EnvLogs is set.
+// logs keeps one process's log, shown when the test ends if it failed or
+// EnvLogs is set.
 type logs struct {
+	name    string
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	dropped int
 }
 
-func newLogs(t testing.TB, name string) *logs {
-	l := &logs{}
-	t.Cleanup(func() {
-		if !t.Failed() && os.Getenv(EnvLogs) == "" {
-			return
-		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.buf.Len() == 0 {
-			return
-		}
-		if l.dropped > 0 {
-			t.Logf("log of plugin %s (first %d bytes dropped):\n%s", name, l.dropped, l.buf.String())
-			return
-		}
-		t.Logf("log of plugin %s:\n%s", name, l.buf.String())
-	})
-	return l
+// show hands the log to t.Log.
+func (l *logs) show(t testing.TB) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.buf.Len() == 0:
+	case l.dropped > 0:
+		t.Logf("log of plugin %s (first %d bytes dropped):\n%s", l.name, l.dropped, l.buf.String())
+	default:
+		t.Logf("log of plugin %s:\n%s", l.name, l.buf.String())
+	}
 }
 
 // Write keeps b, dropping the oldest bytes beyond maxLog.
