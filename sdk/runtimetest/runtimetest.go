@@ -10,8 +10,13 @@
 //			ExitCommand: func(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} },
 //			EnvCommand:  []string{"env"},
 //			EchoCommand: []string{"echo"},
+//			Shell:       func(script string) []string { return []string{"sh", "-c", script} },
 //		})
 //	}
+//
+// To check recovery across a real plugin restart, run the suite with
+// RunClient on clients of your plugin binary started with sdk/plugintest
+// and give Options.Restart (plugins/runtime-containerd/process_test.go).
 //
 // Every case calls the factory for a fresh runtime and talks to it over a
 // real gRPC connection, exactly as the warren agent does, so the case also
