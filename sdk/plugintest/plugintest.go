@@ -94,8 +94,10 @@ func WithDataDir(dir string) Option {
 }
 
 // WithCommand builds the plugin's command from its path, for a plugin run
-// some other way (inside a network namespace, under a wrapper). Its Env, if
-// nil, is the test process's environment; WithEnv's variables are added.
+// some other way (inside a network namespace, under a wrapper). f is called
+// for every process (Restart too), so it must return a new, unstarted
+// command each time. Its Env, if nil, is the test process's environment;
+// WithEnv's variables are added.
 func WithCommand(f func(path string) *exec.Cmd) Option {
 	return func(o *options) { o.command = f }
 }

@@ -20,7 +20,8 @@ func StartPlugin(t testing.TB, path string, env ...string) *Process {
 }
 
 // StartPluginCmd is StartPlugin for a command the caller prepared, such as
-// a plugin started inside a network namespace (netns.Host.Command).
+// a plugin started inside a network namespace (netns.Host.Command). cmd
+// runs once: the Process cannot Restart.
 func StartPluginCmd(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
 	return plugintest.Start(t, cmd.Path, plugintest.WithoutConfigure(),
