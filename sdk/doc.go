@@ -12,7 +12,8 @@
 //
 // The kinds live in sub-packages: sdk/store, sdk/scheduler, sdk/runtime and
 // sdk/network, each with a conformance suite in sdk/<kind>test that a plugin
-// author runs against their own implementation.
+// author runs against their own implementation. sdk/plugintest starts the
+// author's built binary in a test exactly as the agent does (ClientConfig).
 //
 // This package must stay small: it never imports Warren's core, config or
 // plugins, nor hashicorp/raft (deps_test.go enforces this).

@@ -50,7 +50,7 @@ import (
 
 // EnvDataDir is the environment variable through which a plugin learns the
 // agent's data directory (Options.DataDir).
-const EnvDataDir = "WARREN_DATA_DIR"
+const EnvDataDir = sdk.EnvDataDir
 
 // Options tune a Host. Zero fields take the defaults documented on each.
 type Options struct {

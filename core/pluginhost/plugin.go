@@ -474,28 +474,19 @@ func (p *Plugin) launch(ctx context.Context) (*instance, error) {
 	run.cmd.SysProcAttr = sysProcAttr()
 	stdout := p.log.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Info})
 	stderr := p.log.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Warn})
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.PluginSets(),
-		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
-			// cmd carries only go-plugin's variables (SkipHostEnv).
-			run.cmd.Env = p.env(cmd.Env)
-			return run, nil
-		},
-		SkipHostEnv:      true,
-		UnixSocketConfig: p.host.unixSocketConfig(),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           pluginLogger{p.log},
-		Managed:          false,
-		StartTimeout:     p.host.opts.StartTimeout,
-		SyncStdout:       stdout,
-		SyncStderr:       stderr,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize),
-			grpc.MaxCallSendMsgSize(sdk.MaxMessageSize),
-		)},
-	})
+	cfg := sdk.ClientConfig(nil, pluginLogger{p.log})
+	cfg.RunnerFunc = func(_ hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
+		// cmd carries only go-plugin's variables (SkipHostEnv).
+		run.cmd.Env = p.env(cmd.Env)
+		return run, nil
+	}
+	cfg.SkipHostEnv = true
+	cfg.UnixSocketConfig = p.host.unixSocketConfig()
+	cfg.Managed = false
+	cfg.StartTimeout = p.host.opts.StartTimeout
+	cfg.SyncStdout = stdout
+	cfg.SyncStderr = stderr
+	client := plugin.NewClient(cfg)
 
 	// The handshake does not take a context: kill the process if ctx ends
 	// first, which ends the handshake.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
-
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
-	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/plugintest"
 	"github.com/warrenorch/warren/sdk/runtime"
+	"github.com/warrenorch/warren/sdk/runtimetest"
 )
 
 // The plugin binary is built once per test run; the plugin processes share
@@ -95,40 +93,16 @@ func pluginBinary(tb testing.TB) string {
 
 // proc is one running plugin process.
 type proc struct {
-	client *plugin.Client
-	cmd    *exec.Cmd
-	rt     runtime.Runtime
+	*plugintest.Plugin
+	rt runtime.Runtime
 }
 
-// start launches the plugin as the host does and configures it on the
+// start launches the plugin as the agent does and configures it on the
 // test daemon. The process is killed when the test ends.
 func start(tb testing.TB) *proc {
 	tb.Helper()
-	cmd := exec.Command(pluginBinary(tb))
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.PluginSets(),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "runtime-containerd", Level: hclog.Error, Output: os.Stderr}),
-	})
-	tb.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		tb.Fatalf("starting the plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(sdk.DispenseName)
-	if err != nil {
-		tb.Fatalf("dispense: %v", err)
-	}
-	rt := runtime.NewClient(raw.(*grpc.ClientConn))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := rt.Configure(ctx, daemon.Config()); err != nil {
-		tb.Fatalf("Configure: %v", err)
-	}
-	return &proc{client: client, cmd: cmd, rt: rt}
+	p := plugintest.Start(tb, pluginBinary(tb), plugintest.WithConfig(daemon.Config()))
+	return &proc{Plugin: p, rt: runtime.NewClient(p.Conn)}
 }
 
 var errSeen = errors.New("seen")
@@ -177,11 +151,7 @@ func TestTasksSurvivePluginKill(t *testing.T) {
 		t.Fatal("the plugin started no managed containerd (no pid file)")
 	}
 
-	if err := p1.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9 the plugin: %v", err)
-	}
-	_, _ = p1.cmd.Process.Wait()
-	p1.client.Kill()
+	p1.Kill9()
 	for what, pid := range map[string]int{"the task": int(st.PID), "the managed containerd": containerdPid} {
 		if err := syscall.Kill(pid, 0); err != nil {
 			t.Fatalf("%s (pid %d) died with the plugin: %v", what, pid, err)
@@ -243,4 +213,44 @@ func waitOutput(ctx context.Context, t *testing.T, rt runtime.Runtime, id, want 
 	if err != errSeen {
 		t.Fatalf("TaskLogs(%q) = %v after %q; want output %q", id, err, got.String(), want)
 	}
+}
+
+// TestConformance runs the sdk's suite on real plugin processes, one per
+// case, with the restart hook: RestartRecover kills the case's process with
+// SIGKILL and recovers its tasks through a new one.
+func TestConformance(t *testing.T) {
+	bin := pluginBinary(t)
+	img := containerdtest.Image{Ref: "warren.test/conformance:1", Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
+	built, err := img.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, err := built.OCIArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	procs := map[*testing.T]*plugintest.Plugin{}
+	runtimetest.RunClient(t, func(t *testing.T) runtime.Runtime {
+		p := plugintest.Start(t, bin, plugintest.WithConfig(daemon.Config()))
+		mu.Lock()
+		procs[t] = p
+		mu.Unlock()
+		return runtime.NewClient(p.Conn)
+	}, runtimetest.Options{
+		Image:        img.Ref,
+		ImageTarball: func(*testing.T) io.Reader { return bytes.NewReader(archive) },
+		LongCommand:  []string{"sleep", "3600"},
+		ExitCommand:  func(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} },
+		EnvCommand:   []string{"env"},
+		EchoCommand:  []string{"echo"},
+		Shell:        func(script string) []string { return []string{"sh", "-c", script} },
+		Restart: func(t *testing.T) runtime.Runtime {
+			mu.Lock()
+			p := procs[t]
+			mu.Unlock()
+			p.Kill9()
+			return runtime.NewClient(p.Restart().Conn)
+		},
+	})
 }

@@ -2,18 +2,13 @@ package main
 
 import (
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 
 	"github.com/warrenorch/warren/plugins/scheduler-roundrobin/roundrobin"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/plugintest"
 	"github.com/warrenorch/warren/sdk/scheduler"
 	"github.com/warrenorch/warren/sdk/schedulertest"
 )
@@ -34,33 +29,12 @@ func buildPlugin(t testing.TB) string {
 	return bin
 }
 
-// startPlugin starts bin as the host does, configures it with an empty
-// config block and returns a client for it and go-plugin's handle on the
-// process, which is killed when the test ends.
-func startPlugin(t testing.TB, bin string) (scheduler.Scheduler, *plugin.Client) {
+// startPlugin starts bin as the agent does, configured with an empty config
+// block; it is killed when the test ends.
+func startPlugin(t testing.TB, bin string) (scheduler.Scheduler, *plugintest.Plugin) {
 	t.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.PluginSets(),
-		Cmd:              exec.Command(bin),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Warn, Output: os.Stderr}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(sdk.DispenseName)
-	if err != nil {
-		t.Fatalf("dispense: %v", err)
-	}
-	s := scheduler.NewClient(raw.(*grpc.ClientConn))
-	if err := s.Configure(t.Context(), []byte("{}")); err != nil {
-		t.Fatalf("Configure({}): %v", err)
-	}
-	return s, client
+	p := plugintest.Start(t, bin)
+	return scheduler.NewClient(p.Conn), p
 }
 
 func TestProcess(t *testing.T) {
@@ -68,7 +42,7 @@ func TestProcess(t *testing.T) {
 		t.Skip("builds and starts the plugin binary")
 	}
 	bin := buildPlugin(t)
-	s, client := startPlugin(t, bin)
+	s, p := startPlugin(t, bin)
 
 	info, err := s.Info(t.Context())
 	if err != nil {
@@ -86,22 +60,8 @@ func TestProcess(t *testing.T) {
 	})
 
 	t.Run("CrashedPluginIsUnavailable", func(t *testing.T) {
-		// Kill the process behind go-plugin's back, as a crash would.
-		proc, err := os.FindProcess(client.ReattachConfig().Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := proc.Kill(); err != nil {
-			t.Fatalf("kill plugin: %v", err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !client.Exited() {
-			if time.Now().After(deadline) {
-				t.Fatal("plugin process still running 10s after SIGKILL")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		_, err = s.Schedule(t.Context(), schedulertest.GenerateRequest(3, 3))
+		p.Kill9()
+		_, err := s.Schedule(t.Context(), schedulertest.GenerateRequest(3, 3))
 		if !errors.Is(err, sdk.ErrPluginUnavailable) {
 			t.Fatalf("Schedule on a killed plugin: err = %v, want sdk.ErrPluginUnavailable", err)
 		}

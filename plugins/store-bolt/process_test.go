@@ -14,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
-
 	"github.com/warrenorch/warren/plugins/store-bolt/bolt"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/plugintest"
 	"github.com/warrenorch/warren/sdk/store"
 	"github.com/warrenorch/warren/sdk/storetest"
 )
@@ -66,44 +63,23 @@ func pluginBinary(tb testing.TB) string {
 
 // proc is one running plugin process.
 type proc struct {
-	client *plugin.Client
-	cmd    *exec.Cmd
-	store  store.Store
+	*plugintest.Plugin
+	store store.Store
 }
 
-// start launches the plugin as the host does and returns it unconfigured.
+// start launches the plugin as the agent does and returns it unconfigured.
 // The process is killed when the test ends.
 func start(tb testing.TB) *proc {
 	tb.Helper()
-	cmd := exec.Command(pluginBinary(tb))
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.PluginSets(),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "store-bolt", Level: hclog.Error, Output: os.Stderr}),
-	})
-	tb.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		tb.Fatalf("starting plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(sdk.DispenseName)
-	if err != nil {
-		tb.Fatalf("dispense: %v", err)
-	}
-	return &proc{client: client, cmd: cmd, store: store.NewClient(raw.(*grpc.ClientConn))}
+	p := plugintest.Start(tb, pluginBinary(tb), plugintest.WithoutConfigure())
+	return &proc{Plugin: p, store: store.NewClient(p.Conn)}
 }
 
 // startOn launches the plugin and configures it on the database file path.
 func startOn(tb testing.TB, path string) *proc {
 	tb.Helper()
-	p := start(tb)
-	if err := p.store.Configure(context.Background(), config(tb, bolt.Config{Path: path})); err != nil {
-		tb.Fatalf("Configure(%q): %v", path, err)
-	}
-	return p
+	p := plugintest.Start(tb, pluginBinary(tb), plugintest.WithConfig(bolt.Config{Path: path}))
+	return &proc{Plugin: p, store: store.NewClient(p.Conn)}
 }
 
 func config(tb testing.TB, c bolt.Config) []byte {
@@ -195,15 +171,12 @@ func TestKill9KeepsAcknowledgedBatches(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("writer did not get 20 batches in within 30s")
 	}
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9: %v", err)
-	}
+	p.Kill9()
 	err := <-writerErr
 	if !errors.Is(err, sdk.ErrPluginUnavailable) {
 		t.Errorf("Apply to a killed plugin = %v, want an error wrapping sdk.ErrPluginUnavailable", err)
 	}
 	last := acked.Load()
-	p.client.Kill()
 
 	p2 := startOn(t, path)
 	got, err := p2.store.AppliedIndex(ctx)

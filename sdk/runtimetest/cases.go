@@ -60,6 +60,13 @@ var cases = []struct {
 	{"LogsFollow", testLogsFollow},
 	{"Recover", testRecover},
 	{"EventsClose", testEventsClose},
+	{"Hostname", testHostname},
+	{"User", testUser},
+	{"WorkingDir", testWorkingDir},
+	{"MemoryLimit", testMemoryLimit},
+	{"OOM", testOOM},
+	{"StopSignalDelivered", testStopSignalDelivered},
+	{"RestartRecover", testRestartRecover},
 }
 
 func (e *env) ctx() context.Context {

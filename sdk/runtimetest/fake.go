@@ -98,6 +98,8 @@ func FakeOptions() Options {
 		ExitCommand:  func(code int) []string { return []string{"exit", strconv.Itoa(code)} },
 		EnvCommand:   []string{"env"},
 		EchoCommand:  []string{"echo"},
+		// No Shell: the fake runs no programs, so the container cases
+		// (hostname, user, OOM...) are skipped.
 	}
 }
 
@@ -135,7 +137,8 @@ func (f *FakeRuntime) Health(context.Context) error {
 	return f.health
 }
 
-// Fingerprint reports this machine's CPUs and a fixed 1 GiB of memory.
+// Fingerprint reports this machine's CPUs, a fixed 1 GiB of memory and
+// every capability of the contract.
 func (f *FakeRuntime) Fingerprint(context.Context) (runtime.Fingerprint, error) {
 	return runtime.Fingerprint{
 		NanoCPUs:       int64(goruntime.NumCPU()) * 1e9,

@@ -10,8 +10,13 @@
 //			ExitCommand: func(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} },
 //			EnvCommand:  []string{"env"},
 //			EchoCommand: []string{"echo"},
+//			Shell:       func(script string) []string { return []string{"sh", "-c", script} },
 //		})
 //	}
+//
+// To check recovery across a real plugin restart, run the suite with
+// RunClient on clients of your plugin binary started with sdk/plugintest
+// and give Options.Restart (plugins/runtime-containerd/process_test.go).
 //
 // Every case calls the factory for a fresh runtime and talks to it over a
 // real gRPC connection, exactly as the warren agent does, so the case also
@@ -61,6 +66,18 @@ type Options struct {
 	// stdout and exits 0, e.g. ["echo"]. The suite passes the arguments in
 	// TaskSpec.Args.
 	EchoCommand []string
+	// Shell returns a command that runs script with a POSIX shell, e.g.
+	// ["sh", "-c", script]; the script uses cat, id, pwd, dd, sleep and
+	// the shell's trap and wait. The container cases (hostname, user,
+	// working dir, memory limit, OOM, stop signal) are skipped without it,
+	// and for a runtime that runs no images (see runsImages).
+	Shell func(script string) []string
+	// Restart, when set, kills the plugin process behind the runtime the
+	// factory returned for t with SIGKILL, as a crash would, and returns a
+	// client of a new process of the same plugin, configured the same way
+	// (sdk/plugintest: Kill9, then Restart). The RestartRecover case needs
+	// it and is skipped without it.
+	Restart func(t *testing.T) runtime.Runtime
 }
 
 func (o Options) check(t *testing.T) {

@@ -82,7 +82,7 @@ const (
 
 // DataDirEnv names the environment variable holding Warren's data
 // directory; data_dir defaults to $WARREN_DATA_DIR/runtime-containerd.
-const DataDirEnv = "WARREN_DATA_DIR"
+const DataDirEnv = sdk.EnvDataDir
 
 // DefaultNamespace is the containerd namespace tasks live in by default.
 const DefaultNamespace = "warren"

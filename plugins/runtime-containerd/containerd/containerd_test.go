@@ -167,6 +167,7 @@ func TestConformance(t *testing.T) {
 		ExitCommand:  func(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} },
 		EnvCommand:   []string{"env"},
 		EchoCommand:  []string{"echo"},
+		Shell:        func(script string) []string { return []string{"sh", "-c", script} },
 	})
 }
 
