@@ -37,18 +37,20 @@ runtime_timeout = "3s"`,
 
 	thaw := containerdtest.Freeze(t, ctrtest.ContainerdPid(a.DataDir))
 
-	// An import fails within call_timeout (1s) plus slack, instead of
-	// hanging for as long as containerd does.
+	// An import fails after call_timeout (1s) without progress, instead of
+	// hanging for as long as containerd does: the error says which bound
+	// ended it, and it ends well before the call's own 60s.
+	archive := ctrtest.ImageArchive(t, ctrtest.NoCmdImage)
 	start := time.Now()
-	ictx, cancel := context.WithTimeout(ctx, 30*time.Second) // far above the limit
-	err := importArchive(ictx, n.c, ctrtest.ImageArchive(t, ctrtest.NoCmdImage))
+	ictx, cancel := context.WithTimeout(ctx, time.Minute) // far above the limit
+	err := importArchive(ictx, n.c, archive)
 	cancel()
 	took := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), "no progress for 1s") {
 		t.Errorf("image import with a frozen containerd = %v, want an error saying it made no progress for 1s", err)
 	}
-	if took > 5*time.Second {
-		t.Errorf("image import with a frozen containerd took %v, want about 1s", took)
+	if ictx.Err() != nil {
+		t.Errorf("image import with a frozen containerd ran into the call's own deadline (%v): the runtime's bound did not end it", took)
 	}
 	t.Logf("import: %v after %v", err, took.Round(time.Millisecond))
 
