@@ -115,15 +115,7 @@ func TestTasksSurvivePluginKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
-	img := containerdtest.Image{Ref: "warren.test/busybox:1", Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
-	built, err := img.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive, err := built.OCIArchive()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, archive := shellImage(t, "warren.test/busybox:1")
 	if _, err := p1.rt.ImportImage(ctx, bytes.NewReader(archive)); err != nil {
 		t.Fatalf("ImportImage: %v", err)
 	}
@@ -220,15 +212,7 @@ func waitOutput(ctx context.Context, t *testing.T, rt runtime.Runtime, id, want 
 // SIGKILL and recovers its tasks through a new one.
 func TestConformance(t *testing.T) {
 	bin := pluginBinary(t)
-	img := containerdtest.Image{Ref: "warren.test/conformance:1", Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
-	built, err := img.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive, err := built.OCIArchive()
-	if err != nil {
-		t.Fatal(err)
-	}
+	img, archive := shellImage(t, "warren.test/conformance:1")
 	var mu sync.Mutex
 	procs := map[*testing.T]*plugintest.Plugin{}
 	runtimetest.RunClient(t, func(t *testing.T) runtime.Runtime {
@@ -253,4 +237,20 @@ func TestConformance(t *testing.T) {
 			return runtime.NewClient(p.Restart().Conn)
 		},
 	})
+}
+
+// shellImage builds a busybox image ref whose command is sh, as an OCI
+// archive to import.
+func shellImage(t *testing.T, ref string) (containerdtest.Image, []byte) {
+	t.Helper()
+	img := containerdtest.Image{Ref: ref, Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
+	built, err := img.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, err := built.OCIArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, archive
 }

@@ -25,14 +25,7 @@ func TestRunHungContainerd(t *testing.T) {
 		`heartbeat_interval = "200ms"
 runtime_timeout = "3s"`,
 		`call_timeout = "1s"`)
-	t.Cleanup(func() {
-		a.Kill()
-		sweep(t, a.DataDir)
-	})
-	a.Start(context.Background())
-	n := &node{t: t, a: a, bin: bin, c: a.Client()}
-	ctrtest.ImportImages(t, n.c)
-	n.ctd, n.cctx = ctrtest.Containerd(t, a)
+	n := startAgentNode(t, bin, a)
 	ctx := t.Context()
 
 	thaw := containerdtest.Freeze(t, ctrtest.ContainerdPid(a.DataDir))

@@ -68,6 +68,13 @@ func startNodeWith(t *testing.T, managerExtra string, prepare ...func(*testutil.
 	for _, p := range prepare {
 		p(a)
 	}
+	return startAgentNode(t, bin, a)
+}
+
+// startAgentNode starts a, made from the binaries in bin, and imports the
+// test images.
+func startAgentNode(t *testing.T, bin string, a *testutil.Agent) *node {
+	t.Helper()
 	// Runs before the agent's data dir is removed: stop the agent (its
 	// stop_on_exit removes every container and the managed containerd),
 	// then remove what an agent killed by the test left.
