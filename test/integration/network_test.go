@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
-	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
 	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/netns"
 	"github.com/warrenorch/warren/test/testutil"
@@ -27,35 +23,27 @@ import (
 const overlayRange = "10.252.0.0/16"
 
 // startOverlayNode starts a manager+worker agent on the overlay in a fresh
-// network namespace. The userspace WireGuard device process the plugin
-// leaves is killed when the test ends.
+// network namespace.
 func startOverlayNode(t *testing.T) *node {
 	t.Helper()
 	netns.SkipUnlessAvailable(t)
-	bin := testutil.Install(t, append(ctrtest.WorkerPlugins, "network-wireguard")...)
+	bin := testutil.Install(t, ctrtest.OverlayPlugins...)
 	host := netns.New(t).AddHost(t, "n1")
-	// Interface names unique to the test: the userspace device's UAPI
-	// socket is in the machine's /var/run/wireguard.
-	iface := fmt.Sprintf("wgt%d", os.Getpid()%100000)
 	a := ctrtest.NewWorkerAgentWith(t, bin, fmt.Sprintf("overlay_range = %q", overlayRange), `network = "network-wireguard"`, "")
 	a.NetNS = host.Path()
 	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "\nplugin \"network-wireguard\" {\n  config {\n    interface = %q\n    bridge = %q\n  }\n}\n", iface, "brt"+iface[3:])
+	_, err = f.WriteString(ctrtest.OverlayPluginBlock(t, "n1"))
 	f.Close()
-	t.Cleanup(func() {
-		if pid := wireguard.DevicePID(iface); pid != 0 {
-			if p, err := os.FindProcess(pid); err == nil {
-				_ = p.Kill()
-			}
-		}
-	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		a.Kill()
 		sweep(t, a.DataDir)
-		sweepNetns(t, a.DataDir)
+		ctrtest.SweepNetns(t, a.DataDir)
 	})
 	a.Start(context.Background())
 	n := &node{t: t, a: a, bin: bin, c: a.Client()}
@@ -64,30 +52,8 @@ func startOverlayNode(t *testing.T) *node {
 	return n
 }
 
-// sweepNetns unmounts what the worker mounted under data_dir/netns: the
-// task namespaces a failed test left, and the directory's own bind mount.
-func sweepNetns(t *testing.T, dataDir string) {
-	dir := filepath.Join(dataDir, "netns")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
-			t.Logf("cleanup: unmounted the task namespace %s left behind", e.Name())
-		}
-		_ = os.Remove(p)
-	}
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
-}
-
 // namespaces counts the task network namespaces under the agent's data dir.
-func (n *node) namespaces() int {
-	n.t.Helper()
-	entries, err := os.ReadDir(filepath.Join(n.a.DataDir, "netns"))
-	if err != nil && !os.IsNotExist(err) {
-		n.t.Fatal(err)
-	}
-	return len(entries)
-}
+func (n *node) namespaces() int { return ctrtest.Namespaces(n.t, n.a.DataDir) }
 
 // addresses returns the addresses of a service's RUNNING tasks by task ID.
 func (n *node) addresses(service string) map[string]string {
