@@ -19,12 +19,12 @@ var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 
 // agentOptions are the flags of `warren agent`.
 type agentOptions struct {
-	config   string
-	dev      bool
-	keep     bool
+	config string
+	dev    bool
+	keep   bool
 	// devNetwork is -dev-network: the -dev worker's network plugin.
 	devNetwork string
-	logLevel string
+	logLevel   string
 	// forceNewCluster is --force-new-cluster.
 	forceNewCluster bool
 
