@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,7 +86,7 @@ func TestNetworkByName(t *testing.T) {
 	// /etc/resolv.conf) and fetches web's page with nc, five times a
 	// second. busybox-static's wget segfaults here, even on an address.
 	n.cli("service", "create", "client", "--image", ctrtest.TestImage, converge, "--",
-		"sh", "-c", `while true; do a=$(nslookup web | sed -n 's/^Address: *//p' | tail -1); echo web=$a; printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $a 8080 || echo nc-failed; sleep 0.2; done`)
+		"sh", "-c", `while true; do a=$(nslookup web | sed -n 's/^Address: *//p' | tail -1); echo web=$a; [ -n "$a" ] || nslookup web; printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $a 8080 || echo nc-failed; sleep 0.2; done`)
 	webAddr := n.addresses("web")
 	if len(webAddr) != 1 {
 		t.Fatalf("web's running tasks: %v", webAddr)
@@ -128,6 +129,24 @@ func TestNetworkByName(t *testing.T) {
 	if got := n.namespaces(); got != 2 {
 		t.Fatalf("%d task namespaces after the restart, want 2", got)
 	}
+
+	// kill -9 of the network plugin: the host restarts it, the worker sets
+	// the node up again (the plugin adopts its device), and a new task is
+	// attached.
+	pid, restarts, _ := n.plugin("network")
+	setups := strings.Count(n.a.Output(), "overlay set up")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "the network plugin restarted and the node set up again", func() bool {
+		_, r, state := n.plugin("network")
+		return r > restarts && state == "running" && strings.Count(n.a.Output(), "overlay set up") > setups
+	})
+	n.cli("service", "scale", "web=2", converge)
+	if got := n.addresses("web"); len(got) != 2 {
+		t.Fatalf("web's tasks after the plugin's restart: %v", got)
+	}
+	reached("the client reaching web by name after the network plugin's kill -9")
 
 	n.cli("service", "rm", "client", "web")
 	testutil.Eventually(t, 30*time.Second, "no container and no task namespace left", func() bool {
