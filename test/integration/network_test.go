@@ -106,7 +106,7 @@ func TestNetworkByName(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 15s; the client's log ends:\n%s\nweb's log:\n%s", what, tail(logs, 10), tail(n.cli("service", "logs", "web"), 10))
+				t.Fatalf("%s: not within 15s; the client's log ends:\n%s\nagent output:\n%s", what, tail(logs, 10), tail(n.a.Output(), 80))
 			}
 			time.Sleep(100 * time.Millisecond) // polling the logs with a deadline
 		}
