@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
 	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/netns"
 	"github.com/warrenorch/warren/test/testutil"
@@ -86,7 +89,7 @@ func TestNetworkByName(t *testing.T) {
 	// /etc/resolv.conf) and fetches web's page with nc, five times a
 	// second. busybox-static's wget segfaults here, even on an address.
 	n.cli("service", "create", "client", "--image", ctrtest.TestImage, converge, "--",
-		"sh", "-c", `while true; do a=$(nslookup web | sed -n 's/^Address: *//p' | tail -1); echo web=$a; [ -n "$a" ] || nslookup web; printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $a 8080 || echo nc-failed; sleep 0.2; done`)
+		"sh", "-c", `while true; do a=$(nslookup web | sed -n 's/^Address: *//p' | tail -1); echo web=$a; [ -n "$a" ] || { nslookup web; ip -4 addr show eth0 | grep inet; ip route; }; printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $a 8080 || echo nc-failed; sleep 0.2; done`)
 	webAddr := n.addresses("web")
 	if len(webAddr) != 1 {
 		t.Fatalf("web's running tasks: %v", webAddr)
@@ -106,6 +109,18 @@ func TestNetworkByName(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
+				diag := ""
+				for id := range n.addresses("client") {
+					for _, addr := range n.addresses("web") {
+						ip := strings.SplitN(addr, "/", 2)[0]
+						out, err := exec.Command("nsenter", "--net="+filepath.Join(n.a.DataDir, "netns", id), "--", containerdtest.BusyboxPath, "sh", "-c",
+							fmt.Sprintf("ping -c1 -W1 %s; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 %s 8080; nslookup web %s", strings.TrimSuffix(ip, ip[strings.LastIndex(ip, "."):])+".1", ip, strings.TrimSuffix(ip, ip[strings.LastIndex(ip, "."):])+".1")).CombinedOutput()
+						diag += fmt.Sprintf("from the client's netns to %s: %v\n%s\n", ip, err, out)
+					}
+				}
+				links, _ := exec.Command("nsenter", "--net="+n.a.NetNS, "--", "ip", "-br", "link").CombinedOutput()
+				diag += "links in the node's netns:\n" + string(links)
+				t.Logf("diagnostics:\n%s", diag)
 				t.Fatalf("%s: not within 15s; the client's log ends:\n%s\nagent output:\n%s", what, tail(logs, 10), tail(n.a.Output(), 80))
 			}
 			time.Sleep(100 * time.Millisecond) // polling the logs with a deadline
@@ -145,6 +160,15 @@ func TestNetworkByName(t *testing.T) {
 	n.cli("service", "scale", "web=2", converge)
 	if got := n.addresses("web"); len(got) != 2 {
 		t.Fatalf("web's tasks after the plugin's restart: %v", got)
+	}
+	seen := map[string]string{}
+	for _, svc := range []string{"web", "client"} {
+		for id, addr := range n.addresses(svc) {
+			if other, dup := seen[addr]; dup {
+				t.Fatalf("tasks %s and %s both have address %s", other, id, addr)
+			}
+			seen[addr] = id
+		}
 	}
 	reached("the client reaching web by name after the network plugin's kill -9")
 
