@@ -21,10 +21,12 @@ var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 
 // agentOptions are the flags of `warren agent`.
 type agentOptions struct {
-	config   string
-	dev      bool
-	keep     bool
-	logLevel string
+	config string
+	dev    bool
+	keep   bool
+	// devNetwork is -dev-network: the -dev worker's network plugin.
+	devNetwork string
+	logLevel   string
 	// check is -check: check the configuration and exit.
 	check bool
 	// forceNewCluster is --force-new-cluster.
@@ -53,7 +55,9 @@ Configuration errors are printed with file:line:col and the agent does not start
 
 -dev runs a throwaway single-node cluster (manager and worker) on the default
 configuration, with its data in a new temporary directory that is removed on
-exit unless -keep is given.
+exit unless -keep is given. -dev-network network-wireguard puts its tasks
+on the overlay (addresses, DNS by service name; docs/network.md); without
+it they have loopback only.
 
 -force-new-cluster recovers from a lost quorum: run on one surviving manager
 (agent stopped first), it restarts that manager as the only member of the
@@ -74,6 +78,7 @@ and are refused here.`,
   warren agent -config /etc/warren/conf.d -log-level debug
   warren agent -config /etc/warren/agent.hcl -check
   warren agent -dev
+  warren agent -dev -dev-network network-wireguard
   warren agent -config /etc/warren/cluster.hcl -force-new-cluster`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +90,7 @@ and are refused here.`,
 	f.BoolVar(&o.dev, "dev", false, "run a single-node development cluster on the default configuration and a temporary data_dir")
 	f.BoolVar(&o.keep, "keep", false, "with -dev: keep the temporary data_dir on exit")
 	f.BoolVar(&o.check, "check", false, "check the configuration (plugin binaries included) and exit, without creating or binding anything")
+	f.StringVar(&o.devNetwork, "dev-network", "", "with -dev: the worker's network `plugin`, e.g. network-wireguard")
 	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "make this manager the only member of a new Raft configuration, keeping its state (quorum loss recovery)")
 	f.Var(&choiceValue{p: &o.logLevel, choices: logLevels}, "log-level", "log level, overriding the configuration's log_level")
 	return cmd
@@ -98,6 +104,8 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 		return usageErrorf("no configuration: give -config FILE|DIR, or -dev for a throwaway single-node cluster")
 	case o.keep && !o.dev:
 		return usageErrorf("-keep only applies to -dev")
+	case o.devNetwork != "" && !o.dev:
+		return usageErrorf("-dev-network only applies to -dev: set worker { network = %q } in the configuration", o.devNetwork)
 	case o.forceNewCluster && o.dev:
 		return usageErrorf("-force-new-cluster needs the -config of an existing manager")
 	case o.check && o.config == "":
@@ -125,7 +133,7 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 			defer os.RemoveAll(dir)
 		}
 		var diags hcl.Diagnostics
-		cfg, diags = config.Parse(devConfig(dir, o.keep), "warren-dev.hcl")
+		cfg, diags = config.Parse(devConfig(dir, o.keep, o.devNetwork), "warren-dev.hcl")
 		if err := config.DiagnosticsError(cfg.Files(), diags); err != nil {
 			return fmt.Errorf("the built-in -dev configuration is invalid (a bug): %w", err)
 		}
@@ -179,21 +187,23 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 // manager and a worker, with data under dir. Unless the data dir is kept,
 // the runtime plugin removes the cluster's containers and its managed
 // containerd when the agent stops: a -dev cluster is throwaway.
-func devConfig(dir string, keep bool) []byte {
+func devConfig(dir string, keep bool, network string) []byte {
 	return []byte(fmt.Sprintf(`
 data_dir     = %q
 node_name    = %q
 metrics_addr = %q
 
 manager {}
-worker {}
+worker {
+  network = %q
+}
 
 plugin "runtime-containerd" {
   config {
     stop_on_exit = %t
   }
 }
-`, dir, config.Default().NodeName, config.DevMetricsAddr, !keep))
+`, dir, config.Default().NodeName, config.DevMetricsAddr, network, !keep))
 }
 
 // checkConfig is -check: cfg, loaded from path with warnings, is checked as

@@ -9,7 +9,7 @@ import (
 // TestDevConfigServesMetrics: `warren agent -dev` serves /metrics on the
 // loopback at config.DevMetricsAddr.
 func TestDevConfigServesMetrics(t *testing.T) {
-	cfg, diags := config.Parse(devConfig(t.TempDir(), false), "warren-dev.hcl")
+	cfg, diags := config.Parse(devConfig(t.TempDir(), false, ""), "warren-dev.hcl")
 	if diags.HasErrors() {
 		t.Fatalf("the -dev configuration: %v", diags)
 	}

@@ -77,6 +77,24 @@ func TestAgentDev(t *testing.T) {
 	}
 }
 
+func TestAgentDevNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent", "-dev"}, ""},
+		{[]string{"agent", "-dev", "-dev-network", "network-wireguard"}, "network-wireguard"},
+	} {
+		var rec recordStart
+		if r := runAgentCmd(context.Background(), rec.start, tc.args...); r.code != 0 {
+			t.Fatalf("%v: status %d, stderr:\n%s", tc.args, r.code, r.stderr)
+		}
+		if got := rec.opts.Config.Worker.Network; got != tc.want {
+			t.Errorf("%v: worker.network = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
 func TestAgentDevKeep(t *testing.T) {
 	var rec recordStart
 	r := runAgentCmd(context.Background(), rec.start, "agent", "--dev", "--keep")
@@ -146,6 +164,7 @@ func TestAgentUsage(t *testing.T) {
 		{[]string{"agent"}, "Error: no configuration: give -config FILE|DIR, or -dev for a throwaway single-node cluster\n"},
 		{[]string{"agent", "-dev", "-config", "x.hcl"}, "Error: -config and -dev cannot be used together\n"},
 		{[]string{"agent", "-config", "x.hcl", "-keep"}, "Error: -keep only applies to -dev\n"},
+		{[]string{"agent", "-config", "x.hcl", "-dev-network", "network-wireguard"}, "Error: -dev-network only applies to -dev: set worker { network = \"network-wireguard\" } in the configuration\n"},
 		{[]string{"agent", "-dev", "extra"}, "Error: \"warren agent\" takes no arguments, but got \"extra\"\n"},
 		{[]string{"agent", "-dev", "-socket", "/tmp/x.sock"}, "Error: --socket is for the commands that talk to an agent; the agent itself takes its settings from -config (api_socket, log_level...)\n"},
 		{[]string{"agent", "-dev", "-log-level", "loud"}, "Error: invalid argument \"loud\" for \"--log-level\" flag: use trace, debug, info, warn or error\n"},

@@ -33,6 +33,7 @@ type serviceCreateOptions struct {
 	stopGracePeriod    time.Duration
 	updateParallelism  uint32
 	updateOrder        string
+	network            string
 	wait               convergeOptions
 }
 
@@ -46,7 +47,16 @@ var (
 		"stop-first":  apiv1.UpdatePolicy_ORDER_STOP_FIRST,
 		"start-first": apiv1.UpdatePolicy_ORDER_START_FIRST,
 	}
+	// networkModes are the values of --network.
+	networkModes = map[string]apiv1.NetworkMode{
+		"overlay": apiv1.NetworkMode_NETWORK_MODE_OVERLAY,
+		"host":    apiv1.NetworkMode_NETWORK_MODE_HOST,
+		"none":    apiv1.NetworkMode_NETWORK_MODE_NONE,
+	}
 )
+
+// networkFlagUsage is the help text of --network on create and update.
+const networkFlagUsage = "the tasks' network: overlay (an address on the cluster's overlay, found by service name), host (the node's own) or none (loopback only); default: overlay on a worker with a network plugin, none elsewhere"
 
 func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceCreateOptions{g: g}
@@ -107,6 +117,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
 	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
+	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	o.wait.addFlags(f)
 }
 
@@ -158,6 +169,7 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		WorkingDir:  o.workdir,
 		User:        o.user,
 		Constraints: o.constraints,
+		NetworkMode: networkModes[o.network],
 	}
 	if len(command) > 0 {
 		spec.Command = command[:1]

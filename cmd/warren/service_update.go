@@ -26,11 +26,12 @@ type serviceUpdateOptions struct {
 	labelAdd []string
 	labelRm  []string
 	args     string
+	network  string
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args"}
+var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -71,6 +72,7 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.labelAdd, "label-add", nil, "add or change a label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
 	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
+	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	o.wait.addFlags(f)
 }
 
@@ -83,6 +85,7 @@ type serviceChanges struct {
 	labelAdd map[string]string
 	labelRm  []string
 	args     *[]string
+	network  *apiv1.NetworkMode
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -127,6 +130,10 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 		}
 		ch.args = &words
 	}
+	if f.Changed("network") {
+		mode := networkModes[o.network]
+		ch.network = &mode
+	}
 	return &ch, nil
 }
 
@@ -146,6 +153,9 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
 		if len(spec.Args) == 0 {
 			spec.Args = nil
 		}
+	}
+	if ch.network != nil {
+		spec.NetworkMode = *ch.network
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +30,7 @@ import (
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/core/version"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/network"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
 
@@ -90,8 +92,9 @@ func Run(ctx context.Context, opts Options) error {
 	startPprof(opts.Logger)
 	// The plugin host outlives role changes: the runtime plugin, and the
 	// containers, stay up while the node turns manager or worker.
-	sh := &shared{metrics: met, host: pluginhost.New(opts.Logger.Named("plugin"),
-		pluginhost.Options{DataDir: cfg.DataDir, OnCall: met.OnPluginCall})}
+	sh := &shared{metrics: met}
+	sh.host = pluginhost.New(opts.Logger.Named("plugin"),
+		pluginhost.Options{DataDir: cfg.DataDir, OnCall: met.OnPluginCall, OnRestart: sh.pluginRestarted})
 	met.SetPlugins(sh.host.List)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -117,6 +120,22 @@ type shared struct {
 	metrics *metrics.Metrics
 	// rt is the runtime plugin's client, once started.
 	rt runtime.Runtime
+	// nw is the network plugin's client, once started (nil without one).
+	nw network.Network
+	// onNetworkRestart is the current worker's hook for a restart of the
+	// network plugin's process.
+	onNetworkRestart atomic.Pointer[func()]
+}
+
+// pluginRestarted is the plugin host's OnRestart: a restarted network
+// plugin is set up again by the worker.
+func (sh *shared) pluginRestarted(p *pluginhost.Plugin) {
+	if p.Kind() != sdk.KindNetwork {
+		return
+	}
+	if f := sh.onNetworkRestart.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // run is one run of the agent in one role.
@@ -203,12 +222,19 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		}
 		sh.rt = runtime.NewClient(rtPlugin.Client())
 	}
+	if cfg.Worker != nil && cfg.Worker.Network != "" && sh.nw == nil {
+		nwPlugin, err := r.host.Start(ctx, pluginSpec(cfg, cfg.Worker.Network, sdk.KindNetwork, "worker.network"))
+		if err != nil {
+			return pluginError(cfg, err)
+		}
+		sh.nw = network.NewClient(nwPlugin.Client())
+	}
 	rt = sh.rt
 	// The worker first: it reaches the leader through any manager, so its
 	// session (and its node's liveness) does not wait for this agent's
 	// manager parts, which can take a while to join Raft.
 	if rt != nil {
-		if err := r.startWorker(runCtx, &running, rt); err != nil {
+		if err := r.startWorker(runCtx, &running, rt, sh); err != nil {
 			return err
 		}
 	}

@@ -49,9 +49,6 @@ func pluginUses(cfg *config.Agent) []pluginUse {
 // blocks that no role uses: their plugins are never started.
 func CheckConfig(cfg *config.Agent) (warnings []string, err error) {
 	var errs []error
-	if cfg.Worker != nil && cfg.Worker.Network != "" {
-		errs = append(errs, fmt.Errorf("worker.network = %q: network plugins are not wired in yet; remove the attribute (tasks then get a private network namespace): %w", cfg.Worker.Network, sdk.ErrUnsupported))
-	}
 	used := map[string]bool{}
 	for _, u := range pluginUses(cfg) {
 		if used[u.name] {

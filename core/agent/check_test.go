@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/warrenorch/warren/config"
-	"github.com/warrenorch/warren/sdk"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -80,10 +79,9 @@ func TestCheckConfig(t *testing.T) {
 			warnings: []string{`plugin "runtime-containerd" (block at check.hcl:3:1) is not used by any role`},
 		},
 		{
-			name: "network plugin refused",
-			hcl:  "worker {\n  network = \"spare\"\n}\n",
-			errs: []string{`worker.network = "spare": network plugins are not wired in yet`},
-			is:   sdk.ErrUnsupported,
+			name: "network plugin without its binary",
+			hcl:  "worker {\n  network = \"no-network\"\n}\n",
+			errs: []string{`plugin "no-network" (worker.network): binary`, "does not exist"},
 		},
 		{
 			name: "api_socket folder too long",

@@ -250,6 +250,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		runWhileLeader(runCtx, node, logger, m.forwarder.SetLeaderReady,
 			func(ctx context.Context) { r.registerManager(ctx, node, view) },
 			func(ctx context.Context) { managerStatus(ctx, node, view, health, logger) },
+			func(ctx context.Context) { allocateSubnets(ctx, node, view, bus, logger) },
 			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
@@ -351,13 +352,21 @@ func (r *run) enterRaft(ctx context.Context) error {
 	}
 }
 
-// bootstrapCluster proposes a new cluster's ID and CA, once.
+// bootstrapCluster proposes a new cluster's ID, overlay plan and CA, once.
 func (r *run) bootstrapCluster(ctx context.Context, node *raftnode.Node, view *state.State, mcfg *config.Manager) error {
 	if !node.IsLeader() {
 		return errors.New("bootstrap: this new cluster's only manager is not its leader")
 	}
 	if view.ClusterID() == "" {
-		if _, err := node.Apply(ctx, &fsmpb.SetClusterInfo{ClusterId: r.id.creds.Identity().ClusterID}); err != nil {
+		info := &fsmpb.SetClusterInfo{
+			ClusterId: r.id.creds.Identity().ClusterID,
+			Network: &apiv1.ClusterNetwork{
+				OverlayRange: mcfg.OverlayRange,
+				NodePrefix:   uint32(mcfg.OverlayNodePrefix),
+				Domain:       mcfg.ClusterDomain,
+			},
+		}
+		if _, err := node.Apply(ctx, info); err != nil {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 // startWorker runs the worker: it holds a dispatcher session with the
 // leader, reaching it through whichever manager answers.
-func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runtime.Runtime) error {
+func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runtime.Runtime, sh *shared) error {
 	role := r.id.role()
 	w, err := worker.New(worker.Options{
 		NodeID:   r.nodeID,
@@ -30,6 +30,9 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		Labels:   r.cfg.Worker.Labels,
 		DataDir:  r.cfg.DataDir,
 		Runtime:  rt,
+		// A nil interface, not a nil client, without a network plugin.
+		Network:     sh.nw,
+		NetworkName: r.cfg.Worker.Network,
 		Dial: func(ctx context.Context) (apiv1.DispatcherClient, error) {
 			conn, err := r.peers.dial(ctx)
 			if err != nil {
@@ -54,6 +57,8 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	restarted := w.NetworkRestarted
+	sh.onNetworkRestart.Store(&restarted)
 	running.Add(1)
 	go func() {
 		defer running.Done()

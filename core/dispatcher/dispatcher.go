@@ -124,6 +124,8 @@ type Dispatcher struct {
 	pending map[string][]pendingUpdate // by task ID
 	order   []string                   // task IDs of pending, first report first
 	kick    chan struct{}
+	// net holds the peer set and endpoint table pushed to workers.
+	net *netState
 
 	heartbeats atomic.Uint64 // heartbeats received, for Stats
 }
@@ -195,6 +197,7 @@ func New(deps Deps) *Dispatcher {
 		nodes:   map[string]*nodeEntry{},
 		pending: map[string][]pendingUpdate{},
 		kick:    make(chan struct{}, 1),
+		net:     newNetState(),
 	}
 }
 
@@ -222,6 +225,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.order = nil
 		d.mu.Unlock()
 	}()
+
+	netDone := make(chan struct{})
+	go func() {
+		defer close(netDone)
+		d.watchNetwork(ctx)
+	}()
+	defer func() { <-netDone }()
 
 	sweep := time.NewTicker(d.deps.HeartbeatTTL / 2)
 	defer sweep.Stop()
@@ -309,7 +319,7 @@ func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 			}
 			applyUpdate(t, p.update)
 		}
-		if t != nil && t.GetState() != cur.GetState() {
+		if t != nil && (t.GetState() != cur.GetState() || t.GetAddress() != cur.GetAddress()) {
 			t.UpdatedAt = now
 			tasks = append(tasks, t)
 		}

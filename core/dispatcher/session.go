@@ -147,6 +147,16 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	}}}); err != nil {
 		return err
 	}
+	// The overlay first: a worker needs its subnet before it starts the
+	// overlay tasks of its full set.
+	var sent netSent
+	tables, netC := d.net.get()
+	for _, m := range d.networkMessages(s.nodeID, tables, &sent) {
+		if err := stream.Send(m); err != nil {
+			sessionErr = err
+			return err
+		}
+	}
 	if err := d.send(ctx, stream, s, d.full(s), false); err != nil {
 		sessionErr = err
 		return err
@@ -174,6 +184,14 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			log.Debug("session ended by the worker", "error", err)
 			sessionErr = err
 			return recvStatus(err)
+		case <-netC:
+			tables, netC = d.net.get()
+			for _, m := range d.networkMessages(s.nodeID, tables, &sent) {
+				if err := stream.Send(m); err != nil {
+					sessionErr = err
+					return err
+				}
+			}
 		case <-stable.C:
 			held = true
 			d.sessionHeld(ctx, e, s)
@@ -193,6 +211,8 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 				d.commitConditions(ctx, s.nodeID, msg.Heartbeat.GetConditions())
 			case *apiv1.WorkerMessage_Status:
 				d.enqueue(s.nodeID, msg.Status.GetUpdates())
+			case *apiv1.WorkerMessage_Network:
+				d.commitPeer(ctx, s.nodeID, msg.Network)
 			case *apiv1.WorkerMessage_Register:
 				return status.Error(codes.InvalidArgument, "RegisterWorker sent twice in one session")
 			default:

@@ -30,8 +30,12 @@ func workerReportable(s apiv1.TaskState) bool {
 // applyUpdate applies a worker's report to t (a clone the caller owns) when
 // it moves the task's state forward, and reports whether it did. A report
 // never moves a state backwards, never changes a terminal task and never
-// sets a state a worker does not own.
+// sets a state a worker does not own. The task's address, when the report
+// carries one, is taken unless the task is terminal.
 func applyUpdate(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
+	if u.GetAddress() != "" && !Terminal(t.GetState()) {
+		t.Address = u.GetAddress() // the worker owns it, whatever the state
+	}
 	if !workerReportable(u.GetState()) || Terminal(t.GetState()) || Rank(u.GetState()) <= Rank(t.GetState()) {
 		return false
 	}

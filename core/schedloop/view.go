@@ -173,11 +173,10 @@ func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task
 // runtime has every capability its spec needs (runtime.TaskSpec.Needs). A
 // spec the worker would refuse anyway gets none: its node says why.
 func capabilityConstraints(t *apiv1.Task) []scheduler.Constraint {
-	spec, err := coreworker.TaskSpec(t)
+	needs, err := coreworker.TaskNeeds(t)
 	if err != nil {
 		return nil
 	}
-	needs := spec.Needs()
 	out := make([]scheduler.Constraint, len(needs))
 	for i, c := range needs {
 		out[i] = scheduler.Constraint{Key: scheduler.AttrKeyPrefix + scheduler.CapabilityAttr(string(c)), Op: scheduler.OpEqual, Value: "true"}

@@ -37,7 +37,8 @@ func Rank(s apiv1.TaskState) int {
 // proposer's copy, except that neither the state nor the desired state ever
 // moves backwards. A manager loop and a worker report that both started
 // from the same read can then not undo each other: the loop keeps the
-// worker's newer state, the report keeps the loop's SHUTDOWN. incoming is
+// worker's newer state, the report keeps the loop's SHUTDOWN. A task's
+// address (the worker's) is kept when incoming has none. incoming is
 // modified in place and returned.
 func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
 	if old == nil {
@@ -54,6 +55,9 @@ func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
 	}
 	if incoming.GetNodeId() == "" {
 		incoming.NodeId = old.GetNodeId()
+	}
+	if incoming.GetAddress() == "" {
+		incoming.Address = old.GetAddress() // the worker's, reported once
 	}
 	return incoming
 }

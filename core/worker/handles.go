@@ -25,6 +25,8 @@ type record struct {
 	State    string `json:"state"`
 	ExitCode int32  `json:"exit_code,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Address is the task's overlay address, when it has one.
+	Address string `json:"address,omitempty"`
 }
 
 func newRecord(h runtime.TaskHandle, st apiv1.TaskState) *record {

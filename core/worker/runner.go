@@ -62,7 +62,7 @@ func newRunner(w *Worker, id string, rec *record) *taskRunner {
 		// What was reported before the restart goes up again if the
 		// manager turns out not to have it (lastGen 0 is no session).
 		r.state = rec.state()
-		r.last = &apiv1.TaskStatusUpdate{TaskId: id, State: r.state, ExitCode: rec.ExitCode, Error: rec.Error, Time: timestamppb.Now()}
+		r.last = &apiv1.TaskStatusUpdate{TaskId: id, State: r.state, ExitCode: rec.ExitCode, Error: rec.Error, Address: rec.Address, Time: timestamppb.Now()}
 	}
 	r.pub = LocalTask{ID: id, State: r.state, HasHandle: rec != nil}
 	r.poke()
@@ -333,7 +333,14 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 			return nil
 		}
 	}
-	spec, err := TaskSpec(want)
+	// A task on the overlay is checked with an empty attachment first: it
+	// is attached once its image is there.
+	var tn *taskNet
+	overlay := r.w.net != nil && usesOverlay(want.GetSpec(), true)
+	if overlay {
+		tn = &taskNet{}
+	}
+	spec, err := taskSpec(want, tn)
 	if err != nil {
 		r.report(rejected(r.id, err))
 		return nil
@@ -371,7 +378,27 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		return nil
 	}
 
-	r.report(&apiv1.TaskStatusUpdate{State: stateStarting})
+	var address string
+	if overlay {
+		tn, err = r.w.net.attach(pullCtx, want, spec.Hostname)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil, pullCtx.Err() != nil:
+			return nil
+		case transient(err):
+			return err
+		default:
+			r.report(rejected(r.id, err))
+			return nil
+		}
+		if spec, err = taskSpec(want, tn); err != nil {
+			r.report(rejected(r.id, err))
+			return nil
+		}
+		address = tn.address.String()
+	}
+
+	r.report(&apiv1.TaskStatusUpdate{State: stateStarting, Address: address})
 	h, st, err := r.startTask(ctx, spec)
 	switch {
 	case err == nil:
@@ -384,6 +411,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		return nil
 	}
 	rec := newRecord(h, stateRunning)
+	rec.Address = address
 	if err := r.w.handles.save(rec); err != nil {
 		// Without a stored handle a restart would start a duplicate.
 		r.w.log.Error("storing a task handle", "task", r.id, "error", err)
@@ -394,7 +422,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		return nil
 	}
 	r.rec, r.recovered, r.cleaned = rec, true, false
-	r.report(&apiv1.TaskStatusUpdate{State: stateRunning, Message: "started"})
+	r.report(&apiv1.TaskStatusUpdate{State: stateRunning, Message: "started", Address: address})
 	if st.State == runtime.StateExited {
 		r.mu.Lock()
 		oom := r.oom
@@ -492,6 +520,9 @@ func (r *taskRunner) destroy(ctx context.Context) error {
 	dctx, cancel := r.w.call(ctx, 0)
 	defer cancel()
 	if err := r.w.rt.DestroyTask(dctx, r.id, true); err != nil {
+		return err
+	}
+	if err := r.w.dropNetwork(ctx, r.id); err != nil {
 		return err
 	}
 	r.dropRecord()

@@ -21,10 +21,26 @@ const (
 	LabelSlot      = "warren.slot"
 )
 
-// TaskSpec turns an assigned task into what the runtime runs. Parts of the
-// spec this worker cannot provide yet (volume mounts, secrets, networks) are
-// refused with an error wrapping sdk.ErrUnsupported, never ignored.
-func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
+// TaskSpec turns an assigned task into what the runtime runs, on a worker
+// without a network plugin. Parts of the spec this worker cannot provide
+// (volume mounts, secrets, the overlay) are refused with an error wrapping
+// sdk.ErrUnsupported, never ignored.
+func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil) }
+
+// TaskNeeds returns the runtime capabilities t's spec needs, on a worker
+// with a network plugin or without one (the scheduler's constraints), or an
+// error when no worker can run it.
+func TaskNeeds(t *apiv1.Task) ([]runtime.Capability, error) {
+	spec, err := taskSpec(t, &taskNet{netns: "/"})
+	if err != nil {
+		return nil, err
+	}
+	return spec.Needs(), nil
+}
+
+// taskSpec is TaskSpec with the task's overlay attachment, nil when the
+// task is not on the overlay.
+func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 	s := t.GetSpec()
 	if s == nil {
 		return runtime.TaskSpec{}, fmt.Errorf("task %q has no spec: %w", t.GetId(), sdk.ErrInvalidArgument)
@@ -33,17 +49,25 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
 	}
 	hostNetwork := false
+	var netns string
+	mounts := make([]runtime.Mount, 0, len(s.GetMounts())+2)
 	switch s.GetNetworkMode() {
 	case apiv1.NetworkMode_NETWORK_MODE_UNSPECIFIED, apiv1.NetworkMode_NETWORK_MODE_NONE:
-		// A namespace of the task's own with only loopback.
+		// A namespace of the task's own with only loopback, or (no mode,
+		// a worker with a network plugin) the overlay.
+		if tn != nil && s.GetNetworkMode() == apiv1.NetworkMode_NETWORK_MODE_UNSPECIFIED {
+			netns, mounts = tn.netns, append(mounts, tn.mounts...)
+		}
 	case apiv1.NetworkMode_NETWORK_MODE_HOST:
 		hostNetwork = true
 	case apiv1.NetworkMode_NETWORK_MODE_OVERLAY:
-		return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode overlay needs the worker's network plugin, which this version does not drive yet: %w", serviceName(t), sdk.ErrUnsupported)
+		if tn == nil {
+			return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode overlay needs a network plugin on the worker, and this one has none (set worker { network = \"network-wireguard\" }): %w", serviceName(t), sdk.ErrUnsupported)
+		}
+		netns, mounts = tn.netns, append(mounts, tn.mounts...)
 	default:
 		return runtime.TaskSpec{}, fmt.Errorf("service %q: network mode %d is unknown: %w", serviceName(t), s.GetNetworkMode(), sdk.ErrInvalidArgument)
 	}
-	mounts := make([]runtime.Mount, 0, len(s.GetMounts()))
 	for _, m := range s.GetMounts() {
 		var typ runtime.MountType
 		switch m.GetType() {
@@ -87,6 +111,7 @@ func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) {
 		StopGracePeriod: s.GetStopGracePeriod().AsDuration(),
 		Hostname:        fmt.Sprintf("%s.%d", serviceName(t), t.GetSlot()),
 		HostNetwork:     hostNetwork,
+		NetnsPath:       netns,
 	}, nil
 }
 

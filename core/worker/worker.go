@@ -32,7 +32,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/discovery"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/network"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
 
@@ -58,6 +60,15 @@ type Options struct {
 	DataDir string
 	// Runtime runs the tasks. Required.
 	Runtime runtime.Runtime
+	// Network, if set, is the node's network plugin: tasks of network mode
+	// overlay (and those without a mode) get a namespace of their own on
+	// the overlay, and the worker answers DNS for them. NetworkName names
+	// it in the node's peer report.
+	Network     network.Network
+	NetworkName string
+	// ResolvConf is the host's resolver configuration, whose resolvers the
+	// tasks' DNS forwards other names to. Default /etc/resolv.conf.
+	ResolvConf string
 	// Dial returns a client of the leader's Dispatcher service. It is
 	// called for every connection attempt and may return the same client
 	// each time; the worker never closes what it dials. Required.
@@ -108,6 +119,7 @@ type Worker struct {
 	opts    Options
 	log     hclog.Logger
 	rt      runtime.Runtime
+	net     *netSide // nil without a network plugin
 	handles *handleStore
 	reports *reporter
 	health  *runtimeHealth
@@ -171,7 +183,7 @@ func New(opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{
+	w := &Worker{
 		opts:    opts,
 		log:     opts.Logger.Named("worker"),
 		rt:      opts.Runtime,
@@ -179,7 +191,27 @@ func New(opts Options) (*Worker, error) {
 		reports: newReporter(),
 		health:  newRuntimeHealth(),
 		runners: map[string]*taskRunner{},
-	}, nil
+	}
+	if opts.Network != nil {
+		if w.net, err = newNetSide(w, opts.Network, opts.NetworkName); err != nil {
+			return nil, err
+		}
+		if opts.ResolvConf == "" {
+			opts.ResolvConf = "/etc/resolv.conf"
+		}
+		if w.net.upstream, err = discovery.HostUpstream(opts.ResolvConf); err != nil {
+			w.log.Warn("the tasks' DNS will answer only cluster names", "error", err)
+		}
+	}
+	return w, nil
+}
+
+// NetworkRestarted tells the worker that its network plugin's process was
+// restarted: the node is set up again and its peers set again.
+func (w *Worker) NetworkRestarted() {
+	if w.net != nil {
+		w.net.restarted()
+	}
 }
 
 // LocalTask is what the worker knows about one of its tasks.
@@ -245,6 +277,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.wg.Add(1)
 	go w.watchEvents(ctx, evs)
+	if w.net != nil {
+		w.wg.Add(1)
+		go w.net.run(ctx)
+	}
 
 	recs, bad, err := w.handles.loadAll()
 	if err != nil {
@@ -366,6 +402,27 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 				return true, err
 			}
 		}
+		if w.net == nil {
+			continue
+		}
+		switch {
+		case m.GetNetwork() != nil:
+			if err := w.net.info(m.GetNetwork()); err != nil {
+				return true, err
+			}
+		case m.GetPeers() != nil:
+			in.peers = append(in.peers, m.GetPeers().GetPeers()...)
+			if !m.GetPeers().GetMore() {
+				w.net.setPeers(in.peers)
+				in.peers = nil
+			}
+		case m.GetEndpoints() != nil:
+			in.endpoints = append(in.endpoints, m.GetEndpoints().GetEndpoints()...)
+			if !m.GetEndpoints().GetMore() {
+				w.net.setEndpoints(in.endpoints)
+				in.endpoints = nil
+			}
+		}
 	}
 }
 
@@ -404,10 +461,34 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 	if err := beat(); err != nil {
 		return err
 	}
+	// The node's peer, as its network plugin set it up, goes up in every
+	// session and again when it changes; the dispatcher writes it only
+	// when it differs.
+	var reported <-chan struct{}
+	sendPeer := func() error {
+		p := w.net.report.Load()
+		if p == nil {
+			return nil
+		}
+		if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Network{Network: p}}); err != nil {
+			return fmt.Errorf("send the node's network peer: %w", recvErr(stream, err))
+		}
+		return nil
+	}
+	if w.net != nil {
+		reported = w.net.reported
+		if err := sendPeer(); err != nil {
+			return err
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-reported:
+			if err := sendPeer(); err != nil {
+				return err
+			}
 		case <-hb.C:
 			if err := beat(); err != nil {
 				return err
@@ -443,6 +524,9 @@ type incoming struct {
 	set map[string]bool
 	// specs are the service specs the dispatcher sent, by reference.
 	specs map[string]*apiv1.ServiceSpec
+	// peers and endpoints collect a set sent in several messages.
+	peers     []*apiv1.Peer
+	endpoints []*apiv1.Endpoint
 }
 
 // apply hands an Assignments message to the task runners, with in what
@@ -544,10 +628,22 @@ func (w *Worker) sweepOrphans(ctx context.Context) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.net != nil {
+		// A namespace without a task: an agent that died between making
+		// it and storing the task's handle. Its runner removes it.
+		for _, id := range w.net.namespaces() {
+			if w.runners[id] == nil {
+				w.log.Info("removing the network namespace of a task the manager does not list", "task", id)
+				list = append(list, runtime.TaskStatus{TaskID: id})
+			}
+		}
+	}
+	seen := map[string]bool{}
 	for _, st := range list {
-		if w.runners[st.TaskID] != nil || runtime.ValidateTaskID(st.TaskID) != nil {
+		if w.runners[st.TaskID] != nil || runtime.ValidateTaskID(st.TaskID) != nil || seen[st.TaskID] {
 			continue
 		}
+		seen[st.TaskID] = true
 		w.log.Info("destroying a task the manager does not list", "task", st.TaskID, "state", st.State)
 		r := w.spawnLocked(ctx, st.TaskID, nil)
 		r.remove()

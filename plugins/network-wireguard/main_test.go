@@ -750,3 +750,42 @@ func BenchmarkThroughput(b *testing.B) {
 		run(b, m.a.host, m.b.host, netip.MustParseAddr(m.b.host.IP))
 	})
 }
+
+// TestBridgeMACIsFixed: the gateway's MAC address does not follow the
+// bridge's ports. Without a fixed MAC a Linux bridge takes the lowest MAC
+// of its ports, so attaching a task changed the gateway's MAC under the
+// other tasks' ARP caches, and they lost the gateway (and the node's DNS)
+// until their entries expired.
+func TestBridgeMACIsFixed(t *testing.T) {
+	tn := netns.New(t)
+	n := newNode(t, tn.AddHost(t, "node"), nil)
+	n.setup(1)
+	mac := func() string {
+		t.Helper()
+		var s string
+		if err := n.host.Do(func() error {
+			l, err := netlink.LinkByName(n.bridge)
+			if err == nil {
+				s = l.Attrs().HardwareAddr.String()
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("bridge %s: %v", n.bridge, err)
+		}
+		return s
+	}
+	want := mac()
+	for i := range 6 {
+		id := fmt.Sprintf("task%d", i)
+		n.attach(id, tn.AddNamespace(t, id))
+		if got := mac(); got != want {
+			t.Fatalf("after attaching %s the bridge's MAC is %s, was %s", id, got, want)
+		}
+	}
+	n.kill9()
+	n.start(nil)
+	n.setup(1)
+	if got := mac(); got != want {
+		t.Fatalf("after a plugin restart the bridge's MAC is %s, was %s", got, want)
+	}
+}

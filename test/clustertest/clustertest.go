@@ -46,6 +46,8 @@ type Cluster struct {
 	// Metrics, when set, gives every agent a metrics_addr on its host's
 	// address and MetricsPort; read it with Node.Scrape.
 	Metrics bool
+	// OverlayRange, when set, is the managers' overlay_range.
+	OverlayRange string
 	// Nodes by name, in the order they were added.
 	Nodes []*Node
 }
@@ -83,6 +85,9 @@ type Spec struct {
 	JoinAddrs []string
 	// Labels are the worker's labels.
 	Labels map[string]string
+	// Network puts the worker on the overlay: worker { network =
+	// "network-wireguard" } (install ctrtest.OverlayPlugins).
+	Network bool
 	// Extra is appended to the configuration.
 	Extra string
 }
@@ -95,7 +100,12 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 	dataDir := filepath.Join(dir, "data")
 	if spec.Worker {
 		// Registered before the agent's own clean-up, so it runs after it.
-		c.t.Cleanup(func() { ctrtest.SweepRuntime(c.t, dataDir) })
+		c.t.Cleanup(func() {
+			ctrtest.SweepRuntime(c.t, dataDir)
+			if spec.Network {
+				ctrtest.SweepNetns(c.t, dataDir)
+			}
+		})
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir   = %q\nbind_addr  = %q\napi_socket = %q\nnode_name  = %q\nlog_level  = \"debug\"\n",
@@ -105,10 +115,16 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		if c.NodeCertTTL > 0 {
 			fmt.Fprintf(&b, "  node_cert_ttl = %q\n", c.NodeCertTTL.String())
 		}
+		if c.OverlayRange != "" {
+			fmt.Fprintf(&b, "  overlay_range = %q\n", c.OverlayRange)
+		}
 		b.WriteString("}\n")
 	}
 	if spec.Worker {
 		b.WriteString("worker {\n")
+		if spec.Network {
+			b.WriteString("  network = \"network-wireguard\"\n")
+		}
 		if len(spec.Labels) > 0 {
 			b.WriteString("  labels = {\n")
 			for k, v := range spec.Labels {
@@ -118,6 +134,9 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		}
 		b.WriteString("}\n")
 		b.WriteString("plugin \"runtime-containerd\" {\n  config {\n    stop_on_exit = true\n  }\n}\n")
+		if spec.Network {
+			b.WriteString(ctrtest.OverlayPluginBlock(c.t, name))
+		}
 	}
 	if spec.Join != "" {
 		addrs := spec.JoinAddrs

@@ -29,6 +29,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Register
 	//	*WorkerMessage_Heartbeat
 	//	*WorkerMessage_Status
+	//	*WorkerMessage_Network
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -98,6 +99,15 @@ func (x *WorkerMessage) GetStatus() *TaskStatusBatch {
 	return nil
 }
 
+func (x *WorkerMessage) GetNetwork() *NodeNetwork {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -115,11 +125,21 @@ type WorkerMessage_Status struct {
 	Status *TaskStatusBatch `protobuf:"bytes,3,opt,name=status,proto3,oneof"`
 }
 
+type WorkerMessage_Network struct {
+	// network is the node's peer as its network plugin set it up
+	// (public_key, endpoint, plugin; subnet is ignored). The worker sends it
+	// after each SetupNode; the dispatcher commits it into Node.network only
+	// when it differs from what the node holds.
+	Network *NodeNetwork `protobuf:"bytes,4,opt,name=network,proto3,oneof"`
+}
+
 func (*WorkerMessage_Register) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Status) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Network) isWorkerMessage_Msg() {}
 
 type RegisterWorker struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -297,13 +317,17 @@ func (x *Heartbeat) GetConditions() []*NodeCondition {
 
 // TaskStatusUpdate is what a worker observed about one task.
 type TaskStatusUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=warren.api.v1.TaskState" json:"state,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	State    TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=warren.api.v1.TaskState" json:"state,omitempty"`
+	Message  string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Error    string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	ExitCode int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// address is the task's overlay address with its prefix length
+	// ("10.88.3.7/24") once its network namespace is attached; empty for a
+	// task without one. The dispatcher stores it in Task.address.
+	Address       string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -380,6 +404,13 @@ func (x *TaskStatusUpdate) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TaskStatusUpdate) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatusBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Updates       []*TaskStatusUpdate    `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
@@ -430,6 +461,9 @@ type ManagerMessage struct {
 	//
 	//	*ManagerMessage_Session
 	//	*ManagerMessage_Assignments
+	//	*ManagerMessage_Network
+	//	*ManagerMessage_Peers
+	//	*ManagerMessage_Endpoints
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -490,6 +524,33 @@ func (x *ManagerMessage) GetAssignments() *Assignments {
 	return nil
 }
 
+func (x *ManagerMessage) GetNetwork() *NetworkInfo {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetPeers() *Peers {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Peers); ok {
+			return x.Peers
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetEndpoints() *Endpoints {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Endpoints); ok {
+			return x.Endpoints
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -502,9 +563,316 @@ type ManagerMessage_Assignments struct {
 	Assignments *Assignments `protobuf:"bytes,2,opt,name=assignments,proto3,oneof"`
 }
 
+type ManagerMessage_Network struct {
+	// network is the node's overlay subnet and the cluster's plan: sent
+	// when the session starts if the node has a subnet, and when it gets
+	// one later.
+	Network *NetworkInfo `protobuf:"bytes,3,opt,name=network,proto3,oneof"`
+}
+
+type ManagerMessage_Peers struct {
+	// peers is (part of) the full peer set, sent whenever it changes.
+	Peers *Peers `protobuf:"bytes,4,opt,name=peers,proto3,oneof"`
+}
+
+type ManagerMessage_Endpoints struct {
+	// endpoints is (part of) the full endpoint table, sent whenever it
+	// changes.
+	Endpoints *Endpoints `protobuf:"bytes,5,opt,name=endpoints,proto3,oneof"`
+}
+
 func (*ManagerMessage_Session) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Assignments) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Network) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Peers) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Endpoints) isManagerMessage_Msg() {}
+
+// NetworkInfo tells a worker its share of the overlay.
+type NetworkInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subnet is the node's subnet ("10.88.3.0/24").
+	Subnet string `protobuf:"bytes,1,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// plan is the cluster's overlay plan (range, node prefix, domain).
+	Plan          *ClusterNetwork `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkInfo) Reset() {
+	*x = NetworkInfo{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkInfo) ProtoMessage() {}
+
+func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkInfo.ProtoReflect.Descriptor instead.
+func (*NetworkInfo) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NetworkInfo) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkInfo) GetPlan() *ClusterNetwork {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+// Peer is another node of the overlay.
+type Peer struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// network is the node's subnet, public key, endpoint and plugin.
+	Network       *NodeNetwork `protobuf:"bytes,3,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Peer) Reset() {
+	*x = Peer{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Peer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Peer) ProtoMessage() {}
+
+func (x *Peer) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Peer.ProtoReflect.Descriptor instead.
+func (*Peer) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Peer) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Peer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Peer) GetNetwork() *NodeNetwork {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// Peers is the full set of the worker's peers: every other node with a
+// subnet and a public key (a DOWN node keeps its entry; a removed node is
+// gone). A set too large for one message is sent as consecutive messages
+// with more set, the last one without it; the worker applies the set only
+// at that last message.
+type Peers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*Peer                `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Peers) Reset() {
+	*x = Peers{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Peers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Peers) ProtoMessage() {}
+
+func (x *Peers) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Peers.ProtoReflect.Descriptor instead.
+func (*Peers) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Peers) GetPeers() []*Peer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *Peers) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+// Endpoint is a service's name and the overlay addresses (without prefix
+// length) of its RUNNING tasks.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addresses     []string               `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Endpoint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Endpoint) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// Endpoints is the full endpoint table, for the worker's DNS. Like Peers, a
+// large table comes in consecutive messages with more set, the last one
+// without it.
+type Endpoints struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoints     []*Endpoint            `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoints) Reset() {
+	*x = Endpoints{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoints) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoints) ProtoMessage() {}
+
+func (x *Endpoints) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
+func (*Endpoints) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Endpoints) GetEndpoints() []*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *Endpoints) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
 
 type SessionInfo struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -524,7 +892,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +904,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +917,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionInfo) GetNodeId() string {
@@ -624,7 +992,7 @@ type Assignments struct {
 
 func (x *Assignments) Reset() {
 	*x = Assignments{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +1004,7 @@ func (x *Assignments) String() string {
 func (*Assignments) ProtoMessage() {}
 
 func (x *Assignments) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +1017,7 @@ func (x *Assignments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignments.ProtoReflect.Descriptor instead.
 func (*Assignments) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Assignments) GetFull() bool {
@@ -705,11 +1073,12 @@ var File_core_api_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccore/api/v1/dispatcher.proto\x12\rwarren.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15core/api/v1/api.proto\"\xc7\x01\n" +
+	"\x1ccore/api/v1/dispatcher.proto\x12\rwarren.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15core/api/v1/api.proto\"\xff\x01\n" +
 	"\rWorkerMessage\x12;\n" +
 	"\bregister\x18\x01 \x01(\v2\x1d.warren.api.v1.RegisterWorkerH\x00R\bregister\x128\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x18.warren.api.v1.HeartbeatH\x00R\theartbeat\x128\n" +
-	"\x06status\x18\x03 \x01(\v2\x1e.warren.api.v1.TaskStatusBatchH\x00R\x06statusB\x05\n" +
+	"\x06status\x18\x03 \x01(\v2\x1e.warren.api.v1.TaskStatusBatchH\x00R\x06status\x126\n" +
+	"\anetwork\x18\x04 \x01(\v2\x1a.warren.api.v1.NodeNetworkH\x00R\anetworkB\x05\n" +
 	"\x03msg\"\xab\x04\n" +
 	"\x0eRegisterWorker\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -735,20 +1104,40 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tHeartbeat\x12<\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
-	"conditions\"\xd8\x01\n" +
+	"conditions\"\xf2\x01\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.warren.api.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"L\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\aaddress\x18\a \x01(\tR\aaddress\"L\n" +
 	"\x0fTaskStatusBatch\x129\n" +
-	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\x8f\x01\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\xaf\x02\n" +
 	"\x0eManagerMessage\x126\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.warren.api.v1.SessionInfoH\x00R\asession\x12>\n" +
-	"\vassignments\x18\x02 \x01(\v2\x1a.warren.api.v1.AssignmentsH\x00R\vassignmentsB\x05\n" +
-	"\x03msg\"\xd8\x01\n" +
+	"\vassignments\x18\x02 \x01(\v2\x1a.warren.api.v1.AssignmentsH\x00R\vassignments\x126\n" +
+	"\anetwork\x18\x03 \x01(\v2\x1a.warren.api.v1.NetworkInfoH\x00R\anetwork\x12,\n" +
+	"\x05peers\x18\x04 \x01(\v2\x14.warren.api.v1.PeersH\x00R\x05peers\x128\n" +
+	"\tendpoints\x18\x05 \x01(\v2\x18.warren.api.v1.EndpointsH\x00R\tendpointsB\x05\n" +
+	"\x03msg\"X\n" +
+	"\vNetworkInfo\x12\x16\n" +
+	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x121\n" +
+	"\x04plan\x18\x02 \x01(\v2\x1d.warren.api.v1.ClusterNetworkR\x04plan\"i\n" +
+	"\x04Peer\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\anetwork\x18\x03 \x01(\v2\x1a.warren.api.v1.NodeNetworkR\anetwork\"F\n" +
+	"\x05Peers\x12)\n" +
+	"\x05peers\x18\x01 \x03(\v2\x13.warren.api.v1.PeerR\x05peers\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"<\n" +
+	"\bEndpoint\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\taddresses\x18\x02 \x03(\tR\taddresses\"V\n" +
+	"\tEndpoints\x125\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x17.warren.api.v1.EndpointR\tendpoints\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xd8\x01\n" +
 	"\vSessionInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x127\n" +
 	"\tissued_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
@@ -786,7 +1175,7 @@ func file_core_api_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_dispatcher_proto_rawDescData
 }
 
-var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*WorkerMessage)(nil),         // 0: warren.api.v1.WorkerMessage
 	(*RegisterWorker)(nil),        // 1: warren.api.v1.RegisterWorker
@@ -794,46 +1183,61 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*TaskStatusUpdate)(nil),      // 3: warren.api.v1.TaskStatusUpdate
 	(*TaskStatusBatch)(nil),       // 4: warren.api.v1.TaskStatusBatch
 	(*ManagerMessage)(nil),        // 5: warren.api.v1.ManagerMessage
-	(*SessionInfo)(nil),           // 6: warren.api.v1.SessionInfo
-	(*Assignments)(nil),           // 7: warren.api.v1.Assignments
-	nil,                           // 8: warren.api.v1.RegisterWorker.LabelsEntry
-	nil,                           // 9: warren.api.v1.RegisterWorker.AttributesEntry
-	nil,                           // 10: warren.api.v1.Assignments.SpecsEntry
-	nil,                           // 11: warren.api.v1.Assignments.SpecRefsEntry
-	(*Resources)(nil),             // 12: warren.api.v1.Resources
-	(*NodeCondition)(nil),         // 13: warren.api.v1.NodeCondition
-	(TaskState)(0),                // 14: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(NodeRole)(0),                 // 16: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 17: warren.api.v1.Task
-	(*ServiceSpec)(nil),           // 18: warren.api.v1.ServiceSpec
+	(*NetworkInfo)(nil),           // 6: warren.api.v1.NetworkInfo
+	(*Peer)(nil),                  // 7: warren.api.v1.Peer
+	(*Peers)(nil),                 // 8: warren.api.v1.Peers
+	(*Endpoint)(nil),              // 9: warren.api.v1.Endpoint
+	(*Endpoints)(nil),             // 10: warren.api.v1.Endpoints
+	(*SessionInfo)(nil),           // 11: warren.api.v1.SessionInfo
+	(*Assignments)(nil),           // 12: warren.api.v1.Assignments
+	nil,                           // 13: warren.api.v1.RegisterWorker.LabelsEntry
+	nil,                           // 14: warren.api.v1.RegisterWorker.AttributesEntry
+	nil,                           // 15: warren.api.v1.Assignments.SpecsEntry
+	nil,                           // 16: warren.api.v1.Assignments.SpecRefsEntry
+	(*NodeNetwork)(nil),           // 17: warren.api.v1.NodeNetwork
+	(*Resources)(nil),             // 18: warren.api.v1.Resources
+	(*NodeCondition)(nil),         // 19: warren.api.v1.NodeCondition
+	(TaskState)(0),                // 20: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*ClusterNetwork)(nil),        // 22: warren.api.v1.ClusterNetwork
+	(NodeRole)(0),                 // 23: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 24: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 25: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
 	2,  // 1: warren.api.v1.WorkerMessage.heartbeat:type_name -> warren.api.v1.Heartbeat
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
-	12, // 3: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
-	8,  // 4: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
-	9,  // 5: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
-	13, // 6: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
-	14, // 7: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	15, // 8: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 9: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	6,  // 10: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	7,  // 11: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	15, // 12: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	16, // 13: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	17, // 14: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	10, // 15: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
-	11, // 16: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
-	18, // 17: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
-	0,  // 18: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 19: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 3: warren.api.v1.WorkerMessage.network:type_name -> warren.api.v1.NodeNetwork
+	18, // 4: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
+	13, // 5: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
+	14, // 6: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
+	19, // 7: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
+	20, // 8: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	21, // 9: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	3,  // 10: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	11, // 11: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	12, // 12: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	6,  // 13: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
+	8,  // 14: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
+	10, // 15: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
+	22, // 16: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
+	17, // 17: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
+	7,  // 18: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
+	9,  // 19: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
+	21, // 20: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	23, // 21: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	24, // 22: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	15, // 23: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	16, // 24: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	25, // 25: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 26: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 27: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	27, // [27:28] is the sub-list for method output_type
+	26, // [26:27] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
@@ -846,10 +1250,14 @@ func file_core_api_v1_dispatcher_proto_init() {
 		(*WorkerMessage_Register)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Status)(nil),
+		(*WorkerMessage_Network)(nil),
 	}
 	file_core_api_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{
 		(*ManagerMessage_Session)(nil),
 		(*ManagerMessage_Assignments)(nil),
+		(*ManagerMessage_Network)(nil),
+		(*ManagerMessage_Peers)(nil),
+		(*ManagerMessage_Endpoints)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -857,7 +1265,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_dispatcher_proto_rawDesc), len(file_core_api_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,6 +2,7 @@ package wireguard
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -55,9 +56,15 @@ func linkUp(name string, mtu int) (netlink.Link, error) {
 
 // ensureBridge creates the task bridge, if missing, and makes gw/bits its
 // only address.
+//
+// The bridge gets a fixed MAC address (bridgeMAC): a bridge without one
+// takes the lowest MAC of its ports, so attaching a task whose veth has a
+// lower one would change the gateway's MAC under the tasks' ARP caches and
+// cut them off the gateway (and the node's DNS) until their entries expire.
 func ensureBridge(name string, mtu int, gw netip.Prefix) error {
+	mac := bridgeMAC(name, gw)
 	if _, err := netlink.LinkByName(name); err != nil {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: mac}}
 		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("create bridge %s: %w", name, err)
 		}
@@ -66,7 +73,22 @@ func ensureBridge(name string, mtu int, gw netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	if !bytes.Equal(l.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+			return fmt.Errorf("set the MAC address of %s to %s: %w", name, mac, err)
+		}
+	}
 	return setOnlyAddr(l, gw)
+}
+
+// bridgeMAC is the bridge's fixed MAC address: locally administered,
+// unicast, derived from its name and gateway so a restarted plugin finds
+// the same.
+func bridgeMAC(name string, gw netip.Prefix) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(name + " " + gw.String()))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
 }
 
 // setOnlyAddr makes want the only IPv4 address of l.

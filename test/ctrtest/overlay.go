@@ -1,0 +1,79 @@
+package ctrtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// OverlayPlugins are WorkerPlugins and the network plugin.
+var OverlayPlugins = append(append([]string(nil), WorkerPlugins...), "network-wireguard")
+
+// OverlayPluginBlock returns the plugin "network-wireguard" block of an
+// agent on the overlay, with interface names unique to this test process
+// and node (the userspace device's UAPI socket is in the machine's
+// /var/run/wireguard), and makes sure the device process the plugin leaves
+// is killed when the test ends. Run such agents in network namespaces of
+// their own (test/netns).
+func OverlayPluginBlock(t testing.TB, node string) string {
+	t.Helper()
+	iface := OverlayInterface(node)
+	bridge := "br" + iface[2:]
+	t.Cleanup(func() { KillWireGuardDevice(t, iface) })
+	return fmt.Sprintf("\nplugin \"network-wireguard\" {\n  config {\n    interface = %q\n    bridge    = %q\n  }\n}\n", iface, bridge)
+}
+
+// OverlayInterface is the WireGuard interface OverlayPluginBlock gives node.
+func OverlayInterface(node string) string {
+	suffix := fmt.Sprintf("%d%s", os.Getpid()%100000, node)
+	if len(suffix) > 12 {
+		suffix = suffix[:12]
+	}
+	return "wg" + suffix
+}
+
+// KillWireGuardDevice kills the userspace WireGuard device process of
+// iface, if one runs, and waits for it to go.
+func KillWireGuardDevice(t testing.TB, iface string) {
+	pid := wireguard.DevicePID(iface)
+	if pid == 0 {
+		return
+	}
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
+	testutil.Eventually(t, 10*time.Second, "the WireGuard device process of "+iface+" to exit", func() bool { return wireguard.DevicePID(iface) == 0 })
+}
+
+// SweepNetns unmounts what a worker mounted under data_dir/netns: the task
+// namespaces a failed test left, and the directory's own bind mount. Run it
+// once the agent has stopped.
+func SweepNetns(t testing.TB, dataDir string) {
+	dir := filepath.Join(dataDir, "netns")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
+			t.Logf("cleanup: unmounted the task namespace %s left behind", e.Name())
+		}
+		_ = os.Remove(p)
+	}
+	_ = unix.Unmount(dir, unix.MNT_DETACH)
+}
+
+// Namespaces counts the task network namespaces under an agent's data dir.
+func Namespaces(t testing.TB, dataDir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDir, "netns"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
