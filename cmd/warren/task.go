@@ -167,7 +167,7 @@ func taskProblem(t *apiv1.Task) string {
 // has not started.
 func slotProblem(t *apiv1.Task) (msg string, previous bool) {
 	msg = t.GetError()
-	if msg == "" && t.GetState() == apiv1.TaskState_TASK_STATE_PENDING {
+	if msg == "" && (t.GetState() == apiv1.TaskState_TASK_STATE_PENDING || (!started(t) && strings.HasPrefix(t.GetMessage(), waitingPrefix))) {
 		msg = t.GetMessage()
 	}
 	if msg == "" && !started(t) && t.GetPreviousError() != "" {
@@ -175,6 +175,10 @@ func slotProblem(t *apiv1.Task) (msg string, previous bool) {
 	}
 	return msg, false
 }
+
+// waitingPrefix starts the message a worker gives a task that waits for
+// something it retries (its runtime plugin restarting).
+const waitingPrefix = "waiting for "
 
 // started reports whether t has got as far as running (or beyond).
 func started(t *apiv1.Task) bool {

@@ -28,13 +28,20 @@ func workerReportable(s apiv1.TaskState) bool {
 }
 
 // applyUpdate applies a worker's report to t (a clone the caller owns) when
-// it moves the task's state forward, and reports whether it did. A report
-// never moves a state backwards, never changes a terminal task and never
-// sets a state a worker does not own. The task's address, when the report
+// it moves the task's state forward, or changes only the message of a task
+// that is not running yet (why it waits), and reports whether it did. A
+// report never moves a state backwards, never changes a terminal task and
+// never sets a state a worker does not own. The task's address, when the report
 // carries one, is taken unless the task is terminal.
 func applyUpdate(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
 	if u.GetAddress() != "" && !Terminal(t.GetState()) {
 		t.Address = u.GetAddress() // the worker owns it, whatever the state
+	}
+	if u.GetState() == t.GetState() && Rank(t.GetState()) < Rank(apiv1.TaskState_TASK_STATE_RUNNING) &&
+		workerReportable(u.GetState()) && u.GetMessage() != "" && u.GetMessage() != t.GetMessage() {
+		// A task not running yet: its worker says why it waits.
+		t.Message = u.GetMessage()
+		return true
 	}
 	if !workerReportable(u.GetState()) || Terminal(t.GetState()) || Rank(u.GetState()) <= Rank(t.GetState()) {
 		return false

@@ -19,6 +19,24 @@ const (
 	sOrphaned  = apiv1.TaskState_TASK_STATE_ORPHANED
 )
 
+// TestApplyUpdateWaitingMessage: a worker may change only the message of a
+// task that has not started (why it waits), never of a running one, and the
+// same message twice is no change.
+func TestApplyUpdateWaitingMessage(t *testing.T) {
+	waiting := &apiv1.TaskStatusUpdate{TaskId: "t", State: sPreparing, Message: "waiting for the runtime: crash-looping"}
+	task := &apiv1.Task{Id: "t", State: sPreparing, Message: "ensuring image x"}
+	if !applyUpdate(task, waiting) || task.GetMessage() != waiting.GetMessage() || task.GetState() != sPreparing {
+		t.Fatalf("a waiting task's new message: %v", task)
+	}
+	if applyUpdate(task, waiting) {
+		t.Fatal("the same message again was applied")
+	}
+	running := &apiv1.Task{Id: "t", State: sRunning, Message: "started"}
+	if applyUpdate(running, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Message: "other"}) || running.GetMessage() != "started" {
+		t.Fatalf("a running task's message changed: %v", running)
+	}
+}
+
 func TestApplyUpdate(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -182,6 +182,26 @@ func (r *taskRunner) wakeAfter(d time.Duration) {
 	r.timer = time.NewTimer(d)
 }
 
+// waiting reports, on a task that has not started, why it waits: a
+// runtime call that is tried again (the runtime plugin restarting, or
+// crash-looping, says so in err). The same reason is reported once. The
+// message starts "waiting for ", which `warren service ps` shows as the
+// task's problem.
+func (r *taskRunner) waiting(err error) {
+	msg := "waiting for the runtime: " + err.Error()
+	if r.last != nil && r.last.GetMessage() == msg {
+		return
+	}
+	st := r.state
+	if dispatcher.Rank(st) < dispatcher.Rank(statePreparing) {
+		st = statePreparing
+	}
+	if dispatcher.Rank(st) >= dispatcher.Rank(stateRunning) {
+		return
+	}
+	r.report(&apiv1.TaskStatusUpdate{State: st, Message: msg})
+}
+
 // retryLater schedules another step after a failed runtime call.
 func (r *taskRunner) retryLater(what string, err error) {
 	r.backoff = min(max(2*r.backoff, r.w.opts.MinBackoff), r.w.opts.MaxBackoff)
@@ -232,6 +252,7 @@ func (r *taskRunner) step(ctx context.Context) (done bool) {
 		}
 	default:
 		if err := r.start(ctx, want); err != nil {
+			r.waiting(err)
 			r.retryLater("start", err)
 			return false
 		}

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,10 +59,16 @@ type observedRuntime struct {
 	starts atomic.Int64
 	gate   chan struct{}
 	hung   atomic.Bool
+	// down, when set, is the error StartTask answers with, as the host's
+	// connection does while the plugin restarts.
+	down atomic.Pointer[error]
 }
 
 func (o *observedRuntime) StartTask(ctx context.Context, spec runtime.TaskSpec) (runtime.TaskHandle, runtime.TaskStatus, error) {
 	o.starts.Add(1)
+	if err := o.down.Load(); err != nil {
+		return runtime.TaskHandle{}, runtime.TaskStatus{}, *err
+	}
 	if o.hung.Load() {
 		<-ctx.Done()
 		return runtime.TaskHandle{}, runtime.TaskStatus{}, ctx.Err()
@@ -567,4 +574,21 @@ func TestWorkerRuntimeDoesNotAnswer(t *testing.T) {
 	})
 	e.upsert(newTask("after", 2, "sleep", "3600"))
 	e.waitState(t, "after", running)
+}
+
+// TestWorkerTaskSaysWhyItWaits: a task whose start the runtime plugin cannot
+// take (it is down, crash-looping) is retried, and its row says why it
+// waits, in the plugin host's own words; once the plugin is back it runs.
+func TestWorkerTaskSaysWhyItWaits(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	down := fmt.Errorf(`runtime plugin "runtime-containerd" unavailable: crash-looping: its process was lost 3 times in a row, each within 1m0s of its start; last: exit status 2; restarting (attempt 4): %w`, sdk.ErrPluginUnavailable)
+	e.rt.down.Store(&down)
+	e.startWorker(t, nil)
+	e.upsert(newTask("held", 1, "sleep", "3600"))
+	dispatchertest.Eventually(t, "the held task to say why it waits", func() bool {
+		tk, ok := e.m.State.Task("held")
+		return ok && tk.GetState() < running && strings.Contains(tk.GetMessage(), "waiting for the runtime: ") && strings.Contains(tk.GetMessage(), "crash-looping")
+	})
+	e.rt.down.Store(nil)
+	e.waitState(t, "held", running)
 }
