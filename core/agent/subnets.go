@@ -23,20 +23,8 @@ const subnetResync = 30 * time.Second
 // overlay subnet one (overlay.Assign decides, fsm.UpdateNode commits). It
 // runs on node events and on a slow resync, and after a failed commit.
 func allocateSubnets(ctx context.Context, node *raftnode.Node, view *state.State, bus *events.Broker, logger hclog.Logger) {
-	w := bus.Watch(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
-	wake := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		_ = w.Run(ctx, func(*apiv1.Event) { poke() }, poke)
-	}()
-	defer func() { <-watched }()
+	wake, wait := bus.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
+	defer wait()
 	t := time.NewTicker(subnetResync)
 	defer t.Stop()
 	var lastErr string

@@ -127,26 +127,14 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 	if d.deps.Events == nil || d.deps.State == nil {
 		return // a dispatcher without state serves no overlay
 	}
-	w := d.deps.Events.Watch(func(ev *apiv1.Event) bool {
+	kick, wait := d.deps.Events.Notify(ctx, func(ev *apiv1.Event) bool {
 		switch ev.GetKind() {
 		case "node", "task", "cluster":
 			return true
 		}
 		return false
 	}, eventBuffer)
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		_ = w.Run(ctx, func(*apiv1.Event) { poke() }, poke)
-	}()
-	defer func() { <-watched }()
+	defer wait()
 	rebuild := func() {
 		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.Tasks(state.TaskFilter{})))
 	}

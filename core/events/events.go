@@ -218,3 +218,25 @@ func (w *Watcher) Run(ctx context.Context, onEvent func(*apiv1.Event), onLagged 
 		}
 	}
 }
+
+// Notify is for a loop that only needs to know that something it watches
+// changed, not what: the returned channel holds one value (changes
+// coalesce) after any event filter accepts, and after falling behind,
+// until ctx ends. Call wait, after ctx has ended, to know the watching
+// goroutine has returned. It subscribes now, as Watch does.
+func (b *Broker) Notify(ctx context.Context, filter func(*apiv1.Event) bool, buf int) (changed <-chan struct{}, wait func()) {
+	c := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	w := b.Watch(filter, buf)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = w.Run(ctx, func(*apiv1.Event) { poke() }, poke)
+	}()
+	return c, func() { <-done }
+}

@@ -157,3 +157,29 @@ func TestEventLargerThanBudgetIsDelivered(t *testing.T) {
 		t.Fatalf("the one large event was not delivered: %v", s.Err())
 	}
 }
+
+// TestNotify: an accepted event gives a notice, and wait returns once ctx
+// has ended. (Notices coalesce by construction: the channel holds one.)
+func TestNotify(t *testing.T) {
+	b := NewBroker()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	changed, wait := b.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 8)
+	if cap(changed) != 1 {
+		t.Fatalf("notice channel holds %d, want 1 (coalescing)", cap(changed))
+	}
+	b.Publish([]*apiv1.Event{{Kind: "task"}, {Kind: "node"}})
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notice after a node event")
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait did not return after ctx ended")
+	}
+}
