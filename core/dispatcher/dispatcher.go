@@ -309,6 +309,7 @@ func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 			continue
 		}
 		var t *apiv1.Task
+		changed := false
 		for _, p := range pending[id] {
 			if cur.GetNodeId() != p.nodeID {
 				d.log.Debug("ignoring a report about a task of another node", "task", id, "from", p.nodeID, "node", cur.GetNodeId())
@@ -317,9 +318,9 @@ func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 			if t == nil {
 				t = proto.CloneOf(cur)
 			}
-			applyUpdate(t, p.update)
+			changed = applyUpdate(t, p.update) || changed
 		}
-		if t != nil && (t.GetState() != cur.GetState() || t.GetAddress() != cur.GetAddress()) {
+		if t != nil && (changed || t.GetAddress() != cur.GetAddress()) {
 			t.UpdatedAt = now
 			tasks = append(tasks, t)
 		}

@@ -581,14 +581,22 @@ func TestWorkerRuntimeDoesNotAnswer(t *testing.T) {
 // waits, in the plugin host's own words; once the plugin is back it runs.
 func TestWorkerTaskSaysWhyItWaits(t *testing.T) {
 	e := newEnv(t, dispatchertest.Options{})
-	down := fmt.Errorf(`runtime plugin "runtime-containerd" unavailable: crash-looping: its process was lost 3 times in a row, each within 1m0s of its start; last: exit status 2; restarting (attempt 4): %w`, sdk.ErrPluginUnavailable)
-	e.rt.down.Store(&down)
+	restarting := fmt.Errorf(`runtime plugin "runtime-containerd" unavailable: restarting (attempt 1): %w`, sdk.ErrPluginUnavailable)
+	e.rt.down.Store(&restarting)
 	e.startWorker(t, nil)
 	e.upsert(newTask("held", 1, "sleep", "3600"))
-	dispatchertest.Eventually(t, "the held task to say why it waits", func() bool {
-		tk, ok := e.m.State.Task("held")
-		return ok && tk.GetState() < running && strings.Contains(tk.GetMessage(), "waiting for the runtime: ") && strings.Contains(tk.GetMessage(), "crash-looping")
-	})
+	says := func(what, part string) {
+		t.Helper()
+		dispatchertest.Eventually(t, what, func() bool {
+			tk, ok := e.m.State.Task("held")
+			return ok && tk.GetState() < running && strings.HasPrefix(tk.GetMessage(), "waiting for the runtime: ") && strings.Contains(tk.GetMessage(), part)
+		})
+	}
+	says("the held task to say why it waits", "restarting (attempt 1)")
+	// A new reason on a task whose state has not moved is committed too.
+	looping := fmt.Errorf(`runtime plugin "runtime-containerd" unavailable: crash-looping: its process was lost 3 times in a row, each within 1m0s of its start; last: exit status 2; restarting (attempt 4): %w`, sdk.ErrPluginUnavailable)
+	e.rt.down.Store(&looping)
+	says("the held task to say the plugin crash-loops", "crash-looping")
 	e.rt.down.Store(nil)
 	e.waitState(t, "held", running)
 }
