@@ -594,6 +594,12 @@ func (r *Runtime) DestroyTask(ctx context.Context, taskID string, force bool) (e
 func (r *Runtime) destroyLocked(ctx context.Context, be *backend, id string, force bool) error {
 	v, err := be.view(ctx, id)
 	if errors.Is(err, sdk.ErrNotFound) {
+		// A start cut off between the snapshot and the container (the
+		// plugin killed in between) leaves the task's snapshot, which no
+		// container owns: it goes with the task.
+		if err := be.client.SnapshotService(snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			return wrapErr(err, "task %q: removing a snapshot no container owns", id)
+		}
 		return nil
 	} else if err != nil {
 		return err

@@ -19,7 +19,9 @@ import (
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/snapshots"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
 	"github.com/warrenorch/warren/sdk"
@@ -760,5 +762,39 @@ func waitGone(t *testing.T, pid int) {
 			t.Fatalf("process %d did not end", pid)
 		case <-tick.C:
 		}
+	}
+}
+
+// TestDestroyRemovesASnapshotNoContainerOwns: a start cut off after the
+// task's snapshot was made and before its container (the plugin killed in
+// between) leaves the snapshot; destroying the task removes it.
+func TestDestroyRemovesASnapshotNoContainerOwns(t *testing.T) {
+	rt := newRuntime(t)
+	importImage(t, rt, testImage)
+	ctx := testCtx(t)
+	client, err := daemon.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nctx := namespaces.WithNamespace(ctx, daemon.Namespace)
+	img, err := client.GetImage(nctx, testImage.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffIDs, err := img.RootFS(nctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID()
+	sn := client.SnapshotService("overlayfs")
+	if _, err := sn.Prepare(nctx, id, identity.ChainID(diffIDs).String()); err != nil {
+		t.Fatalf("prepare the snapshot a cut-off start leaves: %v", err)
+	}
+	if err := rt.DestroyTask(ctx, id, true); err != nil {
+		t.Fatalf("DestroyTask: %v", err)
+	}
+	if _, err := sn.Stat(nctx, id); !errdefs.IsNotFound(err) {
+		t.Fatalf("snapshot %s after destroy: %v, want not found", id, err)
 	}
 }
