@@ -222,7 +222,8 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { tn.DelNamespace(t, ns) })
 			return ns.Path()
 		},
-		PeerKey: peerKey,
+		PeerKey:   peerKey,
+		Published: func(t *testing.T) []network.PublishedPort { return readPublished(t, n.host) },
 	})
 }
 

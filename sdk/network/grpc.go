@@ -89,6 +89,21 @@ func (s *server) Teardown(ctx context.Context, _ *networkv1.TeardownRequest) (*n
 	return &networkv1.TeardownResponse{}, nil
 }
 
+func (s *server) SetPublished(ctx context.Context, req *networkv1.SetPublishedRequest) (*networkv1.SetPublishedResponse, error) {
+	ports := make([]PublishedPort, 0, len(req.GetPorts()))
+	for _, pb := range req.GetPorts() {
+		p, err := publishedFromPB(pb)
+		if err != nil {
+			return nil, sdk.ToStatus(err)
+		}
+		ports = append(ports, p)
+	}
+	if err := s.impl.SetPublished(ctx, ports); err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	return &networkv1.SetPublishedResponse{}, nil
+}
+
 type client struct {
 	*sdk.BaseClient
 	rpc networkv1.NetworkClient
@@ -141,6 +156,36 @@ func (c *client) Detach(ctx context.Context, taskID, netnsPath string) error {
 func (c *client) Teardown(ctx context.Context) error {
 	_, err := c.rpc.Teardown(ctx, &networkv1.TeardownRequest{})
 	return sdk.FromStatus(err)
+}
+
+func (c *client) SetPublished(ctx context.Context, ports []PublishedPort) error {
+	req := &networkv1.SetPublishedRequest{Ports: make([]*networkv1.PublishedPort, 0, len(ports))}
+	for _, p := range ports {
+		pb := &networkv1.PublishedPort{Service: p.Service, Protocol: string(p.Protocol), Port: uint32(p.Port), TargetPort: uint32(p.TargetPort), Mode: string(p.Mode)}
+		for _, b := range p.Backends {
+			pb.Backends = append(pb.Backends, b.String())
+		}
+		req.Ports = append(req.Ports, pb)
+	}
+	_, err := c.rpc.SetPublished(ctx, req)
+	return sdk.FromStatus(err)
+}
+
+// publishedFromPB converts pb; a port out of range or a backend that does
+// not parse wraps sdk.ErrInvalidArgument.
+func publishedFromPB(pb *networkv1.PublishedPort) (PublishedPort, error) {
+	p := PublishedPort{Service: pb.GetService(), Protocol: Protocol(pb.GetProtocol()), Port: uint16(pb.GetPort()), TargetPort: uint16(pb.GetTargetPort()), Mode: PublishMode(pb.GetMode())}
+	if pb.GetPort() > 65535 || pb.GetTargetPort() > 65535 {
+		return PublishedPort{}, fmt.Errorf("published port %s/%d->%d: out of range 1-65535: %w", pb.GetProtocol(), pb.GetPort(), pb.GetTargetPort(), sdk.ErrInvalidArgument)
+	}
+	for _, b := range pb.GetBackends() {
+		a, err := netip.ParseAddr(b)
+		if err != nil {
+			return PublishedPort{}, fmt.Errorf("published port %s: backend: %v: %w", p, err, sdk.ErrInvalidArgument)
+		}
+		p.Backends = append(p.Backends, a)
+	}
+	return p, nil
 }
 
 // Prefixes travel in CIDR form ("10.42.3.7/24"); the zero prefix travels as

@@ -12,7 +12,10 @@
 //     changes (declarative: always the full set);
 //  3. Attach before a task starts, with the network namespace the task will
 //     join, and Detach after the task is gone;
-//  4. Teardown when the node leaves the cluster.
+//  4. SetPublished with every port the node publishes and the task
+//     addresses behind each, again each time the set changes (declarative:
+//     always the full set);
+//  5. Teardown when the node leaves the cluster.
 //
 // The default implementation builds a WireGuard mesh between nodes and a
 // bridge for the tasks of each node; anything that routes the overlay ranges
@@ -151,6 +154,26 @@ type Network interface {
 	// does a namespace that is already gone: the address is released either
 	// way.
 	Detach(ctx context.Context, taskID, netnsPath string) error
+
+	// SetPublished makes ports the complete set of ports this node
+	// publishes: a new connection (TCP) or flow (UDP) to Port/Protocol on
+	// any of the node's own addresses, from another host or from the node
+	// itself (127.0.0.1 included), goes to TargetPort of one of Backends,
+	// balanced over them. Ports missing from the list stop being published;
+	// connections already established keep their backend. An empty list
+	// removes every published port. Calling it again with the same list
+	// changes nothing; the order of the list and of the backends does not
+	// matter.
+	//
+	// Mode says what the backends see (see Ingress and Host): an Ingress
+	// backend may be on another node, reached over the overlay, with
+	// replies coming back through this node.
+	//
+	// Ports that fail CheckPublished (a protocol or mode that is not known,
+	// port 0, no backends, a backend that is not an address, a port listed
+	// twice) return ErrInvalidArgument and change nothing. SetPublished
+	// before SetupNode returns ErrFailedPrecondition.
+	SetPublished(ctx context.Context, ports []PublishedPort) error
 
 	// Teardown removes everything the plugin created on this host: devices,
 	// routes, rules, task attachments and its own state, keys included.

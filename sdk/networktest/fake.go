@@ -23,6 +23,7 @@ type FakeNetwork struct {
 	cfg      *network.NodeConfig // nil until SetupNode, and after Teardown
 	key      string
 	peers    []network.Peer
+	ports    []network.PublishedPort
 	attached map[string]fakeAttachment
 	next     netip.Addr   // next never-used address
 	released []netip.Addr // released addresses, least recently first
@@ -114,6 +115,29 @@ func (f *FakeNetwork) SetPeers(_ context.Context, peers []network.Peer) error {
 	return nil
 }
 
+// SetPublished records the ports after network.CheckPublished.
+func (f *FakeNetwork) SetPublished(_ context.Context, ports []network.PublishedPort) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cfg == nil {
+		return fmt.Errorf("set published ports: node not set up: %w", sdk.ErrFailedPrecondition)
+	}
+	checked, err := network.CheckPublished(ports)
+	if err != nil {
+		return err
+	}
+	f.ports = checked
+	return nil
+}
+
+// Published returns the ports the last SetPublished left, as
+// network.CheckPublished sorts them.
+func (f *FakeNetwork) Published() []network.PublishedPort {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ports)
+}
+
 // Attach hands out addresses from the subnet: never-used ones first, then
 // released ones, least recently released first.
 func (f *FakeNetwork) Attach(_ context.Context, taskID, netnsPath string) (network.Attachment, error) {
@@ -175,7 +199,7 @@ func (f *FakeNetwork) Detach(_ context.Context, taskID, _ string) error {
 func (f *FakeNetwork) Teardown(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cfg, f.key, f.peers = nil, "", nil
+	f.cfg, f.key, f.peers, f.ports = nil, "", nil, nil
 	f.attached = map[string]fakeAttachment{}
 	f.next, f.released = netip.Addr{}, nil
 	return nil

@@ -13,6 +13,15 @@ func TestFakeNetwork(t *testing.T) {
 	Run(t, func(*testing.T) network.Network { return NewFakeNetwork() }, FakeOptions())
 }
 
+// TestFakeNetworkPublished runs the suite with the Published hook, reading
+// the fake's ports as a plugin's test reads the host.
+func TestFakeNetworkPublished(t *testing.T) {
+	var cur *FakeNetwork
+	opts := FakeOptions()
+	opts.Published = func(*testing.T) []network.PublishedPort { return cur.Published() }
+	Run(t, func(*testing.T) network.Network { cur = NewFakeNetwork(); return cur }, opts)
+}
+
 func TestFakeNetworkWithoutNetns(t *testing.T) {
 	Run(t, func(*testing.T) network.Network { return NewFakeNetwork() }, Options{})
 }

@@ -46,6 +46,11 @@ type Options struct {
 	// PeerKey returns a public key the plugin accepts for a made-up peer
 	// (a fresh WireGuard key, say). Nil uses "conformance-peer-<n>".
 	PeerKey func(t *testing.T, n int) string
+	// Published returns what the plugin has built on the host for the
+	// published ports (read from the host, not from the plugin), in the
+	// form CheckPublished returns; the suite compares it with what it set.
+	// Nil checks only what the interface reports.
+	Published func(t *testing.T) []network.PublishedPort
 }
 
 // DefaultNode is the node the suite sets up unless Options.Node says
@@ -122,6 +127,8 @@ var cases = []struct {
 	{"Attach", true, testAttach},
 	{"AttachConcurrent", true, testAttachConcurrent},
 	{"ChangeSubnetWhileAttached", true, testChangeSubnetWhileAttached},
+	{"SetPublished", false, testSetPublished},
+	{"SetPublishedInvalid", false, testSetPublishedInvalid},
 	{"Teardown", false, testTeardown},
 }
 
@@ -430,4 +437,98 @@ func testTeardown(t *testing.T, e *env) {
 		t.Fatalf("Attach after a new SetupNode: %v", err)
 	}
 	e.checkAttachment("conformance-task", a)
+}
+
+// ports makes up published ports: an ingress TCP port balanced over a
+// local and a remote backend, and a host UDP port on a local one.
+func (e *env) ports() []network.PublishedPort {
+	local := e.opts.Node.Subnet.Addr().Next().Next()
+	remote := e.peer(1).Subnets[0].Addr().Next().Next()
+	return []network.PublishedPort{
+		{Service: "conformance-web", Protocol: network.TCP, Port: 18080, TargetPort: 80, Mode: network.Ingress, Backends: []netip.Addr{remote, local}},
+		{Service: "conformance-dns", Protocol: network.UDP, Port: 15353, TargetPort: 53, Mode: network.Host, Backends: []netip.Addr{local}},
+	}
+}
+
+// checkPublished compares what Options.Published reads with want.
+func (e *env) checkPublished(what string, want []network.PublishedPort) {
+	e.t.Helper()
+	if e.opts.Published == nil {
+		return
+	}
+	want, err := network.CheckPublished(want)
+	if err != nil {
+		e.t.Fatalf("%s: the suite's own ports: %v", what, err)
+	}
+	got := e.opts.Published(e.t)
+	if !slices.EqualFunc(got, want, func(a, b network.PublishedPort) bool {
+		return a.Protocol == b.Protocol && a.Port == b.Port && a.TargetPort == b.TargetPort && a.Mode == b.Mode && slices.Equal(a.Backends, b.Backends)
+	}) {
+		e.t.Errorf("%s: the host has published %v, want %v", what, got, want)
+	}
+}
+
+func testSetPublished(t *testing.T, e *env) {
+	ctx := e.ctx()
+	ports := e.ports()
+	err := e.nw.SetPublished(ctx, ports)
+	wantErr(t, "SetPublished before SetupNode", err, sdk.ErrFailedPrecondition)
+	e.setup(ctx)
+	if err := e.nw.SetPeers(ctx, []network.Peer{e.peer(1)}); err != nil {
+		t.Fatalf("SetPeers: %v", err)
+	}
+	for i, step := range []struct {
+		what  string
+		ports []network.PublishedPort
+	}{
+		{"two ports", ports},
+		{"the same again", ports},
+		{"the same in another order", []network.PublishedPort{ports[1], ports[0]}},
+		{"a backend fewer", []network.PublishedPort{{Service: ports[0].Service, Protocol: network.TCP, Port: 18080, TargetPort: 80, Mode: network.Ingress, Backends: ports[0].Backends[1:]}, ports[1]}},
+		{"a port fewer", ports[1:]},
+		{"none", nil},
+		{"two ports again", ports},
+	} {
+		if err := e.nw.SetPublished(ctx, step.ports); err != nil {
+			t.Fatalf("step %d, SetPublished with %s: %v", i, step.what, err)
+		}
+		e.checkPublished(fmt.Sprintf("step %d, after SetPublished with %s", i, step.what), step.ports)
+	}
+	if err := e.nw.Teardown(ctx); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	e.checkPublished("after Teardown", nil)
+	err = e.nw.SetPublished(ctx, ports)
+	wantErr(t, "SetPublished after Teardown", err, sdk.ErrFailedPrecondition)
+}
+
+func testSetPublishedInvalid(t *testing.T, e *env) {
+	ctx := e.ctx()
+	e.setup(ctx)
+	good := e.ports()
+	if err := e.nw.SetPublished(ctx, good); err != nil {
+		t.Fatalf("SetPublished: %v", err)
+	}
+	with := func(edit func(p *network.PublishedPort)) []network.PublishedPort {
+		p := good[0]
+		p.Backends = slices.Clone(p.Backends)
+		edit(&p)
+		return []network.PublishedPort{p, good[1]}
+	}
+	for _, tc := range []struct {
+		name  string
+		ports []network.PublishedPort
+	}{
+		{"port 0", with(func(p *network.PublishedPort) { p.Port = 0 })},
+		{"target port 0", with(func(p *network.PublishedPort) { p.TargetPort = 0 })},
+		{"unknown protocol", with(func(p *network.PublishedPort) { p.Protocol = "sctp" })},
+		{"unknown mode", with(func(p *network.PublishedPort) { p.Mode = "everywhere" })},
+		{"no backends", with(func(p *network.PublishedPort) { p.Backends = nil })},
+		{"invalid backend", with(func(p *network.PublishedPort) { p.Backends = append(p.Backends, netip.Addr{}) })},
+		{"a port twice", []network.PublishedPort{good[0], good[1], good[0]}},
+	} {
+		err := e.nw.SetPublished(ctx, tc.ports)
+		wantErr(t, "SetPublished with "+tc.name, err, sdk.ErrInvalidArgument)
+		e.checkPublished("after SetPublished with "+tc.name, good)
+	}
 }

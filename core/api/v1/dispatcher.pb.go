@@ -768,9 +768,11 @@ func (x *Peers) GetMore() bool {
 // Endpoint is a service's name and the overlay addresses (without prefix
 // length) of its RUNNING tasks.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Addresses     []string               `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addresses []string               `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// ports are the service's published ports.
+	Ports         []*PortConfig `protobuf:"bytes,3,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,6 +817,13 @@ func (x *Endpoint) GetName() string {
 func (x *Endpoint) GetAddresses() []string {
 	if x != nil {
 		return x.Addresses
+	}
+	return nil
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
 	}
 	return nil
 }
@@ -1131,10 +1140,11 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\anetwork\x18\x03 \x01(\v2\x1a.warren.api.v1.NodeNetworkR\anetwork\"F\n" +
 	"\x05Peers\x12)\n" +
 	"\x05peers\x18\x01 \x03(\v2\x13.warren.api.v1.PeerR\x05peers\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"<\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"m\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\taddresses\x18\x02 \x03(\tR\taddresses\"V\n" +
+	"\taddresses\x18\x02 \x03(\tR\taddresses\x12/\n" +
+	"\x05ports\x18\x03 \x03(\v2\x19.warren.api.v1.PortConfigR\x05ports\"V\n" +
 	"\tEndpoints\x125\n" +
 	"\tendpoints\x18\x01 \x03(\v2\x17.warren.api.v1.EndpointR\tendpoints\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\"\xd8\x01\n" +
@@ -1200,9 +1210,10 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(TaskState)(0),                // 20: warren.api.v1.TaskState
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 	(*ClusterNetwork)(nil),        // 22: warren.api.v1.ClusterNetwork
-	(NodeRole)(0),                 // 23: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 24: warren.api.v1.Task
-	(*ServiceSpec)(nil),           // 25: warren.api.v1.ServiceSpec
+	(*PortConfig)(nil),            // 23: warren.api.v1.PortConfig
+	(NodeRole)(0),                 // 24: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 25: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 26: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -1224,20 +1235,21 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	22, // 16: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
 	17, // 17: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
 	7,  // 18: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
-	9,  // 19: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
-	21, // 20: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	23, // 21: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	24, // 22: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	15, // 23: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
-	16, // 24: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
-	25, // 25: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
-	0,  // 26: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 27: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	23, // 19: warren.api.v1.Endpoint.ports:type_name -> warren.api.v1.PortConfig
+	9,  // 20: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
+	21, // 21: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	24, // 22: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	25, // 23: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	15, // 24: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	16, // 25: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	26, // 26: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 27: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 28: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }

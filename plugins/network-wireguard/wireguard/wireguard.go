@@ -516,7 +516,7 @@ func (p *Plugin) Teardown(ctx context.Context) error {
 	} else {
 		errs = append(errs, stopDevice(ctx, p.cfg.Interface))
 	}
-	errs = append(errs, deleteMasquerade())
+	errs = append(errs, deleteMasquerade(), deletePorts())
 	for _, f := range []string{stateFile, keyFile, deviceLog} {
 		if err := os.Remove(filepath.Join(p.cfg.StateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -552,6 +552,177 @@ func (*TeardownResponse) Descriptor() ([]byte, []int) {
 	return file_sdk_proto_network_v1_network_proto_rawDescGZIP(), []int{10}
 }
 
+// PublishedPort is one port the node forwards to tasks.
+type PublishedPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service names the service the port belongs to.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// protocol is "tcp" or "udp".
+	Protocol string `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// port is the port on the node.
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// target_port is the port on the backends.
+	TargetPort uint32 `protobuf:"varint,4,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// mode is "ingress" or "host".
+	Mode string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	// backends are the task addresses, without prefix length.
+	Backends      []string `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishedPort) Reset() {
+	*x = PublishedPort{}
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishedPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishedPort) ProtoMessage() {}
+
+func (x *PublishedPort) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishedPort.ProtoReflect.Descriptor instead.
+func (*PublishedPort) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_network_v1_network_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PublishedPort) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *PublishedPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *PublishedPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PublishedPort) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PublishedPort) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *PublishedPort) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type SetPublishedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*PublishedPort       `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPublishedRequest) Reset() {
+	*x = SetPublishedRequest{}
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPublishedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPublishedRequest) ProtoMessage() {}
+
+func (x *SetPublishedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPublishedRequest.ProtoReflect.Descriptor instead.
+func (*SetPublishedRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_network_v1_network_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetPublishedRequest) GetPorts() []*PublishedPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type SetPublishedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPublishedResponse) Reset() {
+	*x = SetPublishedResponse{}
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPublishedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPublishedResponse) ProtoMessage() {}
+
+func (x *SetPublishedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_network_v1_network_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPublishedResponse.ProtoReflect.Descriptor instead.
+func (*SetPublishedResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_network_v1_network_proto_rawDescGZIP(), []int{13}
+}
+
 var File_sdk_proto_network_v1_network_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_network_v1_network_proto_rawDesc = "" +
@@ -586,13 +757,25 @@ const file_sdk_proto_network_v1_network_proto_rawDesc = "" +
 	"netns_path\x18\x02 \x01(\tR\tnetnsPath\"\x10\n" +
 	"\x0eDetachResponse\"\x11\n" +
 	"\x0fTeardownRequest\"\x12\n" +
-	"\x10TeardownResponse2\xd1\x03\n" +
+	"\x10TeardownResponse\"\xaa\x01\n" +
+	"\rPublishedPort\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1f\n" +
+	"\vtarget_port\x18\x04 \x01(\rR\n" +
+	"targetPort\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x1a\n" +
+	"\bbackends\x18\x06 \x03(\tR\bbackends\"Q\n" +
+	"\x13SetPublishedRequest\x12:\n" +
+	"\x05ports\x18\x01 \x03(\v2$.warren.sdk.network.v1.PublishedPortR\x05ports\"\x16\n" +
+	"\x14SetPublishedResponse2\xba\x04\n" +
 	"\aNetwork\x12^\n" +
 	"\tSetupNode\x12'.warren.sdk.network.v1.SetupNodeRequest\x1a(.warren.sdk.network.v1.SetupNodeResponse\x12[\n" +
 	"\bSetPeers\x12&.warren.sdk.network.v1.SetPeersRequest\x1a'.warren.sdk.network.v1.SetPeersResponse\x12U\n" +
 	"\x06Attach\x12$.warren.sdk.network.v1.AttachRequest\x1a%.warren.sdk.network.v1.AttachResponse\x12U\n" +
 	"\x06Detach\x12$.warren.sdk.network.v1.DetachRequest\x1a%.warren.sdk.network.v1.DetachResponse\x12[\n" +
-	"\bTeardown\x12&.warren.sdk.network.v1.TeardownRequest\x1a'.warren.sdk.network.v1.TeardownResponseB=Z;github.com/warrenorch/warren/sdk/proto/network/v1;networkv1b\x06proto3"
+	"\bTeardown\x12&.warren.sdk.network.v1.TeardownRequest\x1a'.warren.sdk.network.v1.TeardownResponse\x12g\n" +
+	"\fSetPublished\x12*.warren.sdk.network.v1.SetPublishedRequest\x1a+.warren.sdk.network.v1.SetPublishedResponseB=Z;github.com/warrenorch/warren/sdk/proto/network/v1;networkv1b\x06proto3"
 
 var (
 	file_sdk_proto_network_v1_network_proto_rawDescOnce sync.Once
@@ -606,38 +789,44 @@ func file_sdk_proto_network_v1_network_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_network_v1_network_proto_rawDescData
 }
 
-var file_sdk_proto_network_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sdk_proto_network_v1_network_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sdk_proto_network_v1_network_proto_goTypes = []any{
-	(*SetupNodeRequest)(nil),  // 0: warren.sdk.network.v1.SetupNodeRequest
-	(*Peer)(nil),              // 1: warren.sdk.network.v1.Peer
-	(*SetupNodeResponse)(nil), // 2: warren.sdk.network.v1.SetupNodeResponse
-	(*SetPeersRequest)(nil),   // 3: warren.sdk.network.v1.SetPeersRequest
-	(*SetPeersResponse)(nil),  // 4: warren.sdk.network.v1.SetPeersResponse
-	(*AttachRequest)(nil),     // 5: warren.sdk.network.v1.AttachRequest
-	(*AttachResponse)(nil),    // 6: warren.sdk.network.v1.AttachResponse
-	(*DetachRequest)(nil),     // 7: warren.sdk.network.v1.DetachRequest
-	(*DetachResponse)(nil),    // 8: warren.sdk.network.v1.DetachResponse
-	(*TeardownRequest)(nil),   // 9: warren.sdk.network.v1.TeardownRequest
-	(*TeardownResponse)(nil),  // 10: warren.sdk.network.v1.TeardownResponse
+	(*SetupNodeRequest)(nil),     // 0: warren.sdk.network.v1.SetupNodeRequest
+	(*Peer)(nil),                 // 1: warren.sdk.network.v1.Peer
+	(*SetupNodeResponse)(nil),    // 2: warren.sdk.network.v1.SetupNodeResponse
+	(*SetPeersRequest)(nil),      // 3: warren.sdk.network.v1.SetPeersRequest
+	(*SetPeersResponse)(nil),     // 4: warren.sdk.network.v1.SetPeersResponse
+	(*AttachRequest)(nil),        // 5: warren.sdk.network.v1.AttachRequest
+	(*AttachResponse)(nil),       // 6: warren.sdk.network.v1.AttachResponse
+	(*DetachRequest)(nil),        // 7: warren.sdk.network.v1.DetachRequest
+	(*DetachResponse)(nil),       // 8: warren.sdk.network.v1.DetachResponse
+	(*TeardownRequest)(nil),      // 9: warren.sdk.network.v1.TeardownRequest
+	(*TeardownResponse)(nil),     // 10: warren.sdk.network.v1.TeardownResponse
+	(*PublishedPort)(nil),        // 11: warren.sdk.network.v1.PublishedPort
+	(*SetPublishedRequest)(nil),  // 12: warren.sdk.network.v1.SetPublishedRequest
+	(*SetPublishedResponse)(nil), // 13: warren.sdk.network.v1.SetPublishedResponse
 }
 var file_sdk_proto_network_v1_network_proto_depIdxs = []int32{
 	1,  // 0: warren.sdk.network.v1.SetupNodeResponse.self:type_name -> warren.sdk.network.v1.Peer
 	1,  // 1: warren.sdk.network.v1.SetPeersRequest.peers:type_name -> warren.sdk.network.v1.Peer
-	0,  // 2: warren.sdk.network.v1.Network.SetupNode:input_type -> warren.sdk.network.v1.SetupNodeRequest
-	3,  // 3: warren.sdk.network.v1.Network.SetPeers:input_type -> warren.sdk.network.v1.SetPeersRequest
-	5,  // 4: warren.sdk.network.v1.Network.Attach:input_type -> warren.sdk.network.v1.AttachRequest
-	7,  // 5: warren.sdk.network.v1.Network.Detach:input_type -> warren.sdk.network.v1.DetachRequest
-	9,  // 6: warren.sdk.network.v1.Network.Teardown:input_type -> warren.sdk.network.v1.TeardownRequest
-	2,  // 7: warren.sdk.network.v1.Network.SetupNode:output_type -> warren.sdk.network.v1.SetupNodeResponse
-	4,  // 8: warren.sdk.network.v1.Network.SetPeers:output_type -> warren.sdk.network.v1.SetPeersResponse
-	6,  // 9: warren.sdk.network.v1.Network.Attach:output_type -> warren.sdk.network.v1.AttachResponse
-	8,  // 10: warren.sdk.network.v1.Network.Detach:output_type -> warren.sdk.network.v1.DetachResponse
-	10, // 11: warren.sdk.network.v1.Network.Teardown:output_type -> warren.sdk.network.v1.TeardownResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	11, // 2: warren.sdk.network.v1.SetPublishedRequest.ports:type_name -> warren.sdk.network.v1.PublishedPort
+	0,  // 3: warren.sdk.network.v1.Network.SetupNode:input_type -> warren.sdk.network.v1.SetupNodeRequest
+	3,  // 4: warren.sdk.network.v1.Network.SetPeers:input_type -> warren.sdk.network.v1.SetPeersRequest
+	5,  // 5: warren.sdk.network.v1.Network.Attach:input_type -> warren.sdk.network.v1.AttachRequest
+	7,  // 6: warren.sdk.network.v1.Network.Detach:input_type -> warren.sdk.network.v1.DetachRequest
+	9,  // 7: warren.sdk.network.v1.Network.Teardown:input_type -> warren.sdk.network.v1.TeardownRequest
+	12, // 8: warren.sdk.network.v1.Network.SetPublished:input_type -> warren.sdk.network.v1.SetPublishedRequest
+	2,  // 9: warren.sdk.network.v1.Network.SetupNode:output_type -> warren.sdk.network.v1.SetupNodeResponse
+	4,  // 10: warren.sdk.network.v1.Network.SetPeers:output_type -> warren.sdk.network.v1.SetPeersResponse
+	6,  // 11: warren.sdk.network.v1.Network.Attach:output_type -> warren.sdk.network.v1.AttachResponse
+	8,  // 12: warren.sdk.network.v1.Network.Detach:output_type -> warren.sdk.network.v1.DetachResponse
+	10, // 13: warren.sdk.network.v1.Network.Teardown:output_type -> warren.sdk.network.v1.TeardownResponse
+	13, // 14: warren.sdk.network.v1.Network.SetPublished:output_type -> warren.sdk.network.v1.SetPublishedResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_network_v1_network_proto_init() }
@@ -651,7 +840,7 @@ func file_sdk_proto_network_v1_network_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_network_v1_network_proto_rawDesc), len(file_sdk_proto_network_v1_network_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

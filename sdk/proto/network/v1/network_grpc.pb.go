@@ -22,11 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Network_SetupNode_FullMethodName = "/warren.sdk.network.v1.Network/SetupNode"
-	Network_SetPeers_FullMethodName  = "/warren.sdk.network.v1.Network/SetPeers"
-	Network_Attach_FullMethodName    = "/warren.sdk.network.v1.Network/Attach"
-	Network_Detach_FullMethodName    = "/warren.sdk.network.v1.Network/Detach"
-	Network_Teardown_FullMethodName  = "/warren.sdk.network.v1.Network/Teardown"
+	Network_SetupNode_FullMethodName    = "/warren.sdk.network.v1.Network/SetupNode"
+	Network_SetPeers_FullMethodName     = "/warren.sdk.network.v1.Network/SetPeers"
+	Network_Attach_FullMethodName       = "/warren.sdk.network.v1.Network/Attach"
+	Network_Detach_FullMethodName       = "/warren.sdk.network.v1.Network/Detach"
+	Network_Teardown_FullMethodName     = "/warren.sdk.network.v1.Network/Teardown"
+	Network_SetPublished_FullMethodName = "/warren.sdk.network.v1.Network/SetPublished"
 )
 
 // NetworkClient is the client API for Network service.
@@ -38,6 +39,7 @@ type NetworkClient interface {
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error)
 	Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*DetachResponse, error)
 	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error)
+	SetPublished(ctx context.Context, in *SetPublishedRequest, opts ...grpc.CallOption) (*SetPublishedResponse, error)
 }
 
 type networkClient struct {
@@ -98,6 +100,16 @@ func (c *networkClient) Teardown(ctx context.Context, in *TeardownRequest, opts 
 	return out, nil
 }
 
+func (c *networkClient) SetPublished(ctx context.Context, in *SetPublishedRequest, opts ...grpc.CallOption) (*SetPublishedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPublishedResponse)
+	err := c.cc.Invoke(ctx, Network_SetPublished_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NetworkServer is the server API for Network service.
 // All implementations must embed UnimplementedNetworkServer
 // for forward compatibility.
@@ -107,6 +119,7 @@ type NetworkServer interface {
 	Attach(context.Context, *AttachRequest) (*AttachResponse, error)
 	Detach(context.Context, *DetachRequest) (*DetachResponse, error)
 	Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error)
+	SetPublished(context.Context, *SetPublishedRequest) (*SetPublishedResponse, error)
 	mustEmbedUnimplementedNetworkServer()
 }
 
@@ -131,6 +144,9 @@ func (UnimplementedNetworkServer) Detach(context.Context, *DetachRequest) (*Deta
 }
 func (UnimplementedNetworkServer) Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Teardown not implemented")
+}
+func (UnimplementedNetworkServer) SetPublished(context.Context, *SetPublishedRequest) (*SetPublishedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPublished not implemented")
 }
 func (UnimplementedNetworkServer) mustEmbedUnimplementedNetworkServer() {}
 func (UnimplementedNetworkServer) testEmbeddedByValue()                 {}
@@ -243,6 +259,24 @@ func _Network_Teardown_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Network_SetPublished_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPublishedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworkServer).SetPublished(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Network_SetPublished_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworkServer).SetPublished(ctx, req.(*SetPublishedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Network_ServiceDesc is the grpc.ServiceDesc for Network service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -269,6 +303,10 @@ var Network_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Teardown",
 			Handler:    _Network_Teardown_Handler,
+		},
+		{
+			MethodName: "SetPublished",
+			Handler:    _Network_SetPublished_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

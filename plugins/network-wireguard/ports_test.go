@@ -1,0 +1,168 @@
+//go:build linux
+
+package main
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
+	"github.com/warrenorch/warren/sdk/network"
+	"github.com/warrenorch/warren/test/netns"
+)
+
+// readPublished decodes the published ports from the rules of the
+// plugin's ports table in h, as the kernel holds them.
+func readPublished(t testing.TB, h *netns.Host) []network.PublishedPort {
+	t.Helper()
+	var out []network.PublishedPort
+	err := h.Do(func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		table, err := c.ListTableOfFamily(wireguard.PortsTable, nftables.TableFamilyIPv4)
+		if err != nil || table == nil {
+			return nil // no table: nothing published
+		}
+		rules, err := c.GetRules(table, &nftables.Chain{Name: wireguard.PortsChain, Table: table})
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			p := network.PublishedPort{Mode: network.Host}
+			var last expr.Any
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Cmp:
+					if m, ok := last.(*expr.Meta); ok && m.Key == expr.MetaKeyL4PROTO {
+						p.Protocol = map[byte]network.Protocol{unix.IPPROTO_TCP: network.TCP, unix.IPPROTO_UDP: network.UDP}[e.Data[0]]
+					}
+					if _, ok := last.(*expr.Payload); ok {
+						p.Port = binaryutil.BigEndian.Uint16(e.Data)
+					}
+				case *expr.Meta:
+					if e.Key == expr.MetaKeyMARK && e.SourceRegister {
+						p.Mode = network.Ingress
+					}
+				case *expr.Lookup:
+					elems, err := c.GetSetElements(&nftables.Set{Table: table, Name: e.SetName, ID: e.SetID})
+					if err != nil {
+						return err
+					}
+					for _, el := range elems {
+						a, _ := netip.AddrFromSlice(el.Val)
+						p.Backends = append(p.Backends, a)
+					}
+				case *expr.Immediate:
+					if e.Register == 2 {
+						p.TargetPort = binaryutil.BigEndian.Uint16(e.Data)
+					}
+				}
+				last = e
+			}
+			slices.SortFunc(p.Backends, func(a, b netip.Addr) int { return a.Compare(b) })
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read the ports table in %s: %v", h.Name, err)
+	}
+	return out
+}
+
+// hasPortsTable reports whether h has the plugin's ports table.
+func hasPortsTable(t testing.TB, h *netns.Host) bool {
+	t.Helper()
+	found := false
+	if err := h.Do(func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+		for _, tb := range tables {
+			found = found || tb.Name == wireguard.PortsTable
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("list nftables tables in %s: %v", h.Name, err)
+	}
+	return found
+}
+
+// remoteOf returns the host part of a connection's remote address.
+func remoteOf(a net.Addr) string {
+	if a == nil {
+		return "<none>"
+	}
+	host, _, _ := net.SplitHostPort(a.String())
+	return host
+}
+
+// TestPublishedPorts: an ingress port of node A forwards to a task on node
+// B, from another host and from A itself (127.0.0.1 and its own address),
+// with the connection coming from A's gateway; a host port of B forwards
+// to B's task keeping the client's address; removing the ports removes the
+// table and the forwarding.
+func TestPublishedPorts(t *testing.T) {
+	m := newMesh(t)
+	client := m.tn.AddHost(t, "client")
+	lnB := listen(t, m.taskB, m.attB.Address.Addr())
+	target := uint16(lnB.Addr().(*net.TCPAddr).Port)
+	backB := []netip.Addr{m.attB.Address.Addr()}
+	ingress := []network.PublishedPort{{Service: "web", Protocol: network.TCP, Port: 18080, TargetPort: target, Mode: network.Ingress, Backends: backB}}
+	host := []network.PublishedPort{{Service: "web-host", Protocol: network.TCP, Port: 18081, TargetPort: target, Mode: network.Host, Backends: backB}}
+	for range 2 { // the second call changes nothing
+		if err := m.a.nw.SetPublished(t.Context(), ingress); err != nil {
+			t.Fatalf("SetPublished on a: %v", err)
+		}
+		if err := m.b.nw.SetPublished(t.Context(), host); err != nil {
+			t.Fatalf("SetPublished on b: %v", err)
+		}
+	}
+	gwA := m.attA.Gateway.String()
+	for _, tc := range []struct {
+		name       string
+		from       *netns.Host
+		addr       string
+		wantSource string
+	}{
+		{"ingress from another host", client, m.a.host.Addr(18080), gwA},
+		{"ingress from the node itself", m.a.host, m.a.host.Addr(18080), gwA},
+		{"ingress from the node's loopback", m.a.host, "127.0.0.1:18080", gwA},
+		{"host mode from another host", client, m.b.host.Addr(18081), client.IP},
+		{"host mode from the node's loopback", m.b.host, "127.0.0.1:18081", m.attB.Gateway.String()},
+	} {
+		remote := echoOnce(lnB)
+		roundTrip(t, tc.from, tc.addr)
+		if got := remoteOf(<-remote); got != tc.wantSource {
+			t.Errorf("%s: the task saw the connection from %s, want %s", tc.name, got, tc.wantSource)
+		}
+	}
+	// Host mode publishes nothing on A: nothing answers there.
+	if c, err := dial(client, m.a.host.Addr(18081)); err == nil {
+		c.Close()
+		t.Errorf("port 18081 answers on node a, which has no host-mode port")
+	}
+	for _, n := range []*node{m.a, m.b} {
+		if err := n.nw.SetPublished(t.Context(), nil); err != nil {
+			t.Fatalf("SetPublished(nil) on %s: %v", n.host.Name, err)
+		}
+		if hasPortsTable(t, n.host) {
+			t.Errorf("after SetPublished(nil), %s still has table %s", n.host.Name, wireguard.PortsTable)
+		}
+	}
+	if c, err := dial(client, m.a.host.Addr(18080)); err == nil {
+		c.Close()
+		t.Errorf("port 18080 still answers after its port was removed")
+	}
+}
