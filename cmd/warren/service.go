@@ -54,7 +54,8 @@ func newServiceListCmd(g *globalOptions) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List services",
 		Long: `List services, sorted by name. REPLICAS is running/desired: the tasks in the
-running state and the replicas asked for.`,
+running state and the replicas asked for. PORTS are the published ports,
+PUBLISHED->TARGET/PROTOCOL, "(host)" for those published in host mode.`,
 		Example: `  warren service ls
   warren service ls --label team=edge
   warren service ls -o json`,
@@ -96,7 +97,7 @@ func (o *serviceListOptions) run(cmd *cobra.Command) error {
 	return writeTable(cmd.OutOrStdout(), serviceListHeader, serviceRows(services, tasks, time.Now()))
 }
 
-var serviceListHeader = []string{"ID", "NAME", "IMAGE", "REPLICAS", "UPDATED"}
+var serviceListHeader = []string{"ID", "NAME", "IMAGE", "REPLICAS", "PORTS", "UPDATED"}
 
 // serviceRows are the rows of `service ls`, given every task. REPLICAS is
 // running/desired and, when fewer run than asked, why: the problem most of
@@ -130,6 +131,7 @@ func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) 
 			s.GetSpec().GetName(),
 			s.GetSpec().GetImage(),
 			replicas,
+			portsColumn(s.GetSpec().GetPorts()),
 			ago(s.GetUpdatedAt(), now),
 		})
 	}

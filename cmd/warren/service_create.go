@@ -34,6 +34,7 @@ type serviceCreateOptions struct {
 	updateParallelism  uint32
 	updateOrder        string
 	network            string
+	publish            []string
 	wait               convergeOptions
 }
 
@@ -85,7 +86,9 @@ the agent's defaults apply.`,
   warren service create api --image registry.local/api:2.1 \
       --env DB_HOST=db --env LOG_LEVEL=info --label team=edge \
       --constraint node.labels.zone==edge-1 --cpus 1.5 --memory 512MiB
-  warren service create sleeper --image busybox -- sleep 3600`,
+  warren service create sleeper --image busybox -- sleep 3600
+  warren service create web --image nginx:1.27 --replicas 3 --publish 8080:80
+  warren service create dns --image coredns --publish published=53,target=53,protocol=udp,mode=host`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			_, _, err := createArgs(cmd.CommandPath(), args, cmd.ArgsLenAtDash())
 			return err
@@ -118,6 +121,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, publishFlagUsage)
 	o.wait.addFlags(f)
 }
 
@@ -162,6 +166,10 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 			return nil, &usageError{msg: err.Error()}
 		}
 	}
+	ports, err := parsePublishes("--publish", o.publish)
+	if err != nil {
+		return nil, err
+	}
 	spec := &apiv1.ServiceSpec{
 		Name:        name,
 		Image:       o.image,
@@ -170,6 +178,7 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		User:        o.user,
 		Constraints: o.constraints,
 		NetworkMode: networkModes[o.network],
+		Ports:       ports,
 	}
 	if len(command) > 0 {
 		spec.Command = command[:1]

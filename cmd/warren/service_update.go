@@ -27,11 +27,13 @@ type serviceUpdateOptions struct {
 	labelRm  []string
 	args     string
 	network  string
+	pubAdd   []string
+	pubRm    []string
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}
+var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network", "publish-add", "publish-rm"}
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -54,7 +56,8 @@ sets how long to wait).`,
 		Example: `  warren service update web --image nginx:1.27.1
   warren service update web --env-add LOG_LEVEL=debug --env-rm OLD_FLAG
   warren service update web --label-add tier=front --replicas 4
-  warren service update sleeper --args "sleep 7200"`,
+  warren service update sleeper --args "sleep 7200"
+  warren service update web --publish-add 8443:443 --publish-rm 8080`,
 		Args: exactArgs(1, "one service NAME or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args[0])
@@ -73,6 +76,8 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
 	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
+	f.StringArrayVar(&o.pubAdd, "publish-add", nil, publishFlagUsage+"; replaces a published port of the same number and protocol")
+	f.StringArrayVar(&o.pubRm, "publish-rm", nil, "stop publishing the port `PUBLISHED[/tcp|udp]` (repeatable)")
 	o.wait.addFlags(f)
 }
 
@@ -86,6 +91,8 @@ type serviceChanges struct {
 	labelRm  []string
 	args     *[]string
 	network  *apiv1.NetworkMode
+	pubAdd   []*apiv1.PortConfig
+	pubRm    []string // port keys, "8080/tcp"
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -134,6 +141,16 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 		mode := networkModes[o.network]
 		ch.network = &mode
 	}
+	if ch.pubAdd, err = parsePublishes("--publish-add", o.pubAdd); err != nil {
+		return nil, err
+	}
+	for _, v := range o.pubRm {
+		k, err := parsePublishRm(v)
+		if err != nil {
+			return nil, err
+		}
+		ch.pubRm = append(ch.pubRm, k)
+	}
 	return &ch, nil
 }
 
@@ -156,6 +173,9 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
 	}
 	if ch.network != nil {
 		spec.NetworkMode = *ch.network
+	}
+	if len(ch.pubRm) > 0 || len(ch.pubAdd) > 0 {
+		spec.Ports = editPorts(spec.GetPorts(), ch.pubRm, ch.pubAdd)
 	}
 }
 

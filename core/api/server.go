@@ -166,6 +166,12 @@ func (s *Server) CreateService(ctx context.Context, req *apiv1.CreateServiceRequ
 	if _, ok := s.opts.State.ServiceByName(spec.GetName()); ok {
 		return nil, fmt.Errorf("service %q: %w", spec.GetName(), sdk.ErrAlreadyExists)
 	}
+	if err := fsm.PortsFree(s.opts.State.Services(), "", spec); err != nil {
+		return nil, err
+	}
+	if err := checkHostPorts(spec.GetName(), newPorts(nil, spec)); err != nil {
+		return nil, err
+	}
 	now := timestamppb.Now()
 	svc := &apiv1.Service{Id: NewID(), Spec: spec, CreatedAt: now, UpdatedAt: now}
 	out, err := s.opts.Raft.Apply(ctx, &fsmpb.CreateService{Service: svc})
@@ -217,6 +223,12 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	}
 	if spec.GetName() != old.GetSpec().GetName() {
 		return nil, invalid("service %q: renaming a service (to %q) is not supported", old.GetSpec().GetName(), spec.GetName())
+	}
+	if err := fsm.PortsFree(s.opts.State.Services(), old.GetId(), spec); err != nil {
+		return nil, err
+	}
+	if err := checkHostPorts(spec.GetName(), newPorts(old.GetSpec(), spec)); err != nil {
+		return nil, err
 	}
 	out, err := s.update(ctx, old, spec, req.GetVersion())
 	if err != nil {

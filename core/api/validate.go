@@ -136,6 +136,9 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 	if _, ok := apiv1.NetworkMode_name[int32(s.GetNetworkMode())]; !ok {
 		return invalid("service %q: network mode %d is unknown", s.GetName(), s.GetNetworkMode())
 	}
+	if err := validatePorts(s); err != nil {
+		return err
+	}
 	if sig := s.GetStopSignal(); sig != "" && !signal.MatchString(sig) {
 		return invalid("service %q: stop_signal %q is not a signal name or number", s.GetName(), sig)
 	}

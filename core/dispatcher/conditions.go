@@ -17,10 +17,15 @@ import (
 // containerd) does not answer.
 const ConditionRuntime = "runtime"
 
+// ConditionPorts is the node condition a worker reports while it cannot
+// publish a service's port because a process of the node holds it; the
+// message names the ports.
+const ConditionPorts = "ports"
+
 // workerConditions are the condition types a worker reports on its
 // heartbeats; the others (such as the leader's "assignment") are not the
 // worker's to set or clear.
-var workerConditions = []string{ConditionRuntime}
+var workerConditions = []string{ConditionRuntime, ConditionPorts}
 
 // commitConditions makes the worker-reported conditions of node nodeID the
 // ones a heartbeat carried, committing only when they differ from what the

@@ -68,6 +68,22 @@ func BuildNetworkTables(nodes []*apiv1.Node, tasks []*apiv1.Task) NetworkTables 
 	return out
 }
 
+// WithPorts sets on each endpoint of t the published ports of its service
+// in services (every worker derives what it publishes from them) and
+// returns t.
+func (t NetworkTables) WithPorts(services []*apiv1.Service) NetworkTables {
+	ports := map[string][]*apiv1.PortConfig{}
+	for _, svc := range services {
+		if ps := svc.GetSpec().GetPorts(); len(ps) > 0 {
+			ports[svc.GetSpec().GetName()] = ps
+		}
+	}
+	for _, e := range t.Endpoints {
+		e.Ports = ports[e.GetName()]
+	}
+	return t
+}
+
 // netState holds the current tables and a channel closed when they change.
 type netState struct {
 	mu      sync.Mutex
@@ -129,14 +145,14 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 	}
 	kick, wait := d.deps.Events.Notify(ctx, func(ev *apiv1.Event) bool {
 		switch ev.GetKind() {
-		case "node", "task", "cluster":
+		case "node", "task", "cluster", "service":
 			return true
 		}
 		return false
 	}, eventBuffer)
 	defer wait()
 	rebuild := func() {
-		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.Tasks(state.TaskFilter{})))
+		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.Tasks(state.TaskFilter{})).WithPorts(d.deps.State.Services()))
 	}
 	rebuild()
 	resync := time.NewTicker(netResync)

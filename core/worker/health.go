@@ -81,8 +81,11 @@ func (h *runtimeHealth) conditions() []*apiv1.NodeCondition {
 }
 
 // Conditions returns the node conditions the worker reports now: a
-// "runtime" condition while its runtime does not answer.
-func (w *Worker) Conditions() []*apiv1.NodeCondition { return w.health.conditions() }
+// "runtime" condition while its runtime does not answer, a "ports"
+// condition while it cannot publish a port.
+func (w *Worker) Conditions() []*apiv1.NodeCondition {
+	return append(w.health.conditions(), w.net.conditions()...)
+}
 
 // watchHealth checks the runtime's health every HealthInterval, and at once
 // when a runtime call ran out of time, until ctx ends.

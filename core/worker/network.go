@@ -14,6 +14,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/discovery"
+	"github.com/warrenorch/warren/core/dispatcher"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/network"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -53,6 +54,15 @@ type netSide struct {
 	// endpoint table.
 	dns   *discovery.Server
 	table discovery.Table
+	// eps is the latest endpoint table, which the published ports come
+	// from; pubGen counts the tables taken, pubSent says SetPublished
+	// succeeded with the current one. applied are the ports (portKey) the
+	// plugin publishes; portsCond is the "ports" condition ("": none).
+	eps       []*apiv1.Endpoint
+	pubGen    uint64
+	pubSent   bool
+	applied   map[string]bool
+	portsCond string
 }
 
 func newNetSide(w *Worker, nw network.Network, name string) (*netSide, error) {
@@ -88,7 +98,7 @@ func (n *netSide) info(ni *apiv1.NetworkInfo) error {
 	}
 	n.mu.Lock()
 	if sub != n.subnet {
-		n.subnet, n.setUp = sub, false
+		n.subnet, n.setUp, n.pubSent = sub, false, false
 	}
 	n.plan = ni.GetPlan()
 	n.mu.Unlock()
@@ -125,18 +135,68 @@ func (n *netSide) setEndpoints(eps []*apiv1.Endpoint) {
 	}
 	n.mu.Lock()
 	n.table = t
+	n.eps, n.pubSent = eps, false
+	n.pubGen++
 	dns := n.dns
 	n.mu.Unlock()
 	if dns != nil {
 		dns.Set(t)
 	}
+	n.poke()
+}
+
+// publish gives the plugin the ports the endpoint table of generation gen
+// asks this node (subnet sub) to publish, leaving out new ones that a
+// process of the host holds, and sets the "ports" condition naming those.
+func (n *netSide) publish(ctx context.Context, sub netip.Prefix, eps []*apiv1.Endpoint, gen uint64) error {
+	n.mu.Lock()
+	applied := n.applied
+	n.mu.Unlock()
+	ports, cond := takePorts(PublishedPorts(eps, sub), applied, bindPort)
+	cctx, cancel := n.w.call(ctx, 0)
+	err := n.nw.SetPublished(cctx, ports)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("SetPublished with %d ports: %w", len(ports), err)
+	}
+	now := make(map[string]bool, len(ports))
+	for _, p := range ports {
+		now[portKey(p)] = true
+	}
+	n.mu.Lock()
+	n.applied = now
+	n.pubSent = n.pubGen == gen
+	changed := n.portsCond != cond
+	n.portsCond = cond
+	n.mu.Unlock()
+	if changed {
+		if cond != "" {
+			n.w.log.Warn("published ports left out", "reason", cond)
+		}
+		poke(n.w.health.changed)
+	}
+	return nil
+}
+
+// conditions returns the "ports" node condition while a port cannot be
+// published.
+func (n *netSide) conditions() []*apiv1.NodeCondition {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.portsCond == "" {
+		return nil
+	}
+	return []*apiv1.NodeCondition{{Type: dispatcher.ConditionPorts, Message: n.portsCond}}
 }
 
 // restarted is told that the plugin process was restarted: it is set up
 // again (the plugin adopts what exists) and given the peers again.
 func (n *netSide) restarted() {
 	n.mu.Lock()
-	n.setUp, n.peersSent = false, false
+	n.setUp, n.peersSent, n.pubSent = false, false, false
 	n.mu.Unlock()
 	n.poke()
 }
@@ -171,6 +231,7 @@ func (n *netSide) run(ctx context.Context) {
 func (n *netSide) step(ctx context.Context) error {
 	n.mu.Lock()
 	sub, plan, setUp, peers, peersSent, gen := n.subnet, n.plan, n.setUp, n.peers, n.peersSent, n.peersGen
+	eps, pubSent, pubGen := n.eps, n.pubSent, n.pubGen
 	n.mu.Unlock()
 	if !sub.IsValid() {
 		return nil
@@ -220,6 +281,9 @@ func (n *netSide) step(ctx context.Context) error {
 		n.mu.Lock()
 		n.peersSent = n.peersGen == gen
 		n.mu.Unlock()
+	}
+	if !pubSent && pubGen > 0 {
+		return n.publish(ctx, sub, eps, pubGen)
 	}
 	return nil
 }

@@ -452,7 +452,7 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 	// The node's conditions go up at once too, and again whenever they
 	// change; every heartbeat carries them.
 	beat := func() error {
-		hb := &apiv1.Heartbeat{Conditions: w.health.conditions()}
+		hb := &apiv1.Heartbeat{Conditions: w.Conditions()}
 		if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Heartbeat{Heartbeat: hb}}); err != nil {
 			return fmt.Errorf("send heartbeat: %w", recvErr(stream, err))
 		}
