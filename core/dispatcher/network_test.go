@@ -64,6 +64,19 @@ func TestBuildNetworkTables(t *testing.T) {
 	}
 }
 
+func TestNetworkTablesWithPorts(t *testing.T) {
+	port := &apiv1.PortConfig{Published: 8080, Target: 80}
+	tables := dispatcher.NetworkTables{Endpoints: []*apiv1.Endpoint{{Name: "web", Addresses: []string{"10.88.0.9"}}, {Name: "db", Addresses: []string{"10.88.0.7"}}}}
+	got := tables.WithPorts([]*apiv1.Service{
+		{Id: "s1", Spec: &apiv1.ServiceSpec{Name: "web", Ports: []*apiv1.PortConfig{port}}},
+		{Id: "s2", Spec: &apiv1.ServiceSpec{Name: "db"}},
+		{Id: "s3", Spec: &apiv1.ServiceSpec{Name: "idle", Ports: []*apiv1.PortConfig{{Published: 9090, Target: 90}}}}, // no running task: no endpoint
+	})
+	if len(got.Endpoints) != 2 || len(got.Endpoints[0].GetPorts()) != 1 || got.Endpoints[0].GetPorts()[0].Key() != "8080/tcp" || len(got.Endpoints[1].GetPorts()) != 0 {
+		t.Errorf("endpoints with ports = %v", got.Endpoints)
+	}
+}
+
 // netClient collects what a session is sent about the overlay.
 type netClient struct {
 	*client

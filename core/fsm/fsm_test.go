@@ -82,6 +82,21 @@ func svc(id, name string) *apiv1.Service {
 	return &apiv1.Service{Id: id, Spec: &apiv1.ServiceSpec{Name: name, Image: "busybox", Replicas: 1}}
 }
 
+// published is svc publishing ports ("8080/tcp" style keys, target 80).
+func published(s *apiv1.Service, ports ...string) *apiv1.Service {
+	for _, k := range ports {
+		var n uint32
+		var proto string
+		fmt.Sscanf(k, "%d/%s", &n, &proto)
+		p := &apiv1.PortConfig{Published: n, Target: 80}
+		if proto == "udp" {
+			p.Protocol = apiv1.PortProtocol_PORT_PROTOCOL_UDP
+		}
+		s.Spec.Ports = append(s.Spec.Ports, p)
+	}
+	return s
+}
+
 func TestApplyCommands(t *testing.T) {
 	h := newHarness(t, openStore(t, t.TempDir()))
 	if r := h.apply(t, &fsmpb.CreateService{Service: svc("s1", "web")}); isErr(r) {
@@ -112,6 +127,11 @@ func TestApplyCommands(t *testing.T) {
 		{"node subnet of the wrong size", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.0.0/23"}}}, sdk.ErrInvalidArgument},
 		{"node subnet", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24"}}}, nil},
 		{"node subnet held by another node", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n4", Name: "node-4", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24"}}}, sdk.ErrConflict},
+		{"publish a port", &fsmpb.CreateService{Service: published(svc("p1", "pub"), "8080/tcp")}, nil},
+		{"a port another service publishes", &fsmpb.CreateService{Service: published(svc("p2", "pub2"), "9090/tcp", "8080/tcp")}, sdk.ErrAlreadyExists},
+		{"the same number over udp", &fsmpb.CreateService{Service: published(svc("p3", "pub3"), "8080/udp")}, nil},
+		{"an update taking a published port", &fsmpb.UpdateService{Service: published(svc("s3", "api"), "8080/udp")}, sdk.ErrAlreadyExists},
+		{"an update keeping its own port", &fsmpb.UpdateService{Service: published(svc("p1", "pub"), "8080/tcp", "8081/tcp")}, nil},
 		{"the same subnet again", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.7.0/24", PublicKey: "k"}}}, nil},
 	}
 	for _, tt := range tests {
@@ -140,8 +160,11 @@ func TestApplyCommands(t *testing.T) {
 		t.Fatalf("store index = %d, %v; want %d", idx, err, h.index)
 	}
 	recs, err := h.store.List(context.Background(), state.BucketServices, "")
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("stored services = %d, %v; want 2", len(recs), err)
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("stored services = %d, %v; want 4 (web, api, pub, pub3)", len(recs), err)
+	}
+	if api, _ := h.state.Service("s3"); len(api.GetSpec().GetPorts()) != 0 {
+		t.Errorf("the refused update of api stored its ports: %v", api.GetSpec().GetPorts())
 	}
 }
 
