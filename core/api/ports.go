@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"strings"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk"
@@ -50,14 +51,9 @@ func validatePorts(s *apiv1.ServiceSpec) error {
 	return nil
 }
 
+// networkModeName is "host", "none" or "overlay".
 func networkModeName(m apiv1.NetworkMode) string {
-	switch m {
-	case apiv1.NetworkMode_NETWORK_MODE_HOST:
-		return "host"
-	case apiv1.NetworkMode_NETWORK_MODE_NONE:
-		return "none"
-	}
-	return "overlay"
+	return strings.ToLower(strings.TrimPrefix(m.String(), "NETWORK_MODE_"))
 }
 
 // newPorts returns the ports of spec that old (nil for a new service) does

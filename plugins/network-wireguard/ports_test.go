@@ -3,10 +3,12 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -164,5 +166,87 @@ func TestPublishedPorts(t *testing.T) {
 	if c, err := dial(client, m.a.host.Addr(18080)); err == nil {
 		c.Close()
 		t.Errorf("port 18080 still answers after its port was removed")
+	}
+}
+
+// BenchmarkPublishedPort compares a request through a published port with
+// a direct request to the task, over the same overlay: a task on node B
+// answers; "direct" is node A connecting to the task's overlay address,
+// "ingress-local" node A connecting to its own published port
+// (127.0.0.1:18080, DNAT to the task and SNAT to A's gateway), and
+// "ingress-remote" another host connecting to A's published port (one
+// underlay hop more). "request" sub-benchmarks time a new connection, a
+// 64-byte request and its echo (p50 and p99); "throughput" ones send 1 MiB
+// writes over one connection.
+func BenchmarkPublishedPort(b *testing.B) {
+	m := newMesh(b)
+	client := m.tn.AddHost(b, "client")
+	ln := listen(b, m.taskB, m.attB.Address.Addr())
+	go func() { // echo every connection until it closes
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	target := uint16(ln.Addr().(*net.TCPAddr).Port)
+	ports := []network.PublishedPort{{Service: "bench", Protocol: network.TCP, Port: 18080, TargetPort: target, Mode: network.Ingress, Backends: []netip.Addr{m.attB.Address.Addr()}}}
+	if err := m.a.nw.SetPublished(b.Context(), ports); err != nil {
+		b.Fatal(err)
+	}
+	paths := []struct {
+		name string
+		from *netns.Host
+		addr string
+	}{
+		{"direct", m.a.host, ln.Addr().String()},
+		{"ingress-local", m.a.host, "127.0.0.1:18080"},
+		{"ingress-remote", client, m.a.host.Addr(18080)},
+	}
+	for _, p := range paths {
+		b.Run("request/"+p.name, func(b *testing.B) {
+			msg, buf := make([]byte, 64), make([]byte, 64)
+			var took []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				c, err := dial(p.from, p.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+				c.Close()
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+	for _, p := range paths {
+		b.Run("throughput/"+p.name, func(b *testing.B) {
+			c, err := dial(p.from, p.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			go func() { _, _ = io.Copy(io.Discard, c) }() // the echo comes back
+			chunk := make([]byte, 1<<20)
+			b.SetBytes(int64(len(chunk)))
+			for b.Loop() {
+				if _, err := c.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -48,10 +48,14 @@ func overlayTasks(t *testing.T, m *clustertest.Node, service string) []*apiv1.Ta
 
 func addrOf(tk *apiv1.Task) string { return strings.SplitN(tk.GetAddress(), "/", 2)[0] }
 
-func TestClusterOverlay(t *testing.T) {
+// overlayCluster starts manager m1 and workers w1 and w2 on an overlay of
+// overlayRange, with the test images imported, and waits until all three
+// are ready.
+func overlayCluster(t *testing.T, overlayRange string) (*clustertest.Cluster, *clustertest.Node) {
+	t.Helper()
 	bin := testutil.Install(t, ctrtest.OverlayPlugins...)
 	c := clustertest.New(t, bin)
-	c.OverlayRange = "10.252.0.0/16"
+	c.OverlayRange = overlayRange
 	ctx := context.Background()
 	m1 := c.Add("m1", clustertest.Spec{Manager: true})
 	m1.Start(ctx)
@@ -62,6 +66,12 @@ func TestClusterOverlay(t *testing.T) {
 		ctrtest.ImportImages(t, w.Client())
 	}
 	c.WaitReady(m1, 3)
+	return c, m1
+}
+
+func TestClusterOverlay(t *testing.T) {
+	c, m1 := overlayCluster(t, "10.252.0.0/16")
+	ctx := context.Background()
 	w1 := c.Node("w1")
 
 	m1.CLI(0, "service", "create", "web", "--image", ctrtest.TestImage, "--replicas", "2", "--",

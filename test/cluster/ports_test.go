@@ -74,20 +74,9 @@ func portRules(t *testing.T, host *netns.Host) []string {
 // nothing stored; a port a worker's host holds gives that node a "ports"
 // condition; removing the services removes every rule.
 func TestClusterPublishedPorts(t *testing.T) {
-	bin := testutil.Install(t, ctrtest.OverlayPlugins...)
-	c := clustertest.New(t, bin)
-	c.OverlayRange = "10.251.0.0/16"
+	c, m1 := overlayCluster(t, "10.251.0.0/16")
 	ctx := context.Background()
-	m1 := c.Add("m1", clustertest.Spec{Manager: true})
-	m1.Start(ctx)
-	wtok := c.Token(m1, "worker")
-	for _, name := range []string{"w1", "w2"} {
-		w := c.Add(name, clustertest.Spec{Worker: true, Network: true, Join: wtok})
-		w.Start(ctx)
-		ctrtest.ImportImages(t, w.Client())
-	}
 	client := c.Net.AddHost(t, "client")
-	c.WaitReady(m1, 3)
 	w1, w2 := c.Node("w1"), c.Node("w2")
 	httpd := []string{"--image", ctrtest.TestImage, "--constraint", "node.name==w2", "--",
 		"sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"}
