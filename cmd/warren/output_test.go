@@ -38,7 +38,7 @@ func testServices() []*apiv1.Service {
 		},
 		{
 			Id: webID, Version: 12,
-			Spec:      &apiv1.ServiceSpec{Name: "web", Image: "nginx:1.27", Replicas: 3},
+			Spec:      &apiv1.ServiceSpec{Name: "web", Image: "nginx:1.27", Replicas: 3, Ports: []*apiv1.PortConfig{{Published: 8080, Target: 80}, {Published: 53, Target: 53, Protocol: apiv1.PortProtocol_PORT_PROTOCOL_UDP, Mode: apiv1.PublishMode_PUBLISH_MODE_HOST}}},
 			CreatedAt: ts(72 * time.Hour), UpdatedAt: ts(72 * time.Hour),
 		},
 	}
@@ -59,9 +59,9 @@ func TestServiceTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID             NAME   IMAGE                    REPLICAS                                                  UPDATED\n" +
-		"a1b2c3d4e5f6   api    registry.local/api:2.1   1/2: rejected: image \"registry.local/api:2.1\" not found   1 minute ago\n" +
-		"3f2a9c1b7d4e   web    nginx:1.27               3/3                                                       3 days ago\n"
+		"ID             NAME   IMAGE                    REPLICAS                                                  PORTS                            UPDATED\n" +
+		"a1b2c3d4e5f6   api    registry.local/api:2.1   1/2: rejected: image \"registry.local/api:2.1\" not found   -                                1 minute ago\n" +
+		"3f2a9c1b7d4e   web    nginx:1.27               3/3                                                       8080->80/tcp,53->53/udp (host)   3 days ago\n"
 	checkGolden(t, buf.String(), want)
 }
 
@@ -70,7 +70,7 @@ func TestServiceTableEmpty(t *testing.T) {
 	if err := writeTable(&buf, serviceListHeader, serviceRows(nil, nil, testNow)); err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, buf.String(), "ID   NAME   IMAGE   REPLICAS   UPDATED\n")
+	checkGolden(t, buf.String(), "ID   NAME   IMAGE   REPLICAS   PORTS   UPDATED\n")
 }
 
 func TestServiceJSON(t *testing.T) {
@@ -158,6 +158,7 @@ func TestServiceFields(t *testing.T) {
 		"Env:           A=first, Z=last\n" +
 		"Labels:        team=edge\n" +
 		"Constraints:   -\n" +
+		"Ports:         -\n" +
 		"Limits:        1.5 CPUs, 512MiB\n" +
 		"Reservations:  -\n" +
 		"Restart:       condition on-failure, delay 5s\n" +

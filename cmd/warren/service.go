@@ -227,6 +227,7 @@ func serviceFields(s *apiv1.Service) [][2]string {
 		{"Env", pairs(spec.GetEnv())},
 		{"Labels", pairs(spec.GetLabels())},
 		{"Constraints", strings.Join(spec.GetConstraints(), ", ")},
+		{"Ports", strings.ReplaceAll(portsColumn(spec.GetPorts()), ",", ", ")},
 		{"Limits", resourcesText(spec.GetLimits())},
 		{"Reservations", resourcesText(spec.GetReservations())},
 	}

@@ -178,7 +178,7 @@ func TestServiceChanges(t *testing.T) {
 		{name: "args", args: `--args "-g 'daemon on;'"`, want: func(s *apiv1.ServiceSpec) { s.Args = []string{"-g", "daemon on;"} }},
 		{name: "clear args", args: "--args=", want: func(s *apiv1.ServiceSpec) { s.Args = nil }},
 		{name: "network", args: "--network overlay", want: func(s *apiv1.ServiceSpec) { s.NetworkMode = apiv1.NetworkMode_NETWORK_MODE_OVERLAY }},
-		{name: "nothing", args: "", wantErr: "nothing to update: give at least one of --image, --replicas, --env-add, --env-rm, --label-add, --label-rm, --args or --network"},
+		{name: "nothing", args: "", wantErr: "nothing to update: give at least one of --image, --replicas, --env-add, --env-rm, --label-add, --label-rm, --args, --network, --publish-add or --publish-rm"},
 		{name: "empty image", args: "--image=", wantErr: "--image cannot be empty"},
 		{name: "bad env", args: "--env-add A", wantErr: `invalid --env-add "A": expected KEY=VALUE`},
 		{name: "bad label", args: "--label-add =x", wantErr: `invalid --label-add "=x"`},
