@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -172,43 +173,54 @@ func TestPublishedPorts(t *testing.T) {
 // BenchmarkPublishedPort compares a request through a published port with
 // a direct request to the task, over the same overlay: a task on node B
 // answers; "direct" is node A connecting to the task's overlay address,
-// "ingress-local" node A connecting to its own published port
-// (127.0.0.1:18080, DNAT to the task and SNAT to A's gateway), and
-// "ingress-remote" another host connecting to A's published port (one
-// underlay hop more). "request" sub-benchmarks time a new connection, a
-// 64-byte request and its echo (p50 and p99); "throughput" ones send 1 MiB
-// writes over one connection.
+// "ingress-local" node A connecting to its own published port (127.0.0.1,
+// DNAT to the task and SNAT to A's gateway), and "ingress-remote" another
+// host connecting to A's published port (one underlay hop more).
+// "request" sub-benchmarks time a new connection, a 64-byte request and
+// its echo (p50 and p99); "throughput" ones send 1 MiB writes over one
+// connection to a task that discards them.
 func BenchmarkPublishedPort(b *testing.B) {
 	m := newMesh(b)
 	client := m.tn.AddHost(b, "client")
-	ln := listen(b, m.taskB, m.attB.Address.Addr())
-	go func() { // echo every connection until it closes
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	serve := func(handle func(net.Conn)) (net.Listener, uint16) {
+		ln := listen(b, m.taskB, m.attB.Address.Addr())
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					handle(c)
+				}()
 			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	target := uint16(ln.Addr().(*net.TCPAddr).Port)
-	ports := []network.PublishedPort{{Service: "bench", Protocol: network.TCP, Port: 18080, TargetPort: target, Mode: network.Ingress, Backends: []netip.Addr{m.attB.Address.Addr()}}}
+		}()
+		return ln, uint16(ln.Addr().(*net.TCPAddr).Port)
+	}
+	echo, echoPort := serve(func(c net.Conn) { _, _ = io.Copy(c, c) })
+	sink, sinkPort := serve(func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	backend := []netip.Addr{m.attB.Address.Addr()}
+	ports := []network.PublishedPort{
+		{Service: "echo", Protocol: network.TCP, Port: 18080, TargetPort: echoPort, Mode: network.Ingress, Backends: backend},
+		{Service: "sink", Protocol: network.TCP, Port: 18081, TargetPort: sinkPort, Mode: network.Ingress, Backends: backend},
+	}
 	if err := m.a.nw.SetPublished(b.Context(), ports); err != nil {
 		b.Fatal(err)
 	}
-	paths := []struct {
+	type path struct {
 		name string
 		from *netns.Host
 		addr string
-	}{
-		{"direct", m.a.host, ln.Addr().String()},
-		{"ingress-local", m.a.host, "127.0.0.1:18080"},
-		{"ingress-remote", client, m.a.host.Addr(18080)},
 	}
-	for _, p := range paths {
+	paths := func(direct net.Listener, port int) []path {
+		return []path{
+			{"direct", m.a.host, direct.Addr().String()},
+			{"ingress-local", m.a.host, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+			{"ingress-remote", client, m.a.host.Addr(port)},
+		}
+	}
+	for _, p := range paths(echo, 18080) {
 		b.Run("request/"+p.name, func(b *testing.B) {
 			msg, buf := make([]byte, 64), make([]byte, 64)
 			var took []time.Duration
@@ -232,14 +244,13 @@ func BenchmarkPublishedPort(b *testing.B) {
 			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
-	for _, p := range paths {
+	for _, p := range paths(sink, 18081) {
 		b.Run("throughput/"+p.name, func(b *testing.B) {
 			c, err := dial(p.from, p.addr)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			go func() { _, _ = io.Copy(io.Discard, c) }() // the echo comes back
 			chunk := make([]byte, 1<<20)
 			b.SetBytes(int64(len(chunk)))
 			for b.Loop() {
