@@ -71,6 +71,9 @@ func readPublished(t testing.TB, h *netns.Host) []network.PublishedPort {
 				}
 				last = e
 			}
+			if len(p.Backends) == 0 {
+				continue // a rule that only marks
+			}
 			slices.SortFunc(p.Backends, func(a, b netip.Addr) int { return a.Compare(b) })
 			out = append(out, p)
 		}
@@ -114,7 +117,9 @@ func remoteOf(a net.Addr) string {
 // TestPublishedPorts: an ingress port of node A forwards to a task on node
 // B, from another host and from A itself (127.0.0.1 and its own address),
 // with the connection coming from A's gateway; a host port of B forwards
-// to B's task keeping the client's address; removing the ports removes the
+// to B's task keeping the client's address (but not for the node's own
+// connections, nor its tasks': those would be answered past the NAT);
+// removing the ports removes the
 // table and the forwarding.
 func TestPublishedPorts(t *testing.T) {
 	m := newMesh(t)
@@ -133,6 +138,9 @@ func TestPublishedPorts(t *testing.T) {
 		}
 	}
 	gwA := m.attA.Gateway.String()
+	// Another task on B, on the same bridge as the host-mode backend.
+	taskB2 := m.tn.AddNamespace(t, "task-b2")
+	m.b.attach("task-b2", taskB2)
 	for _, tc := range []struct {
 		name       string
 		from       *netns.Host
@@ -144,6 +152,8 @@ func TestPublishedPorts(t *testing.T) {
 		{"ingress from the node's loopback", m.a.host, "127.0.0.1:18080", gwA},
 		{"host mode from another host", client, m.b.host.Addr(18081), client.IP},
 		{"host mode from the node's loopback", m.b.host, "127.0.0.1:18081", m.attB.Gateway.String()},
+		{"host mode from a task on the backend's bridge", taskB2, m.b.host.Addr(18081), m.attB.Gateway.String()},
+		{"ingress from a task on the node", m.taskA, m.a.host.Addr(18080), gwA},
 	} {
 		remote := echoOnce(lnB)
 		roundTrip(t, tc.from, tc.addr)

@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -56,7 +59,8 @@ func (p *Plugin) SetPublished(_ context.Context, ports []network.PublishedPort) 
 	if p.st == nil {
 		return fmt.Errorf("set published ports: node not set up (SetupNode first): %w", sdk.ErrFailedPrecondition)
 	}
-	gw := gatewayOf(p.st.Node.Subnet)
+	subnet := p.st.Node.Subnet
+	gw := gatewayOf(subnet)
 	if len(checked) > 0 {
 		// A connection the node makes to 127.0.0.1:PORT keeps its loopback
 		// source until postrouting; routing it out of the bridge or the
@@ -68,7 +72,7 @@ func (p *Plugin) SetPublished(_ context.Context, ports []network.PublishedPort) 
 			}
 		}
 	}
-	return applyPorts(checked, gw.AsSlice())
+	return applyPorts(checked, gw.AsSlice(), subnet)
 }
 
 // portsTag identifies one set of ports behind one gateway.
@@ -86,12 +90,12 @@ var portsTableRef = &nftables.Table{Name: PortsTable, Family: nftables.TableFami
 // applyPorts replaces the ports table with one that forwards ports (in
 // one netlink transaction: connections see either the old or the new
 // table), unless it holds them already; no ports deletes the table.
-func applyPorts(ports []network.PublishedPort, gw []byte) error {
+func applyPorts(ports []network.PublishedPort, gw []byte, subnet netip.Prefix) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	tag := portsTag(ports, gw)
+	tag := portsTag(ports, append(slices.Clone(gw), []byte(subnet.String())...))
 	exists := false
 	if t, err := c.ListTableOfFamily(PortsTable, nftables.TableFamilyIPv4); err == nil && t != nil {
 		exists = true
@@ -135,6 +139,12 @@ func applyPorts(ports []network.PublishedPort, gw []byte) error {
 				return fmt.Errorf("nftables: backends of %s: %w", p, err)
 			}
 			mark := ch == local || p.Mode == network.Ingress
+			if !mark {
+				// A host-mode connection from one of the node's tasks is
+				// source-NATed too: its task may be on the same bridge,
+				// which would answer it directly, past the DNAT.
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: []byte(p.String() + " from the node's tasks"), Exprs: markFromSubnet(p, subnet)})
+			}
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, UserData: []byte(p.String()), Exprs: forwardExprs(p, set, mark)})
 		}
 	}
@@ -165,27 +175,48 @@ func snatMarked(gw []byte) []expr.Any {
 	}
 }
 
-// forwardExprs is `meta l4proto P th dport PORT [meta mark set mark |
-// SNATMark] dnat to numgen inc mod N map { i: backend_i } : TARGET`.
-func forwardExprs(p network.PublishedPort, backends *nftables.Set, mark bool) []expr.Any {
+// matchPort is `meta l4proto P th dport PORT`.
+func matchPort(p network.PublishedPort) []expr.Any {
 	proto := byte(unix.IPPROTO_TCP)
 	if p.Protocol == network.UDP {
 		proto = unix.IPPROTO_UDP
 	}
-	e := []expr.Any{
+	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p.Port)},
 	}
+}
+
+// setMark is `meta mark set mark | SNATMark`.
+func setMark() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^uint32(SNATMark)),
+			Xor:  binaryutil.NativeEndian.PutUint32(SNATMark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+	}
+}
+
+// markFromSubnet is `ip saddr subnet meta l4proto P th dport PORT meta
+// mark set mark | SNATMark`.
+func markFromSubnet(p network.PublishedPort, subnet netip.Prefix) []expr.Any {
+	e := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(subnet.Bits(), 32), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: subnet.Addr().AsSlice()},
+	}
+	return append(append(e, matchPort(p)...), setMark()...)
+}
+
+// forwardExprs is `meta l4proto P th dport PORT [meta mark set mark |
+// SNATMark] dnat to numgen inc mod N map { i: backend_i } : TARGET`.
+func forwardExprs(p network.PublishedPort, backends *nftables.Set, mark bool) []expr.Any {
+	e := matchPort(p)
 	if mark {
-		e = append(e,
-			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^uint32(SNATMark)),
-				Xor:  binaryutil.NativeEndian.PutUint32(SNATMark)},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-		)
+		e = append(e, setMark()...)
 	}
 	return append(e,
 		&expr.Numgen{Register: 1, Modulus: uint32(len(p.Backends)), Type: unix.NFT_NG_INCREMENTAL},
@@ -196,4 +227,4 @@ func forwardExprs(p network.PublishedPort, backends *nftables.Set, mark bool) []
 }
 
 // deletePorts deletes the ports table, if present.
-func deletePorts() error { return applyPorts(nil, nil) }
+func deletePorts() error { return applyPorts(nil, nil, netip.Prefix{}) }
