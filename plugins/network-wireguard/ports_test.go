@@ -85,6 +85,28 @@ func readPublished(t testing.TB, h *netns.Host) []network.PublishedPort {
 	return out
 }
 
+// ruleHandles returns the kernel's handles of the rules in the ports
+// table's chain in h: rebuilt rules get new ones.
+func ruleHandles(t testing.TB, h *netns.Host) []uint64 {
+	t.Helper()
+	var out []uint64
+	if err := h.Do(func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		table := &nftables.Table{Name: wireguard.PortsTable, Family: nftables.TableFamilyIPv4}
+		rules, err := c.GetRules(table, &nftables.Chain{Name: wireguard.PortsChain, Table: table})
+		for _, r := range rules {
+			out = append(out, r.Handle)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("rules of %s in %s: %v", wireguard.PortsTable, h.Name, err)
+	}
+	return out
+}
+
 // hasPortsTable reports whether h has the plugin's ports table.
 func hasPortsTable(t testing.TB, h *netns.Host) bool {
 	t.Helper()
@@ -129,13 +151,19 @@ func TestPublishedPorts(t *testing.T) {
 	backB := []netip.Addr{m.attB.Address.Addr()}
 	ingress := []network.PublishedPort{{Service: "web", Protocol: network.TCP, Port: 18080, TargetPort: target, Mode: network.Ingress, Backends: backB}}
 	host := []network.PublishedPort{{Service: "web-host", Protocol: network.TCP, Port: 18081, TargetPort: target, Mode: network.Host, Backends: backB}}
-	for range 2 { // the second call changes nothing
+	var handles []uint64
+	for i := range 2 { // the second call changes nothing
 		if err := m.a.nw.SetPublished(t.Context(), ingress); err != nil {
 			t.Fatalf("SetPublished on a: %v", err)
 		}
 		if err := m.b.nw.SetPublished(t.Context(), host); err != nil {
 			t.Fatalf("SetPublished on b: %v", err)
 		}
+		h := ruleHandles(t, m.a.host)
+		if i == 1 && !slices.Equal(h, handles) {
+			t.Errorf("the same SetPublished again rebuilt the rules: handles %v, then %v", handles, h)
+		}
+		handles = h
 	}
 	gwA := m.attA.Gateway.String()
 	// Another task on B, on the same bridge as the host-mode backend.

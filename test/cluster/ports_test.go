@@ -174,6 +174,30 @@ func TestClusterPublishedPorts(t *testing.T) {
 		m1.CLI(0, "service", "rm", "held")
 	})
 
+	t.Run("the rules outlive the agent, and its restart puts lost ones back", func(t *testing.T) {
+		w1.Stop()
+		if out, err := httpGet(client, w1.Host.Addr(18080)); err != nil || !strings.Contains(out, "web.") {
+			t.Errorf("with w1's agent stopped, its published port: %q, %v", out, err)
+		}
+		// Lose the rules while the agent is away (an operator's `nft flush
+		// ruleset`, say): the restarted worker applies its set again.
+		if err := w1.Host.Do(func() error {
+			c, err := nftables.New()
+			if err != nil {
+				return err
+			}
+			c.DelTable(&nftables.Table{Name: wireguard.PortsTable, Family: nftables.TableFamilyIPv4})
+			return c.Flush()
+		}); err != nil {
+			t.Fatalf("delete w1's ports table: %v", err)
+		}
+		w1.Start(ctx)
+		testutil.Eventually(t, 30*time.Second, "web answers on w1 again after its agent's restart", func() bool {
+			out, err := httpGet(client, w1.Host.Addr(18080))
+			return err == nil && strings.Contains(out, "web.")
+		})
+	})
+
 	t.Run("service rm removes every rule", func(t *testing.T) {
 		m1.CLI(0, "service", "rm", "web")
 		m1.CLI(0, "service", "rm", "hweb")
