@@ -156,7 +156,15 @@ func (n *netSide) publish(ctx context.Context, sub netip.Prefix, eps []*apiv1.En
 	cctx, cancel := n.w.call(ctx, 0)
 	err := n.nw.SetPublished(cctx, ports)
 	cancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, sdk.ErrUnsupported):
+		// A plugin without published ports: nothing to do for an empty
+		// set; otherwise the node says so until the table changes.
+		ports, cond = nil, ""
+		if len(PublishedPorts(eps, sub)) > 0 {
+			cond = fmt.Sprintf("cannot publish ports: network plugin %s: %v", n.name, err)
+		}
+	case err != nil:
 		return fmt.Errorf("SetPublished with %d ports: %w", len(ports), err)
 	}
 	now := make(map[string]bool, len(ports))
