@@ -732,18 +732,7 @@ func BenchmarkThroughput(b *testing.B) {
 			defer c.Close()
 			_, _ = io.Copy(io.Discard, c)
 		}()
-		c, err := dial(from, ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		chunk := make([]byte, 1<<20)
-		b.SetBytes(int64(len(chunk)))
-		for b.Loop() {
-			if _, err := c.Write(chunk); err != nil {
-				b.Fatal(err)
-			}
-		}
+		sendMiBs(b, from, ln.Addr().String())
 	}
 	b.Run("overlay", func(b *testing.B) { run(b, m.taskA, m.taskB, m.attB.Address.Addr()) })
 	b.Run("wireguard-only", func(b *testing.B) { run(b, m.a.host, m.b.host, m.attB.Gateway) })
