@@ -412,16 +412,8 @@ func upToDate(t *apiv1.Task, svc *apiv1.Service, key *apiv1.ServiceSpec) bool {
 	return t.GetSpec() != nil && proto.Equal(specKey(t.GetSpec()), key)
 }
 
-// specKey is spec without what changes no task (replicas, update policy).
-func specKey(spec *apiv1.ServiceSpec) *apiv1.ServiceSpec {
-	k := proto.CloneOf(spec)
-	if k == nil {
-		return nil
-	}
-	k.Replicas = 0
-	k.UpdatePolicy = nil
-	return k
-}
+// specKey is spec without what changes no task (apiv1.TaskShape).
+func specKey(spec *apiv1.ServiceSpec) *apiv1.ServiceSpec { return apiv1.TaskShape(spec) }
 
 // newer reports whether a was made after b.
 func newer(a, b *apiv1.Task) bool {

@@ -707,16 +707,13 @@ func backoff(p *apiv1.RestartPolicy, attempt uint32) time.Duration {
 	return min(delay, ceiling)
 }
 
-// specKey is the comparison key of a spec: its encoding without the fields
-// that change no task (replicas, update_policy).
+// specKey is the comparison key of a spec: the encoding of its
+// apiv1.TaskShape.
 func specKey(s *apiv1.ServiceSpec) string {
 	if s == nil {
 		return ""
 	}
-	c := proto.CloneOf(s)
-	c.Replicas = 0
-	c.UpdatePolicy = nil
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(apiv1.TaskShape(s))
 	if err != nil {
 		panic(fmt.Sprintf("orchestrator: encode spec: %v", err)) // only on a programming error
 	}

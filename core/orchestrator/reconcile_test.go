@@ -419,6 +419,14 @@ func TestReconcile(t *testing.T) {
 			},
 		},
 		{
+			name: "published ports change no task",
+			svc: service(2, 1, func(s *apiv1.Service) {
+				s.Spec.Image = "app:1"
+				s.Spec.Ports = []*apiv1.PortConfig{{Published: 8080, Target: 80}}
+			}),
+			tasks: []*apiv1.Task{task("a", 1, wantRunning, tsRunning)},
+		},
+		{
 			name: "update, parallelism 0: every slot at once",
 			svc:  service(2, 3),
 			tasks: []*apiv1.Task{
