@@ -174,6 +174,24 @@ func TestClusterPublishedPorts(t *testing.T) {
 		m1.CLI(0, "service", "rm", "held")
 	})
 
+	t.Run("a port added by update answers, and web's task stays", func(t *testing.T) {
+		before := overlayTasks(t, m1, "web")
+		m1.CLI(0, "service", "update", "web", "--publish-add", "18082:8080", "--publish-rm", "18080")
+		testutil.Eventually(t, 30*time.Second, "web answers on w1's port 18082", func() bool {
+			out, err := httpGet(client, w1.Host.Addr(18082))
+			return err == nil && strings.Contains(out, "web.")
+		})
+		testutil.Eventually(t, 10*time.Second, "port 18080 no longer published on w1", func() bool {
+			r := portRules(t, w1.Host)
+			return len(r) == 1 && strings.Contains(r[0], "tcp/18082->8080")
+		})
+		after := overlayTasks(t, m1, "web")
+		if len(before) != 1 || len(after) != 1 || before[0].GetId() != after[0].GetId() {
+			t.Errorf("web's tasks before the port change %v, after %v: want the same one", before, after)
+		}
+		m1.CLI(0, "service", "update", "web", "--publish-add", "18080:8080", "--publish-rm", "18082")
+	})
+
 	t.Run("the rules outlive the agent, and its restart puts lost ones back", func(t *testing.T) {
 		w1.Stop()
 		if out, err := httpGet(client, w1.Host.Addr(18080)); err != nil || !strings.Contains(out, "web.") {
