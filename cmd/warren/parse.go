@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
@@ -307,4 +308,49 @@ func orList(words []string) string {
 		return words[0]
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// parseFileRef parses a --secret or --config value: NAME alone, or
+// comma-separated key=value options source|src=NAME, target=PATH, uid=N,
+// gid=N and mode=OCTAL.
+func parseFileRef(flag, s string) (*apiv1.FileReference, error) {
+	if !strings.Contains(s, "=") {
+		return &apiv1.FileReference{Name: s}, nil
+	}
+	ref := &apiv1.FileReference{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("invalid %s %q: %q is not key=value", flag, s, part)
+		}
+		num := func(base int) (uint32, error) {
+			n, err := strconv.ParseUint(v, base, 32)
+			if err != nil {
+				return 0, fmt.Errorf("invalid %s %q: %s=%q is not a number", flag, s, k, v)
+			}
+			return uint32(n), nil
+		}
+		var err error
+		switch k {
+		case "source", "src":
+			ref.Name = v
+		case "target", "dst":
+			ref.Target = v
+		case "uid":
+			ref.Uid, err = num(10)
+		case "gid":
+			ref.Gid, err = num(10)
+		case "mode":
+			ref.Mode, err = num(8)
+		default:
+			return nil, fmt.Errorf("invalid %s %q: unknown option %q (source, target, uid, gid, mode)", flag, s, k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if ref.Name == "" {
+		return nil, fmt.Errorf("invalid %s %q: source=NAME is required", flag, s)
+	}
+	return ref, nil
 }

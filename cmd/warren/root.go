@@ -133,6 +133,8 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		newNodeCmd(g),
 		newTaskCmd(g),
 		newImageCmd(g),
+		newFileKindCmd(g, secretOps),
+		newFileKindCmd(g, configOps),
 		newEventsCmd(g),
 		newPluginCmd(g),
 		newClusterCmd(g),

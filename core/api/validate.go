@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -125,13 +126,15 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return fmt.Errorf("service %q: constraint: %w", s.GetName(), err)
 		}
 	}
-	if err := validateMounts(s.GetName(), s.GetMounts()); err != nil {
+	targets := map[string]bool{}
+	if err := validateMounts(s.GetName(), s.GetMounts(), targets); err != nil {
 		return err
 	}
-	for _, sec := range s.GetSecrets() {
-		if err := ValidateName("secret", sec); err != nil {
-			return fmt.Errorf("service %q: %w", s.GetName(), err)
-		}
+	if err := validateFiles(s.GetName(), "secret", s.GetSecrets(), targets); err != nil {
+		return err
+	}
+	if err := validateFiles(s.GetName(), "config", s.GetConfigs(), targets); err != nil {
+		return err
 	}
 	if _, ok := apiv1.NetworkMode_name[int32(s.GetNetworkMode())]; !ok {
 		return invalid("service %q: network mode %d is unknown", s.GetName(), s.GetNetworkMode())
@@ -175,8 +178,6 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 		return fmt.Errorf("service %q: %s is not supported yet: %w", s.GetName(), what, sdk.ErrUnsupported)
 	}
 	switch {
-	case len(s.GetSecrets()) > 0:
-		return unsupported("secrets")
 	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
 		return unsupported("update_policy.delay")
 	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
@@ -222,11 +223,12 @@ func validateLabels(svc string, labels map[string]string) error {
 	return nil
 }
 
-func validateMounts(svc string, mounts []*apiv1.Mount) error {
+// validateMounts checks mounts and adds their targets to targets, which
+// must not hold them already.
+func validateMounts(svc string, mounts []*apiv1.Mount, targets map[string]bool) error {
 	if len(mounts) > MaxMounts {
 		return invalid("service %q: more than %d mounts", svc, MaxMounts)
 	}
-	targets := map[string]bool{}
 	for _, m := range mounts {
 		switch m.GetType() {
 		case "bind", "volume":
@@ -248,6 +250,68 @@ func validateMounts(svc string, mounts []*apiv1.Mount) error {
 			return invalid("service %q: two mounts target %q", svc, t)
 		}
 		targets[path.Clean(t)] = true
+	}
+	return nil
+}
+
+// SecretsDir is where a secret goes in a container when its reference
+// names no target: SecretsDir/<name>.
+const SecretsDir = "/run/secrets"
+
+// DefaultFileMode is the mode of a secret or config file whose reference
+// gives none.
+const DefaultFileMode = 0o444
+
+// FillFileDefaults sets the defaults of the spec's secret and config
+// references: a secret's target, and the mode. The API applies it before
+// ValidateServiceSpec.
+func FillFileDefaults(s *apiv1.ServiceSpec) {
+	for _, r := range s.GetSecrets() {
+		if r.GetTarget() == "" && r.GetName() != "" {
+			r.Target = path.Join(SecretsDir, r.GetName())
+		}
+	}
+	for _, r := range append(slices.Clone(s.GetSecrets()), s.GetConfigs()...) {
+		if r.GetMode() == 0 {
+			r.Mode = DefaultFileMode
+		}
+	}
+}
+
+// validateFiles checks the secret or config references of a spec and adds
+// their targets to targets, which must not hold them already.
+func validateFiles(svc, kind string, refs []*apiv1.FileReference, targets map[string]bool) error {
+	if len(refs) > MaxMounts {
+		return invalid("service %q: more than %d %ss", svc, MaxMounts, kind)
+	}
+	names := map[string]bool{}
+	for _, r := range refs {
+		if err := ValidateName(kind, r.GetName()); err != nil {
+			return fmt.Errorf("service %q: %w", svc, err)
+		}
+		if names[r.GetName()] && kind == "secret" {
+			return invalid("service %q: secret %q is given twice", svc, r.GetName())
+		}
+		names[r.GetName()] = true
+		t := r.GetTarget()
+		if t == "" {
+			return invalid("service %q: %s %q needs a target path", svc, kind, r.GetName())
+		}
+		if !path.IsAbs(t) || path.Clean(t) == "/" || path.Clean(t) != t {
+			return invalid("service %q: %s %q target %q must be a clean absolute path other than /", svc, kind, r.GetName(), t)
+		}
+		if targets[t] {
+			return invalid("service %q: %s %q target %q collides with another mount, secret or config", svc, kind, r.GetName(), t)
+		}
+		for other := range targets {
+			if strings.HasPrefix(t, other+"/") || strings.HasPrefix(other, t+"/") {
+				return invalid("service %q: %s %q target %q collides with %q", svc, kind, r.GetName(), t, other)
+			}
+		}
+		targets[t] = true
+		if r.GetMode() > 0o777 {
+			return invalid("service %q: %s %q mode %#o has bits beyond 0777", svc, kind, r.GetName(), r.GetMode())
+		}
 	}
 	return nil
 }

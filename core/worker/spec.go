@@ -22,8 +22,9 @@ const (
 )
 
 // TaskSpec turns an assigned task into what the runtime runs, on a worker
-// without a network plugin. Parts of the spec this worker cannot provide
-// (volume mounts, secrets, the overlay) are refused with an error wrapping
+// without a network plugin, less its secrets and configs (which the worker
+// adds once it has written them). Parts of the spec this worker cannot provide
+// (volume mounts, the overlay) are refused with an error wrapping
 // sdk.ErrUnsupported, never ignored.
 func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil) }
 
@@ -35,6 +36,7 @@ func TaskNeeds(t *apiv1.Task) ([]runtime.Capability, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.Mounts = append(spec.Mounts, fileMounts("/", t)...)
 	return spec.Needs(), nil
 }
 
@@ -44,9 +46,6 @@ func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 	s := t.GetSpec()
 	if s == nil {
 		return runtime.TaskSpec{}, fmt.Errorf("task %q has no spec: %w", t.GetId(), sdk.ErrInvalidArgument)
-	}
-	if len(s.GetSecrets()) > 0 {
-		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
 	}
 	hostNetwork := false
 	var netns string

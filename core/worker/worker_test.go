@@ -261,15 +261,12 @@ func TestWorkerConvergesAssignedTasks(t *testing.T) {
 		missing.Spec.Image = "example.com/warren/missing:1"
 		volume := newTask("volume-mount", 7, "sleep", "1")
 		volume.Spec.Mounts = []*apiv1.Mount{{Type: "volume", Source: "data", Target: "/data"}}
-		secret := newTask("with-secret", 8, "sleep", "1")
-		secret.Spec.Secrets = []string{"db-password"}
-		e.upsert(missing, volume, secret)
+		e.upsert(missing, volume)
 		tests := []struct {
 			id, wantErr string
 		}{
 			{"missing-image", "example.com/warren/missing:1"},
 			{"volume-mount", "volume mounts are not supported yet"},
-			{"with-secret", "secrets are not supported yet"},
 		}
 		for _, tt := range tests {
 			got := e.waitState(t, tt.id, rejected)
