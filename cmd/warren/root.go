@@ -135,6 +135,7 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		newImageCmd(g),
 		newFileKindCmd(g, secretOps),
 		newFileKindCmd(g, configOps),
+		newVolumeCmd(g),
 		newEventsCmd(g),
 		newPluginCmd(g),
 		newClusterCmd(g),

@@ -35,6 +35,7 @@ type serviceCreateOptions struct {
 	updateOrder        string
 	network            string
 	secrets            []string
+	mounts             []string
 	configs            []string
 	wait               convergeOptions
 }
@@ -120,6 +121,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
+	f.StringArrayVar(&o.mounts, "mount", nil, "mount `type=volume|bind|tmpfs,source=...,target=PATH`[,readonly][,tmpfs-size=64MiB,tmpfs-mode=1777] (repeatable)")
 	f.StringArrayVar(&o.secrets, "secret", nil, "give the tasks a secret: `NAME` at /run/secrets/NAME, or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable)")
 	f.StringArrayVar(&o.configs, "config", nil, "give the tasks a config read-only: `src=NAME,target=PATH`[,uid=N,gid=N,mode=0444] (repeatable)")
 	o.wait.addFlags(f)
@@ -187,6 +189,13 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	}
 	if len(labels) > 0 {
 		spec.Labels = labels
+	}
+	for _, v := range o.mounts {
+		m, err := parseMount(v)
+		if err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		spec.Mounts = append(spec.Mounts, m)
 	}
 	for _, v := range o.secrets {
 		ref, err := parseFileRef("--secret", v)

@@ -29,8 +29,8 @@ func checkData(kind fsm.FileKind, name string, data []byte) error {
 	return nil
 }
 
-// lookupFile resolves a name or ID with one of the state's lookups.
-func lookupFile[T any](kind fsm.FileKind, nameOrID string, lookup func(string) (T, state.Lookup)) (T, error) {
+// lookupNamed resolves a name or ID with one of the state's lookups.
+func lookupNamed[T any, K ~string](kind K, nameOrID string, lookup func(string) (T, state.Lookup)) (T, error) {
 	var zero T
 	if nameOrID == "" {
 		return zero, invalid("a %s name or ID is required", kind)
@@ -92,7 +92,7 @@ func (s *Server) CreateSecret(ctx context.Context, req *apiv1.CreateSecretReques
 // UpdateSecret gives a secret new data as its next revision; the services
 // using it roll their tasks onto it.
 func (s *Server) UpdateSecret(ctx context.Context, req *apiv1.UpdateSecretRequest) (*apiv1.SecretResponse, error) {
-	old, err := lookupFile(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
+	old, err := lookupNamed(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (s *Server) UpdateSecret(ctx context.Context, req *apiv1.UpdateSecretReques
 // GetSecret returns a secret's metadata; the data never leaves the cluster
 // through the API.
 func (s *Server) GetSecret(_ context.Context, req *apiv1.GetSecretRequest) (*apiv1.SecretResponse, error) {
-	sec, err := lookupFile(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
+	sec, err := lookupNamed(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (s *Server) ListSecrets(context.Context, *apiv1.ListSecretsRequest) (*apiv1
 
 // RemoveSecret removes a secret no service uses.
 func (s *Server) RemoveSecret(ctx context.Context, req *apiv1.RemoveSecretRequest) (*apiv1.RemoveSecretResponse, error) {
-	sec, err := lookupFile(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
+	sec, err := lookupNamed(fsm.KindSecret, req.GetNameOrId(), s.opts.State.LookupSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Server) CreateConfig(ctx context.Context, req *apiv1.CreateConfigReques
 // UpdateConfig gives a config new data as its next revision; the services
 // using it roll their tasks onto it.
 func (s *Server) UpdateConfig(ctx context.Context, req *apiv1.UpdateConfigRequest) (*apiv1.ConfigResponse, error) {
-	old, err := lookupFile(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
+	old, err := lookupNamed(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (s *Server) UpdateConfig(ctx context.Context, req *apiv1.UpdateConfigReques
 
 // GetConfig returns a config with its data.
 func (s *Server) GetConfig(_ context.Context, req *apiv1.GetConfigRequest) (*apiv1.ConfigResponse, error) {
-	c, err := lookupFile(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
+	c, err := lookupNamed(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,7 @@ func (s *Server) ListConfigs(context.Context, *apiv1.ListConfigsRequest) (*apiv1
 
 // RemoveConfig removes a config no service uses.
 func (s *Server) RemoveConfig(ctx context.Context, req *apiv1.RemoveConfigRequest) (*apiv1.RemoveConfigResponse, error) {
-	c, err := lookupFile(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
+	c, err := lookupNamed(fsm.KindConfig, req.GetNameOrId(), s.opts.State.LookupConfig)
 	if err != nil {
 		return nil, err
 	}

@@ -183,11 +183,6 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
 		return unsupported("update_policy.failure_action continue")
 	}
-	for _, m := range s.GetMounts() {
-		if m.GetType() == "volume" {
-			return unsupported("a volume mount")
-		}
-	}
 	return nil
 }
 
@@ -239,8 +234,22 @@ func validateMounts(svc string, mounts []*apiv1.Mount, targets map[string]bool) 
 				return invalid("service %q: bind mount source %q must be an absolute path", svc, m.GetSource())
 			}
 		case "tmpfs":
+			if m.GetSource() != "" {
+				return invalid("service %q: tmpfs mount to %q takes no source", svc, m.GetTarget())
+			}
 		default:
 			return invalid("service %q: mount type %q is unknown (bind, volume or tmpfs)", svc, m.GetType())
+		}
+		if m.GetType() != "tmpfs" && (m.GetTmpfsSizeBytes() != 0 || m.GetTmpfsMode() != 0) {
+			return invalid("service %q: tmpfs size and mode are for tmpfs mounts, not the %s mount to %q", svc, m.GetType(), m.GetTarget())
+		}
+		if m.GetTmpfsSizeBytes() < 0 || m.GetTmpfsMode() > 0o7777 {
+			return invalid("service %q: tmpfs mount to %q: size %d or mode %#o out of range", svc, m.GetTarget(), m.GetTmpfsSizeBytes(), m.GetTmpfsMode())
+		}
+		if m.GetType() == "volume" {
+			if err := ValidateName("volume", m.GetSource()); err != nil {
+				return fmt.Errorf("service %q: %w", svc, err)
+			}
 		}
 		t := m.GetTarget()
 		if !path.IsAbs(t) || path.Clean(t) == "/" {

@@ -170,11 +170,20 @@ func (f *FSM) applyRemoveConfig(tx *txn, c *fsmpb.RemoveConfig) any {
 		func(e *apiv1.Event, o *apiv1.Config) { e.Object = &apiv1.Event_Config{Config: o} })
 }
 
-// resolveFiles sets every secret and config reference of spec to the
-// current revision of what it names, or refuses a name that does not exist.
-// Services being created or updated get it, so a reference never lags
-// behind an update committed in between.
-func (f *FSM) resolveFiles(svc string, spec *apiv1.ServiceSpec) error {
+// resolveRefs sets every secret and config reference of spec to the
+// current revision of what it names, or refuses a name (of a secret, a
+// config or a volume) that does not exist. Services being created or
+// updated get it, so a reference never lags behind an update committed in
+// between.
+func (f *FSM) resolveRefs(svc string, spec *apiv1.ServiceSpec) error {
+	for _, m := range spec.GetMounts() {
+		if m.GetType() != "volume" {
+			continue
+		}
+		if _, ok := f.state.VolumeByName(m.GetSource()); !ok {
+			return fmt.Errorf("service %q: volume %q: %w", svc, m.GetSource(), sdk.ErrNotFound)
+		}
+	}
 	for _, r := range spec.GetSecrets() {
 		o, ok := f.state.SecretByName(r.GetName())
 		if !ok {

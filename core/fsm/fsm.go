@@ -234,7 +234,7 @@ func (f *FSM) applyCreateService(tx *txn, c *fsmpb.CreateService) any {
 	if _, ok := f.state.Service(s.GetId()); ok {
 		return fmt.Errorf("service id %q: %w", s.GetId(), sdk.ErrAlreadyExists)
 	}
-	if err := f.resolveFiles(s.GetSpec().GetName(), s.GetSpec()); err != nil {
+	if err := f.resolveRefs(s.GetSpec().GetName(), s.GetSpec()); err != nil {
 		return err
 	}
 	if _, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok {
@@ -259,7 +259,7 @@ func (f *FSM) applyUpdateService(tx *txn, c *fsmpb.UpdateService) any {
 	if other, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok && other.GetId() != s.GetId() {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
-	if err := f.resolveFiles(s.GetSpec().GetName(), s.GetSpec()); err != nil {
+	if err := f.resolveRefs(s.GetSpec().GetName(), s.GetSpec()); err != nil {
 		return err
 	}
 	s.Version = tx.index
@@ -299,6 +299,7 @@ func (f *FSM) putTasks(tx *txn, ts []*apiv1.Task) {
 		return
 	}
 	f.state.PutTasks(ts)
+	f.bindVolumes(tx, ts)
 	for _, t := range ts {
 		tx.put(state.BucketTasks, t.GetId(), t)
 		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Task{Task: t} })
@@ -380,6 +381,7 @@ func (f *FSM) applyUpsertTasks(tx *txn, c *fsmpb.UpsertTasks) any {
 		ts = append(ts, t)
 	}
 	f.state.PutTasks(ts)
+	f.bindVolumes(tx, ts)
 	for _, t := range ts {
 		tx.put(state.BucketTasks, t.GetId(), t)
 		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Task{Task: t} })
@@ -436,17 +438,6 @@ func removeNamed[T named](tx *txn, kind, bucket, id string, byID func(string) (T
 	tx.del(bucket, id)
 	tx.event(kind, apiv1.EventAction_EVENT_ACTION_DELETED, id, old.GetName(), func(e *apiv1.Event) { wrap(e, old) })
 	return old
-}
-
-func (f *FSM) applyUpsertVolume(tx *txn, c *fsmpb.UpsertVolume) any {
-	return upsertNamed(tx, "volume", state.BucketVolumes, c.GetVolume(), f.state.VolumeByName, f.state.Volume, f.state.PutVolume,
-		func(o *apiv1.Volume, v uint64) { o.Version = v },
-		func(e *apiv1.Event, o *apiv1.Volume) { e.Object = &apiv1.Event_Volume{Volume: o} })
-}
-
-func (f *FSM) applyRemoveVolume(tx *txn, c *fsmpb.RemoveVolume) any {
-	return removeNamed(tx, "volume", state.BucketVolumes, c.GetId(), f.state.Volume, f.state.DeleteVolume,
-		func(e *apiv1.Event, o *apiv1.Volume) { e.Object = &apiv1.Event_Volume{Volume: o} })
 }
 
 func (f *FSM) applySetClusterInfo(tx *txn, c *fsmpb.SetClusterInfo) any {

@@ -423,6 +423,23 @@ func (s *State) Configs() []*apiv1.Config {
 	return out
 }
 
+// LookupVolume finds a volume by name, full ID or unique ID prefix.
+func (s *State) LookupVolume(nameOrID string) (*apiv1.Volume, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.volumes.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Volumes returns every volume, by name.
+func (s *State) Volumes() []*apiv1.Volume {
+	s.mu.RLock()
+	out := s.volumes.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Volume) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
 // VolumeByName returns the volume with that name.
 func (s *State) VolumeByName(name string) (*apiv1.Volume, bool) {
 	s.mu.RLock()

@@ -373,8 +373,12 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	if overlay {
 		tn = &taskNet{}
 	}
-	spec, err := taskSpec(want, tn)
+	spec, err := taskSpec(want, tn, r.w.opts.VolumesDir)
 	if err != nil {
+		r.report(rejected(r.id, err))
+		return nil
+	}
+	if err := ensureVolumes(r.w.opts.VolumesDir, want); err != nil {
 		r.report(rejected(r.id, err))
 		return nil
 	}
@@ -434,7 +438,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 			r.report(rejected(r.id, err))
 			return nil
 		}
-		if spec, err = taskSpec(want, tn); err != nil {
+		if spec, err = taskSpec(want, tn, r.w.opts.VolumesDir); err != nil {
 			r.report(rejected(r.id, err))
 			return nil
 		}

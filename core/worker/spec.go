@@ -3,6 +3,8 @@ package worker
 import (
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,13 +28,13 @@ const (
 // adds once it has written them). Parts of the spec this worker cannot provide
 // (volume mounts, the overlay) are refused with an error wrapping
 // sdk.ErrUnsupported, never ignored.
-func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil) }
+func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil, "") }
 
 // TaskNeeds returns the runtime capabilities t's spec needs, on a worker
 // with a network plugin or without one (the scheduler's constraints), or an
 // error when no worker can run it.
 func TaskNeeds(t *apiv1.Task) ([]runtime.Capability, error) {
-	spec, err := taskSpec(t, &taskNet{netns: "/"})
+	spec, err := taskSpec(t, &taskNet{netns: "/"}, "/")
 	if err != nil {
 		return nil, err
 	}
@@ -41,8 +43,9 @@ func TaskNeeds(t *apiv1.Task) ([]runtime.Capability, error) {
 }
 
 // taskSpec is TaskSpec with the task's overlay attachment, nil when the
-// task is not on the overlay.
-func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
+// task is not on the overlay, and the directory of the node's volumes
+// (empty: volume mounts are refused).
+func taskSpec(t *apiv1.Task, tn *taskNet, volumesDir string) (runtime.TaskSpec, error) {
 	s := t.GetSpec()
 	if s == nil {
 		return runtime.TaskSpec{}, fmt.Errorf("task %q has no spec: %w", t.GetId(), sdk.ErrInvalidArgument)
@@ -75,11 +78,16 @@ func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 		case "tmpfs":
 			typ = runtime.MountTmpfs
 		case "volume":
-			return runtime.TaskSpec{}, fmt.Errorf("volume mounts are not supported yet (volume %q at %q): %w", m.GetSource(), m.GetTarget(), sdk.ErrUnsupported)
+			if volumesDir == "" {
+				return runtime.TaskSpec{}, fmt.Errorf("volume %q at %q: this worker has no volumes directory: %w", m.GetSource(), m.GetTarget(), sdk.ErrUnsupported)
+			}
+			mounts = append(mounts, runtime.Mount{Type: runtime.MountBind, Source: VolumePath(volumesDir, m.GetSource()), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+			continue
 		default:
 			return runtime.TaskSpec{}, fmt.Errorf("mount type %q at %q is unknown: %w", m.GetType(), m.GetTarget(), sdk.ErrInvalidArgument)
 		}
-		mounts = append(mounts, runtime.Mount{Type: typ, Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+		mounts = append(mounts, runtime.Mount{Type: typ, Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly(),
+			TmpfsSize: m.GetTmpfsSizeBytes(), TmpfsMode: m.GetTmpfsMode()})
 	}
 	sig, err := StopSignal(s.GetStopSignal())
 	if err != nil {
@@ -112,6 +120,24 @@ func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 		HostNetwork:     hostNetwork,
 		NetnsPath:       netns,
 	}, nil
+}
+
+// VolumePath is where the named volume lives under a worker's volumes
+// directory.
+func VolumePath(volumesDir, name string) string { return filepath.Join(volumesDir, name) }
+
+// ensureVolumes makes the directories of t's volumes that do not exist
+// yet: a volume is made on its node by its first use.
+func ensureVolumes(volumesDir string, t *apiv1.Task) error {
+	for _, m := range t.GetSpec().GetMounts() {
+		if m.GetType() != "volume" {
+			continue
+		}
+		if err := os.MkdirAll(VolumePath(volumesDir, m.GetSource()), 0o755); err != nil {
+			return fmt.Errorf("volume %q: %w", m.GetSource(), err)
+		}
+	}
+	return nil
 }
 
 func serviceName(t *apiv1.Task) string {

@@ -59,6 +59,9 @@ type Options struct {
 	Labels map[string]string
 	// DataDir holds the task handles, in <DataDir>/worker/tasks. Required.
 	DataDir string
+	// VolumesDir holds the node's named volumes, a directory each
+	// (<VolumesDir>/<name>, made on first use); default <DataDir>/volumes.
+	VolumesDir string
 	// FilesDir is where the worker mounts the tmpfs that holds its tasks'
 	// secrets and configs; default <DefaultFilesRoot>/<NodeID>. It must
 	// not be under DataDir's disk: the files are to stay in memory.
@@ -203,6 +206,9 @@ func New(opts Options) (*Worker, error) {
 		w.opts.FilesDir = opts.FilesDir
 	}
 	w.files = newTaskFiles(opts.FilesDir)
+	if w.opts.VolumesDir == "" {
+		w.opts.VolumesDir = filepath.Join(opts.DataDir, "volumes")
+	}
 	if opts.Network != nil {
 		if w.net, err = newNetSide(w, opts.Network, opts.NetworkName); err != nil {
 			return nil, err

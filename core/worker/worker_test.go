@@ -259,14 +259,11 @@ func TestWorkerConvergesAssignedTasks(t *testing.T) {
 	t.Run("rejections", func(t *testing.T) {
 		missing := newTask("missing-image", 6, "sleep", "1")
 		missing.Spec.Image = "example.com/warren/missing:1"
-		volume := newTask("volume-mount", 7, "sleep", "1")
-		volume.Spec.Mounts = []*apiv1.Mount{{Type: "volume", Source: "data", Target: "/data"}}
-		e.upsert(missing, volume)
+		e.upsert(missing)
 		tests := []struct {
 			id, wantErr string
 		}{
 			{"missing-image", "example.com/warren/missing:1"},
-			{"volume-mount", "volume mounts are not supported yet"},
 		}
 		for _, tt := range tests {
 			got := e.waitState(t, tt.id, rejected)

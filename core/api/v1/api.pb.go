@@ -722,11 +722,18 @@ func (x *UpdatePolicy) GetFailureAction() UpdatePolicy_FailureAction {
 
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// type is bind, volume or tmpfs.
-	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// type is bind, volume or tmpfs. A bind mount's source is a path on the
+	// node, which must exist there (a task on a node without it is
+	// rejected); a volume mount's source is the name of a volume (see
+	// Volume), and the task goes only to the volume's node.
+	Type     string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source   string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target   string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// tmpfs_size_bytes bounds a tmpfs mount (0: the runtime's default).
+	TmpfsSizeBytes int64 `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	// tmpfs_mode is the permission bits of a tmpfs mount's root (0: 1777).
+	TmpfsMode     uint32 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +794,20 @@ func (x *Mount) GetReadOnly() bool {
 		return x.ReadOnly
 	}
 	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
 }
 
 type ServiceSpec struct {
@@ -2019,15 +2040,22 @@ func (x *Config) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Volume is a named local volume: a directory on one node, under the
+// worker's volumes_dir, made there when a task first uses it. Its node is
+// set when it is created with one, or by the first placement of a task
+// that uses it; from then on every task using it goes to that node only.
 type Volume struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Driver        string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`
-	Options       map[string]string      `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// driver is "local", the only one.
+	Driver    string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`
+	Options   map[string]string      `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels    map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Version   uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	// node_id is the node the volume lives on; empty until its first use.
+	NodeId        string `protobuf:"bytes,8,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2109,6 +2137,13 @@ func (x *Volume) GetVersion() uint64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Volume) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 type Event struct {
@@ -2309,6 +2344,324 @@ func (*Event_Volume) isEvent_Object() {}
 
 func (*Event_Config) isEvent_Object() {}
 
+type CreateVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// node, when set, is the name or ID of the node to put it on.
+	Node          string            `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVolumeRequest) Reset() {
+	*x = CreateVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVolumeRequest) ProtoMessage() {}
+
+func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
+func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateVolumeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CreateVolumeRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type GetVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVolumeRequest) Reset() {
+	*x = GetVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVolumeRequest) ProtoMessage() {}
+
+func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
+func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetVolumeRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type VolumeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// users are the names of the services that mount it.
+	Users         []string `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeResponse) Reset() {
+	*x = VolumeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeResponse) ProtoMessage() {}
+
+func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeResponse.ProtoReflect.Descriptor instead.
+func (*VolumeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *VolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+func (x *VolumeResponse) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*VolumeResponse      `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*VolumeResponse {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type RemoveVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RemoveVolumeRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+}
+
 type CreateSecretRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2320,7 +2673,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2685,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2698,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateSecretRequest) GetName() string {
@@ -2379,7 +2732,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2744,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2757,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateSecretRequest) GetNameOrId() string {
@@ -2430,7 +2783,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2795,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2808,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetSecretRequest) GetNameOrId() string {
@@ -2474,7 +2827,7 @@ type SecretResponse struct {
 
 func (x *SecretResponse) Reset() {
 	*x = SecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2839,7 @@ func (x *SecretResponse) String() string {
 func (*SecretResponse) ProtoMessage() {}
 
 func (x *SecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2852,7 @@ func (x *SecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretResponse.ProtoReflect.Descriptor instead.
 func (*SecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SecretResponse) GetSecret() *Secret {
@@ -2517,7 +2870,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2882,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2895,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 type ListSecretsResponse struct {
@@ -2554,7 +2907,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2919,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2932,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -2598,7 +2951,7 @@ type RemoveSecretRequest struct {
 
 func (x *RemoveSecretRequest) Reset() {
 	*x = RemoveSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2963,7 @@ func (x *RemoveSecretRequest) String() string {
 func (*RemoveSecretRequest) ProtoMessage() {}
 
 func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2976,7 @@ func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveSecretRequest) GetNameOrId() string {
@@ -2641,7 +2994,7 @@ type RemoveSecretResponse struct {
 
 func (x *RemoveSecretResponse) Reset() {
 	*x = RemoveSecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +3006,7 @@ func (x *RemoveSecretResponse) String() string {
 func (*RemoveSecretResponse) ProtoMessage() {}
 
 func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +3019,7 @@ func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 type CreateConfigRequest struct {
@@ -2680,7 +3033,7 @@ type CreateConfigRequest struct {
 
 func (x *CreateConfigRequest) Reset() {
 	*x = CreateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +3045,7 @@ func (x *CreateConfigRequest) String() string {
 func (*CreateConfigRequest) ProtoMessage() {}
 
 func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +3058,7 @@ func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
 func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateConfigRequest) GetName() string {
@@ -2739,7 +3092,7 @@ type UpdateConfigRequest struct {
 
 func (x *UpdateConfigRequest) Reset() {
 	*x = UpdateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +3104,7 @@ func (x *UpdateConfigRequest) String() string {
 func (*UpdateConfigRequest) ProtoMessage() {}
 
 func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +3117,7 @@ func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateConfigRequest) GetNameOrId() string {
@@ -2790,7 +3143,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +3155,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +3168,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetConfigRequest) GetNameOrId() string {
@@ -2834,7 +3187,7 @@ type ConfigResponse struct {
 
 func (x *ConfigResponse) Reset() {
 	*x = ConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3199,7 @@ func (x *ConfigResponse) String() string {
 func (*ConfigResponse) ProtoMessage() {}
 
 func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3212,7 @@ func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigResponse.ProtoReflect.Descriptor instead.
 func (*ConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ConfigResponse) GetConfig() *Config {
@@ -2877,7 +3230,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3242,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3255,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 type ListConfigsResponse struct {
@@ -2915,7 +3268,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3280,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3293,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*Config {
@@ -2959,7 +3312,7 @@ type RemoveConfigRequest struct {
 
 func (x *RemoveConfigRequest) Reset() {
 	*x = RemoveConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3324,7 @@ func (x *RemoveConfigRequest) String() string {
 func (*RemoveConfigRequest) ProtoMessage() {}
 
 func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3337,7 @@ func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
 func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveConfigRequest) GetNameOrId() string {
@@ -3002,7 +3355,7 @@ type RemoveConfigResponse struct {
 
 func (x *RemoveConfigResponse) Reset() {
 	*x = RemoveConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3367,7 @@ func (x *RemoveConfigResponse) String() string {
 func (*RemoveConfigResponse) ProtoMessage() {}
 
 func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3380,7 @@ func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
 func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 type CreateServiceRequest struct {
@@ -3039,7 +3392,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3404,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3417,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -3083,7 +3436,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3448,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3461,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -3128,7 +3481,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3493,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3506,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -3172,7 +3525,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3537,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3550,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -3225,7 +3578,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3590,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3603,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -3286,7 +3639,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3651,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3664,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -3341,7 +3694,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3706,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3719,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -3399,7 +3752,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3764,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3777,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -3444,7 +3797,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +3809,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +3822,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -3495,7 +3848,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3507,7 +3860,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3520,7 +3873,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -3539,7 +3892,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +3904,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +3917,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -3582,7 +3935,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3947,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3960,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 type ListNodesRequest struct {
@@ -3626,7 +3979,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3638,7 +3991,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3651,7 +4004,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -3680,7 +4033,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +4045,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +4058,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -3731,7 +4084,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +4096,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +4109,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -3775,7 +4128,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +4140,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +4153,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -3833,7 +4186,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3845,7 +4198,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3858,7 +4211,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -3905,7 +4258,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4270,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4283,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -3953,7 +4306,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4318,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4331,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -4005,7 +4358,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4370,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4383,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -4061,7 +4414,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4426,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4439,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -4136,7 +4489,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4148,7 +4501,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4161,7 +4514,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -4188,7 +4541,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4553,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4566,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -4239,7 +4592,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4251,7 +4604,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4264,7 +4617,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -4307,7 +4660,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4319,7 +4672,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4332,7 +4685,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -4372,7 +4725,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4384,7 +4737,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4397,7 +4750,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -4418,7 +4771,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4783,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4796,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -4478,7 +4831,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4843,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4856,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -4537,7 +4890,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4549,7 +4902,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4562,7 +4915,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -4636,7 +4989,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4648,7 +5001,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4661,7 +5014,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 type ListPluginsResponse struct {
@@ -4673,7 +5026,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +5038,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +5051,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -4716,7 +5069,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4728,7 +5081,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4741,7 +5094,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 type ClusterInfoResponse struct {
@@ -4764,7 +5117,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4776,7 +5129,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4789,7 +5142,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -4907,12 +5260,15 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\rFailureAction\x12\x1e\n" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"h\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"\xb1\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\x8a\b\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\x8a\b\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -5065,7 +5421,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x03\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -5074,7 +5430,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2!.warren.api.v1.Volume.LabelsEntryR\x06labels\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
-	"\aversion\x18\a \x01(\x04R\aversion\x1a:\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\x12\x17\n" +
+	"\anode_id\x18\b \x01(\tR\x06nodeId\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -5096,6 +5453,26 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x06volume\x18\x0e \x01(\v2\x15.warren.api.v1.VolumeH\x00R\x06volume\x12/\n" +
 	"\x06config\x18\x10 \x01(\v2\x15.warren.api.v1.ConfigH\x00R\x06configB\b\n" +
 	"\x06objectJ\x04\b\x0f\x10\x10\"\xc0\x01\n" +
+	"\x13CreateVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12F\n" +
+	"\x06labels\x18\x03 \x03(\v2..warren.api.v1.CreateVolumeRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
+	"\x10GetVolumeRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"U\n" +
+	"\x0eVolumeResponse\x12-\n" +
+	"\x06volume\x18\x01 \x01(\v2\x15.warren.api.v1.VolumeR\x06volume\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\"\x14\n" +
+	"\x12ListVolumesRequest\"N\n" +
+	"\x13ListVolumesResponse\x127\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1d.warren.api.v1.VolumeResponseR\avolumes\"3\n" +
+	"\x13RemoveVolumeRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x16\n" +
+	"\x14RemoveVolumeResponse\"\xc0\x01\n" +
 	"\x13CreateSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12F\n" +
@@ -5311,7 +5688,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xfe\x10\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xcd\x13\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -5341,7 +5718,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fUpdateConfig\x12\".warren.api.v1.UpdateConfigRequest\x1a\x1d.warren.api.v1.ConfigResponse\x12K\n" +
 	"\tGetConfig\x12\x1f.warren.api.v1.GetConfigRequest\x1a\x1d.warren.api.v1.ConfigResponse\x12T\n" +
 	"\vListConfigs\x12!.warren.api.v1.ListConfigsRequest\x1a\".warren.api.v1.ListConfigsResponse\x12W\n" +
-	"\fRemoveConfig\x12\".warren.api.v1.RemoveConfigRequest\x1a#.warren.api.v1.RemoveConfigResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
+	"\fRemoveConfig\x12\".warren.api.v1.RemoveConfigRequest\x1a#.warren.api.v1.RemoveConfigResponse\x12Q\n" +
+	"\fCreateVolume\x12\".warren.api.v1.CreateVolumeRequest\x1a\x1d.warren.api.v1.VolumeResponse\x12K\n" +
+	"\tGetVolume\x12\x1f.warren.api.v1.GetVolumeRequest\x1a\x1d.warren.api.v1.VolumeResponse\x12T\n" +
+	"\vListVolumes\x12!.warren.api.v1.ListVolumesRequest\x1a\".warren.api.v1.ListVolumesResponse\x12W\n" +
+	"\fRemoveVolume\x12\".warren.api.v1.RemoveVolumeRequest\x1a#.warren.api.v1.RemoveVolumeResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
 	file_core_api_v1_api_proto_rawDescOnce sync.Once
@@ -5356,7 +5737,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(NetworkMode)(0),                // 0: warren.api.v1.NetworkMode
 	(TaskState)(0),                  // 1: warren.api.v1.TaskState
@@ -5383,209 +5764,228 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*Config)(nil),                  // 22: warren.api.v1.Config
 	(*Volume)(nil),                  // 23: warren.api.v1.Volume
 	(*Event)(nil),                   // 24: warren.api.v1.Event
-	(*CreateSecretRequest)(nil),     // 25: warren.api.v1.CreateSecretRequest
-	(*UpdateSecretRequest)(nil),     // 26: warren.api.v1.UpdateSecretRequest
-	(*GetSecretRequest)(nil),        // 27: warren.api.v1.GetSecretRequest
-	(*SecretResponse)(nil),          // 28: warren.api.v1.SecretResponse
-	(*ListSecretsRequest)(nil),      // 29: warren.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),     // 30: warren.api.v1.ListSecretsResponse
-	(*RemoveSecretRequest)(nil),     // 31: warren.api.v1.RemoveSecretRequest
-	(*RemoveSecretResponse)(nil),    // 32: warren.api.v1.RemoveSecretResponse
-	(*CreateConfigRequest)(nil),     // 33: warren.api.v1.CreateConfigRequest
-	(*UpdateConfigRequest)(nil),     // 34: warren.api.v1.UpdateConfigRequest
-	(*GetConfigRequest)(nil),        // 35: warren.api.v1.GetConfigRequest
-	(*ConfigResponse)(nil),          // 36: warren.api.v1.ConfigResponse
-	(*ListConfigsRequest)(nil),      // 37: warren.api.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 38: warren.api.v1.ListConfigsResponse
-	(*RemoveConfigRequest)(nil),     // 39: warren.api.v1.RemoveConfigRequest
-	(*RemoveConfigResponse)(nil),    // 40: warren.api.v1.RemoveConfigResponse
-	(*CreateServiceRequest)(nil),    // 41: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 42: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 43: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 44: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 45: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 46: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 47: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 48: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 49: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 50: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 51: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 52: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 53: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 54: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 55: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 56: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 57: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 58: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 59: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 60: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 61: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 62: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 63: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 64: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 65: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 66: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 67: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 68: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 69: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 70: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 71: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 72: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 73: warren.api.v1.ClusterInfoResponse
-	nil,                             // 74: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 75: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 76: warren.api.v1.Node.LabelsEntry
-	nil,                             // 77: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 78: warren.api.v1.Node.AttributesEntry
-	nil,                             // 79: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 80: warren.api.v1.Config.LabelsEntry
-	nil,                             // 81: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 82: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 83: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 84: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 85: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 86: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 87: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 88: google.protobuf.Timestamp
+	(*CreateVolumeRequest)(nil),     // 25: warren.api.v1.CreateVolumeRequest
+	(*GetVolumeRequest)(nil),        // 26: warren.api.v1.GetVolumeRequest
+	(*VolumeResponse)(nil),          // 27: warren.api.v1.VolumeResponse
+	(*ListVolumesRequest)(nil),      // 28: warren.api.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 29: warren.api.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),     // 30: warren.api.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),    // 31: warren.api.v1.RemoveVolumeResponse
+	(*CreateSecretRequest)(nil),     // 32: warren.api.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),     // 33: warren.api.v1.UpdateSecretRequest
+	(*GetSecretRequest)(nil),        // 34: warren.api.v1.GetSecretRequest
+	(*SecretResponse)(nil),          // 35: warren.api.v1.SecretResponse
+	(*ListSecretsRequest)(nil),      // 36: warren.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),     // 37: warren.api.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),     // 38: warren.api.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),    // 39: warren.api.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),     // 40: warren.api.v1.CreateConfigRequest
+	(*UpdateConfigRequest)(nil),     // 41: warren.api.v1.UpdateConfigRequest
+	(*GetConfigRequest)(nil),        // 42: warren.api.v1.GetConfigRequest
+	(*ConfigResponse)(nil),          // 43: warren.api.v1.ConfigResponse
+	(*ListConfigsRequest)(nil),      // 44: warren.api.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 45: warren.api.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),     // 46: warren.api.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),    // 47: warren.api.v1.RemoveConfigResponse
+	(*CreateServiceRequest)(nil),    // 48: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 49: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 50: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 51: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 52: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 53: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 54: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 55: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 56: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 57: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 58: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 59: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 60: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 61: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 62: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 63: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 64: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 65: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 66: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 67: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 68: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 69: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 70: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 71: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 72: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 73: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 74: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 75: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 76: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 77: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 78: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 79: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 80: warren.api.v1.ClusterInfoResponse
+	nil,                             // 81: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 82: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 83: warren.api.v1.Node.LabelsEntry
+	nil,                             // 84: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 85: warren.api.v1.Node.AttributesEntry
+	nil,                             // 86: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 87: warren.api.v1.Config.LabelsEntry
+	nil,                             // 88: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 89: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 90: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 91: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 92: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 93: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 94: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 95: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 96: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	6,   // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	87,  // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	87,  // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	87,  // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	87,  // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	95,  // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	95,  // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	95,  // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	95,  // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	7,   // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	8,   // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	74,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	75,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	81,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	82,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	9,   // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	9,   // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	10,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	11,  // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	12,  // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	87,  // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	95,  // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,   // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	14,  // 16: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
 	14,  // 17: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
 	13,  // 18: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	88,  // 19: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 20: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	96,  // 19: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 20: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	13,  // 21: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	1,   // 22: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	1,   // 23: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	88,  // 24: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 25: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	88,  // 26: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	96,  // 24: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 25: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	96,  // 26: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	2,   // 27: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	3,   // 28: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	4,   // 29: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	76,  // 30: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	83,  // 30: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	9,   // 31: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	88,  // 32: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 33: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	77,  // 34: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	96,  // 32: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 33: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	84,  // 34: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	20,  // 35: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	78,  // 36: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	85,  // 36: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	18,  // 37: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	88,  // 38: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	79,  // 39: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	88,  // 40: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 41: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	80,  // 42: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	88,  // 43: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 44: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	81,  // 45: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	82,  // 46: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	88,  // 47: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 38: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	86,  // 39: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	96,  // 40: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 41: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	87,  // 42: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	96,  // 43: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 44: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	88,  // 45: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	89,  // 46: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	96,  // 47: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	5,   // 48: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	88,  // 49: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	96,  // 49: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	15,  // 50: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	16,  // 51: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	17,  // 52: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	21,  // 53: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	23,  // 54: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	22,  // 55: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	83,  // 56: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
-	21,  // 57: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
-	21,  // 58: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	84,  // 59: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
-	22,  // 60: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
-	22,  // 61: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
-	13,  // 62: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	15,  // 63: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	15,  // 64: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	85,  // 65: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	15,  // 66: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	13,  // 67: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	15,  // 68: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	15,  // 69: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	17,  // 70: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	17,  // 71: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	4,   // 72: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	86,  // 73: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	17,  // 74: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	17,  // 75: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	16,  // 76: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	67,  // 77: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	88,  // 78: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	69,  // 79: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	41,  // 80: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	43,  // 81: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	45,  // 82: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	47,  // 83: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	49,  // 84: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	51,  // 85: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	53,  // 86: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	55,  // 87: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	57,  // 88: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	59,  // 89: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	61,  // 90: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	63,  // 91: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	64,  // 92: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	66,  // 93: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	70,  // 94: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	72,  // 95: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	25,  // 96: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	26,  // 97: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	27,  // 98: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	29,  // 99: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	31,  // 100: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	33,  // 101: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	34,  // 102: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	35,  // 103: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	37,  // 104: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	39,  // 105: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	42,  // 106: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	44,  // 107: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	46,  // 108: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	48,  // 109: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	50,  // 110: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	52,  // 111: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	54,  // 112: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	56,  // 113: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	58,  // 114: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	60,  // 115: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	62,  // 116: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	24,  // 117: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	65,  // 118: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	68,  // 119: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	71,  // 120: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	73,  // 121: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	28,  // 122: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	28,  // 123: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	28,  // 124: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	30,  // 125: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	32,  // 126: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	36,  // 127: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	36,  // 128: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	36,  // 129: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	38,  // 130: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	40,  // 131: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	106, // [106:132] is the sub-list for method output_type
-	80,  // [80:106] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	90,  // 56: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	23,  // 57: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	27,  // 58: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	91,  // 59: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	21,  // 60: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	21,  // 61: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	92,  // 62: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	22,  // 63: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	22,  // 64: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	13,  // 65: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	15,  // 66: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	15,  // 67: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	93,  // 68: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	15,  // 69: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	13,  // 70: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	15,  // 71: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	15,  // 72: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	17,  // 73: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	17,  // 74: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	4,   // 75: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	94,  // 76: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	17,  // 77: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	17,  // 78: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	16,  // 79: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	74,  // 80: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	96,  // 81: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	76,  // 82: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	48,  // 83: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	50,  // 84: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	52,  // 85: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	54,  // 86: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	56,  // 87: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	58,  // 88: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	60,  // 89: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	62,  // 90: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	64,  // 91: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	66,  // 92: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	68,  // 93: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	70,  // 94: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	71,  // 95: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	73,  // 96: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	77,  // 97: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	79,  // 98: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	32,  // 99: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	33,  // 100: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	34,  // 101: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	36,  // 102: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	38,  // 103: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	40,  // 104: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	41,  // 105: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	42,  // 106: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	44,  // 107: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	46,  // 108: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	25,  // 109: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	26,  // 110: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	28,  // 111: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	30,  // 112: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	49,  // 113: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	51,  // 114: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	53,  // 115: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	55,  // 116: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	57,  // 117: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	59,  // 118: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	61,  // 119: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	63,  // 120: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	65,  // 121: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	67,  // 122: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	69,  // 123: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	24,  // 124: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	72,  // 125: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	75,  // 126: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	78,  // 127: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	80,  // 128: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	35,  // 129: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	35,  // 130: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	35,  // 131: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	37,  // 132: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	39,  // 133: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	43,  // 134: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	43,  // 135: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	43,  // 136: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	45,  // 137: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	47,  // 138: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	27,  // 139: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	27,  // 140: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	29,  // 141: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	31,  // 142: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	113, // [113:143] is the sub-list for method output_type
+	83,  // [83:113] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -5601,14 +6001,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Config)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[48].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[55].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   78,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,10 @@ const (
 	Warren_GetConfig_FullMethodName     = "/warren.api.v1.Warren/GetConfig"
 	Warren_ListConfigs_FullMethodName   = "/warren.api.v1.Warren/ListConfigs"
 	Warren_RemoveConfig_FullMethodName  = "/warren.api.v1.Warren/RemoveConfig"
+	Warren_CreateVolume_FullMethodName  = "/warren.api.v1.Warren/CreateVolume"
+	Warren_GetVolume_FullMethodName     = "/warren.api.v1.Warren/GetVolume"
+	Warren_ListVolumes_FullMethodName   = "/warren.api.v1.Warren/ListVolumes"
+	Warren_RemoveVolume_FullMethodName  = "/warren.api.v1.Warren/RemoveVolume"
 )
 
 // WarrenClient is the client API for Warren service.
@@ -94,6 +98,13 @@ type WarrenClient interface {
 	GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*ConfigResponse, error)
 	ListConfigs(ctx context.Context, in *ListConfigsRequest, opts ...grpc.CallOption) (*ListConfigsResponse, error)
 	RemoveConfig(ctx context.Context, in *RemoveConfigRequest, opts ...grpc.CallOption) (*RemoveConfigResponse, error)
+	// Volumes: CreateVolume optionally places the volume on a node;
+	// RemoveVolume is refused while a service uses it (the directory on the
+	// node stays: Warren never deletes data).
+	CreateVolume(ctx context.Context, in *CreateVolumeRequest, opts ...grpc.CallOption) (*VolumeResponse, error)
+	GetVolume(ctx context.Context, in *GetVolumeRequest, opts ...grpc.CallOption) (*VolumeResponse, error)
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
 }
 
 type warrenClient struct {
@@ -385,6 +396,46 @@ func (c *warrenClient) RemoveConfig(ctx context.Context, in *RemoveConfigRequest
 	return out, nil
 }
 
+func (c *warrenClient) CreateVolume(ctx context.Context, in *CreateVolumeRequest, opts ...grpc.CallOption) (*VolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumeResponse)
+	err := c.cc.Invoke(ctx, Warren_CreateVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *warrenClient) GetVolume(ctx context.Context, in *GetVolumeRequest, opts ...grpc.CallOption) (*VolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumeResponse)
+	err := c.cc.Invoke(ctx, Warren_GetVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *warrenClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, Warren_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *warrenClient) RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumeResponse)
+	err := c.cc.Invoke(ctx, Warren_RemoveVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WarrenServer is the server API for Warren service.
 // All implementations must embed UnimplementedWarrenServer
 // for forward compatibility.
@@ -429,6 +480,13 @@ type WarrenServer interface {
 	GetConfig(context.Context, *GetConfigRequest) (*ConfigResponse, error)
 	ListConfigs(context.Context, *ListConfigsRequest) (*ListConfigsResponse, error)
 	RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error)
+	// Volumes: CreateVolume optionally places the volume on a node;
+	// RemoveVolume is refused while a service uses it (the directory on the
+	// node stays: Warren never deletes data).
+	CreateVolume(context.Context, *CreateVolumeRequest) (*VolumeResponse, error)
+	GetVolume(context.Context, *GetVolumeRequest) (*VolumeResponse, error)
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
 	mustEmbedUnimplementedWarrenServer()
 }
 
@@ -516,6 +574,18 @@ func (UnimplementedWarrenServer) ListConfigs(context.Context, *ListConfigsReques
 }
 func (UnimplementedWarrenServer) RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveConfig not implemented")
+}
+func (UnimplementedWarrenServer) CreateVolume(context.Context, *CreateVolumeRequest) (*VolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateVolume not implemented")
+}
+func (UnimplementedWarrenServer) GetVolume(context.Context, *GetVolumeRequest) (*VolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVolume not implemented")
+}
+func (UnimplementedWarrenServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedWarrenServer) RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveVolume not implemented")
 }
 func (UnimplementedWarrenServer) mustEmbedUnimplementedWarrenServer() {}
 func (UnimplementedWarrenServer) testEmbeddedByValue()                {}
@@ -981,6 +1051,78 @@ func _Warren_RemoveConfig_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Warren_CreateVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).CreateVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_CreateVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).CreateVolume(ctx, req.(*CreateVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Warren_GetVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).GetVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_GetVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).GetVolume(ctx, req.(*GetVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Warren_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Warren_RemoveVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).RemoveVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_RemoveVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).RemoveVolume(ctx, req.(*RemoveVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Warren_ServiceDesc is the grpc.ServiceDesc for Warren service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1079,6 +1221,22 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveConfig",
 			Handler:    _Warren_RemoveConfig_Handler,
+		},
+		{
+			MethodName: "CreateVolume",
+			Handler:    _Warren_CreateVolume_Handler,
+		},
+		{
+			MethodName: "GetVolume",
+			Handler:    _Warren_GetVolume_Handler,
+		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _Warren_ListVolumes_Handler,
+		},
+		{
+			MethodName: "RemoveVolume",
+			Handler:    _Warren_RemoveVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
