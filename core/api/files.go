@@ -29,6 +29,18 @@ func checkData(kind fsm.FileKind, name string, data []byte) error {
 	return nil
 }
 
+// validateNewFile checks the name, data and labels of a new secret or
+// config.
+func validateNewFile(kind fsm.FileKind, name string, data []byte, labels map[string]string) error {
+	if err := ValidateName(string(kind), name); err != nil {
+		return err
+	}
+	if err := checkData(kind, name, data); err != nil {
+		return err
+	}
+	return validateLabels(name, labels)
+}
+
 // lookupNamed resolves a name or ID with one of the state's lookups.
 func lookupNamed[T any, K ~string](kind K, nameOrID string, lookup func(string) (T, state.Lookup)) (T, error) {
 	var zero T
@@ -68,13 +80,7 @@ func secretMeta(o any) *apiv1.Secret {
 
 // CreateSecret stores a new secret, sealed.
 func (s *Server) CreateSecret(ctx context.Context, req *apiv1.CreateSecretRequest) (*apiv1.SecretResponse, error) {
-	if err := ValidateName(string(fsm.KindSecret), req.GetName()); err != nil {
-		return nil, err
-	}
-	if err := checkData(fsm.KindSecret, req.GetName(), req.GetData()); err != nil {
-		return nil, err
-	}
-	if err := validateLabels(req.GetName(), req.GetLabels()); err != nil {
+	if err := validateNewFile(fsm.KindSecret, req.GetName(), req.GetData(), req.GetLabels()); err != nil {
 		return nil, err
 	}
 	now := timestamppb.Now()
@@ -145,13 +151,7 @@ func (s *Server) RemoveSecret(ctx context.Context, req *apiv1.RemoveSecretReques
 
 // CreateConfig stores a new config.
 func (s *Server) CreateConfig(ctx context.Context, req *apiv1.CreateConfigRequest) (*apiv1.ConfigResponse, error) {
-	if err := ValidateName(string(fsm.KindConfig), req.GetName()); err != nil {
-		return nil, err
-	}
-	if err := checkData(fsm.KindConfig, req.GetName(), req.GetData()); err != nil {
-		return nil, err
-	}
-	if err := validateLabels(req.GetName(), req.GetLabels()); err != nil {
+	if err := validateNewFile(fsm.KindConfig, req.GetName(), req.GetData(), req.GetLabels()); err != nil {
 		return nil, err
 	}
 	now := timestamppb.Now()
