@@ -38,7 +38,7 @@ func validateNewFile(kind fsm.FileKind, name string, data []byte, labels map[str
 	if err := checkData(kind, name, data); err != nil {
 		return err
 	}
-	return validateLabels(name, labels)
+	return validateLabels(fmt.Sprintf("%s %q", kind, name), labels)
 }
 
 // lookupNamed resolves a name or ID with one of the state's lookups.

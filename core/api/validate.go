@@ -103,7 +103,7 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return invalid("service %q: env name %q is invalid (empty, or contains '=' or NUL)", s.GetName(), k)
 		}
 	}
-	if err := validateLabels(s.GetName(), s.GetLabels()); err != nil {
+	if err := validateLabels(fmt.Sprintf("service %q", s.GetName()), s.GetLabels()); err != nil {
 		return err
 	}
 	if w := s.GetWorkingDir(); w != "" && !path.IsAbs(w) {
@@ -203,16 +203,18 @@ func validateResources(svc, field string, r *apiv1.Resources) error {
 	return nil
 }
 
-func validateLabels(svc string, labels map[string]string) error {
+// validateLabels checks the labels of an object: owner names it in the
+// errors (`service "web"`).
+func validateLabels(owner string, labels map[string]string) error {
 	if len(labels) > MaxLabels {
-		return invalid("service %q: more than %d labels", svc, MaxLabels)
+		return invalid("%s: more than %d labels", owner, MaxLabels)
 	}
 	for k, v := range labels {
 		if len(k) > maxLabelKeyLen || !labelKey.MatchString(k) {
-			return invalid("service %q: label key %q is invalid", svc, k)
+			return invalid("%s: label key %q is invalid", owner, k)
 		}
 		if len(v) > maxLabelValueLen {
-			return invalid("service %q: label %q value is longer than %d bytes", svc, k, maxLabelValueLen)
+			return invalid("%s: label %q value is longer than %d bytes", owner, k, maxLabelValueLen)
 		}
 	}
 	return nil

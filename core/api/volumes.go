@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -23,7 +24,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *apiv1.CreateVolumeReques
 	if err := ValidateName("volume", req.GetName()); err != nil {
 		return nil, err
 	}
-	if err := validateLabels(req.GetName(), req.GetLabels()); err != nil {
+	if err := validateLabels(fmt.Sprintf("volume %q", req.GetName()), req.GetLabels()); err != nil {
 		return nil, err
 	}
 	v := &apiv1.Volume{Id: NewID(), Name: req.GetName(), Driver: VolumeDriverLocal, Labels: req.GetLabels(), CreatedAt: timestamppb.Now()}
