@@ -59,14 +59,6 @@ func (f *taskFiles) apply(m *apiv1.TaskFiles) {
 	}
 }
 
-// has reports whether the worker holds that revision (tests).
-func (f *taskFiles) has(kind, name string, revision uint64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.data[fileID{kind, name, revision}]
-	return ok
-}
-
 // errFileMissing: the dispatcher has not sent a file the task needs yet.
 var errFileMissing = errors.New("the manager has not sent it yet")
 
@@ -179,20 +171,5 @@ func (f *taskFiles) mountLocked() error {
 		}
 	}
 	f.mounted = true
-	return nil
-}
-
-// unmount unmounts the tmpfs (the worker's tests; an agent leaves it for
-// the tasks that keep running).
-func (f *taskFiles) unmount() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.mounted {
-		return nil
-	}
-	f.mounted = false
-	if err := unix.Unmount(f.dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("task files: unmount %s: %w", f.dir, err)
-	}
 	return nil
 }
