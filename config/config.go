@@ -144,6 +144,10 @@ type Worker struct {
 	// it fails the task with "runtime ... did not answer". Default 30s, at
 	// least 100ms.
 	RuntimeTimeout time.Duration
+	// VolumesDir is `volumes_dir`, the absolute path under which the
+	// node's named volumes are directories (<volumes_dir>/<name>).
+	// Default "": <data_dir>/volumes.
+	VolumesDir string
 }
 
 // Plugin is a `plugin "<name>" { }` block.

@@ -65,6 +65,7 @@ type workerBody struct {
 	Labels            hcl.Expression `hcl:"labels,optional"`
 	HeartbeatInterval hcl.Expression `hcl:"heartbeat_interval,optional"`
 	RuntimeTimeout    hcl.Expression `hcl:"runtime_timeout,optional"`
+	VolumesDir        hcl.Expression `hcl:"volumes_dir,optional"`
 }
 
 type pluginBody struct {
@@ -318,6 +319,10 @@ func (d *decoder) worker(raw *workerBody) *Worker {
 	}
 	if v, ok := d.duration(raw.RuntimeTimeout, "runtime_timeout", minRuntimeTimeout); ok {
 		w.RuntimeTimeout = v
+	}
+	if s, rng, ok := d.str(raw.VolumesDir, "volumes_dir"); ok {
+		d.checkAbs(rng, "volumes_dir", s)
+		w.VolumesDir = s
 	}
 	return w
 }

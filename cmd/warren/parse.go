@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
@@ -307,4 +308,102 @@ func orList(words []string) string {
 		return words[0]
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// parseFileRef parses a --secret or --config value: NAME alone, or
+// comma-separated key=value options source|src=NAME, target=PATH, uid=N,
+// gid=N and mode=OCTAL.
+func parseFileRef(flag, s string) (*apiv1.FileReference, error) {
+	if !strings.Contains(s, "=") {
+		return &apiv1.FileReference{Name: s}, nil
+	}
+	ref := &apiv1.FileReference{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("invalid %s %q: %q is not key=value", flag, s, part)
+		}
+		num := func(base int) (uint32, error) {
+			n, err := strconv.ParseUint(v, base, 32)
+			if err != nil {
+				return 0, fmt.Errorf("invalid %s %q: %s=%q is not a number", flag, s, k, v)
+			}
+			return uint32(n), nil
+		}
+		var err error
+		switch k {
+		case "source", "src":
+			ref.Name = v
+		case "target", "dst":
+			ref.Target = v
+		case "uid":
+			ref.Uid, err = num(10)
+		case "gid":
+			ref.Gid, err = num(10)
+		case "mode":
+			ref.Mode, err = num(8)
+		default:
+			return nil, fmt.Errorf("invalid %s %q: unknown option %q (source, target, uid, gid, mode)", flag, s, k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if ref.Name == "" {
+		return nil, fmt.Errorf("invalid %s %q: source=NAME is required", flag, s)
+	}
+	return ref, nil
+}
+
+// parseMount parses a --mount value: comma-separated type=bind|volume|tmpfs,
+// source|src=..., target|dst=..., readonly (or ro, readonly=true|false),
+// tmpfs-size=SIZE and tmpfs-mode=OCTAL.
+func parseMount(s string) (*apiv1.Mount, error) {
+	m := &apiv1.Mount{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, hasValue := strings.Cut(part, "=")
+		switch k {
+		case "type":
+			m.Type = v
+		case "source", "src":
+			m.Source = v
+		case "target", "dst", "destination":
+			m.Target = v
+		case "readonly", "ro":
+			if !hasValue {
+				m.ReadOnly = true
+				continue
+			}
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("invalid --mount %q: %s=%q is not true or false", s, k, v)
+			}
+			m.ReadOnly = b
+		case "tmpfs-size":
+			n, err := parseSize(v)
+			if err != nil {
+				return nil, fmt.Errorf("invalid --mount %q: tmpfs-size %q: %v", s, v, err)
+			}
+			m.TmpfsSizeBytes = n
+		case "tmpfs-mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil || n > 0o7777 {
+				return nil, fmt.Errorf("invalid --mount %q: tmpfs-mode %q is not an octal mode such as 1777", s, v)
+			}
+			m.TmpfsMode = uint32(n)
+		default:
+			return nil, fmt.Errorf("invalid --mount %q: unknown option %q (type, source, target, readonly, tmpfs-size, tmpfs-mode)", s, k)
+		}
+	}
+	switch m.Type {
+	case "bind", "volume", "tmpfs":
+	case "":
+		return nil, fmt.Errorf("invalid --mount %q: type=bind, volume or tmpfs is required", s)
+	default:
+		return nil, fmt.Errorf("invalid --mount %q: type %q is not bind, volume or tmpfs", s, m.Type)
+	}
+	if m.Target == "" {
+		return nil, fmt.Errorf("invalid --mount %q: target=PATH is required", s)
+	}
+	return m, nil
 }

@@ -5,6 +5,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
 func TestParseSize(t *testing.T) {
@@ -243,5 +247,53 @@ func TestShellJoin(t *testing.T) {
 	}
 	if got := shellJoin([]string{"nginx", "-g", "daemon off;"}); got != "nginx -g 'daemon off;'" {
 		t.Errorf("shellJoin = %s", got)
+	}
+}
+
+func TestParseMountAndFileRef(t *testing.T) {
+	mounts := []struct {
+		in      string
+		want    *apiv1.Mount
+		wantErr string
+	}{
+		{"type=volume,source=pgdata,target=/data", &apiv1.Mount{Type: "volume", Source: "pgdata", Target: "/data"}, ""},
+		{"type=bind,src=/srv,dst=/srv,readonly", &apiv1.Mount{Type: "bind", Source: "/srv", Target: "/srv", ReadOnly: true}, ""},
+		{"type=tmpfs,target=/s,tmpfs-size=1MiB,tmpfs-mode=700", &apiv1.Mount{Type: "tmpfs", Target: "/s", TmpfsSizeBytes: 1 << 20, TmpfsMode: 0o700}, ""},
+		{"type=tmpfs,target=/s,tmpfs-size=lots", nil, `tmpfs-size "lots"`},
+		{"type=tmpfs,target=/s,tmpfs-mode=9", nil, "octal mode"},
+		{"type=nfs,target=/s", nil, `type "nfs"`},
+		{"source=x,target=/s", nil, "type=bind, volume or tmpfs is required"},
+		{"type=volume,source=x", nil, "target=PATH is required"},
+		{"type=volume,source=x,target=/d,color=red", nil, `unknown option "color"`},
+	}
+	for _, tt := range mounts {
+		got, err := parseMount(tt.in)
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("parseMount(%q) error %v, want one with %q", tt.in, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || !proto.Equal(got, tt.want)):
+			t.Errorf("parseMount(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	refs := []struct {
+		in      string
+		want    *apiv1.FileReference
+		wantErr string
+	}{
+		{"db-password", &apiv1.FileReference{Name: "db-password"}, ""},
+		{"source=db,target=/etc/pw,uid=1000,gid=2000,mode=0400", &apiv1.FileReference{Name: "db", Target: "/etc/pw", Uid: 1000, Gid: 2000, Mode: 0o400}, ""},
+		{"src=conf,target=/etc/x", &apiv1.FileReference{Name: "conf", Target: "/etc/x"}, ""},
+		{"target=/etc/x", nil, "source=NAME is required"},
+		{"source=db,mode=rw", nil, `mode="rw" is not a number`},
+		{"source=db,owner=me", nil, `unknown option "owner"`},
+	}
+	for _, tt := range refs {
+		got, err := parseFileRef("--secret", tt.in)
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("parseFileRef(%q) error %v, want one with %q", tt.in, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || !proto.Equal(got, tt.want)):
+			t.Errorf("parseFileRef(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
 	}
 }

@@ -35,6 +35,9 @@ type serviceCreateOptions struct {
 	updateOrder        string
 	network            string
 	publish            []string
+	secrets            []string
+	mounts             []string
+	configs            []string
 	wait               convergeOptions
 }
 
@@ -122,6 +125,9 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	f.StringArrayVarP(&o.publish, "publish", "p", nil, publishFlagUsage)
+	f.StringArrayVar(&o.mounts, "mount", nil, "mount `type=volume|bind|tmpfs,source=...,target=PATH`[,readonly][,tmpfs-size=64MiB,tmpfs-mode=1777] (repeatable)")
+	f.StringArrayVar(&o.secrets, "secret", nil, "give the tasks a secret: `NAME` at /run/secrets/NAME, or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable)")
+	f.StringArrayVar(&o.configs, "config", nil, "give the tasks a config read-only: `src=NAME,target=PATH`[,uid=N,gid=N,mode=0444] (repeatable)")
 	o.wait.addFlags(f)
 }
 
@@ -192,6 +198,27 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	}
 	if len(labels) > 0 {
 		spec.Labels = labels
+	}
+	for _, v := range o.mounts {
+		m, err := parseMount(v)
+		if err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	for _, v := range o.secrets {
+		ref, err := parseFileRef("--secret", v)
+		if err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		spec.Secrets = append(spec.Secrets, ref)
+	}
+	for _, v := range o.configs {
+		ref, err := parseFileRef("--config", v)
+		if err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		spec.Configs = append(spec.Configs, ref)
 	}
 	if o.cpus > 0 || o.memory > 0 {
 		spec.Limits = &apiv1.Resources{NanoCpus: o.cpus, MemoryBytes: o.memory}

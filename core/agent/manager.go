@@ -174,6 +174,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		// node down.
 		HeartbeatPeriod: mcfg.HeartbeatTTL / 5,
 		Managers:        node.VoterAddrs,
+		KEK:             r.id.kek,
 	})
 	allTasks := func() []*apiv1.Task { return view.Tasks(state.TaskFilter{}) }
 	m.stopMetrics = r.metrics.SetManager(metrics.ManagerSources{
@@ -197,6 +198,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		NodeID:   r.nodeID,
 		NodeName: cfg.NodeName,
 		Version:  version.Version,
+		KEK:      r.id.kek,
 
 		EventSubscriberBytes: int(mcfg.EventSubscriberBytes),
 		FirstOptions:         r.metrics.ServerOptions(),

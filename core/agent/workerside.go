@@ -24,12 +24,13 @@ import (
 func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runtime.Runtime, sh *shared) error {
 	role := r.id.role()
 	w, err := worker.New(worker.Options{
-		NodeID:   r.nodeID,
-		NodeName: r.cfg.NodeName,
-		Addr:     r.cfg.Advertise,
-		Labels:   r.cfg.Worker.Labels,
-		DataDir:  r.cfg.DataDir,
-		Runtime:  rt,
+		NodeID:     r.nodeID,
+		NodeName:   r.cfg.NodeName,
+		Addr:       r.cfg.Advertise,
+		Labels:     r.cfg.Worker.Labels,
+		DataDir:    r.cfg.DataDir,
+		VolumesDir: r.cfg.Worker.VolumesDir,
+		Runtime:    rt,
 		// A nil interface, not a nil client, without a network plugin.
 		Network:     sh.nw,
 		NetworkName: r.cfg.Worker.Network,

@@ -51,6 +51,9 @@ type Options struct {
 	NodeID   string
 	NodeName string
 	Version  string
+	// KEK is the managers' key-encryption key, that secrets are sealed
+	// under; nil on an agent that is no manager (secret writes are refused).
+	KEK []byte
 	// EventSubscriberBytes bounds, in protobuf bytes, the events waiting
 	// for one Events stream before it is ended; 0 means
 	// events.DefaultSubscriberBytes.
@@ -160,6 +163,7 @@ func (s *Server) lookupService(nameOrID string) (*apiv1.Service, error) {
 // CreateService validates a spec and commits a new service.
 func (s *Server) CreateService(ctx context.Context, req *apiv1.CreateServiceRequest) (*apiv1.CreateServiceResponse, error) {
 	spec := req.GetSpec()
+	FillFileDefaults(spec)
 	if err := ValidateServiceSpec(spec); err != nil {
 		return nil, err
 	}
@@ -218,6 +222,7 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 		return nil, err
 	}
 	spec := req.GetSpec()
+	FillFileDefaults(spec)
 	if err := ValidateServiceSpec(spec); err != nil {
 		return nil, err
 	}

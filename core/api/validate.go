@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -102,7 +103,7 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return invalid("service %q: env name %q is invalid (empty, or contains '=' or NUL)", s.GetName(), k)
 		}
 	}
-	if err := validateLabels(s.GetName(), s.GetLabels()); err != nil {
+	if err := validateLabels(fmt.Sprintf("service %q", s.GetName()), s.GetLabels()); err != nil {
 		return err
 	}
 	if w := s.GetWorkingDir(); w != "" && !path.IsAbs(w) {
@@ -125,13 +126,15 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return fmt.Errorf("service %q: constraint: %w", s.GetName(), err)
 		}
 	}
-	if err := validateMounts(s.GetName(), s.GetMounts()); err != nil {
+	targets := map[string]bool{}
+	if err := validateMounts(s.GetName(), s.GetMounts(), targets); err != nil {
 		return err
 	}
-	for _, sec := range s.GetSecrets() {
-		if err := ValidateName("secret", sec); err != nil {
-			return fmt.Errorf("service %q: %w", s.GetName(), err)
-		}
+	if err := validateFiles(s.GetName(), "secret", s.GetSecrets(), targets); err != nil {
+		return err
+	}
+	if err := validateFiles(s.GetName(), "config", s.GetConfigs(), targets); err != nil {
+		return err
 	}
 	if _, ok := apiv1.NetworkMode_name[int32(s.GetNetworkMode())]; !ok {
 		return invalid("service %q: network mode %d is unknown", s.GetName(), s.GetNetworkMode())
@@ -178,17 +181,10 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 		return fmt.Errorf("service %q: %s is not supported yet: %w", s.GetName(), what, sdk.ErrUnsupported)
 	}
 	switch {
-	case len(s.GetSecrets()) > 0:
-		return unsupported("secrets")
 	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
 		return unsupported("update_policy.delay")
 	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
 		return unsupported("update_policy.failure_action continue")
-	}
-	for _, m := range s.GetMounts() {
-		if m.GetType() == "volume" {
-			return unsupported("a volume mount")
-		}
 	}
 	return nil
 }
@@ -210,26 +206,29 @@ func validateResources(svc, field string, r *apiv1.Resources) error {
 	return nil
 }
 
-func validateLabels(svc string, labels map[string]string) error {
+// validateLabels checks the labels of an object: owner names it in the
+// errors (`service "web"`).
+func validateLabels(owner string, labels map[string]string) error {
 	if len(labels) > MaxLabels {
-		return invalid("service %q: more than %d labels", svc, MaxLabels)
+		return invalid("%s: more than %d labels", owner, MaxLabels)
 	}
 	for k, v := range labels {
 		if len(k) > maxLabelKeyLen || !labelKey.MatchString(k) {
-			return invalid("service %q: label key %q is invalid", svc, k)
+			return invalid("%s: label key %q is invalid", owner, k)
 		}
 		if len(v) > maxLabelValueLen {
-			return invalid("service %q: label %q value is longer than %d bytes", svc, k, maxLabelValueLen)
+			return invalid("%s: label %q value is longer than %d bytes", owner, k, maxLabelValueLen)
 		}
 	}
 	return nil
 }
 
-func validateMounts(svc string, mounts []*apiv1.Mount) error {
+// validateMounts checks mounts and adds their targets to targets, which
+// must not hold them already.
+func validateMounts(svc string, mounts []*apiv1.Mount, targets map[string]bool) error {
 	if len(mounts) > MaxMounts {
 		return invalid("service %q: more than %d mounts", svc, MaxMounts)
 	}
-	targets := map[string]bool{}
 	for _, m := range mounts {
 		switch m.GetType() {
 		case "bind", "volume":
@@ -240,8 +239,22 @@ func validateMounts(svc string, mounts []*apiv1.Mount) error {
 				return invalid("service %q: bind mount source %q must be an absolute path", svc, m.GetSource())
 			}
 		case "tmpfs":
+			if m.GetSource() != "" {
+				return invalid("service %q: tmpfs mount to %q takes no source", svc, m.GetTarget())
+			}
 		default:
 			return invalid("service %q: mount type %q is unknown (bind, volume or tmpfs)", svc, m.GetType())
+		}
+		if m.GetType() != "tmpfs" && (m.GetTmpfsSizeBytes() != 0 || m.GetTmpfsMode() != 0) {
+			return invalid("service %q: tmpfs size and mode are for tmpfs mounts, not the %s mount to %q", svc, m.GetType(), m.GetTarget())
+		}
+		if m.GetTmpfsSizeBytes() < 0 || m.GetTmpfsMode() > 0o7777 {
+			return invalid("service %q: tmpfs mount to %q: size %d or mode %#o out of range", svc, m.GetTarget(), m.GetTmpfsSizeBytes(), m.GetTmpfsMode())
+		}
+		if m.GetType() == "volume" {
+			if err := ValidateName("volume", m.GetSource()); err != nil {
+				return fmt.Errorf("service %q: %w", svc, err)
+			}
 		}
 		t := m.GetTarget()
 		if !path.IsAbs(t) || path.Clean(t) == "/" {
@@ -251,6 +264,68 @@ func validateMounts(svc string, mounts []*apiv1.Mount) error {
 			return invalid("service %q: two mounts target %q", svc, t)
 		}
 		targets[path.Clean(t)] = true
+	}
+	return nil
+}
+
+// SecretsDir is where a secret goes in a container when its reference
+// names no target: SecretsDir/<name>.
+const SecretsDir = "/run/secrets"
+
+// DefaultFileMode is the mode of a secret or config file whose reference
+// gives none.
+const DefaultFileMode = 0o444
+
+// FillFileDefaults sets the defaults of the spec's secret and config
+// references: a secret's target, and the mode. The API applies it before
+// ValidateServiceSpec.
+func FillFileDefaults(s *apiv1.ServiceSpec) {
+	for _, r := range s.GetSecrets() {
+		if r.GetTarget() == "" && r.GetName() != "" {
+			r.Target = path.Join(SecretsDir, r.GetName())
+		}
+	}
+	for _, r := range append(slices.Clone(s.GetSecrets()), s.GetConfigs()...) {
+		if r.GetMode() == 0 {
+			r.Mode = DefaultFileMode
+		}
+	}
+}
+
+// validateFiles checks the secret or config references of a spec and adds
+// their targets to targets, which must not hold them already.
+func validateFiles(svc, kind string, refs []*apiv1.FileReference, targets map[string]bool) error {
+	if len(refs) > MaxMounts {
+		return invalid("service %q: more than %d %ss", svc, MaxMounts, kind)
+	}
+	names := map[string]bool{}
+	for _, r := range refs {
+		if err := ValidateName(kind, r.GetName()); err != nil {
+			return fmt.Errorf("service %q: %w", svc, err)
+		}
+		if names[r.GetName()] && kind == "secret" {
+			return invalid("service %q: secret %q is given twice", svc, r.GetName())
+		}
+		names[r.GetName()] = true
+		t := r.GetTarget()
+		if t == "" {
+			return invalid("service %q: %s %q needs a target path", svc, kind, r.GetName())
+		}
+		if !path.IsAbs(t) || path.Clean(t) == "/" || path.Clean(t) != t {
+			return invalid("service %q: %s %q target %q must be a clean absolute path other than /", svc, kind, r.GetName(), t)
+		}
+		if targets[t] {
+			return invalid("service %q: %s %q target %q collides with another mount, secret or config", svc, kind, r.GetName(), t)
+		}
+		for other := range targets {
+			if strings.HasPrefix(t, other+"/") || strings.HasPrefix(other, t+"/") {
+				return invalid("service %q: %s %q target %q collides with %q", svc, kind, r.GetName(), t, other)
+			}
+		}
+		targets[t] = true
+		if r.GetMode() > 0o777 {
+			return invalid("service %q: %s %q mode %#o has bits beyond 0777", svc, kind, r.GetName(), r.GetMode())
+		}
 	}
 	return nil
 }

@@ -107,6 +107,9 @@ type Deps struct {
 	// AssignmentBatchWindow is how long task changes are collected before
 	// they are pushed to a worker in one Assignments message.
 	AssignmentBatchWindow time.Duration
+	// KEK is the managers' key-encryption key, that opens the secrets
+	// sent to workers.
+	KEK []byte
 }
 
 // Dispatcher serves the Dispatcher gRPC service. Run must be running (on the

@@ -35,6 +35,9 @@ type session struct {
 	// specs is what the worker holds of the specs it was sent. Only the
 	// session's goroutine uses it.
 	specs *specCache
+	// files are the secrets and configs the worker holds. Only the
+	// session's goroutine uses it.
+	files map[fileKey]struct{}
 }
 
 func (s *session) knows(id string) bool {
@@ -114,7 +117,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
 	}
 
-	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache()}
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache(), files: map[fileKey]struct{}{}}
 	e := d.entry(s.nodeID)
 	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
@@ -156,6 +159,10 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			sessionErr = err
 			return err
 		}
+	}
+	if err := d.sendFiles(stream, s, true); err != nil {
+		sessionErr = err
+		return err
 	}
 	if err := d.send(ctx, stream, s, d.full(s), false); err != nil {
 		sessionErr = err
@@ -245,6 +252,10 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			} else {
 				a = d.incremental(s, changed)
 			}
+			if err := d.sendFiles(stream, s, resync); err != nil {
+				sessionErr = err
+				return err
+			}
 			resync = false
 			clear(changed)
 			if err := d.send(ctx, stream, s, a, hadTooLarge); err != nil {
@@ -269,6 +280,17 @@ func (d *Dispatcher) send(ctx context.Context, stream apiv1.Dispatcher_SessionSe
 		d.updateCondition(ctx, d.entry(s.nodeID), s)
 	}
 	for _, m := range msgs {
+		if err := stream.Send(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendFiles sends the secrets and configs the worker's tasks need before
+// the assignments that start them (see filesMessages).
+func (d *Dispatcher) sendFiles(stream apiv1.Dispatcher_SessionServer, s *session, full bool) error {
+	for _, m := range d.filesMessages(s, full) {
 		if err := stream.Send(m); err != nil {
 			return err
 		}

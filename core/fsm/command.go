@@ -35,6 +35,9 @@ const (
 	SetClusterInfoType CommandType = 14
 	SetSecurityType    CommandType = 15
 	BatchType          CommandType = 16
+	// 17 to 23 are left for other commands of the same release.
+	UpsertConfigType CommandType = 24
+	RemoveConfigType CommandType = 25
 )
 
 // IgnoreUnknownTypeFlag marks a command that an older agent which does not
@@ -67,6 +70,10 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return UpsertSecretType, nil
 	case *fsmpb.RemoveSecret:
 		return RemoveSecretType, nil
+	case *fsmpb.UpsertConfig:
+		return UpsertConfigType, nil
+	case *fsmpb.RemoveConfig:
+		return RemoveConfigType, nil
 	case *fsmpb.UpsertVolume:
 		return UpsertVolumeType, nil
 	case *fsmpb.RemoveVolume:
@@ -122,6 +129,10 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.UpsertSecret{}, true
 	case RemoveSecretType:
 		return &fsmpb.RemoveSecret{}, true
+	case UpsertConfigType:
+		return &fsmpb.UpsertConfig{}, true
+	case RemoveConfigType:
+		return &fsmpb.RemoveConfig{}, true
 	case UpsertVolumeType:
 		return &fsmpb.UpsertVolume{}, true
 	case RemoveVolumeType:

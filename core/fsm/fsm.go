@@ -189,6 +189,10 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applyUpsertSecret(tx, c)
 	case *fsmpb.RemoveSecret:
 		return f.applyRemoveSecret(tx, c)
+	case *fsmpb.UpsertConfig:
+		return f.applyUpsertConfig(tx, c)
+	case *fsmpb.RemoveConfig:
+		return f.applyRemoveConfig(tx, c)
 	case *fsmpb.UpsertVolume:
 		return f.applyUpsertVolume(tx, c)
 	case *fsmpb.RemoveVolume:
@@ -230,6 +234,9 @@ func (f *FSM) applyCreateService(tx *txn, c *fsmpb.CreateService) any {
 	if _, ok := f.state.Service(s.GetId()); ok {
 		return fmt.Errorf("service id %q: %w", s.GetId(), sdk.ErrAlreadyExists)
 	}
+	if err := f.resolveRefs(s.GetSpec().GetName(), s.GetSpec()); err != nil {
+		return err
+	}
 	if _, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
@@ -256,6 +263,9 @@ func (f *FSM) applyUpdateService(tx *txn, c *fsmpb.UpdateService) any {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
 	if err := PortsFree(f.state.Services(), s.GetId(), s.GetSpec()); err != nil {
+		return err
+	}
+	if err := f.resolveRefs(s.GetSpec().GetName(), s.GetSpec()); err != nil {
 		return err
 	}
 	s.Version = tx.index
@@ -295,6 +305,7 @@ func (f *FSM) putTasks(tx *txn, ts []*apiv1.Task) {
 		return
 	}
 	f.state.PutTasks(ts)
+	f.bindVolumes(tx, ts)
 	for _, t := range ts {
 		tx.put(state.BucketTasks, t.GetId(), t)
 		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Task{Task: t} })
@@ -376,6 +387,7 @@ func (f *FSM) applyUpsertTasks(tx *txn, c *fsmpb.UpsertTasks) any {
 		ts = append(ts, t)
 	}
 	f.state.PutTasks(ts)
+	f.bindVolumes(tx, ts)
 	for _, t := range ts {
 		tx.put(state.BucketTasks, t.GetId(), t)
 		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Task{Task: t} })
@@ -432,35 +444,6 @@ func removeNamed[T named](tx *txn, kind, bucket, id string, byID func(string) (T
 	tx.del(bucket, id)
 	tx.event(kind, apiv1.EventAction_EVENT_ACTION_DELETED, id, old.GetName(), func(e *apiv1.Event) { wrap(e, old) })
 	return old
-}
-
-func (f *FSM) applyUpsertSecret(tx *txn, c *fsmpb.UpsertSecret) any {
-	return upsertNamed(tx, "secret", state.BucketSecrets, c.GetSecret(), f.state.SecretByName, f.state.Secret, f.state.PutSecret,
-		func(o *apiv1.Secret, v uint64) { o.Version = v },
-		func(e *apiv1.Event, o *apiv1.Secret) { e.Object = &apiv1.Event_Secret{Secret: redact(o)} })
-}
-
-func (f *FSM) applyRemoveSecret(tx *txn, c *fsmpb.RemoveSecret) any {
-	return removeNamed(tx, "secret", state.BucketSecrets, c.GetId(), f.state.Secret, f.state.DeleteSecret,
-		func(e *apiv1.Event, o *apiv1.Secret) { e.Object = &apiv1.Event_Secret{Secret: redact(o)} })
-}
-
-// redact drops a secret's data before it leaves the FSM in an event.
-func redact(s *apiv1.Secret) *apiv1.Secret {
-	s = proto.CloneOf(s)
-	s.Data = nil
-	return s
-}
-
-func (f *FSM) applyUpsertVolume(tx *txn, c *fsmpb.UpsertVolume) any {
-	return upsertNamed(tx, "volume", state.BucketVolumes, c.GetVolume(), f.state.VolumeByName, f.state.Volume, f.state.PutVolume,
-		func(o *apiv1.Volume, v uint64) { o.Version = v },
-		func(e *apiv1.Event, o *apiv1.Volume) { e.Object = &apiv1.Event_Volume{Volume: o} })
-}
-
-func (f *FSM) applyRemoveVolume(tx *txn, c *fsmpb.RemoveVolume) any {
-	return removeNamed(tx, "volume", state.BucketVolumes, c.GetId(), f.state.Volume, f.state.DeleteVolume,
-		func(e *apiv1.Event, o *apiv1.Volume) { e.Object = &apiv1.Event_Volume{Volume: o} })
 }
 
 func (f *FSM) applySetClusterInfo(tx *txn, c *fsmpb.SetClusterInfo) any {

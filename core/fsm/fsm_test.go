@@ -97,6 +97,75 @@ func published(s *apiv1.Service, ports ...string) *apiv1.Service {
 	return s
 }
 
+func withSecret(s *apiv1.Service, name string) *apiv1.Service {
+	s.Spec.Secrets = append(s.Spec.Secrets, &apiv1.FileReference{Name: name, Target: "/run/secrets/" + name})
+	return s
+}
+
+func withConfig(s *apiv1.Service, name string) *apiv1.Service {
+	s.Spec.Configs = append(s.Spec.Configs, &apiv1.FileReference{Name: name, Target: "/etc/" + name})
+	return s
+}
+
+// TestFileUpdatesRollServices: a service gets the current revision of its
+// secrets and configs, moves to each new one (its version with it, so its
+// tasks are replaced), and keeps them from being removed.
+func TestFileUpdatesRollServices(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	mustApply := func(cmd Command) any {
+		t.Helper()
+		r := h.apply(t, cmd)
+		if err, ok := r.(error); ok {
+			t.Fatalf("%T: %v", cmd, err)
+		}
+		return r
+	}
+	mustApply(&fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("sealed-1"), Revision: 1}})
+	mustApply(&fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("sealed-2"), Revision: 2}})
+	mustApply(&fsmpb.UpsertConfig{Config: &apiv1.Config{Id: "c1", Name: "conf", Data: []byte("a"), Revision: 1}})
+	created := mustApply(&fsmpb.CreateService{Service: withConfig(withSecret(svc("s1", "web"), "db"), "conf")}).(*apiv1.Service)
+	if r := created.GetSpec().GetSecrets()[0].GetRevision(); r != 2 {
+		t.Fatalf("created service uses secret revision %d, want the current 2", r)
+	}
+	mustApply(&fsmpb.CreateService{Service: svc("s2", "other")})
+
+	kinds := []struct {
+		name   string
+		update Command
+		remove Command
+		rev    func(*apiv1.Service) uint64
+	}{
+		{"secret", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("sealed-3"), Revision: 3}}, &fsmpb.RemoveSecret{Id: "sec1"},
+			func(s *apiv1.Service) uint64 { return s.GetSpec().GetSecrets()[0].GetRevision() }},
+		{"config", &fsmpb.UpsertConfig{Config: &apiv1.Config{Id: "c1", Name: "conf", Data: []byte("b"), Revision: 2}}, &fsmpb.RemoveConfig{Id: "c1"},
+			func(s *apiv1.Service) uint64 { return s.GetSpec().GetConfigs()[0].GetRevision() }},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			before, _ := h.state.Service("s1")
+			other, _ := h.state.Service("s2")
+			mustApply(k.update)
+			after, _ := h.state.Service("s1")
+			if after.GetVersion() == before.GetVersion() || k.rev(after) != k.rev(before)+1 {
+				t.Fatalf("after the update the service is at version %d (was %d) with revision %d (was %d)", after.GetVersion(), before.GetVersion(), k.rev(after), k.rev(before))
+			}
+			if o, _ := h.state.Service("s2"); o.GetVersion() != other.GetVersion() {
+				t.Fatalf("a service not using the %s moved from version %d to %d", k.name, other.GetVersion(), o.GetVersion())
+			}
+			r := h.apply(t, k.remove)
+			if err, _ := r.(error); !errors.Is(err, sdk.ErrConflict) || !strings.Contains(err.Error(), "web") {
+				t.Fatalf("removing a used %s: %v, want a conflict naming web", k.name, r)
+			}
+		})
+	}
+	mustApply(&fsmpb.RemoveService{Id: "s1"})
+	mustApply(&fsmpb.RemoveSecret{Id: "sec1"})
+	mustApply(&fsmpb.RemoveConfig{Id: "c1"})
+	if _, ok := h.state.SecretByName("db"); ok {
+		t.Fatal("the secret is still there after its removal")
+	}
+}
+
 func TestApplyCommands(t *testing.T) {
 	h := newHarness(t, openStore(t, t.TempDir()))
 	if r := h.apply(t, &fsmpb.CreateService{Service: svc("s1", "web")}); isErr(r) {
@@ -120,8 +189,14 @@ func TestApplyCommands(t *testing.T) {
 		{"update current version", &fsmpb.UpdateService{Service: svc("s3", "api"), ExpectedVersion: 0}, nil},
 		{"upsert node", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n1", Name: "node-1"}}, nil},
 		{"node name taken", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n2", Name: "node-1"}}, sdk.ErrAlreadyExists},
-		{"secret", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("x")}}, nil},
-		{"secret name taken", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec2", Name: "db"}}, sdk.ErrAlreadyExists},
+		{"secret", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("x"), Revision: 1}}, nil},
+		{"secret name taken", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec2", Name: "db", Data: []byte("x"), Revision: 1}}, sdk.ErrAlreadyExists},
+		{"secret without data", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec3", Name: "other", Revision: 1}}, sdk.ErrInvalidArgument},
+		{"new secret not at revision 1", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec3", Name: "other", Data: []byte("x"), Revision: 2}}, sdk.ErrInvalidArgument},
+		{"secret update skipping a revision", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db", Data: []byte("y"), Revision: 3}}, sdk.ErrConflict},
+		{"secret renamed", &fsmpb.UpsertSecret{Secret: &apiv1.Secret{Id: "sec1", Name: "db2", Data: []byte("y"), Revision: 2}}, sdk.ErrInvalidArgument},
+		{"service with an unknown secret", &fsmpb.CreateService{Service: withSecret(svc("s4", "x"), "nope")}, sdk.ErrNotFound},
+		{"config with an unknown name on a service", &fsmpb.UpdateService{Service: withConfig(svc("s3", "api"), "nope")}, sdk.ErrNotFound},
 		{"volume", &fsmpb.UpsertVolume{Volume: &apiv1.Volume{Id: "v1", Name: "data"}}, nil},
 		{"node subnet outside the overlay", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.99.0.0/24"}}}, sdk.ErrInvalidArgument},
 		{"node subnet of the wrong size", &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "n3", Name: "node-3", Network: &apiv1.NodeNetwork{Subnet: "10.88.0.0/23"}}}, sdk.ErrInvalidArgument},

@@ -72,7 +72,7 @@ func BenchmarkRound(b *testing.B) {
 		batch := newTasks(100)
 		tasksOn := func(id string) []*apiv1.Task { return st.Tasks(state.TaskFilter{NodeID: id}) }
 		for b.Loop() {
-			BuildRequest(st.Nodes(), tasksOn, batch)
+			BuildRequest(st.Nodes(), tasksOn, batch, nil)
 		}
 	})
 }

@@ -219,7 +219,7 @@ func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time)
 		return strings.Compare(a.GetId(), b.GetId())
 	})
 	tasksOn := func(id string) []*apiv1.Task { return l.State.Tasks(state.TaskFilter{NodeID: id}) }
-	req, sent, rejected := BuildRequest(l.State.Nodes(), tasksOn, batch)
+	req, sent, rejected := BuildRequest(l.State.Nodes(), tasksOn, batch, l.State.VolumeByName)
 
 	var writes []*apiv1.Task
 	for _, t := range batch {
@@ -334,7 +334,7 @@ func newWatcher(bus *events.Broker, logger hclog.Logger) *watcher {
 
 func wanted(ev *apiv1.Event) bool {
 	switch ev.GetKind() {
-	case "task", "node", "cluster":
+	case "task", "node", "volume", "cluster":
 		return true
 	}
 	return false
@@ -353,7 +353,9 @@ func (w *watcher) run(ctx context.Context) {
 
 func (w *watcher) add(ev *apiv1.Event) {
 	switch ev.GetKind() {
-	case "node":
+	case "node", "volume":
+		// A node's change, or a volume put on a node, may let waiting
+		// tasks be placed.
 		w.mu.Lock()
 		w.trigger = true
 		w.mu.Unlock()

@@ -9,7 +9,10 @@
 package schedloop
 
 import (
+	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -107,7 +110,13 @@ func NodeView(n *apiv1.Node, tasks []*apiv1.Task, batchServices map[string]bool)
 // assigned to it (counted per service for the batch's services), and the batch's tasks in order with their reservations
 // and constraints. A task whose constraints do not parse is left out of the
 // request and returned in rejected with its message.
-func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task, batch []*apiv1.Task) (req scheduler.Request, sent []*apiv1.Task, rejected map[string]string) {
+//
+// volume (nil: no volumes) finds the named volumes tasks mount: a task
+// mounting one that lives on a node gets the constraint node.id==<that
+// node>, and waits (rejected) while that node is not ready; of the tasks
+// mounting a volume on no node yet, only the first of the batch is sent,
+// the others wait for the placement of the first to put it on a node.
+func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task, batch []*apiv1.Task, volume func(name string) (*apiv1.Volume, bool)) (req scheduler.Request, sent []*apiv1.Task, rejected map[string]string) {
 	services := map[string]bool{}
 	for _, t := range batch {
 		services[t.GetServiceId()] = true
@@ -131,6 +140,11 @@ func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task
 		version uint64
 	}
 	cache := map[version]parsed{}
+	nodeByID := make(map[string]*apiv1.Node, len(nodes))
+	for _, n := range nodes {
+		nodeByID[n.GetId()] = n
+	}
+	unplaced := map[string]string{} // volume on no node → the task sent for it
 	for _, t := range batch {
 		key := version{t.GetServiceId(), t.GetServiceVersion()}
 		p, ok := cache[key]
@@ -156,17 +170,63 @@ func BuildRequest(nodes []*apiv1.Node, tasksOn func(nodeID string) []*apiv1.Task
 			rejected[t.GetId()] = "invalid constraint: " + p.err.Error()
 			continue
 		}
+		cs := p.cs
+		if volume != nil {
+			vcs, wait := volumeConstraints(t, volume, nodeByID, unplaced)
+			if wait != "" {
+				if rejected == nil {
+					rejected = map[string]string{}
+				}
+				rejected[t.GetId()] = wait
+				continue
+			}
+			if len(vcs) > 0 {
+				cs = append(slices.Clone(cs), vcs...)
+			}
+		}
 		req.Tasks = append(req.Tasks, scheduler.Task{
 			ID:          t.GetId(),
 			ServiceID:   t.GetServiceId(),
 			ServiceName: t.GetServiceName(),
 			Slot:        t.GetSlot(),
 			Reservation: resources(t.GetSpec().GetReservations()),
-			Constraints: p.cs,
+			Constraints: cs,
 		})
 		sent = append(sent, t)
 	}
 	return req, sent, rejected
+}
+
+// volumeConstraints returns the constraints that keep t on the nodes of
+// the volumes it mounts, or why it must wait: its volume's node is not
+// ready, or another task of the batch (in unplaced, by volume) is placed
+// first to put a volume on a node.
+func volumeConstraints(t *apiv1.Task, volume func(string) (*apiv1.Volume, bool), nodes map[string]*apiv1.Node, unplaced map[string]string) (cs []scheduler.Constraint, wait string) {
+	for _, m := range t.GetSpec().GetMounts() {
+		if m.GetType() != "volume" {
+			continue
+		}
+		v, ok := volume(m.GetSource())
+		if !ok {
+			return nil, fmt.Sprintf("volume %q does not exist", m.GetSource())
+		}
+		if v.GetNodeId() == "" {
+			if first, ok := unplaced[v.GetName()]; ok && first != t.GetId() {
+				return nil, fmt.Sprintf("waiting for volume %q to be put on the node of task %s", v.GetName(), first)
+			}
+			unplaced[v.GetName()] = t.GetId()
+			continue
+		}
+		n, ok := nodes[v.GetNodeId()]
+		switch {
+		case !ok:
+			return nil, fmt.Sprintf("volume %q lives on node %s, which is not in the cluster", v.GetName(), v.GetNodeId())
+		case n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY:
+			return nil, fmt.Sprintf("volume %q lives on node %s, which is %s", v.GetName(), n.GetName(), strings.ToLower(strings.TrimPrefix(n.GetStatus().String(), "NODE_STATUS_")))
+		}
+		cs = append(cs, scheduler.Constraint{Key: scheduler.KeyNodeID, Op: scheduler.OpEqual, Value: v.GetNodeId()})
+	}
+	return cs, ""
 }
 
 // capabilityConstraints are the constraints that keep t on nodes whose

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,7 +201,7 @@ func TestBuildRequest(t *testing.T) {
 	c := unplaced("c", 3)
 	c.ServiceId, c.ServiceName, c.ServiceVersion = "s3", "other", 1 // same version as s1, other constraints
 
-	req, sent, rejected := BuildRequest(nodes, func(id string) []*apiv1.Task { return byNode[id] }, []*apiv1.Task{a, bad, b, c})
+	req, sent, rejected := BuildRequest(nodes, func(id string) []*apiv1.Task { return byNode[id] }, []*apiv1.Task{a, bad, b, c}, nil)
 
 	if len(req.Nodes) != 2 || req.Nodes[0].ID != "n1" || req.Nodes[1].ID != "n2" {
 		t.Fatalf("nodes = %+v, want the workers n1 and n2 only", req.Nodes)
@@ -230,6 +231,46 @@ func TestBuildRequest(t *testing.T) {
 	}
 	if err := scheduler.ValidateRequest(req); err != nil {
 		t.Errorf("the request is not valid: %v", err)
+	}
+}
+
+// TestBuildRequestVolumes: a task mounting a volume that lives on a node
+// is constrained to it, and waits while that node is down; of the tasks
+// mounting a volume on no node yet, only the first of the batch is sent.
+func TestBuildRequestVolumes(t *testing.T) {
+	nodes := []*apiv1.Node{worker("n1", ready, 0), worker("n2", down, 0)}
+	volumes := map[string]*apiv1.Volume{
+		"on-n1":   {Name: "on-n1", NodeId: "n1"},
+		"on-n2":   {Name: "on-n2", NodeId: "n2"},
+		"nowhere": {Name: "nowhere"},
+	}
+	lookup := func(name string) (*apiv1.Volume, bool) { v, ok := volumes[name]; return v, ok }
+	mounting := func(id string, slot uint64, vol string) *apiv1.Task {
+		tk := unplaced(id, slot)
+		tk.Spec.Mounts = []*apiv1.Mount{{Type: "volume", Source: vol, Target: "/data"}}
+		return tk
+	}
+	batch := []*apiv1.Task{mounting("a", 1, "on-n1"), mounting("b", 2, "on-n2"), mounting("c", 3, "nowhere"), mounting("d", 4, "nowhere"), mounting("e", 5, "gone")}
+	req, sent, rejected := BuildRequest(nodes, func(string) []*apiv1.Task { return nil }, batch, lookup)
+
+	if len(sent) != 2 || sent[0].GetId() != "a" || sent[1].GetId() != "c" {
+		t.Fatalf("sent %v, want a and c", sent)
+	}
+	onN1 := scheduler.Constraint{Key: scheduler.KeyNodeID, Op: scheduler.OpEqual, Value: "n1"}
+	if !slices.Contains(req.Tasks[0].Constraints, onN1) {
+		t.Errorf("task a constraints %v lack %v", req.Tasks[0].Constraints, onN1)
+	}
+	if slices.ContainsFunc(req.Tasks[1].Constraints, func(c scheduler.Constraint) bool { return c.Key == scheduler.KeyNodeID }) {
+		t.Errorf("task c, the first on a volume on no node, is constrained: %v", req.Tasks[1].Constraints)
+	}
+	for id, want := range map[string]string{
+		"b": `volume "on-n2" lives on node name-n2, which is down`,
+		"d": `waiting for volume "nowhere" to be put on the node of task c`,
+		"e": `volume "gone" does not exist`,
+	} {
+		if rejected[id] != want {
+			t.Errorf("task %s waits with %q, want %q", id, rejected[id], want)
+		}
 	}
 }
 

@@ -28,11 +28,12 @@ const (
 	BucketNodes    = "nodes"
 	BucketSecrets  = "secrets"
 	BucketVolumes  = "volumes"
+	BucketConfigs  = "configs"
 	BucketCluster  = "cluster"
 )
 
 // Buckets lists every bucket the state uses.
-var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, BucketVolumes, BucketCluster}
+var Buckets = []string{BucketServices, BucketTasks, BucketNodes, BucketSecrets, BucketConfigs, BucketVolumes, BucketCluster}
 
 // ClusterIDKey is the key of the cluster ID in BucketCluster.
 const ClusterIDKey = "id"
@@ -147,6 +148,7 @@ type State struct {
 	nodes     *table[*apiv1.Node]
 	secrets   *table[*apiv1.Secret]
 	volumes   *table[*apiv1.Volume]
+	configs   *table[*apiv1.Config]
 	// secondary task indexes: service ID / node ID → task IDs.
 	tasksByService map[string]map[string]struct{}
 	tasksByNode    map[string]map[string]struct{}
@@ -160,6 +162,7 @@ func New() *State {
 		nodes:          newTable(func(n *apiv1.Node) string { return n.GetName() }),
 		secrets:        newTable(func(s *apiv1.Secret) string { return s.GetName() }),
 		volumes:        newTable(func(v *apiv1.Volume) string { return v.GetName() }),
+		configs:        newTable(func(c *apiv1.Config) string { return c.GetName() }),
 		tasksByService: map[string]map[string]struct{}{},
 		tasksByNode:    map[string]map[string]struct{}{},
 	}
@@ -370,6 +373,71 @@ func (s *State) Secret(id string) (*apiv1.Secret, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.secrets.get(id)
+}
+
+// LookupSecret finds a secret by name, full ID or unique ID prefix.
+func (s *State) LookupSecret(nameOrID string) (*apiv1.Secret, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.secrets.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Secrets returns every secret, by name.
+func (s *State) Secrets() []*apiv1.Secret {
+	s.mu.RLock()
+	out := s.secrets.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Secret) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// ConfigByName returns the config with that name.
+func (s *State) ConfigByName(name string) (*apiv1.Config, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.configs.byNameGet(name)
+}
+
+// Config returns the config with that ID.
+func (s *State) Config(id string) (*apiv1.Config, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.configs.get(id)
+}
+
+// LookupConfig finds a config by name, full ID or unique ID prefix.
+func (s *State) LookupConfig(nameOrID string) (*apiv1.Config, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.configs.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Configs returns every config, by name.
+func (s *State) Configs() []*apiv1.Config {
+	s.mu.RLock()
+	out := s.configs.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Config) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// LookupVolume finds a volume by name, full ID or unique ID prefix.
+func (s *State) LookupVolume(nameOrID string) (*apiv1.Volume, Lookup) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, amb, ok := s.volumes.lookup(nameOrID)
+	return o, result(amb, ok)
+}
+
+// Volumes returns every volume, by name.
+func (s *State) Volumes() []*apiv1.Volume {
+	s.mu.RLock()
+	out := s.volumes.list()
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *apiv1.Volume) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
 }
 
 // VolumeByName returns the volume with that name.

@@ -127,6 +127,20 @@ func (s *State) DeleteSecret(id string) {
 	s.secrets.del(id)
 }
 
+// PutConfig inserts or replaces a config.
+func (s *State) PutConfig(o *apiv1.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.configs.put(o)
+}
+
+// DeleteConfig removes a config.
+func (s *State) DeleteConfig(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.configs.del(id)
+}
+
 // PutVolume inserts or replaces a volume.
 func (s *State) PutVolume(o *apiv1.Volume) {
 	s.mu.Lock()
@@ -156,6 +170,8 @@ func (s *State) Load(bucket, key string, value []byte) error {
 		msg = &apiv1.Secret{}
 	case BucketVolumes:
 		msg = &apiv1.Volume{}
+	case BucketConfigs:
+		msg = &apiv1.Config{}
 	case BucketCluster:
 		switch key {
 		case ClusterIDKey:
@@ -191,6 +207,8 @@ func (s *State) Load(bucket, key string, value []byte) error {
 		s.PutSecret(o)
 	case *apiv1.Volume:
 		s.PutVolume(o)
+	case *apiv1.Config:
+		s.PutConfig(o)
 	}
 	return nil
 }
@@ -205,6 +223,6 @@ func (s *State) Reset() {
 	s.security = nil
 	s.network = nil
 	s.services, s.tasks, s.nodes = fresh.services, fresh.tasks, fresh.nodes
-	s.secrets, s.volumes = fresh.secrets, fresh.volumes
+	s.secrets, s.volumes, s.configs = fresh.secrets, fresh.volumes, fresh.configs
 	s.tasksByService, s.tasksByNode = fresh.tasksByService, fresh.tasksByNode
 }

@@ -202,6 +202,18 @@ func (r *taskRunner) waiting(err error) {
 	r.report(&apiv1.TaskStatusUpdate{State: st, Message: msg})
 }
 
+// waitingFor reports, once, that the task waits for a secret or config
+// the manager has not sent yet; the runner is poked when files arrive, and
+// looks again after MaxBackoff in any case.
+func (r *taskRunner) waitingFor(err error) {
+	r.wakeAfter(r.w.opts.MaxBackoff)
+	msg := "waiting for " + err.Error()
+	if r.last != nil && r.last.GetMessage() == msg {
+		return
+	}
+	r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: msg})
+}
+
 // retryLater schedules another step after a failed runtime call.
 func (r *taskRunner) retryLater(what string, err error) {
 	r.backoff = min(max(2*r.backoff, r.w.opts.MinBackoff), r.w.opts.MaxBackoff)
@@ -361,11 +373,25 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	if overlay {
 		tn = &taskNet{}
 	}
-	spec, err := taskSpec(want, tn)
+	spec, err := taskSpec(want, tn, r.w.opts.VolumesDir)
 	if err != nil {
 		r.report(rejected(r.id, err))
 		return nil
 	}
+	if err := ensureVolumes(r.w.opts.VolumesDir, want); err != nil {
+		r.report(rejected(r.id, err))
+		return nil
+	}
+	files, err := r.w.files.prepare(want)
+	switch {
+	case errors.Is(err, errFileMissing):
+		r.waitingFor(err)
+		return nil
+	case err != nil:
+		r.report(rejected(r.id, err))
+		return nil
+	}
+	spec.Mounts = append(spec.Mounts, files...)
 
 	pullCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -412,10 +438,11 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 			r.report(rejected(r.id, err))
 			return nil
 		}
-		if spec, err = taskSpec(want, tn); err != nil {
+		if spec, err = taskSpec(want, tn, r.w.opts.VolumesDir); err != nil {
 			r.report(rejected(r.id, err))
 			return nil
 		}
+		spec.Mounts = append(spec.Mounts, files...)
 		address = tn.address.String()
 	}
 
@@ -544,6 +571,9 @@ func (r *taskRunner) destroy(ctx context.Context) error {
 		return err
 	}
 	if err := r.w.dropNetwork(ctx, r.id); err != nil {
+		return err
+	}
+	if err := r.w.files.drop(r.id); err != nil {
 		return err
 	}
 	r.dropRecord()

@@ -3,6 +3,8 @@ package worker
 import (
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,31 +24,31 @@ const (
 )
 
 // TaskSpec turns an assigned task into what the runtime runs, on a worker
-// without a network plugin. Parts of the spec this worker cannot provide
-// (volume mounts, secrets, the overlay) are refused with an error wrapping
+// without a network plugin, less its secrets and configs (which the worker
+// adds once it has written them). Parts of the spec this worker cannot provide
+// (volume mounts, the overlay) are refused with an error wrapping
 // sdk.ErrUnsupported, never ignored.
-func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil) }
+func TaskSpec(t *apiv1.Task) (runtime.TaskSpec, error) { return taskSpec(t, nil, "") }
 
 // TaskNeeds returns the runtime capabilities t's spec needs, on a worker
 // with a network plugin or without one (the scheduler's constraints), or an
 // error when no worker can run it.
 func TaskNeeds(t *apiv1.Task) ([]runtime.Capability, error) {
-	spec, err := taskSpec(t, &taskNet{netns: "/"})
+	spec, err := taskSpec(t, &taskNet{netns: "/"}, "/")
 	if err != nil {
 		return nil, err
 	}
+	spec.Mounts = append(spec.Mounts, fileMounts("/", t)...)
 	return spec.Needs(), nil
 }
 
 // taskSpec is TaskSpec with the task's overlay attachment, nil when the
-// task is not on the overlay.
-func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
+// task is not on the overlay, and the directory of the node's volumes
+// (empty: volume mounts are refused).
+func taskSpec(t *apiv1.Task, tn *taskNet, volumesDir string) (runtime.TaskSpec, error) {
 	s := t.GetSpec()
 	if s == nil {
 		return runtime.TaskSpec{}, fmt.Errorf("task %q has no spec: %w", t.GetId(), sdk.ErrInvalidArgument)
-	}
-	if len(s.GetSecrets()) > 0 {
-		return runtime.TaskSpec{}, fmt.Errorf("secrets are not supported yet (service %q asks for %s): %w", serviceName(t), strings.Join(s.GetSecrets(), ", "), sdk.ErrUnsupported)
 	}
 	hostNetwork := false
 	var netns string
@@ -76,11 +78,16 @@ func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 		case "tmpfs":
 			typ = runtime.MountTmpfs
 		case "volume":
-			return runtime.TaskSpec{}, fmt.Errorf("volume mounts are not supported yet (volume %q at %q): %w", m.GetSource(), m.GetTarget(), sdk.ErrUnsupported)
+			if volumesDir == "" {
+				return runtime.TaskSpec{}, fmt.Errorf("volume %q at %q: this worker has no volumes directory: %w", m.GetSource(), m.GetTarget(), sdk.ErrUnsupported)
+			}
+			mounts = append(mounts, runtime.Mount{Type: runtime.MountBind, Source: VolumePath(volumesDir, m.GetSource()), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+			continue
 		default:
 			return runtime.TaskSpec{}, fmt.Errorf("mount type %q at %q is unknown: %w", m.GetType(), m.GetTarget(), sdk.ErrInvalidArgument)
 		}
-		mounts = append(mounts, runtime.Mount{Type: typ, Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+		mounts = append(mounts, runtime.Mount{Type: typ, Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly(),
+			TmpfsSize: m.GetTmpfsSizeBytes(), TmpfsMode: m.GetTmpfsMode()})
 	}
 	sig, err := StopSignal(s.GetStopSignal())
 	if err != nil {
@@ -113,6 +120,24 @@ func taskSpec(t *apiv1.Task, tn *taskNet) (runtime.TaskSpec, error) {
 		HostNetwork:     hostNetwork,
 		NetnsPath:       netns,
 	}, nil
+}
+
+// VolumePath is where the named volume lives under a worker's volumes
+// directory.
+func VolumePath(volumesDir, name string) string { return filepath.Join(volumesDir, name) }
+
+// ensureVolumes makes the directories of t's volumes that do not exist
+// yet: a volume is made on its node by its first use.
+func ensureVolumes(volumesDir string, t *apiv1.Task) error {
+	for _, m := range t.GetSpec().GetMounts() {
+		if m.GetType() != "volume" {
+			continue
+		}
+		if err := os.MkdirAll(VolumePath(volumesDir, m.GetSource()), 0o755); err != nil {
+			return fmt.Errorf("volume %q: %w", m.GetSource(), err)
+		}
+	}
+	return nil
 }
 
 func serviceName(t *apiv1.Task) string {

@@ -58,9 +58,8 @@ func TestTaskSpec(t *testing.T) {
 		wantErr error
 	}{
 		{"no spec", nil, sdk.ErrInvalidArgument},
-		{"volume mount", &apiv1.ServiceSpec{Name: "web", Image: "i", Mounts: []*apiv1.Mount{{Type: "volume", Source: "v", Target: "/v"}}}, sdk.ErrUnsupported},
+		{"volume mount without a volumes directory", &apiv1.ServiceSpec{Name: "web", Image: "i", Mounts: []*apiv1.Mount{{Type: "volume", Source: "v", Target: "/v"}}}, sdk.ErrUnsupported},
 		{"unknown mount", &apiv1.ServiceSpec{Name: "web", Image: "i", Mounts: []*apiv1.Mount{{Type: "nfs", Target: "/v"}}}, sdk.ErrInvalidArgument},
-		{"secrets", &apiv1.ServiceSpec{Name: "web", Image: "i", Secrets: []string{"db"}}, sdk.ErrUnsupported},
 		{"overlay network without a network plugin", &apiv1.ServiceSpec{Name: "web", Image: "i", NetworkMode: apiv1.NetworkMode_NETWORK_MODE_OVERLAY}, sdk.ErrUnsupported},
 		{"unknown network mode", &apiv1.ServiceSpec{Name: "web", Image: "i", NetworkMode: 42}, sdk.ErrInvalidArgument},
 		{"bad signal number", &apiv1.ServiceSpec{Name: "web", Image: "i", StopSignal: "99"}, sdk.ErrInvalidArgument},

@@ -25,6 +25,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,13 @@ type Options struct {
 	Labels map[string]string
 	// DataDir holds the task handles, in <DataDir>/worker/tasks. Required.
 	DataDir string
+	// VolumesDir holds the node's named volumes, a directory each
+	// (<VolumesDir>/<name>, made on first use); default <DataDir>/volumes.
+	VolumesDir string
+	// FilesDir is where the worker mounts the tmpfs that holds its tasks'
+	// secrets and configs; default <DefaultFilesRoot>/<NodeID>. It must
+	// not be under DataDir's disk: the files are to stay in memory.
+	FilesDir string
 	// Runtime runs the tasks. Required.
 	Runtime runtime.Runtime
 	// Network, if set, is the node's network plugin: tasks of network mode
@@ -120,6 +128,7 @@ type Worker struct {
 	log     hclog.Logger
 	rt      runtime.Runtime
 	net     *netSide // nil without a network plugin
+	files   *taskFiles
 	handles *handleStore
 	reports *reporter
 	health  *runtimeHealth
@@ -191,6 +200,14 @@ func New(opts Options) (*Worker, error) {
 		reports: newReporter(),
 		health:  newRuntimeHealth(),
 		runners: map[string]*taskRunner{},
+	}
+	if opts.FilesDir == "" {
+		opts.FilesDir = filepath.Join(DefaultFilesRoot, opts.NodeID)
+		w.opts.FilesDir = opts.FilesDir
+	}
+	w.files = newTaskFiles(opts.FilesDir)
+	if w.opts.VolumesDir == "" {
+		w.opts.VolumesDir = filepath.Join(opts.DataDir, "volumes")
 	}
 	if opts.Network != nil {
 		if w.net, err = newNetSide(w, opts.Network, opts.NetworkName); err != nil {
@@ -370,6 +387,8 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 		w.opts.OnSession(info)
 	}
 	gen := w.gen.Add(1)
+	// The dispatcher sends each session the files its tasks need afresh.
+	w.files.apply(&apiv1.TaskFiles{Full: true})
 	w.connected.Store(true)
 	defer w.connected.Store(false)
 	period := time.Duration(info.GetHeartbeatPeriodMs()) * time.Millisecond
@@ -396,6 +415,10 @@ func (w *Worker) session(ctx context.Context, reg *apiv1.RegisterWorker) (establ
 				return true, serr
 			}
 			return true, err
+		}
+		if f := m.GetFiles(); f != nil {
+			w.files.apply(f)
+			w.pokeAll()
 		}
 		if a := m.GetAssignments(); a != nil {
 			if err := w.apply(ctx, a, &in); err != nil {
@@ -647,6 +670,16 @@ func (w *Worker) sweepOrphans(ctx context.Context) {
 		w.log.Info("destroying a task the manager does not list", "task", st.TaskID, "state", st.State)
 		r := w.spawnLocked(ctx, st.TaskID, nil)
 		r.remove()
+	}
+}
+
+// pokeAll wakes every task runner (secrets or configs arrived that one
+// may wait for).
+func (w *Worker) pokeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.runners {
+		r.poke()
 	}
 }
 

@@ -259,17 +259,11 @@ func TestWorkerConvergesAssignedTasks(t *testing.T) {
 	t.Run("rejections", func(t *testing.T) {
 		missing := newTask("missing-image", 6, "sleep", "1")
 		missing.Spec.Image = "example.com/warren/missing:1"
-		volume := newTask("volume-mount", 7, "sleep", "1")
-		volume.Spec.Mounts = []*apiv1.Mount{{Type: "volume", Source: "data", Target: "/data"}}
-		secret := newTask("with-secret", 8, "sleep", "1")
-		secret.Spec.Secrets = []string{"db-password"}
-		e.upsert(missing, volume, secret)
+		e.upsert(missing)
 		tests := []struct {
 			id, wantErr string
 		}{
 			{"missing-image", "example.com/warren/missing:1"},
-			{"volume-mount", "volume mounts are not supported yet"},
-			{"with-secret", "secrets are not supported yet"},
 		}
 		for _, tt := range tests {
 			got := e.waitState(t, tt.id, rejected)

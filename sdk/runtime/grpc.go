@@ -412,7 +412,7 @@ func specToPB(s TaskSpec) *runtimev1.TaskSpec {
 		pb.Limits = &runtimev1.Resources{NanoCpus: s.Limits.NanoCPUs, MemoryBytes: s.Limits.MemoryBytes}
 	}
 	for _, m := range s.Mounts {
-		pb.Mounts = append(pb.Mounts, &runtimev1.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+		pb.Mounts = append(pb.Mounts, &runtimev1.Mount{Type: string(m.Type), Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, TmpfsSizeBytes: m.TmpfsSize, TmpfsMode: m.TmpfsMode})
 	}
 	return pb
 }
@@ -435,7 +435,7 @@ func specFromPB(pb *runtimev1.TaskSpec) TaskSpec {
 		HostNetwork:     pb.GetHostNetwork(),
 	}
 	for _, m := range pb.GetMounts() {
-		s.Mounts = append(s.Mounts, Mount{Type: MountType(m.GetType()), Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly()})
+		s.Mounts = append(s.Mounts, Mount{Type: MountType(m.GetType()), Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadOnly(), TmpfsSize: m.GetTmpfsSizeBytes(), TmpfsMode: m.GetTmpfsMode()})
 	}
 	return s
 }

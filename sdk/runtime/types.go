@@ -157,6 +157,12 @@ func (s TaskSpec) Validate() error {
 		default:
 			return bad("mount %d: unknown type %q", i, m.Type)
 		}
+		if m.Type != MountTmpfs && (m.TmpfsSize != 0 || m.TmpfsMode != 0) {
+			return bad("mount %d: tmpfs size or mode on a %s mount", i, m.Type)
+		}
+		if m.TmpfsSize < 0 || m.TmpfsMode > 0o7777 {
+			return bad("mount %d: tmpfs size %d or mode %#o out of range", i, m.TmpfsSize, m.TmpfsMode)
+		}
 		if !path.IsAbs(m.Target) {
 			return bad("mount %d: target %q is not an absolute path", i, m.Target)
 		}
@@ -209,11 +215,26 @@ const (
 )
 
 // Mount is a filesystem mounted into a task.
+//
+// Warren gives a task its secrets and configs as read-only bind mounts of
+// single files (from a tmpfs the worker owns), and a named volume as a bind
+// mount of a directory on the node: a runtime needs only bind and tmpfs
+// mounts for every kind of data.
 type Mount struct {
-	Type     MountType
-	Source   string
-	Target   string
+	Type MountType
+	// Source is the host path of a bind mount: a directory or a file,
+	// which must exist.
+	Source string
+	// Target is the absolute path in the task.
+	Target string
+	// ReadOnly mounts it read-only.
 	ReadOnly bool
+	// TmpfsSize bounds a tmpfs mount in bytes; 0 is the runtime's
+	// default. Only for MountTmpfs.
+	TmpfsSize int64
+	// TmpfsMode is the permission bits of a tmpfs mount's root; 0 means
+	// 01777. Only for MountTmpfs.
+	TmpfsMode uint32
 }
 
 // Resources is an amount of CPU and memory.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -332,6 +333,22 @@ func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code 
 	cmd := exec.Command(bin, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("run warren %v: %v", args, err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// RunCLIStdin is RunCLI with stdin as the CLI's standard input.
+func RunCLIStdin(t testing.TB, bin, socket string, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--socket", socket}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &o, &e
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return o.String(), e.String(), ee.ExitCode()

@@ -828,11 +828,18 @@ func (x *UpdatePolicy) GetFailureAction() UpdatePolicy_FailureAction {
 
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// type is bind, volume or tmpfs.
-	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// type is bind, volume or tmpfs. A bind mount's source is a path on the
+	// node, which must exist there (a task on a node without it is
+	// rejected); a volume mount's source is the name of a volume (see
+	// Volume), and the task goes only to the volume's node.
+	Type     string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source   string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target   string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// tmpfs_size_bytes bounds a tmpfs mount (0: the runtime's default).
+	TmpfsSizeBytes int64 `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	// tmpfs_mode is the permission bits of a tmpfs mount's root (0: 1777).
+	TmpfsMode     uint32 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -895,6 +902,20 @@ func (x *Mount) GetReadOnly() bool {
 	return false
 }
 
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
 type ServiceSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -911,17 +932,21 @@ type ServiceSpec struct {
 	RestartPolicy *RestartPolicy         `protobuf:"bytes,12,opt,name=restart_policy,json=restartPolicy,proto3" json:"restart_policy,omitempty"`
 	UpdatePolicy  *UpdatePolicy          `protobuf:"bytes,13,opt,name=update_policy,json=updatePolicy,proto3" json:"update_policy,omitempty"`
 	// constraints such as node.labels.zone==edge-1.
-	Constraints []string `protobuf:"bytes,14,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	Mounts      []*Mount `protobuf:"bytes,15,rep,name=mounts,proto3" json:"mounts,omitempty"`
-	// secrets are names of secrets mounted under /run/secrets/<name>.
-	Secrets         []string             `protobuf:"bytes,16,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Constraints     []string             `protobuf:"bytes,14,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	Mounts          []*Mount             `protobuf:"bytes,15,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	StopSignal      string               `protobuf:"bytes,18,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,19,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// network_mode says where the service's tasks are on the network.
 	NetworkMode NetworkMode `protobuf:"varint,20,opt,name=network_mode,json=networkMode,proto3,enum=warren.api.v1.NetworkMode" json:"network_mode,omitempty"`
 	// ports are published on the nodes and forwarded to the service's tasks
 	// (overlay tasks only).
-	Ports         []*PortConfig `protobuf:"bytes,21,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortConfig `protobuf:"bytes,21,rep,name=ports,proto3" json:"ports,omitempty"`
+	// secrets are given to each task as files on a tmpfs the worker owns,
+	// /run/secrets/<name> unless the reference says otherwise; never as
+	// environment variables.
+	Secrets []*FileReference `protobuf:"bytes,22,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// configs are given to each task as read-only files at their targets.
+	Configs       []*FileReference `protobuf:"bytes,23,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,13 +1086,6 @@ func (x *ServiceSpec) GetMounts() []*Mount {
 	return nil
 }
 
-func (x *ServiceSpec) GetSecrets() []string {
-	if x != nil {
-		return x.Secrets
-	}
-	return nil
-}
-
 func (x *ServiceSpec) GetStopSignal() string {
 	if x != nil {
 		return x.StopSignal
@@ -1092,6 +1110,20 @@ func (x *ServiceSpec) GetNetworkMode() NetworkMode {
 func (x *ServiceSpec) GetPorts() []*PortConfig {
 	if x != nil {
 		return x.Ports
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetSecrets() []*FileReference {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetConfigs() []*FileReference {
+	if x != nil {
+		return x.Configs
 	}
 	return nil
 }
@@ -1167,6 +1199,101 @@ func (x *PortConfig) GetMode() PublishMode {
 	return PublishMode_PUBLISH_MODE_UNSPECIFIED
 }
 
+// FileReference puts a secret or a config into a service's tasks as a
+// read-only file.
+type FileReference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the secret's or config's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// target is the file's absolute path in the container; empty means
+	// /run/secrets/<name> for a secret, and is refused for a config.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// uid and gid own the file (default 0).
+	Uid uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	// mode is the file's permission bits; 0 means 0444.
+	Mode uint32 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	// revision is the secret's or config's revision the service uses, set by
+	// the cluster: on create and update of the service to the current one,
+	// and on every secret or config update to the new one, which rolls the
+	// service's tasks. A task's copy of the spec records what it got.
+	Revision      uint64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileReference) Reset() {
+	*x = FileReference{}
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileReference) ProtoMessage() {}
+
+func (x *FileReference) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileReference.ProtoReflect.Descriptor instead.
+func (*FileReference) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FileReference) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileReference) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *FileReference) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *FileReference) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *FileReference) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileReference) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1182,7 +1309,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1321,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1334,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Service) GetId() string {
@@ -1281,7 +1408,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1420,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1433,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -1488,7 +1615,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1627,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1640,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Node) GetId() string {
@@ -1691,7 +1818,7 @@ type NodeNetwork struct {
 
 func (x *NodeNetwork) Reset() {
 	*x = NodeNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1830,7 @@ func (x *NodeNetwork) String() string {
 func (*NodeNetwork) ProtoMessage() {}
 
 func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1843,7 @@ func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
 func (*NodeNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeNetwork) GetSubnet() string {
@@ -1763,7 +1890,7 @@ type ClusterNetwork struct {
 
 func (x *ClusterNetwork) Reset() {
 	*x = ClusterNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1902,7 @@ func (x *ClusterNetwork) String() string {
 func (*ClusterNetwork) ProtoMessage() {}
 
 func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1915,7 @@ func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
 func (*ClusterNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterNetwork) GetOverlayRange() string {
@@ -1829,7 +1956,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1968,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1981,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -1878,22 +2005,34 @@ func (x *NodeCondition) GetSince() *timestamppb.Timestamp {
 	return nil
 }
 
+// Secret is sensitive data given to tasks as a file. Its data is sealed
+// (AES-256-GCM under the managers' key-encryption key) before it is
+// proposed, so the Raft log, snapshots and the store hold only the sealed
+// form; the API never returns it.
 type Secret struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// data is encrypted at rest; the API never returns it.
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// data is the sealed data inside the cluster; always empty in API
+	// answers and events.
+	Data      []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// version is the Raft index of the secret's last change.
+	Version uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// revision counts the secret's contents: 1 when created, one more on
+	// each update.
+	Revision uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// size is the length of the plaintext data in bytes.
+	Size          uint64                 `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2044,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2057,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Secret) GetId() string {
@@ -1963,22 +2102,154 @@ func (x *Secret) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Secret) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Secret) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Secret) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// Config is non-secret data given to tasks as a read-only file, stored and
+// returned as it is.
+type Config struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Data      []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// version is the Raft index of the config's last change.
+	Version uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// revision: 1 when created, one more on each update.
+	Revision      uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Config) Reset() {
+	*x = Config{}
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Config) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Config) ProtoMessage() {}
+
+func (x *Config) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Config.ProtoReflect.Descriptor instead.
+func (*Config) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Config) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Config) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Config) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Config) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Config) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Config) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Config) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Config) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// Volume is a named local volume: a directory on one node, under the
+// worker's volumes_dir, made there when a task first uses it. Its node is
+// set when it is created with one, or by the first placement of a task
+// that uses it; from then on every task using it goes to that node only.
 type Volume struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Driver        string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`
-	Options       map[string]string      `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// driver is "local", the only one.
+	Driver    string                 `protobuf:"bytes,3,opt,name=driver,proto3" json:"driver,omitempty"`
+	Options   map[string]string      `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels    map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Version   uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	// node_id is the node the volume lives on; empty until its first use.
+	NodeId        string `protobuf:"bytes,8,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2261,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2274,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Volume) GetId() string {
@@ -2055,6 +2326,13 @@ func (x *Volume) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Volume) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the Raft index of the command that caused the event.
@@ -2074,6 +2352,7 @@ type Event struct {
 	//	*Event_Node
 	//	*Event_Secret
 	//	*Event_Volume
+	//	*Event_Config
 	Object        isEvent_Object `protobuf_oneof:"object"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2081,7 +2360,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2372,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2385,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -2203,6 +2482,15 @@ func (x *Event) GetVolume() *Volume {
 	return nil
 }
 
+func (x *Event) GetConfig() *Config {
+	if x != nil {
+		if x, ok := x.Object.(*Event_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
 type isEvent_Object interface {
 	isEvent_Object()
 }
@@ -2227,6 +2515,10 @@ type Event_Volume struct {
 	Volume *Volume `protobuf:"bytes,14,opt,name=volume,proto3,oneof"`
 }
 
+type Event_Config struct {
+	Config *Config `protobuf:"bytes,16,opt,name=config,proto3,oneof"`
+}
+
 func (*Event_Service) isEvent_Object() {}
 
 func (*Event_Task) isEvent_Object() {}
@@ -2237,6 +2529,1047 @@ func (*Event_Secret) isEvent_Object() {}
 
 func (*Event_Volume) isEvent_Object() {}
 
+func (*Event_Config) isEvent_Object() {}
+
+type CreateVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// node, when set, is the name or ID of the node to put it on.
+	Node          string            `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVolumeRequest) Reset() {
+	*x = CreateVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVolumeRequest) ProtoMessage() {}
+
+func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
+func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateVolumeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CreateVolumeRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type GetVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVolumeRequest) Reset() {
+	*x = GetVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVolumeRequest) ProtoMessage() {}
+
+func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
+func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetVolumeRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type VolumeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Volume *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	// users are the names of the services that mount it.
+	Users         []string `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeResponse) Reset() {
+	*x = VolumeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeResponse) ProtoMessage() {}
+
+func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeResponse.ProtoReflect.Descriptor instead.
+func (*VolumeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *VolumeResponse) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+func (x *VolumeResponse) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*VolumeResponse      `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*VolumeResponse {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type RemoveVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RemoveVolumeRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+}
+
+type CreateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretRequest) Reset() {
+	*x = CreateSecretRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretRequest) ProtoMessage() {}
+
+func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateSecretRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CreateSecretRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type UpdateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretRequest) Reset() {
+	*x = UpdateSecretRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretRequest) ProtoMessage() {}
+
+func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UpdateSecretRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+func (x *UpdateSecretRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type GetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetSecretRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type SecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretResponse) Reset() {
+	*x = SecretResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretResponse) ProtoMessage() {}
+
+func (x *SecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretResponse.ProtoReflect.Descriptor instead.
+func (*SecretResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type RemoveSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretRequest) Reset() {
+	*x = RemoveSecretRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretRequest) ProtoMessage() {}
+
+func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
+func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RemoveSecretRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type RemoveSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretResponse) Reset() {
+	*x = RemoveSecretResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretResponse) ProtoMessage() {}
+
+func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
+func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+}
+
+type CreateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigRequest) Reset() {
+	*x = CreateConfigRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigRequest) ProtoMessage() {}
+
+func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
+func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateConfigRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *CreateConfigRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type UpdateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfigRequest) Reset() {
+	*x = UpdateConfigRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfigRequest) ProtoMessage() {}
+
+func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
+func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UpdateConfigRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+func (x *UpdateConfigRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetConfigRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type ConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigResponse) Reset() {
+	*x = ConfigResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigResponse) ProtoMessage() {}
+
+func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigResponse.ProtoReflect.Descriptor instead.
+func (*ConfigResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ConfigResponse) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ListConfigsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest) Reset() {
+	*x = ListConfigsRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest) ProtoMessage() {}
+
+func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+type ListConfigsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// configs come without their data; GetConfig returns it.
+	Configs       []*Config `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsResponse) Reset() {
+	*x = ListConfigsResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsResponse) ProtoMessage() {}
+
+func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListConfigsResponse) GetConfigs() []*Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+type RemoveConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigRequest) Reset() {
+	*x = RemoveConfigRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigRequest) ProtoMessage() {}
+
+func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
+func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RemoveConfigRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+type RemoveConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigResponse) Reset() {
+	*x = RemoveConfigResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigResponse) ProtoMessage() {}
+
+func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
+func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
 type CreateServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *ServiceSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -2246,7 +3579,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +3591,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +3604,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -2290,7 +3623,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +3635,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +3648,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2335,7 +3668,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +3680,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +3693,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -2379,7 +3712,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +3724,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +3737,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2432,7 +3765,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +3777,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +3790,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -2493,7 +3826,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +3838,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +3851,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2548,7 +3881,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +3893,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +3906,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -2606,7 +3939,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +3951,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +3964,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2651,7 +3984,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +3996,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +4009,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -2702,7 +4035,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +4047,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +4060,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -2746,7 +4079,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +4091,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +4104,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -2789,7 +4122,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +4134,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +4147,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 type ListNodesRequest struct {
@@ -2833,7 +4166,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +4178,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +4191,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -2887,7 +4220,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +4232,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +4245,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2938,7 +4271,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +4283,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +4296,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -2982,7 +4315,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +4327,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +4340,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -3040,7 +4373,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +4385,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +4398,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -3112,7 +4445,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +4457,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +4470,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -3160,7 +4493,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +4505,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +4518,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -3212,7 +4545,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3224,7 +4557,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3237,7 +4570,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -3268,7 +4601,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +4613,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +4626,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -3343,7 +4676,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +4688,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +4701,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3395,7 +4728,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +4740,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +4753,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -3446,7 +4779,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +4791,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +4804,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -3514,7 +4847,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +4859,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +4872,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3579,7 +4912,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +4924,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +4937,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3625,7 +4958,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +4970,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +4983,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3685,7 +5018,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +5030,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +5043,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3744,7 +5077,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +5089,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +5102,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3843,7 +5176,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3855,7 +5188,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3868,7 +5201,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 type ListPluginsResponse struct {
@@ -3880,7 +5213,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +5225,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +5238,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3923,7 +5256,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +5268,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +5281,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 type ClusterInfoResponse struct {
@@ -3971,7 +5304,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3983,7 +5316,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3996,7 +5329,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -4114,12 +5447,15 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\rFailureAction\x12\x1e\n" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"h\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"\xb1\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xdf\a\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\xbb\b\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -4137,25 +5473,33 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x0erestart_policy\x18\f \x01(\v2\x1c.warren.api.v1.RestartPolicyR\rrestartPolicy\x12@\n" +
 	"\rupdate_policy\x18\r \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\fupdatePolicy\x12 \n" +
 	"\vconstraints\x18\x0e \x03(\tR\vconstraints\x12,\n" +
-	"\x06mounts\x18\x0f \x03(\v2\x14.warren.api.v1.MountR\x06mounts\x12\x18\n" +
-	"\asecrets\x18\x10 \x03(\tR\asecrets\x12\x1f\n" +
+	"\x06mounts\x18\x0f \x03(\v2\x14.warren.api.v1.MountR\x06mounts\x12\x1f\n" +
 	"\vstop_signal\x18\x12 \x01(\tR\n" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12=\n" +
 	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x12/\n" +
-	"\x05ports\x18\x15 \x03(\v2\x19.warren.api.v1.PortConfigR\x05ports\x1a6\n" +
+	"\x05ports\x18\x15 \x03(\v2\x19.warren.api.v1.PortConfigR\x05ports\x126\n" +
+	"\asecrets\x18\x16 \x03(\v2\x1c.warren.api.v1.FileReferenceR\asecrets\x126\n" +
+	"\aconfigs\x18\x17 \x03(\v2\x1c.warren.api.v1.FileReferenceR\aconfigs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x11\x10\x12\"\xab\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x10\x10\x11J\x04\b\x11\x10\x12\"\xab\x01\n" +
 	"\n" +
 	"PortConfig\x12\x1c\n" +
 	"\tpublished\x18\x01 \x01(\rR\tpublished\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\rR\x06target\x127\n" +
 	"\bprotocol\x18\x03 \x01(\x0e2\x1b.warren.api.v1.PortProtocolR\bprotocol\x12.\n" +
-	"\x04mode\x18\x04 \x01(\x0e2\x1a.warren.api.v1.PublishModeR\x04mode\"\xd9\x01\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x1a.warren.api.v1.PublishModeR\x04mode\"\x8f\x01\n" +
+	"\rFileReference\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\xd9\x01\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -4242,7 +5586,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\rNodeCondition\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x8b\x02\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf6\x02\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4250,10 +5594,28 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2!.warren.api.v1.Secret.LabelsEntryR\x06labels\x129\n" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\x1a9\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12\x12\n" +
+	"\x04size\x18\b \x01(\x04R\x04size\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x02\n" +
+	"\x06Config\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x129\n" +
+	"\x06labels\x18\x04 \x03(\v2!.warren.api.v1.Config.LabelsEntryR\x06labels\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x03\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -4262,13 +5624,14 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2!.warren.api.v1.Volume.LabelsEntryR\x06labels\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
-	"\aversion\x18\a \x01(\x04R\aversion\x1a:\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\x12\x17\n" +
+	"\anode_id\x18\b \x01(\tR\x06nodeId\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x03\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x122\n" +
@@ -4281,8 +5644,75 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04task\x18\v \x01(\v2\x13.warren.api.v1.TaskH\x00R\x04task\x12)\n" +
 	"\x04node\x18\f \x01(\v2\x13.warren.api.v1.NodeH\x00R\x04node\x12/\n" +
 	"\x06secret\x18\r \x01(\v2\x15.warren.api.v1.SecretH\x00R\x06secret\x12/\n" +
-	"\x06volume\x18\x0e \x01(\v2\x15.warren.api.v1.VolumeH\x00R\x06volumeB\b\n" +
-	"\x06objectJ\x04\b\x0f\x10\x10\"F\n" +
+	"\x06volume\x18\x0e \x01(\v2\x15.warren.api.v1.VolumeH\x00R\x06volume\x12/\n" +
+	"\x06config\x18\x10 \x01(\v2\x15.warren.api.v1.ConfigH\x00R\x06configB\b\n" +
+	"\x06objectJ\x04\b\x0f\x10\x10\"\xc0\x01\n" +
+	"\x13CreateVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12F\n" +
+	"\x06labels\x18\x03 \x03(\v2..warren.api.v1.CreateVolumeRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
+	"\x10GetVolumeRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"U\n" +
+	"\x0eVolumeResponse\x12-\n" +
+	"\x06volume\x18\x01 \x01(\v2\x15.warren.api.v1.VolumeR\x06volume\x12\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\"\x14\n" +
+	"\x12ListVolumesRequest\"N\n" +
+	"\x13ListVolumesResponse\x127\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1d.warren.api.v1.VolumeResponseR\avolumes\"3\n" +
+	"\x13RemoveVolumeRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x16\n" +
+	"\x14RemoveVolumeResponse\"\xc0\x01\n" +
+	"\x13CreateSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12F\n" +
+	"\x06labels\x18\x03 \x03(\v2..warren.api.v1.CreateSecretRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x13UpdateSecretRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"0\n" +
+	"\x10GetSecretRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"?\n" +
+	"\x0eSecretResponse\x12-\n" +
+	"\x06secret\x18\x01 \x01(\v2\x15.warren.api.v1.SecretR\x06secret\"\x14\n" +
+	"\x12ListSecretsRequest\"F\n" +
+	"\x13ListSecretsResponse\x12/\n" +
+	"\asecrets\x18\x01 \x03(\v2\x15.warren.api.v1.SecretR\asecrets\"3\n" +
+	"\x13RemoveSecretRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x16\n" +
+	"\x14RemoveSecretResponse\"\xc0\x01\n" +
+	"\x13CreateConfigRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12F\n" +
+	"\x06labels\x18\x03 \x03(\v2..warren.api.v1.CreateConfigRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x13UpdateConfigRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"0\n" +
+	"\x10GetConfigRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"?\n" +
+	"\x0eConfigResponse\x12-\n" +
+	"\x06config\x18\x01 \x01(\v2\x15.warren.api.v1.ConfigR\x06config\"\x14\n" +
+	"\x12ListConfigsRequest\"F\n" +
+	"\x13ListConfigsResponse\x12/\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x15.warren.api.v1.ConfigR\aconfigs\"3\n" +
+	"\x13RemoveConfigRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x16\n" +
+	"\x14RemoveConfigResponse\"F\n" +
 	"\x14CreateServiceRequest\x12.\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\"I\n" +
 	"\x15CreateServiceResponse\x120\n" +
@@ -4460,8 +5890,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xba\n" +
-	"\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xcd\x13\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -4481,7 +5910,21 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
 	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
-	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
+	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponse\x12Q\n" +
+	"\fCreateSecret\x12\".warren.api.v1.CreateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12Q\n" +
+	"\fUpdateSecret\x12\".warren.api.v1.UpdateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12K\n" +
+	"\tGetSecret\x12\x1f.warren.api.v1.GetSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12T\n" +
+	"\vListSecrets\x12!.warren.api.v1.ListSecretsRequest\x1a\".warren.api.v1.ListSecretsResponse\x12W\n" +
+	"\fRemoveSecret\x12\".warren.api.v1.RemoveSecretRequest\x1a#.warren.api.v1.RemoveSecretResponse\x12Q\n" +
+	"\fCreateConfig\x12\".warren.api.v1.CreateConfigRequest\x1a\x1d.warren.api.v1.ConfigResponse\x12Q\n" +
+	"\fUpdateConfig\x12\".warren.api.v1.UpdateConfigRequest\x1a\x1d.warren.api.v1.ConfigResponse\x12K\n" +
+	"\tGetConfig\x12\x1f.warren.api.v1.GetConfigRequest\x1a\x1d.warren.api.v1.ConfigResponse\x12T\n" +
+	"\vListConfigs\x12!.warren.api.v1.ListConfigsRequest\x1a\".warren.api.v1.ListConfigsResponse\x12W\n" +
+	"\fRemoveConfig\x12\".warren.api.v1.RemoveConfigRequest\x1a#.warren.api.v1.RemoveConfigResponse\x12Q\n" +
+	"\fCreateVolume\x12\".warren.api.v1.CreateVolumeRequest\x1a\x1d.warren.api.v1.VolumeResponse\x12K\n" +
+	"\tGetVolume\x12\x1f.warren.api.v1.GetVolumeRequest\x1a\x1d.warren.api.v1.VolumeResponse\x12T\n" +
+	"\vListVolumes\x12!.warren.api.v1.ListVolumesRequest\x1a\".warren.api.v1.ListVolumesResponse\x12W\n" +
+	"\fRemoveVolume\x12\".warren.api.v1.RemoveVolumeRequest\x1a#.warren.api.v1.RemoveVolumeResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
 	file_core_api_v1_api_proto_rawDescOnce sync.Once
@@ -4496,7 +5939,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -4515,169 +5958,242 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*Mount)(nil),                   // 14: warren.api.v1.Mount
 	(*ServiceSpec)(nil),             // 15: warren.api.v1.ServiceSpec
 	(*PortConfig)(nil),              // 16: warren.api.v1.PortConfig
-	(*Service)(nil),                 // 17: warren.api.v1.Service
-	(*Task)(nil),                    // 18: warren.api.v1.Task
-	(*Node)(nil),                    // 19: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 20: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 21: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 22: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 23: warren.api.v1.Secret
-	(*Volume)(nil),                  // 24: warren.api.v1.Volume
-	(*Event)(nil),                   // 25: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 26: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 27: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 28: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 29: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 30: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 31: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 32: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 33: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 34: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 35: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 36: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 37: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 38: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 39: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 40: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 41: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 42: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 43: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 44: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 45: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 46: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 47: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 48: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 49: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 50: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 51: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 52: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 53: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 54: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 55: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 56: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 57: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 58: warren.api.v1.ClusterInfoResponse
-	nil,                             // 59: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 60: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 61: warren.api.v1.Node.LabelsEntry
-	nil,                             // 62: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 63: warren.api.v1.Node.AttributesEntry
-	nil,                             // 64: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 65: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 66: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 67: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 68: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 69: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 70: google.protobuf.Timestamp
+	(*FileReference)(nil),           // 17: warren.api.v1.FileReference
+	(*Service)(nil),                 // 18: warren.api.v1.Service
+	(*Task)(nil),                    // 19: warren.api.v1.Task
+	(*Node)(nil),                    // 20: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 21: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 22: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 23: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 24: warren.api.v1.Secret
+	(*Config)(nil),                  // 25: warren.api.v1.Config
+	(*Volume)(nil),                  // 26: warren.api.v1.Volume
+	(*Event)(nil),                   // 27: warren.api.v1.Event
+	(*CreateVolumeRequest)(nil),     // 28: warren.api.v1.CreateVolumeRequest
+	(*GetVolumeRequest)(nil),        // 29: warren.api.v1.GetVolumeRequest
+	(*VolumeResponse)(nil),          // 30: warren.api.v1.VolumeResponse
+	(*ListVolumesRequest)(nil),      // 31: warren.api.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 32: warren.api.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),     // 33: warren.api.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),    // 34: warren.api.v1.RemoveVolumeResponse
+	(*CreateSecretRequest)(nil),     // 35: warren.api.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),     // 36: warren.api.v1.UpdateSecretRequest
+	(*GetSecretRequest)(nil),        // 37: warren.api.v1.GetSecretRequest
+	(*SecretResponse)(nil),          // 38: warren.api.v1.SecretResponse
+	(*ListSecretsRequest)(nil),      // 39: warren.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),     // 40: warren.api.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),     // 41: warren.api.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),    // 42: warren.api.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),     // 43: warren.api.v1.CreateConfigRequest
+	(*UpdateConfigRequest)(nil),     // 44: warren.api.v1.UpdateConfigRequest
+	(*GetConfigRequest)(nil),        // 45: warren.api.v1.GetConfigRequest
+	(*ConfigResponse)(nil),          // 46: warren.api.v1.ConfigResponse
+	(*ListConfigsRequest)(nil),      // 47: warren.api.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 48: warren.api.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),     // 49: warren.api.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),    // 50: warren.api.v1.RemoveConfigResponse
+	(*CreateServiceRequest)(nil),    // 51: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 52: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 53: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 54: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 55: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 56: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 57: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 58: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 59: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 60: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 61: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 62: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 63: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 64: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 65: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 66: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 67: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 68: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 69: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 70: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 71: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 72: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 73: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 74: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 75: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 76: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 77: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 78: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 79: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 80: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 81: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 82: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 83: warren.api.v1.ClusterInfoResponse
+	nil,                             // 84: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 85: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 86: warren.api.v1.Node.LabelsEntry
+	nil,                             // 87: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 88: warren.api.v1.Node.AttributesEntry
+	nil,                             // 89: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 90: warren.api.v1.Config.LabelsEntry
+	nil,                             // 91: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 92: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 93: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 94: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 95: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 96: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 97: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 98: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 99: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	8,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	69, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	69, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	69, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	69, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	9,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	10, // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	59, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	60, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	11, // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	11, // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	12, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	13, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	14, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	69, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	2,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	16, // 16: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
-	0,  // 17: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
-	1,  // 18: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
-	15, // 19: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	70, // 20: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	70, // 21: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 22: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	3,  // 23: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	3,  // 24: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	70, // 25: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	70, // 26: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	70, // 27: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	4,  // 28: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	5,  // 29: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	6,  // 30: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	61, // 31: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	11, // 32: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	70, // 33: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	70, // 34: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	62, // 35: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	22, // 36: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	63, // 37: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	20, // 38: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	70, // 39: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	64, // 40: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	70, // 41: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	65, // 42: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	66, // 43: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	70, // 44: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 45: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	70, // 46: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	17, // 47: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	18, // 48: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	19, // 49: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	23, // 50: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	24, // 51: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	15, // 52: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	17, // 53: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	17, // 54: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	67, // 55: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	17, // 56: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	15, // 57: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	17, // 58: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	17, // 59: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	19, // 60: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	19, // 61: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	6,  // 62: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	68, // 63: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	19, // 64: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	19, // 65: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	18, // 66: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	52, // 67: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	70, // 68: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	54, // 69: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	26, // 70: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	28, // 71: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	30, // 72: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	32, // 73: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	34, // 74: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	36, // 75: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	38, // 76: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	40, // 77: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	42, // 78: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	44, // 79: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	46, // 80: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	48, // 81: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	49, // 82: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	51, // 83: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	55, // 84: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	57, // 85: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	27, // 86: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	29, // 87: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	31, // 88: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	33, // 89: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	35, // 90: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	37, // 91: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	39, // 92: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	41, // 93: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	43, // 94: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	45, // 95: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	47, // 96: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	25, // 97: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	50, // 98: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	53, // 99: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	56, // 100: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	58, // 101: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	86, // [86:102] is the sub-list for method output_type
-	70, // [70:86] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	8,   // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	98,  // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	98,  // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	98,  // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	98,  // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	9,   // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	10,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	84,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	85,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	11,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	11,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	12,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	13,  // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	14,  // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	98,  // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	2,   // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	16,  // 16: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
+	17,  // 17: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
+	17,  // 18: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
+	0,   // 19: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
+	1,   // 20: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
+	15,  // 21: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	99,  // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	15,  // 24: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	3,   // 25: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	3,   // 26: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	99,  // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	99,  // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	4,   // 30: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	5,   // 31: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	6,   // 32: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	86,  // 33: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	11,  // 34: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	99,  // 35: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 36: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	87,  // 37: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	23,  // 38: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	88,  // 39: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	21,  // 40: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	99,  // 41: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	89,  // 42: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	99,  // 43: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 44: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	90,  // 45: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	99,  // 46: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 47: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	91,  // 48: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	92,  // 49: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	99,  // 50: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	7,   // 51: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	99,  // 52: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	18,  // 53: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	19,  // 54: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	20,  // 55: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	24,  // 56: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	26,  // 57: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	25,  // 58: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
+	93,  // 59: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	26,  // 60: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	30,  // 61: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	94,  // 62: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	24,  // 63: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	24,  // 64: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	95,  // 65: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	25,  // 66: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	25,  // 67: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	15,  // 68: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	18,  // 69: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	18,  // 70: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	96,  // 71: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	18,  // 72: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	15,  // 73: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	18,  // 74: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	18,  // 75: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	20,  // 76: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	20,  // 77: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	6,   // 78: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	97,  // 79: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	20,  // 80: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	20,  // 81: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	19,  // 82: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	77,  // 83: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	99,  // 84: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	79,  // 85: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	51,  // 86: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	53,  // 87: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	55,  // 88: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	57,  // 89: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	59,  // 90: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	61,  // 91: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	63,  // 92: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	65,  // 93: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	67,  // 94: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	69,  // 95: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	71,  // 96: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	73,  // 97: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	74,  // 98: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	76,  // 99: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	80,  // 100: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	82,  // 101: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	35,  // 102: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	36,  // 103: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	37,  // 104: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	39,  // 105: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	41,  // 106: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	43,  // 107: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	44,  // 108: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	45,  // 109: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	47,  // 110: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	49,  // 111: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	28,  // 112: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	29,  // 113: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	31,  // 114: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	33,  // 115: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	52,  // 116: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	54,  // 117: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	56,  // 118: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	58,  // 119: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	60,  // 120: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	62,  // 121: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	64,  // 122: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	66,  // 123: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	68,  // 124: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	70,  // 125: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	72,  // 126: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	27,  // 127: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	75,  // 128: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	78,  // 129: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	81,  // 130: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	83,  // 131: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	38,  // 132: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	38,  // 133: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	38,  // 134: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	40,  // 135: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	42,  // 136: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	46,  // 137: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	46,  // 138: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	46,  // 139: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	48,  // 140: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	50,  // 141: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	30,  // 142: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	30,  // 143: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	32,  // 144: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	34,  // 145: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	116, // [116:146] is the sub-list for method output_type
+	86,  // [86:116] is the sub-list for method input_type
+	86,  // [86:86] is the sub-list for extension type_name
+	86,  // [86:86] is the sub-list for extension extendee
+	0,   // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4685,21 +6201,22 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[14].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[16].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
 		(*Event_Secret)(nil),
 		(*Event_Volume)(nil),
+		(*Event_Config)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[31].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[56].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   58,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

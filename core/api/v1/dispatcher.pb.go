@@ -464,6 +464,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Network
 	//	*ManagerMessage_Peers
 	//	*ManagerMessage_Endpoints
+	//	*ManagerMessage_Files
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -551,6 +552,15 @@ func (x *ManagerMessage) GetEndpoints() *Endpoints {
 	return nil
 }
 
+func (x *ManagerMessage) GetFiles() *TaskFiles {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Files); ok {
+			return x.Files
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -581,6 +591,12 @@ type ManagerMessage_Endpoints struct {
 	Endpoints *Endpoints `protobuf:"bytes,5,opt,name=endpoints,proto3,oneof"`
 }
 
+type ManagerMessage_Files struct {
+	// files are the secrets and configs the worker's assigned tasks use,
+	// sent before the assignments that need them.
+	Files *TaskFiles `protobuf:"bytes,6,opt,name=files,proto3,oneof"`
+}
+
 func (*ManagerMessage_Session) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Assignments) isManagerMessage_Msg() {}
@@ -590,6 +606,187 @@ func (*ManagerMessage_Network) isManagerMessage_Msg() {}
 func (*ManagerMessage_Peers) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Endpoints) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Files) isManagerMessage_Msg() {}
+
+// TaskFiles is a change to the secrets and configs a worker holds in
+// memory: put adds or replaces items, forget drops what no task assigned to
+// the worker uses any more. A session's first TaskFiles starts the
+// worker's set afresh (full). Secret data is plaintext here, on the
+// session's mutual-TLS stream only.
+type TaskFiles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Full          bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
+	Put           []*TaskFile            `protobuf:"bytes,2,rep,name=put,proto3" json:"put,omitempty"`
+	Forget        []*TaskFileKey         `protobuf:"bytes,3,rep,name=forget,proto3" json:"forget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFiles) Reset() {
+	*x = TaskFiles{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFiles) ProtoMessage() {}
+
+func (x *TaskFiles) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFiles.ProtoReflect.Descriptor instead.
+func (*TaskFiles) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TaskFiles) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *TaskFiles) GetPut() []*TaskFile {
+	if x != nil {
+		return x.Put
+	}
+	return nil
+}
+
+func (x *TaskFiles) GetForget() []*TaskFileKey {
+	if x != nil {
+		return x.Forget
+	}
+	return nil
+}
+
+// TaskFileKey names one revision of a secret or a config.
+type TaskFileKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "secret" or "config".
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFileKey) Reset() {
+	*x = TaskFileKey{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFileKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFileKey) ProtoMessage() {}
+
+func (x *TaskFileKey) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFileKey.ProtoReflect.Descriptor instead.
+func (*TaskFileKey) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TaskFileKey) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TaskFileKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskFileKey) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type TaskFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *TaskFileKey           `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFile) Reset() {
+	*x = TaskFile{}
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFile) ProtoMessage() {}
+
+func (x *TaskFile) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFile.ProtoReflect.Descriptor instead.
+func (*TaskFile) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TaskFile) GetKey() *TaskFileKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *TaskFile) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
 
 // NetworkInfo tells a worker its share of the overlay.
 type NetworkInfo struct {
@@ -604,7 +801,7 @@ type NetworkInfo struct {
 
 func (x *NetworkInfo) Reset() {
 	*x = NetworkInfo{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +813,7 @@ func (x *NetworkInfo) String() string {
 func (*NetworkInfo) ProtoMessage() {}
 
 func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +826,7 @@ func (x *NetworkInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInfo.ProtoReflect.Descriptor instead.
 func (*NetworkInfo) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkInfo) GetSubnet() string {
@@ -659,7 +856,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +868,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +881,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Peer) GetNodeId() string {
@@ -723,7 +920,7 @@ type Peers struct {
 
 func (x *Peers) Reset() {
 	*x = Peers{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +932,7 @@ func (x *Peers) String() string {
 func (*Peers) ProtoMessage() {}
 
 func (x *Peers) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +945,7 @@ func (x *Peers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peers.ProtoReflect.Descriptor instead.
 func (*Peers) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Peers) GetPeers() []*Peer {
@@ -779,7 +976,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +988,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1001,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Endpoint) GetName() string {
@@ -841,7 +1038,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1050,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1063,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Endpoints) GetEndpoints() []*Endpoint {
@@ -901,7 +1098,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1110,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1123,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionInfo) GetNodeId() string {
@@ -1001,7 +1198,7 @@ type Assignments struct {
 
 func (x *Assignments) Reset() {
 	*x = Assignments{}
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1210,7 @@ func (x *Assignments) String() string {
 func (*Assignments) ProtoMessage() {}
 
 func (x *Assignments) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_core_api_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1223,7 @@ func (x *Assignments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignments.ProtoReflect.Descriptor instead.
 func (*Assignments) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Assignments) GetFull() bool {
@@ -1123,14 +1320,26 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
 	"\aaddress\x18\a \x01(\tR\aaddress\"L\n" +
 	"\x0fTaskStatusBatch\x129\n" +
-	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\xaf\x02\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\xe1\x02\n" +
 	"\x0eManagerMessage\x126\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.warren.api.v1.SessionInfoH\x00R\asession\x12>\n" +
 	"\vassignments\x18\x02 \x01(\v2\x1a.warren.api.v1.AssignmentsH\x00R\vassignments\x126\n" +
 	"\anetwork\x18\x03 \x01(\v2\x1a.warren.api.v1.NetworkInfoH\x00R\anetwork\x12,\n" +
 	"\x05peers\x18\x04 \x01(\v2\x14.warren.api.v1.PeersH\x00R\x05peers\x128\n" +
-	"\tendpoints\x18\x05 \x01(\v2\x18.warren.api.v1.EndpointsH\x00R\tendpointsB\x05\n" +
-	"\x03msg\"X\n" +
+	"\tendpoints\x18\x05 \x01(\v2\x18.warren.api.v1.EndpointsH\x00R\tendpoints\x120\n" +
+	"\x05files\x18\x06 \x01(\v2\x18.warren.api.v1.TaskFilesH\x00R\x05filesB\x05\n" +
+	"\x03msg\"~\n" +
+	"\tTaskFiles\x12\x12\n" +
+	"\x04full\x18\x01 \x01(\bR\x04full\x12)\n" +
+	"\x03put\x18\x02 \x03(\v2\x17.warren.api.v1.TaskFileR\x03put\x122\n" +
+	"\x06forget\x18\x03 \x03(\v2\x1a.warren.api.v1.TaskFileKeyR\x06forget\"Q\n" +
+	"\vTaskFileKey\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"L\n" +
+	"\bTaskFile\x12,\n" +
+	"\x03key\x18\x01 \x01(\v2\x1a.warren.api.v1.TaskFileKeyR\x03key\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"X\n" +
 	"\vNetworkInfo\x12\x16\n" +
 	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x121\n" +
 	"\x04plan\x18\x02 \x01(\v2\x1d.warren.api.v1.ClusterNetworkR\x04plan\"i\n" +
@@ -1185,7 +1394,7 @@ func file_core_api_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_dispatcher_proto_rawDescData
 }
 
-var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_core_api_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*WorkerMessage)(nil),         // 0: warren.api.v1.WorkerMessage
 	(*RegisterWorker)(nil),        // 1: warren.api.v1.RegisterWorker
@@ -1193,63 +1402,70 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*TaskStatusUpdate)(nil),      // 3: warren.api.v1.TaskStatusUpdate
 	(*TaskStatusBatch)(nil),       // 4: warren.api.v1.TaskStatusBatch
 	(*ManagerMessage)(nil),        // 5: warren.api.v1.ManagerMessage
-	(*NetworkInfo)(nil),           // 6: warren.api.v1.NetworkInfo
-	(*Peer)(nil),                  // 7: warren.api.v1.Peer
-	(*Peers)(nil),                 // 8: warren.api.v1.Peers
-	(*Endpoint)(nil),              // 9: warren.api.v1.Endpoint
-	(*Endpoints)(nil),             // 10: warren.api.v1.Endpoints
-	(*SessionInfo)(nil),           // 11: warren.api.v1.SessionInfo
-	(*Assignments)(nil),           // 12: warren.api.v1.Assignments
-	nil,                           // 13: warren.api.v1.RegisterWorker.LabelsEntry
-	nil,                           // 14: warren.api.v1.RegisterWorker.AttributesEntry
-	nil,                           // 15: warren.api.v1.Assignments.SpecsEntry
-	nil,                           // 16: warren.api.v1.Assignments.SpecRefsEntry
-	(*NodeNetwork)(nil),           // 17: warren.api.v1.NodeNetwork
-	(*Resources)(nil),             // 18: warren.api.v1.Resources
-	(*NodeCondition)(nil),         // 19: warren.api.v1.NodeCondition
-	(TaskState)(0),                // 20: warren.api.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*ClusterNetwork)(nil),        // 22: warren.api.v1.ClusterNetwork
-	(*PortConfig)(nil),            // 23: warren.api.v1.PortConfig
-	(NodeRole)(0),                 // 24: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 25: warren.api.v1.Task
-	(*ServiceSpec)(nil),           // 26: warren.api.v1.ServiceSpec
+	(*TaskFiles)(nil),             // 6: warren.api.v1.TaskFiles
+	(*TaskFileKey)(nil),           // 7: warren.api.v1.TaskFileKey
+	(*TaskFile)(nil),              // 8: warren.api.v1.TaskFile
+	(*NetworkInfo)(nil),           // 9: warren.api.v1.NetworkInfo
+	(*Peer)(nil),                  // 10: warren.api.v1.Peer
+	(*Peers)(nil),                 // 11: warren.api.v1.Peers
+	(*Endpoint)(nil),              // 12: warren.api.v1.Endpoint
+	(*Endpoints)(nil),             // 13: warren.api.v1.Endpoints
+	(*SessionInfo)(nil),           // 14: warren.api.v1.SessionInfo
+	(*Assignments)(nil),           // 15: warren.api.v1.Assignments
+	nil,                           // 16: warren.api.v1.RegisterWorker.LabelsEntry
+	nil,                           // 17: warren.api.v1.RegisterWorker.AttributesEntry
+	nil,                           // 18: warren.api.v1.Assignments.SpecsEntry
+	nil,                           // 19: warren.api.v1.Assignments.SpecRefsEntry
+	(*NodeNetwork)(nil),           // 20: warren.api.v1.NodeNetwork
+	(*Resources)(nil),             // 21: warren.api.v1.Resources
+	(*NodeCondition)(nil),         // 22: warren.api.v1.NodeCondition
+	(TaskState)(0),                // 23: warren.api.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*ClusterNetwork)(nil),        // 25: warren.api.v1.ClusterNetwork
+	(*PortConfig)(nil),            // 26: warren.api.v1.PortConfig
+	(NodeRole)(0),                 // 27: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 28: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 29: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
 	2,  // 1: warren.api.v1.WorkerMessage.heartbeat:type_name -> warren.api.v1.Heartbeat
 	4,  // 2: warren.api.v1.WorkerMessage.status:type_name -> warren.api.v1.TaskStatusBatch
-	17, // 3: warren.api.v1.WorkerMessage.network:type_name -> warren.api.v1.NodeNetwork
-	18, // 4: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
-	13, // 5: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
-	14, // 6: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
-	19, // 7: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
-	20, // 8: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
-	21, // 9: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
+	20, // 3: warren.api.v1.WorkerMessage.network:type_name -> warren.api.v1.NodeNetwork
+	21, // 4: warren.api.v1.RegisterWorker.resources:type_name -> warren.api.v1.Resources
+	16, // 5: warren.api.v1.RegisterWorker.labels:type_name -> warren.api.v1.RegisterWorker.LabelsEntry
+	17, // 6: warren.api.v1.RegisterWorker.attributes:type_name -> warren.api.v1.RegisterWorker.AttributesEntry
+	22, // 7: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
+	23, // 8: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
+	24, // 9: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
 	3,  // 10: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	11, // 11: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	12, // 12: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	6,  // 13: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
-	8,  // 14: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
-	10, // 15: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
-	22, // 16: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
-	17, // 17: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
-	7,  // 18: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
-	23, // 19: warren.api.v1.Endpoint.ports:type_name -> warren.api.v1.PortConfig
-	9,  // 20: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
-	21, // 21: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	24, // 22: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	25, // 23: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	15, // 24: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
-	16, // 25: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
-	26, // 26: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
-	0,  // 27: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 28: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	28, // [28:29] is the sub-list for method output_type
-	27, // [27:28] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	14, // 11: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	15, // 12: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	9,  // 13: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
+	11, // 14: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
+	13, // 15: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
+	6,  // 16: warren.api.v1.ManagerMessage.files:type_name -> warren.api.v1.TaskFiles
+	8,  // 17: warren.api.v1.TaskFiles.put:type_name -> warren.api.v1.TaskFile
+	7,  // 18: warren.api.v1.TaskFiles.forget:type_name -> warren.api.v1.TaskFileKey
+	7,  // 19: warren.api.v1.TaskFile.key:type_name -> warren.api.v1.TaskFileKey
+	25, // 20: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
+	20, // 21: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
+	10, // 22: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
+	26, // 23: warren.api.v1.Endpoint.ports:type_name -> warren.api.v1.PortConfig
+	12, // 24: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
+	24, // 25: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	27, // 26: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	28, // 27: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	18, // 28: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	19, // 29: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	29, // 30: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 31: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 32: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	32, // [32:33] is the sub-list for method output_type
+	31, // [31:32] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
@@ -1270,6 +1486,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 		(*ManagerMessage_Network)(nil),
 		(*ManagerMessage_Peers)(nil),
 		(*ManagerMessage_Endpoints)(nil),
+		(*ManagerMessage_Files)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1277,7 +1494,7 @@ func file_core_api_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_dispatcher_proto_rawDesc), len(file_core_api_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

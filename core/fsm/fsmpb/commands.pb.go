@@ -354,6 +354,10 @@ func (x *RemoveTasks) GetIds() []string {
 	return nil
 }
 
+// UpsertSecret creates a secret (revision 1) or gives it new contents
+// (its revision one more than the stored one): then every service using
+// it moves to the new revision, which rolls their tasks. The data is
+// sealed already.
 type UpsertSecret struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Secret        *v1.Secret             `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
@@ -398,6 +402,7 @@ func (x *UpsertSecret) GetSecret() *v1.Secret {
 	return nil
 }
 
+// RemoveSecret removes a secret no service uses.
 type RemoveSecret struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -442,6 +447,96 @@ func (x *RemoveSecret) GetId() string {
 	return ""
 }
 
+// UpsertConfig and RemoveConfig are UpsertSecret and RemoveSecret for
+// configs.
+type UpsertConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *v1.Config             `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertConfig) Reset() {
+	*x = UpsertConfig{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertConfig) ProtoMessage() {}
+
+func (x *UpsertConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertConfig.ProtoReflect.Descriptor instead.
+func (*UpsertConfig) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpsertConfig) GetConfig() *v1.Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type RemoveConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfig) Reset() {
+	*x = RemoveConfig{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfig) ProtoMessage() {}
+
+func (x *RemoveConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfig.ProtoReflect.Descriptor instead.
+func (*RemoveConfig) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RemoveConfig) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type UpsertVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Volume        *v1.Volume             `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -451,7 +546,7 @@ type UpsertVolume struct {
 
 func (x *UpsertVolume) Reset() {
 	*x = UpsertVolume{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[9]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +558,7 @@ func (x *UpsertVolume) String() string {
 func (*UpsertVolume) ProtoMessage() {}
 
 func (x *UpsertVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[9]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +571,7 @@ func (x *UpsertVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertVolume.ProtoReflect.Descriptor instead.
 func (*UpsertVolume) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{9}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpsertVolume) GetVolume() *v1.Volume {
@@ -495,7 +590,7 @@ type RemoveVolume struct {
 
 func (x *RemoveVolume) Reset() {
 	*x = RemoveVolume{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[10]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +602,7 @@ func (x *RemoveVolume) String() string {
 func (*RemoveVolume) ProtoMessage() {}
 
 func (x *RemoveVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[10]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +615,7 @@ func (x *RemoveVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolume.ProtoReflect.Descriptor instead.
 func (*RemoveVolume) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{10}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveVolume) GetId() string {
@@ -541,7 +636,7 @@ type SetClusterInfo struct {
 
 func (x *SetClusterInfo) Reset() {
 	*x = SetClusterInfo{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +648,7 @@ func (x *SetClusterInfo) String() string {
 func (*SetClusterInfo) ProtoMessage() {}
 
 func (x *SetClusterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[11]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +661,7 @@ func (x *SetClusterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterInfo.ProtoReflect.Descriptor instead.
 func (*SetClusterInfo) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{11}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetClusterInfo) GetClusterId() string {
@@ -605,7 +700,7 @@ type ClusterSecurity struct {
 
 func (x *ClusterSecurity) Reset() {
 	*x = ClusterSecurity{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +712,7 @@ func (x *ClusterSecurity) String() string {
 func (*ClusterSecurity) ProtoMessage() {}
 
 func (x *ClusterSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[12]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +725,7 @@ func (x *ClusterSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSecurity.ProtoReflect.Descriptor instead.
 func (*ClusterSecurity) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{12}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterSecurity) GetCaCertPem() []byte {
@@ -680,7 +775,7 @@ type SetSecurity struct {
 
 func (x *SetSecurity) Reset() {
 	*x = SetSecurity{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +787,7 @@ func (x *SetSecurity) String() string {
 func (*SetSecurity) ProtoMessage() {}
 
 func (x *SetSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[13]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +800,7 @@ func (x *SetSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecurity.ProtoReflect.Descriptor instead.
 func (*SetSecurity) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{13}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetSecurity) GetSecurity() *ClusterSecurity {
@@ -735,7 +830,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +842,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[14]
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +855,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{14}
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Batch) GetCommands() [][]byte {
@@ -797,6 +892,10 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\x06secret\x18\x01 \x01(\v2\x15.warren.api.v1.SecretR\x06secret\"\x1e\n" +
 	"\fRemoveSecret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"=\n" +
+	"\fUpsertConfig\x12-\n" +
+	"\x06config\x18\x01 \x01(\v2\x15.warren.api.v1.ConfigR\x06config\"\x1e\n" +
+	"\fRemoveConfig\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"=\n" +
 	"\fUpsertVolume\x12-\n" +
 	"\x06volume\x18\x01 \x01(\v2\x15.warren.api.v1.VolumeR\x06volume\"\x1e\n" +
 	"\fRemoveVolume\x12\x0e\n" +
@@ -829,7 +928,7 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 	return file_core_fsm_fsmpb_commands_proto_rawDescData
 }
 
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(*CreateService)(nil),     // 0: warren.fsm.v1.CreateService
 	(*UpdateService)(nil),     // 1: warren.fsm.v1.UpdateService
@@ -840,33 +939,37 @@ var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(*RemoveTasks)(nil),       // 6: warren.fsm.v1.RemoveTasks
 	(*UpsertSecret)(nil),      // 7: warren.fsm.v1.UpsertSecret
 	(*RemoveSecret)(nil),      // 8: warren.fsm.v1.RemoveSecret
-	(*UpsertVolume)(nil),      // 9: warren.fsm.v1.UpsertVolume
-	(*RemoveVolume)(nil),      // 10: warren.fsm.v1.RemoveVolume
-	(*SetClusterInfo)(nil),    // 11: warren.fsm.v1.SetClusterInfo
-	(*ClusterSecurity)(nil),   // 12: warren.fsm.v1.ClusterSecurity
-	(*SetSecurity)(nil),       // 13: warren.fsm.v1.SetSecurity
-	(*Batch)(nil),             // 14: warren.fsm.v1.Batch
-	(*v1.Service)(nil),        // 15: warren.api.v1.Service
-	(*v1.Node)(nil),           // 16: warren.api.v1.Node
-	(*v1.Task)(nil),           // 17: warren.api.v1.Task
-	(*v1.Secret)(nil),         // 18: warren.api.v1.Secret
-	(*v1.Volume)(nil),         // 19: warren.api.v1.Volume
-	(*v1.ClusterNetwork)(nil), // 20: warren.api.v1.ClusterNetwork
+	(*UpsertConfig)(nil),      // 9: warren.fsm.v1.UpsertConfig
+	(*RemoveConfig)(nil),      // 10: warren.fsm.v1.RemoveConfig
+	(*UpsertVolume)(nil),      // 11: warren.fsm.v1.UpsertVolume
+	(*RemoveVolume)(nil),      // 12: warren.fsm.v1.RemoveVolume
+	(*SetClusterInfo)(nil),    // 13: warren.fsm.v1.SetClusterInfo
+	(*ClusterSecurity)(nil),   // 14: warren.fsm.v1.ClusterSecurity
+	(*SetSecurity)(nil),       // 15: warren.fsm.v1.SetSecurity
+	(*Batch)(nil),             // 16: warren.fsm.v1.Batch
+	(*v1.Service)(nil),        // 17: warren.api.v1.Service
+	(*v1.Node)(nil),           // 18: warren.api.v1.Node
+	(*v1.Task)(nil),           // 19: warren.api.v1.Task
+	(*v1.Secret)(nil),         // 20: warren.api.v1.Secret
+	(*v1.Config)(nil),         // 21: warren.api.v1.Config
+	(*v1.Volume)(nil),         // 22: warren.api.v1.Volume
+	(*v1.ClusterNetwork)(nil), // 23: warren.api.v1.ClusterNetwork
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	15, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	15, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	16, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	17, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	18, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	19, // 5: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	20, // 6: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
-	12, // 7: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	17, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	17, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	18, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	19, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	20, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	21, // 5: warren.fsm.v1.UpsertConfig.config:type_name -> warren.api.v1.Config
+	22, // 6: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	23, // 7: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
+	14, // 8: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_core_fsm_fsmpb_commands_proto_init() }
@@ -880,7 +983,7 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

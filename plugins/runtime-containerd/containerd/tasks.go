@@ -240,8 +240,15 @@ func (be *backend) specOpts(spec runtime.TaskSpec, img containerd.Image, argv []
 				mounts = append(mounts, specs.Mount{Type: "bind", Source: m.Source, Destination: m.Target,
 					Options: []string{"rbind", "rprivate", rw}})
 			case runtime.MountTmpfs:
-				mounts = append(mounts, specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: m.Target,
-					Options: []string{"nosuid", "nodev", "noexec", "mode=1777", rw}})
+				mode := uint32(0o1777)
+				if m.TmpfsMode != 0 {
+					mode = m.TmpfsMode
+				}
+				o := []string{"nosuid", "nodev", "noexec", fmt.Sprintf("mode=%o", mode), rw}
+				if m.TmpfsSize > 0 {
+					o = append(o, fmt.Sprintf("size=%d", m.TmpfsSize))
+				}
+				mounts = append(mounts, specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: m.Target, Options: o})
 			}
 		}
 		opts = append(opts, oci.WithMounts(mounts))

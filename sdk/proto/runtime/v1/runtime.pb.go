@@ -642,10 +642,14 @@ func (x *ImportImageResponse) GetImages() []*Image {
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is bind or tmpfs.
-	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	Type     string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source   string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target   string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly bool   `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// tmpfs_size_bytes bounds a tmpfs mount (0: the runtime's default).
+	TmpfsSizeBytes int64 `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	// tmpfs_mode is the permission bits of a tmpfs mount's root (0: 1777).
+	TmpfsMode     uint32 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,6 +710,20 @@ func (x *Mount) GetReadOnly() bool {
 		return x.ReadOnly
 	}
 	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
 }
 
 type Resources struct {
@@ -1885,12 +1903,15 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x10ImportImageChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"K\n" +
 	"\x13ImportImageResponse\x124\n" +
-	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images\"h\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images\"\xb1\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"K\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc6\x05\n" +
