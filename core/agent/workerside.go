@@ -13,7 +13,9 @@ import (
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/cluster"
+	"github.com/warrenorch/warren/core/nodeapi"
 	"github.com/warrenorch/warren/core/pki"
+	"github.com/warrenorch/warren/core/tunnel"
 	"github.com/warrenorch/warren/core/version"
 	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -23,6 +25,22 @@ import (
 // leader, reaching it through whichever manager answers.
 func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runtime.Runtime, sh *shared) error {
 	role := r.id.role()
+	// The managers reach this node's runtime through tunnels it opens to
+	// each of them (core/tunnel): it may accept no connection itself.
+	tsrv := tunnel.NewServer()
+	apiv1.RegisterNodeRuntimeServer(tsrv, &nodeapi.Server{Runtime: rt, Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(r.host) }})
+	tunnels := tunnel.NewWorker(tsrv, func(addr string) (apiv1.NodeTunnelClient, error) {
+		conn, err := r.peers.conn(addr)
+		if err != nil {
+			return nil, err
+		}
+		return apiv1.NewNodeTunnelClient(conn), nil
+	}, r.logger.Named("tunnel"))
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		logExit(r.logger, "node tunnels", tunnels.Run(ctx))
+	}()
 	w, err := worker.New(worker.Options{
 		NodeID:   r.nodeID,
 		NodeName: r.cfg.NodeName,
@@ -42,6 +60,7 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		},
 		OnSession: func(info *apiv1.SessionInfo) {
 			r.peers.update(info.GetManagers())
+			tunnels.SetManagers(ctx, info.GetManagers())
 			if got := info.GetRole(); got != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 				if want := cluster.RoleOf(got); want != role {
 					r.changeRole(want)

@@ -21,9 +21,11 @@ type Workers interface {
 	// TaskLogs streams a task's output to send until it is done (or, with
 	// follow, until the task exits or ctx ends).
 	TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error
-	// ImportImage loads an image archive into every reachable worker's
-	// runtime and returns the images and the names of the workers.
-	ImportImage(ctx context.Context, r io.Reader) ([]*apiv1.ImportedImage, []string, error)
+	// ImportImage loads an image archive into the runtime of node (name
+	// or ID), or of every ready worker when node is empty, and says per
+	// node what it imported or why it failed. It fails only when no node
+	// imported the archive.
+	ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error)
 }
 
 // TaskLogs streams the logs of one task or of a service's current tasks.
@@ -124,24 +126,15 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 	if s.opts.Workers == nil {
 		return toStatus(fmt.Errorf("image import: this agent reaches no worker: %w", sdk.ErrUnsupported))
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		for {
-			chunk, err := stream.Recv()
-			if err == io.EOF {
-				pw.Close()
-				return
-			}
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			if _, err := pw.Write(chunk.GetData()); err != nil {
-				return
-			}
-		}
-	}()
-	images, nodes, err := s.opts.Workers.ImportImage(stream.Context(), pr)
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return toStatus(invalid("image import: the archive is empty"))
+	}
+	if err != nil {
+		return err
+	}
+	pr := ChunkReader(first, stream.Recv)
+	resp, err := s.opts.Workers.ImportImage(stream.Context(), first.GetNode(), pr)
 	pr.CloseWithError(errors.New("import finished"))
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
@@ -149,5 +142,33 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		}
 		return toStatus(fmt.Errorf("image import: %w", err))
 	}
-	return stream.SendAndClose(&apiv1.ImportImageResponse{Images: images, Nodes: nodes})
+	return stream.SendAndClose(resp)
+}
+
+// ChunkReader reads the data of an ImportImage stream: first's, then that
+// of each chunk recv returns until io.EOF (another error of recv is the
+// reader's error). Close the reader with an error to stop it.
+func ChunkReader(first *apiv1.ImportImageChunk, recv func() (*apiv1.ImportImageChunk, error)) *io.PipeReader {
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := first
+		for {
+			if chunk != nil {
+				if _, err := pw.Write(chunk.GetData()); err != nil {
+					return
+				}
+			}
+			var err error
+			chunk, err = recv()
+			if errors.Is(err, io.EOF) {
+				pw.Close()
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr
 }

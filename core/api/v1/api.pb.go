@@ -3383,16 +3383,387 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
-type ImportImageChunk struct {
+// ExecStart says what to run.
+type ExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is the task's ID (on the API, also a unique prefix).
+	Task string `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// cmd is the command and its arguments; required.
+	Cmd []string `protobuf:"bytes,2,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	// env is extra KEY=VALUE variables on top of the task's.
+	Env []string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	// tty gives the command a terminal (stdout and stderr are then one).
+	Tty bool `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	// stdin: the caller sends input; without it the command's stdin is empty.
+	Stdin bool `protobuf:"varint,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// timeout_ms, when positive, kills the command after that long.
+	TimeoutMs int64 `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// size is the terminal's first size, with tty.
+	Size          *TermSize `protobuf:"bytes,7,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ExecStart) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *ExecStart) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ExecStart) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecStart) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *ExecStart) GetSize() *TermSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+type TermSize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermSize) Reset() {
+	*x = TermSize{}
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermSize) ProtoMessage() {}
+
+func (x *TermSize) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
+func (*TermSize) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TermSize) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *TermSize) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+// ExecInput is a message from the caller of Exec: start first, then input.
+type ExecInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecInput_Start
+	//	*ExecInput_Stdin
+	//	*ExecInput_StdinClose
+	//	*ExecInput_Resize
+	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInput) Reset() {
+	*x = ExecInput{}
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInput) ProtoMessage() {}
+
+func (x *ExecInput) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
+func (*ExecInput) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ExecInput) GetMsg() isExecInput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdinClose() bool {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_StdinClose); ok {
+			return x.StdinClose
+		}
+	}
+	return false
+}
+
+func (x *ExecInput) GetResize() *TermSize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecInput_Msg interface {
+	isExecInput_Msg()
+}
+
+type ExecInput_Start struct {
+	Start *ExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ExecInput_Stdin struct {
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecInput_StdinClose struct {
+	// stdin_close ends the command's input.
+	StdinClose bool `protobuf:"varint,3,opt,name=stdin_close,json=stdinClose,proto3,oneof"`
+}
+
+type ExecInput_Resize struct {
+	Resize *TermSize `protobuf:"bytes,4,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecInput_Start) isExecInput_Msg() {}
+
+func (*ExecInput_Stdin) isExecInput_Msg() {}
+
+func (*ExecInput_StdinClose) isExecInput_Msg() {}
+
+func (*ExecInput_Resize) isExecInput_Msg() {}
+
+// ExecOutput is a message to the caller of Exec: output, then exit last.
+type ExecOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecOutput_Stdout
+	//	*ExecOutput_Stderr
+	//	*ExecOutput_ExitCode
+	Msg           isExecOutput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecOutput) Reset() {
+	*x = ExecOutput{}
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecOutput) ProtoMessage() {}
+
+func (x *ExecOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
+func (*ExecOutput) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ExecOutput) GetMsg() isExecOutput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetExitCode() int32 {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_ExitCode); ok {
+			return x.ExitCode
+		}
+	}
+	return 0
+}
+
+type isExecOutput_Msg interface {
+	isExecOutput_Msg()
+}
+
+type ExecOutput_Stdout struct {
+	Stdout []byte `protobuf:"bytes,1,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecOutput_Stderr struct {
+	Stderr []byte `protobuf:"bytes,2,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecOutput_ExitCode struct {
+	// exit_code ends the stream: the command has exited.
+	ExitCode int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3,oneof"`
+}
+
+func (*ExecOutput_Stdout) isExecOutput_Msg() {}
+
+func (*ExecOutput_Stderr) isExecOutput_Msg() {}
+
+func (*ExecOutput_ExitCode) isExecOutput_Msg() {}
+
+type ImportImageChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// node, in the first message only, imports on that node alone (name or
+	// ID) instead of on every ready worker.
+	Node          string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3775,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3788,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3425,6 +3796,13 @@ func (x *ImportImageChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *ImportImageChunk) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 type ImportedImage struct {
@@ -3438,7 +3816,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3828,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3841,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3491,14 +3869,16 @@ type ImportImageResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Images []*ImportedImage       `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
 	// nodes are the names of the workers that imported it.
-	Nodes         []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// results say, per node tried, what it imported or why it failed.
+	Results       []*NodeImport `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3890,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3903,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3538,6 +3918,83 @@ func (x *ImportImageResponse) GetNodes() []string {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ImportImageResponse) GetResults() []*NodeImport {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// NodeImport is one node's part of an image import.
+type NodeImport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Images []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
+	// error, when set, is why the node did not import the archive.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeImport) Reset() {
+	*x = NodeImport{}
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeImport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeImport) ProtoMessage() {}
+
+func (x *NodeImport) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
+func (*NodeImport) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *NodeImport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeImport) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeImport) GetImages() []*ImportedImage {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *NodeImport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type PluginStatus struct {
@@ -3557,7 +4014,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +4026,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +4039,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3656,7 +4113,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +4125,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +4138,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 type ListPluginsResponse struct {
@@ -3693,7 +4150,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +4162,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +4175,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3736,7 +4193,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +4205,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +4218,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 type ClusterInfoResponse struct {
@@ -3784,7 +4241,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +4253,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +4266,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -4177,16 +4634,49 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"&\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\xb7\x01\n" +
+	"\tExecStart\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\x12\x10\n" +
+	"\x03cmd\x18\x02 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12+\n" +
+	"\x04size\x18\a \x01(\v2\x17.warren.api.v1.TermSizeR\x04size\"8\n" +
+	"\bTermSize\x12\x14\n" +
+	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xb2\x01\n" +
+	"\tExecInput\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x18.warren.api.v1.ExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
+	"\vstdin_close\x18\x03 \x01(\bH\x00R\n" +
+	"stdinClose\x121\n" +
+	"\x06resize\x18\x04 \x01(\v2\x17.warren.api.v1.TermSizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"f\n" +
+	"\n" +
+	"ExecOutput\x12\x18\n" +
+	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
+	"\texit_code\x18\x03 \x01(\x05H\x00R\bexitCodeB\x05\n" +
+	"\x03msg\":\n" +
 	"\x10ImportImageChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"M\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"M\n" +
 	"\rImportedImage\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"a\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x96\x01\n" +
 	"\x13ImportImageResponse\x124\n" +
 	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05nodes\x18\x02 \x03(\tR\x05nodes\"\x82\x02\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x123\n" +
+	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"\x85\x01\n" +
+	"\n" +
+	"NodeImport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
+	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x82\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -4258,7 +4748,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xba\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xff\n" +
 	"\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
@@ -4278,7 +4768,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
 	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
 	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
-	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
+	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
+	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
@@ -4294,7 +4785,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(NetworkMode)(0),                // 0: warren.api.v1.NetworkMode
 	(TaskState)(0),                  // 1: warren.api.v1.TaskState
@@ -4344,72 +4835,77 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*EventsRequest)(nil),           // 45: warren.api.v1.EventsRequest
 	(*TaskLogsRequest)(nil),         // 46: warren.api.v1.TaskLogsRequest
 	(*LogChunk)(nil),                // 47: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 48: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 49: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 50: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 51: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 52: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 53: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 54: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 55: warren.api.v1.ClusterInfoResponse
-	nil,                             // 56: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 57: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 58: warren.api.v1.Node.LabelsEntry
-	nil,                             // 59: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 60: warren.api.v1.Node.AttributesEntry
-	nil,                             // 61: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 62: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 63: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 64: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 65: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 66: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
+	(*ExecStart)(nil),               // 48: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 49: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 50: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 51: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 52: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 53: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 54: warren.api.v1.ImportImageResponse
+	(*NodeImport)(nil),              // 55: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 56: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 57: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 58: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 59: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 60: warren.api.v1.ClusterInfoResponse
+	nil,                             // 61: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 62: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 63: warren.api.v1.Node.LabelsEntry
+	nil,                             // 64: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 65: warren.api.v1.Node.AttributesEntry
+	nil,                             // 66: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 67: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 68: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 69: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 70: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 71: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 72: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	6,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	66, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	66, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	66, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	66, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	71, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	71, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	71, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	71, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	7,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	8,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	56, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	57, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	61, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	62, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	9,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	9,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	10, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	11, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	12, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	66, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	71, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	13, // 16: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	67, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	67, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	72, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	72, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	13, // 19: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	1,  // 20: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	1,  // 21: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	67, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	67, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	72, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	72, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	72, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	2,  // 25: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	3,  // 26: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	4,  // 27: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	58, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	63, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	9,  // 29: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	67, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	67, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	72, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	72, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	19, // 33: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	60, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	65, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	17, // 35: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	67, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	61, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	67, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	62, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	63, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	67, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	72, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	66, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	72, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	67, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	68, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	72, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	67, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	72, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	15, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	16, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
@@ -4418,7 +4914,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	13, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	14, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	14, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	64, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	69, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	14, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	13, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	14, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -4426,50 +4922,57 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	16, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	16, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	4,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	65, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	70, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	16, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	16, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	15, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	49, // 64: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	67, // 65: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	51, // 66: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	23, // 67: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	25, // 68: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	27, // 69: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	29, // 70: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	31, // 71: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	33, // 72: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	35, // 73: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	37, // 74: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	39, // 75: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	41, // 76: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	43, // 77: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	45, // 78: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	46, // 79: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	48, // 80: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	52, // 81: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	54, // 82: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	24, // 83: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	26, // 84: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	28, // 85: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	30, // 86: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	32, // 87: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	34, // 88: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	36, // 89: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	38, // 90: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	40, // 91: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	42, // 92: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	44, // 93: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	22, // 94: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	47, // 95: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	50, // 96: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	53, // 97: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	55, // 98: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	83, // [83:99] is the sub-list for method output_type
-	67, // [67:83] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	49, // 64: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	48, // 65: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	49, // 66: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	53, // 67: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	55, // 68: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	53, // 69: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	72, // 70: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 71: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	23, // 72: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	25, // 73: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	27, // 74: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	29, // 75: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	31, // 76: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	33, // 77: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	35, // 78: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	37, // 79: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	39, // 80: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	41, // 81: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	43, // 82: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	45, // 83: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	46, // 84: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	52, // 85: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	57, // 86: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	50, // 87: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	59, // 88: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	24, // 89: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	26, // 90: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	28, // 91: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	30, // 92: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	32, // 93: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	34, // 94: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	36, // 95: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	38, // 96: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	40, // 97: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	42, // 98: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	44, // 99: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	22, // 100: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	47, // 101: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	54, // 102: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	58, // 103: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	51, // 104: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	60, // 105: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	89, // [89:106] is the sub-list for method output_type
+	72, // [72:89] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4485,13 +4988,24 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 	}
 	file_core_api_v1_api_proto_msgTypes[30].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[41].OneofWrappers = []any{
+		(*ExecInput_Start)(nil),
+		(*ExecInput_Stdin)(nil),
+		(*ExecInput_StdinClose)(nil),
+		(*ExecInput_Resize)(nil),
+	}
+	file_core_api_v1_api_proto_msgTypes[42].OneofWrappers = []any{
+		(*ExecOutput_Stdout)(nil),
+		(*ExecOutput_Stderr)(nil),
+		(*ExecOutput_ExitCode)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   57,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	Warren_TaskLogs_FullMethodName      = "/warren.api.v1.Warren/TaskLogs"
 	Warren_ImportImage_FullMethodName   = "/warren.api.v1.Warren/ImportImage"
 	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
+	Warren_ExecTask_FullMethodName      = "/warren.api.v1.Warren/ExecTask"
 	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
 )
 
@@ -68,6 +69,9 @@ type WarrenClient interface {
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
+	// ExecTask runs a command in a running task on any node (node.proto's
+	// ExecInput/ExecOutput; the first input is start).
+	ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 }
 
@@ -250,6 +254,19 @@ func (c *warrenClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, 
 	return out, nil
 }
 
+func (c *warrenClient) ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[3], Warren_ExecTask_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecInput, ExecOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ExecTaskClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
+
 func (c *warrenClient) ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterInfoResponse)
@@ -288,6 +305,9 @@ type WarrenServer interface {
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
+	// ExecTask runs a command in a running task on any node (node.proto's
+	// ExecInput/ExecOutput; the first input is start).
+	ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	mustEmbedUnimplementedWarrenServer()
 }
@@ -343,6 +363,9 @@ func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportIm
 }
 func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
+}
+func (UnimplementedWarrenServer) ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
+	return status.Error(codes.Unimplemented, "method ExecTask not implemented")
 }
 func (UnimplementedWarrenServer) ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterInfo not implemented")
@@ -613,6 +636,13 @@ func _Warren_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Warren_ExecTask_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WarrenServer).ExecTask(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ExecTaskServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
+
 func _Warren_ClusterInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterInfoRequest)
 	if err := dec(in); err != nil {
@@ -705,6 +735,12 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportImage",
 			Handler:       _Warren_ImportImage_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExecTask",
+			Handler:       _Warren_ExecTask_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
