@@ -33,6 +33,7 @@ const (
 	Runtime_ListTasks_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/ListTasks"
 	Runtime_TaskEvents_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/TaskEvents"
 	Runtime_TaskLogs_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/TaskLogs"
+	Runtime_Exec_FullMethodName        = "/warren.sdk.runtime.v1.Runtime/Exec"
 	Runtime_Health_FullMethodName      = "/warren.sdk.runtime.v1.Runtime/Health"
 )
 
@@ -51,6 +52,9 @@ type RuntimeClient interface {
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	TaskEvents(ctx context.Context, in *TaskEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	// Exec runs a command in a running task: the first ExecInput is start,
+	// the last ExecOutput is exit_code.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 }
 
@@ -193,6 +197,19 @@ func (c *runtimeClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
 
+func (c *runtimeClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[3], Runtime_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecInput, ExecOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ExecClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
+
 func (c *runtimeClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HealthResponse)
@@ -218,6 +235,9 @@ type RuntimeServer interface {
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	TaskEvents(*TaskEventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	// Exec runs a command in a running task: the first ExecInput is start,
+	// the last ExecOutput is exit_code.
+	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	mustEmbedUnimplementedRuntimeServer()
 }
@@ -261,6 +281,9 @@ func (UnimplementedRuntimeServer) TaskEvents(*TaskEventsRequest, grpc.ServerStre
 }
 func (UnimplementedRuntimeServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedRuntimeServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedRuntimeServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
@@ -459,6 +482,13 @@ func _Runtime_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
 
+func _Runtime_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RuntimeServer).Exec(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ExecServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
+
 func _Runtime_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HealthRequest)
 	if err := dec(in); err != nil {
@@ -536,6 +566,12 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "TaskLogs",
 			Handler:       _Runtime_TaskLogs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Exec",
+			Handler:       _Runtime_Exec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "sdk/proto/runtime/v1/runtime.proto",
