@@ -32,7 +32,7 @@ func newTaskCmd(g *globalOptions) *cobra.Command {
   warren task logs 3f2a9c1b7d4e`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g))
+	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g), newTaskExecCmd(g))
 	return cmd
 }
 

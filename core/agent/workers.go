@@ -258,3 +258,24 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, sdk.ErrInvalidArgument)...)
 }
+
+func (w *tunnelWorkers) Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error) {
+	c, err := w.client(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := c.Exec(ctx)
+	if err != nil {
+		return nil, w.nodeError(nodeID, err)
+	}
+	return stream, nil
+}
+
+// NodeError names the node in an error from its NodeRuntime.
+func (w *tunnelWorkers) NodeError(nodeID string, err error) error { return w.nodeError(nodeID, err) }
+
+func (w *localWorkers) Exec(context.Context, string) (apiv1.NodeRuntime_ExecClient, error) {
+	return nil, fmt.Errorf("exec: run it on a manager: %w", sdk.ErrUnsupported)
+}
+
+func (w *localWorkers) NodeError(_ string, err error) error { return err }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/metrics"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
 )
@@ -26,6 +29,91 @@ type Workers interface {
 	// node what it imported or why it failed. It fails only when no node
 	// imported the archive.
 	ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error)
+	// Exec opens an Exec stream to nodeID's NodeRuntime; the stream ends
+	// with ctx.
+	Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error)
+	// NodeError names nodeID in an error its NodeRuntime stream returned.
+	NodeError(nodeID string, err error) error
+}
+
+// ExecTask runs a command in a running task on its node: the first input
+// is start (task by ID or unique prefix); the rest goes to the command and
+// its output comes back, exit_code last.
+func (s *Server) ExecTask(stream apiv1.Warren_ExecTaskServer) error {
+	return toStatus(s.execTask(stream))
+}
+
+func (s *Server) execTask(stream apiv1.Warren_ExecTaskServer) error {
+	if s.opts.Workers == nil {
+		return fmt.Errorf("exec: this agent reaches no worker: %w", sdk.ErrUnsupported)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	start := first.GetStart()
+	switch {
+	case start == nil:
+		return invalid("exec: the first message must be start")
+	case len(start.GetCmd()) == 0 || start.GetCmd()[0] == "":
+		return invalid("exec: give the command to run")
+	}
+	t, err := s.lookupTask(start.GetTask())
+	if err != nil {
+		return err
+	}
+	if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
+		where := ""
+		if n, ok := s.opts.State.Node(t.GetNodeId()); ok {
+			where = fmt.Sprintf(" (node %s is %s)", n.GetName(), strings.ToLower(strings.TrimPrefix(n.GetStatus().String(), "NODE_STATUS_")))
+		}
+		return fmt.Errorf("task %s is %s, not running%s: there is nothing to exec into: %w", t.GetId(), metrics.TaskStateLabel(t.GetState()), where, sdk.ErrFailedPrecondition)
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	node, err := s.opts.Workers.Exec(ctx, t.GetNodeId())
+	if err != nil {
+		return err
+	}
+	start = proto.CloneOf(start)
+	start.Task = t.GetId()
+	if err := node.Send(&apiv1.ExecInput{Msg: &apiv1.ExecInput_Start{Start: start}}); err != nil {
+		_, err = node.Recv()
+		return s.opts.Workers.NodeError(t.GetNodeId(), err)
+	}
+	go func() {
+		for {
+			in, err := stream.Recv()
+			if err != nil {
+				_ = node.CloseSend()
+				return
+			}
+			if _, ok := in.GetMsg().(*apiv1.ExecInput_Start); ok {
+				continue
+			}
+			if node.Send(in) != nil {
+				return
+			}
+		}
+	}()
+	for {
+		out, err := node.Recv()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("exec in task %s: the node ended the command without an exit code: %w", t.GetId(), sdk.ErrInternal)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return s.opts.Workers.NodeError(t.GetNodeId(), err)
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+		if _, ok := out.GetMsg().(*apiv1.ExecOutput_ExitCode); ok {
+			return nil
+		}
+	}
 }
 
 // TaskLogs streams the logs of one task or of a service's current tasks.
@@ -54,7 +142,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	if !req.GetFollow() {
 		for _, t := range tasks {
 			if err := s.opts.Workers.TaskLogs(ctx, t, false, req.GetTail(), send(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
-				return fmt.Errorf("logs of task %s: %w", t.GetId(), err)
+				return prefixed(err, "logs of task %s", t.GetId())
 			}
 		}
 		return nil
@@ -66,7 +154,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 		go func() {
 			err := s.opts.Workers.TaskLogs(ctx, t, true, req.GetTail(), send(t))
 			if err != nil && !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
-				err = fmt.Errorf("logs of task %s: %w", t.GetId(), err)
+				err = prefixed(err, "logs of task %s", t.GetId())
 			} else {
 				err = nil
 			}
@@ -171,4 +259,14 @@ func ChunkReader(first *apiv1.ImportImageChunk, recv func() (*apiv1.ImportImageC
 		}
 	}()
 	return pr
+}
+
+// prefixed is err with what was being done in front; a gRPC status (a
+// node's answer) keeps its code, its message prefixed.
+func prefixed(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return status.Error(st.Code(), what+": "+st.Message())
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

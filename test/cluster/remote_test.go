@@ -66,6 +66,22 @@ func TestOperateRemoteNodes(t *testing.T) {
 		t.Fatalf("task logs of w2's task %s through m1: %q", onW2.GetId(), out)
 	}
 
+	t.Run("exec", func(t *testing.T) {
+		out := m1.CLI(0, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo exec-on-$(hostname)")
+		if !strings.HasPrefix(out, "exec-on-") {
+			t.Fatalf("exec in w2's task through m1: %q", out)
+		}
+		stdout, stderr, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo to-stderr >&2; exit 7")
+		if code != 7 || stderr != "to-stderr\n" || stdout != "" {
+			t.Fatalf("exec exiting 7: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		in := "piped input\n"
+		stdout, stderr, code = testutil.RunCLIInput(t, bin, m1.Socket, in, "task", "exec", "-i", onW2.GetId(), "--", "cat")
+		if code != 0 || stdout != in {
+			t.Fatalf("exec -i cat: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
 	t.Run("finished task", func(t *testing.T) {
 		m1.CLI(0, "service", "create", "once", "--image", remoteImage, "--restart-condition", "none", "--detach", "--",
 			"sh", "-c", "echo goodbye; exit 3")
@@ -81,6 +97,10 @@ func TestOperateRemoteNodes(t *testing.T) {
 		})
 		if out := m1.CLI(0, "task", "logs", done.GetId(), "--raw"); out != "goodbye\n" {
 			t.Fatalf("logs of finished task %s: %q, want %q", done.GetId(), out, "goodbye\n")
+		}
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", done.GetId(), "--", "true")
+		if code != 1 || !strings.Contains(errOut, "not running") || !strings.Contains(errOut, done.GetId()) {
+			t.Fatalf("exec into finished task %s: exit %d, stderr %q", done.GetId(), code, errOut)
 		}
 	})
 
@@ -104,8 +124,16 @@ func TestOperateRemoteNodes(t *testing.T) {
 		w2.Host.Partition(t)
 		defer w2.Host.Heal(t)
 		start := time.Now()
-		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "logs", onW2.GetId())
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
 		took := time.Since(start)
+		if code != 1 || !strings.Contains(errOut, "w2") || took > 30*time.Second {
+			t.Fatalf("exec in a task on a cut-off worker: exit %d after %s, stderr %q; want an error naming node w2 within 30s", code, took, errOut)
+		}
+		t.Logf("exec after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
+
+		start = time.Now()
+		_, errOut, code = testutil.RunCLI(t, bin, m1.Socket, "task", "logs", onW2.GetId())
+		took = time.Since(start)
 		if code != 1 || !strings.Contains(errOut, "node w2") {
 			t.Fatalf("logs of a task on a cut-off worker: exit %d, stderr %q; want an error naming node w2", code, errOut)
 		}
@@ -113,6 +141,7 @@ func TestOperateRemoteNodes(t *testing.T) {
 			t.Fatalf("the error took %s, more than the API timeout", took)
 		}
 		t.Logf("after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
+
 	})
 }
 
