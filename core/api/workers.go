@@ -153,11 +153,29 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	for _, t := range tasks {
 		go func() {
 			err := s.opts.Workers.TaskLogs(ctx, t, true, req.GetTail(), send(t))
-			if err != nil && !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
-				err = prefixed(err, "logs of task %s", t.GetId())
-			} else {
-				err = nil
+			if ctx.Err() != nil {
+				errs <- nil
+				return
 			}
+			var end string
+			switch {
+			case err == nil:
+				end = fmt.Sprintf("task %s ended", t.GetId())
+				// The worker's report of the exit may still be on its way.
+				if now, ok := s.opts.State.Task(t.GetId()); ok && now.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
+					end = fmt.Sprintf("task %s ended: %s", t.GetId(), metrics.TaskStateLabel(now.GetState()))
+				}
+			case errors.Is(err, sdk.ErrNotFound):
+				end = fmt.Sprintf("task %s ended: its container is gone", t.GetId())
+			case len(tasks) == 1:
+				errs <- prefixed(err, "logs of task %s", t.GetId())
+				return
+			default:
+				end = prefixed(err, "logs of task %s", t.GetId()).Error()
+			}
+			sendMu.Lock()
+			err = stream.Send(&apiv1.LogChunk{TaskId: t.GetId(), Slot: t.GetSlot(), NodeId: t.GetNodeId(), End: end})
+			sendMu.Unlock()
 			errs <- err
 		}()
 	}

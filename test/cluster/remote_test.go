@@ -104,6 +104,15 @@ func TestOperateRemoteNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("follow ends with the task", func(t *testing.T) {
+		m1.CLI(0, "service", "create", "brief", "--image", remoteImage, "--restart-condition", "none", "--", "sh", "-c", "echo start; sleep 1; echo stop")
+		stdout, stderr, code := testutil.RunCLI(t, bin, m1.Socket, "service", "logs", "-f", "--raw", "brief")
+		if code != 0 || stdout != "start\nstop\n" || !strings.Contains(stderr, "ended") {
+			t.Fatalf("service logs -f of a task that ends: exit %d, stdout %q, stderr %q; want its lines and an end message", code, stdout, stderr)
+		}
+		t.Logf("end message: %s", strings.TrimSpace(stderr))
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "logs", "zzzzzzzz")
 		if code != 1 || !strings.Contains(errOut, `"zzzzzzzz"`) || !strings.Contains(errOut, "not found") {
