@@ -279,3 +279,19 @@ func (w *localWorkers) Exec(context.Context, string) (apiv1.NodeRuntime_ExecClie
 }
 
 func (w *localWorkers) NodeError(_ string, err error) error { return err }
+
+func (w *tunnelWorkers) ListPlugins(ctx context.Context, nodeID string) ([]*apiv1.PluginStatus, error) {
+	c, err := w.client(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.ListPlugins(ctx, &apiv1.ListPluginsRequest{})
+	if err != nil {
+		return nil, w.nodeError(nodeID, err)
+	}
+	return resp.GetPlugins(), nil
+}
+
+func (w *localWorkers) ListPlugins(context.Context, string) ([]*apiv1.PluginStatus, error) {
+	return nil, fmt.Errorf("plugins of other nodes: run it on a manager: %w", sdk.ErrUnsupported)
+}

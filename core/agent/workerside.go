@@ -155,7 +155,8 @@ func (r *run) renew(ctx context.Context) error {
 }
 
 // workerAPI is the API a worker-only agent serves on its local socket:
-// cluster info about itself and image import into its own runtime. The
+// cluster info about itself, its own plugins and image import into its own
+// runtime. The
 // cluster's API is on the managers.
 type workerAPI struct {
 	apiv1.UnimplementedWarrenServer
@@ -168,7 +169,8 @@ func newWorkerAPI(r *run, rt runtime.Runtime) *workerAPI {
 }
 
 func (w *workerAPI) grpcServer() *grpc.Server {
-	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version})
+	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version,
+		Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(w.r.host) }})
 	g := grpc.NewServer(append(w.r.metrics.ServerOptions(),
 		grpc.MaxRecvMsgSize(api.MaxRequestBytes),
 		api.RequestCodec(),
@@ -194,6 +196,11 @@ func (w *workerWarren) ClusterInfo(context.Context, *apiv1.ClusterInfoRequest) (
 	}, nil
 }
 
+// ListPlugins lists this worker's own plugins.
+func (w *workerWarren) ListPlugins(ctx context.Context, req *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
+	return w.images.ListPlugins(ctx, req)
+}
+
 func (w *workerWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 	return w.images.ImportImage(stream)
 }
@@ -201,7 +208,7 @@ func (w *workerWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error 
 const workerRefusal = "this node is a worker: run the command on a manager, or point the CLI at one with --addr and an admin certificate (warren cluster admin-cert)"
 
 func workerOnly(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if info.FullMethod != apiv1.Warren_ClusterInfo_FullMethodName {
+	if info.FullMethod != apiv1.Warren_ClusterInfo_FullMethodName && info.FullMethod != apiv1.Warren_ListPlugins_FullMethodName {
 		return nil, status.Error(codes.FailedPrecondition, workerRefusal)
 	}
 	return h(ctx, req)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +33,8 @@ type Workers interface {
 	// Exec opens an Exec stream to nodeID's NodeRuntime; the stream ends
 	// with ctx.
 	Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error)
+	// ListPlugins lists the plugins of nodeID.
+	ListPlugins(ctx context.Context, nodeID string) ([]*apiv1.PluginStatus, error)
 	// NodeError names nodeID in an error its NodeRuntime stream returned.
 	NodeError(nodeID string, err error) error
 }
@@ -287,4 +290,67 @@ func prefixed(err error, format string, args ...any) error {
 		return status.Error(st.Code(), what+": "+st.Message())
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// pluginListTimeout bounds how long ListPlugins waits for one node.
+const pluginListTimeout = 5 * time.Second
+
+// listPlugins returns this agent's plugins and, with node empty, every
+// other worker's; a node that does not answer is one row in state
+// "unreachable" saying why.
+func (s *Server) listPlugins(ctx context.Context, node string) ([]*apiv1.PluginStatus, error) {
+	var own []*apiv1.PluginStatus
+	if s.opts.Plugins != nil {
+		own = s.opts.Plugins()
+	}
+	for _, p := range own {
+		p.Node = s.opts.NodeName
+	}
+	if node == s.opts.NodeName || node == s.opts.NodeID {
+		return own, nil
+	}
+	if s.opts.Workers == nil || s.opts.State == nil {
+		if node != "" {
+			return nil, fmt.Errorf("plugins of node %s: this agent lists only its own: %w", node, sdk.ErrUnsupported)
+		}
+		return own, nil
+	}
+	var nodes []*apiv1.Node
+	for _, n := range s.opts.State.Nodes() {
+		switch {
+		case node != "" && (n.GetId() == node || n.GetName() == node):
+			nodes = []*apiv1.Node{n}
+		case node == "" && n.GetWorker() && n.GetId() != s.opts.NodeID:
+			nodes = append(nodes, n)
+		}
+	}
+	if node != "" {
+		if len(nodes) != 1 {
+			return nil, fmt.Errorf("node %q: %w", node, sdk.ErrNotFound)
+		}
+		own = nil
+	}
+	lists := make([][]*apiv1.PluginStatus, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, pluginListTimeout)
+			defer cancel()
+			ps, err := s.opts.Workers.ListPlugins(cctx, n.GetId())
+			if err != nil {
+				ps = []*apiv1.PluginStatus{{Node: n.GetName(), State: "unreachable", LastError: status.Convert(err).Message()}}
+			}
+			for _, p := range ps {
+				p.Node = n.GetName()
+			}
+			lists[i] = ps
+		}()
+	}
+	wg.Wait()
+	for _, ps := range lists {
+		own = append(own, ps...)
+	}
+	return own, nil
 }

@@ -22,7 +22,8 @@ const remoteImage = "warren.test/remote:1"
 // that runs no worker: an image imported on the manager reaches both and a
 // service using it runs on both; the service's logs come merged, each line
 // prefixed by its task; a task on another node and a finished task have
-// logs; bad input gets clear errors; a worker cut off gives an error naming
+// logs; exec runs in a task on another node; every node's plugins are
+// listed; bad input gets clear errors; a worker cut off gives an error naming
 // it within the API timeout.
 func TestOperateRemoteNodes(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
@@ -79,6 +80,31 @@ func TestOperateRemoteNodes(t *testing.T) {
 		stdout, stderr, code = testutil.RunCLIInput(t, bin, m1.Socket, in, "task", "exec", "-i", onW2.GetId(), "--", "cat")
 		if code != 0 || stdout != in {
 			t.Fatalf("exec -i cat: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
+	t.Run("plugins of every node", func(t *testing.T) {
+		out := m1.CLI(0, "plugin", "ls")
+		for _, want := range []string{"NODE", "m1 ", "store-bolt", "w1 ", "w2 "} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("plugin ls on m1 lacks %q:\n%s", want, out)
+			}
+		}
+		runtimes := 0
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && (f[0] == "w1" || f[0] == "w2") && f[1] == "runtime-containerd" {
+				runtimes++
+			}
+		}
+		if runtimes != 2 {
+			t.Fatalf("plugin ls on m1 does not show both workers' runtimes:\n%s", out)
+		}
+		out = m1.CLI(0, "plugin", "ls", "--node", "w2")
+		if !strings.Contains(out, "runtime-containerd") || strings.Contains(out, "store-bolt") {
+			t.Fatalf("plugin ls --node w2:\n%s", out)
+		}
+		if out := w1.CLI(0, "plugin", "ls"); !strings.Contains(out, "runtime-containerd") {
+			t.Fatalf("plugin ls on worker-only w1:\n%s", out)
 		}
 	})
 

@@ -4009,16 +4009,18 @@ func (x *NodeImport) GetError() string {
 }
 
 type PluginStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	Path          string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
-	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
-	Restarts      uint32                 `protobuf:"varint,7,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	LastError     string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Version   string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Path      string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Pid       int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	State     string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Restarts  uint32                 `protobuf:"varint,7,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastError string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// node is the name of the node that runs the plugin.
+	Node          string `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4116,8 +4118,18 @@ func (x *PluginStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PluginStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 type ListPluginsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node (name or ID) lists that node's plugins only; empty lists those of
+	// the manager called and, on a manager, of every worker.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4150,6 +4162,13 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListPluginsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 type ListPluginsResponse struct {
@@ -4688,7 +4707,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
 	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x82\x02\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x96\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -4700,8 +4719,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\b \x01(\tR\tlastError\x129\n" +
 	"\n" +
-	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x14\n" +
-	"\x12ListPluginsRequest\"L\n" +
+	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x12\n" +
+	"\x04node\x18\n" +
+	" \x01(\tR\x04node\"(\n" +
+	"\x12ListPluginsRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"L\n" +
 	"\x13ListPluginsResponse\x125\n" +
 	"\aplugins\x18\x01 \x03(\v2\x1b.warren.api.v1.PluginStatusR\aplugins\"\x14\n" +
 	"\x12ClusterInfoRequest\"\xe4\x02\n" +
