@@ -83,6 +83,17 @@ func TestOperateRemoteNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("node ps", func(t *testing.T) {
+		out := m1.CLI(0, "node", "ps", "w2")
+		if !strings.Contains(out, "talk.") || !strings.Contains(out, shortID(onW2.GetId())) {
+			t.Fatalf("node ps w2 lacks its talk task %s:\n%s", onW2.GetId(), out)
+		}
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "node", "ps", "nosuchnode")
+		if code != 1 || !strings.Contains(errOut, "nosuchnode") {
+			t.Fatalf("node ps of an unknown node: exit %d, stderr %q", code, errOut)
+		}
+	})
+
 	t.Run("plugins of every node", func(t *testing.T) {
 		out := m1.CLI(0, "plugin", "ls")
 		for _, want := range []string{"NODE", "m1 ", "store-bolt", "w1 ", "w2 "} {
@@ -216,3 +227,6 @@ func nodeName(t *testing.T, m *clustertest.Node, id string) string {
 	}
 	return resp.GetNode().GetName()
 }
+
+// shortID is the first 12 characters of an ID, as tables show it.
+func shortID(id string) string { return id[:min(len(id), 12)] }
