@@ -29,7 +29,7 @@ archive where no registry can be reached.`,
 		Example: `  warren image import busybox.tar`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newImageImportCmd(g))
+	cmd.AddCommand(newImageImportCmd(g), newImageListCmd(g))
 	return cmd
 }
 
@@ -216,4 +216,61 @@ func humanSize(b int64) string {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	}
 	return s + units[i]
+}
+
+type imageListOptions struct {
+	g    *globalOptions
+	node string
+}
+
+func newImageListCmd(g *globalOptions) *cobra.Command {
+	o := &imageListOptions{g: g}
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the images on every worker",
+		Long: `List the images in the runtime of every ready worker (--node: of one node),
+one row per node and image: NODE, REF, DIGEST, SIZE. A node that does not
+answer is reported on stderr and the command exits with status 1. -o json
+prints the API's ListImagesResponse.`,
+		Example: `  warren image ls
+  warren image ls --node edge-2`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	cmd.Flags().StringVar(&o.node, "node", "", "list the images of this `NODE` (name or ID) only")
+	return cmd
+}
+
+func (o *imageListOptions) run(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.ListImages(ctx, &apiv1.ListImagesRequest{Node: o.node})
+	if err != nil {
+		return err
+	}
+	if o.g.outputOr(outputTable) == outputJSON {
+		return writeJSON(cmd.OutOrStdout(), resp)
+	}
+	var rows [][]string
+	var failed []error
+	for _, n := range resp.GetNodes() {
+		if n.GetError() != "" {
+			failed = append(failed, fmt.Errorf("node %s: %s", n.GetNode(), n.GetError()))
+			continue
+		}
+		for _, r := range importedRows(n.GetImages()) {
+			rows = append(rows, append([]string{n.GetNode()}, r...))
+		}
+	}
+	if err := writeTable(cmd.OutOrStdout(), append([]string{"NODE"}, imageImportHeader...), rows); err != nil {
+		return err
+	}
+	return errors.Join(failed...)
 }

@@ -295,3 +295,54 @@ func (w *tunnelWorkers) ListPlugins(ctx context.Context, nodeID string) ([]*apiv
 func (w *localWorkers) ListPlugins(context.Context, string) ([]*apiv1.PluginStatus, error) {
 	return nil, fmt.Errorf("plugins of other nodes: run it on a manager: %w", sdk.ErrUnsupported)
 }
+
+func (w *tunnelWorkers) ListImages(ctx context.Context, node string) ([]*apiv1.NodeImages, error) {
+	nodes, err := w.importTargets(node)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*apiv1.NodeImages, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		out[i] = &apiv1.NodeImages{NodeId: n.GetId(), Node: w.nodeName(n.GetId())}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := func() (*apiv1.ListImagesResponse, error) {
+				c, err := w.client(ctx, n.GetId())
+				if err != nil {
+					return nil, err
+				}
+				resp, err := c.ListImages(ctx, &apiv1.ListImagesRequest{})
+				if err != nil {
+					return nil, w.nodeError(n.GetId(), err)
+				}
+				return resp, nil
+			}()
+			if err != nil {
+				out[i].Error = status.Convert(err).Message()
+				return
+			}
+			for _, ni := range resp.GetNodes() {
+				out[i].Images = append(out[i].Images, ni.GetImages()...)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (w *localWorkers) ListImages(ctx context.Context, node string) ([]*apiv1.NodeImages, error) {
+	if node != "" && node != w.nodeID && node != w.nodeName {
+		return nil, fmt.Errorf("images of node %s: this worker lists only its own: %w", node, sdk.ErrInvalidArgument)
+	}
+	imgs, err := w.rt.ListImages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := &apiv1.NodeImages{NodeId: w.nodeID, Node: w.nodeName}
+	for _, img := range imgs {
+		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
+	}
+	return []*apiv1.NodeImages{n}, nil
+}

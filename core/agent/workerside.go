@@ -196,6 +196,11 @@ func (w *workerWarren) ClusterInfo(context.Context, *apiv1.ClusterInfoRequest) (
 	}, nil
 }
 
+// ListImages lists this worker's own images.
+func (w *workerWarren) ListImages(ctx context.Context, req *apiv1.ListImagesRequest) (*apiv1.ListImagesResponse, error) {
+	return w.images.ListImages(ctx, req)
+}
+
 // ListPlugins lists this worker's own plugins.
 func (w *workerWarren) ListPlugins(ctx context.Context, req *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
 	return w.images.ListPlugins(ctx, req)
@@ -208,7 +213,9 @@ func (w *workerWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error 
 const workerRefusal = "this node is a worker: run the command on a manager, or point the CLI at one with --addr and an admin certificate (warren cluster admin-cert)"
 
 func workerOnly(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if info.FullMethod != apiv1.Warren_ClusterInfo_FullMethodName && info.FullMethod != apiv1.Warren_ListPlugins_FullMethodName {
+	switch info.FullMethod {
+	case apiv1.Warren_ClusterInfo_FullMethodName, apiv1.Warren_ListPlugins_FullMethodName, apiv1.Warren_ListImages_FullMethodName:
+	default:
 		return nil, status.Error(codes.FailedPrecondition, workerRefusal)
 	}
 	return h(ctx, req)

@@ -33,6 +33,9 @@ type Workers interface {
 	// Exec opens an Exec stream to nodeID's NodeRuntime; the stream ends
 	// with ctx.
 	Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error)
+	// ListImages lists the images of node (name or ID), or of every ready
+	// worker; a node that does not answer has its error set.
+	ListImages(ctx context.Context, node string) ([]*apiv1.NodeImages, error)
 	// ListPlugins lists the plugins of nodeID.
 	ListPlugins(ctx context.Context, nodeID string) ([]*apiv1.PluginStatus, error)
 	// NodeError names nodeID in an error its NodeRuntime stream returned.
@@ -353,4 +356,21 @@ func (s *Server) listPlugins(ctx context.Context, node string) ([]*apiv1.PluginS
 		own = append(own, ps...)
 	}
 	return own, nil
+}
+
+// imageListTimeout bounds how long ListImages waits for the nodes.
+const imageListTimeout = 10 * time.Second
+
+// ListImages lists the images of every ready worker, or of one node.
+func (s *Server) ListImages(ctx context.Context, req *apiv1.ListImagesRequest) (*apiv1.ListImagesResponse, error) {
+	if s.opts.Workers == nil {
+		return nil, toStatus(fmt.Errorf("image ls: this agent reaches no worker: %w", sdk.ErrUnsupported))
+	}
+	ctx, cancel := context.WithTimeout(ctx, imageListTimeout)
+	defer cancel()
+	nodes, err := s.opts.Workers.ListImages(ctx, req.GetNode())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &apiv1.ListImagesResponse{Nodes: nodes}, nil
 }

@@ -59,3 +59,16 @@ func (s *Server) ListPlugins(context.Context, *apiv1.ListPluginsRequest) (*apiv1
 	}
 	return &apiv1.ListPluginsResponse{Plugins: s.Plugins()}, nil
 }
+
+// ListImages lists the images in the node's runtime.
+func (s *Server) ListImages(ctx context.Context, _ *apiv1.ListImagesRequest) (*apiv1.ListImagesResponse, error) {
+	imgs, err := s.Runtime.ListImages(ctx)
+	if err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	n := &apiv1.NodeImages{}
+	for _, img := range imgs {
+		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
+	}
+	return &apiv1.ListImagesResponse{Nodes: []*apiv1.NodeImages{n}}, nil
+}

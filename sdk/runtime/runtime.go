@@ -212,6 +212,12 @@ type Runtime interface {
 	// are kept until DestroyTask.
 	TaskLogs(ctx context.Context, req LogsRequest, fn func(LogChunk) error) error
 
+	// ListImages returns the images the runtime holds for tasks, sorted by
+	// Ref (what ImportImage and EnsureImage stored, under their normalized
+	// refs). Size is 0 where the runtime cannot tell. A runtime that cannot
+	// list returns ErrUnsupported.
+	ListImages(ctx context.Context) ([]Image, error)
+
 	// Exec runs req.Cmd inside the running task req.TaskID, as the task's
 	// process runs (user, working directory, namespaces, cgroup) with
 	// req.Env added to its environment, and returns the command's exit

@@ -43,6 +43,7 @@ var cases = []struct {
 	{"Health", testHealth},
 	{"ImportImage", testImportImage},
 	{"EnsureImage", testEnsureImage},
+	{"ListImages", testListImages},
 	{"EnsureImageMissing", testEnsureImageMissing},
 	{"StartMissingImage", testStartMissingImage},
 	{"StartInvalidSpec", testStartInvalidSpec},
@@ -258,6 +259,21 @@ func testImportImage(t *testing.T, e *env) {
 	}
 	if img.Ref == "" || img.Digest == "" {
 		t.Errorf("EnsureImage = %+v, want a ref and a digest", img)
+	}
+}
+
+func testListImages(t *testing.T, e *env) {
+	ctx := e.ctx()
+	img := e.ensureImage(ctx)
+	imgs, err := e.rt.ListImages(ctx)
+	if err != nil {
+		t.Fatalf("ListImages: %v", err)
+	}
+	if !slices.ContainsFunc(imgs, func(i runtime.Image) bool { return i.Ref == img.Ref && i.Digest == img.Digest }) {
+		t.Fatalf("ListImages = %v, lacks %v", imgs, img)
+	}
+	if !slices.IsSortedFunc(imgs, func(a, b runtime.Image) int { return strings.Compare(a.Ref, b.Ref) }) {
+		t.Errorf("ListImages is not sorted by ref: %v", imgs)
 	}
 }
 

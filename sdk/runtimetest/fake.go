@@ -474,3 +474,12 @@ func (f *FakeRuntime) Exec(ctx context.Context, req runtime.ExecRequest) (int, e
 	fmt.Fprintf(stderr, "%s: not found\n", req.Cmd[0])
 	return 127, nil
 }
+
+// ListImages lists the fake's images, sorted by ref.
+func (f *FakeRuntime) ListImages(context.Context) ([]runtime.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Collect(maps.Values(f.images))
+	slices.SortFunc(out, func(a, b runtime.Image) int { return strings.Compare(a.Ref, b.Ref) })
+	return out, nil
+}

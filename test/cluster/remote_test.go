@@ -19,7 +19,8 @@ import (
 const remoteImage = "warren.test/remote:1"
 
 // TestOperateRemoteNodes drives two workers' runtimes through a manager
-// that runs no worker: an image imported on the manager reaches both and a
+// that runs no worker: an image imported on the manager reaches both (and
+// image ls shows it on each) and a
 // service using it runs on both; the service's logs come merged, each line
 // prefixed by its task; a task on another node and a finished task have
 // logs; exec runs in a task on another node; every node's plugins are
@@ -41,6 +42,22 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("image import through m1 lacks %q:\n%s", want, out)
 		}
+	}
+
+	out = m1.CLI(0, "image", "ls")
+	for _, w := range []string{"w1", "w2"} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == w && f[1] == remoteImage {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("image ls on m1 lacks %s on %s:\n%s", remoteImage, w, out)
+		}
+	}
+	if out := m1.CLI(0, "image", "ls", "--node", "w1"); strings.Contains(out, "w2") || !strings.Contains(out, remoteImage) {
+		t.Fatalf("image ls --node w1:\n%s", out)
 	}
 
 	m1.CLI(0, "service", "create", "talk", "--image", remoteImage, "--replicas", "2", "--",

@@ -3938,6 +3938,164 @@ func (x *ImportImageResponse) GetResults() []*NodeImport {
 	return nil
 }
 
+type ListImagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node (name or ID) lists that node's images only.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListImagesRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type ListImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeImages          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListImagesResponse) GetNodes() []*NodeImages {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeImages is one node's images, or why they could not be listed.
+type NodeImages struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Images        []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeImages) Reset() {
+	*x = NodeImages{}
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeImages) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeImages) ProtoMessage() {}
+
+func (x *NodeImages) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
+func (*NodeImages) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *NodeImages) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeImages) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeImages) GetImages() []*ImportedImage {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *NodeImages) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // NodeImport is one node's part of an image import.
 type NodeImport struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -3952,7 +4110,7 @@ type NodeImport struct {
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3964,7 +4122,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3977,7 +4135,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -4027,7 +4185,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4197,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4210,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -4136,7 +4294,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4148,7 +4306,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4161,7 +4319,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -4180,7 +4338,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4192,7 +4350,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4205,7 +4363,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -4223,7 +4381,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +4393,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +4406,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 type ClusterInfoResponse struct {
@@ -4271,7 +4429,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4283,7 +4441,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4296,7 +4454,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -4701,7 +4859,17 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x13ImportImageResponse\x124\n" +
 	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
 	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x123\n" +
-	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"\x85\x01\n" +
+	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"'\n" +
+	"\x11ListImagesRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
+	"\x12ListImagesResponse\x12/\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x19.warren.api.v1.NodeImagesR\x05nodes\"\x85\x01\n" +
+	"\n" +
+	"NodeImages\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
+	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x85\x01\n" +
 	"\n" +
 	"NodeImport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -4782,8 +4950,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xff\n" +
-	"\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xd2\v\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -4801,7 +4968,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
 	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
-	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
+	"\n" +
+	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
 	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
@@ -4819,7 +4988,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(NetworkMode)(0),                // 0: warren.api.v1.NetworkMode
 	(TaskState)(0),                  // 1: warren.api.v1.TaskState
@@ -4876,70 +5045,73 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ImportImageChunk)(nil),        // 52: warren.api.v1.ImportImageChunk
 	(*ImportedImage)(nil),           // 53: warren.api.v1.ImportedImage
 	(*ImportImageResponse)(nil),     // 54: warren.api.v1.ImportImageResponse
-	(*NodeImport)(nil),              // 55: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 56: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 57: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 58: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 59: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 60: warren.api.v1.ClusterInfoResponse
-	nil,                             // 61: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 62: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 63: warren.api.v1.Node.LabelsEntry
-	nil,                             // 64: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 65: warren.api.v1.Node.AttributesEntry
-	nil,                             // 66: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 67: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 68: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 69: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 70: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 71: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 72: google.protobuf.Timestamp
+	(*ListImagesRequest)(nil),       // 55: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 56: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 57: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 58: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 59: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 60: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 61: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 62: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 63: warren.api.v1.ClusterInfoResponse
+	nil,                             // 64: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 65: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 66: warren.api.v1.Node.LabelsEntry
+	nil,                             // 67: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 68: warren.api.v1.Node.AttributesEntry
+	nil,                             // 69: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 70: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 71: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 72: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 73: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 74: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 75: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	6,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	71, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	71, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	71, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	71, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	74, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	74, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	74, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	74, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	7,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	8,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	61, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	62, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	64, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	65, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	9,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	9,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	10, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	11, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	12, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	71, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	74, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	13, // 16: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	72, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	72, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	75, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	75, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	13, // 19: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	1,  // 20: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	1,  // 21: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	72, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	72, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	72, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	75, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	75, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	75, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	2,  // 25: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	3,  // 26: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	4,  // 27: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	63, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	66, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	9,  // 29: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	72, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	72, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	75, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	75, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	19, // 33: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	65, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	68, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	17, // 35: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	72, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	66, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	72, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	67, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	68, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	72, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	75, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	69, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	75, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	70, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	71, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	75, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	72, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	75, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	14, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	15, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	16, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
@@ -4948,7 +5120,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	13, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	14, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	14, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	69, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	72, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	14, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	13, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	14, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -4956,7 +5128,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	16, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	16, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	4,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	70, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	73, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	16, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	16, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	15, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
@@ -4964,49 +5136,53 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	48, // 65: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
 	49, // 66: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
 	53, // 67: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	55, // 68: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	53, // 69: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	72, // 70: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	56, // 71: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	23, // 72: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	25, // 73: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	27, // 74: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	29, // 75: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	31, // 76: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	33, // 77: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	35, // 78: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	37, // 79: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	39, // 80: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	41, // 81: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	43, // 82: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	45, // 83: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	46, // 84: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	52, // 85: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	57, // 86: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	50, // 87: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	59, // 88: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	24, // 89: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	26, // 90: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	28, // 91: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	30, // 92: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	32, // 93: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	34, // 94: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	36, // 95: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	38, // 96: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	40, // 97: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	42, // 98: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	44, // 99: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	22, // 100: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	47, // 101: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	54, // 102: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	58, // 103: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	51, // 104: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	60, // 105: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	89, // [89:106] is the sub-list for method output_type
-	72, // [72:89] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	58, // 68: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	57, // 69: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	53, // 70: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	53, // 71: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	75, // 72: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	59, // 73: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	23, // 74: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	25, // 75: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	27, // 76: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	29, // 77: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	31, // 78: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	33, // 79: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	35, // 80: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	37, // 81: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	39, // 82: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	41, // 83: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	43, // 84: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	45, // 85: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	46, // 86: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	52, // 87: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	55, // 88: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	60, // 89: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	50, // 90: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	62, // 91: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	24, // 92: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	26, // 93: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	28, // 94: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	30, // 95: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	32, // 96: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	34, // 97: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	36, // 98: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	38, // 99: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	40, // 100: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	42, // 101: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	44, // 102: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	22, // 103: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	47, // 104: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	54, // 105: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	56, // 106: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	61, // 107: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	51, // 108: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	63, // 109: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	92, // [92:110] is the sub-list for method output_type
+	74, // [74:92] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -5039,7 +5215,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   62,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

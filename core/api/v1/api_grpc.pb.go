@@ -36,6 +36,7 @@ const (
 	Warren_Events_FullMethodName        = "/warren.api.v1.Warren/Events"
 	Warren_TaskLogs_FullMethodName      = "/warren.api.v1.Warren/TaskLogs"
 	Warren_ImportImage_FullMethodName   = "/warren.api.v1.Warren/ImportImage"
+	Warren_ListImages_FullMethodName    = "/warren.api.v1.Warren/ListImages"
 	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
 	Warren_ExecTask_FullMethodName      = "/warren.api.v1.Warren/ExecTask"
 	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
@@ -68,6 +69,9 @@ type WarrenClient interface {
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	// ListImages lists the images in the runtime of every ready worker (or of
+	// node), one entry per node and image.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
@@ -244,6 +248,16 @@ func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
 
+func (c *warrenClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, Warren_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *warrenClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPluginsResponse)
@@ -304,6 +318,9 @@ type WarrenServer interface {
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	// ListImages lists the images in the runtime of every ready worker (or of
+	// node), one entry per node and image.
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
@@ -360,6 +377,9 @@ func (UnimplementedWarrenServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreaming
 }
 func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedWarrenServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
 }
 func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
@@ -618,6 +638,24 @@ func _Warren_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
 
+func _Warren_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Warren_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListPluginsRequest)
 	if err := dec(in); err != nil {
@@ -711,6 +749,10 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _Warren_ListTasks_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _Warren_ListImages_Handler,
 		},
 		{
 			MethodName: "ListPlugins",

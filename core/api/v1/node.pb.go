@@ -140,11 +140,13 @@ const file_core_api_v1_node_proto_rawDesc = "" +
 	"\x04tail\x18\x03 \x01(\x03R\x04tail2P\n" +
 	"\n" +
 	"NodeTunnel\x12B\n" +
-	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\xc5\x02\n" +
+	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\x98\x03\n" +
 	"\vNodeRuntime\x12I\n" +
 	"\bTaskLogs\x12\".warren.api.v1.NodeTaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12?\n" +
 	"\x04Exec\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
-	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
+	"\n" +
+	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
@@ -165,28 +167,32 @@ var file_core_api_v1_node_proto_goTypes = []any{
 	(*NodeTaskLogsRequest)(nil), // 1: warren.api.v1.NodeTaskLogsRequest
 	(*ExecInput)(nil),           // 2: warren.api.v1.ExecInput
 	(*ImportImageChunk)(nil),    // 3: warren.api.v1.ImportImageChunk
-	(*ListPluginsRequest)(nil),  // 4: warren.api.v1.ListPluginsRequest
-	(*LogChunk)(nil),            // 5: warren.api.v1.LogChunk
-	(*ExecOutput)(nil),          // 6: warren.api.v1.ExecOutput
-	(*ImportImageResponse)(nil), // 7: warren.api.v1.ImportImageResponse
-	(*ListPluginsResponse)(nil), // 8: warren.api.v1.ListPluginsResponse
+	(*ListImagesRequest)(nil),   // 4: warren.api.v1.ListImagesRequest
+	(*ListPluginsRequest)(nil),  // 5: warren.api.v1.ListPluginsRequest
+	(*LogChunk)(nil),            // 6: warren.api.v1.LogChunk
+	(*ExecOutput)(nil),          // 7: warren.api.v1.ExecOutput
+	(*ImportImageResponse)(nil), // 8: warren.api.v1.ImportImageResponse
+	(*ListImagesResponse)(nil),  // 9: warren.api.v1.ListImagesResponse
+	(*ListPluginsResponse)(nil), // 10: warren.api.v1.ListPluginsResponse
 }
 var file_core_api_v1_node_proto_depIdxs = []int32{
-	0, // 0: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
-	1, // 1: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
-	2, // 2: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
-	3, // 3: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	4, // 4: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	0, // 5: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
-	5, // 6: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
-	6, // 7: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
-	7, // 8: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	8, // 9: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0,  // 0: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
+	1,  // 1: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
+	2,  // 2: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
+	3,  // 3: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	4,  // 4: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	5,  // 5: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	0,  // 6: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
+	6,  // 7: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
+	7,  // 8: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
+	8,  // 9: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	9,  // 10: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	10, // 11: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	6,  // [6:12] is the sub-list for method output_type
+	0,  // [0:6] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_node_proto_init() }

@@ -130,6 +130,7 @@ const (
 	NodeRuntime_TaskLogs_FullMethodName    = "/warren.api.v1.NodeRuntime/TaskLogs"
 	NodeRuntime_Exec_FullMethodName        = "/warren.api.v1.NodeRuntime/Exec"
 	NodeRuntime_ImportImage_FullMethodName = "/warren.api.v1.NodeRuntime/ImportImage"
+	NodeRuntime_ListImages_FullMethodName  = "/warren.api.v1.NodeRuntime/ListImages"
 	NodeRuntime_ListPlugins_FullMethodName = "/warren.api.v1.NodeRuntime/ListPlugins"
 )
 
@@ -146,6 +147,8 @@ type NodeRuntimeClient interface {
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	// ImportImage loads an image archive into the node's runtime.
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	// ListImages lists the images in the node's runtime.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	// ListPlugins lists the node's plugins.
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
 }
@@ -203,6 +206,16 @@ func (c *nodeRuntimeClient) ImportImage(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NodeRuntime_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
 
+func (c *nodeRuntimeClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, NodeRuntime_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeRuntimeClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPluginsResponse)
@@ -226,6 +239,8 @@ type NodeRuntimeServer interface {
 	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	// ImportImage loads an image archive into the node's runtime.
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	// ListImages lists the images in the node's runtime.
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	// ListPlugins lists the node's plugins.
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
 	mustEmbedUnimplementedNodeRuntimeServer()
@@ -246,6 +261,9 @@ func (UnimplementedNodeRuntimeServer) Exec(grpc.BidiStreamingServer[ExecInput, E
 }
 func (UnimplementedNodeRuntimeServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedNodeRuntimeServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
 }
 func (UnimplementedNodeRuntimeServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
@@ -296,6 +314,24 @@ func _NodeRuntime_ImportImage_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NodeRuntime_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
 
+func _NodeRuntime_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeRuntimeServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeRuntime_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeRuntimeServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeRuntime_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListPluginsRequest)
 	if err := dec(in); err != nil {
@@ -321,6 +357,10 @@ var NodeRuntime_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "warren.api.v1.NodeRuntime",
 	HandlerType: (*NodeRuntimeServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListImages",
+			Handler:    _NodeRuntime_ListImages_Handler,
+		},
 		{
 			MethodName: "ListPlugins",
 			Handler:    _NodeRuntime_ListPlugins_Handler,

@@ -2199,6 +2199,86 @@ func (*ExecOutput_Stderr) isExecOutput_Msg() {}
 
 func (*ExecOutput_ExitCode) isExecOutput_Msg() {}
 
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+}
+
+type ListImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListImagesResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 var File_sdk_proto_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
@@ -2364,11 +2444,17 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
 	"\texit_code\x18\x03 \x01(\x05H\x00R\bexitCodeB\x05\n" +
-	"\x03msg2\xe5\t\n" +
+	"\x03msg\"\x13\n" +
+	"\x11ListImagesRequest\"J\n" +
+	"\x12ListImagesResponse\x124\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images2\xc8\n" +
+	"\n" +
 	"\aRuntime\x12d\n" +
 	"\vFingerprint\x12).warren.sdk.runtime.v1.FingerprintRequest\x1a*.warren.sdk.runtime.v1.FingerprintResponse\x12d\n" +
 	"\vEnsureImage\x12).warren.sdk.runtime.v1.EnsureImageRequest\x1a*.warren.sdk.runtime.v1.EnsureImageResponse\x12d\n" +
-	"\vImportImage\x12'.warren.sdk.runtime.v1.ImportImageChunk\x1a*.warren.sdk.runtime.v1.ImportImageResponse(\x01\x12^\n" +
+	"\vImportImage\x12'.warren.sdk.runtime.v1.ImportImageChunk\x1a*.warren.sdk.runtime.v1.ImportImageResponse(\x01\x12a\n" +
+	"\n" +
+	"ListImages\x12(.warren.sdk.runtime.v1.ListImagesRequest\x1a).warren.sdk.runtime.v1.ListImagesResponse\x12^\n" +
 	"\tStartTask\x12'.warren.sdk.runtime.v1.StartTaskRequest\x1a(.warren.sdk.runtime.v1.StartTaskResponse\x12[\n" +
 	"\bStopTask\x12&.warren.sdk.runtime.v1.StopTaskRequest\x1a'.warren.sdk.runtime.v1.StopTaskResponse\x12d\n" +
 	"\vDestroyTask\x12).warren.sdk.runtime.v1.DestroyTaskRequest\x1a*.warren.sdk.runtime.v1.DestroyTaskResponse\x12d\n" +
@@ -2394,7 +2480,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_runtime_v1_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(TaskStatus_State)(0),         // 0: warren.sdk.runtime.v1.TaskStatus.State
 	(TaskEvent_Type)(0),           // 1: warren.sdk.runtime.v1.TaskEvent.Type
@@ -2433,70 +2519,75 @@ var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*TermSize)(nil),              // 34: warren.sdk.runtime.v1.TermSize
 	(*ExecInput)(nil),             // 35: warren.sdk.runtime.v1.ExecInput
 	(*ExecOutput)(nil),            // 36: warren.sdk.runtime.v1.ExecOutput
-	nil,                           // 37: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 38: warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	nil,                           // 39: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*ListImagesRequest)(nil),     // 37: warren.sdk.runtime.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 38: warren.sdk.runtime.v1.ListImagesResponse
+	nil,                           // 39: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 40: warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	nil,                           // 41: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_sdk_proto_runtime_v1_runtime_proto_depIdxs = []int32{
-	37, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	39, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
 	8,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
 	8,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	38, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	39, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	40, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	41, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
 	13, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
 	12, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
-	40, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	42, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 8: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
-	41, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	41, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	43, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	43, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
 	14, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
 	15, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	40, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
+	42, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
 	16, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	15, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
 	1,  // 20: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
-	41, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	43, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 22: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
 	34, // 23: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
 	33, // 24: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
 	34, // 25: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
-	5,  // 26: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
-	7,  // 27: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
-	10, // 28: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
-	17, // 29: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
-	19, // 30: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
-	21, // 31: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
-	23, // 32: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
-	25, // 33: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
-	27, // 34: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
-	29, // 35: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
-	31, // 36: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
-	35, // 37: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
-	3,  // 38: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
-	6,  // 39: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
-	9,  // 40: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
-	11, // 41: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
-	18, // 42: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
-	20, // 43: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
-	22, // 44: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
-	24, // 45: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
-	26, // 46: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
-	28, // 47: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
-	30, // 48: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
-	32, // 49: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
-	36, // 50: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
-	4,  // 51: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
-	39, // [39:52] is the sub-list for method output_type
-	26, // [26:39] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	8,  // 26: warren.sdk.runtime.v1.ListImagesResponse.images:type_name -> warren.sdk.runtime.v1.Image
+	5,  // 27: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
+	7,  // 28: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
+	10, // 29: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
+	37, // 30: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
+	17, // 31: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
+	19, // 32: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
+	21, // 33: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
+	23, // 34: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
+	25, // 35: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
+	27, // 36: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
+	29, // 37: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
+	31, // 38: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
+	35, // 39: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
+	3,  // 40: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
+	6,  // 41: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
+	9,  // 42: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
+	11, // 43: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
+	38, // 44: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
+	18, // 45: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
+	20, // 46: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
+	22, // 47: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
+	24, // 48: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
+	26, // 49: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
+	28, // 50: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
+	30, // 51: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
+	32, // 52: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
+	36, // 53: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
+	4,  // 54: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_runtime_v1_runtime_proto_init() }
@@ -2521,7 +2612,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_runtime_v1_runtime_proto_rawDesc), len(file_sdk_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	Runtime_Fingerprint_FullMethodName = "/warren.sdk.runtime.v1.Runtime/Fingerprint"
 	Runtime_EnsureImage_FullMethodName = "/warren.sdk.runtime.v1.Runtime/EnsureImage"
 	Runtime_ImportImage_FullMethodName = "/warren.sdk.runtime.v1.Runtime/ImportImage"
+	Runtime_ListImages_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/ListImages"
 	Runtime_StartTask_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/StartTask"
 	Runtime_StopTask_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/StopTask"
 	Runtime_DestroyTask_FullMethodName = "/warren.sdk.runtime.v1.Runtime/DestroyTask"
@@ -44,6 +45,7 @@ type RuntimeClient interface {
 	Fingerprint(ctx context.Context, in *FingerprintRequest, opts ...grpc.CallOption) (*FingerprintResponse, error)
 	EnsureImage(ctx context.Context, in *EnsureImageRequest, opts ...grpc.CallOption) (*EnsureImageResponse, error)
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	StartTask(ctx context.Context, in *StartTaskRequest, opts ...grpc.CallOption) (*StartTaskResponse, error)
 	StopTask(ctx context.Context, in *StopTaskRequest, opts ...grpc.CallOption) (*StopTaskResponse, error)
 	DestroyTask(ctx context.Context, in *DestroyTaskRequest, opts ...grpc.CallOption) (*DestroyTaskResponse, error)
@@ -98,6 +100,16 @@ func (c *runtimeClient) ImportImage(ctx context.Context, opts ...grpc.CallOption
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
+
+func (c *runtimeClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, Runtime_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *runtimeClient) StartTask(ctx context.Context, in *StartTaskRequest, opts ...grpc.CallOption) (*StartTaskResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -227,6 +239,7 @@ type RuntimeServer interface {
 	Fingerprint(context.Context, *FingerprintRequest) (*FingerprintResponse, error)
 	EnsureImage(context.Context, *EnsureImageRequest) (*EnsureImageResponse, error)
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	StartTask(context.Context, *StartTaskRequest) (*StartTaskResponse, error)
 	StopTask(context.Context, *StopTaskRequest) (*StopTaskResponse, error)
 	DestroyTask(context.Context, *DestroyTaskRequest) (*DestroyTaskResponse, error)
@@ -257,6 +270,9 @@ func (UnimplementedRuntimeServer) EnsureImage(context.Context, *EnsureImageReque
 }
 func (UnimplementedRuntimeServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedRuntimeServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
 }
 func (UnimplementedRuntimeServer) StartTask(context.Context, *StartTaskRequest) (*StartTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartTask not implemented")
@@ -351,6 +367,24 @@ func _Runtime_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) err
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
+
+func _Runtime_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Runtime_StartTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StartTaskRequest)
@@ -521,6 +555,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnsureImage",
 			Handler:    _Runtime_EnsureImage_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _Runtime_ListImages_Handler,
 		},
 		{
 			MethodName: "StartTask",
