@@ -29,27 +29,33 @@ archive where no registry can be reached.`,
 		Example: `  warren image import busybox.tar`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newImageImportCmd(g))
+	cmd.AddCommand(newImageImportCmd(g), newImageListCmd(g))
 	return cmd
 }
 
 type imageImportOptions struct {
-	g *globalOptions
+	g    *globalOptions
+	node string
 }
 
 func newImageImportCmd(g *globalOptions) *cobra.Command {
 	o := &imageImportOptions{g: g}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "import FILE|-",
 		Short: "Load an image archive into every worker",
 		Long: `Load an image archive (an OCI layout or "docker save" tarball) into the runtime
-of every worker the agent reaches, for sites without a registry. FILE "-"
-reads the archive from standard input.
+of every ready worker, for sites without a registry; --node loads it into one
+node only. On a manager the archive goes to every worker through the
+manager's connections to them; on a worker-only node, into its own runtime.
+FILE "-" reads the archive from standard input.
 
-Prints the images the archive held (REF, DIGEST, SIZE) and the nodes that
-took them; -o json prints the API's ImportImageResponse. The archive is
-streamed: it can be larger than memory, and --timeout does not apply.`,
+Prints the images the archive held (REF, DIGEST, SIZE), then one line per
+node: the node that took them, or the node that failed and why (the command
+then exits with status 1). -o json prints the API's ImportImageResponse. The
+archive is streamed: it can be larger than memory, and --timeout does not
+apply.`,
 		Example: `  warren image import busybox.tar
+  warren image import app.tar --node edge-2
   docker save busybox:1.36 | ssh edge-1 warren image import -
   warren image import app.tar -o json`,
 		Args: exactArgs(1, "one FILE (or - for standard input)"),
@@ -57,6 +63,8 @@ streamed: it can be larger than memory, and --timeout does not apply.`,
 			return o.run(cmd, args[0])
 		},
 	}
+	cmd.Flags().StringVar(&o.node, "node", "", "load the image into this `NODE` (name or ID) only")
+	return cmd
 }
 
 func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
@@ -87,13 +95,15 @@ func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
 	if err != nil {
 		return err
 	}
+	node := o.node
 	for n > 0 {
-		if err := stream.Send(&apiv1.ImportImageChunk{Data: buf[:n]}); err != nil {
+		if err := stream.Send(&apiv1.ImportImageChunk{Data: buf[:n], Node: node}); err != nil {
 			if errors.Is(err, io.EOF) {
 				break // the agent ended the call: CloseAndRecv says why
 			}
 			return err
 		}
+		node = ""
 		if n, err = readChunk(r, buf); err != nil {
 			return fmt.Errorf("reading %s: %w (the import was abandoned)", name, err)
 		}
@@ -109,12 +119,27 @@ func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
 	if err := writeTable(out, imageImportHeader, importedRows(resp.GetImages())); err != nil {
 		return err
 	}
-	nodes := "no node"
-	if len(resp.GetNodes()) > 0 {
-		nodes = strings.Join(resp.GetNodes(), ", ")
+	if len(resp.GetResults()) == 0 {
+		nodes := "no node"
+		if len(resp.GetNodes()) > 0 {
+			nodes = strings.Join(resp.GetNodes(), ", ")
+		}
+		_, err = fmt.Fprintf(out, "Imported on %s\n", nodes)
+		return err
 	}
-	_, err = fmt.Fprintf(out, "Imported on %s\n", nodes)
-	return err
+	var failed []string
+	for _, res := range resp.GetResults() {
+		if res.GetError() != "" {
+			failed = append(failed, res.GetNode())
+			fmt.Fprintf(out, "%s: failed: %s\n", res.GetNode(), res.GetError())
+			continue
+		}
+		fmt.Fprintf(out, "%s: imported\n", res.GetNode())
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the import failed on %s", strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 // openArchive opens file, or standard input for "-"; name is how errors
@@ -191,4 +216,61 @@ func humanSize(b int64) string {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	}
 	return s + units[i]
+}
+
+type imageListOptions struct {
+	g    *globalOptions
+	node string
+}
+
+func newImageListCmd(g *globalOptions) *cobra.Command {
+	o := &imageListOptions{g: g}
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the images on every worker",
+		Long: `List the images in the runtime of every ready worker (--node: of one node),
+one row per node and image: NODE, REF, DIGEST, SIZE. A node that does not
+answer is reported on stderr and the command exits with status 1. -o json
+prints the API's ListImagesResponse.`,
+		Example: `  warren image ls
+  warren image ls --node edge-2`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	cmd.Flags().StringVar(&o.node, "node", "", "list the images of this `NODE` (name or ID) only")
+	return cmd
+}
+
+func (o *imageListOptions) run(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	c, err := o.g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.ListImages(ctx, &apiv1.ListImagesRequest{Node: o.node})
+	if err != nil {
+		return err
+	}
+	if o.g.outputOr(outputTable) == outputJSON {
+		return writeJSON(cmd.OutOrStdout(), resp)
+	}
+	var rows [][]string
+	var failed []error
+	for _, n := range resp.GetNodes() {
+		if n.GetError() != "" {
+			failed = append(failed, fmt.Errorf("node %s: %s", n.GetNode(), n.GetError()))
+			continue
+		}
+		for _, r := range importedRows(n.GetImages()) {
+			rows = append(rows, append([]string{n.GetNode()}, r...))
+		}
+	}
+	if err := writeTable(cmd.OutOrStdout(), append([]string{"NODE"}, imageImportHeader...), rows); err != nil {
+		return err
+	}
+	return errors.Join(failed...)
 }

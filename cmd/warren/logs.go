@@ -138,6 +138,14 @@ func (o *logsOptions) run(cmd *cobra.Command, target string) error {
 			}
 			return err
 		}
+		if end := chunk.GetEnd(); end != "" {
+			// A followed task's output ended: say so, apart from the output.
+			if err := lw.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s\n", end)
+			continue
+		}
 		if err := lw.write(chunk); err != nil {
 			return err
 		}

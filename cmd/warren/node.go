@@ -25,7 +25,7 @@ workers, which run tasks; drain or pause them, label them, remove them.`,
   warren node rm edge-7`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newNodeListCmd(g), newNodeInspectCmd(g), newNodeUpdateCmd(g), newNodeLabelCmd(g), newNodeRemoveCmd(g), newNodePromoteCmd(g), newNodeDemoteCmd(g))
+	cmd.AddCommand(newNodeListCmd(g), newNodePsCmd(g), newNodeInspectCmd(g), newNodeUpdateCmd(g), newNodeLabelCmd(g), newNodeRemoveCmd(g), newNodePromoteCmd(g), newNodeDemoteCmd(g))
 	return cmd
 }
 

@@ -23,25 +23,32 @@ func newPluginCmd(g *globalOptions) *cobra.Command {
 }
 
 type pluginListOptions struct {
-	g *globalOptions
+	g    *globalOptions
+	node string
 }
 
 func newPluginListCmd(g *globalOptions) *cobra.Command {
 	o := &pluginListOptions{g: g}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List the local agent's plugins",
-		Long: `List the plugins of the local agent, by kind and name: the version each
-reported, its process ID, its state, how many times it was restarted after a
-crash, and the binary it runs. -o json includes each plugin's last error.`,
+		Short:   "List the plugins of the agent and of every worker",
+		Long: `List plugins by kind and name: the version each reported, its process ID,
+its state, how many times it was restarted after a crash, and the binary it
+runs. On a manager the list holds the manager's plugins and every worker's
+(a NODE column then says whose; a worker that does not answer is one row in
+state "unreachable" saying why); --node lists one node's. On a worker-only
+node, its own. -o json includes each plugin's last error.`,
 		Example: `  warren plugin ls
+  warren plugin ls --node edge-2
   warren plugin ls -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd)
 		},
 	}
+	cmd.Flags().StringVar(&o.node, "node", "", "list the plugins of this `NODE` (name or ID) only")
+	return cmd
 }
 
 func (o *pluginListOptions) run(cmd *cobra.Command) error {
@@ -52,18 +59,36 @@ func (o *pluginListOptions) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 
-	resp, err := c.ListPlugins(ctx, &apiv1.ListPluginsRequest{})
+	resp, err := c.ListPlugins(ctx, &apiv1.ListPluginsRequest{Node: o.node})
 	if err != nil {
 		return err
 	}
 	plugins := resp.GetPlugins()
 	slices.SortFunc(plugins, func(a, b *apiv1.PluginStatus) int {
-		return cmp.Or(cmp.Compare(a.GetKind(), b.GetKind()), cmp.Compare(a.GetName(), b.GetName()))
+		return cmp.Or(cmp.Compare(a.GetNode(), b.GetNode()), cmp.Compare(a.GetKind(), b.GetKind()), cmp.Compare(a.GetName(), b.GetName()))
 	})
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), plugins)
 	}
-	return writeTable(cmd.OutOrStdout(), pluginListHeader, pluginRows(plugins))
+	rows := pluginRows(plugins)
+	header := pluginListHeader
+	if manyNodes(plugins) {
+		header = append([]string{"NODE"}, header...)
+		for i, p := range plugins {
+			rows[i] = append([]string{p.GetNode()}, rows[i]...)
+		}
+	}
+	return writeTable(cmd.OutOrStdout(), header, rows)
+}
+
+// manyNodes reports whether plugins come from more than one node.
+func manyNodes(plugins []*apiv1.PluginStatus) bool {
+	for _, p := range plugins {
+		if p.GetNode() != plugins[0].GetNode() {
+			return true
+		}
+	}
+	return false
 }
 
 var pluginListHeader = []string{"NAME", "KIND", "VERSION", "PID", "STATE", "RESTARTS", "PATH", "LAST ERROR"}

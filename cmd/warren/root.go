@@ -275,7 +275,7 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// exactArgs, minArgs and noArgs are cobra.PositionalArgs that name what is
+// exactArgs, minArgs, maxArgs and noArgs are cobra.PositionalArgs that name what is
 // missing or extra, as usage errors.
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -293,6 +293,16 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) < n {
 			return usageErrorf("%q needs %s", cmd.CommandPath(), what)
+		}
+		return nil
+	}
+}
+
+// maxArgs is a cobra.PositionalArgs taking at most n arguments.
+func maxArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErrorf("%q takes %s, but got %d arguments: %s", cmd.CommandPath(), what, len(args), strings.Join(args, " "))
 		}
 		return nil
 	}

@@ -32,7 +32,7 @@ func newTaskCmd(g *globalOptions) *cobra.Command {
   warren task logs 3f2a9c1b7d4e`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g))
+	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g), newTaskExecCmd(g))
 	return cmd
 }
 
@@ -184,4 +184,57 @@ const waitingPrefix = "waiting for "
 // started reports whether t has got as far as running (or beyond).
 func started(t *apiv1.Task) bool {
 	return t.GetState() >= apiv1.TaskState_TASK_STATE_RUNNING
+}
+
+// newNodePsCmd is `node ps [NODE]`: `task ls --node NODE`, the local
+// agent's node when none is named.
+func newNodePsCmd(g *globalOptions) *cobra.Command {
+	o := &taskListOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "ps [NODE]",
+		Short: "List the tasks on a node",
+		Long: `List the tasks placed on a node (name or ID; default: the node of the agent
+the CLI talks to), with the columns of "task ls". Finished tasks kept as
+history are shown with --all.`,
+		Example: `  warren node ps
+  warren node ps edge-1 --all`,
+		Args: maxArgs(1, "at most one NODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.node = args[0]
+			} else {
+				c, err := g.dial(cmd.Context())
+				if err != nil {
+					return err
+				}
+				info, err := c.ClusterInfo(cmd.Context(), &apiv1.ClusterInfoRequest{})
+				c.Close()
+				if err != nil {
+					return err
+				}
+				o.node = info.GetNodeId()
+			}
+			if _, err := o.lookupNode(cmd); err != nil {
+				return err
+			}
+			return o.run(cmd)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "include finished tasks kept as history")
+	return cmd
+}
+
+// lookupNode checks that o.node names a node, so that a typo is an error
+// rather than an empty list.
+func (o *taskListOptions) lookupNode(cmd *cobra.Command) (*apiv1.Node, error) {
+	c, err := o.g.dial(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	resp, err := c.GetNode(cmd.Context(), &apiv1.GetNodeRequest{NameOrId: o.node})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/warrenorch/warren/config"
@@ -32,6 +34,7 @@ import (
 	"github.com/warrenorch/warren/core/raftnode"
 	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/core/tunnel"
 	"github.com/warrenorch/warren/core/version"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -185,10 +188,16 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			return st.Sessions, st.Heartbeats
 		},
 	})
-	var workers api.Workers
-	if rt != nil {
-		workers = &localWorkers{nodeID: r.nodeID, nodeName: cfg.NodeName, rt: rt}
-	}
+	// Every worker, this node's own included, opens a tunnel to every
+	// manager: the API reaches the runtimes through them.
+	tunnels := tunnel.NewRegistry(func(ctx context.Context) (string, error) {
+		c, ok := cluster.CallerFrom(ctx)
+		if !ok || c.NodeID == "" {
+			return "", status.Error(codes.PermissionDenied, "a node tunnel needs a node certificate")
+		}
+		return c.NodeID, nil
+	})
+	workers := &tunnelWorkers{reg: tunnels, state: view}
 	apiSrv := api.NewServer(api.Options{
 		State:    view,
 		Raft:     node,
@@ -243,6 +252,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 	api.RegisterService(m.tcpSrv, &apiv1.Cluster_ServiceDesc, services)
 	api.RegisterService(m.tcpSrv, &apiv1.NodeCA_ServiceDesc, services)
 	api.RegisterService(m.tcpSrv, &apiv1.Dispatcher_ServiceDesc, disp)
+	api.RegisterService(m.tcpSrv, &apiv1.NodeTunnel_ServiceDesc, tunnels)
 
 	sched := scheduler.NewClient(schedPlugin.Client())
 	taskLock := &sync.Mutex{}

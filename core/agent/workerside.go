@@ -13,7 +13,9 @@ import (
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/cluster"
+	"github.com/warrenorch/warren/core/nodeapi"
 	"github.com/warrenorch/warren/core/pki"
+	"github.com/warrenorch/warren/core/tunnel"
 	"github.com/warrenorch/warren/core/version"
 	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -23,6 +25,22 @@ import (
 // leader, reaching it through whichever manager answers.
 func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runtime.Runtime, sh *shared) error {
 	role := r.id.role()
+	// The managers reach this node's runtime through tunnels it opens to
+	// each of them (core/tunnel): it may accept no connection itself.
+	tsrv := tunnel.NewServer()
+	apiv1.RegisterNodeRuntimeServer(tsrv, &nodeapi.Server{Runtime: rt, Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(r.host) }})
+	tunnels := tunnel.NewWorker(tsrv, func(addr string) (apiv1.NodeTunnelClient, error) {
+		conn, err := r.peers.conn(addr)
+		if err != nil {
+			return nil, err
+		}
+		return apiv1.NewNodeTunnelClient(conn), nil
+	}, r.logger.Named("tunnel"))
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		logExit(r.logger, "node tunnels", tunnels.Run(ctx))
+	}()
 	w, err := worker.New(worker.Options{
 		NodeID:     r.nodeID,
 		NodeName:   r.cfg.NodeName,
@@ -43,6 +61,7 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 		},
 		OnSession: func(info *apiv1.SessionInfo) {
 			r.peers.update(info.GetManagers())
+			tunnels.SetManagers(ctx, info.GetManagers())
 			if got := info.GetRole(); got != apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 				if want := cluster.RoleOf(got); want != role {
 					r.changeRole(want)
@@ -137,7 +156,8 @@ func (r *run) renew(ctx context.Context) error {
 }
 
 // workerAPI is the API a worker-only agent serves on its local socket:
-// cluster info about itself and image import into its own runtime. The
+// cluster info about itself, its own plugins and image import into its own
+// runtime. The
 // cluster's API is on the managers.
 type workerAPI struct {
 	apiv1.UnimplementedWarrenServer
@@ -150,7 +170,8 @@ func newWorkerAPI(r *run, rt runtime.Runtime) *workerAPI {
 }
 
 func (w *workerAPI) grpcServer() *grpc.Server {
-	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version})
+	srv := api.NewServer(api.Options{Workers: w.workers, NodeID: w.r.nodeID, NodeName: w.r.cfg.NodeName, Version: version.Version,
+		Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(w.r.host) }})
 	g := grpc.NewServer(append(w.r.metrics.ServerOptions(),
 		grpc.MaxRecvMsgSize(api.MaxRequestBytes),
 		api.RequestCodec(),
@@ -176,6 +197,16 @@ func (w *workerWarren) ClusterInfo(context.Context, *apiv1.ClusterInfoRequest) (
 	}, nil
 }
 
+// ListImages lists this worker's own images.
+func (w *workerWarren) ListImages(ctx context.Context, req *apiv1.ListImagesRequest) (*apiv1.ListImagesResponse, error) {
+	return w.images.ListImages(ctx, req)
+}
+
+// ListPlugins lists this worker's own plugins.
+func (w *workerWarren) ListPlugins(ctx context.Context, req *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
+	return w.images.ListPlugins(ctx, req)
+}
+
 func (w *workerWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 	return w.images.ImportImage(stream)
 }
@@ -183,7 +214,9 @@ func (w *workerWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error 
 const workerRefusal = "this node is a worker: run the command on a manager, or point the CLI at one with --addr and an admin certificate (warren cluster admin-cert)"
 
 func workerOnly(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if info.FullMethod != apiv1.Warren_ClusterInfo_FullMethodName {
+	switch info.FullMethod {
+	case apiv1.Warren_ClusterInfo_FullMethodName, apiv1.Warren_ListPlugins_FullMethodName, apiv1.Warren_ListImages_FullMethodName:
+	default:
 		return nil, status.Error(codes.FailedPrecondition, workerRefusal)
 	}
 	return h(ctx, req)

@@ -405,11 +405,12 @@ func (s *Server) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServ
 	}
 }
 
-// ListPlugins lists the agent's plugins.
-func (s *Server) ListPlugins(context.Context, *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
-	var ps []*apiv1.PluginStatus
-	if s.opts.Plugins != nil {
-		ps = s.opts.Plugins()
+// ListPlugins lists the agent's plugins and, on a manager, those of every
+// worker (or of req.Node only).
+func (s *Server) ListPlugins(ctx context.Context, req *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
+	ps, err := s.listPlugins(ctx, req.GetNode())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	return &apiv1.ListPluginsResponse{Plugins: ps}, nil
 }

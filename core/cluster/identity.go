@@ -62,6 +62,7 @@ var policy = func() map[string]access {
 		apiv1.NodeCA_Renew_FullMethodName:         accessNode,
 		apiv1.NodeCA_AddRaftMember_FullMethodName: accessManager,
 		apiv1.Dispatcher_Session_FullMethodName:   accessNode,
+		apiv1.NodeTunnel_Open_FullMethodName:      accessNode,
 	}
 	for _, m := range apiv1.Warren_ServiceDesc.Methods {
 		p["/"+apiv1.Warren_ServiceDesc.ServiceName+"/"+m.MethodName] = accessAdmin

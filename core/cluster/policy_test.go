@@ -10,7 +10,7 @@ import (
 )
 
 // served are the services on the cluster port.
-var served = []grpc.ServiceDesc{apiv1.Warren_ServiceDesc, apiv1.Cluster_ServiceDesc, apiv1.NodeCA_ServiceDesc, apiv1.Dispatcher_ServiceDesc}
+var served = []grpc.ServiceDesc{apiv1.Warren_ServiceDesc, apiv1.Cluster_ServiceDesc, apiv1.NodeCA_ServiceDesc, apiv1.Dispatcher_ServiceDesc, apiv1.NodeTunnel_ServiceDesc}
 
 func methods(d grpc.ServiceDesc) []string {
 	var out []string

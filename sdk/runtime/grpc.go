@@ -70,6 +70,18 @@ func (s *server) EnsureImage(ctx context.Context, req *runtimev1.EnsureImageRequ
 	return &runtimev1.EnsureImageResponse{Image: imageToPB(img)}, nil
 }
 
+func (s *server) ListImages(ctx context.Context, _ *runtimev1.ListImagesRequest) (*runtimev1.ListImagesResponse, error) {
+	imgs, err := s.impl.ListImages(ctx)
+	if err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	out := &runtimev1.ListImagesResponse{}
+	for _, img := range imgs {
+		out.Images = append(out.Images, imageToPB(img))
+	}
+	return out, nil
+}
+
 func (s *server) ImportImage(stream runtimev1.Runtime_ImportImageServer) error {
 	r := &chunkReader{recv: func() ([]byte, error) {
 		chunk, err := stream.Recv()
@@ -200,6 +212,18 @@ func (c *client) EnsureImage(ctx context.Context, ref string, alwaysPull bool) (
 		return Image{}, sdk.FromStatus(err)
 	}
 	return imageFromPB(resp.GetImage()), nil
+}
+
+func (c *client) ListImages(ctx context.Context) ([]Image, error) {
+	resp, err := c.rpc.ListImages(ctx, &runtimev1.ListImagesRequest{})
+	if err != nil {
+		return nil, sdk.FromStatus(err)
+	}
+	out := make([]Image, 0, len(resp.GetImages()))
+	for _, img := range resp.GetImages() {
+		out = append(out, imageFromPB(img))
+	}
+	return out, nil
 }
 
 func (c *client) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) {

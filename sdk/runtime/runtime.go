@@ -212,6 +212,34 @@ type Runtime interface {
 	// are kept until DestroyTask.
 	TaskLogs(ctx context.Context, req LogsRequest, fn func(LogChunk) error) error
 
+	// ListImages returns the images the runtime holds for tasks, sorted by
+	// Ref (what ImportImage and EnsureImage stored, under their normalized
+	// refs). Size is 0 where the runtime cannot tell. A runtime that cannot
+	// list returns ErrUnsupported.
+	ListImages(ctx context.Context) ([]Image, error)
+
+	// Exec runs req.Cmd inside the running task req.TaskID, as the task's
+	// process runs (user, working directory, namespaces, cgroup) with
+	// req.Env added to its environment, and returns the command's exit
+	// code once it has exited and its output has been written to
+	// req.Stdout and req.Stderr.
+	//
+	//   - With req.TTY the command gets a terminal of req.Size: its output
+	//     all goes to req.Stdout, and sizes from req.Resize apply as they
+	//     come.
+	//   - req.Stdin nil gives the command an empty input; otherwise its
+	//     input ends when req.Stdin returns io.EOF.
+	//   - If ctx ends first, the command is killed and Exec returns ctx's
+	//     error: a health-check caller bounds a probe with a deadline and
+	//     reads the output from a buffer.
+	//
+	// A missing task returns ErrNotFound; a task that is not running (it
+	// exited, or has not started) returns ErrFailedPrecondition; an empty
+	// Cmd returns ErrInvalidArgument; a command that cannot be started
+	// (not found in the task's filesystem) returns an error naming it. A
+	// runtime that cannot exec returns ErrUnsupported.
+	Exec(ctx context.Context, req ExecRequest) (exitCode int, err error)
+
 	// Health returns nil when the runtime can do its work now: its backend
 	// answers a cheap request (containerd's version, a daemon's ping). It
 	// returns an error saying what does not answer and for how long it

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"time"
@@ -424,4 +425,30 @@ func (s LogStream) String() string {
 type LogChunk struct {
 	Stream LogStream
 	Data   []byte
+}
+
+// ExecRequest is a command for Exec to run in a running task.
+type ExecRequest struct {
+	TaskID string
+	// Cmd is the command and its arguments; required.
+	Cmd []string
+	// Env are KEY=VALUE variables added to the task's environment.
+	Env []string
+	// TTY gives the command a terminal.
+	TTY bool
+	// Size is the terminal's first size, with TTY (zero: the runtime's
+	// default).
+	Size TermSize
+	// Resize delivers later terminal sizes, with TTY; may be nil.
+	Resize <-chan TermSize
+	// Stdin is the command's input; nil: empty.
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output; nil discards it.
+	// Exec writes to each from one goroutine at a time.
+	Stdout, Stderr io.Writer
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Width, Height uint16
 }

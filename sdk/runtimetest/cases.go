@@ -43,6 +43,7 @@ var cases = []struct {
 	{"Health", testHealth},
 	{"ImportImage", testImportImage},
 	{"EnsureImage", testEnsureImage},
+	{"ListImages", testListImages},
 	{"EnsureImageMissing", testEnsureImageMissing},
 	{"StartMissingImage", testStartMissingImage},
 	{"StartInvalidSpec", testStartInvalidSpec},
@@ -58,6 +59,7 @@ var cases = []struct {
 	{"EnvAndArgs", testEnvAndArgs},
 	{"LogsTail", testLogsTail},
 	{"LogsFollow", testLogsFollow},
+	{"Exec", testExec},
 	{"Recover", testRecover},
 	{"EventsClose", testEventsClose},
 	{"Hostname", testHostname},
@@ -257,6 +259,21 @@ func testImportImage(t *testing.T, e *env) {
 	}
 	if img.Ref == "" || img.Digest == "" {
 		t.Errorf("EnsureImage = %+v, want a ref and a digest", img)
+	}
+}
+
+func testListImages(t *testing.T, e *env) {
+	ctx := e.ctx()
+	img := e.ensureImage(ctx)
+	imgs, err := e.rt.ListImages(ctx)
+	if err != nil {
+		t.Fatalf("ListImages: %v", err)
+	}
+	if !slices.ContainsFunc(imgs, func(i runtime.Image) bool { return i.Ref == img.Ref && i.Digest == img.Digest }) {
+		t.Fatalf("ListImages = %v, lacks %v", imgs, img)
+	}
+	if !slices.IsSortedFunc(imgs, func(a, b runtime.Image) int { return strings.Compare(a.Ref, b.Ref) }) {
+		t.Errorf("ListImages is not sorted by ref: %v", imgs)
 	}
 }
 
@@ -711,4 +728,68 @@ func testEventsClose(t *testing.T, e *env) {
 			t.Fatal("the events channel stayed open after its context ended")
 		}
 	}
+}
+
+// testExec runs commands in a running task: output, input, environment
+// and exit code come back; a deadline kills a command that hangs (the
+// health-check use); bad requests get typed errors.
+func testExec(t *testing.T, e *env) {
+	ctx := e.ctx()
+	e.ensureImage(ctx)
+	spec := e.spec(e.opts.LongCommand)
+	e.startRunning(ctx, spec)
+	for _, tc := range []struct {
+		name     string
+		cmd      []string
+		env      []string
+		stdin    string
+		want     string // in stdout
+		wantCode int
+	}{
+		{"echo", []string{"echo", "exec-ok"}, nil, "", "exec-ok\n", 0},
+		{"stdin", []string{"cat"}, nil, "line one\nline two\n", "line one\nline two\n", 0},
+		{"env", []string{"env"}, []string{"WARREN_EXEC=" + e.prefix}, "", "WARREN_EXEC=" + e.prefix, 0},
+		{"exit code", []string{"false"}, nil, "", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut strings.Builder
+			req := runtime.ExecRequest{TaskID: spec.TaskID, Cmd: tc.cmd, Env: tc.env, Stdout: &out, Stderr: &errOut}
+			if tc.stdin != "" {
+				req.Stdin = strings.NewReader(tc.stdin)
+			}
+			code, err := e.rt.Exec(ctx, req)
+			if err != nil {
+				t.Fatalf("Exec %q: %v", tc.cmd, err)
+			}
+			if code != tc.wantCode || !strings.Contains(out.String(), tc.want) {
+				t.Fatalf("Exec %q = exit %d, stdout %q, stderr %q; want exit %d and %q in stdout", tc.cmd, code, out.String(), errOut.String(), tc.wantCode, tc.want)
+			}
+		})
+	}
+
+	// A deadline ends a command that does not end by itself.
+	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	_, err := e.rt.Exec(dctx, runtime.ExecRequest{TaskID: spec.TaskID, Cmd: []string{"sleep", "60"}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Exec past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("Exec past its deadline returned after %s", took)
+	}
+
+	wantErr(t, "Exec without a command", func() error {
+		_, err := e.rt.Exec(ctx, runtime.ExecRequest{TaskID: spec.TaskID})
+		return err
+	}(), sdk.ErrInvalidArgument)
+	wantErr(t, "Exec in a missing task", func() error {
+		_, err := e.rt.Exec(ctx, runtime.ExecRequest{TaskID: e.newID(), Cmd: []string{"echo"}})
+		return err
+	}(), sdk.ErrNotFound)
+	e.stopWithin(ctx, spec.TaskID, time.Second, time.Second+stopSlack)
+	wantErr(t, "Exec in an exited task", func() error {
+		_, err := e.rt.Exec(ctx, runtime.ExecRequest{TaskID: spec.TaskID, Cmd: []string{"echo"}})
+		return err
+	}(), sdk.ErrFailedPrecondition)
 }

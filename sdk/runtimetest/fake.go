@@ -424,3 +424,62 @@ func (f *FakeRuntime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn 
 		}
 	}
 }
+
+// Exec simulates a few commands in a running task: "echo ARGS..." writes
+// its arguments, "cat" copies its input, "env" writes the extra
+// variables, "exit N" exits with N, "sleep" waits for ctx; anything else
+// writes "CMD: not found" to stderr and exits 127.
+func (f *FakeRuntime) Exec(ctx context.Context, req runtime.ExecRequest) (int, error) {
+	if len(req.Cmd) == 0 {
+		return -1, fmt.Errorf("exec in task %q: no command: %w", req.TaskID, sdk.ErrInvalidArgument)
+	}
+	f.mu.Lock()
+	task, ok := f.tasks[req.TaskID]
+	running := ok && task.status.State == runtime.StateRunning
+	f.mu.Unlock()
+	if !ok {
+		return -1, fmt.Errorf("task %q: %w", req.TaskID, sdk.ErrNotFound)
+	}
+	if !running {
+		return -1, fmt.Errorf("exec in task %q: the task is not running: %w", req.TaskID, sdk.ErrFailedPrecondition)
+	}
+	stdout, stderr := req.Stdout, req.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil || req.TTY {
+		stderr = stdout
+	}
+	switch req.Cmd[0] {
+	case "echo":
+		_, err := fmt.Fprintln(stdout, strings.Join(req.Cmd[1:], " "))
+		return 0, err
+	case "cat":
+		if req.Stdin == nil {
+			return 0, nil
+		}
+		_, err := io.Copy(stdout, req.Stdin)
+		return 0, err
+	case "env":
+		for _, e := range req.Env {
+			fmt.Fprintln(stdout, e)
+		}
+		return 0, nil
+	case "false":
+		return 1, nil
+	case "sleep":
+		<-ctx.Done()
+		return -1, ctx.Err()
+	}
+	fmt.Fprintf(stderr, "%s: not found\n", req.Cmd[0])
+	return 127, nil
+}
+
+// ListImages lists the fake's images, sorted by ref.
+func (f *FakeRuntime) ListImages(context.Context) ([]runtime.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Collect(maps.Values(f.images))
+	slices.SortFunc(out, func(a, b runtime.Image) int { return strings.Compare(a.Ref, b.Ref) })
+	return out, nil
+}

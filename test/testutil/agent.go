@@ -330,7 +330,19 @@ func RunCLI(t testing.TB, bin, socket string, args ...string) (stdout, stderr st
 // Run runs bin with args and returns its stdout, stderr and exit code.
 func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runInput(t, bin, nil, args...)
+}
+
+// RunCLIInput is RunCLI with stdin as the command's standard input.
+func RunCLIInput(t testing.TB, bin, socket, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return runInput(t, bin, strings.NewReader(stdin), append([]string{"--socket", socket}, args...)...)
+}
+
+func runInput(t testing.TB, bin string, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Stdin = stdin
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -4836,11 +4836,15 @@ func (x *TaskLogsRequest) GetTail() int64 {
 }
 
 type LogChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Slot          uint64                 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Slot   uint64                 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Data   []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// end, with follow, says that the task's output ended and why (the task
+	// exited, or its node stopped answering: it may have moved); data is
+	// then empty and no more chunks of the task follow.
+	End           string `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4903,16 +4907,394 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
-type ImportImageChunk struct {
+func (x *LogChunk) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+// ExecStart says what to run.
+type ExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is the task's ID (on the API, also a unique prefix).
+	Task string `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// cmd is the command and its arguments; required.
+	Cmd []string `protobuf:"bytes,2,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	// env is extra KEY=VALUE variables on top of the task's.
+	Env []string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	// tty gives the command a terminal (stdout and stderr are then one).
+	Tty bool `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	// stdin: the caller sends input; without it the command's stdin is empty.
+	Stdin bool `protobuf:"varint,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// timeout_ms, when positive, kills the command after that long.
+	TimeoutMs int64 `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// size is the terminal's first size, with tty.
+	Size          *TermSize `protobuf:"bytes,7,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ExecStart) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *ExecStart) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ExecStart) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecStart) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *ExecStart) GetSize() *TermSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+type TermSize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermSize) Reset() {
+	*x = TermSize{}
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermSize) ProtoMessage() {}
+
+func (x *TermSize) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
+func (*TermSize) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *TermSize) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *TermSize) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+// ExecInput is a message from the caller of Exec: start first, then input.
+type ExecInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecInput_Start
+	//	*ExecInput_Stdin
+	//	*ExecInput_StdinClose
+	//	*ExecInput_Resize
+	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInput) Reset() {
+	*x = ExecInput{}
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInput) ProtoMessage() {}
+
+func (x *ExecInput) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
+func (*ExecInput) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ExecInput) GetMsg() isExecInput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdinClose() bool {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_StdinClose); ok {
+			return x.StdinClose
+		}
+	}
+	return false
+}
+
+func (x *ExecInput) GetResize() *TermSize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecInput_Msg interface {
+	isExecInput_Msg()
+}
+
+type ExecInput_Start struct {
+	Start *ExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ExecInput_Stdin struct {
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecInput_StdinClose struct {
+	// stdin_close ends the command's input.
+	StdinClose bool `protobuf:"varint,3,opt,name=stdin_close,json=stdinClose,proto3,oneof"`
+}
+
+type ExecInput_Resize struct {
+	Resize *TermSize `protobuf:"bytes,4,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecInput_Start) isExecInput_Msg() {}
+
+func (*ExecInput_Stdin) isExecInput_Msg() {}
+
+func (*ExecInput_StdinClose) isExecInput_Msg() {}
+
+func (*ExecInput_Resize) isExecInput_Msg() {}
+
+// ExecOutput is a message to the caller of Exec: output, then exit last.
+type ExecOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecOutput_Stdout
+	//	*ExecOutput_Stderr
+	//	*ExecOutput_ExitCode
+	Msg           isExecOutput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecOutput) Reset() {
+	*x = ExecOutput{}
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecOutput) ProtoMessage() {}
+
+func (x *ExecOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
+func (*ExecOutput) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ExecOutput) GetMsg() isExecOutput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetExitCode() int32 {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_ExitCode); ok {
+			return x.ExitCode
+		}
+	}
+	return 0
+}
+
+type isExecOutput_Msg interface {
+	isExecOutput_Msg()
+}
+
+type ExecOutput_Stdout struct {
+	Stdout []byte `protobuf:"bytes,1,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecOutput_Stderr struct {
+	Stderr []byte `protobuf:"bytes,2,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecOutput_ExitCode struct {
+	// exit_code ends the stream: the command has exited.
+	ExitCode int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3,oneof"`
+}
+
+func (*ExecOutput_Stdout) isExecOutput_Msg() {}
+
+func (*ExecOutput_Stderr) isExecOutput_Msg() {}
+
+func (*ExecOutput_ExitCode) isExecOutput_Msg() {}
+
+type ImportImageChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// node, in the first message only, imports on that node alone (name or
+	// ID) instead of on every ready worker.
+	Node          string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4924,7 +5306,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4937,7 +5319,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -4945,6 +5327,13 @@ func (x *ImportImageChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *ImportImageChunk) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 type ImportedImage struct {
@@ -4958,7 +5347,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4970,7 +5359,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4983,7 +5372,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -5011,14 +5400,16 @@ type ImportImageResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Images []*ImportedImage       `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
 	// nodes are the names of the workers that imported it.
-	Nodes         []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []string `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// results say, per node tried, what it imported or why it failed.
+	Results       []*NodeImport `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5030,7 +5421,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5043,7 +5434,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -5060,24 +5451,261 @@ func (x *ImportImageResponse) GetNodes() []string {
 	return nil
 }
 
-type PluginStatus struct {
+func (x *ImportImageResponse) GetResults() []*NodeImport {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ListImagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node (name or ID) lists that node's images only.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListImagesRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type ListImagesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	Path          string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
-	Pid           int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
-	Restarts      uint32                 `protobuf:"varint,7,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	LastError     string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Nodes         []*NodeImages          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ListImagesResponse) GetNodes() []*NodeImages {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeImages is one node's images, or why they could not be listed.
+type NodeImages struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Images        []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeImages) Reset() {
+	*x = NodeImages{}
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeImages) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeImages) ProtoMessage() {}
+
+func (x *NodeImages) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
+func (*NodeImages) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *NodeImages) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeImages) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeImages) GetImages() []*ImportedImage {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *NodeImages) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// NodeImport is one node's part of an image import.
+type NodeImport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Images []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
+	// error, when set, is why the node did not import the archive.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeImport) Reset() {
+	*x = NodeImport{}
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeImport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeImport) ProtoMessage() {}
+
+func (x *NodeImport) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
+func (*NodeImport) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *NodeImport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeImport) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeImport) GetImages() []*ImportedImage {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *NodeImport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type PluginStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Version   string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Path      string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Pid       int64                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	State     string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Restarts  uint32                 `protobuf:"varint,7,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastError string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// node is the name of the node that runs the plugin.
+	Node          string `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5089,7 +5717,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5102,7 +5730,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -5168,15 +5796,25 @@ func (x *PluginStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PluginStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 type ListPluginsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node (name or ID) lists that node's plugins only; empty lists those of
+	// the manager called and, on a manager, of every worker.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5188,7 +5826,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5201,7 +5839,14 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *ListPluginsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 type ListPluginsResponse struct {
@@ -5213,7 +5858,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5225,7 +5870,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5238,7 +5883,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -5256,7 +5901,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5913,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5926,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 type ClusterInfoResponse struct {
@@ -5304,7 +5949,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5316,7 +5961,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5329,7 +5974,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -5796,21 +6441,65 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x04 \x01(\x03R\x04tail\"d\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\"v\n" +
 	"\bLogChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"&\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x10\n" +
+	"\x03end\x18\x05 \x01(\tR\x03end\"\xb7\x01\n" +
+	"\tExecStart\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\x12\x10\n" +
+	"\x03cmd\x18\x02 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12+\n" +
+	"\x04size\x18\a \x01(\v2\x17.warren.api.v1.TermSizeR\x04size\"8\n" +
+	"\bTermSize\x12\x14\n" +
+	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xb2\x01\n" +
+	"\tExecInput\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x18.warren.api.v1.ExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
+	"\vstdin_close\x18\x03 \x01(\bH\x00R\n" +
+	"stdinClose\x121\n" +
+	"\x06resize\x18\x04 \x01(\v2\x17.warren.api.v1.TermSizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"f\n" +
+	"\n" +
+	"ExecOutput\x12\x18\n" +
+	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
+	"\texit_code\x18\x03 \x01(\x05H\x00R\bexitCodeB\x05\n" +
+	"\x03msg\":\n" +
 	"\x10ImportImageChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"M\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"M\n" +
 	"\rImportedImage\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"a\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x96\x01\n" +
 	"\x13ImportImageResponse\x124\n" +
 	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05nodes\x18\x02 \x03(\tR\x05nodes\"\x82\x02\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x123\n" +
+	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"'\n" +
+	"\x11ListImagesRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
+	"\x12ListImagesResponse\x12/\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x19.warren.api.v1.NodeImagesR\x05nodes\"\x85\x01\n" +
+	"\n" +
+	"NodeImages\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
+	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x85\x01\n" +
+	"\n" +
+	"NodeImport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
+	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x96\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -5822,8 +6511,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\b \x01(\tR\tlastError\x129\n" +
 	"\n" +
-	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x14\n" +
-	"\x12ListPluginsRequest\"L\n" +
+	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x12\n" +
+	"\x04node\x18\n" +
+	" \x01(\tR\x04node\"(\n" +
+	"\x12ListPluginsRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"L\n" +
 	"\x13ListPluginsResponse\x125\n" +
 	"\aplugins\x18\x01 \x03(\v2\x1b.warren.api.v1.PluginStatusR\aplugins\"\x14\n" +
 	"\x12ClusterInfoRequest\"\xe4\x02\n" +
@@ -5890,7 +6582,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xcd\x13\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xe5\x14\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -5908,8 +6600,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
 	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
-	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12T\n" +
-	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
+	"\n" +
+	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
+	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
+	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponse\x12Q\n" +
 	"\fCreateSecret\x12\".warren.api.v1.CreateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12Q\n" +
 	"\fUpdateSecret\x12\".warren.api.v1.UpdateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12K\n" +
@@ -5939,7 +6634,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -6017,47 +6712,55 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*EventsRequest)(nil),           // 73: warren.api.v1.EventsRequest
 	(*TaskLogsRequest)(nil),         // 74: warren.api.v1.TaskLogsRequest
 	(*LogChunk)(nil),                // 75: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 76: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 77: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 78: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 79: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 80: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 81: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 82: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 83: warren.api.v1.ClusterInfoResponse
-	nil,                             // 84: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 85: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 86: warren.api.v1.Node.LabelsEntry
-	nil,                             // 87: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 88: warren.api.v1.Node.AttributesEntry
-	nil,                             // 89: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 90: warren.api.v1.Config.LabelsEntry
-	nil,                             // 91: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 92: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 93: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 94: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 95: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 96: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 97: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 98: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 99: google.protobuf.Timestamp
+	(*ExecStart)(nil),               // 76: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 77: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 78: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 79: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 80: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 81: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 82: warren.api.v1.ImportImageResponse
+	(*ListImagesRequest)(nil),       // 83: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 84: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 85: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 86: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 87: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 88: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 89: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 90: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 91: warren.api.v1.ClusterInfoResponse
+	nil,                             // 92: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 93: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 94: warren.api.v1.Node.LabelsEntry
+	nil,                             // 95: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 96: warren.api.v1.Node.AttributesEntry
+	nil,                             // 97: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 98: warren.api.v1.Config.LabelsEntry
+	nil,                             // 99: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 100: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 101: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 102: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 103: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 104: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 105: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 106: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 107: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	8,   // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	98,  // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	98,  // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	98,  // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	98,  // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	106, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	106, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	106, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	106, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	9,   // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	10,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	84,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	85,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	92,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	93,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	11,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	11,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	12,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	13,  // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	14,  // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	98,  // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	106, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	2,   // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	16,  // 16: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	17,  // 17: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -6065,56 +6768,56 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 19: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 20: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	15,  // 21: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	99,  // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	107, // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	15,  // 24: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	3,   // 25: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	3,   // 26: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	99,  // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	99,  // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	107, // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	107, // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	4,   // 30: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	5,   // 31: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	6,   // 32: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	86,  // 33: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	94,  // 33: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	11,  // 34: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	99,  // 35: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 36: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	87,  // 37: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	107, // 35: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	107, // 36: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	95,  // 37: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	23,  // 38: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	88,  // 39: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	96,  // 39: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	21,  // 40: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	99,  // 41: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	89,  // 42: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	99,  // 43: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 44: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	90,  // 45: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	99,  // 46: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 47: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	91,  // 48: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	92,  // 49: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	99,  // 50: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	107, // 41: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	97,  // 42: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	107, // 43: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	107, // 44: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	98,  // 45: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	107, // 46: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	107, // 47: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	99,  // 48: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	100, // 49: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	107, // 50: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	7,   // 51: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	99,  // 52: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	107, // 52: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	18,  // 53: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	19,  // 54: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	20,  // 55: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	24,  // 56: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	26,  // 57: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	25,  // 58: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	93,  // 59: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	101, // 59: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
 	26,  // 60: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
 	30,  // 61: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	94,  // 62: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	102, // 62: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
 	24,  // 63: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
 	24,  // 64: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	95,  // 65: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	103, // 65: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
 	25,  // 66: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
 	25,  // 67: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
 	15,  // 68: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 69: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	18,  // 70: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	96,  // 71: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	104, // 71: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	18,  // 72: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	15,  // 73: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 74: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -6122,78 +6825,89 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	20,  // 76: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	20,  // 77: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	6,   // 78: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	97,  // 79: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	105, // 79: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	20,  // 80: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	20,  // 81: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	19,  // 82: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	77,  // 83: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	99,  // 84: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	79,  // 85: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	51,  // 86: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	53,  // 87: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	55,  // 88: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	57,  // 89: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	59,  // 90: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	61,  // 91: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	63,  // 92: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	65,  // 93: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	67,  // 94: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	69,  // 95: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	71,  // 96: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	73,  // 97: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	74,  // 98: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	76,  // 99: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	80,  // 100: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	82,  // 101: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	35,  // 102: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	36,  // 103: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	37,  // 104: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	39,  // 105: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	41,  // 106: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	43,  // 107: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	44,  // 108: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	45,  // 109: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	47,  // 110: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	49,  // 111: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	28,  // 112: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	29,  // 113: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	31,  // 114: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	33,  // 115: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	52,  // 116: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	54,  // 117: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	56,  // 118: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	58,  // 119: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	60,  // 120: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	62,  // 121: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	64,  // 122: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	66,  // 123: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	68,  // 124: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	70,  // 125: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	72,  // 126: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	27,  // 127: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	75,  // 128: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	78,  // 129: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	81,  // 130: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	83,  // 131: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	38,  // 132: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	38,  // 133: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	38,  // 134: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	40,  // 135: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	42,  // 136: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	46,  // 137: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	46,  // 138: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	46,  // 139: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	48,  // 140: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	50,  // 141: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	30,  // 142: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	30,  // 143: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	32,  // 144: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	34,  // 145: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	116, // [116:146] is the sub-list for method output_type
-	86,  // [86:116] is the sub-list for method input_type
-	86,  // [86:86] is the sub-list for extension type_name
-	86,  // [86:86] is the sub-list for extension extendee
-	0,   // [0:86] is the sub-list for field type_name
+	77,  // 83: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	76,  // 84: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	77,  // 85: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	81,  // 86: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	86,  // 87: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	85,  // 88: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	81,  // 89: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	81,  // 90: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	107, // 91: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	87,  // 92: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	51,  // 93: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	53,  // 94: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	55,  // 95: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	57,  // 96: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	59,  // 97: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	61,  // 98: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	63,  // 99: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	65,  // 100: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	67,  // 101: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	69,  // 102: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	71,  // 103: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	73,  // 104: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	74,  // 105: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	80,  // 106: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	83,  // 107: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	88,  // 108: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	78,  // 109: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	90,  // 110: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	35,  // 111: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	36,  // 112: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	37,  // 113: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	39,  // 114: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	41,  // 115: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	43,  // 116: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	44,  // 117: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	45,  // 118: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	47,  // 119: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	49,  // 120: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	28,  // 121: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	29,  // 122: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	31,  // 123: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	33,  // 124: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	52,  // 125: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	54,  // 126: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	56,  // 127: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	58,  // 128: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	60,  // 129: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	62,  // 130: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	64,  // 131: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	66,  // 132: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	68,  // 133: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	70,  // 134: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	72,  // 135: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	27,  // 136: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	75,  // 137: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	82,  // 138: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	84,  // 139: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	89,  // 140: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	79,  // 141: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	91,  // 142: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	38,  // 143: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	38,  // 144: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	38,  // 145: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	40,  // 146: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	42,  // 147: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	46,  // 148: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	46,  // 149: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	46,  // 150: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	48,  // 151: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	50,  // 152: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	30,  // 153: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	30,  // 154: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	32,  // 155: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	34,  // 156: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	125, // [125:157] is the sub-list for method output_type
+	93,  // [93:125] is the sub-list for method input_type
+	93,  // [93:93] is the sub-list for extension type_name
+	93,  // [93:93] is the sub-list for extension extendee
+	0,   // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -6210,13 +6924,24 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Config)(nil),
 	}
 	file_core_api_v1_api_proto_msgTypes[56].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[67].OneofWrappers = []any{
+		(*ExecInput_Start)(nil),
+		(*ExecInput_Stdin)(nil),
+		(*ExecInput_StdinClose)(nil),
+		(*ExecInput_Resize)(nil),
+	}
+	file_core_api_v1_api_proto_msgTypes[68].OneofWrappers = []any{
+		(*ExecOutput_Stdout)(nil),
+		(*ExecOutput_Stderr)(nil),
+		(*ExecOutput_ExitCode)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   87,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,7 +36,9 @@ const (
 	Warren_Events_FullMethodName        = "/warren.api.v1.Warren/Events"
 	Warren_TaskLogs_FullMethodName      = "/warren.api.v1.Warren/TaskLogs"
 	Warren_ImportImage_FullMethodName   = "/warren.api.v1.Warren/ImportImage"
+	Warren_ListImages_FullMethodName    = "/warren.api.v1.Warren/ListImages"
 	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
+	Warren_ExecTask_FullMethodName      = "/warren.api.v1.Warren/ExecTask"
 	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
 	Warren_CreateSecret_FullMethodName  = "/warren.api.v1.Warren/CreateSecret"
 	Warren_UpdateSecret_FullMethodName  = "/warren.api.v1.Warren/UpdateSecret"
@@ -81,7 +83,13 @@ type WarrenClient interface {
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	// ListImages lists the images in the runtime of every ready worker (or of
+	// node), one entry per node and image.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
+	// ExecTask runs a command in a running task on any node (node.proto's
+	// ExecInput/ExecOutput; the first input is start).
+	ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -276,6 +284,16 @@ func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
 
+func (c *warrenClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, Warren_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *warrenClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPluginsResponse)
@@ -285,6 +303,19 @@ func (c *warrenClient) ListPlugins(ctx context.Context, in *ListPluginsRequest, 
 	}
 	return out, nil
 }
+
+func (c *warrenClient) ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[3], Warren_ExecTask_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecInput, ExecOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ExecTaskClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
 
 func (c *warrenClient) ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -463,7 +494,13 @@ type WarrenServer interface {
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	// ListImages lists the images in the runtime of every ready worker (or of
+	// node), one entry per node and image.
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
+	// ExecTask runs a command in a running task on any node (node.proto's
+	// ExecInput/ExecOutput; the first input is start).
+	ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -539,8 +576,14 @@ func (UnimplementedWarrenServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreaming
 func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
 }
+func (UnimplementedWarrenServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
+}
 func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
+}
+func (UnimplementedWarrenServer) ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
+	return status.Error(codes.Unimplemented, "method ExecTask not implemented")
 }
 func (UnimplementedWarrenServer) ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterInfo not implemented")
@@ -835,6 +878,24 @@ func _Warren_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
 
+func _Warren_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Warren_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListPluginsRequest)
 	if err := dec(in); err != nil {
@@ -852,6 +913,13 @@ func _Warren_ListPlugins_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Warren_ExecTask_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WarrenServer).ExecTask(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Warren_ExecTaskServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
 
 func _Warren_ClusterInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterInfoRequest)
@@ -1175,6 +1243,10 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Warren_ListTasks_Handler,
 		},
 		{
+			MethodName: "ListImages",
+			Handler:    _Warren_ListImages_Handler,
+		},
+		{
 			MethodName: "ListPlugins",
 			Handler:    _Warren_ListPlugins_Handler,
 		},
@@ -1253,6 +1325,12 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportImage",
 			Handler:       _Warren_ImportImage_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExecTask",
+			Handler:       _Warren_ExecTask_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},

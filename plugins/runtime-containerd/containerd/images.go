@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd"
@@ -305,4 +306,31 @@ func (p progressReader) Read(b []byte) (int, error) {
 		p.mark()
 	}
 	return n, err
+}
+
+// ListImages lists the images of Warren's namespace, sorted by ref; an
+// image whose content cannot be read (an interrupted pull) is listed
+// without its size.
+func (r *Runtime) ListImages(ctx context.Context) (_ []runtime.Image, err error) {
+	be, ctx, err := r.backend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := be.call(ctx, 0)
+	defer cancel()
+	defer func() { err = be.noAnswer(ctx, err) }()
+	recs, err := be.client.ImageService().List(ctx)
+	if err != nil {
+		return nil, wrapErr(err, "list images")
+	}
+	out := make([]runtime.Image, 0, len(recs))
+	for _, rec := range recs {
+		desc, err := describe(ctx, containerd.NewImageWithPlatform(be.client, rec, platforms.Default()))
+		if err != nil {
+			desc = runtime.Image{Ref: rec.Name, Digest: rec.Target.Digest.String()}
+		}
+		out = append(out, desc)
+	}
+	slices.SortFunc(out, func(a, b runtime.Image) int { return strings.Compare(a.Ref, b.Ref) })
+	return out, nil
 }

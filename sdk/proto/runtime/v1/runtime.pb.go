@@ -1868,6 +1868,435 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+type ExecStart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Cmd    []string               `protobuf:"bytes,2,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	Env    []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	Tty    bool                   `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	// stdin: input follows; without it the command's stdin is empty.
+	Stdin         bool      `protobuf:"varint,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Size          *TermSize `protobuf:"bytes,6,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExecStart) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ExecStart) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ExecStart) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecStart) GetSize() *TermSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+type TermSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermSize) Reset() {
+	*x = TermSize{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermSize) ProtoMessage() {}
+
+func (x *TermSize) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
+func (*TermSize) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TermSize) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *TermSize) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+type ExecInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecInput_Start
+	//	*ExecInput_Stdin
+	//	*ExecInput_StdinClose
+	//	*ExecInput_Resize
+	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInput) Reset() {
+	*x = ExecInput{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInput) ProtoMessage() {}
+
+func (x *ExecInput) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
+func (*ExecInput) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ExecInput) GetMsg() isExecInput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdinClose() bool {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_StdinClose); ok {
+			return x.StdinClose
+		}
+	}
+	return false
+}
+
+func (x *ExecInput) GetResize() *TermSize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecInput_Msg interface {
+	isExecInput_Msg()
+}
+
+type ExecInput_Start struct {
+	Start *ExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ExecInput_Stdin struct {
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecInput_StdinClose struct {
+	StdinClose bool `protobuf:"varint,3,opt,name=stdin_close,json=stdinClose,proto3,oneof"`
+}
+
+type ExecInput_Resize struct {
+	Resize *TermSize `protobuf:"bytes,4,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecInput_Start) isExecInput_Msg() {}
+
+func (*ExecInput_Stdin) isExecInput_Msg() {}
+
+func (*ExecInput_StdinClose) isExecInput_Msg() {}
+
+func (*ExecInput_Resize) isExecInput_Msg() {}
+
+type ExecOutput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecOutput_Stdout
+	//	*ExecOutput_Stderr
+	//	*ExecOutput_ExitCode
+	Msg           isExecOutput_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecOutput) Reset() {
+	*x = ExecOutput{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecOutput) ProtoMessage() {}
+
+func (x *ExecOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
+func (*ExecOutput) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ExecOutput) GetMsg() isExecOutput_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetExitCode() int32 {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecOutput_ExitCode); ok {
+			return x.ExitCode
+		}
+	}
+	return 0
+}
+
+type isExecOutput_Msg interface {
+	isExecOutput_Msg()
+}
+
+type ExecOutput_Stdout struct {
+	Stdout []byte `protobuf:"bytes,1,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecOutput_Stderr struct {
+	Stderr []byte `protobuf:"bytes,2,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecOutput_ExitCode struct {
+	ExitCode int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3,oneof"`
+}
+
+func (*ExecOutput_Stdout) isExecOutput_Msg() {}
+
+func (*ExecOutput_Stderr) isExecOutput_Msg() {}
+
+func (*ExecOutput_ExitCode) isExecOutput_Msg() {}
+
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+}
+
+type ListImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListImagesResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 var File_sdk_proto_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
@@ -2013,11 +2442,40 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\x94\t\n" +
+	"\rSTREAM_STDERR\x10\x02\"\xa5\x01\n" +
+	"\tExecStart\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x10\n" +
+	"\x03cmd\x18\x02 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x123\n" +
+	"\x04size\x18\x06 \x01(\v2\x1f.warren.sdk.runtime.v1.TermSizeR\x04size\"8\n" +
+	"\bTermSize\x12\x14\n" +
+	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xc2\x01\n" +
+	"\tExecInput\x128\n" +
+	"\x05start\x18\x01 \x01(\v2 .warren.sdk.runtime.v1.ExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
+	"\vstdin_close\x18\x03 \x01(\bH\x00R\n" +
+	"stdinClose\x129\n" +
+	"\x06resize\x18\x04 \x01(\v2\x1f.warren.sdk.runtime.v1.TermSizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"f\n" +
+	"\n" +
+	"ExecOutput\x12\x18\n" +
+	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
+	"\texit_code\x18\x03 \x01(\x05H\x00R\bexitCodeB\x05\n" +
+	"\x03msg\"\x13\n" +
+	"\x11ListImagesRequest\"J\n" +
+	"\x12ListImagesResponse\x124\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images2\xc8\n" +
+	"\n" +
 	"\aRuntime\x12d\n" +
 	"\vFingerprint\x12).warren.sdk.runtime.v1.FingerprintRequest\x1a*.warren.sdk.runtime.v1.FingerprintResponse\x12d\n" +
 	"\vEnsureImage\x12).warren.sdk.runtime.v1.EnsureImageRequest\x1a*.warren.sdk.runtime.v1.EnsureImageResponse\x12d\n" +
-	"\vImportImage\x12'.warren.sdk.runtime.v1.ImportImageChunk\x1a*.warren.sdk.runtime.v1.ImportImageResponse(\x01\x12^\n" +
+	"\vImportImage\x12'.warren.sdk.runtime.v1.ImportImageChunk\x1a*.warren.sdk.runtime.v1.ImportImageResponse(\x01\x12a\n" +
+	"\n" +
+	"ListImages\x12(.warren.sdk.runtime.v1.ListImagesRequest\x1a).warren.sdk.runtime.v1.ListImagesResponse\x12^\n" +
 	"\tStartTask\x12'.warren.sdk.runtime.v1.StartTaskRequest\x1a(.warren.sdk.runtime.v1.StartTaskResponse\x12[\n" +
 	"\bStopTask\x12&.warren.sdk.runtime.v1.StopTaskRequest\x1a'.warren.sdk.runtime.v1.StopTaskResponse\x12d\n" +
 	"\vDestroyTask\x12).warren.sdk.runtime.v1.DestroyTaskRequest\x1a*.warren.sdk.runtime.v1.DestroyTaskResponse\x12d\n" +
@@ -2026,7 +2484,8 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\tListTasks\x12'.warren.sdk.runtime.v1.ListTasksRequest\x1a(.warren.sdk.runtime.v1.ListTasksResponse\x12Z\n" +
 	"\n" +
 	"TaskEvents\x12(.warren.sdk.runtime.v1.TaskEventsRequest\x1a .warren.sdk.runtime.v1.TaskEvent0\x01\x12U\n" +
-	"\bTaskLogs\x12&.warren.sdk.runtime.v1.TaskLogsRequest\x1a\x1f.warren.sdk.runtime.v1.LogChunk0\x01\x12U\n" +
+	"\bTaskLogs\x12&.warren.sdk.runtime.v1.TaskLogsRequest\x1a\x1f.warren.sdk.runtime.v1.LogChunk0\x01\x12O\n" +
+	"\x04Exec\x12 .warren.sdk.runtime.v1.ExecInput\x1a!.warren.sdk.runtime.v1.ExecOutput(\x010\x01\x12U\n" +
 	"\x06Health\x12$.warren.sdk.runtime.v1.HealthRequest\x1a%.warren.sdk.runtime.v1.HealthResponseB=Z;github.com/warrenorch/warren/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
 var (
@@ -2042,7 +2501,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_runtime_v1_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(TaskStatus_State)(0),         // 0: warren.sdk.runtime.v1.TaskStatus.State
 	(TaskEvent_Type)(0),           // 1: warren.sdk.runtime.v1.TaskEvent.Type
@@ -2077,65 +2536,79 @@ var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*TaskEvent)(nil),             // 30: warren.sdk.runtime.v1.TaskEvent
 	(*TaskLogsRequest)(nil),       // 31: warren.sdk.runtime.v1.TaskLogsRequest
 	(*LogChunk)(nil),              // 32: warren.sdk.runtime.v1.LogChunk
-	nil,                           // 33: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 34: warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	nil,                           // 35: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*ExecStart)(nil),             // 33: warren.sdk.runtime.v1.ExecStart
+	(*TermSize)(nil),              // 34: warren.sdk.runtime.v1.TermSize
+	(*ExecInput)(nil),             // 35: warren.sdk.runtime.v1.ExecInput
+	(*ExecOutput)(nil),            // 36: warren.sdk.runtime.v1.ExecOutput
+	(*ListImagesRequest)(nil),     // 37: warren.sdk.runtime.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 38: warren.sdk.runtime.v1.ListImagesResponse
+	nil,                           // 39: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 40: warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	nil,                           // 41: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_sdk_proto_runtime_v1_runtime_proto_depIdxs = []int32{
-	33, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	39, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
 	8,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
 	8,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	34, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	35, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	40, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	41, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
 	13, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
 	12, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
-	36, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	42, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 8: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
-	37, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	37, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	43, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	43, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
 	14, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
 	15, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	36, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
+	42, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
 	16, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	15, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
 	1,  // 20: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
-	37, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	43, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 22: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
-	5,  // 23: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
-	7,  // 24: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
-	10, // 25: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
-	17, // 26: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
-	19, // 27: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
-	21, // 28: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
-	23, // 29: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
-	25, // 30: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
-	27, // 31: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
-	29, // 32: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
-	31, // 33: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
-	3,  // 34: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
-	6,  // 35: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
-	9,  // 36: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
-	11, // 37: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
-	18, // 38: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
-	20, // 39: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
-	22, // 40: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
-	24, // 41: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
-	26, // 42: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
-	28, // 43: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
-	30, // 44: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
-	32, // 45: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
-	4,  // 46: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
-	35, // [35:47] is the sub-list for method output_type
-	23, // [23:35] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	34, // 23: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
+	33, // 24: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
+	34, // 25: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
+	8,  // 26: warren.sdk.runtime.v1.ListImagesResponse.images:type_name -> warren.sdk.runtime.v1.Image
+	5,  // 27: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
+	7,  // 28: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
+	10, // 29: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
+	37, // 30: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
+	17, // 31: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
+	19, // 32: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
+	21, // 33: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
+	23, // 34: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
+	25, // 35: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
+	27, // 36: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
+	29, // 37: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
+	31, // 38: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
+	35, // 39: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
+	3,  // 40: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
+	6,  // 41: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
+	9,  // 42: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
+	11, // 43: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
+	38, // 44: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
+	18, // 45: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
+	20, // 46: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
+	22, // 47: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
+	24, // 48: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
+	26, // 49: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
+	28, // 50: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
+	30, // 51: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
+	32, // 52: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
+	36, // 53: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
+	4,  // 54: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_runtime_v1_runtime_proto_init() }
@@ -2143,13 +2616,24 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 	if File_sdk_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32].OneofWrappers = []any{
+		(*ExecInput_Start)(nil),
+		(*ExecInput_Stdin)(nil),
+		(*ExecInput_StdinClose)(nil),
+		(*ExecInput_Resize)(nil),
+	}
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33].OneofWrappers = []any{
+		(*ExecOutput_Stdout)(nil),
+		(*ExecOutput_Stderr)(nil),
+		(*ExecOutput_ExitCode)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_runtime_v1_runtime_proto_rawDesc), len(file_sdk_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   33,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	Runtime_Fingerprint_FullMethodName = "/warren.sdk.runtime.v1.Runtime/Fingerprint"
 	Runtime_EnsureImage_FullMethodName = "/warren.sdk.runtime.v1.Runtime/EnsureImage"
 	Runtime_ImportImage_FullMethodName = "/warren.sdk.runtime.v1.Runtime/ImportImage"
+	Runtime_ListImages_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/ListImages"
 	Runtime_StartTask_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/StartTask"
 	Runtime_StopTask_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/StopTask"
 	Runtime_DestroyTask_FullMethodName = "/warren.sdk.runtime.v1.Runtime/DestroyTask"
@@ -33,6 +34,7 @@ const (
 	Runtime_ListTasks_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/ListTasks"
 	Runtime_TaskEvents_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/TaskEvents"
 	Runtime_TaskLogs_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/TaskLogs"
+	Runtime_Exec_FullMethodName        = "/warren.sdk.runtime.v1.Runtime/Exec"
 	Runtime_Health_FullMethodName      = "/warren.sdk.runtime.v1.Runtime/Health"
 )
 
@@ -43,6 +45,7 @@ type RuntimeClient interface {
 	Fingerprint(ctx context.Context, in *FingerprintRequest, opts ...grpc.CallOption) (*FingerprintResponse, error)
 	EnsureImage(ctx context.Context, in *EnsureImageRequest, opts ...grpc.CallOption) (*EnsureImageResponse, error)
 	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	StartTask(ctx context.Context, in *StartTaskRequest, opts ...grpc.CallOption) (*StartTaskResponse, error)
 	StopTask(ctx context.Context, in *StopTaskRequest, opts ...grpc.CallOption) (*StopTaskResponse, error)
 	DestroyTask(ctx context.Context, in *DestroyTaskRequest, opts ...grpc.CallOption) (*DestroyTaskResponse, error)
@@ -51,6 +54,9 @@ type RuntimeClient interface {
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	TaskEvents(ctx context.Context, in *TaskEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	// Exec runs a command in a running task: the first ExecInput is start,
+	// the last ExecOutput is exit_code.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 }
 
@@ -94,6 +100,16 @@ func (c *runtimeClient) ImportImage(ctx context.Context, opts ...grpc.CallOption
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
+
+func (c *runtimeClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, Runtime_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *runtimeClient) StartTask(ctx context.Context, in *StartTaskRequest, opts ...grpc.CallOption) (*StartTaskResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -193,6 +209,19 @@ func (c *runtimeClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
 
+func (c *runtimeClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[3], Runtime_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecInput, ExecOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ExecClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
+
 func (c *runtimeClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HealthResponse)
@@ -210,6 +239,7 @@ type RuntimeServer interface {
 	Fingerprint(context.Context, *FingerprintRequest) (*FingerprintResponse, error)
 	EnsureImage(context.Context, *EnsureImageRequest) (*EnsureImageResponse, error)
 	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	StartTask(context.Context, *StartTaskRequest) (*StartTaskResponse, error)
 	StopTask(context.Context, *StopTaskRequest) (*StopTaskResponse, error)
 	DestroyTask(context.Context, *DestroyTaskRequest) (*DestroyTaskResponse, error)
@@ -218,6 +248,9 @@ type RuntimeServer interface {
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	TaskEvents(*TaskEventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	// Exec runs a command in a running task: the first ExecInput is start,
+	// the last ExecOutput is exit_code.
+	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	mustEmbedUnimplementedRuntimeServer()
 }
@@ -237,6 +270,9 @@ func (UnimplementedRuntimeServer) EnsureImage(context.Context, *EnsureImageReque
 }
 func (UnimplementedRuntimeServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedRuntimeServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
 }
 func (UnimplementedRuntimeServer) StartTask(context.Context, *StartTaskRequest) (*StartTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartTask not implemented")
@@ -261,6 +297,9 @@ func (UnimplementedRuntimeServer) TaskEvents(*TaskEventsRequest, grpc.ServerStre
 }
 func (UnimplementedRuntimeServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedRuntimeServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedRuntimeServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
@@ -328,6 +367,24 @@ func _Runtime_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) err
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
+
+func _Runtime_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Runtime_StartTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StartTaskRequest)
@@ -459,6 +516,13 @@ func _Runtime_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Runtime_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
 
+func _Runtime_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RuntimeServer).Exec(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Runtime_ExecServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
+
 func _Runtime_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HealthRequest)
 	if err := dec(in); err != nil {
@@ -491,6 +555,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnsureImage",
 			Handler:    _Runtime_EnsureImage_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _Runtime_ListImages_Handler,
 		},
 		{
 			MethodName: "StartTask",
@@ -536,6 +604,12 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "TaskLogs",
 			Handler:       _Runtime_TaskLogs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Exec",
+			Handler:       _Runtime_Exec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "sdk/proto/runtime/v1/runtime.proto",

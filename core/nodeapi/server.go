@@ -1,0 +1,74 @@
+// Package nodeapi is the NodeRuntime service a worker serves to the
+// managers through its tunnel (core/tunnel): its runtime's logs, exec and
+// images, and its plugins.
+package nodeapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/warrenorch/warren/core/api"
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
+)
+
+// Server serves NodeRuntime from a worker's runtime.
+type Server struct {
+	apiv1.UnimplementedNodeRuntimeServer
+	// Runtime is the node's runtime plugin.
+	Runtime runtime.Runtime
+	// Plugins lists the node's plugins.
+	Plugins func() []*apiv1.PluginStatus
+}
+
+// TaskLogs streams a task's output from the runtime.
+func (s *Server) TaskLogs(req *apiv1.NodeTaskLogsRequest, stream apiv1.NodeRuntime_TaskLogsServer) error {
+	tail := req.GetTail()
+	if tail <= 0 {
+		tail = runtime.TailAll
+	}
+	err := s.Runtime.TaskLogs(stream.Context(), runtime.LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: tail}, func(c runtime.LogChunk) error {
+		return stream.Send(&apiv1.LogChunk{TaskId: req.GetTaskId(), Data: c.Data})
+	})
+	return sdk.ToStatus(err)
+}
+
+// ImportImage loads the streamed archive into the runtime.
+func (s *Server) ImportImage(stream apiv1.NodeRuntime_ImportImageServer) error {
+	pr := api.ChunkReader(nil, stream.Recv)
+	images, err := s.Runtime.ImportImage(stream.Context(), pr)
+	pr.CloseWithError(errors.New("import finished"))
+	if err != nil {
+		return sdk.ToStatus(err)
+	}
+	out := make([]*apiv1.ImportedImage, 0, len(images))
+	for _, img := range images {
+		out = append(out, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
+	}
+	return stream.SendAndClose(&apiv1.ImportImageResponse{Images: out})
+}
+
+// ListPlugins lists the node's plugins.
+func (s *Server) ListPlugins(context.Context, *apiv1.ListPluginsRequest) (*apiv1.ListPluginsResponse, error) {
+	if s.Plugins == nil {
+		return nil, status.Error(codes.Unimplemented, "this node does not list its plugins")
+	}
+	return &apiv1.ListPluginsResponse{Plugins: s.Plugins()}, nil
+}
+
+// ListImages lists the images in the node's runtime.
+func (s *Server) ListImages(ctx context.Context, _ *apiv1.ListImagesRequest) (*apiv1.ListImagesResponse, error) {
+	imgs, err := s.Runtime.ListImages(ctx)
+	if err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	n := &apiv1.NodeImages{}
+	for _, img := range imgs {
+		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
+	}
+	return &apiv1.ListImagesResponse{Nodes: []*apiv1.NodeImages{n}}, nil
+}

@@ -1,0 +1,249 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/clustertest"
+	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// remoteImage is imported through the manager only, never on a worker's
+// own socket.
+const remoteImage = "warren.test/remote:1"
+
+// TestOperateRemoteNodes drives two workers' runtimes through a manager
+// that runs no worker: an image imported on the manager reaches both (and
+// image ls shows it on each) and a
+// service using it runs on both; the service's logs come merged, each line
+// prefixed by its task; a task on another node and a finished task have
+// logs; exec runs in a task on another node; every node's plugins are
+// listed; bad input gets clear errors; a worker cut off gives an error naming
+// it within the API timeout.
+func TestOperateRemoteNodes(t *testing.T) {
+	bin := testutil.Install(t, clustertest.Plugins...)
+	c := clustertest.New(t, bin)
+	c.Form([]string{"m1"}, []string{"w1", "w2"})
+	m1, w1, w2 := c.Node("m1"), c.Node("w1"), c.Node("w2")
+
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "remote.tar")
+	if err := os.WriteFile(tarball, ctrtest.ImageArchive(t, remoteImage), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := m1.CLI(0, "image", "import", tarball)
+	for _, want := range []string{remoteImage, "w1: imported", "w2: imported"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("image import through m1 lacks %q:\n%s", want, out)
+		}
+	}
+
+	out = m1.CLI(0, "image", "ls")
+	for _, w := range []string{"w1", "w2"} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == w && f[1] == remoteImage {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("image ls on m1 lacks %s on %s:\n%s", remoteImage, w, out)
+		}
+	}
+	if out := m1.CLI(0, "image", "ls", "--node", "w1"); strings.Contains(out, "w2") || !strings.Contains(out, remoteImage) {
+		t.Fatalf("image ls --node w1:\n%s", out)
+	}
+
+	m1.CLI(0, "service", "create", "talk", "--image", remoteImage, "--replicas", "2", "--",
+		"sh", "-c", "echo hello-from-$(hostname); sleep 3600")
+	testutil.Eventually(t, 60*time.Second, "one talk container on each worker", func() bool {
+		return len(w1.RunningOn()) == 1 && len(w2.RunningOn()) == 1
+	})
+	testutil.Eventually(t, 20*time.Second, "both tasks' lines in `service logs` on m1", func() bool {
+		out = m1.CLI(0, "service", "logs", "talk")
+		return strings.Count(out, "hello-from-") == 2
+	})
+	for _, want := range []string{"talk.1@w", "talk.2@w"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("service logs lack the %s prefix:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "@w1") || !strings.Contains(out, "@w2") {
+		t.Fatalf("service logs do not come from both workers:\n%s", out)
+	}
+
+	onW2 := taskOn(t, m1, "talk", w2)
+	out = m1.CLI(0, "task", "logs", onW2.GetId(), "--raw")
+	if !strings.HasPrefix(out, "hello-from-") {
+		t.Fatalf("task logs of w2's task %s through m1: %q", onW2.GetId(), out)
+	}
+
+	t.Run("exec", func(t *testing.T) {
+		out := m1.CLI(0, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo exec-on-$(hostname)")
+		if !strings.HasPrefix(out, "exec-on-") {
+			t.Fatalf("exec in w2's task through m1: %q", out)
+		}
+		stdout, stderr, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo to-stderr >&2; exit 7")
+		if code != 7 || stderr != "to-stderr\n" || stdout != "" {
+			t.Fatalf("exec exiting 7: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		in := "piped input\n"
+		stdout, stderr, code = testutil.RunCLIInput(t, bin, m1.Socket, in, "task", "exec", "-i", onW2.GetId(), "--", "cat")
+		if code != 0 || stdout != in {
+			t.Fatalf("exec -i cat: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
+	t.Run("node ps", func(t *testing.T) {
+		out := m1.CLI(0, "node", "ps", "w2")
+		if !strings.Contains(out, "talk.") || !strings.Contains(out, shortID(onW2.GetId())) {
+			t.Fatalf("node ps w2 lacks its talk task %s:\n%s", onW2.GetId(), out)
+		}
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "node", "ps", "nosuchnode")
+		if code != 1 || !strings.Contains(errOut, "nosuchnode") {
+			t.Fatalf("node ps of an unknown node: exit %d, stderr %q", code, errOut)
+		}
+	})
+
+	t.Run("plugins of every node", func(t *testing.T) {
+		out := m1.CLI(0, "plugin", "ls")
+		for _, want := range []string{"NODE", "m1 ", "store-bolt", "w1 ", "w2 "} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("plugin ls on m1 lacks %q:\n%s", want, out)
+			}
+		}
+		runtimes := 0
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && (f[0] == "w1" || f[0] == "w2") && f[1] == "runtime-containerd" {
+				runtimes++
+			}
+		}
+		if runtimes != 2 {
+			t.Fatalf("plugin ls on m1 does not show both workers' runtimes:\n%s", out)
+		}
+		out = m1.CLI(0, "plugin", "ls", "--node", "w2")
+		if !strings.Contains(out, "runtime-containerd") || strings.Contains(out, "store-bolt") {
+			t.Fatalf("plugin ls --node w2:\n%s", out)
+		}
+		if out := w1.CLI(0, "plugin", "ls"); !strings.Contains(out, "runtime-containerd") {
+			t.Fatalf("plugin ls on worker-only w1:\n%s", out)
+		}
+	})
+
+	t.Run("finished task", func(t *testing.T) {
+		m1.CLI(0, "service", "create", "once", "--image", remoteImage, "--restart-condition", "none", "--detach", "--",
+			"sh", "-c", "echo goodbye; exit 3")
+		var done *apiv1.Task
+		testutil.Eventually(t, 60*time.Second, "the once task to end", func() bool {
+			for _, tk := range tasksOf(t, m1, "once") {
+				if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED || tk.GetState() == apiv1.TaskState_TASK_STATE_COMPLETE {
+					done = tk
+					return true
+				}
+			}
+			return false
+		})
+		if out := m1.CLI(0, "task", "logs", done.GetId(), "--raw"); out != "goodbye\n" {
+			t.Fatalf("logs of finished task %s: %q, want %q", done.GetId(), out, "goodbye\n")
+		}
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", done.GetId(), "--", "true")
+		if code != 1 || !strings.Contains(errOut, "not running") || !strings.Contains(errOut, done.GetId()) {
+			t.Fatalf("exec into finished task %s: exit %d, stderr %q", done.GetId(), code, errOut)
+		}
+	})
+
+	t.Run("follow ends with the task", func(t *testing.T) {
+		m1.CLI(0, "service", "create", "brief", "--image", remoteImage, "--restart-condition", "none", "--", "sh", "-c", "echo start; sleep 1; echo stop")
+		stdout, stderr, code := testutil.RunCLI(t, bin, m1.Socket, "service", "logs", "-f", "--raw", "brief")
+		if code != 0 || stdout != "start\nstop\n" || !strings.Contains(stderr, "ended") {
+			t.Fatalf("service logs -f of a task that ends: exit %d, stdout %q, stderr %q; want its lines and an end message", code, stdout, stderr)
+		}
+		t.Logf("end message: %s", strings.TrimSpace(stderr))
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "logs", "zzzzzzzz")
+		if code != 1 || !strings.Contains(errOut, `"zzzzzzzz"`) || !strings.Contains(errOut, "not found") {
+			t.Fatalf("logs of an unknown task: exit %d, stderr %q", code, errOut)
+		}
+		junk := filepath.Join(dir, "junk.tar")
+		if err := os.WriteFile(junk, []byte(strings.Repeat("not a tarball\n", 100)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "image", "import", junk)
+		if code != 1 || !strings.Contains(errOut, "no node imported the archive") {
+			t.Fatalf("import of a junk file: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		t.Logf("junk import: %s", strings.TrimSpace(errOut))
+	})
+
+	t.Run("worker cut off", func(t *testing.T) {
+		w2.Host.Partition(t)
+		defer w2.Host.Heal(t)
+		start := time.Now()
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
+		took := time.Since(start)
+		if code != 1 || !strings.Contains(errOut, "w2") || took > 30*time.Second {
+			t.Fatalf("exec in a task on a cut-off worker: exit %d after %s, stderr %q; want an error naming node w2 within 30s", code, took, errOut)
+		}
+		t.Logf("exec after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
+
+		start = time.Now()
+		_, errOut, code = testutil.RunCLI(t, bin, m1.Socket, "task", "logs", onW2.GetId())
+		took = time.Since(start)
+		if code != 1 || !strings.Contains(errOut, "node w2") {
+			t.Fatalf("logs of a task on a cut-off worker: exit %d, stderr %q; want an error naming node w2", code, errOut)
+		}
+		if took > 30*time.Second {
+			t.Fatalf("the error took %s, more than the API timeout", took)
+		}
+		t.Logf("after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
+
+	})
+}
+
+// tasksOf lists a service's tasks on n.
+func tasksOf(t *testing.T, n *clustertest.Node, service string) []*apiv1.Task {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svc, err := n.Client().GetService(ctx, &apiv1.GetServiceRequest{NameOrId: service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := n.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetTasks()
+}
+
+// taskOn returns the running task of service on node w.
+func taskOn(t *testing.T, m *clustertest.Node, service string, w *clustertest.Node) *apiv1.Task {
+	t.Helper()
+	for _, tk := range tasksOf(t, m, service) {
+		if tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING && nodeName(t, m, tk.GetNodeId()) == w.Name {
+			return tk
+		}
+	}
+	t.Fatalf("no running %s task on %s", service, w.Name)
+	return nil
+}
+
+func nodeName(t *testing.T, m *clustertest.Node, id string) string {
+	t.Helper()
+	resp, err := m.Client().GetNode(context.Background(), &apiv1.GetNodeRequest{NameOrId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetNode().GetName()
+}
+
+// shortID is the first 12 characters of an ID, as tables show it.
+func shortID(id string) string { return id[:min(len(id), 12)] }
