@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -192,21 +194,27 @@ func (o *serviceInspectOptions) run(cmd *cobra.Command, names []string) error {
 		}
 		services = append(services, resp.GetService())
 	}
-	out := cmd.OutOrStdout()
-	if o.g.outputOr(outputJSON) == outputJSON {
-		if len(services) > 0 || len(errs) == 0 {
-			if err := writeJSONList(out, services); err != nil {
+	return writeInspect(cmd.OutOrStdout(), o.g.outputOr(outputJSON) == outputJSON, services, serviceFields, errs)
+}
+
+// writeInspect writes what an inspect command found: a JSON array (asJSON),
+// or each item's fields, a blank line between them; then it returns the
+// errors of the items it did not find.
+func writeInspect[T proto.Message](out io.Writer, asJSON bool, items []T, fields func(T) [][2]string, errs []error) error {
+	if asJSON {
+		if len(items) > 0 || len(errs) == 0 {
+			if err := writeJSONList(out, items); err != nil {
 				return err
 			}
 		}
-	} else {
-		for i, s := range services {
-			if i > 0 {
-				fmt.Fprintln(out)
-			}
-			if err := writeFields(out, serviceFields(s)); err != nil {
-				return err
-			}
+		return errors.Join(errs...)
+	}
+	for i, it := range items {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		if err := writeFields(out, fields(it)); err != nil {
+			return err
 		}
 	}
 	return errors.Join(errs...)
@@ -244,6 +252,9 @@ func serviceFields(s *apiv1.Service) [][2]string {
 			parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
 		}
 		f = append(f, [2]string{"Update", fmt.Sprintf("%s at a time, %s", parallelism, enumText(up.GetOrder(), "stop-first"))})
+	}
+	if hc := healthText(spec.GetHealthCheck()); hc != "" {
+		f = append(f, [2]string{"Health check", hc})
 	}
 	stop := spec.GetStopSignal()
 	if spec.GetStopGracePeriod() != nil {

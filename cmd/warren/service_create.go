@@ -34,6 +34,7 @@ type serviceCreateOptions struct {
 	updateParallelism  uint32
 	updateOrder        string
 	network            string
+	health             healthOptions
 	wait               convergeOptions
 }
 
@@ -118,6 +119,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
 	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
+	o.health.addFlags(f)
 	o.wait.addFlags(f)
 }
 
@@ -223,6 +225,11 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
 	}
+	hc, _, err := o.health.check(f, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec.HealthCheck = hc
 	return spec, nil
 }
 

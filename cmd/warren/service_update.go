@@ -27,11 +27,12 @@ type serviceUpdateOptions struct {
 	labelRm  []string
 	args     string
 	network  string
+	health   healthOptions
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}
+var updateFlags = append([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}, healthFlags...)
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -73,6 +74,7 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
 	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
+	o.health.addFlags(f)
 	o.wait.addFlags(f)
 }
 
@@ -86,6 +88,8 @@ type serviceChanges struct {
 	labelRm  []string
 	args     *[]string
 	network  *apiv1.NetworkMode
+	// health makes the new health check of the old one; nil: unchanged.
+	health func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error)
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -134,12 +138,18 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 		mode := networkModes[o.network]
 		ch.network = &mode
 	}
+	if slices.ContainsFunc(healthFlags, f.Changed) {
+		ch.health = func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error) {
+			c, _, err := o.health.check(f, old)
+			return c, err
+		}
+	}
 	return &ch, nil
 }
 
 // apply makes the changes to spec: removals first, then additions, so that
 // --env-rm A --env-add A=1 sets A.
-func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
+func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 	if ch.image != nil {
 		spec.Image = *ch.image
 	}
@@ -157,6 +167,14 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
 	if ch.network != nil {
 		spec.NetworkMode = *ch.network
 	}
+	if ch.health != nil {
+		c, err := ch.health(spec.GetHealthCheck())
+		if err != nil {
+			return err
+		}
+		spec.HealthCheck = c
+	}
+	return nil
 }
 
 // editMap deletes rm from m, then sets add; nil when nothing is left.
@@ -193,7 +211,9 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 		}
 		svc := got.GetService()
 		spec := proto.Clone(svc.GetSpec()).(*apiv1.ServiceSpec)
-		ch.apply(spec)
+		if err := ch.apply(spec); err != nil {
+			return err
+		}
 		if proto.Equal(spec, svc.GetSpec()) {
 			fmt.Fprintln(cmd.ErrOrStderr(), "nothing changed")
 			fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())

@@ -32,7 +32,7 @@ func newTaskCmd(g *globalOptions) *cobra.Command {
   warren task logs 3f2a9c1b7d4e`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g))
+	cmd.AddCommand(newTaskListCmd(g), newTaskInspectCmd(g), newTaskLogsCmd(g))
 	return cmd
 }
 
@@ -123,7 +123,7 @@ func taskRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Time) [
 			taskName(t),
 			taskNode(t, nodeNames, false),
 			enumText(t.GetDesiredState(), "-"),
-			enumText(t.GetState(), "-"),
+			withHealth(enumText(t.GetState(), "-"), t),
 			age(t.GetCreatedAt(), now),
 			truncate(taskProblem(t), errorWidth),
 		})
@@ -184,4 +184,13 @@ const waitingPrefix = "waiting for "
 // started reports whether t has got as far as running (or beyond).
 func started(t *apiv1.Task) bool {
 	return t.GetState() >= apiv1.TaskState_TASK_STATE_RUNNING
+}
+
+// withHealth adds a running task's health to its state: "running
+// (healthy)", as docker ps does.
+func withHealth(state string, t *apiv1.Task) string {
+	if h := healthName(t.GetHealth()); h != "" && t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+		return state + " (" + h + ")"
+	}
+	return state
 }

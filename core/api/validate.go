@@ -165,7 +165,62 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			return err
 		}
 	}
+	if err := validateHealthCheck(s.GetName(), s.GetHealthCheck()); err != nil {
+		return err
+	}
 	return unsupportedFields(s)
+}
+
+// MaxHealthDuration bounds a health check's interval, timeout and start
+// period.
+const MaxHealthDuration = time.Hour
+
+// validateHealthCheck checks a service's health check: a known type with
+// what it needs, and durations that make sense (an interval or timeout
+// given is positive).
+func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
+	if c == nil {
+		return nil
+	}
+	if _, ok := apiv1.HealthCheck_Type_name[int32(c.GetType())]; !ok {
+		return invalid("service %q: health check type %d is unknown", svc, c.GetType())
+	}
+	switch c.GetType() {
+	case apiv1.HealthCheck_TYPE_UNSPECIFIED:
+		if proto.Size(c) != 0 {
+			return invalid("service %q: health check settings without a check (--health-http or --health-tcp)", svc)
+		}
+		return nil
+	case apiv1.HealthCheck_TYPE_HTTP:
+		if !strings.HasPrefix(c.GetPath(), "/") || strings.ContainsAny(c.GetPath(), " \t\r\n\x00") {
+			return invalid("service %q: health check path %q must start with \"/\" and contain no whitespace", svc, c.GetPath())
+		}
+	case apiv1.HealthCheck_TYPE_TCP:
+		if c.GetPort() == 0 {
+			return invalid("service %q: a TCP health check needs a port", svc)
+		}
+	case apiv1.HealthCheck_TYPE_CMD:
+		return fmt.Errorf("service %q: command health checks (--health-cmd) are not supported yet (they need exec in the runtime contract): %w", svc, sdk.ErrUnsupported)
+	}
+	if c.GetPort() > 65535 {
+		return invalid("service %q: health check port %d is out of range (1-65535)", svc, c.GetPort())
+	}
+	for _, f := range []struct {
+		name string
+		d    interface{ AsDuration() time.Duration }
+		set  bool
+	}{
+		{"health_check.interval", c.GetInterval(), c.GetInterval() != nil},
+		{"health_check.timeout", c.GetTimeout(), c.GetTimeout() != nil},
+	} {
+		if f.set && f.d.AsDuration() <= 0 {
+			return invalid("service %q: %s must be positive", svc, f.name)
+		}
+		if err := validateDuration(svc, f.name, f.d.AsDuration(), MaxHealthDuration); err != nil {
+			return err
+		}
+	}
+	return validateDuration(svc, "health_check.start_period", c.GetStartPeriod().AsDuration(), MaxHealthDuration)
 }
 
 // unsupportedFields refuses what the spec can express but this version

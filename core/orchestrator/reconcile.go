@@ -228,7 +228,8 @@ func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
 //   - a task whose spec differs from the service's (replicas and
 //     update_policy aside, which change no task) is replaced, at most
 //     update_policy.parallelism slots at a time (0: all), counting as busy
-//     every slot whose up-to-date task is not RUNNING yet. stop-first
+//     every slot whose up-to-date task is not RUNNING yet (or, with a
+//     health check, not healthy yet: see state.Serving). stop-first
 //     shuts the old task down and creates the new one once the old one
 //     has finished; start-first creates the new one and shuts the old one
 //     down once the new one is RUNNING. A finished or unplaced old task is
@@ -485,7 +486,8 @@ func (r *reconciler) slotTasks(s uint64, tasks []*apiv1.Task) (keeper, candidate
 		}
 	}
 	if keeper != nil {
-		running := keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		// With a health check, a new task counts once it is healthy.
+		running := state.Serving(keeper)
 		for _, o := range outdated {
 			if running || !r.startFirst() || Terminal(o.GetState()) {
 				r.shutdown(o, "replaced by a task of the updated spec")
@@ -517,7 +519,7 @@ func (r *reconciler) drain(d, keeper *apiv1.Task) {
 	switch {
 	case keeper == nil:
 		note = fmt.Sprintf("node %s is draining; kept running until its replacement can start", node)
-	case keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING:
+	case state.Serving(keeper):
 		r.shutdown(d, fmt.Sprintf("node %s drained; replaced by task %s", node, keeper.GetId()))
 		return
 	case keeper.GetState() == apiv1.TaskState_TASK_STATE_PENDING:

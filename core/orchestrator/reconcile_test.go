@@ -701,6 +701,40 @@ func TestStartFirstSteps(t *testing.T) {
 	}
 }
 
+// TestStartFirstWaitsForHealthy: with a health check, a new task that runs
+// but is not healthy yet does not replace the old one, nor does it free
+// the update's next turn.
+func TestStartFirstWaitsForHealthy(t *testing.T) {
+	withCheck := func(s *apiv1.ServiceSpec) *apiv1.ServiceSpec {
+		s.HealthCheck = &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/"}
+		return s
+	}
+	svc := service(2, 2, updatePolicy(1, apiv1.UpdatePolicy_ORDER_START_FIRST), func(s *apiv1.Service) { withCheck(s.Spec) })
+	fresh := func(h apiv1.HealthState) taskOpt {
+		return func(t *apiv1.Task) { t.ServiceVersion, t.Spec, t.Health = 2, withCheck(specV(2, 2)), h }
+	}
+	steps := []struct {
+		name  string
+		tasks []*apiv1.Task
+		want  []string
+	}{
+		{"running but starting: old keeps running", []*apiv1.Task{
+			task("a", 1, wantRunning, tsRunning), task("n1", 1, wantRunning, tsRunning, fresh(apiv1.HealthState_HEALTH_STATE_STARTING)),
+			task("b", 2, wantRunning, tsRunning),
+		}, nil},
+		{"healthy: old stops, next slot starts", []*apiv1.Task{
+			task("a", 1, wantRunning, tsRunning), task("n1", 1, wantRunning, tsRunning, fresh(apiv1.HealthState_HEALTH_STATE_HEALTHY)),
+			task("b", 2, wantRunning, tsRunning),
+		}, []string{"create slot 2 attempt 1 v2", "shutdown a"}},
+	}
+	for _, st := range steps {
+		got := Reconcile(Input{Service: svc, Tasks: st.tasks, Now: t0, NewID: ids()})
+		if d := diff(describe(got), st.want); d != "" {
+			t.Errorf("%s:\n%s", st.name, d)
+		}
+	}
+}
+
 // TestCrashLoop fails the slot's task at once, again and again, and checks
 // the backoff sequence and that max_attempts ends it.
 func TestCrashLoop(t *testing.T) {

@@ -61,3 +61,19 @@ func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
 	}
 	return incoming
 }
+
+// HasHealthCheck reports whether a service spec has a health check the
+// worker makes (an HTTP, TCP or command check).
+func HasHealthCheck(s *apiv1.ServiceSpec) bool {
+	return s.GetHealthCheck().GetType() != apiv1.HealthCheck_TYPE_UNSPECIFIED
+}
+
+// Serving reports whether t is RUNNING and, when its spec has a health
+// check, its last health state is HEALTHY: such a task counts towards its
+// service's healthy tasks (rolling updates, DNS answers).
+func Serving(t *apiv1.Task) bool {
+	if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
+		return false
+	}
+	return !HasHealthCheck(t.GetSpec()) || t.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+}

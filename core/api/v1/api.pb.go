@@ -26,6 +26,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HealthState is a running task's health, as its worker's checks found it.
+type HealthState int32
+
+const (
+	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the service has no health check
+	HealthState_HEALTH_STATE_STARTING    HealthState = 1 // running, no check has passed yet
+	HealthState_HEALTH_STATE_HEALTHY     HealthState = 2
+	HealthState_HEALTH_STATE_UNHEALTHY   HealthState = 3 // retries checks failed in a row
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "HEALTH_STATE_UNSPECIFIED",
+		1: "HEALTH_STATE_STARTING",
+		2: "HEALTH_STATE_HEALTHY",
+		3: "HEALTH_STATE_UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"HEALTH_STATE_UNSPECIFIED": 0,
+		"HEALTH_STATE_STARTING":    1,
+		"HEALTH_STATE_HEALTHY":     2,
+		"HEALTH_STATE_UNHEALTHY":   3,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[0]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
 // NetworkMode is where a service's tasks are on the network.
 type NetworkMode int32
 
@@ -71,11 +124,11 @@ func (x NetworkMode) String() string {
 }
 
 func (NetworkMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
 }
 
 func (NetworkMode) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[0]
+	return &file_core_api_v1_api_proto_enumTypes[1]
 }
 
 func (x NetworkMode) Number() protoreflect.EnumNumber {
@@ -84,7 +137,7 @@ func (x NetworkMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NetworkMode.Descriptor instead.
 func (NetworkMode) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
 type TaskState int32
@@ -147,11 +200,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[1]
+	return &file_core_api_v1_api_proto_enumTypes[2]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -160,7 +213,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
 }
 
 type NodeRole int32
@@ -196,11 +249,11 @@ func (x NodeRole) String() string {
 }
 
 func (NodeRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
 }
 
 func (NodeRole) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[2]
+	return &file_core_api_v1_api_proto_enumTypes[3]
 }
 
 func (x NodeRole) Number() protoreflect.EnumNumber {
@@ -209,7 +262,7 @@ func (x NodeRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeRole.Descriptor instead.
 func (NodeRole) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 type NodeStatus int32
@@ -248,11 +301,11 @@ func (x NodeStatus) String() string {
 }
 
 func (NodeStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
 }
 
 func (NodeStatus) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[3]
+	return &file_core_api_v1_api_proto_enumTypes[4]
 }
 
 func (x NodeStatus) Number() protoreflect.EnumNumber {
@@ -261,7 +314,7 @@ func (x NodeStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeStatus.Descriptor instead.
 func (NodeStatus) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 type NodeAvailability int32
@@ -300,11 +353,11 @@ func (x NodeAvailability) String() string {
 }
 
 func (NodeAvailability) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
 }
 
 func (NodeAvailability) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[4]
+	return &file_core_api_v1_api_proto_enumTypes[5]
 }
 
 func (x NodeAvailability) Number() protoreflect.EnumNumber {
@@ -313,7 +366,7 @@ func (x NodeAvailability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeAvailability.Descriptor instead.
 func (NodeAvailability) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type EventAction int32
@@ -352,11 +405,11 @@ func (x EventAction) String() string {
 }
 
 func (EventAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
 }
 
 func (EventAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[5]
+	return &file_core_api_v1_api_proto_enumTypes[6]
 }
 
 func (x EventAction) Number() protoreflect.EnumNumber {
@@ -365,7 +418,7 @@ func (x EventAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventAction.Descriptor instead.
 func (EventAction) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 type RestartPolicy_Condition int32
@@ -404,11 +457,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[6]
+	return &file_core_api_v1_api_proto_enumTypes[7]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -453,11 +506,11 @@ func (x UpdatePolicy_Order) String() string {
 }
 
 func (UpdatePolicy_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
 }
 
 func (UpdatePolicy_Order) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[7]
+	return &file_core_api_v1_api_proto_enumTypes[8]
 }
 
 func (x UpdatePolicy_Order) Number() protoreflect.EnumNumber {
@@ -502,11 +555,11 @@ func (x UpdatePolicy_FailureAction) String() string {
 }
 
 func (UpdatePolicy_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[9].Descriptor()
 }
 
 func (UpdatePolicy_FailureAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[8]
+	return &file_core_api_v1_api_proto_enumTypes[9]
 }
 
 func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
@@ -516,6 +569,64 @@ func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
 // Deprecated: Use UpdatePolicy_FailureAction.Descriptor instead.
 func (UpdatePolicy_FailureAction) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2, 1}
+}
+
+type HealthCheck_Type int32
+
+const (
+	HealthCheck_TYPE_UNSPECIFIED HealthCheck_Type = 0 // no check
+	// TYPE_HTTP: a GET of path on port, from inside the task's network
+	// namespace; a 2xx or 3xx answer passes.
+	HealthCheck_TYPE_HTTP HealthCheck_Type = 1
+	// TYPE_TCP: a TCP connection to port, from inside the task's network
+	// namespace, passes once it is accepted.
+	HealthCheck_TYPE_TCP HealthCheck_Type = 2
+	// TYPE_CMD: command run in the container (not supported yet: it needs
+	// exec in the runtime contract).
+	HealthCheck_TYPE_CMD HealthCheck_Type = 3
+)
+
+// Enum value maps for HealthCheck_Type.
+var (
+	HealthCheck_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_HTTP",
+		2: "TYPE_TCP",
+		3: "TYPE_CMD",
+	}
+	HealthCheck_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_HTTP":        1,
+		"TYPE_TCP":         2,
+		"TYPE_CMD":         3,
+	}
+)
+
+func (x HealthCheck_Type) Enum() *HealthCheck_Type {
+	p := new(HealthCheck_Type)
+	*p = x
+	return p
+}
+
+func (x HealthCheck_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+}
+
+func (HealthCheck_Type) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[10]
+}
+
+func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthCheck_Type.Descriptor instead.
+func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type Resources struct {
@@ -812,7 +923,11 @@ type ServiceSpec struct {
 	StopSignal      string               `protobuf:"bytes,18,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,19,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// network_mode says where the service's tasks are on the network.
-	NetworkMode   NetworkMode `protobuf:"varint,20,opt,name=network_mode,json=networkMode,proto3,enum=warren.api.v1.NetworkMode" json:"network_mode,omitempty"`
+	NetworkMode NetworkMode `protobuf:"varint,20,opt,name=network_mode,json=networkMode,proto3,enum=warren.api.v1.NetworkMode" json:"network_mode,omitempty"`
+	// health_check is how the worker tells whether a running task works; nil
+	// means no check (a running task counts as healthy). Numbered from 40 to
+	// stay clear of the fields other work adds.
+	HealthCheck   *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -980,6 +1095,119 @@ func (x *ServiceSpec) GetNetworkMode() NetworkMode {
 	return NetworkMode_NETWORK_MODE_UNSPECIFIED
 }
 
+func (x *ServiceSpec) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+// HealthCheck is a service's health check, made by the worker of each task.
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  HealthCheck_Type       `protobuf:"varint,1,opt,name=type,proto3,enum=warren.api.v1.HealthCheck_Type" json:"type,omitempty"`
+	// path is the HTTP path (TYPE_HTTP), starting with "/".
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// port is the task's port the check connects to (TYPE_HTTP: default 80).
+	Port    uint32   `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Command []string `protobuf:"bytes,4,rep,name=command,proto3" json:"command,omitempty"`
+	// interval between checks (default 30s), timeout of one (default 30s),
+	// retries: consecutive failures that make the task unhealthy (default 3),
+	// start_period: failures in it do not count (default 0).
+	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Retries       uint32               `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`
+	StartPeriod   *durationpb.Duration `protobuf:"bytes,8,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HealthCheck) GetType() HealthCheck_Type {
+	if x != nil {
+		return x.Type
+	}
+	return HealthCheck_TYPE_UNSPECIFIED
+}
+
+func (x *HealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -995,7 +1223,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1235,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1248,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Service) GetId() string {
@@ -1088,13 +1316,17 @@ type Task struct {
 	// error, or its state), set when the restart policy makes this task: the
 	// slot's current row says why the slot does not run until this one does.
 	PreviousError string `protobuf:"bytes,19,opt,name=previous_error,json=previousError,proto3" json:"previous_error,omitempty"`
+	// health is the task's health while it runs and its service has a health
+	// check (set by its worker); health_output is the last check's output.
+	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
+	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1338,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1351,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Task) GetId() string {
@@ -1255,6 +1487,20 @@ func (x *Task) GetPreviousError() string {
 	return ""
 }
 
+func (x *Task) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *Task) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
+	}
+	return ""
+}
+
 type Node struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1301,7 +1547,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1559,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1572,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Node) GetId() string {
@@ -1504,7 +1750,7 @@ type NodeNetwork struct {
 
 func (x *NodeNetwork) Reset() {
 	*x = NodeNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1762,7 @@ func (x *NodeNetwork) String() string {
 func (*NodeNetwork) ProtoMessage() {}
 
 func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1775,7 @@ func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
 func (*NodeNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeNetwork) GetSubnet() string {
@@ -1576,7 +1822,7 @@ type ClusterNetwork struct {
 
 func (x *ClusterNetwork) Reset() {
 	*x = ClusterNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1834,7 @@ func (x *ClusterNetwork) String() string {
 func (*ClusterNetwork) ProtoMessage() {}
 
 func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1847,7 @@ func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
 func (*ClusterNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterNetwork) GetOverlayRange() string {
@@ -1642,7 +1888,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1900,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1913,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -1706,7 +1952,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1964,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1977,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Secret) GetId() string {
@@ -1791,7 +2037,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +2049,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +2062,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Volume) GetId() string {
@@ -1894,7 +2140,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2152,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2165,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -2059,7 +2305,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2317,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2330,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -2103,7 +2349,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2361,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2374,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2148,7 +2394,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2406,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2419,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -2192,7 +2438,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2450,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2463,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2245,7 +2491,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2503,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2516,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -2306,7 +2552,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2564,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2577,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2361,7 +2607,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2619,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2632,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -2419,7 +2665,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2677,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2690,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2464,7 +2710,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2722,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2735,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -2515,7 +2761,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2773,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2786,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -2559,7 +2805,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2817,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2830,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -2602,7 +2848,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2860,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2873,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 type ListNodesRequest struct {
@@ -2646,7 +2892,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2904,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2917,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -2700,7 +2946,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2958,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2971,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2751,7 +2997,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +3009,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +3022,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -2795,7 +3041,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +3053,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3066,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -2853,7 +3099,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +3111,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +3124,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -2925,7 +3171,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +3183,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +3196,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -2973,7 +3219,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3231,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3244,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -3025,7 +3271,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3037,7 +3283,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3050,7 +3296,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -3081,7 +3327,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3339,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3352,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -3156,7 +3402,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3414,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3427,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3208,7 +3454,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3466,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3479,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -3259,7 +3505,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3517,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3530,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -3327,7 +3573,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3585,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3598,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3392,7 +3638,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3650,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3663,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3438,7 +3684,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3696,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3709,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3498,7 +3744,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3756,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3769,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3557,7 +3803,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3815,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3828,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3656,7 +3902,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +3914,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +3927,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 type ListPluginsResponse struct {
@@ -3693,7 +3939,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3951,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3964,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3736,7 +3982,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +3994,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +4007,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 type ClusterInfoResponse struct {
@@ -3784,7 +4030,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +4042,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +4055,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -3932,7 +4178,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xae\a\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xed\a\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -3955,13 +4201,28 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\vstop_signal\x18\x12 \x01(\tR\n" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12=\n" +
-	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x1a6\n" +
+	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x12=\n" +
+	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x11\x10\x12\"\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x11\x10\x12\"\x91\x03\n" +
+	"\vHealthCheck\x123\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1f.warren.api.v1.HealthCheck.TypeR\x04type\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x18\n" +
+	"\acommand\x18\x04 \x03(\tR\acommand\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
+	"\aretries\x18\a \x01(\rR\aretries\x12<\n" +
+	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"G\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tTYPE_HTTP\x10\x01\x12\f\n" +
+	"\bTYPE_TCP\x10\x02\x12\f\n" +
+	"\bTYPE_CMD\x10\x03\"\xd9\x01\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -3969,7 +4230,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc0\x05\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x99\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3994,7 +4255,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12\x18\n" +
 	"\aaddress\x18\x12 \x01(\tR\aaddress\x12%\n" +
-	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\"\xe8\b\n" +
+	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\x122\n" +
+	"\x06health\x18( \x01(\x0e2\x1a.warren.api.v1.HealthStateR\x06health\x12#\n" +
+	"\rhealth_output\x18) \x01(\tR\fhealthOutput\"\xe8\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -4219,7 +4482,12 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\bservices\x18\n" +
 	" \x01(\rR\bservices\x12\x14\n" +
 	"\x05tasks\x18\v \x01(\rR\x05tasks\x12\x14\n" +
-	"\x05nodes\x18\f \x01(\rR\x05nodes*s\n" +
+	"\x05nodes\x18\f \x01(\rR\x05nodes*|\n" +
+	"\vHealthState\x12\x1c\n" +
+	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HEALTH_STATE_STARTING\x10\x01\x12\x18\n" +
+	"\x14HEALTH_STATE_HEALTHY\x10\x02\x12\x1a\n" +
+	"\x16HEALTH_STATE_UNHEALTHY\x10\x03*s\n" +
 	"\vNetworkMode\x12\x1c\n" +
 	"\x18NETWORK_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14NETWORK_MODE_OVERLAY\x10\x01\x12\x15\n" +
@@ -4293,183 +4561,192 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_core_api_v1_api_proto_goTypes = []any{
-	(NetworkMode)(0),                // 0: warren.api.v1.NetworkMode
-	(TaskState)(0),                  // 1: warren.api.v1.TaskState
-	(NodeRole)(0),                   // 2: warren.api.v1.NodeRole
-	(NodeStatus)(0),                 // 3: warren.api.v1.NodeStatus
-	(NodeAvailability)(0),           // 4: warren.api.v1.NodeAvailability
-	(EventAction)(0),                // 5: warren.api.v1.EventAction
-	(RestartPolicy_Condition)(0),    // 6: warren.api.v1.RestartPolicy.Condition
-	(UpdatePolicy_Order)(0),         // 7: warren.api.v1.UpdatePolicy.Order
-	(UpdatePolicy_FailureAction)(0), // 8: warren.api.v1.UpdatePolicy.FailureAction
-	(*Resources)(nil),               // 9: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 10: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 11: warren.api.v1.UpdatePolicy
-	(*Mount)(nil),                   // 12: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 13: warren.api.v1.ServiceSpec
-	(*Service)(nil),                 // 14: warren.api.v1.Service
-	(*Task)(nil),                    // 15: warren.api.v1.Task
-	(*Node)(nil),                    // 16: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 17: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 18: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 19: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 20: warren.api.v1.Secret
-	(*Volume)(nil),                  // 21: warren.api.v1.Volume
-	(*Event)(nil),                   // 22: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 23: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 24: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 25: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 26: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 27: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 28: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 29: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 30: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 31: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 32: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 33: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 34: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 35: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 36: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 37: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 38: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 39: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 40: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 41: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 42: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 43: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 44: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 45: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 46: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 47: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 48: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 49: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 50: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 51: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 52: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 53: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 54: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 55: warren.api.v1.ClusterInfoResponse
-	nil,                             // 56: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 57: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 58: warren.api.v1.Node.LabelsEntry
-	nil,                             // 59: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 60: warren.api.v1.Node.AttributesEntry
-	nil,                             // 61: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 62: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 63: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 64: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 65: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 66: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
+	(HealthState)(0),                // 0: warren.api.v1.HealthState
+	(NetworkMode)(0),                // 1: warren.api.v1.NetworkMode
+	(TaskState)(0),                  // 2: warren.api.v1.TaskState
+	(NodeRole)(0),                   // 3: warren.api.v1.NodeRole
+	(NodeStatus)(0),                 // 4: warren.api.v1.NodeStatus
+	(NodeAvailability)(0),           // 5: warren.api.v1.NodeAvailability
+	(EventAction)(0),                // 6: warren.api.v1.EventAction
+	(RestartPolicy_Condition)(0),    // 7: warren.api.v1.RestartPolicy.Condition
+	(UpdatePolicy_Order)(0),         // 8: warren.api.v1.UpdatePolicy.Order
+	(UpdatePolicy_FailureAction)(0), // 9: warren.api.v1.UpdatePolicy.FailureAction
+	(HealthCheck_Type)(0),           // 10: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 11: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 12: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 13: warren.api.v1.UpdatePolicy
+	(*Mount)(nil),                   // 14: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 15: warren.api.v1.ServiceSpec
+	(*HealthCheck)(nil),             // 16: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 17: warren.api.v1.Service
+	(*Task)(nil),                    // 18: warren.api.v1.Task
+	(*Node)(nil),                    // 19: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 20: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 21: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 22: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 23: warren.api.v1.Secret
+	(*Volume)(nil),                  // 24: warren.api.v1.Volume
+	(*Event)(nil),                   // 25: warren.api.v1.Event
+	(*CreateServiceRequest)(nil),    // 26: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 27: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 28: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 29: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 30: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 31: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 32: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 33: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 34: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 35: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 36: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 37: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 38: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 39: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 40: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 41: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 42: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 43: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 44: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 45: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 46: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 47: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 48: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 49: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 50: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 51: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 52: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 53: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 54: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 55: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 56: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 57: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 58: warren.api.v1.ClusterInfoResponse
+	nil,                             // 59: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 60: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 61: warren.api.v1.Node.LabelsEntry
+	nil,                             // 62: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 63: warren.api.v1.Node.AttributesEntry
+	nil,                             // 64: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 65: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 66: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 67: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 68: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 69: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 70: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	6,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	66, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	66, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	66, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	66, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	7,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	8,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	56, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	57, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	9,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	9,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	10, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	11, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	12, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	66, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	0,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	13, // 16: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	67, // 17: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	67, // 18: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 19: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	1,  // 20: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	1,  // 21: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	67, // 22: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	67, // 23: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 24: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	2,  // 25: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	3,  // 26: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	4,  // 27: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	58, // 28: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	9,  // 29: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	67, // 30: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	67, // 31: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 32: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	19, // 33: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	60, // 34: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	17, // 35: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	67, // 36: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	61, // 37: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	67, // 38: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	62, // 39: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	63, // 40: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	67, // 41: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 42: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	67, // 43: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	14, // 44: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	15, // 45: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	16, // 46: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	20, // 47: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	21, // 48: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	13, // 49: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	14, // 50: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	14, // 51: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	64, // 52: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	14, // 53: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	13, // 54: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	14, // 55: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	14, // 56: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	16, // 57: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	16, // 58: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	4,  // 59: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	65, // 60: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	16, // 61: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	16, // 62: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	15, // 63: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	49, // 64: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	67, // 65: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	51, // 66: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	23, // 67: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	25, // 68: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	27, // 69: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	29, // 70: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	31, // 71: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	33, // 72: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	35, // 73: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	37, // 74: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	39, // 75: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	41, // 76: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	43, // 77: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	45, // 78: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	46, // 79: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	48, // 80: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	52, // 81: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	54, // 82: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	24, // 83: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	26, // 84: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	28, // 85: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	30, // 86: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	32, // 87: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	34, // 88: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	36, // 89: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	38, // 90: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	40, // 91: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	42, // 92: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	44, // 93: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	22, // 94: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	47, // 95: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	50, // 96: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	53, // 97: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	55, // 98: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	83, // [83:99] is the sub-list for method output_type
-	67, // [67:83] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	7,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	69, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	69, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	69, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	69, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	8,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	9,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	59, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	60, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	11, // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	11, // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	12, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	13, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	14, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	69, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	1,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	16, // 16: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	10, // 17: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	69, // 18: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	69, // 19: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	69, // 20: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	15, // 21: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	70, // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	70, // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 24: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	2,  // 25: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	2,  // 26: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	70, // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	70, // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	70, // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	0,  // 30: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	3,  // 31: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	4,  // 32: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	5,  // 33: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	61, // 34: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	11, // 35: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	70, // 36: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	70, // 37: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	62, // 38: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	22, // 39: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	63, // 40: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	20, // 41: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	70, // 42: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	64, // 43: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	70, // 44: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	65, // 45: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	66, // 46: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	70, // 47: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 48: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	70, // 49: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	17, // 50: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	18, // 51: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	19, // 52: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	23, // 53: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	24, // 54: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	15, // 55: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	17, // 56: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	17, // 57: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	67, // 58: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	17, // 59: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	15, // 60: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	17, // 61: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	17, // 62: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	19, // 63: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	19, // 64: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	5,  // 65: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	68, // 66: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	19, // 67: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	19, // 68: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	18, // 69: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	52, // 70: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	70, // 71: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	54, // 72: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	26, // 73: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	28, // 74: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	30, // 75: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	32, // 76: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	34, // 77: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	36, // 78: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	38, // 79: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	40, // 80: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	42, // 81: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	44, // 82: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	46, // 83: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	48, // 84: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	49, // 85: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	51, // 86: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	55, // 87: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	57, // 88: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	27, // 89: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	29, // 90: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	31, // 91: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	33, // 92: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	35, // 93: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	37, // 94: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	39, // 95: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	41, // 96: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	43, // 97: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	45, // 98: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	47, // 99: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	25, // 100: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	50, // 101: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	53, // 102: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	56, // 103: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	58, // 104: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	89, // [89:105] is the sub-list for method output_type
+	73, // [73:89] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4477,21 +4754,21 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[13].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[14].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
 		(*Event_Secret)(nil),
 		(*Event_Volume)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[30].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   57,
+			NumEnums:      11,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

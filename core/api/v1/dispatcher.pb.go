@@ -327,7 +327,11 @@ type TaskStatusUpdate struct {
 	// address is the task's overlay address with its prefix length
 	// ("10.88.3.7/24") once its network namespace is attached; empty for a
 	// task without one. The dispatcher stores it in Task.address.
-	Address       string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	// health is the task's health, for a task whose service has a health
+	// check; health_output the last check's output.
+	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
+	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +411,20 @@ func (x *TaskStatusUpdate) GetTime() *timestamppb.Timestamp {
 func (x *TaskStatusUpdate) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *TaskStatusUpdate) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *TaskStatusUpdate) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
 	}
 	return ""
 }
@@ -1104,7 +1122,7 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tHeartbeat\x12<\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
-	"conditions\"\xf2\x01\n" +
+	"conditions\"\xcb\x02\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.warren.api.v1.TaskStateR\x05state\x12\x18\n" +
@@ -1112,7 +1130,9 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
-	"\aaddress\x18\a \x01(\tR\aaddress\"L\n" +
+	"\aaddress\x18\a \x01(\tR\aaddress\x122\n" +
+	"\x06health\x18( \x01(\x0e2\x1a.warren.api.v1.HealthStateR\x06health\x12#\n" +
+	"\rhealth_output\x18) \x01(\tR\fhealthOutput\"L\n" +
 	"\x0fTaskStatusBatch\x129\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\xaf\x02\n" +
 	"\x0eManagerMessage\x126\n" +
@@ -1199,10 +1219,11 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*NodeCondition)(nil),         // 19: warren.api.v1.NodeCondition
 	(TaskState)(0),                // 20: warren.api.v1.TaskState
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*ClusterNetwork)(nil),        // 22: warren.api.v1.ClusterNetwork
-	(NodeRole)(0),                 // 23: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 24: warren.api.v1.Task
-	(*ServiceSpec)(nil),           // 25: warren.api.v1.ServiceSpec
+	(HealthState)(0),              // 22: warren.api.v1.HealthState
+	(*ClusterNetwork)(nil),        // 23: warren.api.v1.ClusterNetwork
+	(NodeRole)(0),                 // 24: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 25: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 26: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -1215,29 +1236,30 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	19, // 7: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
 	20, // 8: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
 	21, // 9: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 10: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	11, // 11: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	12, // 12: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	6,  // 13: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
-	8,  // 14: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
-	10, // 15: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
-	22, // 16: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
-	17, // 17: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
-	7,  // 18: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
-	9,  // 19: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
-	21, // 20: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	23, // 21: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	24, // 22: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	15, // 23: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
-	16, // 24: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
-	25, // 25: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
-	0,  // 26: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 27: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	22, // 10: warren.api.v1.TaskStatusUpdate.health:type_name -> warren.api.v1.HealthState
+	3,  // 11: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	11, // 12: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	12, // 13: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	6,  // 14: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
+	8,  // 15: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
+	10, // 16: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
+	23, // 17: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
+	17, // 18: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
+	7,  // 19: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
+	9,  // 20: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
+	21, // 21: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	24, // 22: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	25, // 23: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	15, // 24: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	16, // 25: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	26, // 26: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 27: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 28: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }
