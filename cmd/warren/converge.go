@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
 )
 
 // Waiting for a service to converge: `service create`, `scale` and `update`
@@ -228,6 +228,9 @@ func (wt *waiter) run(ctx context.Context) error {
 			}
 			last = assess(wt.svc, tasks)
 			wt.p.update(wt.svc, last, tasks)
+			if err := updateEnded(wt.svc); err != nil {
+				return err
+			}
 			if last.done {
 				wt.p.converged()
 				return nil
@@ -263,6 +266,22 @@ func (wt *waiter) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// updateEnded is the error that ends the wait for svc when its update
+// stopped short: paused, or rolled back (or rolling back).
+func updateEnded(svc *apiv1.Service) error {
+	st := svc.GetUpdateStatus()
+	name := svc.GetSpec().GetName()
+	switch st.GetState() {
+	case apiv1.UpdateStatus_STATE_PAUSED, apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return fmt.Errorf("service %s: %s; a new 'warren service update' or 'warren service rollback %s' resumes", name, st.GetMessage(), name)
+	case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED:
+		if strings.HasPrefix(st.GetMessage(), "update rolled back") {
+			return fmt.Errorf("service %s: %s; see 'warren service inspect %s'", name, st.GetMessage(), name)
+		}
+	}
+	return nil
 }
 
 // handle takes in one event and reports whether the tasks are to be listed
@@ -349,7 +368,7 @@ const stuckFailures = 3
 // no task runs.
 func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	c := convergence{replicas: svc.GetSpec().GetReplicas(), slots: map[uint64]*apiv1.Task{}}
-	key := specKey(svc.GetSpec())
+	key := state.SpecKey(svc.GetSpec())
 	for _, t := range tasks {
 		s := t.GetSlot()
 		if !wanted(t) || s < 1 || s > c.replicas || !upToDate(t, svc, key) {
@@ -404,23 +423,12 @@ func active(t *apiv1.Task) bool {
 }
 
 // upToDate reports whether t was made from svc's current spec; key is
-// specKey(svc.spec).
-func upToDate(t *apiv1.Task, svc *apiv1.Service, key *apiv1.ServiceSpec) bool {
+// state.SpecKey(svc.spec).
+func upToDate(t *apiv1.Task, svc *apiv1.Service, key string) bool {
 	if t.GetServiceVersion() >= svc.GetVersion() {
 		return true
 	}
-	return t.GetSpec() != nil && proto.Equal(specKey(t.GetSpec()), key)
-}
-
-// specKey is spec without what changes no task (replicas, update policy).
-func specKey(spec *apiv1.ServiceSpec) *apiv1.ServiceSpec {
-	k := proto.CloneOf(spec)
-	if k == nil {
-		return nil
-	}
-	k.Replicas = 0
-	k.UpdatePolicy = nil
-	return k
+	return t.GetSpec() != nil && state.SpecKey(t.GetSpec()) == key
 }
 
 // newer reports whether a was made after b.

@@ -35,6 +35,7 @@ that the cluster keeps running.`,
 		newServiceInspectCmd(g),
 		newServiceScaleCmd(g),
 		newServiceUpdateCmd(g),
+		newServiceRollbackCmd(g),
 		newServiceRemoveCmd(g),
 		newServicePsCmd(g),
 		newServiceLogsCmd(g),
@@ -127,12 +128,16 @@ func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) 
 				replicas += ": " + truncate(p, errorWidth)
 			}
 		}
+		updated := ago(s.GetUpdatedAt(), now)
+		if st := s.GetUpdateStatus().GetState(); st != apiv1.UpdateStatus_STATE_UNSPECIFIED && st != apiv1.UpdateStatus_STATE_COMPLETED {
+			updated += " (" + truncate(updateStatusText(s.GetUpdateStatus()), errorWidth) + ")"
+		}
 		rows = append(rows, []string{
 			shortID(s.GetId()),
 			s.GetSpec().GetName(),
 			s.GetSpec().GetImage(),
 			replicas,
-			ago(s.GetUpdatedAt(), now),
+			updated,
 		})
 	}
 	return rows
@@ -247,11 +252,13 @@ func serviceFields(s *apiv1.Service) [][2]string {
 		f = append(f, [2]string{"Restart", strings.Join(parts, ", ")})
 	}
 	if up := spec.GetUpdatePolicy(); up != nil {
-		parallelism := "all"
-		if up.GetParallelism() > 0 {
-			parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
-		}
-		f = append(f, [2]string{"Update", fmt.Sprintf("%s at a time, %s", parallelism, enumText(up.GetOrder(), "stop-first"))})
+		f = append(f, [2]string{"Update", policyText(up)})
+	}
+	if rp := spec.GetRollbackPolicy(); rp != nil {
+		f = append(f, [2]string{"Rollback", policyText(rp)})
+	}
+	if st := updateStatusText(s.GetUpdateStatus()); st != "" {
+		f = append(f, [2]string{"Update status", st})
 	}
 	if hc := healthText(spec.GetHealthCheck()); hc != "" {
 		f = append(f, [2]string{"Health check", hc})
@@ -269,6 +276,22 @@ func serviceFields(s *apiv1.Service) [][2]string {
 		[2]string{"Updated", timeText(s.GetUpdatedAt())},
 	)
 	return f
+}
+
+// policyText is an update or rollback policy for inspect.
+func policyText(up *apiv1.UpdatePolicy) string {
+	parallelism := "all"
+	if up.GetParallelism() > 0 {
+		parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
+	}
+	s := fmt.Sprintf("%s at a time, %s, on failure %s", parallelism, enumText(up.GetOrder(), "stop-first"), enumText(up.GetFailureAction(), "pause"))
+	if m := up.GetMonitor(); m != nil {
+		s += ", monitor " + m.AsDuration().String()
+	}
+	if r := up.GetMaxFailureRatio(); r > 0 {
+		s += fmt.Sprintf(", max failure ratio %g", r)
+	}
+	return s
 }
 
 // shellJoin writes words as a shell command line, quoting those that need it,

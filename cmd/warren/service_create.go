@@ -31,8 +31,8 @@ type serviceCreateOptions struct {
 	restartMaxAttempts uint32
 	stopSignal         string
 	stopGracePeriod    time.Duration
-	updateParallelism  uint32
-	updateOrder        string
+	update             policyOptions
+	rollback           policyOptions
 	network            string
 	health             healthOptions
 	wait               convergeOptions
@@ -116,8 +116,9 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
 	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
 	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
-	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
-	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
+	o.update.prefix, o.rollback.prefix = "update", "rollback"
+	o.update.addFlags(f)
+	o.rollback.addFlags(f)
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	o.health.addFlags(f)
 	o.wait.addFlags(f)
@@ -206,11 +207,11 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.RestartPolicy = rp
 	}
-	if f.Changed("update-parallelism") || f.Changed("update-order") {
-		spec.UpdatePolicy = &apiv1.UpdatePolicy{
-			Parallelism: o.updateParallelism,
-			Order:       updateOrders[o.updateOrder],
-		}
+	if spec.UpdatePolicy, err = o.update.policy(f, nil); err != nil {
+		return nil, err
+	}
+	if spec.RollbackPolicy, err = o.rollback.policy(f, nil); err != nil {
+		return nil, err
 	}
 	if f.Changed("stop-signal") {
 		sig, err := parseSignal(o.stopSignal)

@@ -28,11 +28,14 @@ type serviceUpdateOptions struct {
 	args     string
 	network  string
 	health   healthOptions
+	update   policyOptions
+	rollback policyOptions
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = append([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}, healthFlags...)
+var updateFlags = slices.Concat([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}, healthFlags,
+	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames())
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -75,6 +78,9 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	o.health.addFlags(f)
+	o.update.prefix, o.rollback.prefix = "update", "rollback"
+	o.update.addFlags(f)
+	o.rollback.addFlags(f)
 	o.wait.addFlags(f)
 }
 
@@ -90,6 +96,8 @@ type serviceChanges struct {
 	network  *apiv1.NetworkMode
 	// health makes the new health check of the old one; nil: unchanged.
 	health func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error)
+	// update and rollback make the new policies of the old ones.
+	update, rollback func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error)
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -144,6 +152,8 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 			return c, err
 		}
 	}
+	ch.update = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.update.policy(f, old) }
+	ch.rollback = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.rollback.policy(f, old) }
 	return &ch, nil
 }
 
@@ -173,6 +183,17 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 			return err
 		}
 		spec.HealthCheck = c
+	}
+	var err error
+	if ch.update != nil {
+		if spec.UpdatePolicy, err = ch.update(spec.GetUpdatePolicy()); err != nil {
+			return err
+		}
+	}
+	if ch.rollback != nil {
+		if spec.RollbackPolicy, err = ch.rollback(spec.GetRollbackPolicy()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

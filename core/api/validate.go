@@ -154,21 +154,52 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			}
 		}
 	}
-	if up := s.GetUpdatePolicy(); up != nil {
-		if _, ok := apiv1.UpdatePolicy_Order_name[int32(up.GetOrder())]; !ok {
-			return invalid("service %q: update order %d is unknown", s.GetName(), up.GetOrder())
-		}
-		if _, ok := apiv1.UpdatePolicy_FailureAction_name[int32(up.GetFailureAction())]; !ok {
-			return invalid("service %q: update failure action %d is unknown", s.GetName(), up.GetFailureAction())
-		}
-		if err := validateDuration(s.GetName(), "update_policy.delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
-			return err
-		}
-	}
 	if err := validateHealthCheck(s.GetName(), s.GetHealthCheck()); err != nil {
 		return err
 	}
+	if err := validateUpdatePolicy(s, "update_policy", s.GetUpdatePolicy()); err != nil {
+		return err
+	}
+	if err := validateUpdatePolicy(s, "rollback_policy", s.GetRollbackPolicy()); err != nil {
+		return err
+	}
 	return unsupportedFields(s)
+}
+
+// validateUpdatePolicy checks an update or rollback policy (field says
+// which): known order and failure action (no rollback of a rollback), a
+// monitor that is not negative and not shorter than the health check's
+// interval (a failure would go unseen), a failure ratio within 0..1.
+func validateUpdatePolicy(s *apiv1.ServiceSpec, field string, up *apiv1.UpdatePolicy) error {
+	if up == nil {
+		return nil
+	}
+	svc := s.GetName()
+	if _, ok := apiv1.UpdatePolicy_Order_name[int32(up.GetOrder())]; !ok {
+		return invalid("service %q: %s order %d is unknown", svc, field, up.GetOrder())
+	}
+	if _, ok := apiv1.UpdatePolicy_FailureAction_name[int32(up.GetFailureAction())]; !ok {
+		return invalid("service %q: %s failure action %d is unknown", svc, field, up.GetFailureAction())
+	}
+	if field == "rollback_policy" && up.GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK {
+		return invalid("service %q: a rollback's failure action is pause or continue, not rollback", svc)
+	}
+	if err := validateDuration(svc, field+".delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
+		return err
+	}
+	if err := validateDuration(svc, field+".monitor", up.GetMonitor().AsDuration(), MaxHealthDuration); err != nil {
+		return err
+	}
+	if up.GetMonitor() != nil && up.GetMonitor().AsDuration() == 0 {
+		return invalid("service %q: %s.monitor must be positive", svc, field)
+	}
+	if m, iv := up.GetMonitor(), s.GetHealthCheck().GetInterval(); m != nil && iv != nil && m.AsDuration() < iv.AsDuration() {
+		return invalid("service %q: %s.monitor %s is shorter than the health check interval %s: a failing task would not be seen", svc, field, m.AsDuration(), iv.AsDuration())
+	}
+	if r := up.GetMaxFailureRatio(); r < 0 || r > 1 || r != r {
+		return invalid("service %q: %s.max_failure_ratio %v is not between 0 and 1", svc, field, r)
+	}
+	return nil
 }
 
 // MaxHealthDuration bounds a health check's interval, timeout and start
@@ -234,8 +265,8 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 		return unsupported("secrets")
 	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
 		return unsupported("update_policy.delay")
-	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
-		return unsupported("update_policy.failure_action continue")
+	case s.GetRollbackPolicy().GetDelay().AsDuration() != 0:
+		return unsupported("rollback_policy.delay")
 	}
 	for _, m := range s.GetMounts() {
 		if m.GetType() == "volume" {

@@ -123,6 +123,39 @@ type Note struct {
 	Message string
 }
 
+// SetUpdateStatus asks for the service's update status to become Status,
+// and, with Rollback, for its spec to return to its previous spec (the
+// current one becoming the previous). It applies to the service as it was
+// at Version only: a service changed meanwhile is decided again.
+type SetUpdateStatus struct {
+	ServiceID string
+	Version   uint64
+	Status    *apiv1.UpdateStatus
+	Rollback  bool
+}
+
+func (SetUpdateStatus) isAction() {}
+
+func (a SetUpdateStatus) String() string {
+	s := fmt.Sprintf("service %s update %s", a.ServiceID, a.Status.GetState())
+	if a.Rollback {
+		s += " (rollback)"
+	}
+	return s + ": " + a.Status.GetMessage()
+}
+
+// ApplyUpdateStatus returns a copy of svc changed as a SetUpdateStatus
+// asks.
+func ApplyUpdateStatus(svc *apiv1.Service, a SetUpdateStatus) *apiv1.Service {
+	out := proto.CloneOf(svc)
+	out.UpdateStatus = proto.CloneOf(a.Status)
+	if a.Rollback && svc.GetPreviousSpec() != nil {
+		out.Spec, out.PreviousSpec = proto.CloneOf(svc.GetPreviousSpec()), proto.CloneOf(svc.GetSpec())
+		out.Spec.Replicas = svc.GetSpec().GetReplicas()
+	}
+	return out
+}
+
 func (Create) isAction()   {}
 func (Shutdown) isAction() {}
 func (Remove) isAction()   {}
@@ -278,7 +311,9 @@ func Reconcile(in Input) []Action {
 			busy++
 		}
 	}
-	r.update(candidates, busy)
+	if !r.progress(tasks, candidates) {
+		r.update(candidates, busy)
+	}
 
 	limit := r.in.Config.historyLimit()
 	for s := uint64(1); s <= replicas; s++ {
@@ -428,7 +463,112 @@ func (r *reconciler) serviceKey() string {
 // startFirst reports whether updates start the new task before stopping
 // the old one.
 func (r *reconciler) startFirst() bool {
-	return r.in.Service.GetSpec().GetUpdatePolicy().GetOrder() == apiv1.UpdatePolicy_ORDER_START_FIRST
+	return r.policy().GetOrder() == apiv1.UpdatePolicy_ORDER_START_FIRST
+}
+
+// policy is the policy tasks are replaced by now: the rollback policy
+// while the service rolls back, its update policy otherwise.
+func (r *reconciler) policy() *apiv1.UpdatePolicy {
+	if r.in.Service.GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_STARTED {
+		return r.in.Service.GetSpec().GetRollbackPolicy()
+	}
+	return r.in.Service.GetSpec().GetUpdatePolicy()
+}
+
+// DefaultMonitor is how long after an update completed a failure of one of
+// its tasks still counts as the update's, when the policy sets no monitor.
+const DefaultMonitor = 5 * time.Second
+
+// progress follows the service's update (or rollback) given all its tasks
+// and the outdated ones still waiting (candidates). It reports whether the
+// update holds: paused, so no further slot is replaced.
+//
+// A task of the new spec made since the update started that ends FAILED or
+// REJECTED (an unhealthy task ends FAILED) is a failure of the update, while
+// it is in progress and for the monitor window after it completed. Once the
+// failures are more than max_failure_ratio × replicas, the failure action
+// is taken: pause (PAUSED, or ROLLBACK_PAUSED during a rollback), rollback
+// (the service returns to its previous spec: ROLLBACK_STARTED) or continue.
+// An update whose every slot runs a serving task of the new spec and that
+// waits for no old task is COMPLETED (ROLLBACK_COMPLETED).
+func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
+	svc := r.in.Service
+	st := svc.GetUpdateStatus()
+	rollingBack := false
+	switch st.GetState() {
+	case apiv1.UpdateStatus_STATE_PAUSED, apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return true
+	case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED:
+		rollingBack = true
+	case apiv1.UpdateStatus_STATE_UPDATING:
+	case apiv1.UpdateStatus_STATE_COMPLETED:
+		monitor := DefaultMonitor
+		if m := svc.GetSpec().GetUpdatePolicy().GetMonitor(); m != nil {
+			monitor = m.AsDuration()
+		}
+		if r.in.Now.Sub(st.GetCompletedAt().AsTime()) >= monitor {
+			return false
+		}
+	default:
+		return false
+	}
+	policy := r.policy()
+	started := st.GetStartedAt().AsTime()
+	var failed []*apiv1.Task
+	done := len(candidates) == 0
+	for _, t := range tasks {
+		if !r.upToDate(t) {
+			if !Terminal(t.GetState()) {
+				done = false // an old task still runs
+			}
+			continue
+		}
+		if current(t) && !state.Serving(t) {
+			done = false
+		}
+		if t.GetCreatedAt().AsTime().Before(started) {
+			continue
+		}
+		if s := t.GetState(); s == apiv1.TaskState_TASK_STATE_FAILED || s == apiv1.TaskState_TASK_STATE_REJECTED {
+			failed = append(failed, t)
+		}
+	}
+	set := func(state apiv1.UpdateStatus_State, msg string, rollback bool) {
+		out := &apiv1.UpdateStatus{State: state, Message: msg, StartedAt: st.GetStartedAt(), CompletedAt: st.GetCompletedAt()}
+		switch state {
+		case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED:
+			out.StartedAt, out.CompletedAt = timestamppb.New(r.in.Now), nil
+		case apiv1.UpdateStatus_STATE_COMPLETED, apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED:
+			out.CompletedAt = timestamppb.New(r.in.Now)
+		}
+		r.out = append(r.out, SetUpdateStatus{ServiceID: svc.GetId(), Version: svc.GetVersion(), Status: out, Rollback: rollback})
+	}
+	if n := len(failed); n > 0 && float64(n) > float64(policy.GetMaxFailureRatio())*float64(svc.GetSpec().GetReplicas()) &&
+		policy.GetFailureAction() != apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE {
+		f := slices.MaxFunc(failed, func(a, b *apiv1.Task) int { return a.GetUpdatedAt().AsTime().Compare(b.GetUpdatedAt().AsTime()) })
+		why := strings.ToLower(strings.TrimPrefix(f.GetState().String(), "TASK_STATE_"))
+		if e := f.GetError(); e != "" {
+			why += ": " + e
+		}
+		why = fmt.Sprintf("task %s %s", f.GetId(), why)
+		switch {
+		case rollingBack:
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED, "rollback paused: "+why, false)
+		case policy.GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK && svc.GetPreviousSpec() != nil:
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, "update rolled back: "+why, true)
+		default:
+			set(apiv1.UpdateStatus_STATE_PAUSED, "update paused: "+why, false)
+		}
+		return true
+	}
+	if done && st.GetState() != apiv1.UpdateStatus_STATE_COMPLETED {
+		if rollingBack {
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED, st.GetMessage()+"; rollback completed", false)
+		} else {
+			set(apiv1.UpdateStatus_STATE_COMPLETED, "update completed", false)
+		}
+	}
+	return false
 }
 
 // slot reconciles slot s. It returns the slot's outdated task when it waits
@@ -592,7 +732,7 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 		return
 	}
 	budget := len(candidates)
-	if p := int(r.in.Service.GetSpec().GetUpdatePolicy().GetParallelism()); p > 0 {
+	if p := int(r.policy().GetParallelism()); p > 0 {
 		budget = min(budget, p-busy)
 	}
 	// Tasks that serve nothing yet go first, then by slot.
@@ -709,18 +849,5 @@ func backoff(p *apiv1.RestartPolicy, attempt uint32) time.Duration {
 	return min(delay, ceiling)
 }
 
-// specKey is the comparison key of a spec: its encoding without the fields
-// that change no task (replicas, update_policy).
-func specKey(s *apiv1.ServiceSpec) string {
-	if s == nil {
-		return ""
-	}
-	c := proto.CloneOf(s)
-	c.Replicas = 0
-	c.UpdatePolicy = nil
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	if err != nil {
-		panic(fmt.Sprintf("orchestrator: encode spec: %v", err)) // only on a programming error
-	}
-	return string(b)
-}
+// specKey is state.SpecKey.
+func specKey(s *apiv1.ServiceSpec) string { return state.SpecKey(s) }

@@ -1,6 +1,10 @@
 package state
 
 import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
@@ -76,4 +80,22 @@ func Serving(t *apiv1.Task) bool {
 		return false
 	}
 	return !HasHealthCheck(t.GetSpec()) || t.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+}
+
+// SpecKey is the comparison key of a spec: its encoding without the fields
+// that change no task (replicas, update_policy, rollback_policy). Two specs
+// with the same key run the same tasks.
+func SpecKey(s *apiv1.ServiceSpec) string {
+	if s == nil {
+		return ""
+	}
+	c := proto.CloneOf(s)
+	c.Replicas = 0
+	c.UpdatePolicy = nil
+	c.RollbackPolicy = nil
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("state: encode spec: %v", err)) // only on a programming error
+	}
+	return string(b)
 }

@@ -528,6 +528,9 @@ const (
 	UpdatePolicy_FAILURE_ACTION_UNSPECIFIED UpdatePolicy_FailureAction = 0 // means PAUSE
 	UpdatePolicy_FAILURE_ACTION_PAUSE       UpdatePolicy_FailureAction = 1
 	UpdatePolicy_FAILURE_ACTION_CONTINUE    UpdatePolicy_FailureAction = 2
+	// FAILURE_ACTION_ROLLBACK returns the service to its previous spec
+	// (not valid in a rollback policy).
+	UpdatePolicy_FAILURE_ACTION_ROLLBACK UpdatePolicy_FailureAction = 3
 )
 
 // Enum value maps for UpdatePolicy_FailureAction.
@@ -536,11 +539,13 @@ var (
 		0: "FAILURE_ACTION_UNSPECIFIED",
 		1: "FAILURE_ACTION_PAUSE",
 		2: "FAILURE_ACTION_CONTINUE",
+		3: "FAILURE_ACTION_ROLLBACK",
 	}
 	UpdatePolicy_FailureAction_value = map[string]int32{
 		"FAILURE_ACTION_UNSPECIFIED": 0,
 		"FAILURE_ACTION_PAUSE":       1,
 		"FAILURE_ACTION_CONTINUE":    2,
+		"FAILURE_ACTION_ROLLBACK":    3,
 	}
 )
 
@@ -569,6 +574,67 @@ func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
 // Deprecated: Use UpdatePolicy_FailureAction.Descriptor instead.
 func (UpdatePolicy_FailureAction) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_STATE_UNSPECIFIED        UpdateStatus_State = 0
+	UpdateStatus_STATE_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_STATE_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_STATE_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_STATE_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_STATE_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_STATE_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_UPDATING",
+		2: "STATE_PAUSED",
+		3: "STATE_COMPLETED",
+		4: "STATE_ROLLBACK_STARTED",
+		5: "STATE_ROLLBACK_PAUSED",
+		6: "STATE_ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"STATE_UNSPECIFIED":        0,
+		"STATE_UPDATING":           1,
+		"STATE_PAUSED":             2,
+		"STATE_COMPLETED":          3,
+		"STATE_ROLLBACK_STARTED":   4,
+		"STATE_ROLLBACK_PAUSED":    5,
+		"STATE_ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[10]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type HealthCheck_Type int32
@@ -613,11 +679,11 @@ func (x HealthCheck_Type) String() string {
 }
 
 func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
 }
 
 func (HealthCheck_Type) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[10]
+	return &file_core_api_v1_api_proto_enumTypes[11]
 }
 
 func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
@@ -626,7 +692,7 @@ func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthCheck_Type.Descriptor instead.
 func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5, 0}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6, 0}
 }
 
 type Resources struct {
@@ -769,8 +835,14 @@ type UpdatePolicy struct {
 	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
 	Order         UpdatePolicy_Order         `protobuf:"varint,3,opt,name=order,proto3,enum=warren.api.v1.UpdatePolicy_Order" json:"order,omitempty"`
 	FailureAction UpdatePolicy_FailureAction `protobuf:"varint,4,opt,name=failure_action,json=failureAction,proto3,enum=warren.api.v1.UpdatePolicy_FailureAction" json:"failure_action,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// monitor is how long after the update's last task came up a failure of a
+	// task of the new spec still counts as the update's (default 5s).
+	Monitor *durationpb.Duration `protobuf:"bytes,40,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	// max_failure_ratio is the share of the replicas that may fail during the
+	// update before the failure action is taken (default 0: any failure).
+	MaxFailureRatio float32 `protobuf:"fixed32,41,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdatePolicy) Reset() {
@@ -831,6 +903,91 @@ func (x *UpdatePolicy) GetFailureAction() UpdatePolicy_FailureAction {
 	return UpdatePolicy_FAILURE_ACTION_UNSPECIFIED
 }
 
+func (x *UpdatePolicy) GetMonitor() *durationpb.Duration {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+func (x *UpdatePolicy) GetMaxFailureRatio() float32 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+// UpdateStatus is how a service's last update (or rollback) is going,
+// written by the API server when it starts and by the orchestrator after.
+type UpdateStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=warren.api.v1.UpdateStatus_State" json:"state,omitempty"`
+	// message says why: the failed task that paused or rolled back the update.
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_STATE_UNSPECIFIED
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is bind, volume or tmpfs.
@@ -844,7 +1001,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	mi := &file_core_api_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1013,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	mi := &file_core_api_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1026,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Mount) GetType() string {
@@ -927,14 +1084,17 @@ type ServiceSpec struct {
 	// health_check is how the worker tells whether a running task works; nil
 	// means no check (a running task counts as healthy). Numbered from 40 to
 	// stay clear of the fields other work adds.
-	HealthCheck   *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// rollback_policy is how a rollback replaces tasks (same defaults as
+	// update_policy; failure action pause or continue).
+	RollbackPolicy *UpdatePolicy `protobuf:"bytes,41,opt,name=rollback_policy,json=rollbackPolicy,proto3" json:"rollback_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_core_api_v1_api_proto_msgTypes[4]
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1106,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[4]
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1119,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1102,6 +1262,13 @@ func (x *ServiceSpec) GetHealthCheck() *HealthCheck {
 	return nil
 }
 
+func (x *ServiceSpec) GetRollbackPolicy() *UpdatePolicy {
+	if x != nil {
+		return x.RollbackPolicy
+	}
+	return nil
+}
+
 // HealthCheck is a service's health check, made by the worker of each task.
 type HealthCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1124,7 +1291,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1303,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1316,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HealthCheck) GetType() HealthCheck_Type {
@@ -1214,16 +1381,21 @@ type Service struct {
 	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// version is the Raft index of the service's last change; pass it back in
 	// UpdateService to refuse lost updates.
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version   uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// previous_spec is the spec before the last update that replaced tasks:
+	// what a rollback returns to.
+	PreviousSpec *ServiceSpec `protobuf:"bytes,40,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	// update_status is how the last such update is going; nil before one.
+	UpdateStatus  *UpdateStatus `protobuf:"bytes,41,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1407,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1420,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Service) GetId() string {
@@ -1282,6 +1454,20 @@ func (x *Service) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Service) GetUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Service) GetPreviousSpec() *ServiceSpec {
+	if x != nil {
+		return x.PreviousSpec
+	}
+	return nil
+}
+
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
 	}
 	return nil
 }
@@ -1326,7 +1512,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1524,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1537,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -1547,7 +1733,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1745,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1758,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Node) GetId() string {
@@ -1750,7 +1936,7 @@ type NodeNetwork struct {
 
 func (x *NodeNetwork) Reset() {
 	*x = NodeNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1948,7 @@ func (x *NodeNetwork) String() string {
 func (*NodeNetwork) ProtoMessage() {}
 
 func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1961,7 @@ func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
 func (*NodeNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeNetwork) GetSubnet() string {
@@ -1822,7 +2008,7 @@ type ClusterNetwork struct {
 
 func (x *ClusterNetwork) Reset() {
 	*x = ClusterNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2020,7 @@ func (x *ClusterNetwork) String() string {
 func (*ClusterNetwork) ProtoMessage() {}
 
 func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2033,7 @@ func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
 func (*ClusterNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterNetwork) GetOverlayRange() string {
@@ -1888,7 +2074,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2086,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2099,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -1952,7 +2138,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2150,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2163,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Secret) GetId() string {
@@ -2037,7 +2223,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2235,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2248,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Volume) GetId() string {
@@ -2140,7 +2326,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2338,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2351,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -2305,7 +2491,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2503,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2516,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -2349,7 +2535,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2547,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2560,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -2394,7 +2580,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2592,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2605,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -2438,7 +2624,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2636,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2649,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -2491,7 +2677,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2689,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2702,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -2552,7 +2738,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2750,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2763,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -2600,14 +2786,17 @@ type UpdateServiceRequest struct {
 	// spec replaces the whole spec; its name must stay the same.
 	Spec *ServiceSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// version, when non-zero, must equal the service's current version.
-	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// rollback, with no spec, returns the service to its previous spec
+	// under its rollback policy (`warren service rollback`).
+	Rollback      bool `protobuf:"varint,40,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2808,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2821,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -2656,6 +2845,13 @@ func (x *UpdateServiceRequest) GetVersion() uint64 {
 	return 0
 }
 
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
 type UpdateServiceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -2665,7 +2861,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2873,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2886,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -2710,7 +2906,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2918,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2931,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -2761,7 +2957,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +2969,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +2982,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -2805,7 +3001,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +3013,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +3026,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -2848,7 +3044,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3056,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3069,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 type ListNodesRequest struct {
@@ -2892,7 +3088,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3100,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3113,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -2946,7 +3142,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3154,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3167,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2997,7 +3193,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3205,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3218,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -3041,7 +3237,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3249,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3262,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -3099,7 +3295,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3307,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3320,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -3171,7 +3367,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3379,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3392,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -3219,7 +3415,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3427,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3440,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -3271,7 +3467,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3479,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3492,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -3327,7 +3523,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3535,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3548,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -3402,7 +3598,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3414,7 +3610,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3427,7 +3623,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3454,7 +3650,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3662,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3675,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -3505,7 +3701,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3713,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3726,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -3573,7 +3769,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3585,7 +3781,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3598,7 +3794,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3638,7 +3834,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3650,7 +3846,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3663,7 +3859,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -3684,7 +3880,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3696,7 +3892,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3709,7 +3905,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -3744,7 +3940,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +3952,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +3965,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -3803,7 +3999,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +4011,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +4024,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -3902,7 +4098,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3914,7 +4110,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3927,7 +4123,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 type ListPluginsResponse struct {
@@ -3939,7 +4135,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3951,7 +4147,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3964,7 +4160,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -3982,7 +4178,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4190,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4203,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 type ClusterInfoResponse struct {
@@ -4030,7 +4226,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4238,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4251,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -4160,25 +4356,42 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x15CONDITION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCONDITION_ANY\x10\x01\x12\x18\n" +
 	"\x14CONDITION_ON_FAILURE\x10\x02\x12\x12\n" +
-	"\x0eCONDITION_NONE\x10\x03\"\xa1\x03\n" +
+	"\x0eCONDITION_NONE\x10\x03\"\xa0\x04\n" +
 	"\fUpdatePolicy\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\rR\vparallelism\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x127\n" +
 	"\x05order\x18\x03 \x01(\x0e2!.warren.api.v1.UpdatePolicy.OrderR\x05order\x12P\n" +
-	"\x0efailure_action\x18\x04 \x01(\x0e2).warren.api.v1.UpdatePolicy.FailureActionR\rfailureAction\"K\n" +
+	"\x0efailure_action\x18\x04 \x01(\x0e2).warren.api.v1.UpdatePolicy.FailureActionR\rfailureAction\x123\n" +
+	"\amonitor\x18( \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
+	"\x11max_failure_ratio\x18) \x01(\x02R\x0fmaxFailureRatio\"K\n" +
 	"\x05Order\x12\x15\n" +
 	"\x11ORDER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ORDER_STOP_FIRST\x10\x01\x12\x15\n" +
-	"\x11ORDER_START_FIRST\x10\x02\"f\n" +
+	"\x11ORDER_START_FIRST\x10\x02\"\x83\x01\n" +
 	"\rFailureAction\x12\x1e\n" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"h\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x02\x12\x1b\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\x8c\x03\n" +
+	"\fUpdateStatus\x127\n" +
+	"\x05state\x18\x01 \x01(\x0e2!.warren.api.v1.UpdateStatus.StateR\x05state\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xae\x01\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
+	"\fSTATE_PAUSED\x10\x02\x12\x13\n" +
+	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
+	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
+	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"h\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xed\a\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xb3\b\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -4202,7 +4415,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12=\n" +
 	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x12=\n" +
-	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x1a6\n" +
+	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x12D\n" +
+	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -4222,7 +4436,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tTYPE_HTTP\x10\x01\x12\f\n" +
 	"\bTYPE_TCP\x10\x02\x12\f\n" +
-	"\bTYPE_CMD\x10\x03\"\xd9\x01\n" +
+	"\bTYPE_CMD\x10\x03\"\xdc\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -4230,7 +4444,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x99\x06\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12?\n" +
+	"\rprevious_spec\x18( \x01(\v2\x1a.warren.api.v1.ServiceSpecR\fpreviousSpec\x12@\n" +
+	"\rupdate_status\x18) \x01(\v2\x1b.warren.api.v1.UpdateStatusR\fupdateStatus\"\x99\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -4371,12 +4587,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
 	"\x14ListServicesResponse\x122\n" +
 	"\bservices\x18\x01 \x03(\v2\x16.warren.api.v1.ServiceR\bservices\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9a\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"I\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x1a\n" +
+	"\brollback\x18( \x01(\bR\brollback\"I\n" +
 	"\x15UpdateServiceResponse\x120\n" +
 	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"O\n" +
 	"\x13ScaleServiceRequest\x12\x1c\n" +
@@ -4561,8 +4778,8 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(HealthState)(0),                // 0: warren.api.v1.HealthState
 	(NetworkMode)(0),                // 1: warren.api.v1.NetworkMode
@@ -4574,179 +4791,188 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(RestartPolicy_Condition)(0),    // 7: warren.api.v1.RestartPolicy.Condition
 	(UpdatePolicy_Order)(0),         // 8: warren.api.v1.UpdatePolicy.Order
 	(UpdatePolicy_FailureAction)(0), // 9: warren.api.v1.UpdatePolicy.FailureAction
-	(HealthCheck_Type)(0),           // 10: warren.api.v1.HealthCheck.Type
-	(*Resources)(nil),               // 11: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 12: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 13: warren.api.v1.UpdatePolicy
-	(*Mount)(nil),                   // 14: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 15: warren.api.v1.ServiceSpec
-	(*HealthCheck)(nil),             // 16: warren.api.v1.HealthCheck
-	(*Service)(nil),                 // 17: warren.api.v1.Service
-	(*Task)(nil),                    // 18: warren.api.v1.Task
-	(*Node)(nil),                    // 19: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 20: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 21: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 22: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 23: warren.api.v1.Secret
-	(*Volume)(nil),                  // 24: warren.api.v1.Volume
-	(*Event)(nil),                   // 25: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 26: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 27: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 28: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 29: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 30: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 31: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 32: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 33: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 34: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 35: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 36: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 37: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 38: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 39: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 40: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 41: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 42: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 43: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 44: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 45: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 46: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 47: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 48: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 49: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 50: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 51: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 52: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 53: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 54: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 55: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 56: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 57: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 58: warren.api.v1.ClusterInfoResponse
-	nil,                             // 59: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 60: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 61: warren.api.v1.Node.LabelsEntry
-	nil,                             // 62: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 63: warren.api.v1.Node.AttributesEntry
-	nil,                             // 64: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 65: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 66: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 67: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 68: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 69: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 70: google.protobuf.Timestamp
+	(UpdateStatus_State)(0),         // 10: warren.api.v1.UpdateStatus.State
+	(HealthCheck_Type)(0),           // 11: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 12: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 13: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 14: warren.api.v1.UpdatePolicy
+	(*UpdateStatus)(nil),            // 15: warren.api.v1.UpdateStatus
+	(*Mount)(nil),                   // 16: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 17: warren.api.v1.ServiceSpec
+	(*HealthCheck)(nil),             // 18: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 19: warren.api.v1.Service
+	(*Task)(nil),                    // 20: warren.api.v1.Task
+	(*Node)(nil),                    // 21: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 22: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 23: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 24: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 25: warren.api.v1.Secret
+	(*Volume)(nil),                  // 26: warren.api.v1.Volume
+	(*Event)(nil),                   // 27: warren.api.v1.Event
+	(*CreateServiceRequest)(nil),    // 28: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 29: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 30: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 31: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 32: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 33: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 34: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 35: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 36: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 37: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 38: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 39: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 40: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 41: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 42: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 43: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 44: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 45: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 46: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 47: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 48: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 49: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 50: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 51: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 52: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 53: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 54: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 55: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 56: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 57: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 58: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 59: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 60: warren.api.v1.ClusterInfoResponse
+	nil,                             // 61: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 62: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 63: warren.api.v1.Node.LabelsEntry
+	nil,                             // 64: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 65: warren.api.v1.Node.AttributesEntry
+	nil,                             // 66: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 67: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 68: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 69: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 70: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 71: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 72: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	7,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	69, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	69, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	69, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	69, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	71, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	71, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	71, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	71, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	8,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	9,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	59, // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	60, // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	11, // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	11, // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	12, // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	13, // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	14, // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	69, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	1,  // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	16, // 16: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
-	10, // 17: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	69, // 18: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	69, // 19: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	69, // 20: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	15, // 21: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	70, // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	70, // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 24: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	2,  // 25: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	2,  // 26: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	70, // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	70, // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	70, // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	0,  // 30: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
-	3,  // 31: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	4,  // 32: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	5,  // 33: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	61, // 34: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	11, // 35: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	70, // 36: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	70, // 37: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	62, // 38: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	22, // 39: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	63, // 40: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	20, // 41: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	70, // 42: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	64, // 43: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	70, // 44: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	65, // 45: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	66, // 46: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	70, // 47: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 48: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	70, // 49: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	17, // 50: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	18, // 51: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	19, // 52: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	23, // 53: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	24, // 54: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	15, // 55: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	17, // 56: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	17, // 57: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	67, // 58: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	17, // 59: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	15, // 60: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	17, // 61: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	17, // 62: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	19, // 63: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	19, // 64: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	5,  // 65: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	68, // 66: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	19, // 67: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	19, // 68: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	18, // 69: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	52, // 70: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	70, // 71: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	54, // 72: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	26, // 73: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	28, // 74: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	30, // 75: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	32, // 76: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	34, // 77: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	36, // 78: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	38, // 79: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	40, // 80: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	42, // 81: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	44, // 82: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	46, // 83: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	48, // 84: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	49, // 85: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	51, // 86: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	55, // 87: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	57, // 88: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	27, // 89: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	29, // 90: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	31, // 91: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	33, // 92: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	35, // 93: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	37, // 94: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	39, // 95: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	41, // 96: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	43, // 97: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	45, // 98: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	47, // 99: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	25, // 100: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	50, // 101: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	53, // 102: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	56, // 103: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	58, // 104: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	89, // [89:105] is the sub-list for method output_type
-	73, // [73:89] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	71, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	10, // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
+	72, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	72, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	61, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	62, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	12, // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	12, // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	13, // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	14, // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	16, // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	71, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	1,  // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	18, // 20: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	14, // 21: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	11, // 22: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	71, // 23: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	71, // 24: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	71, // 25: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	17, // 26: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	72, // 27: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	72, // 28: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 29: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	15, // 30: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	17, // 31: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	2,  // 32: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	2,  // 33: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	72, // 34: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	72, // 35: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	72, // 36: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	0,  // 37: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	3,  // 38: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	4,  // 39: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	5,  // 40: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	63, // 41: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	12, // 42: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	72, // 43: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	72, // 44: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 45: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	24, // 46: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	65, // 47: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	22, // 48: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	72, // 49: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	66, // 50: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	72, // 51: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	67, // 52: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	68, // 53: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	72, // 54: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 55: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	72, // 56: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	19, // 57: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	20, // 58: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	21, // 59: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	25, // 60: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	26, // 61: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	17, // 62: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	19, // 63: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	19, // 64: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	69, // 65: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	19, // 66: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	17, // 67: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	19, // 68: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	19, // 69: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	21, // 70: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	21, // 71: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	5,  // 72: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	70, // 73: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	21, // 74: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	21, // 75: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	20, // 76: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	54, // 77: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	72, // 78: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 79: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	28, // 80: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	30, // 81: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	32, // 82: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	34, // 83: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	36, // 84: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	38, // 85: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	40, // 86: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	42, // 87: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	44, // 88: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	46, // 89: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	48, // 90: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	50, // 91: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	51, // 92: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	53, // 93: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	57, // 94: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	59, // 95: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	29, // 96: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	31, // 97: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	33, // 98: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	35, // 99: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	37, // 100: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	39, // 101: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	41, // 102: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	43, // 103: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	45, // 104: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	47, // 105: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	49, // 106: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	27, // 107: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	52, // 108: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	55, // 109: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	58, // 110: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	60, // 111: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	96, // [96:112] is the sub-list for method output_type
+	80, // [80:96] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4754,21 +4980,21 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[14].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[15].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
 		(*Event_Secret)(nil),
 		(*Event_Volume)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[31].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[32].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   58,
+			NumEnums:      12,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
