@@ -10,6 +10,7 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
 )
 
 // httpdCmd serves /www/index.html on port 8080 (busybox httpd).
@@ -79,6 +80,23 @@ func TestHealthChecks(t *testing.T) {
 			}
 		}
 		return failed && replaced
+	})
+	n.cli("service", "rm", "sick")
+
+	// An update whose health check never passes rolls back.
+	n.cli("service", "update", "web", "--replicas", "2", converge)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "web", "--health-http", "/missing:8080",
+		"--update-failure-action", "rollback", "--update-parallelism", "1", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("update to a failing health check: exit %d: %s", code, errOut)
+	}
+	n.waitTasks("web", "2 healthy tasks of the old check", func(ts []*apiv1.Task) bool {
+		ok := 0
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(tk) && tk.GetSpec().GetHealthCheck().GetPath() == "/index.html" {
+				ok++
+			}
+		}
+		return ok == 2 && n.service("web").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
 	})
 }
 

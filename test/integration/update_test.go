@@ -59,7 +59,7 @@ func TestUpdateFailureActions(t *testing.T) {
 	good := []string{"-c", "sleep 3600"}
 	bad := `--args=-c 'exit 1'`
 
-	n.cli("service", "create", "pz", "--image", ctrtest.TestImage, quickStop, "--replicas", "4", "--update-parallelism", "1",
+	n.cli("service", "create", "pz", "--image", ctrtest.TestImage, quickStop, "--replicas", "3", "--stop-signal", "KILL", "--update-parallelism", "1",
 		"--update-order", "start-first", "--restart-delay", "0s", converge, "--", "sh", "-c", "sleep 3600")
 	if msg := n.cliFails("service", "rollback", "pz"); !strings.Contains(msg, "no previous spec") {
 		t.Errorf("rollback of a service never updated: %s", msg)
@@ -68,14 +68,14 @@ func TestUpdateFailureActions(t *testing.T) {
 		t.Errorf("update to a failing command: %s", msg)
 	}
 	n.waitUpdate("pz", apiv1.UpdateStatus_STATE_PAUSED)
-	n.waitTasks("pz", "4 old tasks running", func(ts []*apiv1.Task) bool {
+	n.waitTasks("pz", "3 old tasks running", func(ts []*apiv1.Task) bool {
 		old := 0
 		for _, tk := range ts {
 			if tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING && slices.Equal(tk.GetSpec().GetArgs(), good) {
 				old++
 			}
 		}
-		return old == 4
+		return old == 3
 	})
 	if ls := n.cli("service", "ls"); !strings.Contains(ls, "(paused: update paused") {
 		t.Errorf("service ls does not show the paused update:\n%s", ls)
@@ -83,10 +83,10 @@ func TestUpdateFailureActions(t *testing.T) {
 	// A rollback resumes the paused update by undoing it.
 	n.cli("service", "rollback", "pz", converge)
 	n.waitUpdate("pz", apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED)
-	n.waitTasks("pz", "4 tasks of the old spec", func(ts []*apiv1.Task) bool { return onSpec(ts, 4, good) })
+	n.waitTasks("pz", "3 tasks of the old spec", func(ts []*apiv1.Task) bool { return onSpec(ts, 3, good) })
 	n.cli("service", "rm", "pz")
 
-	n.cli("service", "create", "rb", "--image", ctrtest.TestImage, quickStop, "--replicas", "4", "--update-parallelism", "1",
+	n.cli("service", "create", "rb", "--image", ctrtest.TestImage, quickStop, "--replicas", "3", "--stop-signal", "KILL", "--update-parallelism", "1",
 		"--update-failure-action", "rollback", "--restart-delay", "0s", converge, "--", "sh", "-c", "sleep 3600")
 	if msg := n.cliFails("service", "update", "rb", bad, converge); !strings.Contains(msg, "update rolled back: task") {
 		t.Errorf("update to a failing command with failure action rollback: %s", msg)
@@ -95,14 +95,14 @@ func TestUpdateFailureActions(t *testing.T) {
 	if !slices.Equal(svc.GetSpec().GetArgs(), good) {
 		t.Errorf("rolled back to args %q, want %q", svc.GetSpec().GetArgs(), good)
 	}
-	n.waitTasks("rb", "4 tasks of the old spec", func(ts []*apiv1.Task) bool { return onSpec(ts, 4, good) })
+	n.waitTasks("rb", "3 tasks of the old spec", func(ts []*apiv1.Task) bool { return onSpec(ts, 3, good) })
 
 	// A good update, then a rollback by hand.
 	n.cli("service", "update", "rb", "--args=-c 'sleep 7200'", converge)
 	n.waitUpdate("rb", apiv1.UpdateStatus_STATE_COMPLETED)
 	n.cli("service", "rollback", "rb", converge)
 	n.waitUpdate("rb", apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED)
-	n.waitTasks("rb", "4 tasks of the spec before the good update", func(ts []*apiv1.Task) bool { return onSpec(ts, 4, good) })
+	n.waitTasks("rb", "3 tasks of the spec before the good update", func(ts []*apiv1.Task) bool { return onSpec(ts, 3, good) })
 	if insp := n.cli("service", "inspect", "rb", "-o", "table"); !strings.Contains(insp, "rollback completed") {
 		t.Errorf("service inspect does not show the update status:\n%s", insp)
 	}
