@@ -86,3 +86,34 @@ func TestValidateHealthCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateUpdatePolicy(t *testing.T) {
+	sec := func(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * time.Second) }
+	check := &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: sec(10)}
+	tests := []struct {
+		name     string
+		update   *apiv1.UpdatePolicy
+		rollback *apiv1.UpdatePolicy
+		wantErr  string
+	}{
+		{"good", &apiv1.UpdatePolicy{Parallelism: 1, FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: sec(10), MaxFailureRatio: 0.2},
+			&apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE}, ""},
+		{"monitor shorter than the health interval", &apiv1.UpdatePolicy{Monitor: sec(5)}, nil, "update_policy.monitor 5s is shorter than the health check interval 10s"},
+		{"zero monitor", &apiv1.UpdatePolicy{Monitor: sec(0)}, nil, "update_policy.monitor must be positive"},
+		{"negative monitor", nil, &apiv1.UpdatePolicy{Monitor: sec(-1)}, "rollback_policy.monitor must not be negative"},
+		{"ratio above 1", &apiv1.UpdatePolicy{MaxFailureRatio: 1.5}, nil, "max_failure_ratio 1.5 is not between 0 and 1"},
+		{"rollback of a rollback", nil, &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK}, "a rollback's failure action is pause or continue"},
+		{"unknown failure action", &apiv1.UpdatePolicy{FailureAction: 9}, nil, "update_policy failure action 9 is unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateServiceSpec(&apiv1.ServiceSpec{Name: "web", Image: "nginx", HealthCheck: check, UpdatePolicy: tt.update, RollbackPolicy: tt.rollback})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

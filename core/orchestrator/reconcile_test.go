@@ -876,3 +876,65 @@ func TestCreateRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateProgress: the update status Reconcile asks for, from the
+// failures of the new spec's tasks and the policy's failure action.
+func TestUpdateProgress(t *testing.T) {
+	updating := func(st apiv1.UpdateStatus_State, action apiv1.UpdatePolicy_FailureAction, ratio float32) svcOpt {
+		return func(s *apiv1.Service) {
+			s.Spec.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: action, MaxFailureRatio: ratio} // parallelism: all
+			s.PreviousSpec = specV(1, s.Spec.GetReplicas())
+			s.UpdateStatus = &apiv1.UpdateStatus{State: st, StartedAt: timestamppb.New(t0.Add(-time.Minute - time.Second))}
+		}
+	}
+	failedNew := func(id string, slot uint64) *apiv1.Task {
+		return task(id, slot, wantRunning, tsFailed, v(2), func(t *apiv1.Task) { t.Error = "exited with code 1"; t.UpdatedAt = timestamppb.New(t0) })
+	}
+	tests := []struct {
+		name  string
+		svc   *apiv1.Service
+		tasks []*apiv1.Task
+		// want is the SetUpdateStatus asked for ("" none), and whether
+		// the update's next slot is replaced.
+		want     string
+		nextSlot bool
+	}{
+		{"a failure pauses by default", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_PAUSED: update paused: task n1 failed: exited with code 1", false},
+		{"a failure rolls back", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_ROLLBACK_STARTED (rollback): update rolled back: task n1 failed: exited with code 1", false},
+		{"continue ignores failures", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "", true},
+		{"failures within the ratio are allowed", service(2, 4, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0.5)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning), task("c", 3, wantRunning, tsRunning), task("d", 4, wantRunning, tsRunning)}, "", true},
+		{"paused: no slot is replaced", service(2, 2, updating(apiv1.UpdateStatus_STATE_PAUSED, 0, 0)),
+			[]*apiv1.Task{task("n1", 1, wantRunning, tsRunning, v(2)), task("b", 2, wantRunning, tsRunning)}, "", false},
+		{"every slot up to date: completed", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0)),
+			[]*apiv1.Task{task("n1", 1, wantRunning, tsRunning, v(2)), task("n2", 2, wantRunning, tsRunning, v(2))}, "STATE_COMPLETED: update completed", false},
+		{"a rollback that fails pauses", service(2, 2, updating(apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, 0, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_ROLLBACK_PAUSED: rollback paused: task n1 failed: exited with code 1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Reconcile(Input{Service: tt.svc, Tasks: tt.tasks, Now: t0, NewID: ids()})
+			status, next := "", false
+			for _, a := range got {
+				switch a := a.(type) {
+				case SetUpdateStatus:
+					status = a.Status.GetState().String()
+					if a.Rollback {
+						status += " (rollback)"
+					}
+					status += ": " + a.Status.GetMessage()
+				case Create:
+					next = next || a.Task.GetSlot() == 2
+				case Shutdown:
+					next = next || a.TaskID == "b" // stop-first: the old task stops first
+				}
+			}
+			if status != tt.want || next != tt.nextSlot {
+				t.Fatalf("status %q, slot 2 replaced %v; want %q, %v (actions %v)", status, next, tt.want, tt.nextSlot, describe(got))
+			}
+		})
+	}
+}
