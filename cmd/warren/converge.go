@@ -97,6 +97,10 @@ func (o *convergeOptions) wait(cmd *cobra.Command, c *agentClient, w *watch, svc
 	if o.detach || w == nil {
 		return nil
 	}
+	if svc.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		fmt.Fprintf(cmd.ErrOrStderr(), "global service: not waiting for its tasks (see 'warren service ps %s')\n", svc.GetSpec().GetName())
+		return nil
+	}
 	out := cmd.OutOrStdout()
 	p := newProgressPrinter(out, isTerminal(out))
 	if o.quiet {

@@ -35,6 +35,7 @@ type serviceCreateOptions struct {
 	rollback           policyOptions
 	network            string
 	health             healthOptions
+	mode               string
 	wait               convergeOptions
 }
 
@@ -121,6 +122,7 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	o.rollback.addFlags(f)
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	o.health.addFlags(f)
+	f.Var(&choiceValue{p: &o.mode, choices: []string{"replicated", "global"}}, "mode", "replicated (--replicas tasks) or global (one task on every eligible node; no wait for convergence)")
 	o.wait.addFlags(f)
 }
 
@@ -225,6 +227,12 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 			return nil, usageErrorf("invalid --stop-grace-period %s: cannot be negative", o.stopGracePeriod)
 		}
 		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
+	}
+	if o.mode == "global" {
+		if f.Changed("replicas") {
+			return nil, usageErrorf("--replicas cannot be used with --mode global: a global service runs one task on every eligible node")
+		}
+		spec.Mode, spec.Replicas = apiv1.ServiceMode_SERVICE_MODE_GLOBAL, 0
 	}
 	hc, _, err := o.health.check(f, nil)
 	if err != nil {

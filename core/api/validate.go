@@ -154,6 +154,15 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			}
 		}
 	}
+	switch s.GetMode() {
+	case apiv1.ServiceMode_SERVICE_MODE_UNSPECIFIED, apiv1.ServiceMode_SERVICE_MODE_REPLICATED:
+	case apiv1.ServiceMode_SERVICE_MODE_GLOBAL:
+		if s.GetReplicas() != 0 {
+			return invalid("service %q: a global service runs one task per eligible node: replicas (%d) must not be set", s.GetName(), s.GetReplicas())
+		}
+	default:
+		return invalid("service %q: mode %d is unknown", s.GetName(), s.GetMode())
+	}
 	if err := validateHealthCheck(s.GetName(), s.GetHealthCheck()); err != nil {
 		return err
 	}

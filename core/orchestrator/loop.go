@@ -187,6 +187,13 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 				all[t.GetServiceId()] = struct{}{}
 			}
 		}
+		// A node that joins, or becomes eligible, has no task yet: every
+		// global service looks at it.
+		for _, s := range l.State.Services() {
+			if s.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+				all[s.GetId()] = struct{}{}
+			}
+		}
 		ids = all
 	}
 	var actions []Action
@@ -196,7 +203,7 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 		if svc == nil && len(tasks) == 0 {
 			continue
 		}
-		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node})...)
+		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node, Nodes: l.State.Nodes})...)
 	}
 	if len(actions) == 0 {
 		return nil

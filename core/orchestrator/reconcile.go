@@ -28,7 +28,9 @@ import (
 
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
 // Defaults for the unset fields of a restart policy and for Config.
@@ -77,6 +79,9 @@ type Input struct {
 	// replaced, and stopped once their replacement runs. nil means every
 	// node is ready and active.
 	Node func(id string) (*apiv1.Node, bool)
+	// Nodes returns every node, for a global service (one task on each
+	// eligible node); nil means there are none.
+	Nodes func() []*apiv1.Node
 }
 
 // Action is one change Reconcile asks for: a Create, a Shutdown, a Remove,
@@ -290,6 +295,11 @@ func Reconcile(in Input) []Action {
 		return r.out
 	}
 
+	if in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		r.global(tasks)
+		return r.out
+	}
+
 	replicas := in.Service.GetSpec().GetReplicas()
 	slots := map[uint64][]*apiv1.Task{}
 	for _, t := range tasks {
@@ -337,6 +347,9 @@ type reconciler struct {
 	// draining holds the current tasks on a DRAIN node, with the node's
 	// name.
 	draining map[string]string
+	// pin is the node new tasks are placed on (a global service's), ""
+	// for the scheduler to place them.
+	pin string
 }
 
 // checkNodes orphans the unfinished tasks of nodes that are down or gone
@@ -427,6 +440,10 @@ func (r *reconciler) create(slot uint64, attempt uint32, notBefore time.Time) *a
 	}
 	if !notBefore.IsZero() {
 		t.NotBefore = timestamppb.New(notBefore)
+	}
+	if r.pin != "" {
+		// A global service's task needs no placement: it is its node's.
+		t.NodeId, t.State = r.pin, apiv1.TaskState_TASK_STATE_ASSIGNED
 	}
 	r.out = append(r.out, Create{Task: t})
 	return t
@@ -747,7 +764,11 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 		}
 		return cmp.Compare(a.GetSlot(), b.GetSlot())
 	})
+	defer func(pin string) { r.pin = pin }(r.pin)
 	for _, o := range candidates[:max(budget, 0)] {
+		if r.in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+			r.pin = o.GetNodeId()
+		}
 		// An unplaced task serves nothing and stops at once (ShutdownTask):
 		// start-first gains nothing by keeping it.
 		if r.startFirst() && !unplaced(o) {
@@ -759,6 +780,94 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 			r.create(o.GetSlot(), 1, time.Time{})
 		}
 	}
+}
+
+// global reconciles a global service: each eligible node (see eligible)
+// is a slot of its own (slot 0, keyed by node) with one current task, made
+// on that node and reconciled, updated and restarted as a replicated slot
+// is; the current tasks on nodes that are no longer eligible (drained,
+// paused nodes keep theirs) are shut down; a DOWN node's task is orphaned
+// (checkNodes) and not replaced elsewhere.
+func (r *reconciler) global(tasks []*apiv1.Task) {
+	byNode := map[string][]*apiv1.Task{}
+	for _, t := range tasks {
+		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
+	}
+	eligible := r.eligible()
+	var candidates []*apiv1.Task
+	busy := 0
+	for _, id := range eligible {
+		r.pin = id
+		cand, inflight := r.slot(0, byNode[id])
+		if cand != nil {
+			candidates = append(candidates, cand)
+		}
+		if inflight {
+			busy++
+		}
+	}
+	r.pin = ""
+	for id, ts := range byNode {
+		if slices.Contains(eligible, id) {
+			continue
+		}
+		for _, t := range ts {
+			if unplaced(t) || (current(t) && !Terminal(t.GetState())) {
+				r.shutdown(t, "its node is no longer eligible for the global service")
+			}
+		}
+	}
+	if !r.progress(tasks, candidates) {
+		r.update(candidates, busy)
+	}
+	limit := r.in.Config.historyLimit()
+	for _, ts := range byNode {
+		r.collect(ts, limit)
+	}
+}
+
+// eligible returns the IDs of the nodes a global service runs a task on,
+// sorted: READY workers that are not draining or paused (a PAUSE node keeps
+// the task it has) and satisfy the service's constraints.
+func (r *reconciler) eligible() []string {
+	if r.in.Nodes == nil {
+		return nil
+	}
+	var cs []scheduler.Constraint
+	for _, c := range r.in.Service.GetSpec().GetConstraints() {
+		if pc, err := scheduler.ParseConstraint(c); err == nil {
+			cs = append(cs, pc)
+		}
+	}
+	var out []string
+	for _, n := range r.in.Nodes() {
+		if !n.GetWorker() || n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
+			continue
+		}
+		switch n.GetAvailability() {
+		case apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+			continue
+		case apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE:
+			if !r.hasTaskOn(n.GetId()) {
+				continue
+			}
+		}
+		if scheduler.MatchesAll(schedloop.NodeView(n, nil, nil), cs) {
+			out = append(out, n.GetId())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hasTaskOn reports whether the service has a current task on node id.
+func (r *reconciler) hasTaskOn(id string) bool {
+	for _, t := range r.in.Tasks {
+		if t.GetNodeId() == id && current(t) && !Terminal(t.GetState()) {
+			return true
+		}
+	}
+	return false
 }
 
 // collect removes a slot's history beyond limit: finished tasks that are

@@ -938,3 +938,59 @@ func TestUpdateProgress(t *testing.T) {
 		})
 	}
 }
+
+// TestGlobal: a global service has one task on every eligible node, made
+// there (ASSIGNED, no scheduler); a drained node's task is shut down, a
+// DOWN node's is orphaned and not replaced elsewhere.
+func TestGlobal(t *testing.T) {
+	node := func(id string, st apiv1.NodeStatus, av apiv1.NodeAvailability, labels map[string]string) *apiv1.Node {
+		return &apiv1.Node{Id: id, Name: id, Worker: true, Status: st, Availability: av, Labels: labels}
+	}
+	ready, drain := apiv1.NodeStatus_NODE_STATUS_READY, apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN
+	nodes := []*apiv1.Node{
+		node("n1", ready, 0, nil),
+		node("n2", ready, 0, map[string]string{"zone": "b"}),
+		node("n3", ready, drain, nil),
+		node("n4", apiv1.NodeStatus_NODE_STATUS_DOWN, 0, nil),
+	}
+	svc := service(1, 0, func(s *apiv1.Service) { s.Spec.Mode = apiv1.ServiceMode_SERVICE_MODE_GLOBAL })
+	on := func(id, n string) *apiv1.Task {
+		return task(id, 0, wantRunning, tsRunning, func(t *apiv1.Task) { t.NodeId = n })
+	}
+	in := Input{Service: svc, Now: t0, NewID: ids(),
+		Tasks: []*apiv1.Task{on("a", "n1"), on("c", "n3"), on("d", "n4")},
+		Nodes: func() []*apiv1.Node { return nodes },
+		Node: func(id string) (*apiv1.Node, bool) {
+			for _, n := range nodes {
+				if n.GetId() == id {
+					return n, true
+				}
+			}
+			return nil, false
+		}}
+	got := Reconcile(in)
+	var created []string
+	for _, a := range got {
+		if c, ok := a.(Create); ok {
+			if c.Task.GetState() != apiv1.TaskState_TASK_STATE_ASSIGNED {
+				t.Errorf("new task %v: state %v, want ASSIGNED to its node", c.Task.GetNodeId(), c.Task.GetState())
+			}
+			created = append(created, c.Task.GetNodeId())
+		}
+	}
+	if !slices.Equal(created, []string{"n2"}) {
+		t.Errorf("tasks made on %v, want [n2] (actions %v)", created, describe(got))
+	}
+	want := []string{"orphan d", "shutdown c"}
+	for _, w := range want {
+		if !slices.ContainsFunc(describe(got), func(s string) bool { return strings.HasPrefix(s, w) }) {
+			t.Errorf("no %q in %v", w, describe(got))
+		}
+	}
+	// With a constraint only n2 is eligible: n1's task is shut down.
+	svc.Spec.Constraints = []string{"node.labels.zone==b"}
+	got = Reconcile(in)
+	if !slices.ContainsFunc(describe(got), func(s string) bool { return strings.HasPrefix(s, "shutdown a") }) {
+		t.Errorf("constraint: n1's task not shut down: %v", describe(got))
+	}
+}

@@ -58,6 +58,6 @@ func BenchmarkRollingUpdate10(b *testing.B) {
 		sum += d
 	}
 	if len(create) > 0 {
-		b.ReportMetric(float64((sum / time.Duration(len(create))).Microseconds())/1000, "create10-ms")
+		b.ReportMetric(float64((sum/time.Duration(len(create))).Microseconds())/1000, "create10-ms")
 	}
 }

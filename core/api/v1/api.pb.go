@@ -26,6 +26,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ServiceMode is how many tasks a service runs.
+type ServiceMode int32
+
+const (
+	ServiceMode_SERVICE_MODE_UNSPECIFIED ServiceMode = 0 // means REPLICATED
+	ServiceMode_SERVICE_MODE_REPLICATED  ServiceMode = 1
+	// SERVICE_MODE_GLOBAL: one task on every READY, ACTIVE worker node whose
+	// labels and platform satisfy the constraints.
+	ServiceMode_SERVICE_MODE_GLOBAL ServiceMode = 2
+)
+
+// Enum value maps for ServiceMode.
+var (
+	ServiceMode_name = map[int32]string{
+		0: "SERVICE_MODE_UNSPECIFIED",
+		1: "SERVICE_MODE_REPLICATED",
+		2: "SERVICE_MODE_GLOBAL",
+	}
+	ServiceMode_value = map[string]int32{
+		"SERVICE_MODE_UNSPECIFIED": 0,
+		"SERVICE_MODE_REPLICATED":  1,
+		"SERVICE_MODE_GLOBAL":      2,
+	}
+)
+
+func (x ServiceMode) Enum() *ServiceMode {
+	p := new(ServiceMode)
+	*p = x
+	return p
+}
+
+func (x ServiceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+}
+
+func (ServiceMode) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[0]
+}
+
+func (x ServiceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceMode.Descriptor instead.
+func (ServiceMode) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
 // HealthState is a running task's health, as its worker's checks found it.
 type HealthState int32
 
@@ -63,11 +115,11 @@ func (x HealthState) String() string {
 }
 
 func (HealthState) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[0].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
 }
 
 func (HealthState) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[0]
+	return &file_core_api_v1_api_proto_enumTypes[1]
 }
 
 func (x HealthState) Number() protoreflect.EnumNumber {
@@ -76,7 +128,7 @@ func (x HealthState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthState.Descriptor instead.
 func (HealthState) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
 // NetworkMode is where a service's tasks are on the network.
@@ -124,11 +176,11 @@ func (x NetworkMode) String() string {
 }
 
 func (NetworkMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[1].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
 }
 
 func (NetworkMode) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[1]
+	return &file_core_api_v1_api_proto_enumTypes[2]
 }
 
 func (x NetworkMode) Number() protoreflect.EnumNumber {
@@ -137,7 +189,7 @@ func (x NetworkMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NetworkMode.Descriptor instead.
 func (NetworkMode) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
 }
 
 type TaskState int32
@@ -200,11 +252,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[2]
+	return &file_core_api_v1_api_proto_enumTypes[3]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -213,7 +265,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 type NodeRole int32
@@ -249,11 +301,11 @@ func (x NodeRole) String() string {
 }
 
 func (NodeRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
 }
 
 func (NodeRole) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[3]
+	return &file_core_api_v1_api_proto_enumTypes[4]
 }
 
 func (x NodeRole) Number() protoreflect.EnumNumber {
@@ -262,7 +314,7 @@ func (x NodeRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeRole.Descriptor instead.
 func (NodeRole) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 type NodeStatus int32
@@ -301,11 +353,11 @@ func (x NodeStatus) String() string {
 }
 
 func (NodeStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
 }
 
 func (NodeStatus) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[4]
+	return &file_core_api_v1_api_proto_enumTypes[5]
 }
 
 func (x NodeStatus) Number() protoreflect.EnumNumber {
@@ -314,7 +366,7 @@ func (x NodeStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeStatus.Descriptor instead.
 func (NodeStatus) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type NodeAvailability int32
@@ -353,11 +405,11 @@ func (x NodeAvailability) String() string {
 }
 
 func (NodeAvailability) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
 }
 
 func (NodeAvailability) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[5]
+	return &file_core_api_v1_api_proto_enumTypes[6]
 }
 
 func (x NodeAvailability) Number() protoreflect.EnumNumber {
@@ -366,7 +418,7 @@ func (x NodeAvailability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeAvailability.Descriptor instead.
 func (NodeAvailability) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 type EventAction int32
@@ -405,11 +457,11 @@ func (x EventAction) String() string {
 }
 
 func (EventAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
 }
 
 func (EventAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[6]
+	return &file_core_api_v1_api_proto_enumTypes[7]
 }
 
 func (x EventAction) Number() protoreflect.EnumNumber {
@@ -418,7 +470,7 @@ func (x EventAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventAction.Descriptor instead.
 func (EventAction) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 type RestartPolicy_Condition int32
@@ -457,11 +509,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[7]
+	return &file_core_api_v1_api_proto_enumTypes[8]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -506,11 +558,11 @@ func (x UpdatePolicy_Order) String() string {
 }
 
 func (UpdatePolicy_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[9].Descriptor()
 }
 
 func (UpdatePolicy_Order) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[8]
+	return &file_core_api_v1_api_proto_enumTypes[9]
 }
 
 func (x UpdatePolicy_Order) Number() protoreflect.EnumNumber {
@@ -560,11 +612,11 @@ func (x UpdatePolicy_FailureAction) String() string {
 }
 
 func (UpdatePolicy_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[9].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
 }
 
 func (UpdatePolicy_FailureAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[9]
+	return &file_core_api_v1_api_proto_enumTypes[10]
 }
 
 func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
@@ -621,11 +673,11 @@ func (x UpdateStatus_State) String() string {
 }
 
 func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
 }
 
 func (UpdateStatus_State) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[10]
+	return &file_core_api_v1_api_proto_enumTypes[11]
 }
 
 func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
@@ -679,11 +731,11 @@ func (x HealthCheck_Type) String() string {
 }
 
 func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[12].Descriptor()
 }
 
 func (HealthCheck_Type) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[11]
+	return &file_core_api_v1_api_proto_enumTypes[12]
 }
 
 func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
@@ -1088,8 +1140,11 @@ type ServiceSpec struct {
 	// rollback_policy is how a rollback replaces tasks (same defaults as
 	// update_policy; failure action pause or continue).
 	RollbackPolicy *UpdatePolicy `protobuf:"bytes,41,opt,name=rollback_policy,json=rollbackPolicy,proto3" json:"rollback_policy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// mode: replicated (replicas tasks) or global (one task on every eligible
+	// node; replicas is then unused and must be 0).
+	Mode          ServiceMode `protobuf:"varint,42,opt,name=mode,proto3,enum=warren.api.v1.ServiceMode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
@@ -1267,6 +1322,13 @@ func (x *ServiceSpec) GetRollbackPolicy() *UpdatePolicy {
 		return x.RollbackPolicy
 	}
 	return nil
+}
+
+func (x *ServiceSpec) GetMode() ServiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
 }
 
 // HealthCheck is a service's health check, made by the worker of each task.
@@ -4391,7 +4453,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xb3\b\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\"\xe3\b\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -4416,7 +4478,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x11stop_grace_period\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12=\n" +
 	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x12=\n" +
 	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x12D\n" +
-	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x1a6\n" +
+	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x12.\n" +
+	"\x04mode\x18* \x01(\x0e2\x1a.warren.api.v1.ServiceModeR\x04mode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -4699,7 +4762,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\bservices\x18\n" +
 	" \x01(\rR\bservices\x12\x14\n" +
 	"\x05tasks\x18\v \x01(\rR\x05tasks\x12\x14\n" +
-	"\x05nodes\x18\f \x01(\rR\x05nodes*|\n" +
+	"\x05nodes\x18\f \x01(\rR\x05nodes*a\n" +
+	"\vServiceMode\x12\x1c\n" +
+	"\x18SERVICE_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17SERVICE_MODE_REPLICATED\x10\x01\x12\x17\n" +
+	"\x13SERVICE_MODE_GLOBAL\x10\x02*|\n" +
 	"\vHealthState\x12\x1c\n" +
 	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATE_STARTING\x10\x01\x12\x18\n" +
@@ -4778,201 +4845,203 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
 var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_core_api_v1_api_proto_goTypes = []any{
-	(HealthState)(0),                // 0: warren.api.v1.HealthState
-	(NetworkMode)(0),                // 1: warren.api.v1.NetworkMode
-	(TaskState)(0),                  // 2: warren.api.v1.TaskState
-	(NodeRole)(0),                   // 3: warren.api.v1.NodeRole
-	(NodeStatus)(0),                 // 4: warren.api.v1.NodeStatus
-	(NodeAvailability)(0),           // 5: warren.api.v1.NodeAvailability
-	(EventAction)(0),                // 6: warren.api.v1.EventAction
-	(RestartPolicy_Condition)(0),    // 7: warren.api.v1.RestartPolicy.Condition
-	(UpdatePolicy_Order)(0),         // 8: warren.api.v1.UpdatePolicy.Order
-	(UpdatePolicy_FailureAction)(0), // 9: warren.api.v1.UpdatePolicy.FailureAction
-	(UpdateStatus_State)(0),         // 10: warren.api.v1.UpdateStatus.State
-	(HealthCheck_Type)(0),           // 11: warren.api.v1.HealthCheck.Type
-	(*Resources)(nil),               // 12: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 13: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 14: warren.api.v1.UpdatePolicy
-	(*UpdateStatus)(nil),            // 15: warren.api.v1.UpdateStatus
-	(*Mount)(nil),                   // 16: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 17: warren.api.v1.ServiceSpec
-	(*HealthCheck)(nil),             // 18: warren.api.v1.HealthCheck
-	(*Service)(nil),                 // 19: warren.api.v1.Service
-	(*Task)(nil),                    // 20: warren.api.v1.Task
-	(*Node)(nil),                    // 21: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 22: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 23: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 24: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 25: warren.api.v1.Secret
-	(*Volume)(nil),                  // 26: warren.api.v1.Volume
-	(*Event)(nil),                   // 27: warren.api.v1.Event
-	(*CreateServiceRequest)(nil),    // 28: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 29: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 30: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 31: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 32: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 33: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 34: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 35: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 36: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 37: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 38: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 39: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 40: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 41: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 42: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 43: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 44: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 45: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 46: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 47: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 48: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 49: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 50: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 51: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 52: warren.api.v1.LogChunk
-	(*ImportImageChunk)(nil),        // 53: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 54: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 55: warren.api.v1.ImportImageResponse
-	(*PluginStatus)(nil),            // 56: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 57: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 58: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 59: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 60: warren.api.v1.ClusterInfoResponse
-	nil,                             // 61: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 62: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 63: warren.api.v1.Node.LabelsEntry
-	nil,                             // 64: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 65: warren.api.v1.Node.AttributesEntry
-	nil,                             // 66: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 67: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 68: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 69: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 70: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 71: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 72: google.protobuf.Timestamp
+	(ServiceMode)(0),                // 0: warren.api.v1.ServiceMode
+	(HealthState)(0),                // 1: warren.api.v1.HealthState
+	(NetworkMode)(0),                // 2: warren.api.v1.NetworkMode
+	(TaskState)(0),                  // 3: warren.api.v1.TaskState
+	(NodeRole)(0),                   // 4: warren.api.v1.NodeRole
+	(NodeStatus)(0),                 // 5: warren.api.v1.NodeStatus
+	(NodeAvailability)(0),           // 6: warren.api.v1.NodeAvailability
+	(EventAction)(0),                // 7: warren.api.v1.EventAction
+	(RestartPolicy_Condition)(0),    // 8: warren.api.v1.RestartPolicy.Condition
+	(UpdatePolicy_Order)(0),         // 9: warren.api.v1.UpdatePolicy.Order
+	(UpdatePolicy_FailureAction)(0), // 10: warren.api.v1.UpdatePolicy.FailureAction
+	(UpdateStatus_State)(0),         // 11: warren.api.v1.UpdateStatus.State
+	(HealthCheck_Type)(0),           // 12: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 13: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 14: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 15: warren.api.v1.UpdatePolicy
+	(*UpdateStatus)(nil),            // 16: warren.api.v1.UpdateStatus
+	(*Mount)(nil),                   // 17: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 18: warren.api.v1.ServiceSpec
+	(*HealthCheck)(nil),             // 19: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 20: warren.api.v1.Service
+	(*Task)(nil),                    // 21: warren.api.v1.Task
+	(*Node)(nil),                    // 22: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 23: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 24: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 25: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 26: warren.api.v1.Secret
+	(*Volume)(nil),                  // 27: warren.api.v1.Volume
+	(*Event)(nil),                   // 28: warren.api.v1.Event
+	(*CreateServiceRequest)(nil),    // 29: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 30: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 31: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 32: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 33: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 34: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 35: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 36: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 37: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 38: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 39: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 40: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 41: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 42: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 43: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 44: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 45: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 46: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 47: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 48: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 49: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 50: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 51: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 52: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 53: warren.api.v1.LogChunk
+	(*ImportImageChunk)(nil),        // 54: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 55: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 56: warren.api.v1.ImportImageResponse
+	(*PluginStatus)(nil),            // 57: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 58: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 59: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 60: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 61: warren.api.v1.ClusterInfoResponse
+	nil,                             // 62: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 63: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 64: warren.api.v1.Node.LabelsEntry
+	nil,                             // 65: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 66: warren.api.v1.Node.AttributesEntry
+	nil,                             // 67: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 68: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 69: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 70: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 71: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 72: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 73: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	7,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	71, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	71, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	71, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	71, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	8,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	9,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	71, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
-	10, // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	72, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	72, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	61, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	62, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	12, // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	12, // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	13, // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	14, // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	16, // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	71, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	1,  // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	18, // 20: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
-	14, // 21: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
-	11, // 22: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	71, // 23: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	71, // 24: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	71, // 25: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	17, // 26: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	72, // 27: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	72, // 28: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	17, // 29: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
-	15, // 30: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
-	17, // 31: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	2,  // 32: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	2,  // 33: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	72, // 34: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	72, // 35: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	72, // 36: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	0,  // 37: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
-	3,  // 38: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	4,  // 39: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	5,  // 40: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	63, // 41: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	12, // 42: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	72, // 43: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	72, // 44: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 45: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	24, // 46: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	65, // 47: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	22, // 48: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	72, // 49: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	66, // 50: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	72, // 51: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	67, // 52: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	68, // 53: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	72, // 54: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 55: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	72, // 56: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	19, // 57: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	20, // 58: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	21, // 59: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	25, // 60: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	26, // 61: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	17, // 62: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	19, // 63: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	19, // 64: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	69, // 65: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	19, // 66: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	17, // 67: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	19, // 68: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	19, // 69: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	21, // 70: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	21, // 71: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	5,  // 72: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	70, // 73: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	21, // 74: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	21, // 75: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	20, // 76: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	54, // 77: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	72, // 78: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	56, // 79: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	28, // 80: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	30, // 81: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	32, // 82: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	34, // 83: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	36, // 84: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	38, // 85: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	40, // 86: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	42, // 87: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	44, // 88: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	46, // 89: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	48, // 90: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	50, // 91: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	51, // 92: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	53, // 93: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	57, // 94: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	59, // 95: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	29, // 96: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	31, // 97: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	33, // 98: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	35, // 99: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	37, // 100: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	39, // 101: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	41, // 102: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	43, // 103: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	45, // 104: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	47, // 105: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	49, // 106: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	27, // 107: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	52, // 108: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	55, // 109: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	58, // 110: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	60, // 111: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	96, // [96:112] is the sub-list for method output_type
-	80, // [80:96] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	8,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	72, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	72, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	72, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	72, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	9,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	10, // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	72, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	11, // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
+	73, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	73, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	62, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	63, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	13, // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	13, // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	14, // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	15, // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	17, // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	72, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	2,  // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	19, // 20: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	15, // 21: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	0,  // 22: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
+	12, // 23: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	72, // 24: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	72, // 25: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	72, // 26: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	18, // 27: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	73, // 28: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	73, // 29: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 30: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	16, // 31: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	18, // 32: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	3,  // 33: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	3,  // 34: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	73, // 35: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	73, // 36: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	73, // 37: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	1,  // 38: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	4,  // 39: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	5,  // 40: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	6,  // 41: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	64, // 42: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	13, // 43: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	73, // 44: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	73, // 45: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	65, // 46: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	25, // 47: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	66, // 48: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	23, // 49: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	73, // 50: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	67, // 51: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	73, // 52: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	68, // 53: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	69, // 54: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	73, // 55: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 56: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	73, // 57: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	20, // 58: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	21, // 59: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	22, // 60: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	26, // 61: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	27, // 62: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	18, // 63: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	20, // 64: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	20, // 65: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	70, // 66: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	20, // 67: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	18, // 68: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	20, // 69: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	20, // 70: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	22, // 71: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	22, // 72: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	6,  // 73: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	71, // 74: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	22, // 75: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	22, // 76: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	21, // 77: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	55, // 78: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	73, // 79: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	57, // 80: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	29, // 81: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	31, // 82: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	33, // 83: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	35, // 84: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	37, // 85: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	39, // 86: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	41, // 87: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	43, // 88: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	45, // 89: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	47, // 90: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	49, // 91: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	51, // 92: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	52, // 93: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	54, // 94: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	58, // 95: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	60, // 96: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	30, // 97: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	32, // 98: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	34, // 99: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	36, // 100: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	38, // 101: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	40, // 102: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	42, // 103: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	44, // 104: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	46, // 105: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	48, // 106: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	50, // 107: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	28, // 108: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	53, // 109: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	56, // 110: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	59, // 111: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	61, // 112: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	97, // [97:113] is the sub-list for method output_type
+	81, // [81:97] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -4993,7 +5062,7 @@ func file_core_api_v1_api_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      12,
+			NumEnums:      13,
 			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
