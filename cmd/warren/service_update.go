@@ -30,12 +30,13 @@ type serviceUpdateOptions struct {
 	health   healthOptions
 	update   policyOptions
 	rollback policyOptions
+	more     updateMoreOptions
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
 var updateFlags = slices.Concat([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network"}, healthFlags,
-	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames())
+	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames(), updateMoreFlags)
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -81,6 +82,7 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	o.update.prefix, o.rollback.prefix = "update", "rollback"
 	o.update.addFlags(f)
 	o.rollback.addFlags(f)
+	o.more.addFlags(f)
 	o.wait.addFlags(f)
 }
 
@@ -98,6 +100,8 @@ type serviceChanges struct {
 	health func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error)
 	// update and rollback make the new policies of the old ones.
 	update, rollback func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error)
+	// more makes the other changes (constraints, limits, user...); nil: none.
+	more func(*apiv1.ServiceSpec)
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -152,6 +156,9 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 			return c, err
 		}
 	}
+	if ch.more, err = o.more.edit(f); err != nil {
+		return nil, err
+	}
 	ch.update = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.update.policy(f, old) }
 	ch.rollback = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.rollback.policy(f, old) }
 	return &ch, nil
@@ -183,6 +190,9 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 			return err
 		}
 		spec.HealthCheck = c
+	}
+	if ch.more != nil {
+		ch.more(spec)
 	}
 	var err error
 	if ch.update != nil {

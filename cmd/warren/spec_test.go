@@ -180,8 +180,9 @@ func TestServiceChanges(t *testing.T) {
 		return &apiv1.ServiceSpec{
 			Name: "web", Image: "nginx:1", Replicas: 2,
 			Command: []string{"nginx"}, Args: []string{"-g", "daemon off;"},
-			Env:    map[string]string{"A": "1", "B": "2"},
-			Labels: map[string]string{"team": "edge"},
+			Env:         map[string]string{"A": "1", "B": "2"},
+			Labels:      map[string]string{"team": "edge"},
+			Constraints: []string{"node.labels.zone==a"},
 		}
 	}
 	tests := []struct {
@@ -209,6 +210,24 @@ func TestServiceChanges(t *testing.T) {
 			s.HealthCheck = &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: durationpb.New(time.Second)}
 		}},
 		{name: "health settings need a check", args: "--health-retries 2", wantErr: "need a check"},
+		{name: "constraints add and rm", args: "--constraint-add node.labels.zone==b --constraint-rm node.labels.zone==a", want: func(s *apiv1.ServiceSpec) {
+			s.Constraints = []string{"node.labels.zone==b"}
+		}},
+		{name: "workdir user stop", args: "--workdir /srv --user 1000 --stop-signal quit --stop-grace-period 3s", want: func(s *apiv1.ServiceSpec) {
+			s.WorkingDir, s.User, s.StopSignal, s.StopGracePeriod = "/srv", "1000", "SIGQUIT", durationpb.New(3*time.Second)
+		}},
+		{name: "limits and reservations", args: "--cpus 0.5 --memory 64MiB --reserve-memory 32MiB", want: func(s *apiv1.ServiceSpec) {
+			s.Limits = &apiv1.Resources{NanoCpus: 500_000_000, MemoryBytes: 64 << 20}
+			s.Reservations = &apiv1.Resources{MemoryBytes: 32 << 20}
+		}},
+		{name: "restart policy", args: "--restart-condition on-failure --restart-max-attempts 2", want: func(s *apiv1.ServiceSpec) {
+			s.RestartPolicy = &apiv1.RestartPolicy{Condition: apiv1.RestartPolicy_CONDITION_ON_FAILURE, MaxAttempts: 2}
+		}},
+		{name: "update policy only", args: "--update-failure-action rollback --update-monitor 10s", want: func(s *apiv1.ServiceSpec) {
+			s.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: durationpb.New(10 * time.Second)}
+		}},
+		{name: "bad constraint-add", args: "--constraint-add zone=b", wantErr: `invalid --constraint "zone=b"`},
+		{name: "bad failure ratio", args: "--update-max-failure-ratio 2", wantErr: "must be between 0 and 1"},
 		{name: "no-healthcheck without one", args: "--no-healthcheck", want: func(s *apiv1.ServiceSpec) {}},
 		{name: "nothing", args: "", wantErr: "nothing to update: give at least one of --image, --replicas, --env-add, --env-rm, --label-add, --label-rm, --args, --network, --health-http"},
 		{name: "empty image", args: "--image=", wantErr: "--image cannot be empty"},
