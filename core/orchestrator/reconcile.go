@@ -10,10 +10,12 @@
 // they concern and commits each round's actions through Raft in as few
 // entries as possible.
 //
-// Not implemented yet: update_policy.delay (the pause between update
-// batches) and update_policy.failure_action. A rolling update always
-// waits, slot batch by slot batch, for the new tasks to reach RUNNING,
-// which pauses it while new tasks fail (as failure_action pause would).
+// A rolling update waits, slot batch by slot batch, for the new tasks to
+// serve (RUNNING and, with a health check, healthy), and follows the
+// update status: failure actions pause, continue and rollback, completion
+// (see progress). Global services have a slot per eligible node (see
+// global). Not implemented yet: update_policy.delay (the pause between
+// update batches, refused by the API), canaries and jobs.
 package orchestrator
 
 import (
