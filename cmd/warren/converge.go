@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
 )
 
 // Waiting for a service to converge: `service create`, `scale` and `update`
@@ -95,6 +95,10 @@ func (o *convergeOptions) connect(ctx context.Context, g *globalOptions) (c *age
 // the messages. It returns nil with --detach (w is nil then).
 func (o *convergeOptions) wait(cmd *cobra.Command, c *agentClient, w *watch, svc *apiv1.Service, verb string) error {
 	if o.detach || w == nil {
+		return nil
+	}
+	if svc.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		fmt.Fprintf(cmd.ErrOrStderr(), "global service: not waiting for its tasks (see 'warren service ps %s')\n", svc.GetSpec().GetName())
 		return nil
 	}
 	out := cmd.OutOrStdout()
@@ -228,6 +232,9 @@ func (wt *waiter) run(ctx context.Context) error {
 			}
 			last = assess(wt.svc, tasks)
 			wt.p.update(wt.svc, last, tasks)
+			if err := updateEnded(wt.svc); err != nil {
+				return err
+			}
 			if last.done {
 				wt.p.converged()
 				return nil
@@ -263,6 +270,22 @@ func (wt *waiter) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// updateEnded is the error that ends the wait for svc when its update
+// stopped short: paused, or rolled back (or rolling back).
+func updateEnded(svc *apiv1.Service) error {
+	st := svc.GetUpdateStatus()
+	name := svc.GetSpec().GetName()
+	switch st.GetState() {
+	case apiv1.UpdateStatus_STATE_PAUSED, apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return fmt.Errorf("service %s: %s; a new 'warren service update' or 'warren service rollback %s' resumes", name, st.GetMessage(), name)
+	case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED:
+		if strings.HasPrefix(st.GetMessage(), "update rolled back") {
+			return fmt.Errorf("service %s: %s; see 'warren service inspect %s'", name, st.GetMessage(), name)
+		}
+	}
+	return nil
 }
 
 // handle takes in one event and reports whether the tasks are to be listed
@@ -349,7 +372,7 @@ const stuckFailures = 3
 // no task runs.
 func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	c := convergence{replicas: svc.GetSpec().GetReplicas(), slots: map[uint64]*apiv1.Task{}}
-	key := specKey(svc.GetSpec())
+	key := state.SpecKey(svc.GetSpec())
 	for _, t := range tasks {
 		s := t.GetSlot()
 		if !wanted(t) || s < 1 || s > c.replicas || !upToDate(t, svc, key) {
@@ -404,16 +427,13 @@ func active(t *apiv1.Task) bool {
 }
 
 // upToDate reports whether t was made from svc's current spec; key is
-// specKey(svc.spec).
-func upToDate(t *apiv1.Task, svc *apiv1.Service, key *apiv1.ServiceSpec) bool {
+// state.SpecKey(svc.spec).
+func upToDate(t *apiv1.Task, svc *apiv1.Service, key string) bool {
 	if t.GetServiceVersion() >= svc.GetVersion() {
 		return true
 	}
-	return t.GetSpec() != nil && proto.Equal(specKey(t.GetSpec()), key)
+	return t.GetSpec() != nil && state.SpecKey(t.GetSpec()) == key
 }
-
-// specKey is spec without what changes no task (apiv1.TaskShape).
-func specKey(spec *apiv1.ServiceSpec) *apiv1.ServiceSpec { return apiv1.TaskShape(spec) }
 
 // newer reports whether a was made after b.
 func newer(a, b *apiv1.Task) bool {

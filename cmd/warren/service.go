@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -33,6 +35,7 @@ that the cluster keeps running.`,
 		newServiceInspectCmd(g),
 		newServiceScaleCmd(g),
 		newServiceUpdateCmd(g),
+		newServiceRollbackCmd(g),
 		newServiceRemoveCmd(g),
 		newServicePsCmd(g),
 		newServiceLogsCmd(g),
@@ -126,13 +129,17 @@ func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) 
 				replicas += ": " + truncate(p, errorWidth)
 			}
 		}
+		updated := ago(s.GetUpdatedAt(), now)
+		if st := s.GetUpdateStatus().GetState(); st != apiv1.UpdateStatus_STATE_UNSPECIFIED && st != apiv1.UpdateStatus_STATE_COMPLETED {
+			updated += " (" + truncate(updateStatusText(s.GetUpdateStatus()), errorWidth) + ")"
+		}
 		rows = append(rows, []string{
 			shortID(s.GetId()),
 			s.GetSpec().GetName(),
 			s.GetSpec().GetImage(),
 			replicas,
 			portsColumn(s.GetSpec().GetPorts()),
-			ago(s.GetUpdatedAt(), now),
+			updated,
 		})
 	}
 	return rows
@@ -194,21 +201,27 @@ func (o *serviceInspectOptions) run(cmd *cobra.Command, names []string) error {
 		}
 		services = append(services, resp.GetService())
 	}
-	out := cmd.OutOrStdout()
-	if o.g.outputOr(outputJSON) == outputJSON {
-		if len(services) > 0 || len(errs) == 0 {
-			if err := writeJSONList(out, services); err != nil {
+	return writeInspect(cmd.OutOrStdout(), o.g.outputOr(outputJSON) == outputJSON, services, serviceFields, errs)
+}
+
+// writeInspect writes what an inspect command found: a JSON array (asJSON),
+// or each item's fields, a blank line between them; then it returns the
+// errors of the items it did not find.
+func writeInspect[T proto.Message](out io.Writer, asJSON bool, items []T, fields func(T) [][2]string, errs []error) error {
+	if asJSON {
+		if len(items) > 0 || len(errs) == 0 {
+			if err := writeJSONList(out, items); err != nil {
 				return err
 			}
 		}
-	} else {
-		for i, s := range services {
-			if i > 0 {
-				fmt.Fprintln(out)
-			}
-			if err := writeFields(out, serviceFields(s)); err != nil {
-				return err
-			}
+		return errors.Join(errs...)
+	}
+	for i, it := range items {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		if err := writeFields(out, fields(it)); err != nil {
+			return err
 		}
 	}
 	return errors.Join(errs...)
@@ -242,11 +255,16 @@ func serviceFields(s *apiv1.Service) [][2]string {
 		f = append(f, [2]string{"Restart", strings.Join(parts, ", ")})
 	}
 	if up := spec.GetUpdatePolicy(); up != nil {
-		parallelism := "all"
-		if up.GetParallelism() > 0 {
-			parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
-		}
-		f = append(f, [2]string{"Update", fmt.Sprintf("%s at a time, %s", parallelism, enumText(up.GetOrder(), "stop-first"))})
+		f = append(f, [2]string{"Update", policyText(up)})
+	}
+	if rp := spec.GetRollbackPolicy(); rp != nil {
+		f = append(f, [2]string{"Rollback", policyText(rp)})
+	}
+	if st := updateStatusText(s.GetUpdateStatus()); st != "" {
+		f = append(f, [2]string{"Update status", st})
+	}
+	if hc := healthText(spec.GetHealthCheck()); hc != "" {
+		f = append(f, [2]string{"Health check", hc})
 	}
 	stop := spec.GetStopSignal()
 	if spec.GetStopGracePeriod() != nil {
@@ -261,6 +279,22 @@ func serviceFields(s *apiv1.Service) [][2]string {
 		[2]string{"Updated", timeText(s.GetUpdatedAt())},
 	)
 	return f
+}
+
+// policyText is an update or rollback policy for inspect.
+func policyText(up *apiv1.UpdatePolicy) string {
+	parallelism := "all"
+	if up.GetParallelism() > 0 {
+		parallelism = strconv.FormatUint(uint64(up.GetParallelism()), 10)
+	}
+	s := fmt.Sprintf("%s at a time, %s, on failure %s", parallelism, enumText(up.GetOrder(), "stop-first"), enumText(up.GetFailureAction(), "pause"))
+	if m := up.GetMonitor(); m != nil {
+		s += ", monitor " + m.AsDuration().String()
+	}
+	if r := up.GetMaxFailureRatio(); r > 0 {
+		s += fmt.Sprintf(", max failure ratio %g", r)
+	}
+	return s
 }
 
 // shellJoin writes words as a shell command line, quoting those that need it,

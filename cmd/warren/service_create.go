@@ -31,13 +31,15 @@ type serviceCreateOptions struct {
 	restartMaxAttempts uint32
 	stopSignal         string
 	stopGracePeriod    time.Duration
-	updateParallelism  uint32
-	updateOrder        string
+	update             policyOptions
+	rollback           policyOptions
 	network            string
 	publish            []string
 	secrets            []string
 	mounts             []string
 	configs            []string
+	health             healthOptions
+	mode               string
 	wait               convergeOptions
 }
 
@@ -121,13 +123,16 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
 	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
 	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
-	f.Var(newUintValue(&o.updateParallelism, 0), "update-parallelism", "tasks replaced at once on update (0: all)")
-	f.Var(&choiceValue{p: &o.updateOrder, choices: []string{"stop-first", "start-first"}}, "update-order", "on update, stop the old task before starting the new one, or the reverse")
+	o.update.prefix, o.rollback.prefix = "update", "rollback"
+	o.update.addFlags(f)
+	o.rollback.addFlags(f)
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	f.StringArrayVarP(&o.publish, "publish", "p", nil, publishFlagUsage)
 	f.StringArrayVar(&o.mounts, "mount", nil, "mount `type=volume|bind|tmpfs,source=...,target=PATH`[,readonly][,tmpfs-size=64MiB,tmpfs-mode=1777] (repeatable)")
 	f.StringArrayVar(&o.secrets, "secret", nil, "give the tasks a secret: `NAME` at /run/secrets/NAME, or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable)")
 	f.StringArrayVar(&o.configs, "config", nil, "give the tasks a config read-only: `src=NAME,target=PATH`[,uid=N,gid=N,mode=0444] (repeatable)")
+	o.health.addFlags(f)
+	f.Var(&choiceValue{p: &o.mode, choices: []string{"replicated", "global"}}, "mode", "replicated (--replicas tasks) or global (one task on every eligible node; no wait for convergence)")
 	o.wait.addFlags(f)
 }
 
@@ -240,11 +245,11 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.RestartPolicy = rp
 	}
-	if f.Changed("update-parallelism") || f.Changed("update-order") {
-		spec.UpdatePolicy = &apiv1.UpdatePolicy{
-			Parallelism: o.updateParallelism,
-			Order:       updateOrders[o.updateOrder],
-		}
+	if spec.UpdatePolicy, err = o.update.policy(f, nil); err != nil {
+		return nil, err
+	}
+	if spec.RollbackPolicy, err = o.rollback.policy(f, nil); err != nil {
+		return nil, err
 	}
 	if f.Changed("stop-signal") {
 		sig, err := parseSignal(o.stopSignal)
@@ -259,6 +264,17 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
 	}
+	if o.mode == "global" {
+		if f.Changed("replicas") {
+			return nil, usageErrorf("--replicas cannot be used with --mode global: a global service runs one task on every eligible node")
+		}
+		spec.Mode, spec.Replicas = apiv1.ServiceMode_SERVICE_MODE_GLOBAL, 0
+	}
+	hc, _, err := o.health.check(f, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec.HealthCheck = hc
 	return spec, nil
 }
 

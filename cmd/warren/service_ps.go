@@ -101,6 +101,7 @@ func servicePsRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Ti
 		if since != nil {
 			current += " " + ago(since, now)
 		}
+		current = withHealth(current, t)
 		rows = append(rows, []string{
 			id,
 			name,

@@ -29,11 +29,16 @@ type serviceUpdateOptions struct {
 	network  string
 	pubAdd   []string
 	pubRm    []string
+	health   healthOptions
+	update   policyOptions
+	rollback policyOptions
+	more     updateMoreOptions
 	wait     convergeOptions
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = []string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network", "publish-add", "publish-rm"}
+var updateFlags = slices.Concat([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network", "publish-add", "publish-rm"}, healthFlags,
+	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames(), updateMoreFlags)
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{g: g}
@@ -78,6 +83,11 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	f.StringArrayVar(&o.pubAdd, "publish-add", nil, publishFlagUsage+"; replaces a published port of the same number and protocol")
 	f.StringArrayVar(&o.pubRm, "publish-rm", nil, "stop publishing the port `PUBLISHED[/tcp|udp]` (repeatable)")
+	o.health.addFlags(f)
+	o.update.prefix, o.rollback.prefix = "update", "rollback"
+	o.update.addFlags(f)
+	o.rollback.addFlags(f)
+	o.more.addFlags(f)
 	o.wait.addFlags(f)
 }
 
@@ -93,6 +103,12 @@ type serviceChanges struct {
 	network  *apiv1.NetworkMode
 	pubAdd   []*apiv1.PortConfig
 	pubRm    []string // port keys, "8080/tcp"
+	// health makes the new health check of the old one; nil: unchanged.
+	health func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error)
+	// update and rollback make the new policies of the old ones.
+	update, rollback func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error)
+	// more makes the other changes (constraints, limits, user...); nil: none.
+	more func(*apiv1.ServiceSpec)
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
@@ -151,12 +167,23 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 		}
 		ch.pubRm = append(ch.pubRm, k)
 	}
+	if slices.ContainsFunc(healthFlags, f.Changed) {
+		ch.health = func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error) {
+			c, _, err := o.health.check(f, old)
+			return c, err
+		}
+	}
+	if ch.more, err = o.more.edit(f); err != nil {
+		return nil, err
+	}
+	ch.update = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.update.policy(f, old) }
+	ch.rollback = func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error) { return o.rollback.policy(f, old) }
 	return &ch, nil
 }
 
 // apply makes the changes to spec: removals first, then additions, so that
 // --env-rm A --env-add A=1 sets A.
-func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
+func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 	if ch.image != nil {
 		spec.Image = *ch.image
 	}
@@ -177,6 +204,28 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) {
 	if len(ch.pubRm) > 0 || len(ch.pubAdd) > 0 {
 		spec.Ports = editPorts(spec.GetPorts(), ch.pubRm, ch.pubAdd)
 	}
+	if ch.health != nil {
+		c, err := ch.health(spec.GetHealthCheck())
+		if err != nil {
+			return err
+		}
+		spec.HealthCheck = c
+	}
+	if ch.more != nil {
+		ch.more(spec)
+	}
+	var err error
+	if ch.update != nil {
+		if spec.UpdatePolicy, err = ch.update(spec.GetUpdatePolicy()); err != nil {
+			return err
+		}
+	}
+	if ch.rollback != nil {
+		if spec.RollbackPolicy, err = ch.rollback(spec.GetRollbackPolicy()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // editMap deletes rm from m, then sets add; nil when nothing is left.
@@ -213,7 +262,9 @@ func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {
 		}
 		svc := got.GetService()
 		spec := proto.Clone(svc.GetSpec()).(*apiv1.ServiceSpec)
-		ch.apply(spec)
+		if err := ch.apply(spec); err != nil {
+			return err
+		}
 		if proto.Equal(spec, svc.GetSpec()) {
 			fmt.Fprintln(cmd.ErrOrStderr(), "nothing changed")
 			fmt.Fprintln(cmd.OutOrStdout(), spec.GetName())

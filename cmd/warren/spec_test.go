@@ -93,6 +93,33 @@ func TestCreateSpec(t *testing.T) {
 			args: "n --image busybox --network host",
 			want: &apiv1.ServiceSpec{Name: "n", Image: "busybox", Replicas: 1, NetworkMode: apiv1.NetworkMode_NETWORK_MODE_HOST},
 		},
+		{
+			name: "http health check",
+			args: "h --image busybox --health-http /healthz:8080 --health-interval 2s --health-timeout 1s --health-retries 5 --health-start-period 10s",
+			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{
+				Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/healthz", Port: 8080, Interval: durationpb.New(2 * time.Second),
+				Timeout: durationpb.New(time.Second), Retries: 5, StartPeriod: durationpb.New(10 * time.Second)}},
+		},
+		{
+			name: "tcp health check",
+			args: "h --image busybox --health-tcp 6379",
+			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 6379}},
+		},
+		{
+			name: "http health check without a port",
+			args: "h --image busybox --health-http /",
+			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/"}},
+		},
+		{name: "no-healthcheck on create", args: "h --image busybox --no-healthcheck", want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1}},
+		{name: "two health checks", args: "h --image busybox --health-http / --health-tcp 80", wantErr: "give one of --health-http, --health-tcp and --health-cmd"},
+		{name: "health path without slash", args: "h --image busybox --health-http healthz", wantErr: `the path must start with "/"`},
+		{name: "health port out of range", args: "h --image busybox --health-http /:70000", wantErr: "the port after ':' must be 1-65535"},
+		{name: "health tcp port zero", args: "h --image busybox --health-tcp 0", wantErr: "invalid --health-tcp 0"},
+		{name: "zero health interval", args: "h --image busybox --health-tcp 80 --health-interval 0s", wantErr: "invalid --health-interval 0s: must be positive"},
+		{name: "negative health timeout", args: "h --image busybox --health-tcp 80 --health-timeout -1s", wantErr: "invalid --health-timeout -1s: must be positive"},
+		{name: "zero health retries", args: "h --image busybox --health-tcp 80 --health-retries 0", wantErr: "invalid --health-retries 0"},
+		{name: "health settings without a check", args: "h --image busybox --health-interval 5s", wantErr: "need a check"},
+		{name: "no-healthcheck with a check", args: "h --image busybox --no-healthcheck --health-tcp 80", wantErr: "--no-healthcheck cannot be combined"},
 		{name: "bad network", args: "web --image nginx --network bridge", wantErr: "use overlay, host or none"},
 		{name: "no image", args: "web", wantErr: "--image is required"},
 		{name: "no name", args: "--image nginx", wantErr: "needs a service NAME"},
@@ -153,8 +180,9 @@ func TestServiceChanges(t *testing.T) {
 		return &apiv1.ServiceSpec{
 			Name: "web", Image: "nginx:1", Replicas: 2,
 			Command: []string{"nginx"}, Args: []string{"-g", "daemon off;"},
-			Env:    map[string]string{"A": "1", "B": "2"},
-			Labels: map[string]string{"team": "edge"},
+			Env:         map[string]string{"A": "1", "B": "2"},
+			Labels:      map[string]string{"team": "edge"},
+			Constraints: []string{"node.labels.zone==a"},
 		}
 	}
 	tests := []struct {
@@ -178,7 +206,30 @@ func TestServiceChanges(t *testing.T) {
 		{name: "args", args: `--args "-g 'daemon on;'"`, want: func(s *apiv1.ServiceSpec) { s.Args = []string{"-g", "daemon on;"} }},
 		{name: "clear args", args: "--args=", want: func(s *apiv1.ServiceSpec) { s.Args = nil }},
 		{name: "network", args: "--network overlay", want: func(s *apiv1.ServiceSpec) { s.NetworkMode = apiv1.NetworkMode_NETWORK_MODE_OVERLAY }},
-		{name: "nothing", args: "", wantErr: "nothing to update: give at least one of --image, --replicas, --env-add, --env-rm, --label-add, --label-rm, --args, --network, --publish-add or --publish-rm"},
+		{name: "add a health check", args: "--health-tcp 80 --health-interval 1s", want: func(s *apiv1.ServiceSpec) {
+			s.HealthCheck = &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: durationpb.New(time.Second)}
+		}},
+		{name: "health settings need a check", args: "--health-retries 2", wantErr: "need a check"},
+		{name: "constraints add and rm", args: "--constraint-add node.labels.zone==b --constraint-rm node.labels.zone==a", want: func(s *apiv1.ServiceSpec) {
+			s.Constraints = []string{"node.labels.zone==b"}
+		}},
+		{name: "workdir user stop", args: "--workdir /srv --user 1000 --stop-signal quit --stop-grace-period 3s", want: func(s *apiv1.ServiceSpec) {
+			s.WorkingDir, s.User, s.StopSignal, s.StopGracePeriod = "/srv", "1000", "SIGQUIT", durationpb.New(3*time.Second)
+		}},
+		{name: "limits and reservations", args: "--cpus 0.5 --memory 64MiB --reserve-memory 32MiB", want: func(s *apiv1.ServiceSpec) {
+			s.Limits = &apiv1.Resources{NanoCpus: 500_000_000, MemoryBytes: 64 << 20}
+			s.Reservations = &apiv1.Resources{MemoryBytes: 32 << 20}
+		}},
+		{name: "restart policy", args: "--restart-condition on-failure --restart-max-attempts 2", want: func(s *apiv1.ServiceSpec) {
+			s.RestartPolicy = &apiv1.RestartPolicy{Condition: apiv1.RestartPolicy_CONDITION_ON_FAILURE, MaxAttempts: 2}
+		}},
+		{name: "update policy only", args: "--update-failure-action rollback --update-monitor 10s", want: func(s *apiv1.ServiceSpec) {
+			s.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: durationpb.New(10 * time.Second)}
+		}},
+		{name: "bad constraint-add", args: "--constraint-add zone=b", wantErr: `invalid --constraint "zone=b"`},
+		{name: "bad failure ratio", args: "--update-max-failure-ratio 2", wantErr: "must be between 0 and 1"},
+		{name: "no-healthcheck without one", args: "--no-healthcheck", want: func(s *apiv1.ServiceSpec) {}},
+		{name: "nothing", args: "", wantErr: "nothing to update: give at least one of --image, --replicas, --env-add, --env-rm, --label-add, --label-rm, --args, --network, --publish-add, --publish-rm, --health-http"},
 		{name: "empty image", args: "--image=", wantErr: "--image cannot be empty"},
 		{name: "bad env", args: "--env-add A", wantErr: `invalid --env-add "A": expected KEY=VALUE`},
 		{name: "bad label", args: "--label-add =x", wantErr: `invalid --label-add "=x"`},
@@ -197,15 +248,17 @@ func TestServiceChanges(t *testing.T) {
 			if err := fs.Parse(args); err != nil {
 				t.Fatal(err)
 			}
+			got, want := base(), base()
 			ch, err := o.changes(fs)
+			if err == nil {
+				err = ch.apply(got)
+			}
 			if !errMatches(err, tt.wantErr) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 			}
 			if err != nil {
 				return
 			}
-			got, want := base(), base()
-			ch.apply(got)
 			tt.want(want)
 			if !proto.Equal(got, want) {
 				t.Errorf("spec =\n%s\nwant\n%s", protojson.Format(got), protojson.Format(want))

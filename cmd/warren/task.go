@@ -32,7 +32,7 @@ func newTaskCmd(g *globalOptions) *cobra.Command {
   warren task logs 3f2a9c1b7d4e`,
 	}
 	makeGroup(cmd)
-	cmd.AddCommand(newTaskListCmd(g), newTaskLogsCmd(g), newTaskExecCmd(g))
+	cmd.AddCommand(newTaskListCmd(g), newTaskInspectCmd(g), newTaskLogsCmd(g), newTaskExecCmd(g))
 	return cmd
 }
 
@@ -123,7 +123,7 @@ func taskRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Time) [
 			taskName(t),
 			taskNode(t, nodeNames, false),
 			enumText(t.GetDesiredState(), "-"),
-			enumText(t.GetState(), "-"),
+			withHealth(enumText(t.GetState(), "-"), t),
 			age(t.GetCreatedAt(), now),
 			truncate(taskProblem(t), errorWidth),
 		})
@@ -237,4 +237,13 @@ func (o *taskListOptions) lookupNode(cmd *cobra.Command) (*apiv1.Node, error) {
 		return nil, err
 	}
 	return resp.GetNode(), nil
+}
+
+// withHealth adds a running task's health to its state: "running
+// (healthy)", as docker ps does.
+func withHealth(state string, t *apiv1.Task) string {
+	if h := healthName(t.GetHealth()); h != "" && t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+		return state + " (" + h + ")"
+	}
+	return state
 }

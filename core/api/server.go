@@ -221,6 +221,9 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	if err != nil {
 		return nil, err
 	}
+	if req.GetRollback() {
+		return s.rollback(ctx, old, req)
+	}
 	spec := req.GetSpec()
 	FillFileDefaults(spec)
 	if err := ValidateServiceSpec(spec); err != nil {
@@ -242,8 +245,44 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	return &apiv1.UpdateServiceResponse{Service: out}, nil
 }
 
+// rollback returns old to its previous spec, under its rollback policy.
+func (s *Server) rollback(ctx context.Context, old *apiv1.Service, req *apiv1.UpdateServiceRequest) (*apiv1.UpdateServiceResponse, error) {
+	name := old.GetSpec().GetName()
+	if req.GetSpec() != nil {
+		return nil, invalid("service %q: a rollback takes no spec", name)
+	}
+	prev := old.GetPreviousSpec()
+	if prev == nil {
+		return nil, fmt.Errorf("service %q has no previous spec to roll back to: %w", name, sdk.ErrFailedPrecondition)
+	}
+	now := timestamppb.Now()
+	svc := &apiv1.Service{Id: old.GetId(), Spec: proto.CloneOf(prev), CreatedAt: old.GetCreatedAt(), UpdatedAt: now,
+		PreviousSpec: proto.CloneOf(old.GetSpec()),
+		UpdateStatus: &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, Message: "manually requested rollback", StartedAt: now}}
+	// Replicas are not part of what an update changes: keep today's.
+	svc.Spec.Replicas = old.GetSpec().GetReplicas()
+	version := req.GetVersion()
+	if version == 0 {
+		version = old.GetVersion()
+	}
+	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpdateService{Service: svc, ExpectedVersion: version})
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.UpdateServiceResponse{Service: out.(*apiv1.Service)}, nil
+}
+
+// update writes spec as old's new spec. A spec that changes the tasks
+// starts an update: the old spec is kept for a rollback and the update
+// status is UPDATING; otherwise (replicas, policies) both stay as they are.
 func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.ServiceSpec, version uint64) (*apiv1.Service, error) {
-	svc := &apiv1.Service{Id: old.GetId(), Spec: spec, CreatedAt: old.GetCreatedAt(), UpdatedAt: timestamppb.Now()}
+	now := timestamppb.Now()
+	svc := &apiv1.Service{Id: old.GetId(), Spec: spec, CreatedAt: old.GetCreatedAt(), UpdatedAt: now,
+		PreviousSpec: old.GetPreviousSpec(), UpdateStatus: old.GetUpdateStatus()}
+	if state.SpecKey(spec) != state.SpecKey(old.GetSpec()) {
+		svc.PreviousSpec = proto.CloneOf(old.GetSpec())
+		svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "update in progress", StartedAt: now}
+	}
 	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpdateService{Service: svc, ExpectedVersion: version})
 	if err != nil {
 		return nil, err

@@ -160,18 +160,113 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 			}
 		}
 	}
-	if up := s.GetUpdatePolicy(); up != nil {
-		if _, ok := apiv1.UpdatePolicy_Order_name[int32(up.GetOrder())]; !ok {
-			return invalid("service %q: update order %d is unknown", s.GetName(), up.GetOrder())
+	switch s.GetMode() {
+	case apiv1.ServiceMode_SERVICE_MODE_UNSPECIFIED, apiv1.ServiceMode_SERVICE_MODE_REPLICATED:
+	case apiv1.ServiceMode_SERVICE_MODE_GLOBAL:
+		if s.GetReplicas() != 0 {
+			return invalid("service %q: a global service runs one task per eligible node: replicas (%d) must not be set", s.GetName(), s.GetReplicas())
 		}
-		if _, ok := apiv1.UpdatePolicy_FailureAction_name[int32(up.GetFailureAction())]; !ok {
-			return invalid("service %q: update failure action %d is unknown", s.GetName(), up.GetFailureAction())
+	default:
+		return invalid("service %q: mode %d is unknown", s.GetName(), s.GetMode())
+	}
+	if err := validateHealthCheck(s.GetName(), s.GetHealthCheck()); err != nil {
+		return err
+	}
+	if err := validateUpdatePolicy(s, "update_policy", s.GetUpdatePolicy()); err != nil {
+		return err
+	}
+	if err := validateUpdatePolicy(s, "rollback_policy", s.GetRollbackPolicy()); err != nil {
+		return err
+	}
+	return unsupportedFields(s)
+}
+
+// validateUpdatePolicy checks an update or rollback policy (field says
+// which): known order and failure action (no rollback of a rollback), a
+// monitor that is not negative and not shorter than the health check's
+// interval (a failure would go unseen), a failure ratio within 0..1.
+func validateUpdatePolicy(s *apiv1.ServiceSpec, field string, up *apiv1.UpdatePolicy) error {
+	if up == nil {
+		return nil
+	}
+	svc := s.GetName()
+	if _, ok := apiv1.UpdatePolicy_Order_name[int32(up.GetOrder())]; !ok {
+		return invalid("service %q: %s order %d is unknown", svc, field, up.GetOrder())
+	}
+	if _, ok := apiv1.UpdatePolicy_FailureAction_name[int32(up.GetFailureAction())]; !ok {
+		return invalid("service %q: %s failure action %d is unknown", svc, field, up.GetFailureAction())
+	}
+	if field == "rollback_policy" && up.GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK {
+		return invalid("service %q: a rollback's failure action is pause or continue, not rollback", svc)
+	}
+	if err := validateDuration(svc, field+".delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
+		return err
+	}
+	if err := validateDuration(svc, field+".monitor", up.GetMonitor().AsDuration(), MaxHealthDuration); err != nil {
+		return err
+	}
+	if up.GetMonitor() != nil && up.GetMonitor().AsDuration() == 0 {
+		return invalid("service %q: %s.monitor must be positive", svc, field)
+	}
+	if m, iv := up.GetMonitor(), s.GetHealthCheck().GetInterval(); m != nil && iv != nil && m.AsDuration() < iv.AsDuration() {
+		return invalid("service %q: %s.monitor %s is shorter than the health check interval %s: a failing task would not be seen", svc, field, m.AsDuration(), iv.AsDuration())
+	}
+	if r := up.GetMaxFailureRatio(); r < 0 || r > 1 || r != r {
+		return invalid("service %q: %s.max_failure_ratio %v is not between 0 and 1", svc, field, r)
+	}
+	return nil
+}
+
+// MaxHealthDuration bounds a health check's interval, timeout and start
+// period.
+const MaxHealthDuration = time.Hour
+
+// validateHealthCheck checks a service's health check: a known type with
+// what it needs, and durations that make sense (an interval or timeout
+// given is positive).
+func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
+	if c == nil {
+		return nil
+	}
+	if _, ok := apiv1.HealthCheck_Type_name[int32(c.GetType())]; !ok {
+		return invalid("service %q: health check type %d is unknown", svc, c.GetType())
+	}
+	switch c.GetType() {
+	case apiv1.HealthCheck_TYPE_UNSPECIFIED:
+		if proto.Size(c) != 0 {
+			return invalid("service %q: health check settings without a check (--health-http or --health-tcp)", svc)
 		}
-		if err := validateDuration(s.GetName(), "update_policy.delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
+		return nil
+	case apiv1.HealthCheck_TYPE_HTTP:
+		if !strings.HasPrefix(c.GetPath(), "/") || strings.ContainsAny(c.GetPath(), " \t\r\n\x00") {
+			return invalid("service %q: health check path %q must start with \"/\" and contain no whitespace", svc, c.GetPath())
+		}
+	case apiv1.HealthCheck_TYPE_TCP:
+		if c.GetPort() == 0 {
+			return invalid("service %q: a TCP health check needs a port", svc)
+		}
+	case apiv1.HealthCheck_TYPE_CMD:
+		return fmt.Errorf("service %q: command health checks (--health-cmd) are not supported yet (they need exec in the runtime contract): %w", svc, sdk.ErrUnsupported)
+	}
+	if c.GetPort() > 65535 {
+		return invalid("service %q: health check port %d is out of range (1-65535)", svc, c.GetPort())
+	}
+	for _, f := range []struct {
+		name string
+		d    interface{ AsDuration() time.Duration }
+		set  bool
+	}{
+		{"health_check.interval", c.GetInterval(), c.GetInterval() != nil},
+		{"health_check.timeout", c.GetTimeout(), c.GetTimeout() != nil},
+	} {
+		if f.set && f.d.AsDuration() <= 0 {
+			return invalid("service %q: %s must be positive", svc, f.name)
+		}
+		if err := validateDuration(svc, f.name, f.d.AsDuration(), MaxHealthDuration); err != nil {
 			return err
 		}
 	}
-	return unsupportedFields(s)
+	return validateDuration(svc, "health_check.start_period", c.GetStartPeriod().AsDuration(), MaxHealthDuration)
 }
 
 // unsupportedFields refuses what the spec can express but this version
@@ -183,8 +278,8 @@ func unsupportedFields(s *apiv1.ServiceSpec) error {
 	switch {
 	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
 		return unsupported("update_policy.delay")
-	case s.GetUpdatePolicy().GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE:
-		return unsupported("update_policy.failure_action continue")
+	case s.GetRollbackPolicy().GetDelay().AsDuration() != 0:
+		return unsupported("rollback_policy.delay")
 	}
 	return nil
 }

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk"
 )
 
 // withUnknown appends field 999 to m's unknown fields, as a newer client's
@@ -41,6 +45,74 @@ func TestNoUnknownFields(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.at) {
 				t.Fatalf("error = %v, want one naming %q", err, tt.at)
+			}
+		})
+	}
+}
+
+func TestValidateHealthCheck(t *testing.T) {
+	sec := func(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * time.Second) }
+	tests := []struct {
+		name    string
+		check   *apiv1.HealthCheck
+		wantErr string
+	}{
+		{"none", nil, ""},
+		{"http", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/healthz", Port: 8080, Interval: sec(1), Timeout: sec(1), Retries: 2, StartPeriod: sec(5)}, ""},
+		{"tcp", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 6379}, ""},
+		{"settings without a check", &apiv1.HealthCheck{Interval: sec(1)}, "health check settings without a check"},
+		{"unknown type", &apiv1.HealthCheck{Type: 9}, "health check type 9 is unknown"},
+		{"http without a path", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP}, `must start with "/"`},
+		{"tcp without a port", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP}, "a TCP health check needs a port"},
+		{"port out of range", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 70000}, "port 70000 is out of range"},
+		{"zero interval", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: sec(0)}, "health_check.interval must be positive"},
+		{"negative timeout", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Timeout: sec(-1)}, "health_check.timeout must be positive"},
+		{"negative start period", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, StartPeriod: sec(-1)}, "health_check.start_period must not be negative"},
+		{"interval too long", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: sec(7200)}, "is more than 1h0m0s"},
+		{"cmd unsupported", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: []string{"true"}}, "not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateServiceSpec(&apiv1.ServiceSpec{Name: "web", Image: "nginx", HealthCheck: tt.check})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if tt.name == "cmd unsupported" && !errors.Is(err, sdk.ErrUnsupported) {
+				t.Fatalf("error = %v, want sdk.ErrUnsupported", err)
+			}
+		})
+	}
+}
+
+func TestValidateUpdatePolicy(t *testing.T) {
+	sec := func(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * time.Second) }
+	check := &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: sec(10)}
+	tests := []struct {
+		name     string
+		update   *apiv1.UpdatePolicy
+		rollback *apiv1.UpdatePolicy
+		wantErr  string
+	}{
+		{"good", &apiv1.UpdatePolicy{Parallelism: 1, FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: sec(10), MaxFailureRatio: 0.2},
+			&apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE}, ""},
+		{"monitor shorter than the health interval", &apiv1.UpdatePolicy{Monitor: sec(5)}, nil, "update_policy.monitor 5s is shorter than the health check interval 10s"},
+		{"zero monitor", &apiv1.UpdatePolicy{Monitor: sec(0)}, nil, "update_policy.monitor must be positive"},
+		{"negative monitor", nil, &apiv1.UpdatePolicy{Monitor: sec(-1)}, "rollback_policy.monitor must not be negative"},
+		{"ratio above 1", &apiv1.UpdatePolicy{MaxFailureRatio: 1.5}, nil, "max_failure_ratio 1.5 is not between 0 and 1"},
+		{"rollback of a rollback", nil, &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK}, "a rollback's failure action is pause or continue"},
+		{"unknown failure action", &apiv1.UpdatePolicy{FailureAction: 9}, nil, "update_policy failure action 9 is unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateServiceSpec(&apiv1.ServiceSpec{Name: "web", Image: "nginx", HealthCheck: check, UpdatePolicy: tt.update, RollbackPolicy: tt.rollback})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 			}
 		})
 	}

@@ -51,7 +51,8 @@ func BuildNetworkTables(nodes []*apiv1.Node, tasks []*apiv1.Task) NetworkTables 
 	slices.SortFunc(out.Peers, func(a, b *apiv1.Peer) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
 	byName := map[string][]string{}
 	for _, t := range tasks {
-		if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING || t.GetDesiredState() != apiv1.TaskState_TASK_STATE_RUNNING || t.GetServiceName() == "" {
+		// A task whose health check has not passed is left out of DNS.
+		if !state.Serving(t) || t.GetDesiredState() != apiv1.TaskState_TASK_STATE_RUNNING || t.GetServiceName() == "" {
 			continue
 		}
 		pf, err := netip.ParsePrefix(t.GetAddress())

@@ -44,6 +44,9 @@ func TestBuildNetworkTables(t *testing.T) {
 			withAddr("t5", "db", "10.88.0.7/24", running, running),
 			withAddr("t6", "db", "", running, running),               // no address: host or none mode
 			withAddr("t7", "cache", "10.88.0.8/24", running, failed), // ended
+			withHealth(withAddr("t8", "api", "10.88.0.10/24", running, running), apiv1.HealthState_HEALTH_STATE_STARTING),
+			withHealth(withAddr("t9", "api", "10.88.0.11/24", running, running), apiv1.HealthState_HEALTH_STATE_HEALTHY),
+			withHealth(withAddr("t10", "api", "10.88.0.12/24", running, running), apiv1.HealthState_HEALTH_STATE_UNHEALTHY),
 		})
 	var peers []string
 	for _, p := range got.Peers {
@@ -59,7 +62,8 @@ func TestBuildNetworkTables(t *testing.T) {
 	for _, e := range got.Endpoints {
 		eps = append(eps, e.GetName()+"="+strings.Join(e.GetAddresses(), ","))
 	}
-	if want := []string{"db=10.88.0.7", "web=10.88.0.9,10.88.1.2"}; !slices.Equal(eps, want) {
+	// api has a health check: only its healthy task answers.
+	if want := []string{"api=10.88.0.11", "db=10.88.0.7", "web=10.88.0.9,10.88.1.2"}; !slices.Equal(eps, want) {
 		t.Errorf("endpoints = %v, want %v", eps, want)
 	}
 }
@@ -75,6 +79,13 @@ func TestNetworkTablesWithPorts(t *testing.T) {
 	if len(got.Endpoints) != 2 || len(got.Endpoints[0].GetPorts()) != 1 || got.Endpoints[0].GetPorts()[0].Key() != "8080/tcp" || len(got.Endpoints[1].GetPorts()) != 0 {
 		t.Errorf("endpoints with ports = %v", got.Endpoints)
 	}
+}
+
+// withHealth gives tk an HTTP health check and health h.
+func withHealth(tk *apiv1.Task, h apiv1.HealthState) *apiv1.Task {
+	tk.Spec = &apiv1.ServiceSpec{HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/"}}
+	tk.Health = h
+	return tk
 }
 
 // netClient collects what a session is sent about the overlay.

@@ -33,9 +33,18 @@ func workerReportable(s apiv1.TaskState) bool {
 // report never moves a state backwards, never changes a terminal task and
 // never sets a state a worker does not own. The task's address, when the report
 // carries one, is taken unless the task is terminal.
+//
+// The task's health (the worker's too) is taken from a report that carries
+// one while the task is not terminal, or with the report that ends it.
 func applyUpdate(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
 	if u.GetAddress() != "" && !Terminal(t.GetState()) {
 		t.Address = u.GetAddress() // the worker owns it, whatever the state
+	}
+	healthChanged := false
+	if h := u.GetHealth(); h != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED && !Terminal(t.GetState()) &&
+		(h != t.GetHealth() || u.GetHealthOutput() != t.GetHealthOutput()) {
+		t.Health, t.HealthOutput = h, u.GetHealthOutput()
+		healthChanged = true
 	}
 	if u.GetState() == t.GetState() && Rank(t.GetState()) < Rank(apiv1.TaskState_TASK_STATE_RUNNING) &&
 		workerReportable(u.GetState()) && u.GetMessage() != "" && u.GetMessage() != t.GetMessage() {
@@ -44,7 +53,7 @@ func applyUpdate(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
 		return true
 	}
 	if !workerReportable(u.GetState()) || Terminal(t.GetState()) || Rank(u.GetState()) <= Rank(t.GetState()) {
-		return false
+		return healthChanged
 	}
 	t.State = u.GetState()
 	t.Message = u.GetMessage()

@@ -105,3 +105,26 @@ func TestRelevant(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyUpdateHealth: a running task's health changes with its worker's
+// reports, the same health and output twice is no change, and a task that
+// ended keeps the health it ended with.
+func TestApplyUpdateHealth(t *testing.T) {
+	healthy := apiv1.HealthState_HEALTH_STATE_HEALTHY
+	unhealthy := apiv1.HealthState_HEALTH_STATE_UNHEALTHY
+	task := &apiv1.Task{Id: "t", State: sRunning, Message: "started", Health: apiv1.HealthState_HEALTH_STATE_STARTING}
+	u := &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Message: "started", Health: healthy, HealthOutput: "200 OK"}
+	if !applyUpdate(task, u) || task.GetHealth() != healthy || task.GetHealthOutput() != "200 OK" || task.GetState() != sRunning {
+		t.Fatalf("health report not applied: %v", task)
+	}
+	if applyUpdate(task, u) {
+		t.Fatal("the same health again was applied")
+	}
+	end := &apiv1.TaskStatusUpdate{TaskId: "t", State: sFailed, Error: "unhealthy: refused", Health: unhealthy, HealthOutput: "refused"}
+	if !applyUpdate(task, end) || task.GetState() != sFailed || task.GetHealth() != unhealthy {
+		t.Fatalf("the unhealthy end not applied: %v", task)
+	}
+	if applyUpdate(task, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Health: healthy}) || task.GetHealth() != unhealthy {
+		t.Fatalf("a finished task's health changed: %v", task)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk"
 )
 
 // Defaults for Deps.
@@ -186,6 +187,13 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 				all[t.GetServiceId()] = struct{}{}
 			}
 		}
+		// A node that joins, or becomes eligible, has no task yet: every
+		// global service looks at it.
+		for _, s := range l.State.Services() {
+			if s.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+				all[s.GetId()] = struct{}{}
+			}
+		}
 		ids = all
 	}
 	var actions []Action
@@ -195,7 +203,7 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 		if svc == nil && len(tasks) == 0 {
 			continue
 		}
-		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node})...)
+		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node, Nodes: l.State.Nodes})...)
 	}
 	if len(actions) == 0 {
 		return nil
@@ -250,6 +258,7 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		return true
 	}
 	created, restarts, stopped, orphaned, noted := 0, 0, 0, 0, 0
+	var statuses []SetUpdateStatus
 	for _, a := range actions {
 		switch a := a.(type) {
 		case Create:
@@ -274,6 +283,8 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			if _, ok := l.State.Task(a.TaskID); ok {
 				removes = append(removes, a.TaskID)
 			}
+		case SetUpdateStatus:
+			statuses = append(statuses, a)
 		}
 		if l.Logger.IsDebug() {
 			l.Logger.Debug("action", "action", a.String())
@@ -291,6 +302,20 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		if _, err := l.Raft.Apply(ctx, &fsmpb.RemoveTasks{Ids: removes}); err != nil {
 			return fmt.Errorf("remove %d tasks: %w", len(removes), err)
 		}
+	}
+	for _, a := range statuses {
+		svc, ok := l.State.Service(a.ServiceID)
+		if !ok || svc.GetVersion() != a.Version {
+			continue // changed meanwhile: the next round decides again
+		}
+		_, err := l.Raft.Apply(ctx, &fsmpb.UpdateService{Service: ApplyUpdateStatus(svc, a), ExpectedVersion: a.Version})
+		if errors.Is(err, sdk.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("service %s: set update status: %w", a.ServiceID, err)
+		}
+		l.Logger.Info("update status", "service", svc.GetSpec().GetName(), "state", a.Status.GetState().String(), "message", a.Status.GetMessage(), "rollback", a.Rollback)
 	}
 	if created+stopped+orphaned+len(removes) > 0 {
 		l.Logger.Info("reconciled", "created", created, "shut_down", stopped, "orphaned", orphaned, "noted", noted, "removed", len(removes))

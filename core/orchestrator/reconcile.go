@@ -10,10 +10,12 @@
 // they concern and commits each round's actions through Raft in as few
 // entries as possible.
 //
-// Not implemented yet: update_policy.delay (the pause between update
-// batches) and update_policy.failure_action. A rolling update always
-// waits, slot batch by slot batch, for the new tasks to reach RUNNING,
-// which pauses it while new tasks fail (as failure_action pause would).
+// A rolling update waits, slot batch by slot batch, for the new tasks to
+// serve (RUNNING and, with a health check, healthy), and follows the
+// update status: failure actions pause, continue and rollback, completion
+// (see progress). Global services have a slot per eligible node (see
+// global). Not implemented yet: update_policy.delay (the pause between
+// update batches, refused by the API), canaries and jobs.
 package orchestrator
 
 import (
@@ -28,7 +30,9 @@ import (
 
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/schedloop"
 	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/sdk/scheduler"
 )
 
 // Defaults for the unset fields of a restart policy and for Config.
@@ -77,6 +81,9 @@ type Input struct {
 	// replaced, and stopped once their replacement runs. nil means every
 	// node is ready and active.
 	Node func(id string) (*apiv1.Node, bool)
+	// Nodes returns every node, for a global service (one task on each
+	// eligible node); nil means there are none.
+	Nodes func() []*apiv1.Node
 }
 
 // Action is one change Reconcile asks for: a Create, a Shutdown, a Remove,
@@ -121,6 +128,39 @@ type Orphan struct {
 type Note struct {
 	TaskID  string
 	Message string
+}
+
+// SetUpdateStatus asks for the service's update status to become Status,
+// and, with Rollback, for its spec to return to its previous spec (the
+// current one becoming the previous). It applies to the service as it was
+// at Version only: a service changed meanwhile is decided again.
+type SetUpdateStatus struct {
+	ServiceID string
+	Version   uint64
+	Status    *apiv1.UpdateStatus
+	Rollback  bool
+}
+
+func (SetUpdateStatus) isAction() {}
+
+func (a SetUpdateStatus) String() string {
+	s := fmt.Sprintf("service %s update %s", a.ServiceID, a.Status.GetState())
+	if a.Rollback {
+		s += " (rollback)"
+	}
+	return s + ": " + a.Status.GetMessage()
+}
+
+// ApplyUpdateStatus returns a copy of svc changed as a SetUpdateStatus
+// asks.
+func ApplyUpdateStatus(svc *apiv1.Service, a SetUpdateStatus) *apiv1.Service {
+	out := proto.CloneOf(svc)
+	out.UpdateStatus = proto.CloneOf(a.Status)
+	if a.Rollback && svc.GetPreviousSpec() != nil {
+		out.Spec, out.PreviousSpec = proto.CloneOf(svc.GetPreviousSpec()), proto.CloneOf(svc.GetSpec())
+		out.Spec.Replicas = svc.GetSpec().GetReplicas()
+	}
+	return out
 }
 
 func (Create) isAction()   {}
@@ -228,7 +268,8 @@ func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
 //   - a task whose spec differs from the service's (replicas and
 //     update_policy aside, which change no task) is replaced, at most
 //     update_policy.parallelism slots at a time (0: all), counting as busy
-//     every slot whose up-to-date task is not RUNNING yet. stop-first
+//     every slot whose up-to-date task is not RUNNING yet (or, with a
+//     health check, not healthy yet: see state.Serving). stop-first
 //     shuts the old task down and creates the new one once the old one
 //     has finished; start-first creates the new one and shuts the old one
 //     down once the new one is RUNNING. A finished or unplaced old task is
@@ -256,6 +297,11 @@ func Reconcile(in Input) []Action {
 		return r.out
 	}
 
+	if in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		r.global(tasks)
+		return r.out
+	}
+
 	replicas := in.Service.GetSpec().GetReplicas()
 	slots := map[uint64][]*apiv1.Task{}
 	for _, t := range tasks {
@@ -277,7 +323,9 @@ func Reconcile(in Input) []Action {
 			busy++
 		}
 	}
-	r.update(candidates, busy)
+	if !r.progress(tasks, candidates) {
+		r.update(candidates, busy)
+	}
 
 	limit := r.in.Config.historyLimit()
 	for s := uint64(1); s <= replicas; s++ {
@@ -301,6 +349,9 @@ type reconciler struct {
 	// draining holds the current tasks on a DRAIN node, with the node's
 	// name.
 	draining map[string]string
+	// pin is the node new tasks are placed on (a global service's), ""
+	// for the scheduler to place them.
+	pin string
 }
 
 // checkNodes orphans the unfinished tasks of nodes that are down or gone
@@ -392,6 +443,10 @@ func (r *reconciler) create(slot uint64, attempt uint32, notBefore time.Time) *a
 	if !notBefore.IsZero() {
 		t.NotBefore = timestamppb.New(notBefore)
 	}
+	if r.pin != "" {
+		// A global service's task needs no placement: it is its node's.
+		t.NodeId, t.State = r.pin, apiv1.TaskState_TASK_STATE_ASSIGNED
+	}
 	r.out = append(r.out, Create{Task: t})
 	return t
 }
@@ -427,7 +482,112 @@ func (r *reconciler) serviceKey() string {
 // startFirst reports whether updates start the new task before stopping
 // the old one.
 func (r *reconciler) startFirst() bool {
-	return r.in.Service.GetSpec().GetUpdatePolicy().GetOrder() == apiv1.UpdatePolicy_ORDER_START_FIRST
+	return r.policy().GetOrder() == apiv1.UpdatePolicy_ORDER_START_FIRST
+}
+
+// policy is the policy tasks are replaced by now: the rollback policy
+// while the service rolls back, its update policy otherwise.
+func (r *reconciler) policy() *apiv1.UpdatePolicy {
+	if r.in.Service.GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_STARTED {
+		return r.in.Service.GetSpec().GetRollbackPolicy()
+	}
+	return r.in.Service.GetSpec().GetUpdatePolicy()
+}
+
+// DefaultMonitor is how long after an update completed a failure of one of
+// its tasks still counts as the update's, when the policy sets no monitor.
+const DefaultMonitor = 5 * time.Second
+
+// progress follows the service's update (or rollback) given all its tasks
+// and the outdated ones still waiting (candidates). It reports whether the
+// update holds: paused, so no further slot is replaced.
+//
+// A task of the new spec made since the update started that ends FAILED or
+// REJECTED (an unhealthy task ends FAILED) is a failure of the update, while
+// it is in progress and for the monitor window after it completed. Once the
+// failures are more than max_failure_ratio × replicas, the failure action
+// is taken: pause (PAUSED, or ROLLBACK_PAUSED during a rollback), rollback
+// (the service returns to its previous spec: ROLLBACK_STARTED) or continue.
+// An update whose every slot runs a serving task of the new spec and that
+// waits for no old task is COMPLETED (ROLLBACK_COMPLETED).
+func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
+	svc := r.in.Service
+	st := svc.GetUpdateStatus()
+	rollingBack := false
+	switch st.GetState() {
+	case apiv1.UpdateStatus_STATE_PAUSED, apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return true
+	case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED:
+		rollingBack = true
+	case apiv1.UpdateStatus_STATE_UPDATING:
+	case apiv1.UpdateStatus_STATE_COMPLETED:
+		monitor := DefaultMonitor
+		if m := svc.GetSpec().GetUpdatePolicy().GetMonitor(); m != nil {
+			monitor = m.AsDuration()
+		}
+		if r.in.Now.Sub(st.GetCompletedAt().AsTime()) >= monitor {
+			return false
+		}
+	default:
+		return false
+	}
+	policy := r.policy()
+	started := st.GetStartedAt().AsTime()
+	var failed []*apiv1.Task
+	done := len(candidates) == 0
+	for _, t := range tasks {
+		if !r.upToDate(t) {
+			if !Terminal(t.GetState()) {
+				done = false // an old task still runs
+			}
+			continue
+		}
+		if current(t) && !state.Serving(t) {
+			done = false
+		}
+		if t.GetCreatedAt().AsTime().Before(started) {
+			continue
+		}
+		if s := t.GetState(); s == apiv1.TaskState_TASK_STATE_FAILED || s == apiv1.TaskState_TASK_STATE_REJECTED {
+			failed = append(failed, t)
+		}
+	}
+	set := func(state apiv1.UpdateStatus_State, msg string, rollback bool) {
+		out := &apiv1.UpdateStatus{State: state, Message: msg, StartedAt: st.GetStartedAt(), CompletedAt: st.GetCompletedAt()}
+		switch state {
+		case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED:
+			out.StartedAt, out.CompletedAt = timestamppb.New(r.in.Now), nil
+		case apiv1.UpdateStatus_STATE_COMPLETED, apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED:
+			out.CompletedAt = timestamppb.New(r.in.Now)
+		}
+		r.out = append(r.out, SetUpdateStatus{ServiceID: svc.GetId(), Version: svc.GetVersion(), Status: out, Rollback: rollback})
+	}
+	if n := len(failed); n > 0 && float64(n) > float64(policy.GetMaxFailureRatio())*float64(svc.GetSpec().GetReplicas()) &&
+		policy.GetFailureAction() != apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE {
+		f := slices.MaxFunc(failed, func(a, b *apiv1.Task) int { return a.GetUpdatedAt().AsTime().Compare(b.GetUpdatedAt().AsTime()) })
+		why := strings.ToLower(strings.TrimPrefix(f.GetState().String(), "TASK_STATE_"))
+		if e := f.GetError(); e != "" {
+			why += ": " + e
+		}
+		why = fmt.Sprintf("task %s %s", f.GetId(), why)
+		switch {
+		case rollingBack:
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED, "rollback paused: "+why, false)
+		case policy.GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK && svc.GetPreviousSpec() != nil:
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, "update rolled back: "+why, true)
+		default:
+			set(apiv1.UpdateStatus_STATE_PAUSED, "update paused: "+why, false)
+		}
+		return true
+	}
+	if done && st.GetState() != apiv1.UpdateStatus_STATE_COMPLETED {
+		if rollingBack {
+			set(apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED, st.GetMessage()+"; rollback completed", false)
+		} else {
+			set(apiv1.UpdateStatus_STATE_COMPLETED, "update completed", false)
+		}
+	}
+	return false
 }
 
 // slot reconciles slot s. It returns the slot's outdated task when it waits
@@ -485,7 +645,8 @@ func (r *reconciler) slotTasks(s uint64, tasks []*apiv1.Task) (keeper, candidate
 		}
 	}
 	if keeper != nil {
-		running := keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		// With a health check, a new task counts once it is healthy.
+		running := state.Serving(keeper)
 		for _, o := range outdated {
 			if running || !r.startFirst() || Terminal(o.GetState()) {
 				r.shutdown(o, "replaced by a task of the updated spec")
@@ -517,7 +678,7 @@ func (r *reconciler) drain(d, keeper *apiv1.Task) {
 	switch {
 	case keeper == nil:
 		note = fmt.Sprintf("node %s is draining; kept running until its replacement can start", node)
-	case keeper.GetState() == apiv1.TaskState_TASK_STATE_RUNNING:
+	case state.Serving(keeper):
 		r.shutdown(d, fmt.Sprintf("node %s drained; replaced by task %s", node, keeper.GetId()))
 		return
 	case keeper.GetState() == apiv1.TaskState_TASK_STATE_PENDING:
@@ -590,7 +751,7 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 		return
 	}
 	budget := len(candidates)
-	if p := int(r.in.Service.GetSpec().GetUpdatePolicy().GetParallelism()); p > 0 {
+	if p := int(r.policy().GetParallelism()); p > 0 {
 		budget = min(budget, p-busy)
 	}
 	// Tasks that serve nothing yet go first, then by slot.
@@ -605,7 +766,11 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 		}
 		return cmp.Compare(a.GetSlot(), b.GetSlot())
 	})
+	defer func(pin string) { r.pin = pin }(r.pin)
 	for _, o := range candidates[:max(budget, 0)] {
+		if r.in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+			r.pin = o.GetNodeId()
+		}
 		// An unplaced task serves nothing and stops at once (ShutdownTask):
 		// start-first gains nothing by keeping it.
 		if r.startFirst() && !unplaced(o) {
@@ -617,6 +782,94 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 			r.create(o.GetSlot(), 1, time.Time{})
 		}
 	}
+}
+
+// global reconciles a global service: each eligible node (see eligible)
+// is a slot of its own (slot 0, keyed by node) with one current task, made
+// on that node and reconciled, updated and restarted as a replicated slot
+// is; the current tasks on nodes that are no longer eligible (drained,
+// paused nodes keep theirs) are shut down; a DOWN node's task is orphaned
+// (checkNodes) and not replaced elsewhere.
+func (r *reconciler) global(tasks []*apiv1.Task) {
+	byNode := map[string][]*apiv1.Task{}
+	for _, t := range tasks {
+		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
+	}
+	eligible := r.eligible()
+	var candidates []*apiv1.Task
+	busy := 0
+	for _, id := range eligible {
+		r.pin = id
+		cand, inflight := r.slot(0, byNode[id])
+		if cand != nil {
+			candidates = append(candidates, cand)
+		}
+		if inflight {
+			busy++
+		}
+	}
+	r.pin = ""
+	for id, ts := range byNode {
+		if slices.Contains(eligible, id) {
+			continue
+		}
+		for _, t := range ts {
+			if unplaced(t) || (current(t) && !Terminal(t.GetState())) {
+				r.shutdown(t, "its node is no longer eligible for the global service")
+			}
+		}
+	}
+	if !r.progress(tasks, candidates) {
+		r.update(candidates, busy)
+	}
+	limit := r.in.Config.historyLimit()
+	for _, ts := range byNode {
+		r.collect(ts, limit)
+	}
+}
+
+// eligible returns the IDs of the nodes a global service runs a task on,
+// sorted: READY workers that are not draining or paused (a PAUSE node keeps
+// the task it has) and satisfy the service's constraints.
+func (r *reconciler) eligible() []string {
+	if r.in.Nodes == nil {
+		return nil
+	}
+	var cs []scheduler.Constraint
+	for _, c := range r.in.Service.GetSpec().GetConstraints() {
+		if pc, err := scheduler.ParseConstraint(c); err == nil {
+			cs = append(cs, pc)
+		}
+	}
+	var out []string
+	for _, n := range r.in.Nodes() {
+		if !n.GetWorker() || n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
+			continue
+		}
+		switch n.GetAvailability() {
+		case apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+			continue
+		case apiv1.NodeAvailability_NODE_AVAILABILITY_PAUSE:
+			if !r.hasTaskOn(n.GetId()) {
+				continue
+			}
+		}
+		if scheduler.MatchesAll(schedloop.NodeView(n, nil, nil), cs) {
+			out = append(out, n.GetId())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hasTaskOn reports whether the service has a current task on node id.
+func (r *reconciler) hasTaskOn(id string) bool {
+	for _, t := range r.in.Tasks {
+		if t.GetNodeId() == id && current(t) && !Terminal(t.GetState()) {
+			return true
+		}
+	}
+	return false
 }
 
 // collect removes a slot's history beyond limit: finished tasks that are
@@ -707,15 +960,5 @@ func backoff(p *apiv1.RestartPolicy, attempt uint32) time.Duration {
 	return min(delay, ceiling)
 }
 
-// specKey is the comparison key of a spec: the encoding of its
-// apiv1.TaskShape.
-func specKey(s *apiv1.ServiceSpec) string {
-	if s == nil {
-		return ""
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(apiv1.TaskShape(s))
-	if err != nil {
-		panic(fmt.Sprintf("orchestrator: encode spec: %v", err)) // only on a programming error
-	}
-	return string(b)
-}
+// specKey is state.SpecKey.
+func specKey(s *apiv1.ServiceSpec) string { return state.SpecKey(s) }

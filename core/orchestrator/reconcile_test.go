@@ -709,6 +709,40 @@ func TestStartFirstSteps(t *testing.T) {
 	}
 }
 
+// TestStartFirstWaitsForHealthy: with a health check, a new task that runs
+// but is not healthy yet does not replace the old one, nor does it free
+// the update's next turn.
+func TestStartFirstWaitsForHealthy(t *testing.T) {
+	withCheck := func(s *apiv1.ServiceSpec) *apiv1.ServiceSpec {
+		s.HealthCheck = &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/"}
+		return s
+	}
+	svc := service(2, 2, updatePolicy(1, apiv1.UpdatePolicy_ORDER_START_FIRST), func(s *apiv1.Service) { withCheck(s.Spec) })
+	fresh := func(h apiv1.HealthState) taskOpt {
+		return func(t *apiv1.Task) { t.ServiceVersion, t.Spec, t.Health = 2, withCheck(specV(2, 2)), h }
+	}
+	steps := []struct {
+		name  string
+		tasks []*apiv1.Task
+		want  []string
+	}{
+		{"running but starting: old keeps running", []*apiv1.Task{
+			task("a", 1, wantRunning, tsRunning), task("n1", 1, wantRunning, tsRunning, fresh(apiv1.HealthState_HEALTH_STATE_STARTING)),
+			task("b", 2, wantRunning, tsRunning),
+		}, nil},
+		{"healthy: old stops, next slot starts", []*apiv1.Task{
+			task("a", 1, wantRunning, tsRunning), task("n1", 1, wantRunning, tsRunning, fresh(apiv1.HealthState_HEALTH_STATE_HEALTHY)),
+			task("b", 2, wantRunning, tsRunning),
+		}, []string{"create slot 2 attempt 1 v2", "shutdown a"}},
+	}
+	for _, st := range steps {
+		got := Reconcile(Input{Service: svc, Tasks: st.tasks, Now: t0, NewID: ids()})
+		if d := diff(describe(got), st.want); d != "" {
+			t.Errorf("%s:\n%s", st.name, d)
+		}
+	}
+}
+
 // TestCrashLoop fails the slot's task at once, again and again, and checks
 // the backoff sequence and that max_attempts ends it.
 func TestCrashLoop(t *testing.T) {
@@ -848,5 +882,123 @@ func TestCreateRestart(t *testing.T) {
 				t.Fatalf("Restart of the creates = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestUpdateProgress: the update status Reconcile asks for, from the
+// failures of the new spec's tasks and the policy's failure action.
+func TestUpdateProgress(t *testing.T) {
+	updating := func(st apiv1.UpdateStatus_State, action apiv1.UpdatePolicy_FailureAction, ratio float32) svcOpt {
+		return func(s *apiv1.Service) {
+			s.Spec.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: action, MaxFailureRatio: ratio} // parallelism: all
+			s.PreviousSpec = specV(1, s.Spec.GetReplicas())
+			s.UpdateStatus = &apiv1.UpdateStatus{State: st, StartedAt: timestamppb.New(t0.Add(-time.Minute - time.Second))}
+		}
+	}
+	failedNew := func(id string, slot uint64) *apiv1.Task {
+		return task(id, slot, wantRunning, tsFailed, v(2), func(t *apiv1.Task) { t.Error = "exited with code 1"; t.UpdatedAt = timestamppb.New(t0) })
+	}
+	tests := []struct {
+		name  string
+		svc   *apiv1.Service
+		tasks []*apiv1.Task
+		// want is the SetUpdateStatus asked for ("" none), and whether
+		// the update's next slot is replaced.
+		want     string
+		nextSlot bool
+	}{
+		{"a failure pauses by default", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_PAUSED: update paused: task n1 failed: exited with code 1", false},
+		{"a failure rolls back", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_ROLLBACK_STARTED (rollback): update rolled back: task n1 failed: exited with code 1", false},
+		{"continue ignores failures", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "", true},
+		{"failures within the ratio are allowed", service(2, 4, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0.5)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning), task("c", 3, wantRunning, tsRunning), task("d", 4, wantRunning, tsRunning)}, "", true},
+		{"paused: no slot is replaced", service(2, 2, updating(apiv1.UpdateStatus_STATE_PAUSED, 0, 0)),
+			[]*apiv1.Task{task("n1", 1, wantRunning, tsRunning, v(2)), task("b", 2, wantRunning, tsRunning)}, "", false},
+		{"every slot up to date: completed", service(2, 2, updating(apiv1.UpdateStatus_STATE_UPDATING, 0, 0)),
+			[]*apiv1.Task{task("n1", 1, wantRunning, tsRunning, v(2)), task("n2", 2, wantRunning, tsRunning, v(2))}, "STATE_COMPLETED: update completed", false},
+		{"a rollback that fails pauses", service(2, 2, updating(apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, 0, 0)),
+			[]*apiv1.Task{failedNew("n1", 1), task("b", 2, wantRunning, tsRunning)}, "STATE_ROLLBACK_PAUSED: rollback paused: task n1 failed: exited with code 1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Reconcile(Input{Service: tt.svc, Tasks: tt.tasks, Now: t0, NewID: ids()})
+			status, next := "", false
+			for _, a := range got {
+				switch a := a.(type) {
+				case SetUpdateStatus:
+					status = a.Status.GetState().String()
+					if a.Rollback {
+						status += " (rollback)"
+					}
+					status += ": " + a.Status.GetMessage()
+				case Create:
+					next = next || a.Task.GetSlot() == 2
+				case Shutdown:
+					next = next || a.TaskID == "b" // stop-first: the old task stops first
+				}
+			}
+			if status != tt.want || next != tt.nextSlot {
+				t.Fatalf("status %q, slot 2 replaced %v; want %q, %v (actions %v)", status, next, tt.want, tt.nextSlot, describe(got))
+			}
+		})
+	}
+}
+
+// TestGlobal: a global service has one task on every eligible node, made
+// there (ASSIGNED, no scheduler); a drained node's task is shut down, a
+// DOWN node's is orphaned and not replaced elsewhere.
+func TestGlobal(t *testing.T) {
+	node := func(id string, st apiv1.NodeStatus, av apiv1.NodeAvailability, labels map[string]string) *apiv1.Node {
+		return &apiv1.Node{Id: id, Name: id, Worker: true, Status: st, Availability: av, Labels: labels}
+	}
+	ready, drain := apiv1.NodeStatus_NODE_STATUS_READY, apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN
+	nodes := []*apiv1.Node{
+		node("n1", ready, 0, nil),
+		node("n2", ready, 0, map[string]string{"zone": "b"}),
+		node("n3", ready, drain, nil),
+		node("n4", apiv1.NodeStatus_NODE_STATUS_DOWN, 0, nil),
+	}
+	svc := service(1, 0, func(s *apiv1.Service) { s.Spec.Mode = apiv1.ServiceMode_SERVICE_MODE_GLOBAL })
+	on := func(id, n string) *apiv1.Task {
+		return task(id, 0, wantRunning, tsRunning, func(t *apiv1.Task) { t.NodeId = n })
+	}
+	in := Input{Service: svc, Now: t0, NewID: ids(),
+		Tasks: []*apiv1.Task{on("a", "n1"), on("c", "n3"), on("d", "n4")},
+		Nodes: func() []*apiv1.Node { return nodes },
+		Node: func(id string) (*apiv1.Node, bool) {
+			for _, n := range nodes {
+				if n.GetId() == id {
+					return n, true
+				}
+			}
+			return nil, false
+		}}
+	got := Reconcile(in)
+	var created []string
+	for _, a := range got {
+		if c, ok := a.(Create); ok {
+			if c.Task.GetState() != apiv1.TaskState_TASK_STATE_ASSIGNED {
+				t.Errorf("new task %v: state %v, want ASSIGNED to its node", c.Task.GetNodeId(), c.Task.GetState())
+			}
+			created = append(created, c.Task.GetNodeId())
+		}
+	}
+	if !slices.Equal(created, []string{"n2"}) {
+		t.Errorf("tasks made on %v, want [n2] (actions %v)", created, describe(got))
+	}
+	want := []string{"orphan d", "shutdown c"}
+	for _, w := range want {
+		if !slices.ContainsFunc(describe(got), func(s string) bool { return strings.HasPrefix(s, w) }) {
+			t.Errorf("no %q in %v", w, describe(got))
+		}
+	}
+	// With a constraint only n2 is eligible: n1's task is shut down.
+	svc.Spec.Constraints = []string{"node.labels.zone==b"}
+	got = Reconcile(in)
+	if !slices.ContainsFunc(describe(got), func(s string) bool { return strings.HasPrefix(s, "shutdown a") }) {
+		t.Errorf("constraint: n1's task not shut down: %v", describe(got))
 	}
 }

@@ -1,6 +1,10 @@
 package state
 
 import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
@@ -60,4 +64,33 @@ func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
 		incoming.Address = old.GetAddress() // the worker's, reported once
 	}
 	return incoming
+}
+
+// HasHealthCheck reports whether a service spec has a health check the
+// worker makes (an HTTP, TCP or command check).
+func HasHealthCheck(s *apiv1.ServiceSpec) bool {
+	return s.GetHealthCheck().GetType() != apiv1.HealthCheck_TYPE_UNSPECIFIED
+}
+
+// Serving reports whether t is RUNNING and, when its spec has a health
+// check, its last health state is HEALTHY: such a task counts towards its
+// service's healthy tasks (rolling updates, DNS answers).
+func Serving(t *apiv1.Task) bool {
+	if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
+		return false
+	}
+	return !HasHealthCheck(t.GetSpec()) || t.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+}
+
+// SpecKey is the comparison key of a spec: the encoding of its
+// apiv1.TaskShape. Two specs with the same key run the same tasks.
+func SpecKey(s *apiv1.ServiceSpec) string {
+	if s == nil {
+		return ""
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(apiv1.TaskShape(s))
+	if err != nil {
+		panic(fmt.Sprintf("state: encode spec: %v", err)) // only on a programming error
+	}
+	return string(b)
 }

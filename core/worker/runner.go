@@ -12,6 +12,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/dispatcher"
+	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
@@ -44,6 +45,9 @@ type taskRunner struct {
 	oom     bool        // the kernel's OOM killer hit the task
 	abort   context.CancelFunc
 	pub     LocalTask
+	// healthRes is the task's health as its checks last found it, until
+	// the goroutine acts on it.
+	healthRes *healthResult
 
 	// Owned by the goroutine.
 	rec       *record         // the stored handle; nil when there is none
@@ -54,6 +58,7 @@ type taskRunner struct {
 	cleaned   bool   // the runtime holds nothing of the task any more
 	timer     *time.Timer
 	backoff   time.Duration
+	checks    *healthChecks // the task's health checks, while they run
 }
 
 func newRunner(w *Worker, id string, rec *record) *taskRunner {
@@ -270,6 +275,8 @@ func (r *taskRunner) step(ctx context.Context) (done bool) {
 		}
 	}
 	r.backoff = 0
+	r.checkHealthResult(ctx)
+	r.syncChecks(ctx, want)
 	r.rereport(want)
 	return false
 }
@@ -392,6 +399,12 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		return nil
 	}
 	spec.Mounts = append(spec.Mounts, files...)
+	if state.HasHealthCheck(want.GetSpec()) {
+		if _, err := r.w.healthNetns(want); err != nil {
+			r.report(rejected(r.id, err))
+			return nil
+		}
+	}
 
 	pullCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -548,6 +561,7 @@ func (r *taskRunner) shutdown(ctx context.Context, want *apiv1.Task) error {
 // destroy stops the task within its grace period, removes it from the
 // runtime and forgets its handle. Repeat-safe.
 func (r *taskRunner) destroy(ctx context.Context) error {
+	r.stopChecks()
 	if r.cleaned {
 		return nil
 	}

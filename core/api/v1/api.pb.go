@@ -132,6 +132,111 @@ func (PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
+// ServiceMode is how many tasks a service runs.
+type ServiceMode int32
+
+const (
+	ServiceMode_SERVICE_MODE_UNSPECIFIED ServiceMode = 0 // means REPLICATED
+	ServiceMode_SERVICE_MODE_REPLICATED  ServiceMode = 1
+	// SERVICE_MODE_GLOBAL: one task on every READY, ACTIVE worker node whose
+	// labels and platform satisfy the constraints.
+	ServiceMode_SERVICE_MODE_GLOBAL ServiceMode = 2
+)
+
+// Enum value maps for ServiceMode.
+var (
+	ServiceMode_name = map[int32]string{
+		0: "SERVICE_MODE_UNSPECIFIED",
+		1: "SERVICE_MODE_REPLICATED",
+		2: "SERVICE_MODE_GLOBAL",
+	}
+	ServiceMode_value = map[string]int32{
+		"SERVICE_MODE_UNSPECIFIED": 0,
+		"SERVICE_MODE_REPLICATED":  1,
+		"SERVICE_MODE_GLOBAL":      2,
+	}
+)
+
+func (x ServiceMode) Enum() *ServiceMode {
+	p := new(ServiceMode)
+	*p = x
+	return p
+}
+
+func (x ServiceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
+}
+
+func (ServiceMode) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[2]
+}
+
+func (x ServiceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceMode.Descriptor instead.
+func (ServiceMode) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+// HealthState is a running task's health, as its worker's checks found it.
+type HealthState int32
+
+const (
+	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the service has no health check
+	HealthState_HEALTH_STATE_STARTING    HealthState = 1 // running, no check has passed yet
+	HealthState_HEALTH_STATE_HEALTHY     HealthState = 2
+	HealthState_HEALTH_STATE_UNHEALTHY   HealthState = 3 // retries checks failed in a row
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "HEALTH_STATE_UNSPECIFIED",
+		1: "HEALTH_STATE_STARTING",
+		2: "HEALTH_STATE_HEALTHY",
+		3: "HEALTH_STATE_UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"HEALTH_STATE_UNSPECIFIED": 0,
+		"HEALTH_STATE_STARTING":    1,
+		"HEALTH_STATE_HEALTHY":     2,
+		"HEALTH_STATE_UNHEALTHY":   3,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[3]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
 // NetworkMode is where a service's tasks are on the network.
 type NetworkMode int32
 
@@ -177,11 +282,11 @@ func (x NetworkMode) String() string {
 }
 
 func (NetworkMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[2].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
 }
 
 func (NetworkMode) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[2]
+	return &file_core_api_v1_api_proto_enumTypes[4]
 }
 
 func (x NetworkMode) Number() protoreflect.EnumNumber {
@@ -190,7 +295,7 @@ func (x NetworkMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NetworkMode.Descriptor instead.
 func (NetworkMode) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 type TaskState int32
@@ -253,11 +358,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[3].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[3]
+	return &file_core_api_v1_api_proto_enumTypes[5]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -266,7 +371,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type NodeRole int32
@@ -302,11 +407,11 @@ func (x NodeRole) String() string {
 }
 
 func (NodeRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[4].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
 }
 
 func (NodeRole) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[4]
+	return &file_core_api_v1_api_proto_enumTypes[6]
 }
 
 func (x NodeRole) Number() protoreflect.EnumNumber {
@@ -315,7 +420,7 @@ func (x NodeRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeRole.Descriptor instead.
 func (NodeRole) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 type NodeStatus int32
@@ -354,11 +459,11 @@ func (x NodeStatus) String() string {
 }
 
 func (NodeStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[5].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
 }
 
 func (NodeStatus) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[5]
+	return &file_core_api_v1_api_proto_enumTypes[7]
 }
 
 func (x NodeStatus) Number() protoreflect.EnumNumber {
@@ -367,7 +472,7 @@ func (x NodeStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeStatus.Descriptor instead.
 func (NodeStatus) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 type NodeAvailability int32
@@ -406,11 +511,11 @@ func (x NodeAvailability) String() string {
 }
 
 func (NodeAvailability) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[6].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
 }
 
 func (NodeAvailability) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[6]
+	return &file_core_api_v1_api_proto_enumTypes[8]
 }
 
 func (x NodeAvailability) Number() protoreflect.EnumNumber {
@@ -419,7 +524,7 @@ func (x NodeAvailability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeAvailability.Descriptor instead.
 func (NodeAvailability) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 type EventAction int32
@@ -458,11 +563,11 @@ func (x EventAction) String() string {
 }
 
 func (EventAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[7].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[9].Descriptor()
 }
 
 func (EventAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[7]
+	return &file_core_api_v1_api_proto_enumTypes[9]
 }
 
 func (x EventAction) Number() protoreflect.EnumNumber {
@@ -471,7 +576,7 @@ func (x EventAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventAction.Descriptor instead.
 func (EventAction) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 type RestartPolicy_Condition int32
@@ -510,11 +615,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[8].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[8]
+	return &file_core_api_v1_api_proto_enumTypes[10]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -559,11 +664,11 @@ func (x UpdatePolicy_Order) String() string {
 }
 
 func (UpdatePolicy_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[9].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
 }
 
 func (UpdatePolicy_Order) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[9]
+	return &file_core_api_v1_api_proto_enumTypes[11]
 }
 
 func (x UpdatePolicy_Order) Number() protoreflect.EnumNumber {
@@ -581,6 +686,9 @@ const (
 	UpdatePolicy_FAILURE_ACTION_UNSPECIFIED UpdatePolicy_FailureAction = 0 // means PAUSE
 	UpdatePolicy_FAILURE_ACTION_PAUSE       UpdatePolicy_FailureAction = 1
 	UpdatePolicy_FAILURE_ACTION_CONTINUE    UpdatePolicy_FailureAction = 2
+	// FAILURE_ACTION_ROLLBACK returns the service to its previous spec
+	// (not valid in a rollback policy).
+	UpdatePolicy_FAILURE_ACTION_ROLLBACK UpdatePolicy_FailureAction = 3
 )
 
 // Enum value maps for UpdatePolicy_FailureAction.
@@ -589,11 +697,13 @@ var (
 		0: "FAILURE_ACTION_UNSPECIFIED",
 		1: "FAILURE_ACTION_PAUSE",
 		2: "FAILURE_ACTION_CONTINUE",
+		3: "FAILURE_ACTION_ROLLBACK",
 	}
 	UpdatePolicy_FailureAction_value = map[string]int32{
 		"FAILURE_ACTION_UNSPECIFIED": 0,
 		"FAILURE_ACTION_PAUSE":       1,
 		"FAILURE_ACTION_CONTINUE":    2,
+		"FAILURE_ACTION_ROLLBACK":    3,
 	}
 )
 
@@ -608,11 +718,11 @@ func (x UpdatePolicy_FailureAction) String() string {
 }
 
 func (UpdatePolicy_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[12].Descriptor()
 }
 
 func (UpdatePolicy_FailureAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[10]
+	return &file_core_api_v1_api_proto_enumTypes[12]
 }
 
 func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
@@ -622,6 +732,125 @@ func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
 // Deprecated: Use UpdatePolicy_FailureAction.Descriptor instead.
 func (UpdatePolicy_FailureAction) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{2, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_STATE_UNSPECIFIED        UpdateStatus_State = 0
+	UpdateStatus_STATE_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_STATE_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_STATE_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_STATE_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_STATE_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_STATE_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_UPDATING",
+		2: "STATE_PAUSED",
+		3: "STATE_COMPLETED",
+		4: "STATE_ROLLBACK_STARTED",
+		5: "STATE_ROLLBACK_PAUSED",
+		6: "STATE_ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"STATE_UNSPECIFIED":        0,
+		"STATE_UPDATING":           1,
+		"STATE_PAUSED":             2,
+		"STATE_COMPLETED":          3,
+		"STATE_ROLLBACK_STARTED":   4,
+		"STATE_ROLLBACK_PAUSED":    5,
+		"STATE_ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[13].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[13]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3, 0}
+}
+
+type HealthCheck_Type int32
+
+const (
+	HealthCheck_TYPE_UNSPECIFIED HealthCheck_Type = 0 // no check
+	// TYPE_HTTP: a GET of path on port, from inside the task's network
+	// namespace; a 2xx or 3xx answer passes.
+	HealthCheck_TYPE_HTTP HealthCheck_Type = 1
+	// TYPE_TCP: a TCP connection to port, from inside the task's network
+	// namespace, passes once it is accepted.
+	HealthCheck_TYPE_TCP HealthCheck_Type = 2
+	// TYPE_CMD: command run in the container (not supported yet: it needs
+	// exec in the runtime contract).
+	HealthCheck_TYPE_CMD HealthCheck_Type = 3
+)
+
+// Enum value maps for HealthCheck_Type.
+var (
+	HealthCheck_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_HTTP",
+		2: "TYPE_TCP",
+		3: "TYPE_CMD",
+	}
+	HealthCheck_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_HTTP":        1,
+		"TYPE_TCP":         2,
+		"TYPE_CMD":         3,
+	}
+)
+
+func (x HealthCheck_Type) Enum() *HealthCheck_Type {
+	p := new(HealthCheck_Type)
+	*p = x
+	return p
+}
+
+func (x HealthCheck_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[14].Descriptor()
+}
+
+func (HealthCheck_Type) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[14]
+}
+
+func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthCheck_Type.Descriptor instead.
+func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Resources struct {
@@ -764,8 +993,14 @@ type UpdatePolicy struct {
 	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
 	Order         UpdatePolicy_Order         `protobuf:"varint,3,opt,name=order,proto3,enum=warren.api.v1.UpdatePolicy_Order" json:"order,omitempty"`
 	FailureAction UpdatePolicy_FailureAction `protobuf:"varint,4,opt,name=failure_action,json=failureAction,proto3,enum=warren.api.v1.UpdatePolicy_FailureAction" json:"failure_action,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// monitor is how long after the update's last task came up a failure of a
+	// task of the new spec still counts as the update's (default 5s).
+	Monitor *durationpb.Duration `protobuf:"bytes,40,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	// max_failure_ratio is the share of the replicas that may fail during the
+	// update before the failure action is taken (default 0: any failure).
+	MaxFailureRatio float32 `protobuf:"fixed32,41,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdatePolicy) Reset() {
@@ -826,6 +1061,91 @@ func (x *UpdatePolicy) GetFailureAction() UpdatePolicy_FailureAction {
 	return UpdatePolicy_FAILURE_ACTION_UNSPECIFIED
 }
 
+func (x *UpdatePolicy) GetMonitor() *durationpb.Duration {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+func (x *UpdatePolicy) GetMaxFailureRatio() float32 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+// UpdateStatus is how a service's last update (or rollback) is going,
+// written by the API server when it starts and by the orchestrator after.
+type UpdateStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=warren.api.v1.UpdateStatus_State" json:"state,omitempty"`
+	// message says why: the failed task that paused or rolled back the update.
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_STATE_UNSPECIFIED
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is bind, volume or tmpfs. A bind mount's source is a path on the
@@ -846,7 +1166,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	mi := &file_core_api_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1178,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[3]
+	mi := &file_core_api_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1191,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Mount) GetType() string {
@@ -946,14 +1266,24 @@ type ServiceSpec struct {
 	// environment variables.
 	Secrets []*FileReference `protobuf:"bytes,22,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	// configs are given to each task as read-only files at their targets.
-	Configs       []*FileReference `protobuf:"bytes,23,rep,name=configs,proto3" json:"configs,omitempty"`
+	Configs []*FileReference `protobuf:"bytes,23,rep,name=configs,proto3" json:"configs,omitempty"`
+	// health_check is how the worker tells whether a running task works; nil
+	// means no check (a running task counts as healthy). Numbered from 40 to
+	// stay clear of the fields other work adds.
+	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// rollback_policy is how a rollback replaces tasks (same defaults as
+	// update_policy; failure action pause or continue).
+	RollbackPolicy *UpdatePolicy `protobuf:"bytes,41,opt,name=rollback_policy,json=rollbackPolicy,proto3" json:"rollback_policy,omitempty"`
+	// mode: replicated (replicas tasks) or global (one task on every eligible
+	// node; replicas is then unused and must be 0).
+	Mode          ServiceMode `protobuf:"varint,42,opt,name=mode,proto3,enum=warren.api.v1.ServiceMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_core_api_v1_api_proto_msgTypes[4]
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1295,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[4]
+	mi := &file_core_api_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1308,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1128,6 +1458,27 @@ func (x *ServiceSpec) GetConfigs() []*FileReference {
 	return nil
 }
 
+func (x *ServiceSpec) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollbackPolicy() *UpdatePolicy {
+	if x != nil {
+		return x.RollbackPolicy
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetMode() ServiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
+}
+
 // PortConfig publishes a port of a service's tasks on the nodes.
 type PortConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1143,7 +1494,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1506,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[5]
+	mi := &file_core_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1519,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PortConfig) GetPublished() uint32 {
@@ -1224,7 +1575,7 @@ type FileReference struct {
 
 func (x *FileReference) Reset() {
 	*x = FileReference{}
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1587,7 @@ func (x *FileReference) String() string {
 func (*FileReference) ProtoMessage() {}
 
 func (x *FileReference) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[6]
+	mi := &file_core_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1600,7 @@ func (x *FileReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileReference.ProtoReflect.Descriptor instead.
 func (*FileReference) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FileReference) GetName() string {
@@ -1294,22 +1645,133 @@ func (x *FileReference) GetRevision() uint64 {
 	return 0
 }
 
+// HealthCheck is a service's health check, made by the worker of each task.
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  HealthCheck_Type       `protobuf:"varint,1,opt,name=type,proto3,enum=warren.api.v1.HealthCheck_Type" json:"type,omitempty"`
+	// path is the HTTP path (TYPE_HTTP), starting with "/".
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// port is the task's port the check connects to (TYPE_HTTP: default 80).
+	Port    uint32   `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Command []string `protobuf:"bytes,4,rep,name=command,proto3" json:"command,omitempty"`
+	// interval between checks (default 30s), timeout of one (default 30s),
+	// retries: consecutive failures that make the task unhealthy (default 3),
+	// start_period: failures in it do not count (default 0).
+	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Retries       uint32               `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`
+	StartPeriod   *durationpb.Duration `protobuf:"bytes,8,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HealthCheck) GetType() HealthCheck_Type {
+	if x != nil {
+		return x.Type
+	}
+	return HealthCheck_TYPE_UNSPECIFIED
+}
+
+func (x *HealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// version is the Raft index of the service's last change; pass it back in
 	// UpdateService to refuse lost updates.
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version   uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// previous_spec is the spec before the last update that replaced tasks:
+	// what a rollback returns to.
+	PreviousSpec *ServiceSpec `protobuf:"bytes,40,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	// update_status is how the last such update is going; nil before one.
+	UpdateStatus  *UpdateStatus `protobuf:"bytes,41,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1783,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[7]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1796,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Service) GetId() string {
@@ -1372,6 +1834,20 @@ func (x *Service) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Service) GetPreviousSpec() *ServiceSpec {
+	if x != nil {
+		return x.PreviousSpec
+	}
+	return nil
+}
+
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
 type Task struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1402,13 +1878,17 @@ type Task struct {
 	// error, or its state), set when the restart policy makes this task: the
 	// slot's current row says why the slot does not run until this one does.
 	PreviousError string `protobuf:"bytes,19,opt,name=previous_error,json=previousError,proto3" json:"previous_error,omitempty"`
+	// health is the task's health while it runs and its service has a health
+	// check (set by its worker); health_output is the last check's output.
+	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
+	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1900,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1913,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Task) GetId() string {
@@ -1569,6 +2049,20 @@ func (x *Task) GetPreviousError() string {
 	return ""
 }
 
+func (x *Task) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *Task) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
+	}
+	return ""
+}
+
 type Node struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1615,7 +2109,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +2121,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +2134,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Node) GetId() string {
@@ -1818,7 +2312,7 @@ type NodeNetwork struct {
 
 func (x *NodeNetwork) Reset() {
 	*x = NodeNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2324,7 @@ func (x *NodeNetwork) String() string {
 func (*NodeNetwork) ProtoMessage() {}
 
 func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2337,7 @@ func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
 func (*NodeNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeNetwork) GetSubnet() string {
@@ -1890,7 +2384,7 @@ type ClusterNetwork struct {
 
 func (x *ClusterNetwork) Reset() {
 	*x = ClusterNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2396,7 @@ func (x *ClusterNetwork) String() string {
 func (*ClusterNetwork) ProtoMessage() {}
 
 func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2409,7 @@ func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
 func (*ClusterNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterNetwork) GetOverlayRange() string {
@@ -1956,7 +2450,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2462,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2475,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -2032,7 +2526,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2538,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2551,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Secret) GetId() string {
@@ -2143,7 +2637,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2649,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2662,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Config) GetId() string {
@@ -2249,7 +2743,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2755,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2768,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Volume) GetId() string {
@@ -2360,7 +2854,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2866,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2879,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -2543,7 +3037,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +3049,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +3062,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -2601,7 +3095,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +3107,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +3120,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetVolumeRequest) GetNameOrId() string {
@@ -2647,7 +3141,7 @@ type VolumeResponse struct {
 
 func (x *VolumeResponse) Reset() {
 	*x = VolumeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +3153,7 @@ func (x *VolumeResponse) String() string {
 func (*VolumeResponse) ProtoMessage() {}
 
 func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +3166,7 @@ func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeResponse.ProtoReflect.Descriptor instead.
 func (*VolumeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VolumeResponse) GetVolume() *Volume {
@@ -2697,7 +3191,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +3203,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +3216,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 type ListVolumesResponse struct {
@@ -2734,7 +3228,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +3240,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3253,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*VolumeResponse {
@@ -2778,7 +3272,7 @@ type RemoveVolumeRequest struct {
 
 func (x *RemoveVolumeRequest) Reset() {
 	*x = RemoveVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +3284,7 @@ func (x *RemoveVolumeRequest) String() string {
 func (*RemoveVolumeRequest) ProtoMessage() {}
 
 func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +3297,7 @@ func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveVolumeRequest) GetNameOrId() string {
@@ -2821,7 +3315,7 @@ type RemoveVolumeResponse struct {
 
 func (x *RemoveVolumeResponse) Reset() {
 	*x = RemoveVolumeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3327,7 @@ func (x *RemoveVolumeResponse) String() string {
 func (*RemoveVolumeResponse) ProtoMessage() {}
 
 func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3340,7 @@ func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 type CreateSecretRequest struct {
@@ -2860,7 +3354,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +3366,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3379,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateSecretRequest) GetName() string {
@@ -2919,7 +3413,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3425,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3438,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateSecretRequest) GetNameOrId() string {
@@ -2970,7 +3464,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3476,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3489,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetSecretRequest) GetNameOrId() string {
@@ -3014,7 +3508,7 @@ type SecretResponse struct {
 
 func (x *SecretResponse) Reset() {
 	*x = SecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3520,7 @@ func (x *SecretResponse) String() string {
 func (*SecretResponse) ProtoMessage() {}
 
 func (x *SecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3533,7 @@ func (x *SecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretResponse.ProtoReflect.Descriptor instead.
 func (*SecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecretResponse) GetSecret() *Secret {
@@ -3057,7 +3551,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3563,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3576,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 type ListSecretsResponse struct {
@@ -3094,7 +3588,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3600,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3613,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -3138,7 +3632,7 @@ type RemoveSecretRequest struct {
 
 func (x *RemoveSecretRequest) Reset() {
 	*x = RemoveSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3644,7 @@ func (x *RemoveSecretRequest) String() string {
 func (*RemoveSecretRequest) ProtoMessage() {}
 
 func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3657,7 @@ func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveSecretRequest) GetNameOrId() string {
@@ -3181,7 +3675,7 @@ type RemoveSecretResponse struct {
 
 func (x *RemoveSecretResponse) Reset() {
 	*x = RemoveSecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3687,7 @@ func (x *RemoveSecretResponse) String() string {
 func (*RemoveSecretResponse) ProtoMessage() {}
 
 func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3700,7 @@ func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 type CreateConfigRequest struct {
@@ -3220,7 +3714,7 @@ type CreateConfigRequest struct {
 
 func (x *CreateConfigRequest) Reset() {
 	*x = CreateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3726,7 @@ func (x *CreateConfigRequest) String() string {
 func (*CreateConfigRequest) ProtoMessage() {}
 
 func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3739,7 @@ func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
 func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateConfigRequest) GetName() string {
@@ -3279,7 +3773,7 @@ type UpdateConfigRequest struct {
 
 func (x *UpdateConfigRequest) Reset() {
 	*x = UpdateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3785,7 @@ func (x *UpdateConfigRequest) String() string {
 func (*UpdateConfigRequest) ProtoMessage() {}
 
 func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3798,7 @@ func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateConfigRequest) GetNameOrId() string {
@@ -3330,7 +3824,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3836,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3849,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetConfigRequest) GetNameOrId() string {
@@ -3374,7 +3868,7 @@ type ConfigResponse struct {
 
 func (x *ConfigResponse) Reset() {
 	*x = ConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3880,7 @@ func (x *ConfigResponse) String() string {
 func (*ConfigResponse) ProtoMessage() {}
 
 func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3893,7 @@ func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigResponse.ProtoReflect.Descriptor instead.
 func (*ConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ConfigResponse) GetConfig() *Config {
@@ -3417,7 +3911,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3923,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3936,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 type ListConfigsResponse struct {
@@ -3455,7 +3949,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3467,7 +3961,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3480,7 +3974,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*Config {
@@ -3499,7 +3993,7 @@ type RemoveConfigRequest struct {
 
 func (x *RemoveConfigRequest) Reset() {
 	*x = RemoveConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +4005,7 @@ func (x *RemoveConfigRequest) String() string {
 func (*RemoveConfigRequest) ProtoMessage() {}
 
 func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +4018,7 @@ func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
 func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveConfigRequest) GetNameOrId() string {
@@ -3542,7 +4036,7 @@ type RemoveConfigResponse struct {
 
 func (x *RemoveConfigResponse) Reset() {
 	*x = RemoveConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +4048,7 @@ func (x *RemoveConfigResponse) String() string {
 func (*RemoveConfigResponse) ProtoMessage() {}
 
 func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +4061,7 @@ func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
 func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 type CreateServiceRequest struct {
@@ -3579,7 +4073,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +4085,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +4098,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -3623,7 +4117,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +4129,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +4142,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -3668,7 +4162,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +4174,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +4187,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -3712,7 +4206,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3724,7 +4218,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3737,7 +4231,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -3765,7 +4259,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3777,7 +4271,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3790,7 +4284,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -3826,7 +4320,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4332,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4345,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -3874,14 +4368,17 @@ type UpdateServiceRequest struct {
 	// spec replaces the whole spec; its name must stay the same.
 	Spec *ServiceSpec `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// version, when non-zero, must equal the service's current version.
-	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// rollback, with no spec, returns the service to its previous spec
+	// under its rollback policy (`warren service rollback`).
+	Rollback      bool `protobuf:"varint,40,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +4390,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +4403,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -3930,6 +4427,13 @@ func (x *UpdateServiceRequest) GetVersion() uint64 {
 	return 0
 }
 
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
 type UpdateServiceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -3939,7 +4443,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3951,7 +4455,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3964,7 +4468,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -3984,7 +4488,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3996,7 +4500,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4009,7 +4513,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -4035,7 +4539,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4047,7 +4551,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4060,7 +4564,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -4079,7 +4583,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4595,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4608,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -4122,7 +4626,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4638,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4651,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 type ListNodesRequest struct {
@@ -4166,7 +4670,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4178,7 +4682,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4191,7 +4695,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -4220,7 +4724,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4736,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4749,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -4271,7 +4775,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4283,7 +4787,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4296,7 +4800,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -4315,7 +4819,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4327,7 +4831,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4340,7 +4844,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -4373,7 +4877,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4385,7 +4889,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4398,7 +4902,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -4445,7 +4949,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4457,7 +4961,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4470,7 +4974,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -4493,7 +4997,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4505,7 +5009,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4518,7 +5022,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -4545,7 +5049,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4557,7 +5061,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4570,7 +5074,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -4601,7 +5105,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4613,7 +5117,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4626,7 +5130,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -4676,7 +5180,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +5192,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +5205,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -4728,7 +5232,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4740,7 +5244,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4753,7 +5257,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -4779,7 +5283,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4791,7 +5295,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4804,7 +5308,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -4851,7 +5355,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +5367,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +5380,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -4937,7 +5441,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4949,7 +5453,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4962,7 +5466,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -5024,7 +5528,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5036,7 +5540,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5049,7 +5553,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -5082,7 +5586,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5094,7 +5598,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5107,7 +5611,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -5197,7 +5701,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5209,7 +5713,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5222,7 +5726,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -5294,7 +5798,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5810,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5823,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -5347,7 +5851,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5359,7 +5863,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5372,7 +5876,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -5409,7 +5913,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5421,7 +5925,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5434,7 +5938,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -5468,7 +5972,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5480,7 +5984,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5493,7 +5997,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -5512,7 +6016,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5524,7 +6028,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5537,7 +6041,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -5560,7 +6064,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5572,7 +6076,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5585,7 +6089,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -5630,7 +6134,7 @@ type NodeImport struct {
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5642,7 +6146,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5655,7 +6159,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -5705,7 +6209,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5717,7 +6221,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5730,7 +6234,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -5814,7 +6318,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5826,7 +6330,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5839,7 +6343,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -5858,7 +6362,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5870,7 +6374,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5883,7 +6387,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -5901,7 +6405,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5913,7 +6417,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5926,7 +6430,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 type ClusterInfoResponse struct {
@@ -5949,7 +6453,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5961,7 +6465,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5974,7 +6478,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -6079,20 +6583,37 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x15CONDITION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCONDITION_ANY\x10\x01\x12\x18\n" +
 	"\x14CONDITION_ON_FAILURE\x10\x02\x12\x12\n" +
-	"\x0eCONDITION_NONE\x10\x03\"\xa1\x03\n" +
+	"\x0eCONDITION_NONE\x10\x03\"\xa0\x04\n" +
 	"\fUpdatePolicy\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\rR\vparallelism\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x127\n" +
 	"\x05order\x18\x03 \x01(\x0e2!.warren.api.v1.UpdatePolicy.OrderR\x05order\x12P\n" +
-	"\x0efailure_action\x18\x04 \x01(\x0e2).warren.api.v1.UpdatePolicy.FailureActionR\rfailureAction\"K\n" +
+	"\x0efailure_action\x18\x04 \x01(\x0e2).warren.api.v1.UpdatePolicy.FailureActionR\rfailureAction\x123\n" +
+	"\amonitor\x18( \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
+	"\x11max_failure_ratio\x18) \x01(\x02R\x0fmaxFailureRatio\"K\n" +
 	"\x05Order\x12\x15\n" +
 	"\x11ORDER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ORDER_STOP_FIRST\x10\x01\x12\x15\n" +
-	"\x11ORDER_START_FIRST\x10\x02\"f\n" +
+	"\x11ORDER_START_FIRST\x10\x02\"\x83\x01\n" +
 	"\rFailureAction\x12\x1e\n" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_ACTION_CONTINUE\x10\x02\"\xb1\x01\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x02\x12\x1b\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\x8c\x03\n" +
+	"\fUpdateStatus\x127\n" +
+	"\x05state\x18\x01 \x01(\x0e2!.warren.api.v1.UpdateStatus.StateR\x05state\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xae\x01\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
+	"\fSTATE_PAUSED\x10\x02\x12\x13\n" +
+	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
+	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
+	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xb1\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -6100,7 +6621,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
 	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
 	"\n" +
-	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\xbb\b\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\xf0\t\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -6125,7 +6646,10 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fnetwork_mode\x18\x14 \x01(\x0e2\x1a.warren.api.v1.NetworkModeR\vnetworkMode\x12/\n" +
 	"\x05ports\x18\x15 \x03(\v2\x19.warren.api.v1.PortConfigR\x05ports\x126\n" +
 	"\asecrets\x18\x16 \x03(\v2\x1c.warren.api.v1.FileReferenceR\asecrets\x126\n" +
-	"\aconfigs\x18\x17 \x03(\v2\x1c.warren.api.v1.FileReferenceR\aconfigs\x1a6\n" +
+	"\aconfigs\x18\x17 \x03(\v2\x1c.warren.api.v1.FileReferenceR\aconfigs\x12=\n" +
+	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x12D\n" +
+	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x12.\n" +
+	"\x04mode\x18* \x01(\x0e2\x1a.warren.api.v1.ServiceModeR\x04mode\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -6144,7 +6668,21 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
 	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x04R\brevision\"\xd9\x01\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\x91\x03\n" +
+	"\vHealthCheck\x123\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1f.warren.api.v1.HealthCheck.TypeR\x04type\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x18\n" +
+	"\acommand\x18\x04 \x03(\tR\acommand\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
+	"\aretries\x18\a \x01(\rR\aretries\x12<\n" +
+	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"G\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tTYPE_HTTP\x10\x01\x12\f\n" +
+	"\bTYPE_TCP\x10\x02\x12\f\n" +
+	"\bTYPE_CMD\x10\x03\"\xdc\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -6152,7 +6690,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc0\x05\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12?\n" +
+	"\rprevious_spec\x18( \x01(\v2\x1a.warren.api.v1.ServiceSpecR\fpreviousSpec\x12@\n" +
+	"\rupdate_status\x18) \x01(\v2\x1b.warren.api.v1.UpdateStatusR\fupdateStatus\"\x99\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -6177,7 +6717,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x12\x18\n" +
 	"\aaddress\x18\x12 \x01(\tR\aaddress\x12%\n" +
-	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\"\xe8\b\n" +
+	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\x122\n" +
+	"\x06health\x18( \x01(\x0e2\x1a.warren.api.v1.HealthStateR\x06health\x12#\n" +
+	"\rhealth_output\x18) \x01(\tR\fhealthOutput\"\xe8\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -6377,12 +6919,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
 	"\x14ListServicesResponse\x122\n" +
 	"\bservices\x18\x01 \x03(\v2\x16.warren.api.v1.ServiceR\bservices\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9a\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"I\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x1a\n" +
+	"\brollback\x18( \x01(\bR\brollback\"I\n" +
 	"\x15UpdateServiceResponse\x120\n" +
 	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"O\n" +
 	"\x13ScaleServiceRequest\x12\x1c\n" +
@@ -6543,7 +7086,16 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\vPublishMode\x12\x1c\n" +
 	"\x18PUBLISH_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PUBLISH_MODE_INGRESS\x10\x01\x12\x15\n" +
-	"\x11PUBLISH_MODE_HOST\x10\x02*s\n" +
+	"\x11PUBLISH_MODE_HOST\x10\x02*a\n" +
+	"\vServiceMode\x12\x1c\n" +
+	"\x18SERVICE_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17SERVICE_MODE_REPLICATED\x10\x01\x12\x17\n" +
+	"\x13SERVICE_MODE_GLOBAL\x10\x02*|\n" +
+	"\vHealthState\x12\x1c\n" +
+	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HEALTH_STATE_STARTING\x10\x01\x12\x18\n" +
+	"\x14HEALTH_STATE_HEALTHY\x10\x02\x12\x1a\n" +
+	"\x16HEALTH_STATE_UNHEALTHY\x10\x03*s\n" +
 	"\vNetworkMode\x12\x1c\n" +
 	"\x18NETWORK_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14NETWORK_MODE_OVERLAY\x10\x01\x12\x15\n" +
@@ -6633,281 +7185,301 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
-	(NetworkMode)(0),                // 2: warren.api.v1.NetworkMode
-	(TaskState)(0),                  // 3: warren.api.v1.TaskState
-	(NodeRole)(0),                   // 4: warren.api.v1.NodeRole
-	(NodeStatus)(0),                 // 5: warren.api.v1.NodeStatus
-	(NodeAvailability)(0),           // 6: warren.api.v1.NodeAvailability
-	(EventAction)(0),                // 7: warren.api.v1.EventAction
-	(RestartPolicy_Condition)(0),    // 8: warren.api.v1.RestartPolicy.Condition
-	(UpdatePolicy_Order)(0),         // 9: warren.api.v1.UpdatePolicy.Order
-	(UpdatePolicy_FailureAction)(0), // 10: warren.api.v1.UpdatePolicy.FailureAction
-	(*Resources)(nil),               // 11: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 12: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 13: warren.api.v1.UpdatePolicy
-	(*Mount)(nil),                   // 14: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 15: warren.api.v1.ServiceSpec
-	(*PortConfig)(nil),              // 16: warren.api.v1.PortConfig
-	(*FileReference)(nil),           // 17: warren.api.v1.FileReference
-	(*Service)(nil),                 // 18: warren.api.v1.Service
-	(*Task)(nil),                    // 19: warren.api.v1.Task
-	(*Node)(nil),                    // 20: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 21: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 22: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 23: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 24: warren.api.v1.Secret
-	(*Config)(nil),                  // 25: warren.api.v1.Config
-	(*Volume)(nil),                  // 26: warren.api.v1.Volume
-	(*Event)(nil),                   // 27: warren.api.v1.Event
-	(*CreateVolumeRequest)(nil),     // 28: warren.api.v1.CreateVolumeRequest
-	(*GetVolumeRequest)(nil),        // 29: warren.api.v1.GetVolumeRequest
-	(*VolumeResponse)(nil),          // 30: warren.api.v1.VolumeResponse
-	(*ListVolumesRequest)(nil),      // 31: warren.api.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 32: warren.api.v1.ListVolumesResponse
-	(*RemoveVolumeRequest)(nil),     // 33: warren.api.v1.RemoveVolumeRequest
-	(*RemoveVolumeResponse)(nil),    // 34: warren.api.v1.RemoveVolumeResponse
-	(*CreateSecretRequest)(nil),     // 35: warren.api.v1.CreateSecretRequest
-	(*UpdateSecretRequest)(nil),     // 36: warren.api.v1.UpdateSecretRequest
-	(*GetSecretRequest)(nil),        // 37: warren.api.v1.GetSecretRequest
-	(*SecretResponse)(nil),          // 38: warren.api.v1.SecretResponse
-	(*ListSecretsRequest)(nil),      // 39: warren.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),     // 40: warren.api.v1.ListSecretsResponse
-	(*RemoveSecretRequest)(nil),     // 41: warren.api.v1.RemoveSecretRequest
-	(*RemoveSecretResponse)(nil),    // 42: warren.api.v1.RemoveSecretResponse
-	(*CreateConfigRequest)(nil),     // 43: warren.api.v1.CreateConfigRequest
-	(*UpdateConfigRequest)(nil),     // 44: warren.api.v1.UpdateConfigRequest
-	(*GetConfigRequest)(nil),        // 45: warren.api.v1.GetConfigRequest
-	(*ConfigResponse)(nil),          // 46: warren.api.v1.ConfigResponse
-	(*ListConfigsRequest)(nil),      // 47: warren.api.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 48: warren.api.v1.ListConfigsResponse
-	(*RemoveConfigRequest)(nil),     // 49: warren.api.v1.RemoveConfigRequest
-	(*RemoveConfigResponse)(nil),    // 50: warren.api.v1.RemoveConfigResponse
-	(*CreateServiceRequest)(nil),    // 51: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 52: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 53: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 54: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 55: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 56: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 57: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 58: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 59: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 60: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 61: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 62: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 63: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 64: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 65: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 66: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 67: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 68: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 69: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 70: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 71: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 72: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 73: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 74: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 75: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 76: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 77: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 78: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 79: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 80: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 81: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 82: warren.api.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 83: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 84: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 85: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 86: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 87: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 88: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 89: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 90: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 91: warren.api.v1.ClusterInfoResponse
-	nil,                             // 92: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 93: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 94: warren.api.v1.Node.LabelsEntry
-	nil,                             // 95: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 96: warren.api.v1.Node.AttributesEntry
-	nil,                             // 97: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 98: warren.api.v1.Config.LabelsEntry
-	nil,                             // 99: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 100: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 101: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 102: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 103: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 104: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 105: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 106: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 107: google.protobuf.Timestamp
+	(ServiceMode)(0),                // 2: warren.api.v1.ServiceMode
+	(HealthState)(0),                // 3: warren.api.v1.HealthState
+	(NetworkMode)(0),                // 4: warren.api.v1.NetworkMode
+	(TaskState)(0),                  // 5: warren.api.v1.TaskState
+	(NodeRole)(0),                   // 6: warren.api.v1.NodeRole
+	(NodeStatus)(0),                 // 7: warren.api.v1.NodeStatus
+	(NodeAvailability)(0),           // 8: warren.api.v1.NodeAvailability
+	(EventAction)(0),                // 9: warren.api.v1.EventAction
+	(RestartPolicy_Condition)(0),    // 10: warren.api.v1.RestartPolicy.Condition
+	(UpdatePolicy_Order)(0),         // 11: warren.api.v1.UpdatePolicy.Order
+	(UpdatePolicy_FailureAction)(0), // 12: warren.api.v1.UpdatePolicy.FailureAction
+	(UpdateStatus_State)(0),         // 13: warren.api.v1.UpdateStatus.State
+	(HealthCheck_Type)(0),           // 14: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 15: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 16: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 17: warren.api.v1.UpdatePolicy
+	(*UpdateStatus)(nil),            // 18: warren.api.v1.UpdateStatus
+	(*Mount)(nil),                   // 19: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 20: warren.api.v1.ServiceSpec
+	(*PortConfig)(nil),              // 21: warren.api.v1.PortConfig
+	(*FileReference)(nil),           // 22: warren.api.v1.FileReference
+	(*HealthCheck)(nil),             // 23: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 24: warren.api.v1.Service
+	(*Task)(nil),                    // 25: warren.api.v1.Task
+	(*Node)(nil),                    // 26: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 27: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 28: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 29: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 30: warren.api.v1.Secret
+	(*Config)(nil),                  // 31: warren.api.v1.Config
+	(*Volume)(nil),                  // 32: warren.api.v1.Volume
+	(*Event)(nil),                   // 33: warren.api.v1.Event
+	(*CreateVolumeRequest)(nil),     // 34: warren.api.v1.CreateVolumeRequest
+	(*GetVolumeRequest)(nil),        // 35: warren.api.v1.GetVolumeRequest
+	(*VolumeResponse)(nil),          // 36: warren.api.v1.VolumeResponse
+	(*ListVolumesRequest)(nil),      // 37: warren.api.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 38: warren.api.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),     // 39: warren.api.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),    // 40: warren.api.v1.RemoveVolumeResponse
+	(*CreateSecretRequest)(nil),     // 41: warren.api.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),     // 42: warren.api.v1.UpdateSecretRequest
+	(*GetSecretRequest)(nil),        // 43: warren.api.v1.GetSecretRequest
+	(*SecretResponse)(nil),          // 44: warren.api.v1.SecretResponse
+	(*ListSecretsRequest)(nil),      // 45: warren.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),     // 46: warren.api.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),     // 47: warren.api.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),    // 48: warren.api.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),     // 49: warren.api.v1.CreateConfigRequest
+	(*UpdateConfigRequest)(nil),     // 50: warren.api.v1.UpdateConfigRequest
+	(*GetConfigRequest)(nil),        // 51: warren.api.v1.GetConfigRequest
+	(*ConfigResponse)(nil),          // 52: warren.api.v1.ConfigResponse
+	(*ListConfigsRequest)(nil),      // 53: warren.api.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 54: warren.api.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),     // 55: warren.api.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),    // 56: warren.api.v1.RemoveConfigResponse
+	(*CreateServiceRequest)(nil),    // 57: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 58: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 59: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 60: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 61: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 62: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 63: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 64: warren.api.v1.UpdateServiceResponse
+	(*ScaleServiceRequest)(nil),     // 65: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 66: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 67: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 68: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 69: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 70: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 71: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 72: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 73: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 74: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 75: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 76: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 77: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 78: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 79: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 80: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 81: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 82: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 83: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 84: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 85: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 86: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 87: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 88: warren.api.v1.ImportImageResponse
+	(*ListImagesRequest)(nil),       // 89: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 90: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 91: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 92: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 93: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 94: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 95: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 96: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 97: warren.api.v1.ClusterInfoResponse
+	nil,                             // 98: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 99: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 100: warren.api.v1.Node.LabelsEntry
+	nil,                             // 101: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 102: warren.api.v1.Node.AttributesEntry
+	nil,                             // 103: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 104: warren.api.v1.Config.LabelsEntry
+	nil,                             // 105: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 106: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 107: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 108: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 109: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 110: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 111: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 112: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 113: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	8,   // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	106, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	106, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	106, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	106, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	9,   // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	10,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	92,  // 7: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	93,  // 8: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	11,  // 9: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	11,  // 10: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	12,  // 11: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	13,  // 12: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	14,  // 13: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	106, // 14: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	2,   // 15: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	16,  // 16: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
-	17,  // 17: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
-	17,  // 18: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
-	0,   // 19: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
-	1,   // 20: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
-	15,  // 21: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	107, // 22: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	107, // 23: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	15,  // 24: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	3,   // 25: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	3,   // 26: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	107, // 27: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	107, // 28: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	107, // 29: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	4,   // 30: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	5,   // 31: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	6,   // 32: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	94,  // 33: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	11,  // 34: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	107, // 35: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	107, // 36: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	95,  // 37: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	23,  // 38: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	96,  // 39: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	21,  // 40: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	107, // 41: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	97,  // 42: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	107, // 43: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	107, // 44: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	98,  // 45: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	107, // 46: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	107, // 47: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	99,  // 48: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	100, // 49: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	107, // 50: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	7,   // 51: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	107, // 52: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	18,  // 53: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	19,  // 54: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	20,  // 55: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	24,  // 56: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	26,  // 57: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	25,  // 58: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	101, // 59: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
-	26,  // 60: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
-	30,  // 61: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	102, // 62: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
-	24,  // 63: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
-	24,  // 64: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	103, // 65: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
-	25,  // 66: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
-	25,  // 67: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
-	15,  // 68: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	18,  // 69: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	18,  // 70: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	104, // 71: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	18,  // 72: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	15,  // 73: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	18,  // 74: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	18,  // 75: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	20,  // 76: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	20,  // 77: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	6,   // 78: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	105, // 79: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	20,  // 80: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	20,  // 81: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	19,  // 82: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	77,  // 83: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	76,  // 84: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	77,  // 85: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	81,  // 86: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	86,  // 87: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	85,  // 88: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	81,  // 89: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	81,  // 90: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	107, // 91: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	87,  // 92: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	51,  // 93: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	53,  // 94: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	55,  // 95: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	57,  // 96: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	59,  // 97: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	61,  // 98: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	63,  // 99: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	65,  // 100: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	67,  // 101: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	69,  // 102: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	71,  // 103: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	73,  // 104: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	74,  // 105: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	80,  // 106: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	83,  // 107: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	88,  // 108: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	78,  // 109: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	90,  // 110: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	35,  // 111: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	36,  // 112: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	37,  // 113: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	39,  // 114: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	41,  // 115: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	43,  // 116: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	44,  // 117: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	45,  // 118: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	47,  // 119: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	49,  // 120: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	28,  // 121: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	29,  // 122: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	31,  // 123: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	33,  // 124: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	52,  // 125: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	54,  // 126: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	56,  // 127: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	58,  // 128: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	60,  // 129: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	62,  // 130: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	64,  // 131: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	66,  // 132: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	68,  // 133: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	70,  // 134: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	72,  // 135: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	27,  // 136: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	75,  // 137: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	82,  // 138: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	84,  // 139: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	89,  // 140: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	79,  // 141: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	91,  // 142: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	38,  // 143: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	38,  // 144: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	38,  // 145: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	40,  // 146: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	42,  // 147: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	46,  // 148: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	46,  // 149: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	46,  // 150: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	48,  // 151: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	50,  // 152: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	30,  // 153: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	30,  // 154: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	32,  // 155: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	34,  // 156: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	125, // [125:157] is the sub-list for method output_type
-	93,  // [93:125] is the sub-list for method input_type
-	93,  // [93:93] is the sub-list for extension type_name
-	93,  // [93:93] is the sub-list for extension extendee
-	0,   // [0:93] is the sub-list for field type_name
+	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	112, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	112, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	112, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	112, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	112, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
+	113, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	113, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	98,  // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	99,  // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	112, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
+	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
+	22,  // 22: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
+	23,  // 23: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	17,  // 24: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	2,   // 25: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
+	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
+	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
+	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	112, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	112, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	112, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	113, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	113, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	113, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	113, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	113, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	100, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	113, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	113, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	101, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	102, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	113, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	103, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	113, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	113, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	104, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	113, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	113, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	105, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	106, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	113, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	113, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
+	107, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	108, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	109, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	110, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 89: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 90: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	26,  // 91: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	8,   // 92: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	111, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	26,  // 94: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	26,  // 95: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	25,  // 96: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	83,  // 97: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	82,  // 98: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	83,  // 99: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	87,  // 100: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	92,  // 101: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	91,  // 102: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	87,  // 103: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	87,  // 104: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	113, // 105: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	93,  // 106: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 107: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 108: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 109: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 110: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	65,  // 111: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	67,  // 112: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	69,  // 113: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	71,  // 114: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	73,  // 115: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	75,  // 116: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	77,  // 117: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	79,  // 118: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	80,  // 119: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	86,  // 120: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	89,  // 121: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	94,  // 122: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	84,  // 123: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	96,  // 124: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 125: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 126: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 127: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 128: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 129: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 130: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 131: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 132: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 133: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 134: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 135: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 136: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 137: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 138: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 139: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 140: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 141: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 142: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	66,  // 143: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	68,  // 144: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	70,  // 145: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	72,  // 146: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	74,  // 147: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	76,  // 148: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	78,  // 149: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 150: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	81,  // 151: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	88,  // 152: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	90,  // 153: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	95,  // 154: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	85,  // 155: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	97,  // 156: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 157: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 158: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 159: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 160: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 161: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 162: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 163: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 164: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 165: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 166: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 167: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 168: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 169: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 170: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	139, // [139:171] is the sub-list for method output_type
+	107, // [107:139] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -6915,7 +7487,7 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[16].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[18].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
@@ -6923,14 +7495,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Config)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[56].OneofWrappers = []any{}
-	file_core_api_v1_api_proto_msgTypes[67].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[58].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[69].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[68].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[70].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -6940,8 +7512,8 @@ func file_core_api_v1_api_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   95,
+			NumEnums:      15,
+			NumMessages:   97,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -327,7 +327,11 @@ type TaskStatusUpdate struct {
 	// address is the task's overlay address with its prefix length
 	// ("10.88.3.7/24") once its network namespace is attached; empty for a
 	// task without one. The dispatcher stores it in Task.address.
-	Address       string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,7,opt,name=address,proto3" json:"address,omitempty"`
+	// health is the task's health, for a task whose service has a health
+	// check; health_output the last check's output.
+	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
+	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +411,20 @@ func (x *TaskStatusUpdate) GetTime() *timestamppb.Timestamp {
 func (x *TaskStatusUpdate) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *TaskStatusUpdate) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *TaskStatusUpdate) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
 	}
 	return ""
 }
@@ -1310,7 +1328,7 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\tHeartbeat\x12<\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x1c.warren.api.v1.NodeConditionR\n" +
-	"conditions\"\xf2\x01\n" +
+	"conditions\"\xcb\x02\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.warren.api.v1.TaskStateR\x05state\x12\x18\n" +
@@ -1318,7 +1336,9 @@ const file_core_api_v1_dispatcher_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12.\n" +
 	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
-	"\aaddress\x18\a \x01(\tR\aaddress\"L\n" +
+	"\aaddress\x18\a \x01(\tR\aaddress\x122\n" +
+	"\x06health\x18( \x01(\x0e2\x1a.warren.api.v1.HealthStateR\x06health\x12#\n" +
+	"\rhealth_output\x18) \x01(\tR\fhealthOutput\"L\n" +
 	"\x0fTaskStatusBatch\x129\n" +
 	"\aupdates\x18\x01 \x03(\v2\x1f.warren.api.v1.TaskStatusUpdateR\aupdates\"\xe1\x02\n" +
 	"\x0eManagerMessage\x126\n" +
@@ -1421,11 +1441,12 @@ var file_core_api_v1_dispatcher_proto_goTypes = []any{
 	(*NodeCondition)(nil),         // 22: warren.api.v1.NodeCondition
 	(TaskState)(0),                // 23: warren.api.v1.TaskState
 	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*ClusterNetwork)(nil),        // 25: warren.api.v1.ClusterNetwork
-	(*PortConfig)(nil),            // 26: warren.api.v1.PortConfig
-	(NodeRole)(0),                 // 27: warren.api.v1.NodeRole
-	(*Task)(nil),                  // 28: warren.api.v1.Task
-	(*ServiceSpec)(nil),           // 29: warren.api.v1.ServiceSpec
+	(HealthState)(0),              // 25: warren.api.v1.HealthState
+	(*ClusterNetwork)(nil),        // 26: warren.api.v1.ClusterNetwork
+	(*PortConfig)(nil),            // 27: warren.api.v1.PortConfig
+	(NodeRole)(0),                 // 28: warren.api.v1.NodeRole
+	(*Task)(nil),                  // 29: warren.api.v1.Task
+	(*ServiceSpec)(nil),           // 30: warren.api.v1.ServiceSpec
 }
 var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	1,  // 0: warren.api.v1.WorkerMessage.register:type_name -> warren.api.v1.RegisterWorker
@@ -1438,34 +1459,35 @@ var file_core_api_v1_dispatcher_proto_depIdxs = []int32{
 	22, // 7: warren.api.v1.Heartbeat.conditions:type_name -> warren.api.v1.NodeCondition
 	23, // 8: warren.api.v1.TaskStatusUpdate.state:type_name -> warren.api.v1.TaskState
 	24, // 9: warren.api.v1.TaskStatusUpdate.time:type_name -> google.protobuf.Timestamp
-	3,  // 10: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
-	14, // 11: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
-	15, // 12: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
-	9,  // 13: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
-	11, // 14: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
-	13, // 15: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
-	6,  // 16: warren.api.v1.ManagerMessage.files:type_name -> warren.api.v1.TaskFiles
-	8,  // 17: warren.api.v1.TaskFiles.put:type_name -> warren.api.v1.TaskFile
-	7,  // 18: warren.api.v1.TaskFiles.forget:type_name -> warren.api.v1.TaskFileKey
-	7,  // 19: warren.api.v1.TaskFile.key:type_name -> warren.api.v1.TaskFileKey
-	25, // 20: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
-	20, // 21: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
-	10, // 22: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
-	26, // 23: warren.api.v1.Endpoint.ports:type_name -> warren.api.v1.PortConfig
-	12, // 24: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
-	24, // 25: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
-	27, // 26: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
-	28, // 27: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
-	18, // 28: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
-	19, // 29: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
-	29, // 30: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
-	0,  // 31: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
-	5,  // 32: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
-	32, // [32:33] is the sub-list for method output_type
-	31, // [31:32] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	25, // 10: warren.api.v1.TaskStatusUpdate.health:type_name -> warren.api.v1.HealthState
+	3,  // 11: warren.api.v1.TaskStatusBatch.updates:type_name -> warren.api.v1.TaskStatusUpdate
+	14, // 12: warren.api.v1.ManagerMessage.session:type_name -> warren.api.v1.SessionInfo
+	15, // 13: warren.api.v1.ManagerMessage.assignments:type_name -> warren.api.v1.Assignments
+	9,  // 14: warren.api.v1.ManagerMessage.network:type_name -> warren.api.v1.NetworkInfo
+	11, // 15: warren.api.v1.ManagerMessage.peers:type_name -> warren.api.v1.Peers
+	13, // 16: warren.api.v1.ManagerMessage.endpoints:type_name -> warren.api.v1.Endpoints
+	6,  // 17: warren.api.v1.ManagerMessage.files:type_name -> warren.api.v1.TaskFiles
+	8,  // 18: warren.api.v1.TaskFiles.put:type_name -> warren.api.v1.TaskFile
+	7,  // 19: warren.api.v1.TaskFiles.forget:type_name -> warren.api.v1.TaskFileKey
+	7,  // 20: warren.api.v1.TaskFile.key:type_name -> warren.api.v1.TaskFileKey
+	26, // 21: warren.api.v1.NetworkInfo.plan:type_name -> warren.api.v1.ClusterNetwork
+	20, // 22: warren.api.v1.Peer.network:type_name -> warren.api.v1.NodeNetwork
+	10, // 23: warren.api.v1.Peers.peers:type_name -> warren.api.v1.Peer
+	27, // 24: warren.api.v1.Endpoint.ports:type_name -> warren.api.v1.PortConfig
+	12, // 25: warren.api.v1.Endpoints.endpoints:type_name -> warren.api.v1.Endpoint
+	24, // 26: warren.api.v1.SessionInfo.issued_at:type_name -> google.protobuf.Timestamp
+	28, // 27: warren.api.v1.SessionInfo.role:type_name -> warren.api.v1.NodeRole
+	29, // 28: warren.api.v1.Assignments.tasks:type_name -> warren.api.v1.Task
+	18, // 29: warren.api.v1.Assignments.specs:type_name -> warren.api.v1.Assignments.SpecsEntry
+	19, // 30: warren.api.v1.Assignments.spec_refs:type_name -> warren.api.v1.Assignments.SpecRefsEntry
+	30, // 31: warren.api.v1.Assignments.SpecsEntry.value:type_name -> warren.api.v1.ServiceSpec
+	0,  // 32: warren.api.v1.Dispatcher.Session:input_type -> warren.api.v1.WorkerMessage
+	5,  // 33: warren.api.v1.Dispatcher.Session:output_type -> warren.api.v1.ManagerMessage
+	33, // [33:34] is the sub-list for method output_type
+	32, // [32:33] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_dispatcher_proto_init() }

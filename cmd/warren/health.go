@@ -1,0 +1,176 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+)
+
+// healthOptions are the health check flags of `service create` and
+// `service update`.
+type healthOptions struct {
+	http        string
+	tcp         uint32
+	cmd         string
+	interval    time.Duration
+	timeout     time.Duration
+	retries     uint32
+	startPeriod time.Duration
+	none        bool
+}
+
+// healthFlags are the flag names healthOptions adds.
+var healthFlags = []string{"health-http", "health-tcp", "health-cmd", "health-interval", "health-timeout", "health-retries", "health-start-period", "no-healthcheck"}
+
+func (o *healthOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.http, "health-http", "", "health check: GET `PATH[:PORT]` (port default 80) from inside the task's network namespace; 2xx/3xx passes")
+	f.Var(newUintValue(&o.tcp, 0), "health-tcp", "health check: a TCP connection to `PORT` from inside the task's network namespace")
+	f.StringVar(&o.cmd, "health-cmd", "", "health check: a command run in the container (not supported yet)")
+	f.DurationVar(&o.interval, "health-interval", 0, "time between health checks (default 30s)")
+	f.DurationVar(&o.timeout, "health-timeout", 0, "time one health check may take (default 30s)")
+	f.Var(newUintValue(&o.retries, 0), "health-retries", "consecutive failed checks that make a task unhealthy (default 3)")
+	f.DurationVar(&o.startPeriod, "health-start-period", 0, "time after the start during which failed checks do not count (default 0s)")
+	f.BoolVar(&o.none, "no-healthcheck", false, "no health check (update: remove the service's)")
+}
+
+// check returns the health check the flags in f make of old (the service's
+// current check, nil on create), and whether they changed anything.
+func (o *healthOptions) check(f *pflag.FlagSet, old *apiv1.HealthCheck) (*apiv1.HealthCheck, bool, error) {
+	changed := false
+	for _, n := range healthFlags {
+		changed = changed || f.Changed(n)
+	}
+	if !changed {
+		return old, false, nil
+	}
+	kinds := 0
+	for _, n := range []string{"health-http", "health-tcp", "health-cmd"} {
+		if f.Changed(n) {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		return nil, false, usageErrorf("give one of --health-http, --health-tcp and --health-cmd")
+	}
+	if o.none {
+		if kinds > 0 || f.Changed("health-interval") || f.Changed("health-timeout") || f.Changed("health-retries") || f.Changed("health-start-period") {
+			return nil, false, usageErrorf("--no-healthcheck cannot be combined with other --health-* flags")
+		}
+		return nil, old != nil, nil
+	}
+	c := &apiv1.HealthCheck{}
+	if old != nil {
+		c = proto.CloneOf(old)
+	}
+	switch {
+	case f.Changed("health-http"):
+		path, port, err := parseHealthHTTP(o.http)
+		if err != nil {
+			return nil, false, err
+		}
+		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_HTTP, path, port, nil
+	case f.Changed("health-tcp"):
+		if o.tcp == 0 || o.tcp > 65535 {
+			return nil, false, usageErrorf("invalid --health-tcp %d: a port is 1-65535", o.tcp)
+		}
+		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_TCP, "", o.tcp, nil
+	case f.Changed("health-cmd"):
+		words, err := splitWords(o.cmd)
+		if err != nil || len(words) == 0 {
+			return nil, false, usageErrorf("invalid --health-cmd %q: a command is needed", o.cmd)
+		}
+		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_CMD, "", 0, words
+	}
+	if c.GetType() == apiv1.HealthCheck_TYPE_UNSPECIFIED {
+		return nil, false, usageErrorf("--health-interval, --health-timeout, --health-retries and --health-start-period need a check: --health-http or --health-tcp")
+	}
+	for _, d := range []struct {
+		flag     string
+		v        time.Duration
+		positive bool
+		dst      **durationpb.Duration
+	}{
+		{"health-interval", o.interval, true, &c.Interval},
+		{"health-timeout", o.timeout, true, &c.Timeout},
+		{"health-start-period", o.startPeriod, false, &c.StartPeriod},
+	} {
+		if !f.Changed(d.flag) {
+			continue
+		}
+		if d.v < 0 || (d.positive && d.v == 0) {
+			return nil, false, usageErrorf("invalid --%s %s: must be positive", d.flag, d.v)
+		}
+		*d.dst = durationpb.New(d.v)
+	}
+	if f.Changed("health-retries") {
+		if o.retries == 0 {
+			return nil, false, usageErrorf("invalid --health-retries 0: at least 1")
+		}
+		c.Retries = o.retries
+	}
+	return c, !proto.Equal(c, old), nil
+}
+
+// parseHealthHTTP splits --health-http's PATH[:PORT].
+func parseHealthHTTP(v string) (string, uint32, error) {
+	path, port := v, uint32(0)
+	if i := strings.LastIndex(v, ":"); i >= 0 {
+		p, err := strconv.ParseUint(v[i+1:], 10, 16)
+		if err != nil || p == 0 {
+			return "", 0, usageErrorf("invalid --health-http %q: the port after ':' must be 1-65535", v)
+		}
+		path, port = v[:i], uint32(p)
+	}
+	if !strings.HasPrefix(path, "/") {
+		return "", 0, usageErrorf("invalid --health-http %q: the path must start with \"/\" (PATH[:PORT], e.g. /healthz:8080)", v)
+	}
+	return path, port, nil
+}
+
+// healthText is a health check for `service inspect`.
+func healthText(c *apiv1.HealthCheck) string {
+	if c == nil {
+		return ""
+	}
+	var s string
+	switch c.GetType() {
+	case apiv1.HealthCheck_TYPE_HTTP:
+		port := c.GetPort()
+		if port == 0 {
+			port = 80
+		}
+		s = "http GET " + c.GetPath() + " port " + strconv.Itoa(int(port))
+	case apiv1.HealthCheck_TYPE_TCP:
+		s = "tcp port " + strconv.Itoa(int(c.GetPort()))
+	case apiv1.HealthCheck_TYPE_CMD:
+		s = "cmd " + shellJoin(c.GetCommand())
+	default:
+		return ""
+	}
+	orDefault := func(d *durationpb.Duration, def string) string {
+		if d == nil {
+			return def
+		}
+		return d.AsDuration().String()
+	}
+	retries := "3"
+	if c.GetRetries() > 0 {
+		retries = strconv.Itoa(int(c.GetRetries()))
+	}
+	return s + ", interval " + orDefault(c.GetInterval(), "30s") + ", timeout " + orDefault(c.GetTimeout(), "30s") +
+		", retries " + retries + ", start period " + orDefault(c.GetStartPeriod(), "0s")
+}
+
+// healthName is a task's health in lists: "" when its service has no check.
+func healthName(h apiv1.HealthState) string {
+	if h == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(h.String(), "HEALTH_STATE_"))
+}

@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
+	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// httpdCmd serves /www/index.html on port 8080 (busybox httpd).
+const httpdCmd = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+// fastHealth are the flags of a quick HTTP health check of httpdCmd's page
+// at path.
+func fastHealth(path string) []string {
+	return []string{"--health-http", path + ":8080", "--health-interval", "200ms", "--health-timeout", "1s", "--health-retries", "2"}
+}
+
+// waitTasks polls a service's tasks (with history) until ok says they are
+// as wanted, or fails the test after 30s.
+func (n *node) waitTasks(service, what string, ok func([]*apiv1.Task) bool) []*apiv1.Task {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ts := n.tasks(service, true)
+		if ok(ts) {
+			return ts
+		}
+		if time.Now().After(deadline) {
+			var rows []string
+			for _, tk := range ts {
+				rows = append(rows, fmt.Sprintf("%s slot %d attempt %d v%d %v/%v health %v %q %q", tk.GetId(), tk.GetSlot(), tk.GetAttempt(), tk.GetServiceVersion(),
+					tk.GetDesiredState(), tk.GetState(), tk.GetHealth(), tk.GetHealthOutput(), tk.GetError()))
+			}
+			n.t.Fatalf("%s: waiting for %s; tasks:\n%s\nagent output:\n%s", service, what, strings.Join(rows, "\n"), tail(n.a.Output(), 60))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the API with a deadline
+	}
+}
+
+// TestHealthChecks: a task whose HTTP check passes turns healthy (in service
+// ps and task inspect); one whose check never passes is stopped as
+// unhealthy and replaced under the restart policy.
+func TestHealthChecks(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startOverlayNode(t)
+
+	args := append([]string{"service", "create", "web", "--image", ctrtest.TestImage, quickStop, "--detach"}, fastHealth("/index.html")...)
+	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
+	ts := n.waitTasks("web", "a healthy task", func(ts []*apiv1.Task) bool {
+		return len(ts) == 1 && ts[0].GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+	})
+	if out := ts[0].GetHealthOutput(); !strings.Contains(out, "200 OK") {
+		t.Errorf("health output %q, want the answer of the check", out)
+	}
+	if ps := n.cli("service", "ps", "web"); !strings.Contains(ps, "(healthy)") {
+		t.Errorf("service ps does not show the health:\n%s", ps)
+	}
+	if insp := n.cli("task", "inspect", ts[0].GetId(), "-o", "table"); !strings.Contains(insp, "healthy") || !strings.Contains(insp, "http GET /index.html port 8080") {
+		t.Errorf("task inspect does not show the health:\n%s", insp)
+	}
+
+	args = append([]string{"service", "create", "sick", "--image", ctrtest.TestImage, quickStop, "--detach", "--restart-delay", "0s"}, fastHealth("/missing")...)
+	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
+	n.waitTasks("sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool {
+		failed, replaced := false, false
+		for _, tk := range ts {
+			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+				strings.Contains(tk.GetHealthOutput(), "404") && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
+				failed = true
+			}
+			if tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
+				replaced = true
+			}
+		}
+		return failed && replaced
+	})
+	n.cli("service", "rm", "sick")
+
+	// An update whose health check never passes rolls back.
+	n.cli("service", "update", "web", "--replicas", "2", converge)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "web", "--health-http", "/missing:8080",
+		"--update-failure-action", "rollback", "--update-parallelism", "1", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("update to a failing health check: exit %d: %s", code, errOut)
+	}
+	n.waitTasks("web", "2 healthy tasks of the old check", func(ts []*apiv1.Task) bool {
+		ok := 0
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(tk) && tk.GetSpec().GetHealthCheck().GetPath() == "/index.html" {
+				ok++
+			}
+		}
+		return ok == 2 && n.service("web").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
+	})
+}
+
+// TestRollingUpdateKeepsHealthyTasks: during a rolling update of 4 replicas
+// with parallelism 1 and a health check, the service never has fewer than 3
+// running, healthy tasks (stop-first), or fewer than 4 (start-first),
+// sampled at every task event.
+func TestRollingUpdateKeepsHealthyTasks(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startOverlayNode(t)
+	for _, tc := range []struct {
+		order string
+		floor int
+	}{{"stop-first", 3}, {"start-first", 4}} {
+		name := "web-" + tc.order
+		args := append([]string{"service", "create", name, "--image", ctrtest.TestImage, quickStop, "--detach", "--replicas", "4",
+			"--update-parallelism", "1", "--update-order", tc.order}, fastHealth("/index.html")...)
+		n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
+		n.waitTasks(name, "4 healthy tasks", func(ts []*apiv1.Task) bool { return serving(ts, 0) == 4 })
+
+		ctx, cancel := context.WithCancel(context.Background())
+		events, err := n.c.Events(ctx, &apiv1.EventsRequest{Kinds: []string{"task"}})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		// The stream is open once its first message could arrive: a
+		// sample now is the floor's starting point.
+		low := serving(n.tasks(name, false), 0)
+		version := n.service(name).GetVersion()
+		n.cli("service", "update", name, "--env-add", "V=2", "--detach")
+		newVersion := n.service(name).GetVersion()
+		if newVersion == version {
+			cancel()
+			t.Fatalf("%s: the update did not change the service", name)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if _, err := events.Recv(); err != nil {
+				cancel()
+				t.Fatalf("%s: event stream: %v", name, err)
+			}
+			ts := n.tasks(name, false)
+			low = min(low, serving(ts, 0))
+			if serving(ts, newVersion) == 4 && len(ts) == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("%s: the update did not finish; %d tasks serve the new spec", name, serving(ts, newVersion))
+			}
+		}
+		cancel()
+		if low < tc.floor {
+			t.Errorf("%s: %d running, healthy tasks at the low point, want at least %d", name, low, tc.floor)
+		}
+		n.cli("service", "rm", name)
+	}
+}
+
+// serving counts the running, healthy tasks in ts, of service version v
+// only when v is not 0.
+func serving(ts []*apiv1.Task, v uint64) int {
+	count := 0
+	for _, tk := range ts {
+		if state.Serving(tk) && (v == 0 || tk.GetServiceVersion() == v) {
+			count++
+		}
+	}
+	return count
+}
+
+// service returns the service named name.
+func (n *node) service(name string) *apiv1.Service {
+	n.t.Helper()
+	resp, err := n.c.GetService(context.Background(), &apiv1.GetServiceRequest{NameOrId: name})
+	if err != nil {
+		n.t.Fatalf("get service %s: %v", name, err)
+	}
+	return resp.GetService()
+}
