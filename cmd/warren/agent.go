@@ -14,6 +14,7 @@ import (
 
 	"github.com/warrenorch/warren/config"
 	"github.com/warrenorch/warren/core/agent"
+	"github.com/warrenorch/warren/core/worker"
 )
 
 // logLevels are the values of --log-level, as of log_level.
@@ -132,7 +133,14 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 			return fmt.Errorf("creating the -dev data directory: %w", err)
 		}
 		if !o.keep {
-			defer os.RemoveAll(dir)
+			defer func() {
+				// The tasks' network namespaces are mounts in the
+				// data dir: unmount them, or it cannot be removed.
+				if _, err := worker.RemoveNetns(dir); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "removing the -dev data directory: %v\n", err)
+				}
+				os.RemoveAll(dir)
+			}()
 		}
 		var diags hcl.Diagnostics
 		cfg, diags = config.Parse(devConfig(dir, o.keep, o.devNetwork), "warren-dev.hcl")

@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
 	"github.com/warrenorch/warren/test/testutil"
 )
@@ -91,16 +90,13 @@ func KillWireGuardDevice(t testing.TB, iface string) {
 // namespaces a failed test left, and the directory's own bind mount. Run it
 // once the agent has stopped.
 func SweepNetns(t testing.TB, dataDir string) {
-	dir := filepath.Join(dataDir, "netns")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
-			t.Logf("cleanup: unmounted the task namespace %s left behind", e.Name())
-		}
-		_ = os.Remove(p)
+	removed, err := worker.RemoveNetns(dataDir)
+	for _, id := range removed {
+		t.Logf("cleanup: unmounted the task namespace %s left behind", id)
 	}
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+	}
 }
 
 // Namespaces counts the task network namespaces under an agent's data dir.
