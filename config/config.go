@@ -129,9 +129,10 @@ type Worker struct {
 	// Runtime is `runtime`, the name of the runtime plugin.
 	// Default "runtime-containerd".
 	Runtime string
-	// Network is `network`, the name of the network plugin. Default "":
-	// no overlay; each task gets its own network namespace with only
-	// loopback. (The WireGuard mesh plugin is not built yet.)
+	// Network is `network`, the name of the network plugin. Default
+	// "network-wireguard". `network = "none"` (stored as "") runs the
+	// worker without one: no overlay; each task gets its own network
+	// namespace with only loopback.
 	Network string
 	// Labels is `labels`, the node labels the scheduler can match on. Never nil
 	// once loaded.
@@ -172,6 +173,10 @@ type Plugin struct {
 	DeclRange hcl.Range
 }
 
+// NoNetwork is the `network` value that runs a worker without a network
+// plugin.
+const NoNetwork = "none"
+
 // DevMetricsAddr is the metrics_addr of `warren agent -dev`.
 const DevMetricsAddr = "127.0.0.1:9420"
 
@@ -193,7 +198,7 @@ const (
 	defaultEventSubBytes     = 4 << 20
 
 	defaultRuntime           = "runtime-containerd"
-	defaultNetwork           = ""
+	defaultNetwork           = "network-wireguard"
 	defaultHeartbeatInterval = 2 * time.Second
 	defaultRuntimeTimeout    = 30 * time.Second
 )

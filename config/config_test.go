@@ -57,8 +57,13 @@ func TestValid(t *testing.T) {
 			if !reflect.DeepEqual(a.Worker.Labels, wantLabels) {
 				t.Errorf("Labels = %v, want %v", a.Worker.Labels, wantLabels)
 			}
-			if a.Worker.Runtime != "runtime-containerd" || a.Worker.Network != "" || a.Worker.HeartbeatInterval != 2*time.Second {
+			if a.Worker.Runtime != "runtime-containerd" || a.Worker.Network != "network-wireguard" || a.Worker.HeartbeatInterval != 2*time.Second {
 				t.Errorf("Worker defaults not applied: %+v", a.Worker)
+			}
+		},
+		"worker-no-network.hcl": func(t *testing.T, a *Agent) {
+			if a.Worker.Network != "" {
+				t.Errorf(`network = "none": Network = %q, want "" (no network plugin)`, a.Worker.Network)
 			}
 		},
 		"full.hcl": func(t *testing.T, a *Agent) {
@@ -399,7 +404,7 @@ func TestDefault(t *testing.T) {
 		},
 		Worker: &Worker{
 			Runtime:           "runtime-containerd",
-			Network:           "",
+			Network:           "network-wireguard",
 			Labels:            map[string]string{},
 			HeartbeatInterval: 2 * time.Second,
 			RuntimeTimeout:    30 * time.Second,

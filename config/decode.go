@@ -306,6 +306,9 @@ func (d *decoder) worker(raw *workerBody) *Worker {
 		w.Runtime = s
 	}
 	if s, rng, ok := d.str(raw.Network, "network"); ok {
+		if s == NoNetwork {
+			s = ""
+		}
 		if s != "" {
 			d.checkPluginRef(rng, "network", s)
 		}

@@ -20,7 +20,12 @@ bind_addr = "127.0.0.1:7420"
 # on its first start) and a worker (it runs containers).
 manager {}
 
-worker {}
+worker {
+  # Tasks get an address on the cluster's WireGuard overlay and find
+  # services by name (the default network plugin; open UDP 51820 between
+  # the nodes). "none" gives them loopback only.
+  # network = "network-wireguard"
+}
 
 # To join an existing cluster instead, keep only the role this machine has
 # and add the token from `warren cluster join-token worker|manager`:

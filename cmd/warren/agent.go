@@ -14,6 +14,7 @@ import (
 
 	"github.com/warrenorch/warren/config"
 	"github.com/warrenorch/warren/core/agent"
+	"github.com/warrenorch/warren/core/worker"
 )
 
 // logLevels are the values of --log-level, as of log_level.
@@ -55,9 +56,11 @@ Configuration errors are printed with file:line:col and the agent does not start
 
 -dev runs a throwaway single-node cluster (manager and worker) on the default
 configuration, with its data in a new temporary directory that is removed on
-exit unless -keep is given. -dev-network network-wireguard puts its tasks
-on the overlay (addresses, DNS by service name; docs/network.md); without
-it they have loopback only.
+exit unless -keep is given. Its tasks are on the overlay of the default
+network plugin, network-wireguard (addresses, DNS by service name;
+docs/network.md), whose devices are removed on exit like the containers;
+-dev-network none gives them loopback only, -dev-network NAME another
+network plugin.
 
 -force-new-cluster recovers from a lost quorum: run on one surviving manager
 (agent stopped first), it restarts that manager as the only member of the
@@ -78,7 +81,7 @@ and are refused here.`,
   warren agent -config /etc/warren/conf.d -log-level debug
   warren agent -config /etc/warren/agent.hcl -check
   warren agent -dev
-  warren agent -dev -dev-network network-wireguard
+  warren agent -dev -dev-network none
   warren agent -config /etc/warren/cluster.hcl -force-new-cluster`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -90,7 +93,7 @@ and are refused here.`,
 	f.BoolVar(&o.dev, "dev", false, "run a single-node development cluster on the default configuration and a temporary data_dir")
 	f.BoolVar(&o.keep, "keep", false, "with -dev: keep the temporary data_dir on exit")
 	f.BoolVar(&o.check, "check", false, "check the configuration (plugin binaries included) and exit, without creating or binding anything")
-	f.StringVar(&o.devNetwork, "dev-network", "", "with -dev: the worker's network `plugin`, e.g. network-wireguard")
+	f.StringVar(&o.devNetwork, "dev-network", "", "with -dev: the worker's network `plugin` (default network-wireguard; none: loopback only)")
 	f.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "make this manager the only member of a new Raft configuration, keeping its state (quorum loss recovery)")
 	f.Var(&choiceValue{p: &o.logLevel, choices: logLevels}, "log-level", "log level, overriding the configuration's log_level")
 	return cmd
@@ -130,7 +133,14 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 			return fmt.Errorf("creating the -dev data directory: %w", err)
 		}
 		if !o.keep {
-			defer os.RemoveAll(dir)
+			defer func() {
+				// The tasks' network namespaces are mounts in the
+				// data dir: unmount them, or it cannot be removed.
+				if _, err := worker.RemoveNetns(dir); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "removing the -dev data directory: %v\n", err)
+				}
+				os.RemoveAll(dir)
+			}()
 		}
 		var diags hcl.Diagnostics
 		cfg, diags = config.Parse(devConfig(dir, o.keep, o.devNetwork), "warren-dev.hcl")
@@ -184,11 +194,15 @@ func (o *agentOptions) runAgent(cmd *cobra.Command) error {
 }
 
 // devConfig is the configuration of `warren agent -dev`: the defaults, a
-// manager and a worker, with data under dir. Unless the data dir is kept,
-// the runtime plugin removes the cluster's containers and its managed
-// containerd when the agent stops: a -dev cluster is throwaway.
+// manager and a worker on network ("" for the default), with data under
+// dir. Unless the data dir is kept, the runtime plugin removes the
+// cluster's containers and its managed containerd, and network-wireguard
+// its devices, when the agent stops: a -dev cluster is throwaway.
 func devConfig(dir string, keep bool, network string) []byte {
-	return []byte(fmt.Sprintf(`
+	if network == "" {
+		network = config.Default().Worker.Network
+	}
+	cfg := fmt.Sprintf(`
 data_dir     = %q
 node_name    = %q
 metrics_addr = %q
@@ -203,7 +217,17 @@ plugin "runtime-containerd" {
     stop_on_exit = %t
   }
 }
-`, dir, config.Default().NodeName, config.DevMetricsAddr, network, !keep))
+`, dir, config.Default().NodeName, config.DevMetricsAddr, network, !keep)
+	if network == config.Default().Worker.Network {
+		cfg += fmt.Sprintf(`
+plugin %q {
+  config {
+    teardown_on_exit = %t
+  }
+}
+`, network, !keep)
+	}
+	return []byte(cfg)
 }
 
 // checkConfig is -check: cfg, loaded from path with warnings, is checked as

@@ -82,8 +82,9 @@ func TestAgentDevNetwork(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"agent", "-dev"}, ""},
+		{[]string{"agent", "-dev"}, "network-wireguard"},
 		{[]string{"agent", "-dev", "-dev-network", "network-wireguard"}, "network-wireguard"},
+		{[]string{"agent", "-dev", "-dev-network", "none"}, ""},
 	} {
 		var rec recordStart
 		if r := runAgentCmd(context.Background(), rec.start, tc.args...); r.code != 0 {

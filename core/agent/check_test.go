@@ -18,7 +18,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mode := range map[string]os.FileMode{
-		"store-bolt": 0o755, "scheduler-roundrobin": 0o755, "runtime-containerd": 0o755,
+		"store-bolt": 0o755, "scheduler-roundrobin": 0o755, "runtime-containerd": 0o755, "network-wireguard": 0o755,
 		"spare": 0o755, "not-exec": 0o644,
 	} {
 		if err := os.WriteFile(filepath.Join(plugins, name), []byte("#!/bin/sh\n"), mode); err != nil {

@@ -93,3 +93,31 @@ func deleteNetns(path string) error {
 	}
 	return nil
 }
+
+// RemoveNetns removes every task network namespace a worker with that data
+// dir left bound under it, and the shared mount of their directory, so the
+// data dir can be deleted: what `warren agent -dev` does on exit (unless
+// -keep) once the agent has stopped. It returns the namespaces it removed.
+func RemoveNetns(dataDir string) ([]string, error) {
+	dir := netnsDir(dataDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network namespaces: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if err := deleteNetns(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("network namespaces: unmount %s: %w", dir, err))
+	}
+	return removed, errors.Join(errs...)
+}

@@ -779,3 +779,29 @@ func TestBridgeMACIsFixed(t *testing.T) {
 		t.Fatalf("after a plugin restart the bridge's MAC is %s, was %s", got, want)
 	}
 }
+
+// TestListenPortEndpoint: the endpoint a node publishes carries the port
+// WireGuard listens on (listen_port), not the one the agent suggested in
+// the advertise address.
+func TestListenPortEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  int
+	}{
+		{"listen_port set", map[string]any{"listen_port": 51999}, 51999},
+		{"listen_port unset: the advertise address's port", nil, 51820},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, netns.New(t).AddHost(t, "node"), tc.extra)
+			self := n.setup(1)
+			want := n.host.Addr(tc.want)
+			if self.Endpoint != want {
+				t.Errorf("SetupNode's peer endpoint = %q, want %q", self.Endpoint, want)
+			}
+			if got := n.device().ListenPort; got != tc.want {
+				t.Errorf("WireGuard listens on %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

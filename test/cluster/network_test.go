@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -48,20 +49,33 @@ func overlayTasks(t *testing.T, m *clustertest.Node, service string) []*apiv1.Ta
 
 func addrOf(tk *apiv1.Task) string { return strings.SplitN(tk.GetAddress(), "/", 2)[0] }
 
+// gatewayOf is the gateway of the task's node: its subnet's first address,
+// where the node answers DNS.
+func gatewayOf(tk *apiv1.Task) string {
+	p, err := netip.ParsePrefix(tk.GetAddress())
+	if err != nil {
+		return ""
+	}
+	return p.Masked().Addr().Next().String()
+}
+
 // overlayCluster starts manager m1 and workers w1 and w2 on an overlay of
 // overlayRange, with the test images imported, and waits until all three
 // are ready.
 func overlayCluster(t *testing.T, overlayRange string) (*clustertest.Cluster, *clustertest.Node) {
 	t.Helper()
-	bin := testutil.Install(t, ctrtest.OverlayPlugins...)
+	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
 	c.OverlayRange = overlayRange
+	// Long enough that a worker agent restarted on this busy machine is
+	// never declared down (which would replace its tasks elsewhere).
+	c.HeartbeatTTL = 15 * time.Second
 	ctx := context.Background()
 	m1 := c.Add("m1", clustertest.Spec{Manager: true})
 	m1.Start(ctx)
 	wtok := c.Token(m1, "worker")
 	for _, name := range []string{"w1", "w2"} {
-		w := c.Add(name, clustertest.Spec{Worker: true, Network: true, Join: wtok})
+		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
 		w.Start(ctx)
 		ctrtest.ImportImages(t, w.Client())
 	}
@@ -95,7 +109,7 @@ func TestClusterOverlay(t *testing.T) {
 	})
 
 	t.Run("and by service name", func(t *testing.T) {
-		gw := strings.TrimSuffix(addrOf(onW1), "."+strings.Split(addrOf(onW1), ".")[3]) + ".1"
+		gw := gatewayOf(onW1)
 		var out string
 		testutil.Eventually(t, 10*time.Second, "both web addresses in w1's DNS", func() bool {
 			out, _ = inTask(t, w1, onW1.GetId(), "nslookup web "+gw)
@@ -111,7 +125,7 @@ func TestClusterOverlay(t *testing.T) {
 			return len(late) == 1
 		})
 		seen := time.Now()
-		gw := strings.TrimSuffix(addrOf(onW1), "."+strings.Split(addrOf(onW1), ".")[3]) + ".1"
+		gw := gatewayOf(onW1)
 		testutil.Eventually(t, 10*time.Second, "late in w1's DNS", func() bool {
 			out, _ := inTask(t, w1, onW1.GetId(), "nslookup late "+gw)
 			return strings.Contains(out, addrOf(late[0]))
@@ -122,6 +136,8 @@ func TestClusterOverlay(t *testing.T) {
 			t.Fatalf("w1's DNS answered late %s after the state showed its task running, want within a second", d)
 		}
 	})
+
+	overlayHostTests(t, c, m1, onW1, onW2)
 
 	t.Run("a removed node vanishes from the others' peers", func(t *testing.T) {
 		wg, err := wgctrl.New()

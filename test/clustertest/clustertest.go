@@ -31,8 +31,9 @@ const Port = 7420
 // MetricsPort is the port of the agents' metrics_addr when Cluster.Metrics is set.
 const MetricsPort = 9420
 
-// Plugins are the plugins cluster tests install.
-var Plugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd"}
+// Plugins are the plugins cluster tests install, the workers' default
+// network plugin included.
+var Plugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd", "network-wireguard"}
 
 // Cluster is a set of test hosts with one agent each.
 type Cluster struct {
@@ -46,7 +47,8 @@ type Cluster struct {
 	// Metrics, when set, gives every agent a metrics_addr on its host's
 	// address and MetricsPort; read it with Node.Scrape.
 	Metrics bool
-	// OverlayRange, when set, is the managers' overlay_range.
+	// OverlayRange is the managers' overlay_range; when empty, the first
+	// manager added claims one of its own (testutil.OverlayRange).
 	OverlayRange string
 	// Nodes by name, in the order they were added.
 	Nodes []*Node
@@ -85,9 +87,6 @@ type Spec struct {
 	JoinAddrs []string
 	// Labels are the worker's labels.
 	Labels map[string]string
-	// Network puts the worker on the overlay: worker { network =
-	// "network-wireguard" } (install ctrtest.OverlayPlugins).
-	Network bool
 	// Extra is appended to the configuration.
 	Extra string
 }
@@ -102,9 +101,7 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		// Registered before the agent's own clean-up, so it runs after it.
 		c.t.Cleanup(func() {
 			ctrtest.SweepRuntime(c.t, dataDir)
-			if spec.Network {
-				ctrtest.SweepNetns(c.t, dataDir)
-			}
+			ctrtest.SweepNetns(c.t, dataDir)
 		})
 	}
 	var b strings.Builder
@@ -115,16 +112,14 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		if c.NodeCertTTL > 0 {
 			fmt.Fprintf(&b, "  node_cert_ttl = %q\n", c.NodeCertTTL.String())
 		}
-		if c.OverlayRange != "" {
-			fmt.Fprintf(&b, "  overlay_range = %q\n", c.OverlayRange)
+		if c.OverlayRange == "" {
+			c.OverlayRange = testutil.OverlayRange(c.t)
 		}
+		fmt.Fprintf(&b, "  overlay_range = %q\n", c.OverlayRange)
 		b.WriteString("}\n")
 	}
 	if spec.Worker {
 		b.WriteString("worker {\n")
-		if spec.Network {
-			b.WriteString("  network = \"network-wireguard\"\n")
-		}
 		if len(spec.Labels) > 0 {
 			b.WriteString("  labels = {\n")
 			for k, v := range spec.Labels {
@@ -134,9 +129,9 @@ func (c *Cluster) Add(name string, spec Spec) *Node {
 		}
 		b.WriteString("}\n")
 		b.WriteString("plugin \"runtime-containerd\" {\n  config {\n    stop_on_exit = true\n  }\n}\n")
-		if spec.Network {
-			b.WriteString(ctrtest.OverlayPluginBlock(c.t, name))
-		}
+		// The default network plugin, with names unique to this test
+		// process and node.
+		b.WriteString(ctrtest.OverlayPluginBlock(c.t, name))
 	}
 	if spec.Join != "" {
 		addrs := spec.JoinAddrs

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	ctd "github.com/containerd/containerd"
@@ -21,8 +22,9 @@ import (
 	"github.com/warrenorch/warren/test/testutil"
 )
 
-// WorkerPlugins are the plugins a manager+worker agent starts.
-var WorkerPlugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd"}
+// WorkerPlugins are the plugins a manager+worker agent starts, its
+// default network plugin included.
+var WorkerPlugins = []string{"store-bolt", "scheduler-roundrobin", "runtime-containerd", "network-wireguard"}
 
 // TestImage is the image tests run: busybox, command sleep 3600.
 const TestImage = "warren.test/busybox:1"
@@ -42,7 +44,10 @@ func SkipWithoutContainerd(t testing.TB) {
 // NewWorkerAgent prepares a manager+worker agent whose runtime plugin runs
 // a managed containerd in the agent's data dir and removes every container
 // and that containerd when the agent stops cleanly (stop_on_exit), so a test
-// leaves nothing behind. managerExtra goes inside the manager block.
+// leaves nothing behind. Its worker is on the default network plugin with
+// an overlay range of its own (testutil.OverlayRange, unless managerExtra
+// sets overlay_range) and NetworkPluginBlock. managerExtra goes inside the
+// manager block.
 func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 	t.Helper()
 	return NewWorkerAgentWith(t, bin, managerExtra, "", "")
@@ -53,13 +58,21 @@ func NewWorkerAgent(t testing.TB, bin, managerExtra string) *testutil.Agent {
 // block (such as short deadlines).
 func NewWorkerAgentWith(t testing.TB, bin, managerExtra, workerExtra, runtimeExtra string) *testutil.Agent {
 	t.Helper()
+	// The test's temp dir first, so that its removal runs after the sweep
+	// below, which unmounts the task namespaces in it.
+	_ = t.TempDir()
 	// Registered before the agent's own clean-up, so it runs after it.
 	var dataDir string
 	t.Cleanup(func() {
 		if dataDir != "" {
 			SweepRuntime(t, dataDir)
+			SweepNetwork(t, dataDir)
+			SweepNetns(t, dataDir)
 		}
 	})
+	if !strings.Contains(managerExtra, "overlay_range") {
+		managerExtra += fmt.Sprintf("\n  overlay_range = %q\n", testutil.OverlayRange(t))
+	}
 	a := testutil.NewAgent(t, bin, managerExtra)
 	dataDir = a.DataDir
 	extra := fmt.Sprintf(`
@@ -73,7 +86,7 @@ plugin "runtime-containerd" {
 %s
   }
 }
-`, workerExtra, runtimeExtra)
+`, workerExtra, runtimeExtra) + NetworkPluginBlock(t)
 	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,20 +1,54 @@
 package ctrtest
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
 	"github.com/warrenorch/warren/test/testutil"
 )
 
-// OverlayPlugins are WorkerPlugins and the network plugin.
-var OverlayPlugins = append(append([]string(nil), WorkerPlugins...), "network-wireguard")
+// NetworkPluginBlock returns the plugin "network-wireguard" block of a
+// test agent: its default names (unique to the data dir), a listen_port
+// free on this machine now (agents in one namespace cannot all have
+// 51820), and teardown_on_exit, so that a clean stop removes its devices.
+// Sweep what a killed agent left with SweepNetwork.
+func NetworkPluginBlock(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	return fmt.Sprintf("\nplugin \"network-wireguard\" {\n  config {\n    listen_port      = %d\n    teardown_on_exit = true\n  }\n}\n", port)
+}
+
+// SweepNetwork removes what network-wireguard left for the agent with that
+// data_dir, in this network namespace, and its device process wherever it
+// runs: the plugin's Teardown, run in the test process. Run it once the
+// agent has stopped.
+func SweepNetwork(t testing.TB, dataDir string) {
+	stateDir := filepath.Join(dataDir, wireguard.Name)
+	if _, err := os.Stat(stateDir); err != nil {
+		return // the plugin never ran
+	}
+	p := wireguard.New()
+	cfg := fmt.Sprintf(`{"state_dir": %q}`, stateDir)
+	if err := p.Configure(context.Background(), []byte(cfg)); err != nil {
+		t.Logf("cleanup: network-wireguard of %s: %v", stateDir, err)
+		return
+	}
+	if err := p.Teardown(context.Background()); err != nil {
+		t.Logf("cleanup: network-wireguard of %s: %v", stateDir, err)
+	}
+}
 
 // OverlayPluginBlock returns the plugin "network-wireguard" block of an
 // agent on the overlay, with interface names unique to this test process
@@ -56,16 +90,13 @@ func KillWireGuardDevice(t testing.TB, iface string) {
 // namespaces a failed test left, and the directory's own bind mount. Run it
 // once the agent has stopped.
 func SweepNetns(t testing.TB, dataDir string) {
-	dir := filepath.Join(dataDir, "netns")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
-			t.Logf("cleanup: unmounted the task namespace %s left behind", e.Name())
-		}
-		_ = os.Remove(p)
+	removed, err := worker.RemoveNetns(dataDir)
+	for _, id := range removed {
+		t.Logf("cleanup: unmounted the task namespace %s left behind", id)
 	}
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+	}
 }
 
 // Namespaces counts the task network namespaces under an agent's data dir.

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -31,19 +30,10 @@ const overlayRange = "10.252.0.0/16"
 func startOverlayNode(t *testing.T) *node {
 	t.Helper()
 	netns.SkipUnlessAvailable(t)
-	bin := testutil.Install(t, ctrtest.OverlayPlugins...)
+	bin := testutil.Install(t, ctrtest.WorkerPlugins...)
 	host := netns.New(t).AddHost(t, "n1")
 	a := ctrtest.NewWorkerAgentWith(t, bin, fmt.Sprintf("overlay_range = %q", overlayRange), `network = "network-wireguard"`, "")
 	a.NetNS = host.Path()
-	f, err := os.OpenFile(a.Config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString(ctrtest.OverlayPluginBlock(t, "n1"))
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		a.Kill()
 		sweep(t, a.DataDir)

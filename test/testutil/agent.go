@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
 )
 
 // Install builds bin/warren and the named plugins the way `make build` lays
@@ -241,7 +242,9 @@ func (a *Agent) signal(sig syscall.Signal) {
 }
 
 // PluginPIDs returns the PIDs of running processes whose executable lives
-// in the plugins folder next to bin.
+// in the plugins folder next to bin: the plugin processes, without the
+// userspace WireGuard device processes network-wireguard runs (its binary
+// with wireguard.DeviceEnv set), which outlive the agent by design.
 func PluginPIDs(bin string) []int {
 	pdir := filepath.Join(filepath.Dir(bin), "plugins") + "/"
 	entries, _ := os.ReadDir("/proc")
@@ -255,11 +258,26 @@ func PluginPIDs(bin string) []int {
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(exe, pdir) {
+		if strings.HasPrefix(exe, pdir) && !isWireGuardDevice(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// isWireGuardDevice reports whether pid is a userspace WireGuard device
+// process of network-wireguard.
+func isWireGuardDevice(pid int) bool {
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if bytes.HasPrefix(kv, []byte(wireguard.DeviceEnv+"=")) {
+			return true
+		}
+	}
+	return false
 }
 
 // childPIDs returns the pids whose parent is parent.

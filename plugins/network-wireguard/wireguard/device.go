@@ -407,3 +407,45 @@ func DevicePID(name string) int { return devicePID(name) }
 
 // SocketPath is the UAPI socket of the userspace WireGuard device name.
 func SocketPath(name string) string { return socketPath(name) }
+
+// tunDevice is the TUN clone device the userspace datapath needs.
+const tunDevice = "/dev/net/tun"
+
+// kernelModuleDir exists while the kernel's WireGuard module is loaded.
+const kernelModuleDir = "/sys/module/wireguard"
+
+// hostCanRun says, as an sdk.ErrUnsupported error naming what is missing,
+// why this host cannot run the plugin with datapath dp: not root, or no way
+// to make a WireGuard device (no TUN device for the userspace datapath and,
+// for "auto", no kernel module either). Nil when it can.
+func hostCanRun(dp Datapath) error {
+	return hostProblem(os.Geteuid(), dp, canOpen(tunDevice), exists(kernelModuleDir))
+}
+
+// hostProblem is hostCanRun on what was found on the host.
+func hostProblem(euid int, dp Datapath, tun, kernel bool) error {
+	const optOut = `; or run the worker without an overlay: worker { network = "none" }`
+	switch {
+	case euid != 0:
+		return fmt.Errorf("%s cannot run on this host: it runs as uid %d, and building WireGuard devices, bridges and nftables rules needs root (run the agent as root%s): %w", Name, euid, optOut, sdk.ErrUnsupported)
+	case dp == DatapathUserspace && !tun:
+		return fmt.Errorf("%s cannot run on this host: datapath %q needs %s, which cannot be opened (load the tun module, or give a container --device /dev/net/tun%s): %w", Name, dp, tunDevice, optOut, sdk.ErrUnsupported)
+	case dp == DatapathAuto && !tun && !kernel:
+		return fmt.Errorf("%s cannot run on this host: no kernel WireGuard (%s missing: modprobe wireguard) and no %s for the userspace datapath%s: %w", Name, kernelModuleDir, tunDevice, optOut, sdk.ErrUnsupported)
+	}
+	return nil
+}
+
+func canOpen(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -18,9 +18,13 @@ import (
 	"github.com/warrenorch/warren/sdk"
 )
 
-// nftTable is the plugin's own nftables table: all its rules live there, so
-// removing them is one table delete.
+// nftTable is the prefix of the plugin's own nftables table, one per
+// WireGuard interface (nftTableOf): all its rules live there, so removing
+// them is one table delete, and two agents on one host keep apart.
 const nftTable = "warren"
+
+// nftTableOf is the nftables table of the plugin that runs interface iface.
+func nftTableOf(iface string) string { return nftTable + "-" + iface }
 
 // taskIfName is the task's interface inside its namespace.
 const taskIfName = "eth0"
@@ -210,13 +214,13 @@ func masqueradeTag(subnet, overlay netip.Prefix) []byte {
 // ensureMasquerade makes the plugin's nftables table hold exactly one rule:
 // masquerade what the node's tasks (subnet) send outside the overlay, so
 // they reach the node's networks with the node's address.
-func ensureMasquerade(subnet, overlay netip.Prefix) error {
+func ensureMasquerade(tableName string, subnet, overlay netip.Prefix) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	tag := masqueradeTag(subnet, overlay)
-	table := &nftables.Table{Name: nftTable, Family: nftables.TableFamilyIPv4}
+	table := &nftables.Table{Name: tableName, Family: nftables.TableFamilyIPv4}
 	chain := &nftables.Chain{
 		Name:     "postrouting",
 		Table:    table,
@@ -224,7 +228,7 @@ func ensureMasquerade(subnet, overlay netip.Prefix) error {
 		Hooknum:  nftables.ChainHookPostrouting,
 		Priority: nftables.ChainPriorityNATSource,
 	}
-	if t, err := c.ListTableOfFamily(nftTable, nftables.TableFamilyIPv4); err == nil && t != nil {
+	if t, err := c.ListTableOfFamily(tableName, nftables.TableFamilyIPv4); err == nil && t != nil {
 		rules, err := c.GetRules(table, chain)
 		if err == nil && len(rules) == 1 && bytes.Equal(rules[0].UserData, tag) {
 			return nil
@@ -235,7 +239,7 @@ func ensureMasquerade(subnet, overlay netip.Prefix) error {
 	c.AddChain(chain)
 	c.AddRule(&nftables.Rule{Table: table, Chain: chain, UserData: tag, Exprs: masqueradeExprs(subnet, overlay)})
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables table %s: add masquerade of %s: %w", nftTable, subnet, err)
+		return fmt.Errorf("nftables table %s: add masquerade of %s: %w", tableName, subnet, err)
 	}
 	return nil
 }
@@ -256,17 +260,17 @@ func masqueradeExprs(subnet, overlay netip.Prefix) []expr.Any {
 }
 
 // deleteMasquerade deletes the plugin's nftables table, if present.
-func deleteMasquerade() error {
+func deleteMasquerade(tableName string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if t, err := c.ListTableOfFamily(nftTable, nftables.TableFamilyIPv4); err != nil || t == nil {
+	if t, err := c.ListTableOfFamily(tableName, nftables.TableFamilyIPv4); err != nil || t == nil {
 		return nil
 	}
-	c.DelTable(&nftables.Table{Name: nftTable, Family: nftables.TableFamilyIPv4})
+	c.DelTable(&nftables.Table{Name: tableName, Family: nftables.TableFamilyIPv4})
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete table %s: %w", nftTable, err)
+		return fmt.Errorf("nftables: delete table %s: %w", tableName, err)
 	}
 	return nil
 }

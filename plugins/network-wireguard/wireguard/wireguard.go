@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -43,10 +44,20 @@ const DataDirEnv = "WARREN_DATA_DIR"
 const (
 	// DefaultStateDir is state_dir's default without DataDirEnv.
 	DefaultStateDir   = "/var/lib/warren/network-wireguard"
-	DefaultInterface  = "warren-wg"
-	DefaultBridge     = "warren-br"
 	DefaultListenPort = 51820
 )
+
+// DefaultNames are the WireGuard interface and bridge names of a plugin
+// whose config sets none: "wrn-wg-" and "wrn-br-" with the first 8 hex
+// digits of the SHA-256 of its state dir. Two agents on one host (data
+// dirs apart) thus never share a device, a UAPI socket in
+// /var/run/wireguard or an nftables table; one agent keeps its names
+// across restarts.
+func DefaultNames(stateDir string) (iface, bridge string) {
+	sum := sha256.Sum256([]byte(filepath.Clean(stateDir)))
+	h := hex.EncodeToString(sum[:])[:8]
+	return "wrn-wg-" + h, "wrn-br-" + h
+}
 
 // deviceLog is the userspace device process's output, in the state dir.
 const deviceLog = "device.log"
@@ -66,6 +77,10 @@ type Config struct {
 	ListenPort int `json:"listen_port"`
 	// Datapath is "auto" (the default), "kernel" or "userspace".
 	Datapath Datapath `json:"datapath"`
+	// TeardownOnExit makes a clean stop of the plugin process remove
+	// everything it built (Teardown): for throwaway nodes such as
+	// `warren agent -dev`. A crash or kill -9 keeps it all, as always.
+	TeardownOnExit bool `json:"teardown_on_exit"`
 }
 
 // Plugin implements network.Network with WireGuard. Its zero value is not
@@ -103,11 +118,12 @@ func (p *Plugin) Info(context.Context) (sdk.Info, error) {
 func (p *Plugin) ConfigSchema(context.Context) (sdk.Schema, error) {
 	return sdk.Schema{Attributes: []sdk.Attribute{
 		{Name: "state_dir", Type: sdk.TypeString, Description: "directory for the node's private key and task addresses (default $WARREN_DATA_DIR/network-wireguard, else " + DefaultStateDir + ")"},
-		{Name: "interface", Type: sdk.TypeString, Description: "WireGuard interface name (default " + DefaultInterface + ")"},
-		{Name: "bridge", Type: sdk.TypeString, Description: "task bridge name (default " + DefaultBridge + ")"},
+		{Name: "interface", Type: sdk.TypeString, Description: "WireGuard interface name (default wrn-wg- and 8 hex digits of a hash of state_dir)"},
+		{Name: "bridge", Type: sdk.TypeString, Description: "task bridge name (default wrn-br- and the same 8 hex digits)"},
 		{Name: "mtu", Type: sdk.TypeNumber, Description: "overlay MTU; 0 or unset: the underlay interface's MTU minus 80"},
 		{Name: "listen_port", Type: sdk.TypeNumber, Description: "WireGuard UDP port; unset: the advertise address's port, else 51820"},
 		{Name: "datapath", Type: sdk.TypeString, Description: `"auto" (default), "kernel" or "userspace"`},
+		{Name: "teardown_on_exit", Type: sdk.TypeBool, Description: "a clean stop of the plugin removes everything it built (default false: it outlives the plugin)"},
 	}}, nil
 }
 
@@ -124,16 +140,20 @@ func (p *Plugin) Configure(_ context.Context, configJSON []byte) error {
 			c.StateDir = filepath.Join(d, Name)
 		}
 	}
+	iface, bridge := DefaultNames(c.StateDir)
 	if c.Interface == "" {
-		c.Interface = DefaultInterface
+		c.Interface = iface
 	}
 	if c.Bridge == "" {
-		c.Bridge = DefaultBridge
+		c.Bridge = bridge
 	}
 	if c.Datapath == "" {
 		c.Datapath = DatapathAuto
 	}
 	if err := c.validate(); err != nil {
+		return err
+	}
+	if err := hostCanRun(c.Datapath); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -285,7 +305,7 @@ func (p *Plugin) SetupNode(ctx context.Context, cfg network.NodeConfig) (network
 	if err := ensureOverlayRoute(wgLink, cfg.OverlayCIDR, gw.Addr()); err != nil {
 		return network.Peer{}, err
 	}
-	if err := ensureMasquerade(cfg.Subnet, cfg.OverlayCIDR); err != nil {
+	if err := ensureMasquerade(nftTableOf(p.cfg.Interface), cfg.Subnet, cfg.OverlayCIDR); err != nil {
 		return network.Peer{}, err
 	}
 	next := &state{Node: cfg, Datapath: dp, Tasks: map[string]task{}, Addrs: newAllocator(cfg.Subnet)}
@@ -300,9 +320,19 @@ func (p *Plugin) SetupNode(ctx context.Context, cfg network.NodeConfig) (network
 	return network.Peer{
 		NodeID:    cfg.NodeID,
 		PublicKey: key.PublicKey().String(),
-		Endpoint:  cfg.AdvertiseAddr,
+		Endpoint:  endpoint(advertise, p.listenPort(cfg)),
 		Subnets:   []netip.Prefix{cfg.Subnet},
 	}, nil
+}
+
+// endpoint is the node's WireGuard endpoint: the advertise address's host
+// and the port WireGuard listens on (listen_port, which may differ from the
+// port the agent suggested); "" without an advertise address.
+func endpoint(advertise netip.Addr, port int) string {
+	if !advertise.IsValid() {
+		return ""
+	}
+	return netip.AddrPortFrom(advertise, uint16(port)).String()
 }
 
 // ensureDevice creates the WireGuard device, or adopts the one an earlier
@@ -495,6 +525,20 @@ func (p *Plugin) Detach(_ context.Context, taskID, _ string) error {
 	return p.forget(taskID)
 }
 
+// Close is called after a clean stop of the plugin process: with
+// teardown_on_exit it removes everything the plugin built.
+func (p *Plugin) Close() error {
+	p.mu.Lock()
+	teardown := p.cfg.TeardownOnExit
+	p.mu.Unlock()
+	if !teardown {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return p.Teardown(ctx)
+}
+
 // Teardown removes everything the plugin built on the node and its state,
 // the key included. It works from the configured names, so it also cleans
 // up after a state file that could not be read.
@@ -516,7 +560,7 @@ func (p *Plugin) Teardown(ctx context.Context) error {
 	} else {
 		errs = append(errs, stopDevice(ctx, p.cfg.Interface))
 	}
-	errs = append(errs, deleteMasquerade(), deletePorts())
+	errs = append(errs, deleteMasquerade(nftTableOf(p.cfg.Interface)), deletePorts())
 	for _, f := range []string{stateFile, keyFile, deviceLog} {
 		if err := os.Remove(filepath.Join(p.cfg.StateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,6 +232,70 @@ func TestConfigure(t *testing.T) {
 			}
 			if !tc.ok && !errors.Is(err, sdk.ErrInvalidArgument) {
 				t.Errorf("Configure(%s): %v, want ErrInvalidArgument", tc.json, err)
+			}
+		})
+	}
+}
+
+func TestDefaultNames(t *testing.T) {
+	a1, b1 := DefaultNames("/var/lib/warren/network-wireguard")
+	a2, b2 := DefaultNames("/var/lib/warren-2/network-wireguard")
+	a3, _ := DefaultNames("/var/lib/warren/network-wireguard/")
+	for _, n := range []string{a1, b1, a2, b2} {
+		if len(n) > 15 {
+			t.Errorf("name %q is longer than Linux's 15 bytes", n)
+		}
+	}
+	if a1 == a2 || b1 == b2 || a1 == b1 {
+		t.Errorf("state dirs apart share names: %s %s / %s %s", a1, b1, a2, b2)
+	}
+	if a1 != a3 {
+		t.Errorf("the same state dir gave %s and %s", a1, a3)
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		port int
+		want string
+	}{
+		{"10.0.0.1", 51999, "10.0.0.1:51999"},
+		{"fd00::1", 51820, "[fd00::1]:51820"},
+		{"", 51820, ""},
+	} {
+		var a netip.Addr
+		if tc.addr != "" {
+			a = netip.MustParseAddr(tc.addr)
+		}
+		if got := endpoint(a, tc.port); got != tc.want {
+			t.Errorf("endpoint(%s, %d) = %q, want %q", tc.addr, tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestHostProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		euid        int
+		dp          Datapath
+		tun, kernel bool
+		want        string // in the error; "" for none
+	}{
+		{"root with tun", 0, DatapathAuto, true, false, ""},
+		{"root with the kernel module only", 0, DatapathAuto, false, true, ""},
+		{"kernel datapath needs no tun", 0, DatapathKernel, false, false, ""},
+		{"not root", 1000, DatapathAuto, true, true, "needs root"},
+		{"userspace without tun", 0, DatapathUserspace, false, true, "/dev/net/tun"},
+		{"auto with neither", 0, DatapathAuto, false, false, "no kernel WireGuard"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := hostProblem(tc.euid, tc.dp, tc.tun, tc.kernel)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("hostProblem: %v, want nil", err)
+			case tc.want != "" && (!errors.Is(err, sdk.ErrUnsupported) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `network = "none"`)):
+				t.Errorf("hostProblem: %v, want ErrUnsupported saying %q and how to opt out", err, tc.want)
 			}
 		})
 	}

@@ -1,0 +1,3 @@
+worker {
+  network = "none"
+}
