@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/pki"
@@ -89,8 +91,13 @@ func TestNewReplyForEveryUnaryMethod(t *testing.T) {
 				t.Errorf("%s: %v", full, err)
 				continue
 			}
-			if got := string(r.ProtoReflect().Descriptor().Name()); got != m.MethodName+"Response" {
-				t.Errorf("%s: reply %s", full, got)
+			desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(d.ServiceName + "." + m.MethodName))
+			if err != nil {
+				t.Fatalf("%s: %v", full, err)
+			}
+			want := desc.(protoreflect.MethodDescriptor).Output().FullName()
+			if got := r.ProtoReflect().Descriptor().FullName(); got != want {
+				t.Errorf("%s: reply %s, want %s", full, got, want)
 			}
 		}
 	}

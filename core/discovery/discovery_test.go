@@ -14,18 +14,33 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
+// listenBoth listens on one loopback port for both UDP and TCP. The kernel
+// picks a free TCP port, which another process may hold for UDP (or the
+// other way round): then it tries another.
+func listenBoth(t testing.TB) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var last error
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", l.Addr().String())
+		if err == nil {
+			return pc, l
+		}
+		l.Close()
+		last = err
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP: %v", last)
+	return nil, nil
+}
+
 // serve starts s on loopback (UDP and TCP on the same port) and returns its
 // address; the test's end stops it.
 func serve(t testing.TB, s *Server) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenBoth(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, pc, l) }()
@@ -209,14 +224,7 @@ func upstream(t testing.TB) string {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenBoth(t)
 	var wg sync.WaitGroup
 	servers := []*mdns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}}
 	for _, srv := range servers {

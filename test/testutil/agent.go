@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
-	"github.com/warrenorch/warren/plugins/network-wireguard/wireguard"
 )
 
 // Install builds bin/warren and the named plugins the way `make build` lays
@@ -242,9 +241,10 @@ func (a *Agent) signal(sig syscall.Signal) {
 }
 
 // PluginPIDs returns the PIDs of running processes whose executable lives
-// in the plugins folder next to bin: the plugin processes, without the
-// userspace WireGuard device processes network-wireguard runs (its binary
-// with wireguard.DeviceEnv set), which outlive the agent by design.
+// in the plugins folder next to bin: the plugin processes, without those
+// that run in a session of their own, as the userspace WireGuard device
+// processes of network-wireguard do: they detach to outlive the agent by
+// design.
 func PluginPIDs(bin string) []int {
 	pdir := filepath.Join(filepath.Dir(bin), "plugins") + "/"
 	entries, _ := os.ReadDir("/proc")
@@ -265,19 +265,23 @@ func PluginPIDs(bin string) []int {
 	return pids
 }
 
-// isWireGuardDevice reports whether pid is a userspace WireGuard device
-// process of network-wireguard.
+// isWireGuardDevice reports whether pid leads a session of its own (its
+// session ID is its PID), as a detached device process does and a plugin
+// process, started in its agent's session, does not.
 func isWireGuardDevice(pid int) bool {
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}
-	for _, kv := range bytes.Split(env, []byte{0}) {
-		if bytes.HasPrefix(kv, []byte(wireguard.DeviceEnv+"=")) {
-			return true
-		}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): state, ppid, pgrp, session.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
 	}
-	return false
+	f := strings.Fields(s[i+1:])
+	return len(f) >= 4 && f[3] == strconv.Itoa(pid)
 }
 
 // childPIDs returns the pids whose parent is parent.
