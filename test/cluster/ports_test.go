@@ -190,6 +190,10 @@ func TestClusterPublishedPorts(t *testing.T) {
 			t.Errorf("web's tasks before the port change %v, after %v: want the same one", before, after)
 		}
 		m1.CLI(0, "service", "update", "web", "--publish-add", "18080:8080", "--publish-rm", "18082")
+		testutil.Eventually(t, 10*time.Second, "port 18080 published on w1 again", func() bool {
+			r := portRules(t, w1.Host)
+			return len(r) == 1 && strings.Contains(r[0], "tcp/18080->8080")
+		})
 	})
 
 	t.Run("the rules outlive the agent, and its restart puts lost ones back", func(t *testing.T) {
