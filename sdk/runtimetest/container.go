@@ -100,10 +100,7 @@ const memoryLimit = 32 << 20
 // checks the other side.
 func testMemoryLimit(t *testing.T, e *env) {
 	ctx := e.ctx()
-	e.needContainer(ctx)
-	e.ensureImage(ctx)
-	spec := e.spec(e.opts.Shell("exec dd if=/dev/zero of=/dev/null bs=8M count=4"))
-	spec.Limits.MemoryBytes = memoryLimit
+	spec := e.limitedSpec(ctx, "exec dd if=/dev/zero of=/dev/null bs=8M count=4")
 	e.start(ctx, spec)
 	st := e.waitExited(ctx, spec.TaskID)
 	if st.ExitCode != 0 || st.OOMKilled {
@@ -238,10 +235,7 @@ func testRestartRecover(t *testing.T, e *env) {
 // memory limit.
 func testTaskStats(t *testing.T, e *env) {
 	ctx := e.ctx()
-	e.needContainer(ctx)
-	e.ensureImage(ctx)
-	spec := e.spec(e.opts.Shell("while :; do :; done"))
-	spec.Limits.MemoryBytes = memoryLimit
+	spec := e.limitedSpec(ctx, "while :; do :; done")
 	e.startRunning(ctx, spec)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -265,4 +259,14 @@ func testTaskStats(t *testing.T, e *env) {
 	}
 	_, err := e.rt.TaskStats(ctx, spec.TaskID)
 	wantErr(t, "TaskStats of an exited task", err, sdk.ErrFailedPrecondition)
+}
+
+// limitedSpec skips runtimes that run no containers, makes the test image
+// available and returns a spec running script in a shell under memoryLimit.
+func (e *env) limitedSpec(ctx context.Context, script string) runtime.TaskSpec {
+	e.needContainer(ctx)
+	e.ensureImage(ctx)
+	spec := e.spec(e.opts.Shell(script))
+	spec.Limits.MemoryBytes = memoryLimit
+	return spec
 }
