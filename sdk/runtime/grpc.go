@@ -129,6 +129,14 @@ func (s *server) InspectTask(ctx context.Context, req *runtimev1.InspectTaskRequ
 	return &runtimev1.InspectTaskResponse{Status: statusToPB(st)}, nil
 }
 
+func (s *server) TaskStats(ctx context.Context, req *runtimev1.TaskStatsRequest) (*runtimev1.TaskStatsResponse, error) {
+	st, err := s.impl.TaskStats(ctx, req.GetTaskId())
+	if err != nil {
+		return nil, sdk.ToStatus(err)
+	}
+	return &runtimev1.TaskStatsResponse{CpuUsageNs: st.CPUUsageNanos, MemoryBytes: st.MemoryBytes, MemoryLimitBytes: st.MemoryLimitBytes}, nil
+}
+
 func (s *server) RecoverTask(ctx context.Context, req *runtimev1.RecoverTaskRequest) (*runtimev1.RecoverTaskResponse, error) {
 	st, err := s.impl.RecoverTask(ctx, handleFromPB(req.GetHandle()))
 	if err != nil {
@@ -315,6 +323,14 @@ func (c *client) InspectTask(ctx context.Context, taskID string) (TaskStatus, er
 		return TaskStatus{}, sdk.FromStatus(err)
 	}
 	return statusFromPB(resp.GetStatus()), nil
+}
+
+func (c *client) TaskStats(ctx context.Context, taskID string) (TaskStats, error) {
+	resp, err := c.rpc.TaskStats(ctx, &runtimev1.TaskStatsRequest{TaskId: taskID})
+	if err != nil {
+		return TaskStats{}, sdk.FromStatus(err)
+	}
+	return TaskStats{CPUUsageNanos: resp.GetCpuUsageNs(), MemoryBytes: resp.GetMemoryBytes(), MemoryLimitBytes: resp.GetMemoryLimitBytes()}, nil
 }
 
 func (c *client) RecoverTask(ctx context.Context, h TaskHandle) (TaskStatus, error) {

@@ -163,6 +163,11 @@ type Runtime interface {
 	// InspectTask returns the task's current status, or ErrNotFound.
 	InspectTask(ctx context.Context, taskID string) (TaskStatus, error)
 
+	// TaskStats returns a running task's resource usage: the CPU time it
+	// used since it started and its memory use and limit. A missing task
+	// returns ErrNotFound, an exited one ErrFailedPrecondition.
+	TaskStats(ctx context.Context, taskID string) (TaskStats, error)
+
 	// RecoverTask finds again a task started earlier, possibly by another
 	// process of this plugin, from the handle StartTask returned, and returns
 	// its status: Running, or Exited with its exit code if it ended while

@@ -452,3 +452,13 @@ type ExecRequest struct {
 type TermSize struct {
 	Width, Height uint16
 }
+
+// TaskStats is a running task's resource usage at one moment.
+type TaskStats struct {
+	// CPUUsageNanos is the CPU time the task used since it started.
+	CPUUsageNanos uint64
+	// MemoryBytes is the memory the task uses now.
+	MemoryBytes uint64
+	// MemoryLimitBytes is the task's memory limit; 0 means none.
+	MemoryLimitBytes uint64
+}

@@ -67,6 +67,7 @@ var cases = []struct {
 	{"WorkingDir", testWorkingDir},
 	{"MemoryLimit", testMemoryLimit},
 	{"OOM", testOOM},
+	{"TaskStats", testTaskStats},
 	{"StopSignalDelivered", testStopSignalDelivered},
 	{"RestartRecover", testRestartRecover},
 }
@@ -526,6 +527,8 @@ func testMissingTask(t *testing.T, e *env) {
 	wantErr(t, "InspectTask of a missing task", err, sdk.ErrNotFound)
 	_, err = e.rt.StopTask(ctx, id, 0)
 	wantErr(t, "StopTask of a missing task", err, sdk.ErrNotFound)
+	_, err = e.rt.TaskStats(ctx, id)
+	wantErr(t, "TaskStats of a missing task", err, sdk.ErrNotFound)
 	err = e.rt.TaskLogs(ctx, runtime.LogsRequest{TaskID: id, Tail: runtime.TailAll}, func(runtime.LogChunk) error { return nil })
 	wantErr(t, "TaskLogs of a missing task", err, sdk.ErrNotFound)
 	if err := e.rt.DestroyTask(ctx, id, false); err != nil {

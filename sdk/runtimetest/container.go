@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
 
@@ -99,10 +100,7 @@ const memoryLimit = 32 << 20
 // checks the other side.
 func testMemoryLimit(t *testing.T, e *env) {
 	ctx := e.ctx()
-	e.needContainer(ctx)
-	e.ensureImage(ctx)
-	spec := e.spec(e.opts.Shell("exec dd if=/dev/zero of=/dev/null bs=8M count=4"))
-	spec.Limits.MemoryBytes = memoryLimit
+	spec := e.limitedSpec(ctx, "exec dd if=/dev/zero of=/dev/null bs=8M count=4")
 	e.start(ctx, spec)
 	st := e.waitExited(ctx, spec.TaskID)
 	if st.ExitCode != 0 || st.OOMKilled {
@@ -231,4 +229,44 @@ func testRestartRecover(t *testing.T, e *env) {
 	}
 	// The new process drives the recovered task: it stops it.
 	e.stopWithin(ctx, spec.TaskID, time.Second, time.Second+stopSlack)
+}
+
+// testTaskStats checks that a busy task shows CPU time, memory and its
+// memory limit.
+func testTaskStats(t *testing.T, e *env) {
+	ctx := e.ctx()
+	spec := e.limitedSpec(ctx, "while :; do :; done")
+	e.startRunning(ctx, spec)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := e.rt.TaskStats(ctx, spec.TaskID)
+		if err != nil {
+			t.Fatalf("TaskStats: %v", err)
+		}
+		if st.CPUUsageNanos > 0 && st.MemoryBytes > 0 {
+			if st.MemoryLimitBytes != memoryLimit {
+				t.Errorf("TaskStats memory limit = %d, want %d", st.MemoryLimitBytes, memoryLimit)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TaskStats of a busy task = %+v after 10s, want CPU and memory > 0", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := e.rt.StopTask(ctx, spec.TaskID, time.Second); err != nil {
+		t.Fatalf("StopTask: %v", err)
+	}
+	_, err := e.rt.TaskStats(ctx, spec.TaskID)
+	wantErr(t, "TaskStats of an exited task", err, sdk.ErrFailedPrecondition)
+}
+
+// limitedSpec skips runtimes that run no containers, makes the test image
+// available and returns a spec running script in a shell under memoryLimit.
+func (e *env) limitedSpec(ctx context.Context, script string) runtime.TaskSpec {
+	e.needContainer(ctx)
+	e.ensureImage(ctx)
+	spec := e.spec(e.opts.Shell(script))
+	spec.Limits.MemoryBytes = memoryLimit
+	return spec
 }

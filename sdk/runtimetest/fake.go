@@ -348,6 +348,21 @@ func (f *FakeRuntime) InspectTask(_ context.Context, taskID string) (runtime.Tas
 	return task.status, nil
 }
 
+// TaskStats returns fixed, non-zero usage for a running task: the fake
+// runs no process whose use it could measure.
+func (f *FakeRuntime) TaskStats(_ context.Context, taskID string) (runtime.TaskStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	task, ok := f.tasks[taskID]
+	if !ok {
+		return runtime.TaskStats{}, fmt.Errorf("task %q: %w", taskID, sdk.ErrNotFound)
+	}
+	if task.status.State != runtime.StateRunning {
+		return runtime.TaskStats{}, fmt.Errorf("task %q is %s, not running: %w", taskID, task.status.State, sdk.ErrFailedPrecondition)
+	}
+	return runtime.TaskStats{CPUUsageNanos: 1, MemoryBytes: 1, MemoryLimitBytes: uint64(max(task.spec.Limits.MemoryBytes, 0))}, nil
+}
+
 // RecoverTask checks a handle the fake wrote and returns its task's status.
 // The fake's tasks live in memory, so only tasks of this FakeRuntime are
 // found.

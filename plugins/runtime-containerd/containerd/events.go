@@ -356,9 +356,25 @@ func (r *Runtime) reapExited(be *backend) {
 // oomKilled asks the task's cgroup whether the OOM killer killed one of
 // its processes.
 func (be *backend) oomKilled(ctx context.Context, id string) bool {
-	resp, err := be.client.TaskService().Metrics(ctx, &tasks.MetricsRequest{Filters: []string{"id==" + id}})
+	m, err := be.cgroupMetrics(ctx, id)
 	if err != nil {
 		return false // no cgroup to ask (the task is gone): no OOM seen
+	}
+	switch s := m.(type) {
+	case *cgroup1stats.Metrics:
+		return s.GetMemoryOomControl().GetOomKill() > 0
+	case *cgroup2stats.Metrics:
+		return s.GetMemoryEvents().GetOomKill() > 0
+	}
+	return false
+}
+
+// cgroupMetrics returns the task's cgroup metrics: a *cgroup1stats.Metrics
+// or a *cgroup2stats.Metrics.
+func (be *backend) cgroupMetrics(ctx context.Context, id string) (any, error) {
+	resp, err := be.client.TaskService().Metrics(ctx, &tasks.MetricsRequest{Filters: []string{"id==" + id}})
+	if err != nil {
+		return nil, fmt.Errorf("task %q: containerd metrics: %w", id, err)
 	}
 	for _, m := range resp.GetMetrics() {
 		if m.GetData() == nil {
@@ -366,18 +382,12 @@ func (be *backend) oomKilled(ctx context.Context, id string) bool {
 		}
 		v, err := typeurl.UnmarshalAny(m.GetData())
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("task %q: decoding containerd metrics: %w", id, err)
 		}
-		switch s := v.(type) {
-		case *cgroup1stats.Metrics:
-			if s.GetMemoryOomControl().GetOomKill() > 0 {
-				return true
-			}
-		case *cgroup2stats.Metrics:
-			if s.GetMemoryEvents().GetOomKill() > 0 {
-				return true
-			}
+		switch v.(type) {
+		case *cgroup1stats.Metrics, *cgroup2stats.Metrics:
+			return v, nil
 		}
 	}
-	return false
+	return nil, fmt.Errorf("task %q: containerd reported no cgroup metrics: %w", id, sdk.ErrUnsupported)
 }

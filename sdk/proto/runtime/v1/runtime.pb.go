@@ -130,7 +130,7 @@ func (x TaskEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskEvent_Type.Descriptor instead.
 func (TaskEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type LogChunk_Stream int32
@@ -179,7 +179,7 @@ func (x LogChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogChunk_Stream.Descriptor instead.
 func (LogChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31, 0}
 }
 
 // HealthRequest asks whether the runtime's backend answers; an unhealthy
@@ -1475,6 +1475,114 @@ func (x *InspectTaskResponse) GetStatus() *TaskStatus {
 	return nil
 }
 
+type TaskStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsRequest) Reset() {
+	*x = TaskStatsRequest{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsRequest) ProtoMessage() {}
+
+func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TaskStatsRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+// TaskStatsResponse is a running task's resource usage right now.
+type TaskStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cpu_usage_ns is the CPU time the task used since it started.
+	CpuUsageNs uint64 `protobuf:"varint,1,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	// memory_bytes is the memory the task uses now.
+	MemoryBytes uint64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// memory_limit_bytes is the task's memory limit; 0 means none.
+	MemoryLimitBytes uint64 `protobuf:"varint,3,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TaskStatsResponse) Reset() {
+	*x = TaskStatsResponse{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsResponse) ProtoMessage() {}
+
+func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
+func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TaskStatsResponse) GetCpuUsageNs() uint64 {
+	if x != nil {
+		return x.CpuUsageNs
+	}
+	return 0
+}
+
+func (x *TaskStatsResponse) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *TaskStatsResponse) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
 type RecoverTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        *TaskHandle            `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
@@ -1484,7 +1592,7 @@ type RecoverTaskRequest struct {
 
 func (x *RecoverTaskRequest) Reset() {
 	*x = RecoverTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1604,7 @@ func (x *RecoverTaskRequest) String() string {
 func (*RecoverTaskRequest) ProtoMessage() {}
 
 func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1617,7 @@ func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskRequest.ProtoReflect.Descriptor instead.
 func (*RecoverTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecoverTaskRequest) GetHandle() *TaskHandle {
@@ -1528,7 +1636,7 @@ type RecoverTaskResponse struct {
 
 func (x *RecoverTaskResponse) Reset() {
 	*x = RecoverTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1648,7 @@ func (x *RecoverTaskResponse) String() string {
 func (*RecoverTaskResponse) ProtoMessage() {}
 
 func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1661,7 @@ func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskResponse.ProtoReflect.Descriptor instead.
 func (*RecoverTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoverTaskResponse) GetStatus() *TaskStatus {
@@ -1571,7 +1679,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1691,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1704,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 type ListTasksResponse struct {
@@ -1608,7 +1716,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1728,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1741,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskStatus {
@@ -1651,7 +1759,7 @@ type TaskEventsRequest struct {
 
 func (x *TaskEventsRequest) Reset() {
 	*x = TaskEventsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1771,7 @@ func (x *TaskEventsRequest) String() string {
 func (*TaskEventsRequest) ProtoMessage() {}
 
 func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1784,7 @@ func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEventsRequest.ProtoReflect.Descriptor instead.
 func (*TaskEventsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 type TaskEvent struct {
@@ -1692,7 +1800,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1812,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1825,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1767,7 +1875,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1887,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1900,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskLogsRequest) GetTaskId() string {
@@ -1826,7 +1934,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1946,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1959,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LogChunk) GetStream() LogChunk_Stream {
@@ -1883,7 +1991,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2003,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2016,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExecStart) GetTaskId() string {
@@ -1963,7 +2071,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2083,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2096,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -2020,7 +2128,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2140,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2153,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -2133,7 +2241,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2253,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2266,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -2225,7 +2333,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2345,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2358,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 type ListImagesResponse struct {
@@ -2262,7 +2370,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2382,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2395,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -2412,7 +2520,14 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x12InspectTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"P\n" +
 	"\x13InspectTaskResponse\x129\n" +
-	"\x06status\x18\x01 \x01(\v2!.warren.sdk.runtime.v1.TaskStatusR\x06status\"O\n" +
+	"\x06status\x18\x01 \x01(\v2!.warren.sdk.runtime.v1.TaskStatusR\x06status\"+\n" +
+	"\x10TaskStatsRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x86\x01\n" +
+	"\x11TaskStatsResponse\x12 \n" +
+	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
+	"cpuUsageNs\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\x03 \x01(\x04R\x10memoryLimitBytes\"O\n" +
 	"\x12RecoverTaskRequest\x129\n" +
 	"\x06handle\x18\x01 \x01(\v2!.warren.sdk.runtime.v1.TaskHandleR\x06handle\"P\n" +
 	"\x13RecoverTaskResponse\x129\n" +
@@ -2468,8 +2583,7 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x03msg\"\x13\n" +
 	"\x11ListImagesRequest\"J\n" +
 	"\x12ListImagesResponse\x124\n" +
-	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images2\xc8\n" +
-	"\n" +
+	"\x06images\x18\x01 \x03(\v2\x1c.warren.sdk.runtime.v1.ImageR\x06images2\xa8\v\n" +
 	"\aRuntime\x12d\n" +
 	"\vFingerprint\x12).warren.sdk.runtime.v1.FingerprintRequest\x1a*.warren.sdk.runtime.v1.FingerprintResponse\x12d\n" +
 	"\vEnsureImage\x12).warren.sdk.runtime.v1.EnsureImageRequest\x1a*.warren.sdk.runtime.v1.EnsureImageResponse\x12d\n" +
@@ -2479,7 +2593,8 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\tStartTask\x12'.warren.sdk.runtime.v1.StartTaskRequest\x1a(.warren.sdk.runtime.v1.StartTaskResponse\x12[\n" +
 	"\bStopTask\x12&.warren.sdk.runtime.v1.StopTaskRequest\x1a'.warren.sdk.runtime.v1.StopTaskResponse\x12d\n" +
 	"\vDestroyTask\x12).warren.sdk.runtime.v1.DestroyTaskRequest\x1a*.warren.sdk.runtime.v1.DestroyTaskResponse\x12d\n" +
-	"\vInspectTask\x12).warren.sdk.runtime.v1.InspectTaskRequest\x1a*.warren.sdk.runtime.v1.InspectTaskResponse\x12d\n" +
+	"\vInspectTask\x12).warren.sdk.runtime.v1.InspectTaskRequest\x1a*.warren.sdk.runtime.v1.InspectTaskResponse\x12^\n" +
+	"\tTaskStats\x12'.warren.sdk.runtime.v1.TaskStatsRequest\x1a(.warren.sdk.runtime.v1.TaskStatsResponse\x12d\n" +
 	"\vRecoverTask\x12).warren.sdk.runtime.v1.RecoverTaskRequest\x1a*.warren.sdk.runtime.v1.RecoverTaskResponse\x12^\n" +
 	"\tListTasks\x12'.warren.sdk.runtime.v1.ListTasksRequest\x1a(.warren.sdk.runtime.v1.ListTasksResponse\x12Z\n" +
 	"\n" +
@@ -2501,7 +2616,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_runtime_v1_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(TaskStatus_State)(0),         // 0: warren.sdk.runtime.v1.TaskStatus.State
 	(TaskEvent_Type)(0),           // 1: warren.sdk.runtime.v1.TaskEvent.Type
@@ -2528,84 +2643,88 @@ var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*DestroyTaskResponse)(nil),   // 22: warren.sdk.runtime.v1.DestroyTaskResponse
 	(*InspectTaskRequest)(nil),    // 23: warren.sdk.runtime.v1.InspectTaskRequest
 	(*InspectTaskResponse)(nil),   // 24: warren.sdk.runtime.v1.InspectTaskResponse
-	(*RecoverTaskRequest)(nil),    // 25: warren.sdk.runtime.v1.RecoverTaskRequest
-	(*RecoverTaskResponse)(nil),   // 26: warren.sdk.runtime.v1.RecoverTaskResponse
-	(*ListTasksRequest)(nil),      // 27: warren.sdk.runtime.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 28: warren.sdk.runtime.v1.ListTasksResponse
-	(*TaskEventsRequest)(nil),     // 29: warren.sdk.runtime.v1.TaskEventsRequest
-	(*TaskEvent)(nil),             // 30: warren.sdk.runtime.v1.TaskEvent
-	(*TaskLogsRequest)(nil),       // 31: warren.sdk.runtime.v1.TaskLogsRequest
-	(*LogChunk)(nil),              // 32: warren.sdk.runtime.v1.LogChunk
-	(*ExecStart)(nil),             // 33: warren.sdk.runtime.v1.ExecStart
-	(*TermSize)(nil),              // 34: warren.sdk.runtime.v1.TermSize
-	(*ExecInput)(nil),             // 35: warren.sdk.runtime.v1.ExecInput
-	(*ExecOutput)(nil),            // 36: warren.sdk.runtime.v1.ExecOutput
-	(*ListImagesRequest)(nil),     // 37: warren.sdk.runtime.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),    // 38: warren.sdk.runtime.v1.ListImagesResponse
-	nil,                           // 39: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 40: warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	nil,                           // 41: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(*TaskStatsRequest)(nil),      // 25: warren.sdk.runtime.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),     // 26: warren.sdk.runtime.v1.TaskStatsResponse
+	(*RecoverTaskRequest)(nil),    // 27: warren.sdk.runtime.v1.RecoverTaskRequest
+	(*RecoverTaskResponse)(nil),   // 28: warren.sdk.runtime.v1.RecoverTaskResponse
+	(*ListTasksRequest)(nil),      // 29: warren.sdk.runtime.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 30: warren.sdk.runtime.v1.ListTasksResponse
+	(*TaskEventsRequest)(nil),     // 31: warren.sdk.runtime.v1.TaskEventsRequest
+	(*TaskEvent)(nil),             // 32: warren.sdk.runtime.v1.TaskEvent
+	(*TaskLogsRequest)(nil),       // 33: warren.sdk.runtime.v1.TaskLogsRequest
+	(*LogChunk)(nil),              // 34: warren.sdk.runtime.v1.LogChunk
+	(*ExecStart)(nil),             // 35: warren.sdk.runtime.v1.ExecStart
+	(*TermSize)(nil),              // 36: warren.sdk.runtime.v1.TermSize
+	(*ExecInput)(nil),             // 37: warren.sdk.runtime.v1.ExecInput
+	(*ExecOutput)(nil),            // 38: warren.sdk.runtime.v1.ExecOutput
+	(*ListImagesRequest)(nil),     // 39: warren.sdk.runtime.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 40: warren.sdk.runtime.v1.ListImagesResponse
+	nil,                           // 41: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 42: warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	nil,                           // 43: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
 }
 var file_sdk_proto_runtime_v1_runtime_proto_depIdxs = []int32{
-	39, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	41, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
 	8,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
 	8,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	40, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	41, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	42, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	43, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
 	13, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
 	12, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
-	42, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	44, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	0,  // 8: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
-	43, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	43, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	45, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	45, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
 	14, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
 	15, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	42, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
+	44, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
 	16, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	15, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
 	16, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
 	16, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
 	1,  // 20: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
-	43, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	45, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 22: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
-	34, // 23: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
-	33, // 24: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
-	34, // 25: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
+	36, // 23: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
+	35, // 24: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
+	36, // 25: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
 	8,  // 26: warren.sdk.runtime.v1.ListImagesResponse.images:type_name -> warren.sdk.runtime.v1.Image
 	5,  // 27: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
 	7,  // 28: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
 	10, // 29: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
-	37, // 30: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
+	39, // 30: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
 	17, // 31: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
 	19, // 32: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
 	21, // 33: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
 	23, // 34: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
-	25, // 35: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
-	27, // 36: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
-	29, // 37: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
-	31, // 38: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
-	35, // 39: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
-	3,  // 40: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
-	6,  // 41: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
-	9,  // 42: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
-	11, // 43: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
-	38, // 44: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
-	18, // 45: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
-	20, // 46: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
-	22, // 47: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
-	24, // 48: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
-	26, // 49: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
-	28, // 50: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
-	30, // 51: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
-	32, // 52: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
-	36, // 53: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
-	4,  // 54: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
+	25, // 35: warren.sdk.runtime.v1.Runtime.TaskStats:input_type -> warren.sdk.runtime.v1.TaskStatsRequest
+	27, // 36: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
+	29, // 37: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
+	31, // 38: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
+	33, // 39: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
+	37, // 40: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
+	3,  // 41: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
+	6,  // 42: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
+	9,  // 43: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
+	11, // 44: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
+	40, // 45: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
+	18, // 46: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
+	20, // 47: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
+	22, // 48: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
+	24, // 49: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
+	26, // 50: warren.sdk.runtime.v1.Runtime.TaskStats:output_type -> warren.sdk.runtime.v1.TaskStatsResponse
+	28, // 51: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
+	30, // 52: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
+	32, // 53: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
+	34, // 54: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
+	38, // 55: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
+	4,  // 56: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
+	42, // [42:57] is the sub-list for method output_type
+	27, // [27:42] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -2616,13 +2735,13 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 	if File_sdk_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32].OneofWrappers = []any{
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33].OneofWrappers = []any{
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -2633,7 +2752,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_runtime_v1_runtime_proto_rawDesc), len(file_sdk_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Runtime_StopTask_FullMethodName    = "/warren.sdk.runtime.v1.Runtime/StopTask"
 	Runtime_DestroyTask_FullMethodName = "/warren.sdk.runtime.v1.Runtime/DestroyTask"
 	Runtime_InspectTask_FullMethodName = "/warren.sdk.runtime.v1.Runtime/InspectTask"
+	Runtime_TaskStats_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/TaskStats"
 	Runtime_RecoverTask_FullMethodName = "/warren.sdk.runtime.v1.Runtime/RecoverTask"
 	Runtime_ListTasks_FullMethodName   = "/warren.sdk.runtime.v1.Runtime/ListTasks"
 	Runtime_TaskEvents_FullMethodName  = "/warren.sdk.runtime.v1.Runtime/TaskEvents"
@@ -50,6 +51,7 @@ type RuntimeClient interface {
 	StopTask(ctx context.Context, in *StopTaskRequest, opts ...grpc.CallOption) (*StopTaskResponse, error)
 	DestroyTask(ctx context.Context, in *DestroyTaskRequest, opts ...grpc.CallOption) (*DestroyTaskResponse, error)
 	InspectTask(ctx context.Context, in *InspectTaskRequest, opts ...grpc.CallOption) (*InspectTaskResponse, error)
+	TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error)
 	RecoverTask(ctx context.Context, in *RecoverTaskRequest, opts ...grpc.CallOption) (*RecoverTaskResponse, error)
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	TaskEvents(ctx context.Context, in *TaskEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
@@ -151,6 +153,16 @@ func (c *runtimeClient) InspectTask(ctx context.Context, in *InspectTaskRequest,
 	return out, nil
 }
 
+func (c *runtimeClient) TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TaskStatsResponse)
+	err := c.cc.Invoke(ctx, Runtime_TaskStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) RecoverTask(ctx context.Context, in *RecoverTaskRequest, opts ...grpc.CallOption) (*RecoverTaskResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecoverTaskResponse)
@@ -244,6 +256,7 @@ type RuntimeServer interface {
 	StopTask(context.Context, *StopTaskRequest) (*StopTaskResponse, error)
 	DestroyTask(context.Context, *DestroyTaskRequest) (*DestroyTaskResponse, error)
 	InspectTask(context.Context, *InspectTaskRequest) (*InspectTaskResponse, error)
+	TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error)
 	RecoverTask(context.Context, *RecoverTaskRequest) (*RecoverTaskResponse, error)
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	TaskEvents(*TaskEventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
@@ -285,6 +298,9 @@ func (UnimplementedRuntimeServer) DestroyTask(context.Context, *DestroyTaskReque
 }
 func (UnimplementedRuntimeServer) InspectTask(context.Context, *InspectTaskRequest) (*InspectTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InspectTask not implemented")
+}
+func (UnimplementedRuntimeServer) TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TaskStats not implemented")
 }
 func (UnimplementedRuntimeServer) RecoverTask(context.Context, *RecoverTaskRequest) (*RecoverTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecoverTask not implemented")
@@ -458,6 +474,24 @@ func _Runtime_InspectTask_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_TaskStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TaskStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).TaskStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_TaskStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).TaskStats(ctx, req.(*TaskStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_RecoverTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecoverTaskRequest)
 	if err := dec(in); err != nil {
@@ -575,6 +609,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "InspectTask",
 			Handler:    _Runtime_InspectTask_Handler,
+		},
+		{
+			MethodName: "TaskStats",
+			Handler:    _Runtime_TaskStats_Handler,
 		},
 		{
 			MethodName: "RecoverTask",
