@@ -31,7 +31,7 @@ var healthFlags = []string{"health-http", "health-tcp", "health-cmd", "health-in
 func (o *healthOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.http, "health-http", "", "health check: GET `PATH[:PORT]` (port default 80) from inside the task's network namespace; 2xx/3xx passes")
 	f.Var(newUintValue(&o.tcp, 0), "health-tcp", "health check: a TCP connection to `PORT` from inside the task's network namespace")
-	f.StringVar(&o.cmd, "health-cmd", "", "health check: a command run in the container (not supported yet)")
+	f.StringVar(&o.cmd, "health-cmd", "", "health check: a shell command run in the container with /bin/sh -c; exit 0 passes")
 	f.DurationVar(&o.interval, "health-interval", 0, "time between health checks (default 30s)")
 	f.DurationVar(&o.timeout, "health-timeout", 0, "time one health check may take (default 30s)")
 	f.Var(newUintValue(&o.retries, 0), "health-retries", "consecutive failed checks that make a task unhealthy (default 3)")
@@ -81,14 +81,14 @@ func (o *healthOptions) check(f *pflag.FlagSet, old *apiv1.HealthCheck) (*apiv1.
 		}
 		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_TCP, "", o.tcp, nil
 	case f.Changed("health-cmd"):
-		words, err := splitWords(o.cmd)
-		if err != nil || len(words) == 0 {
+		if strings.TrimSpace(o.cmd) == "" {
 			return nil, false, usageErrorf("invalid --health-cmd %q: a command is needed", o.cmd)
 		}
-		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_CMD, "", 0, words
+		// Docker's CMD-SHELL: the string runs under /bin/sh -c.
+		c.Type, c.Path, c.Port, c.Command = apiv1.HealthCheck_TYPE_CMD, "", 0, []string{"/bin/sh", "-c", o.cmd}
 	}
 	if c.GetType() == apiv1.HealthCheck_TYPE_UNSPECIFIED {
-		return nil, false, usageErrorf("--health-interval, --health-timeout, --health-retries and --health-start-period need a check: --health-http or --health-tcp")
+		return nil, false, usageErrorf("--health-interval, --health-timeout, --health-retries and --health-start-period need a check: --health-http, --health-tcp or --health-cmd")
 	}
 	for _, d := range []struct {
 		flag     string

@@ -110,6 +110,11 @@ func TestCreateSpec(t *testing.T) {
 			args: "h --image busybox --health-http /",
 			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP, Path: "/"}},
 		},
+		{
+			name: "command health check runs under sh -c",
+			args: "h --image busybox --health-cmd true",
+			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: []string{"/bin/sh", "-c", "true"}}},
+		},
 		{name: "no-healthcheck on create", args: "h --image busybox --no-healthcheck", want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1}},
 		{name: "two health checks", args: "h --image busybox --health-http / --health-tcp 80", wantErr: "give one of --health-http, --health-tcp and --health-cmd"},
 		{name: "health path without slash", args: "h --image busybox --health-http healthz", wantErr: `the path must start with "/"`},

@@ -246,7 +246,9 @@ func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
 			return invalid("service %q: a TCP health check needs a port", svc)
 		}
 	case apiv1.HealthCheck_TYPE_CMD:
-		return fmt.Errorf("service %q: command health checks (--health-cmd) are not supported yet (they need exec in the runtime contract): %w", svc, sdk.ErrUnsupported)
+		if len(c.GetCommand()) == 0 || c.GetCommand()[0] == "" {
+			return invalid("service %q: a command health check needs a command", svc)
+		}
 	}
 	if c.GetPort() > 65535 {
 		return invalid("service %q: health check port %d is out of range (1-65535)", svc, c.GetPort())

@@ -69,7 +69,7 @@ func TestValidateHealthCheck(t *testing.T) {
 		{"negative timeout", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Timeout: sec(-1)}, "health_check.timeout must be positive"},
 		{"negative start period", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, StartPeriod: sec(-1)}, "health_check.start_period must not be negative"},
 		{"interval too long", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80, Interval: sec(7200)}, "is more than 1h0m0s"},
-		{"cmd unsupported", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: []string{"true"}}, "not supported yet"},
+		{"cmd without a command", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD}, "needs a command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
+	"github.com/warrenorch/warren/sdk/runtime"
 )
 
 // Docker's defaults for a health check's unset fields.
@@ -45,6 +46,8 @@ type healthParams struct {
 	timeout     time.Duration
 	retries     int
 	startPeriod time.Duration
+	// exec runs a command check's command in the task; nil for other checks.
+	exec func(ctx context.Context, req runtime.ExecRequest) (int, error)
 }
 
 func healthParamsOf(c *apiv1.HealthCheck) healthParams {
@@ -69,7 +72,7 @@ func healthParamsOf(c *apiv1.HealthCheck) healthParams {
 func (w *Worker) healthNetns(t *apiv1.Task) (string, error) {
 	s := t.GetSpec()
 	if s.GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_CMD {
-		return "", fmt.Errorf("service %q: command health checks need exec in the runtime contract: %w", serviceName(t), sdk.ErrUnsupported)
+		return "", nil // run inside the task through the runtime's Exec
 	}
 	switch {
 	case s.GetNetworkMode() == apiv1.NetworkMode_NETWORK_MODE_HOST:
@@ -110,7 +113,13 @@ func (r *taskRunner) startChecks(ctx context.Context, c *apiv1.HealthCheck, netn
 	h := &healthChecks{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		runChecks(cctx, healthParamsOf(c), netns, time.Now(), func(res healthResult) {
+		p := healthParamsOf(c)
+		rt, id := r.w.rt, r.id
+		p.exec = func(ctx context.Context, req runtime.ExecRequest) (int, error) {
+			req.TaskID = id
+			return rt.Exec(ctx, req)
+		}
+		runChecks(cctx, p, netns, time.Now(), func(res healthResult) {
 			r.mu.Lock()
 			r.healthRes = &res
 			r.mu.Unlock()
@@ -170,6 +179,8 @@ func checkOnce(ctx context.Context, p healthParams, netns string) (string, error
 	defer cancel()
 	c := p.check
 	switch c.GetType() {
+	case apiv1.HealthCheck_TYPE_CMD:
+		return execCheck(ctx, p, c.GetCommand())
 	case apiv1.HealthCheck_TYPE_TCP:
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(c.GetPort())))
 		conn, err := dialIn(ctx, netns, addr)
@@ -312,3 +323,41 @@ func (r *taskRunner) stopChecks() {
 	r.healthRes = nil
 	r.mu.Unlock()
 }
+
+// execCheck runs a command check's command in the task and returns the end
+// of its output (stdout and stderr); a non-zero exit fails the check.
+func execCheck(ctx context.Context, p healthParams, cmd []string) (string, error) {
+	if p.exec == nil {
+		return "", fmt.Errorf("command health check: no runtime to exec in: %w", sdk.ErrUnsupported)
+	}
+	out := &tailBuffer{max: maxHealthCmdOutput}
+	code, err := p.exec(ctx, runtime.ExecRequest{Cmd: cmd, Stdout: out, Stderr: out})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", fmt.Errorf("command %q: timed out after %s: %w", cmd, p.timeout, err)
+	case err != nil:
+		return "", fmt.Errorf("command %q: %w", cmd, err)
+	case code != 0:
+		return "", fmt.Errorf("command %q exited with %d: %s", cmd, code, out.String())
+	}
+	return out.String(), nil
+}
+
+// maxHealthCmdOutput bounds the output kept of one command check.
+const maxHealthCmdOutput = 4096
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append(b.buf[:0:0], b.buf[len(b.buf)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string { return string(b.buf) }

@@ -152,3 +152,29 @@ func TestDialInNetns(t *testing.T) {
 		t.Fatalf("dial in a missing namespace: %v", err)
 	}
 }
+
+// TestTailBuffer: a command check keeps only the end of its output.
+func TestTailBuffer(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{"short", []string{"ab", "cd"}, "abcd"},
+		{"cut to the last bytes", []string{"abc", "defg"}, "defg"},
+		{"one long write", []string{"abcdefgh"}, "efgh"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &tailBuffer{max: 4}
+			for _, w := range tt.writes {
+				if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if got := b.String(); got != tt.want {
+				t.Fatalf("kept %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

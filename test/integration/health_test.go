@@ -178,3 +178,35 @@ func (n *node) service(name string) *apiv1.Service {
 	}
 	return resp.GetService()
 }
+
+// TestCmdHealthChecks: a --health-cmd check runs in the task through the
+// runtime's Exec: one that exits 0 turns the task healthy with the command's
+// output, one that exits 1 gets it stopped as unhealthy and replaced.
+func TestCmdHealthChecks(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	for _, tc := range []struct {
+		name, cmd string
+		ok        func(*apiv1.Task) bool
+	}{
+		{"cmd-ok", "echo fine-from-inside", func(tk *apiv1.Task) bool {
+			return tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY && strings.Contains(tk.GetHealthOutput(), "fine-from-inside")
+		}},
+		{"cmd-sick", "echo broken >&2; exit 1", func(tk *apiv1.Task) bool {
+			return tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+				strings.Contains(tk.GetHealthOutput(), "exited with 1: broken")
+		}},
+	} {
+		n.cli("service", "create", tc.name, "--image", ctrtest.TestImage, quickStop, "--detach", "--restart-delay", "0s",
+			"--health-cmd", tc.cmd, "--health-interval", "200ms", "--health-timeout", "2s", "--health-retries", "2", "--", "sleep", "3600")
+		n.waitTasks(tc.name, "the check's outcome", func(ts []*apiv1.Task) bool {
+			seen, replaced := false, tc.name == "cmd-ok"
+			for _, tk := range ts {
+				seen = seen || tc.ok(tk)
+				replaced = replaced || tk.GetAttempt() >= 2
+			}
+			return seen && replaced
+		})
+		n.cli("service", "rm", tc.name)
+	}
+}
