@@ -62,6 +62,12 @@ func TestPromoteDemote(t *testing.T) {
 	// Cut off past its TTL, w1 had its task replaced: the demotion starts
 	// from here.
 	c.WaitReady(m1, 3)
+	// The heal sets off w1's catching up (its replaced task stopped, a new
+	// placement started): wait until its containers are the running tasks
+	// the cluster places on it, and nothing is on its way.
+	testutil.Eventually(t, 60*time.Second, "w1 to run exactly the tasks placed on it", func() bool {
+		return maps.Equal(w1.RunningOn(), runningTasksOn(t, m1, "w1", w1.RunningOn()))
+	})
 	before = w1.RunningOn()
 	tasksBefore = firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
 
@@ -146,4 +152,32 @@ func certSerial(t *testing.T, n *clustertest.Node) string {
 		t.Fatal(err)
 	}
 	return cert.SerialNumber.String()
+}
+
+// runningTasksOn returns the entries of containers (task ID → PID) that
+// are tasks the cluster has on node, desired and reported running, or nil
+// when a task there is still on its way up or down.
+func runningTasksOn(t *testing.T, m *clustertest.Node, node string, containers map[string]uint32) map[string]uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := m.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Node: node})
+	if err != nil {
+		return nil
+	}
+	out := map[string]uint32{}
+	for _, tk := range resp.GetTasks() {
+		running := tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING
+		if running != (tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING) {
+			return nil
+		}
+		pid, ok := containers[tk.GetId()]
+		switch {
+		case running && !ok:
+			return nil // reported running, its container not seen yet
+		case running:
+			out[tk.GetId()] = pid
+		}
+	}
+	return out
 }
