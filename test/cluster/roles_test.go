@@ -22,6 +22,11 @@ import (
 func TestPromoteDemote(t *testing.T) {
 	bin := testutil.Install(t, clustertest.Plugins...)
 	c := clustertest.New(t, bin)
+	// Demoting w1 restarts its agent as a worker, which takes seconds on a
+	// loaded machine (7 s seen in CI): past the short default TTL, w1 would
+	// be declared down and its tasks replaced, which is not what this test
+	// is about.
+	c.HeartbeatTTL = 15 * time.Second
 	m1, w1, _ := appOnTwoWorkers(t, c)
 	before := w1.RunningOn()
 	tasksBefore := firstColumn(m1.CLI(0, "task", "ls", "-a", "--service", "app"))
