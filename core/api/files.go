@@ -85,14 +85,7 @@ func (s *Server) CreateSecret(ctx context.Context, req *apiv1.CreateSecretReques
 	}
 	now := timestamppb.Now()
 	sec := &apiv1.Secret{Id: NewID(), Name: req.GetName(), Labels: req.GetLabels(), Revision: 1, CreatedAt: now, UpdatedAt: now}
-	if err := s.seal(sec, req.GetData()); err != nil {
-		return nil, err
-	}
-	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpsertSecret{Secret: sec})
-	if err != nil {
-		return nil, err
-	}
-	return &apiv1.SecretResponse{Secret: secretMeta(out)}, nil
+	return s.putSecret(ctx, sec, req.GetData())
 }
 
 // UpdateSecret gives a secret new data as its next revision; the services
@@ -108,7 +101,13 @@ func (s *Server) UpdateSecret(ctx context.Context, req *apiv1.UpdateSecretReques
 	sec := proto.CloneOf(old)
 	sec.Revision++
 	sec.UpdatedAt = timestamppb.Now()
-	if err := s.seal(sec, req.GetData()); err != nil {
+	return s.putSecret(ctx, sec, req.GetData())
+}
+
+// putSecret seals data into sec and commits it, answering with its
+// metadata.
+func (s *Server) putSecret(ctx context.Context, sec *apiv1.Secret, data []byte) (*apiv1.SecretResponse, error) {
+	if err := s.seal(sec, data); err != nil {
 		return nil, err
 	}
 	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpsertSecret{Secret: sec})
