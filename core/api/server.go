@@ -304,6 +304,9 @@ func (s *Server) ScaleService(ctx context.Context, req *apiv1.ScaleServiceReques
 		}
 		spec := proto.CloneOf(old.GetSpec())
 		spec.Replicas = req.GetReplicas()
+		if err := ValidateServiceSpec(spec); err != nil {
+			return nil, err // e.g. replicas for a global service
+		}
 		out, err := s.update(ctx, old, spec, old.GetVersion())
 		if errors.Is(err, sdk.ErrConflict) && attempt < 5 {
 			continue

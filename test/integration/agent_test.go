@@ -96,6 +96,9 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 	if _, err := c.CreateService(ctx, &apiv1.CreateServiceRequest{Spec: &apiv1.ServiceSpec{Name: "taken", Image: "busybox"}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.CreateService(ctx, &apiv1.CreateServiceRequest{Spec: &apiv1.ServiceSpec{Name: "everywhere", Image: "busybox", Mode: apiv1.ServiceMode_SERVICE_MODE_GLOBAL}}); err != nil {
+		t.Fatal(err)
+	}
 	before := serviceNames(t, c)
 	huge := strings.Repeat("x", 2<<20)
 	tests := []struct {
@@ -131,6 +134,13 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 			_, err := c.ScaleService(ctx, &apiv1.ScaleServiceRequest{NameOrId: "nope", Replicas: 1})
 			return err
 		},
+		"scale global": func() error {
+			_, err := c.ScaleService(ctx, &apiv1.ScaleServiceRequest{NameOrId: "everywhere", Replicas: 3})
+			if err != nil && !strings.Contains(status.Convert(err).Message(), "global") {
+				return fmt.Errorf("refused without naming the global mode: %s", status.Convert(err).Message()) // no status code: fails the check below
+			}
+			return err
+		},
 		"rm missing": func() error {
 			_, err := c.RemoveService(ctx, &apiv1.RemoveServiceRequest{NameOrId: "nope"})
 			return err
@@ -149,7 +159,7 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 		}
 	}
 	after := serviceNames(t, c)
-	if len(after) != len(before) || after["taken"].GetVersion() != before["taken"].GetVersion() {
+	if len(after) != len(before) || after["taken"].GetVersion() != before["taken"].GetVersion() || after["everywhere"].GetVersion() != before["everywhere"].GetVersion() {
 		t.Fatalf("rejected requests changed state: before %v, after %v", before, after)
 	}
 }
