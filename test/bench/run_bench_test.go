@@ -90,6 +90,9 @@ func benchSpec(name string, replicas uint64) *apiv1.ServiceSpec {
 type taskWatch struct {
 	stream apiv1.Warren_EventsClient
 	cancel context.CancelFunc
+	// reached is when the last task of the service reached each state,
+	// as the events arrived.
+	reached map[apiv1.TaskState]time.Time
 }
 
 // watchTasks subscribes to task events; the subscription ends after
@@ -106,10 +109,34 @@ func watchTasks(b *testing.B, c apiv1.WarrenClient, timeout time.Duration) *task
 		cancel()
 		b.Fatalf("subscribe to task events: %v", err)
 	}
-	return &taskWatch{stream: stream, cancel: cancel}
+	return &taskWatch{stream: stream, cancel: cancel, reached: map[apiv1.TaskState]time.Time{}}
 }
 
 func (w *taskWatch) close() { w.cancel() }
+
+// milestones collects, over iterations, when the last task reached each
+// state on its way to RUNNING, counted from the iteration's start.
+type milestones map[apiv1.TaskState][]time.Duration
+
+// add records w's states, counted from start.
+func (m milestones) add(w *taskWatch, start time.Time) {
+	for st, at := range w.reached {
+		m[st] = append(m[st], at.Sub(start))
+	}
+}
+
+// report reports the median of each state before RUNNING as
+// <state>-ms (assigned-ms, preparing-ms, starting-ms): where the time to
+// RUNNING goes.
+func (m milestones) report(b *testing.B) {
+	b.Helper()
+	for _, st := range []apiv1.TaskState{apiv1.TaskState_TASK_STATE_ASSIGNED, apiv1.TaskState_TASK_STATE_PREPARING, apiv1.TaskState_TASK_STATE_STARTING} {
+		if lat := m[st]; len(lat) > 0 {
+			name := strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
+			b.ReportMetric(quantileMS(lat, 0.50), name+"-ms")
+		}
+	}
+}
 
 // running reads events until n distinct tasks of service, none of them in
 // skip, have been reported RUNNING, and returns their IDs.
@@ -123,6 +150,9 @@ func (w *taskWatch) running(service string, n int, skip map[string]bool) (map[st
 		t := ev.GetTask()
 		if ev.GetAction() == apiv1.EventAction_EVENT_ACTION_DELETED || t.GetServiceName() != service || skip[t.GetId()] {
 			continue
+		}
+		if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
+			w.reached[t.GetState()] = time.Now()
 		}
 		if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
 			seen[t.GetId()] = true
@@ -186,6 +216,7 @@ func BenchmarkCreate3Replicas(b *testing.B) {
 	r := startRunningAgent(b)
 	f := newStartFloor(b, r)
 	var lat, floor []time.Duration
+	ms := milestones{}
 	i := 0
 	for b.Loop() {
 		i++
@@ -202,6 +233,7 @@ func BenchmarkCreate3Replicas(b *testing.B) {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
+		ms.add(w, start)
 
 		b.StopTimer()
 		w.close()
@@ -210,6 +242,7 @@ func BenchmarkCreate3Replicas(b *testing.B) {
 		floor = append(floor, f.start(b, 3))
 	}
 	reportVsFloor(b, lat, floor)
+	ms.report(b)
 }
 
 // BenchmarkReplaceKilledTask: a one-replica service; each iteration kills
@@ -246,6 +279,7 @@ func BenchmarkReplaceKilledTask(b *testing.B) {
 	current := only(ids)
 
 	var lat, floor []time.Duration
+	ms := milestones{}
 	for b.Loop() {
 		floor = append(floor, f.start(b, 1))
 		b.StopTimer()
@@ -266,6 +300,7 @@ func BenchmarkReplaceKilledTask(b *testing.B) {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
+		ms.add(w, start)
 
 		b.StopTimer()
 		w.close()
@@ -273,6 +308,7 @@ func BenchmarkReplaceKilledTask(b *testing.B) {
 		b.StartTimer()
 	}
 	reportVsFloor(b, lat, floor)
+	ms.report(b)
 }
 
 // only returns the one key of a set.
