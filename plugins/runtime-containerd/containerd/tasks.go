@@ -317,14 +317,11 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 	} else if err != nil {
 		return none, runtime.TaskStatus{}, wrapErr(err, "task %q: image %q", id, spec.Image)
 	}
-	if err := unpack(ctx, img); err != nil {
+	facts, err := be.prepareImage(ctx, img)
+	if err != nil {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, err)
 	}
-	ic, err := img.Spec(ctx)
-	if err != nil {
-		return none, runtime.TaskStatus{}, wrapErr(err, "task %q: image %q: config", id, spec.Image)
-	}
-	argv := commandLine(ic.Config, spec.Command, spec.Args)
+	argv := commandLine(facts.config.Config, spec.Command, spec.Args)
 	if len(argv) == 0 {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: image %s has no command and the task gives none: %w", id, spec.Image, sdk.ErrInvalidArgument)
 	}
