@@ -483,7 +483,13 @@ func (r *Runtime) reapLocked(ctx context.Context, be *backend, v taskView) (cont
 	return c, nil
 }
 
-// InspectTask returns the task's status.
+// InspectTask returns the task's status. It reads containerd's view
+// without the task's lock: an exited process is answered at once from
+// that view, while recording its exit and deleting it (reapLocked, which
+// waits for the shim to end) goes on behind, so that a worker asking
+// right after an exit event does not wait for the reap that the event
+// started. Only a view caught in the middle of a reap (the process gone,
+// its exit not yet recorded) is read again under the lock.
 func (r *Runtime) InspectTask(ctx context.Context, taskID string) (_ runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
@@ -492,11 +498,25 @@ func (r *Runtime) InspectTask(ctx context.Context, taskID string) (_ runtime.Tas
 	ctx, cancel := be.call(ctx, 0)
 	defer cancel()
 	defer func() { err = be.noAnswer(ctx, err) }()
-	v, err := r.inspect(ctx, be, taskID)
+	v, err := be.view(ctx, taskID)
 	if err != nil {
 		return runtime.TaskStatus{}, err
 	}
-	return v.status(), nil
+	if v.lost() {
+		if v, err = r.inspect(ctx, be, taskID); err != nil {
+			return runtime.TaskStatus{}, err
+		}
+		return v.status(), nil
+	}
+	st := v.status()
+	if v.p != nil && v.p.Status == task.Status_STOPPED {
+		// The cgroup is there until the reap deletes the process.
+		if st.ExitCode == 137 && !st.OOMKilled && be.oomKilled(ctx, taskID) {
+			st.OOMKilled = true
+		}
+		go r.reap(be, taskID) // a no-op when the exit event's reap was first
+	}
+	return st, nil
 }
 
 // StopTask signals the task, waits up to the grace period and kills it.
