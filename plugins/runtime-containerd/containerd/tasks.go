@@ -306,11 +306,6 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 
 	unlock := r.locks.lock(id)
 	defer unlock()
-	if _, err := be.client.ContainerService().Get(ctx, id); err == nil {
-		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, sdk.ErrAlreadyExists)
-	} else if !errdefs.IsNotFound(err) {
-		return none, runtime.TaskStatus{}, wrapErr(err, "task %q", id)
-	}
 	img, err := be.client.GetImage(ctx, name)
 	if errdefs.IsNotFound(err) {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: image %q is not present (EnsureImage or ImportImage it first): %w", id, spec.Image, sdk.ErrNotFound)
@@ -356,8 +351,14 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 	defer ccancel()
 	container, err := be.client.NewContainer(ctx, id, copts...)
 	if err != nil && errdefs.IsAlreadyExists(err) {
-		// A snapshot left by an interrupted start or destroy: the container
-		// does not exist (checked above), so the snapshot is no one's.
+		// The task's container exists (asked only now: a start that goes
+		// through needs no lookup first), or a snapshot is left by an
+		// interrupted start or destroy: with no container it is no one's.
+		if _, gerr := be.client.ContainerService().Get(ctx, id); gerr == nil {
+			return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, sdk.ErrAlreadyExists)
+		} else if !errdefs.IsNotFound(gerr) {
+			return none, runtime.TaskStatus{}, wrapErr(gerr, "task %q", id)
+		}
 		if rerr := be.client.SnapshotService(snapshotter).Remove(cctx, id); rerr == nil {
 			container, err = be.client.NewContainer(ctx, id, copts...)
 		}
