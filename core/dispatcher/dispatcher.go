@@ -62,7 +62,7 @@ import (
 const (
 	DefaultHeartbeatPeriod       = 2 * time.Second
 	DefaultHeartbeatTTL          = 10 * time.Second
-	DefaultStatusBatchWindow     = 5 * time.Millisecond
+	DefaultStatusBatchWindow     = 2 * time.Millisecond
 	DefaultAssignmentBatchWindow = 2 * time.Millisecond
 )
 

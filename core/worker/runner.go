@@ -374,7 +374,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		}
 	}
 	// A task on the overlay is checked with an empty attachment first: it
-	// is attached once its image is there.
+	// is attached while its image is ensured.
 	var tn *taskNet
 	overlay := r.w.net != nil && usesOverlay(want.GetSpec(), true)
 	if overlay {
@@ -416,6 +416,10 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		r.abort = nil
 		r.mu.Unlock()
 	}()
+	// The attachment does not depend on the image: it is made while the
+	// image is ensured, and waited for before the step ends.
+	attached := r.attachAsync(pullCtx, want, spec.Hostname, overlay)
+	defer attached()
 	if spec.Image != "" {
 		r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
 		ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
@@ -425,11 +429,13 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 			case ctx.Err() != nil, pullCtx.Err() != nil:
 				return nil // shutting down, or the manager changed its mind: next step
 			case r.w.noAnswer(ctx, err):
+				r.dropAttachment(ctx, attached)
 				r.report(r.w.failedNoAnswer(r.id, "EnsureImage", ictx, r.w.opts.ImageTimeout, err))
 				return nil
 			case transient(err):
 				return err
 			}
+			r.dropAttachment(ctx, attached)
 			r.report(rejected(r.id, r.w.refusal(spec, err)))
 			return nil
 		}
@@ -440,7 +446,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 
 	var address string
 	if overlay {
-		tn, err = r.w.net.attach(pullCtx, want, spec.Hostname)
+		tn, err = attached()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil, pullCtx.Err() != nil:
@@ -491,6 +497,36 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		r.exited(st, oom)
 	}
 	return nil
+}
+
+// attachAsync attaches the task to the overlay in the background when
+// overlay is set; the returned function waits for the attachment and
+// returns it (nil without overlay).
+func (r *taskRunner) attachAsync(ctx context.Context, want *apiv1.Task, hostname string, overlay bool) func() (*taskNet, error) {
+	if !overlay {
+		return func() (*taskNet, error) { return nil, nil }
+	}
+	done := make(chan struct{})
+	var tn *taskNet
+	var err error
+	go func() {
+		defer close(done)
+		tn, err = r.w.net.attach(ctx, want, hostname)
+	}()
+	return func() (*taskNet, error) {
+		<-done
+		return tn, err
+	}
+}
+
+// dropAttachment undoes the attachment of a task that will not start here.
+func (r *taskRunner) dropAttachment(ctx context.Context, attached func() (*taskNet, error)) {
+	if tn, err := attached(); err != nil || tn == nil {
+		return
+	}
+	if err := r.w.dropNetwork(ctx, r.id); err != nil {
+		r.w.log.Warn("detaching a task that will not start", "task", r.id, "error", err)
+	}
 }
 
 // startTask starts spec in the runtime, within RuntimeTimeout. A task

@@ -100,7 +100,8 @@ type Options struct {
 	HeartbeatPeriod time.Duration
 
 	// ReportBatchWindow is how long status reports are collected before
-	// they are sent in one message.
+	// they are sent in one message; the first report after a quiet spell
+	// (no send for a window) goes up at once.
 	ReportBatchWindow time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts and between retries of failed runtime calls. Reconnection
@@ -460,13 +461,16 @@ func recvErr(stream apiv1.Dispatcher_SessionClient, err error) error {
 	return err
 }
 
-// sendLoop sends heartbeats every period and status reports as they come,
-// one batch per window. It is the only goroutine sending on the stream.
+// sendLoop sends heartbeats every period and status reports as they come:
+// a report after a quiet spell goes up at once, and those that come within
+// ReportBatchWindow of the last send wait for the window's end and go up
+// together. It is the only goroutine sending on the stream.
 func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionClient, period time.Duration) error {
 	hb := time.NewTicker(period)
 	defer hb.Stop()
 	window := time.NewTimer(w.opts.ReportBatchWindow)
 	defer window.Stop()
+	var lastSent time.Time
 	windowC := window.C // reports left from an earlier session go up at once
 	if w.reports.len() == 0 {
 		window.Stop()
@@ -522,7 +526,7 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 			}
 		case <-w.reports.ready:
 			if windowC == nil {
-				window.Reset(w.opts.ReportBatchWindow)
+				window.Reset(max(w.opts.ReportBatchWindow-time.Since(lastSent), 0))
 				windowC = window.C
 			}
 		case <-windowC:
@@ -535,6 +539,7 @@ func (w *Worker) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionCl
 				w.reports.putBack(batch)
 				return fmt.Errorf("send status: %w", recvErr(stream, err))
 			}
+			lastSent = time.Now()
 		}
 	}
 }

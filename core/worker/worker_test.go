@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,7 +305,9 @@ func TestWorkerConvergesAssignedTasks(t *testing.T) {
 
 func TestWorkerBatchesStatusReports(t *testing.T) {
 	e := newEnv(t, dispatchertest.Options{})
-	// A long report window: all five starts go up in one message.
+	// A long report window: the first reports after the quiet spell go up
+	// at once, and all five starts within the window after them in one
+	// message.
 	e.startWorker(t, func(o *worker.Options) { o.ReportBatchWindow = 300 * time.Millisecond })
 	dispatchertest.Eventually(t, "node ready", func() bool { return e.nodeStatus() == ready })
 
@@ -316,6 +320,7 @@ func TestWorkerBatchesStatusReports(t *testing.T) {
 	}
 	e.upsert(ts...)
 	index := map[string]uint64{}
+	first := map[string]uint64{} // the index of each task's first report
 	states := map[string][]apiv1.TaskState{}
 	deadline := time.After(20 * time.Second)
 	for len(index) < len(ids) {
@@ -323,6 +328,9 @@ func TestWorkerBatchesStatusReports(t *testing.T) {
 		case ev := <-sub.C:
 			st := ev.GetTask().GetState()
 			states[ev.GetId()] = append(states[ev.GetId()], st)
+			if _, ok := first[ev.GetId()]; !ok && st != assigned {
+				first[ev.GetId()] = ev.GetIndex()
+			}
 			if st == running {
 				index[ev.GetId()] = ev.GetIndex()
 			}
@@ -334,10 +342,17 @@ func TestWorkerBatchesStatusReports(t *testing.T) {
 		if index[id] != index[ids[0]] {
 			t.Fatalf("RUNNING committed at indexes %v: want one Raft entry", index)
 		}
-		// Only the latest report of a window goes up: ASSIGNED → RUNNING.
-		if got := states[id]; len(got) != 2 || got[0] != assigned {
-			t.Errorf("task %s went through %v, want [ASSIGNED RUNNING]", id, got)
+		// Only the latest report of a window goes up: ASSIGNED, then what
+		// the first message carried (if it carried the task), then RUNNING.
+		got := states[id]
+		if len(got) < 2 || len(got) > 3 || got[0] != assigned || got[len(got)-1] != running {
+			t.Errorf("task %s went through %v, want [ASSIGNED (PREPARING|STARTING) RUNNING]", id, got)
 		}
+	}
+	// The first message did not wait for the window: it was committed
+	// before the batch of RUNNING reports.
+	if f := slices.Min(slices.Collect(maps.Values(first))); f >= index[ids[0]] {
+		t.Fatalf("first report committed at index %d, the RUNNING batch at %d: want the first report sent at once", f, index[ids[0]])
 	}
 }
 

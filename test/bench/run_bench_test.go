@@ -90,6 +90,9 @@ func benchSpec(name string, replicas uint64) *apiv1.ServiceSpec {
 type taskWatch struct {
 	stream apiv1.Warren_EventsClient
 	cancel context.CancelFunc
+	// reached is when the last task of the service reached each state,
+	// as the events arrived.
+	reached map[apiv1.TaskState]time.Time
 }
 
 // watchTasks subscribes to task events; the subscription ends after
@@ -106,10 +109,34 @@ func watchTasks(b *testing.B, c apiv1.WarrenClient, timeout time.Duration) *task
 		cancel()
 		b.Fatalf("subscribe to task events: %v", err)
 	}
-	return &taskWatch{stream: stream, cancel: cancel}
+	return &taskWatch{stream: stream, cancel: cancel, reached: map[apiv1.TaskState]time.Time{}}
 }
 
 func (w *taskWatch) close() { w.cancel() }
+
+// milestones collects, over iterations, when the last task reached each
+// state on its way to RUNNING, counted from the iteration's start.
+type milestones map[apiv1.TaskState][]time.Duration
+
+// add records w's states, counted from start.
+func (m milestones) add(w *taskWatch, start time.Time) {
+	for st, at := range w.reached {
+		m[st] = append(m[st], at.Sub(start))
+	}
+}
+
+// report reports the median of each state before RUNNING as
+// <state>-ms (assigned-ms, preparing-ms, starting-ms): where the time to
+// RUNNING goes.
+func (m milestones) report(b *testing.B) {
+	b.Helper()
+	for _, st := range []apiv1.TaskState{apiv1.TaskState_TASK_STATE_ASSIGNED, apiv1.TaskState_TASK_STATE_PREPARING, apiv1.TaskState_TASK_STATE_STARTING} {
+		if lat := m[st]; len(lat) > 0 {
+			name := strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
+			b.ReportMetric(quantileMS(lat, 0.50), name+"-ms")
+		}
+	}
+}
 
 // running reads events until n distinct tasks of service, none of them in
 // skip, have been reported RUNNING, and returns their IDs.
@@ -123,6 +150,9 @@ func (w *taskWatch) running(service string, n int, skip map[string]bool) (map[st
 		t := ev.GetTask()
 		if ev.GetAction() == apiv1.EventAction_EVENT_ACTION_DELETED || t.GetServiceName() != service || skip[t.GetId()] {
 			continue
+		}
+		if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
+			w.reached[t.GetState()] = time.Now()
 		}
 		if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
 			seen[t.GetId()] = true
@@ -150,21 +180,43 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	if len(lat) == 0 {
 		return
 	}
-	slices.Sort(lat)
-	q := func(p float64) float64 {
-		i := max(int(math.Ceil(p*float64(len(lat))))-1, 0)
-		return float64(lat[i].Microseconds()) / 1000
+	b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+	b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+}
+
+// reportVsFloor reports lat as reportLatency does, the floor's median and
+// 99th percentile (floor-p50-ms, floor-p99-ms) and the ratio of the two
+// medians (x-floor).
+func reportVsFloor(b *testing.B, lat, floor []time.Duration) {
+	b.Helper()
+	reportLatency(b, lat)
+	if len(lat) == 0 || len(floor) == 0 {
+		return
 	}
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
+	f50 := quantileMS(floor, 0.50)
+	b.ReportMetric(f50, "floor-p50-ms")
+	b.ReportMetric(quantileMS(floor, 0.99), "floor-p99-ms")
+	b.ReportMetric(quantileMS(lat, 0.50)/f50, "x-floor")
+}
+
+// quantileMS sorts lat and returns its p quantile (nearest rank) in
+// milliseconds.
+func quantileMS(lat []time.Duration, p float64) float64 {
+	slices.Sort(lat)
+	i := max(int(math.Ceil(p*float64(len(lat))))-1, 0)
+	return float64(lat[i].Microseconds()) / 1000
 }
 
 // BenchmarkCreate3Replicas: from CreateService with 3 replicas to all three
 // containers RUNNING. Between iterations the service is removed and its
-// containers waited for, untimed.
+// containers waited for, untimed. Each iteration also times its floor:
+// three parallel bare containerd starts on the same containerd (see
+// startFloor), reported as floor-p50-ms next to Warren's p50-ms.
 func BenchmarkCreate3Replicas(b *testing.B) {
 	r := startRunningAgent(b)
-	var lat []time.Duration
+	f := newStartFloor(b, r)
+	var lat, floor []time.Duration
+	ms := milestones{}
 	i := 0
 	for b.Loop() {
 		i++
@@ -181,13 +233,16 @@ func BenchmarkCreate3Replicas(b *testing.B) {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
+		ms.add(w, start)
 
 		b.StopTimer()
 		w.close()
 		r.removeService(b, name)
 		b.StartTimer()
+		floor = append(floor, f.start(b, 3))
 	}
-	reportLatency(b, lat)
+	reportVsFloor(b, lat, floor)
+	ms.report(b)
 }
 
 // BenchmarkReplaceKilledTask: a one-replica service; each iteration kills
@@ -202,8 +257,12 @@ func BenchmarkCreate3Replicas(b *testing.B) {
 // takes for a task that ran longer than 10s (attempt 1, no not_before),
 // without waiting 10s per iteration (see restartOf in
 // core/orchestrator/reconcile.go).
+//
+// Each iteration also times its floor: one bare containerd start on the
+// same containerd (see startFloor), reported as floor-p50-ms.
 func BenchmarkReplaceKilledTask(b *testing.B) {
 	r := startRunningAgent(b)
+	f := newStartFloor(b, r)
 	const name = "replace-killed"
 	spec := benchSpec(name, 1)
 	spec.RestartPolicy = &apiv1.RestartPolicy{Window: durationpb.New(time.Nanosecond)}
@@ -219,8 +278,10 @@ func BenchmarkReplaceKilledTask(b *testing.B) {
 	}
 	current := only(ids)
 
-	var lat []time.Duration
+	var lat, floor []time.Duration
+	ms := milestones{}
 	for b.Loop() {
+		floor = append(floor, f.start(b, 1))
 		b.StopTimer()
 		// The killed task's container is gone and the current one runs.
 		testutil.Eventually(b, time.Minute, "one container, running", func() bool {
@@ -239,13 +300,15 @@ func BenchmarkReplaceKilledTask(b *testing.B) {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
+		ms.add(w, start)
 
 		b.StopTimer()
 		w.close()
 		current = only(ids)
 		b.StartTimer()
 	}
-	reportLatency(b, lat)
+	reportVsFloor(b, lat, floor)
+	ms.report(b)
 }
 
 // only returns the one key of a set.

@@ -69,6 +69,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/containerd/remotes/docker"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -259,6 +260,10 @@ type backend struct {
 	// a task after stop_on_exit has listed the tasks to destroy.
 	starting sync.RWMutex
 	closing  atomic.Bool
+
+	// facts holds imageFacts by the image's target digest.
+	factsMu sync.Mutex
+	facts   map[digest.Digest]imageFacts
 }
 
 // errClosing refuses a start on a plugin that is shutting down.

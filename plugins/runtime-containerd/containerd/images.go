@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/containerd/platforms"
 	"github.com/containerd/containerd/remotes"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/warrenorch/warren/sdk"
@@ -63,7 +65,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) 
 	}
 	dctx, cancel := be.call(ctx, 0)
 	defer cancel()
-	desc, err := describe(dctx, img)
+	desc, err := be.describe(dctx, img)
 	return desc, be.noAnswer(dctx, err)
 }
 
@@ -80,10 +82,10 @@ func (be *backend) localImage(ctx context.Context, name, ref string) (_ runtime.
 	case err != nil:
 		return runtime.Image{}, false, wrapErr(err, "image %q", ref)
 	}
-	if err := unpack(ctx, img); err != nil {
+	if _, err := be.prepareImage(ctx, img); err != nil {
 		return runtime.Image{}, false, err
 	}
-	desc, err := describe(ctx, img)
+	desc, err := be.describe(ctx, img)
 	return desc, err == nil, err
 }
 
@@ -176,7 +178,7 @@ func (be *backend) storeImage(ctx context.Context, rec images.Image, seen map[st
 	if err := unpack(ctx, img); err != nil {
 		return runtime.Image{}, false, err
 	}
-	desc, err := describe(ctx, img)
+	desc, err := be.describe(ctx, img)
 	return desc, err == nil, err
 }
 
@@ -204,6 +206,76 @@ func putImage(ctx context.Context, is images.Store, img images.Image) error {
 	return err
 }
 
+// imageFacts is what the plugin reads about an image from containerd's
+// content store to describe, unpack and run it. Content is addressed by
+// digest, so the facts of an image's target digest never change: the
+// backend keeps them (imageFactsOf), and a warm start costs one image
+// lookup and one snapshot Stat instead of re-reading the manifest and
+// config blobs on every call.
+type imageFacts struct {
+	config  ocispec.Image // the image's config blob, for this platform
+	chainID string        // the snapshot of its unpacked root file system
+	size    int64         // img.Size: the manifest, config and layers
+}
+
+// maxImageFacts bounds the backend's facts; past it they are read afresh.
+const maxImageFacts = 256
+
+// imageFactsOf returns img's facts, read once per target digest.
+func (be *backend) imageFactsOf(ctx context.Context, img containerd.Image) (imageFacts, error) {
+	key := img.Target().Digest
+	be.factsMu.Lock()
+	f, ok := be.facts[key]
+	be.factsMu.Unlock()
+	if ok {
+		return f, nil
+	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return imageFacts{}, wrapErr(err, "image %q: config", img.Name())
+	}
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return imageFacts{}, wrapErr(err, "image %q: layers", img.Name())
+	}
+	size, err := img.Size(ctx)
+	if err != nil {
+		return imageFacts{}, wrapErr(err, "image %q: size", img.Name())
+	}
+	f = imageFacts{config: ic, chainID: identity.ChainID(diffIDs).String(), size: size}
+	be.factsMu.Lock()
+	if be.facts == nil || len(be.facts) >= maxImageFacts {
+		be.facts = map[digest.Digest]imageFacts{}
+	}
+	be.facts[key] = f
+	be.factsMu.Unlock()
+	return f, nil
+}
+
+// prepareImage returns the facts of img, unpacking it into the snapshotter
+// unless it is already (one Stat of its snapshot when its facts are known).
+func (be *backend) prepareImage(ctx context.Context, img containerd.Image) (imageFacts, error) {
+	f, err := be.imageFactsOf(ctx, img)
+	if err == nil {
+		if _, serr := be.client.SnapshotService(snapshotter).Stat(ctx, f.chainID); serr == nil {
+			return f, nil
+		}
+	}
+	if err := unpack(ctx, img); err != nil {
+		return imageFacts{}, err
+	}
+	return be.imageFactsOf(ctx, img)
+}
+
+// describe returns what the sdk says about img.
+func (be *backend) describe(ctx context.Context, img containerd.Image) (runtime.Image, error) {
+	f, err := be.imageFactsOf(ctx, img)
+	if err != nil {
+		return runtime.Image{}, err
+	}
+	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: f.size}, nil
+}
+
 // unpack unpacks img into the snapshotter unless it is already.
 func unpack(ctx context.Context, img containerd.Image) error {
 	ok, err := img.IsUnpacked(ctx, snapshotter)
@@ -219,15 +291,6 @@ func unpack(ctx context.Context, img containerd.Image) error {
 		return wrapErr(err, "image %q: unpacking", img.Name())
 	}
 	return nil
-}
-
-// describe returns what the sdk says about img.
-func describe(ctx context.Context, img containerd.Image) (runtime.Image, error) {
-	size, err := img.Size(ctx)
-	if err != nil {
-		return runtime.Image{}, wrapErr(err, "image %q: size", img.Name())
-	}
-	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: size}, nil
 }
 
 // serverSide reports whether an import error came from containerd itself
@@ -325,7 +388,7 @@ func (r *Runtime) ListImages(ctx context.Context) (_ []runtime.Image, err error)
 	}
 	out := make([]runtime.Image, 0, len(recs))
 	for _, rec := range recs {
-		desc, err := describe(ctx, containerd.NewImageWithPlatform(be.client, rec, platforms.Default()))
+		desc, err := be.describe(ctx, containerd.NewImageWithPlatform(be.client, rec, platforms.Default()))
 		if err != nil {
 			desc = runtime.Image{Ref: rec.Name, Digest: rec.Target.Digest.String()}
 		}

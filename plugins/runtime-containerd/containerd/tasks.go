@@ -306,25 +306,17 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 
 	unlock := r.locks.lock(id)
 	defer unlock()
-	if _, err := be.client.ContainerService().Get(ctx, id); err == nil {
-		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, sdk.ErrAlreadyExists)
-	} else if !errdefs.IsNotFound(err) {
-		return none, runtime.TaskStatus{}, wrapErr(err, "task %q", id)
-	}
 	img, err := be.client.GetImage(ctx, name)
 	if errdefs.IsNotFound(err) {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: image %q is not present (EnsureImage or ImportImage it first): %w", id, spec.Image, sdk.ErrNotFound)
 	} else if err != nil {
 		return none, runtime.TaskStatus{}, wrapErr(err, "task %q: image %q", id, spec.Image)
 	}
-	if err := unpack(ctx, img); err != nil {
+	facts, err := be.prepareImage(ctx, img)
+	if err != nil {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, err)
 	}
-	ic, err := img.Spec(ctx)
-	if err != nil {
-		return none, runtime.TaskStatus{}, wrapErr(err, "task %q: image %q: config", id, spec.Image)
-	}
-	argv := commandLine(ic.Config, spec.Command, spec.Args)
+	argv := commandLine(facts.config.Config, spec.Command, spec.Args)
 	if len(argv) == 0 {
 		return none, runtime.TaskStatus{}, fmt.Errorf("task %q: image %s has no command and the task gives none: %w", id, spec.Image, sdk.ErrInvalidArgument)
 	}
@@ -359,8 +351,14 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 	defer ccancel()
 	container, err := be.client.NewContainer(ctx, id, copts...)
 	if err != nil && errdefs.IsAlreadyExists(err) {
-		// A snapshot left by an interrupted start or destroy: the container
-		// does not exist (checked above), so the snapshot is no one's.
+		// The task's container exists (asked only now: a start that goes
+		// through needs no lookup first), or a snapshot is left by an
+		// interrupted start or destroy: with no container it is no one's.
+		if _, gerr := be.client.ContainerService().Get(ctx, id); gerr == nil {
+			return none, runtime.TaskStatus{}, fmt.Errorf("task %q: %w", id, sdk.ErrAlreadyExists)
+		} else if !errdefs.IsNotFound(gerr) {
+			return none, runtime.TaskStatus{}, wrapErr(gerr, "task %q", id)
+		}
 		if rerr := be.client.SnapshotService(snapshotter).Remove(cctx, id); rerr == nil {
 			container, err = be.client.NewContainer(ctx, id, copts...)
 		}
@@ -486,7 +484,13 @@ func (r *Runtime) reapLocked(ctx context.Context, be *backend, v taskView) (cont
 	return c, nil
 }
 
-// InspectTask returns the task's status.
+// InspectTask returns the task's status. It reads containerd's view
+// without the task's lock: an exited process is answered at once from
+// that view, while recording its exit and deleting it (reapLocked, which
+// waits for the shim to end) goes on behind, so that a worker asking
+// right after an exit event does not wait for the reap that the event
+// started. Only a view caught in the middle of a reap (the process gone,
+// its exit not yet recorded) is read again under the lock.
 func (r *Runtime) InspectTask(ctx context.Context, taskID string) (_ runtime.TaskStatus, err error) {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
@@ -495,11 +499,25 @@ func (r *Runtime) InspectTask(ctx context.Context, taskID string) (_ runtime.Tas
 	ctx, cancel := be.call(ctx, 0)
 	defer cancel()
 	defer func() { err = be.noAnswer(ctx, err) }()
-	v, err := r.inspect(ctx, be, taskID)
+	v, err := be.view(ctx, taskID)
 	if err != nil {
 		return runtime.TaskStatus{}, err
 	}
-	return v.status(), nil
+	if v.lost() {
+		if v, err = r.inspect(ctx, be, taskID); err != nil {
+			return runtime.TaskStatus{}, err
+		}
+		return v.status(), nil
+	}
+	st := v.status()
+	if v.p != nil && v.p.Status == task.Status_STOPPED {
+		// The cgroup is there until the reap deletes the process.
+		if st.ExitCode == 137 && !st.OOMKilled && be.oomKilled(ctx, taskID) {
+			st.OOMKilled = true
+		}
+		go r.reap(be, taskID) // a no-op when the exit event's reap was first
+	}
+	return st, nil
 }
 
 // StopTask signals the task, waits up to the grace period and kills it.
