@@ -102,6 +102,7 @@ func Run(ctx context.Context, d Deps) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-w.done }()
 	go w.run(wctx)
+	l.rechecks = newRechecker(w, l.Clock)
 
 	resync := time.NewTicker(l.Resync)
 	defer resync.Stop()
@@ -162,6 +163,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 type loop struct {
 	Deps
+	rechecks *rechecker
 }
 
 // round reconciles the services in ids and those with tasks on the nodes
@@ -204,6 +206,9 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 			continue
 		}
 		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node, Nodes: l.State.Nodes})...)
+	}
+	if l.rechecks != nil {
+		l.rechecks.ask(actions)
 	}
 	if len(actions) == 0 {
 		return nil
