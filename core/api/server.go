@@ -10,6 +10,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -308,7 +309,11 @@ func (s *Server) PromoteService(ctx context.Context, req *apiv1.PromoteServiceRe
 	name := old.GetSpec().GetName()
 	st := old.GetUpdateStatus()
 	if st.GetState() != apiv1.UpdateStatus_STATE_CANARY {
-		return nil, fmt.Errorf("service %q has no canary waiting for a promote (update state %s): %w", name, st.GetState(), sdk.ErrFailedPrecondition)
+		now := "no update"
+		if st.GetState() != apiv1.UpdateStatus_STATE_UNSPECIFIED {
+			now = "update " + strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(st.GetState().String(), "STATE_"), "_", " "))
+		}
+		return nil, fmt.Errorf("service %q has no canary waiting for a promote (%s): %w", name, now, sdk.ErrFailedPrecondition)
 	}
 	version := req.GetVersion()
 	if version == 0 {
