@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -8,15 +9,8 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
-// servicePromoteOptions are the flags of `warren service promote`.
-type servicePromoteOptions struct {
-	g    *globalOptions
-	wait convergeOptions
-}
-
 func newServicePromoteCmd(g *globalOptions) *cobra.Command {
-	o := &servicePromoteOptions{g: g}
-	cmd := &cobra.Command{
+	return newServiceChangeCmd(g, &cobra.Command{
 		Use:   "promote NAME|ID",
 		Short: "Roll the rest of a canary update",
 		Long: `Promote the canaries of a service's update (--update-canary): the update
@@ -25,26 +19,40 @@ update policy, the canaries counting as updated slots; then wait until it
 converges, as "service update" does. A service with no canary waiting for a
 promote is an error and changes nothing.`,
 		Example: `  warren service promote web`,
-		Args:    exactArgs(1, "one service NAME or ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, args[0])
-		},
+	}, "promoted", func(ctx context.Context, c *agentClient, name string) (*apiv1.Service, error) {
+		resp, err := c.PromoteService(ctx, &apiv1.PromoteServiceRequest{NameOrId: name})
+		return resp.GetService(), err
+	})
+}
+
+// serviceChangeOptions are the flags of a command that changes one service
+// with one call and waits for it to converge (rollback, promote).
+type serviceChangeOptions struct {
+	g    *globalOptions
+	wait convergeOptions
+}
+
+// newServiceChangeCmd completes cmd (use and help set) as a command on one
+// service NAME or ID: change makes the change, then the command prints the
+// service's name and waits, as "service update" does (verb says what was
+// done, for its messages).
+func newServiceChangeCmd(g *globalOptions, cmd *cobra.Command, verb string, change func(ctx context.Context, c *agentClient, name string) (*apiv1.Service, error)) *cobra.Command {
+	o := &serviceChangeOptions{g: g}
+	cmd.Args = exactArgs(1, "one service NAME or ID")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		c, w, done, err := o.wait.connect(ctx, o.g)
+		if err != nil {
+			return err
+		}
+		defer done()
+		svc, err := change(ctx, c, args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), svc.GetSpec().GetName())
+		return o.wait.wait(cmd, c, w, svc, verb)
 	}
 	o.wait.addFlags(cmd.Flags())
 	return cmd
-}
-
-func (o *servicePromoteOptions) run(cmd *cobra.Command, name string) error {
-	ctx := cmd.Context()
-	c, w, done, err := o.wait.connect(ctx, o.g)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.PromoteService(ctx, &apiv1.PromoteServiceRequest{NameOrId: name})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(cmd.OutOrStdout(), resp.GetService().GetSpec().GetName())
-	return o.wait.wait(cmd, c, w, resp.GetService(), "promoted")
 }
