@@ -285,9 +285,9 @@ func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.Ser
 		svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "update in progress", StartedAt: now}
 		if n := spec.GetUpdatePolicy().GetCanary(); n > 0 {
 			svc.UpdateStatus.State = apiv1.UpdateStatus_STATE_CANARY
-			svc.UpdateStatus.Message = fmt.Sprintf("canary: %d task(s) of the new spec beside the old ones, waiting for a promote", n)
+			svc.UpdateStatus.Message = fmt.Sprintf("%d task(s) of the new spec beside the old ones, waiting for a promote", n)
 			if spec.GetUpdatePolicy().GetAutoPromote() {
-				svc.UpdateStatus.Message = fmt.Sprintf("canary: %d task(s) of the new spec beside the old ones, promoted once serving through the monitor window", n)
+				svc.UpdateStatus.Message = fmt.Sprintf("%d task(s) of the new spec beside the old ones, promoted once serving through the monitor window", n)
 			}
 		}
 	}
