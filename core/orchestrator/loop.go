@@ -74,7 +74,8 @@ type Deps struct {
 // service and task events and those with tasks on the nodes named by node
 // events (collected for BatchWindow after the first), and every service
 // again each Resync and after a snapshot restore or a lagged event
-// subscription. Each round's actions are committed in one UpsertTasks
+// subscription, and a service at the time a Recheck action of its round
+// asks for (see rechecker). Each round's actions are committed in one UpsertTasks
 // entry (creates, shutdowns, orphans and notes) and one RemoveTasks entry,
 // split only past 4 MiB. Rounds run one at a time, and Apply returns once
 // the entry is in the state, so a round always sees the previous round's

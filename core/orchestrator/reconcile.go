@@ -295,6 +295,10 @@ func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
 //     has finished; start-first creates the new one and shuts the old one
 //     down once the new one is RUNNING. A finished or unplaced old task is
 //     replaced at once;
+//   - while a canary update waits for its promote (state CANARY), slots
+//     1..canary run a task of the new spec beside their old one and no
+//     other slot is replaced; a failed canary rolls the update back (see
+//     canaryFailed, autoPromote);
 //   - a current task that finished is handled by the restart policy (see
 //     restartOf); when it is not replaced it stays current, holding its
 //     slot, so the service shows it and no new task takes its place;
