@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/orchestrator"
 	"github.com/warrenorch/warren/core/state"
 )
 
@@ -235,6 +236,11 @@ func (wt *waiter) run(ctx context.Context) error {
 			if err := updateEnded(wt.svc); err != nil {
 				return err
 			}
+			if n := canariesWaiting(wt.svc, tasks, time.Now()); n > 0 {
+				name := wt.svc.GetSpec().GetName()
+				fmt.Fprintf(wt.p.out, "canary: %d task(s) of the new spec serving beside the old ones; 'warren service promote %s' rolls the rest, 'warren service rollback %s' undoes the update\n", n, name, name)
+				return nil
+			}
 			if last.done {
 				wt.p.converged()
 				return nil
@@ -286,6 +292,36 @@ func updateEnded(svc *apiv1.Service) error {
 		}
 	}
 	return nil
+}
+
+// canariesWaiting returns how many canaries of svc serve while its update
+// waits for a promote by hand: 0 unless the update is in state CANARY
+// without auto_promote and all its canaries have served (RUNNING and, with
+// a health check, healthy) through the monitor window, as long as a
+// failure still rolls them back by the orchestrator's measure (from their
+// last change).
+func canariesWaiting(svc *apiv1.Service, tasks []*apiv1.Task, now time.Time) int {
+	p := svc.GetSpec().GetUpdatePolicy()
+	if svc.GetUpdateStatus().GetState() != apiv1.UpdateStatus_STATE_CANARY || p.GetAutoPromote() {
+		return 0
+	}
+	monitor := orchestrator.DefaultMonitor
+	if m := p.GetMonitor(); m != nil {
+		monitor = m.AsDuration()
+	}
+	key, n := state.SpecKey(svc.GetSpec()), 0
+	for _, t := range tasks {
+		if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(t) && state.SpecKey(t.GetSpec()) == key {
+			if now.Sub(t.GetUpdatedAt().AsTime()) < monitor {
+				return 0
+			}
+			n++
+		}
+	}
+	if want := int(min(uint64(p.GetCanary()), svc.GetSpec().GetReplicas())); n < want {
+		return 0
+	}
+	return n
 }
 
 // handle takes in one event and reports whether the tasks are to be listed

@@ -27,12 +27,20 @@ type policyOptions struct {
 	failureAction string
 	monitor       time.Duration
 	maxFailure    float64
+	// canary and autoPromote: --update-canary and --update-auto-promote
+	// (update policy only).
+	canary      int
+	autoPromote bool
 }
 
 // flagNames are the flags the options add.
 func (o *policyOptions) flagNames() []string {
 	var out []string
-	for _, n := range []string{"parallelism", "order", "failure-action", "monitor", "max-failure-ratio"} {
+	names := []string{"parallelism", "order", "failure-action", "monitor", "max-failure-ratio"}
+	if o.prefix == "update" {
+		names = append(names, "canary", "auto-promote")
+	}
+	for _, n := range names {
 		out = append(out, o.prefix+"-"+n)
 	}
 	return out
@@ -50,6 +58,10 @@ func (o *policyOptions) addFlags(f *pflag.FlagSet) {
 	f.Var(&choiceValue{p: &o.failureAction, choices: actions}, o.prefix+"-failure-action", "what a failed "+what+" does (default pause)")
 	f.DurationVar(&o.monitor, o.prefix+"-monitor", 0, "how long after the "+what+" a failed task still counts as its failure (default 5s)")
 	f.Float64Var(&o.maxFailure, o.prefix+"-max-failure-ratio", 0, "share of the replicas that may fail before the failure action (0-1, default 0)")
+	if o.prefix == "update" {
+		f.IntVar(&o.canary, "update-canary", 0, "start this many tasks of the new spec beside the old ones and wait for 'warren service promote' before the rest (0: none)")
+		f.BoolVar(&o.autoPromote, "update-auto-promote", false, "promote the canaries once they have served through the monitor window")
+	}
 }
 
 // policy returns old (nil on create) changed by the flags set in f, or old
@@ -86,6 +98,15 @@ func (o *policyOptions) policy(f *pflag.FlagSet, old *apiv1.UpdatePolicy) (*apiv
 			return nil, usageErrorf("invalid --%s-max-failure-ratio %v: must be between 0 and 1", o.prefix, o.maxFailure)
 		}
 		p.MaxFailureRatio = float32(o.maxFailure)
+	}
+	if f.Changed("update-canary") {
+		if o.canary < 0 {
+			return nil, usageErrorf("invalid --update-canary %d: must be 0 or more", o.canary)
+		}
+		p.Canary = uint32(o.canary)
+	}
+	if f.Changed("update-auto-promote") {
+		p.AutoPromote = o.autoPromote
 	}
 	return p, nil
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -9,45 +9,21 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
 
-// serviceRollbackOptions are the flags of `warren service rollback`.
-type serviceRollbackOptions struct {
-	g    *globalOptions
-	wait convergeOptions
-}
-
 func newServiceRollbackCmd(g *globalOptions) *cobra.Command {
-	o := &serviceRollbackOptions{g: g}
-	cmd := &cobra.Command{
+	return newServiceChangeCmd(g, &cobra.Command{
 		Use:   "rollback NAME|ID",
 		Short: "Return a service to its previous spec",
 		Long: `Return a service to the spec it had before its last update that replaced
 tasks, under its rollback policy (--rollback-* flags), and wait until it
 converges, as "service update" does. It also resumes a paused update, by
-undoing it. A service that was never updated has nothing to return to: that
+undoing it, and ends an update waiting on its canaries (stopping them, the
+old tasks untouched). A service that was never updated has nothing to return to: that
 is an error and changes nothing.`,
 		Example: `  warren service rollback web`,
-		Args:    exactArgs(1, "one service NAME or ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, args[0])
-		},
-	}
-	o.wait.addFlags(cmd.Flags())
-	return cmd
-}
-
-func (o *serviceRollbackOptions) run(cmd *cobra.Command, name string) error {
-	ctx := cmd.Context()
-	c, w, done, err := o.wait.connect(ctx, o.g)
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{NameOrId: name, Rollback: true})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(cmd.OutOrStdout(), resp.GetService().GetSpec().GetName())
-	return o.wait.wait(cmd, c, w, resp.GetService(), "rolled back")
+	}, "rolled back", func(ctx context.Context, c *agentClient, name string) (*apiv1.Service, error) {
+		resp, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{NameOrId: name, Rollback: true})
+		return resp.GetService(), err
+	})
 }
 
 // updateStatusText is a service's update status for ls and inspect: ""

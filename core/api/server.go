@@ -10,6 +10,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -282,12 +283,51 @@ func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.Ser
 	if state.SpecKey(spec) != state.SpecKey(old.GetSpec()) {
 		svc.PreviousSpec = proto.CloneOf(old.GetSpec())
 		svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "update in progress", StartedAt: now}
+		if n := spec.GetUpdatePolicy().GetCanary(); n > 0 {
+			svc.UpdateStatus.State = apiv1.UpdateStatus_STATE_CANARY
+			svc.UpdateStatus.Message = fmt.Sprintf("%d task(s) of the new spec beside the old ones, waiting for a promote", n)
+			if spec.GetUpdatePolicy().GetAutoPromote() {
+				svc.UpdateStatus.Message = fmt.Sprintf("%d task(s) of the new spec beside the old ones, promoted once serving through the monitor window", n)
+			}
+		}
 	}
 	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpdateService{Service: svc, ExpectedVersion: version})
 	if err != nil {
 		return nil, err
 	}
 	return out.(*apiv1.Service), nil
+}
+
+// PromoteService ends the canary phase of a service's update: the rest of
+// its tasks then roll under its update policy. A service whose update does
+// not wait for a promote (state CANARY) is refused and left as it is.
+func (s *Server) PromoteService(ctx context.Context, req *apiv1.PromoteServiceRequest) (*apiv1.PromoteServiceResponse, error) {
+	old, err := s.lookupService(req.GetNameOrId())
+	if err != nil {
+		return nil, err
+	}
+	name := old.GetSpec().GetName()
+	st := old.GetUpdateStatus()
+	if st.GetState() != apiv1.UpdateStatus_STATE_CANARY {
+		now := "no update"
+		if st.GetState() != apiv1.UpdateStatus_STATE_UNSPECIFIED {
+			now = "update " + strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(st.GetState().String(), "STATE_"), "_", " "))
+		}
+		return nil, fmt.Errorf("service %q has no canary waiting for a promote (%s): %w", name, now, sdk.ErrFailedPrecondition)
+	}
+	version := req.GetVersion()
+	if version == 0 {
+		version = old.GetVersion()
+	}
+	svc := proto.CloneOf(old)
+	svc.UpdatedAt = timestamppb.Now()
+	// StartedAt stays: a canary that fails later is still the update's.
+	svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "canary promoted; update in progress", StartedAt: st.GetStartedAt()}
+	out, err := s.opts.Raft.Apply(ctx, &fsmpb.UpdateService{Service: svc, ExpectedVersion: version})
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.PromoteServiceResponse{Service: out.(*apiv1.Service)}, nil
 }
 
 // ScaleService sets a service's replica count.

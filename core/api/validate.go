@@ -199,6 +199,9 @@ func validateUpdatePolicy(s *apiv1.ServiceSpec, field string, up *apiv1.UpdatePo
 	if field == "rollback_policy" && up.GetFailureAction() == apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK {
 		return invalid("service %q: a rollback's failure action is pause or continue, not rollback", svc)
 	}
+	if err := validateCanary(s, field, up); err != nil {
+		return err
+	}
 	if err := validateDuration(svc, field+".delay", up.GetDelay().AsDuration(), MaxRestartDelay); err != nil {
 		return err
 	}
@@ -269,6 +272,26 @@ func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
 		}
 	}
 	return validateDuration(svc, "health_check.start_period", c.GetStartPeriod().AsDuration(), MaxHealthDuration)
+}
+
+// validateCanary checks a policy's canary and auto_promote: an update
+// policy's only, at most the replicas, and for a replicated service (a
+// global service has one task per node, none to start beside it).
+func validateCanary(s *apiv1.ServiceSpec, field string, up *apiv1.UpdatePolicy) error {
+	svc, n := s.GetName(), up.GetCanary()
+	switch {
+	case n == 0 && up.GetAutoPromote():
+		return invalid("service %q: %s auto_promote needs a canary (--update-canary)", svc, field)
+	case n == 0:
+		return nil
+	case field == "rollback_policy":
+		return invalid("service %q: a rollback has no canary (rollback_policy canary %d)", svc, n)
+	case s.GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL:
+		return invalid("service %q: canary %d: a global service runs one task per node, so it has no canary; use a replicated service", svc, n)
+	case uint64(n) > s.GetReplicas():
+		return invalid("service %q: canary %d is more than its %d replicas", svc, n, s.GetReplicas())
+	}
+	return nil
 }
 
 // unsupportedFields refuses what the spec can express but this version

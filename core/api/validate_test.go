@@ -117,3 +117,35 @@ func TestValidateUpdatePolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateCanary(t *testing.T) {
+	global := apiv1.ServiceMode_SERVICE_MODE_GLOBAL
+	tests := []struct {
+		name     string
+		mode     apiv1.ServiceMode
+		update   *apiv1.UpdatePolicy
+		rollback *apiv1.UpdatePolicy
+		wantErr  string
+	}{
+		{"good", 0, &apiv1.UpdatePolicy{Canary: 3, AutoPromote: true}, nil, ""},
+		{"more than the replicas", 0, &apiv1.UpdatePolicy{Canary: 4}, nil, `service "web": canary 4 is more than its 3 replicas`},
+		{"auto-promote without a canary", 0, &apiv1.UpdatePolicy{AutoPromote: true}, nil, "auto_promote needs a canary"},
+		{"in a rollback policy", 0, nil, &apiv1.UpdatePolicy{Canary: 1}, "a rollback has no canary"},
+		{"global service", global, &apiv1.UpdatePolicy{Canary: 1}, nil, "a global service runs one task per node, so it has no canary"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx", Replicas: 3, Mode: tt.mode, UpdatePolicy: tt.update, RollbackPolicy: tt.rollback}
+			if tt.mode == global {
+				spec.Replicas = 0
+			}
+			err := ValidateServiceSpec(spec)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

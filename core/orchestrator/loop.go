@@ -74,7 +74,8 @@ type Deps struct {
 // service and task events and those with tasks on the nodes named by node
 // events (collected for BatchWindow after the first), and every service
 // again each Resync and after a snapshot restore or a lagged event
-// subscription. Each round's actions are committed in one UpsertTasks
+// subscription, and a service at the time a Recheck action of its round
+// asks for (see rechecker). Each round's actions are committed in one UpsertTasks
 // entry (creates, shutdowns, orphans and notes) and one RemoveTasks entry,
 // split only past 4 MiB. Rounds run one at a time, and Apply returns once
 // the entry is in the state, so a round always sees the previous round's
@@ -102,6 +103,7 @@ func Run(ctx context.Context, d Deps) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); <-w.done }()
 	go w.run(wctx)
+	l.rechecks = newRechecker(w, l.Clock)
 
 	resync := time.NewTicker(l.Resync)
 	defer resync.Stop()
@@ -162,6 +164,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 type loop struct {
 	Deps
+	rechecks *rechecker
 }
 
 // round reconciles the services in ids and those with tasks on the nodes
@@ -204,6 +207,9 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 			continue
 		}
 		actions = append(actions, Reconcile(Input{Service: svc, Tasks: tasks, Now: now, Config: l.Config, NewID: l.NewID, Node: l.State.Node, Nodes: l.State.Nodes})...)
+	}
+	if l.rechecks != nil {
+		l.rechecks.ask(actions)
 	}
 	if len(actions) == 0 {
 		return nil

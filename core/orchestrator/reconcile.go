@@ -15,7 +15,14 @@
 // update status: failure actions pause, continue and rollback, completion
 // (see progress). Global services have a slot per eligible node (see
 // global). Not implemented yet: update_policy.delay (the pause between
-// update batches, refused by the API), canaries and jobs.
+// update batches, refused by the API) and jobs.
+//
+// A canary update (update_policy.canary N, state CANARY) first starts N
+// tasks of the new spec in slots 1..N beside the old ones, which keep
+// running; it waits for a promote (the API's, or auto_promote once the
+// canaries have served through the monitor window), after which it rolls
+// as any update. A canary that fails rolls the update back: the canaries
+// are stopped, the old tasks are left as they are (see canary).
 package orchestrator
 
 import (
@@ -128,6 +135,20 @@ type Orphan struct {
 type Note struct {
 	TaskID  string
 	Message string
+}
+
+// Recheck asks for the service to be reconciled again at At, when a
+// decision waits for time to pass rather than for an event (the canaries'
+// monitor window before an auto-promote).
+type Recheck struct {
+	ServiceID string
+	At        time.Time
+}
+
+func (Recheck) isAction() {}
+
+func (a Recheck) String() string {
+	return fmt.Sprintf("recheck service %s at %s", a.ServiceID, a.At.Format(time.RFC3339Nano))
 }
 
 // SetUpdateStatus asks for the service's update status to become Status,
@@ -274,6 +295,10 @@ func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
 //     has finished; start-first creates the new one and shuts the old one
 //     down once the new one is RUNNING. A finished or unplaced old task is
 //     replaced at once;
+//   - while a canary update waits for its promote (state CANARY), slots
+//     1..canary run a task of the new spec beside their old one and no
+//     other slot is replaced; a failed canary rolls the update back (see
+//     canaryFailed, autoPromote);
 //   - a current task that finished is handled by the restart policy (see
 //     restartOf); when it is not replaced it stays current, holding its
 //     slot, so the service shows it and no new task takes its place;
@@ -285,7 +310,7 @@ func NoteTask(t *apiv1.Task, message string) (out *apiv1.Task, changed bool) {
 // loop has marked it SHUTDOWN (see ShutdownTask). Applying the actions and
 // reconciling again yields no new actions until something else changes.
 func Reconcile(in Input) []Action {
-	r := &reconciler{in: in, newID: in.NewID, upToDateByVersion: map[uint64]bool{}, history: map[string]bool{}}
+	r := &reconciler{in: in, newID: in.NewID, upToDateByVersion: map[uint64]bool{}, history: map[string]bool{}, canarySlots: canaries(in.Service)}
 	if r.newID == nil {
 		r.newID = api.NewID
 	}
@@ -303,6 +328,9 @@ func Reconcile(in Input) []Action {
 	}
 
 	replicas := in.Service.GetSpec().GetReplicas()
+	if r.canaryFailed(tasks) {
+		return r.out // the rollback's round stops the canaries
+	}
 	slots := map[uint64][]*apiv1.Task{}
 	for _, t := range tasks {
 		if s := t.GetSlot(); s >= 1 && s <= replicas {
@@ -352,6 +380,10 @@ type reconciler struct {
 	// pin is the node new tasks are placed on (a global service's), ""
 	// for the scheduler to place them.
 	pin string
+	// canarySlots is how many slots (1..canarySlots) hold a canary beside
+	// their old task: the update's canary count while in state CANARY, 0
+	// otherwise (see canaries).
+	canarySlots uint64
 }
 
 // checkNodes orphans the unfinished tasks of nodes that are down or gone
@@ -517,6 +549,9 @@ func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
 	switch st.GetState() {
 	case apiv1.UpdateStatus_STATE_PAUSED, apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED:
 		return true
+	case apiv1.UpdateStatus_STATE_CANARY:
+		r.autoPromote(tasks)
+		return true
 	case apiv1.UpdateStatus_STATE_ROLLBACK_STARTED:
 		rollingBack = true
 	case apiv1.UpdateStatus_STATE_UPDATING:
@@ -565,11 +600,7 @@ func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
 	if n := len(failed); n > 0 && float64(n) > float64(policy.GetMaxFailureRatio())*float64(svc.GetSpec().GetReplicas()) &&
 		policy.GetFailureAction() != apiv1.UpdatePolicy_FAILURE_ACTION_CONTINUE {
 		f := slices.MaxFunc(failed, func(a, b *apiv1.Task) int { return a.GetUpdatedAt().AsTime().Compare(b.GetUpdatedAt().AsTime()) })
-		why := strings.ToLower(strings.TrimPrefix(f.GetState().String(), "TASK_STATE_"))
-		if e := f.GetError(); e != "" {
-			why += ": " + e
-		}
-		why = fmt.Sprintf("task %s %s", f.GetId(), why)
+		why := fmt.Sprintf("task %s %s", f.GetId(), taskEnd(f))
 		switch {
 		case rollingBack:
 			set(apiv1.UpdateStatus_STATE_ROLLBACK_PAUSED, "rollback paused: "+why, false)
@@ -588,6 +619,101 @@ func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
 		}
 	}
 	return false
+}
+
+// canaries returns how many canaries svc's update runs beside its old
+// tasks now: update_policy.canary (at most the replicas) while the update
+// is in state CANARY, 0 otherwise and for a global service.
+func canaries(svc *apiv1.Service) uint64 {
+	spec := svc.GetSpec()
+	if svc.GetUpdateStatus().GetState() != apiv1.UpdateStatus_STATE_CANARY || spec.GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		return 0
+	}
+	return min(uint64(spec.GetUpdatePolicy().GetCanary()), spec.GetReplicas())
+}
+
+// canaryFailed handles a canary update whose canary failed: a task of the
+// new spec made since the update started that ended FAILED or REJECTED (an
+// unhealthy one ends FAILED). Whatever the failure action, the update rolls
+// back to the previous spec (or pauses, with none), and nothing else is
+// decided this round: no canary is restarted, and the next round, under the
+// old spec, stops the canaries while the old tasks, up to date again, keep
+// running as they are. It reports whether it did so.
+func (r *reconciler) canaryFailed(tasks []*apiv1.Task) bool {
+	if r.canarySlots == 0 {
+		return false
+	}
+	svc := r.in.Service
+	st := svc.GetUpdateStatus()
+	var failed *apiv1.Task
+	for _, t := range tasks {
+		s := t.GetState()
+		if (s != apiv1.TaskState_TASK_STATE_FAILED && s != apiv1.TaskState_TASK_STATE_REJECTED) ||
+			!r.upToDate(t) || t.GetCreatedAt().AsTime().Before(st.GetStartedAt().AsTime()) {
+			continue
+		}
+		if failed == nil || t.GetUpdatedAt().AsTime().After(failed.GetUpdatedAt().AsTime()) {
+			failed = t
+		}
+	}
+	if failed == nil {
+		return false
+	}
+	why := fmt.Sprintf("canary task %s %s", failed.GetId(), taskEnd(failed))
+	out := &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_ROLLBACK_STARTED, Message: "update rolled back: " + why, StartedAt: timestamppb.New(r.in.Now)}
+	rollback := svc.GetPreviousSpec() != nil
+	if !rollback {
+		out = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_PAUSED, Message: "update paused: " + why, StartedAt: st.GetStartedAt()}
+	}
+	r.out = append(r.out, SetUpdateStatus{ServiceID: svc.GetId(), Version: svc.GetVersion(), Status: out, Rollback: rollback})
+	return true
+}
+
+// autoPromote promotes a canary update with auto_promote once every canary
+// slot's task of the new spec has served (RUNNING and, with a health check,
+// healthy) through the monitor window, measured from its last change. When
+// they serve but the window has not passed, it asks for a Recheck then.
+func (r *reconciler) autoPromote(tasks []*apiv1.Task) {
+	svc := r.in.Service
+	policy := svc.GetSpec().GetUpdatePolicy()
+	if !policy.GetAutoPromote() || r.canarySlots == 0 {
+		return
+	}
+	monitor := DefaultMonitor
+	if m := policy.GetMonitor(); m != nil {
+		monitor = m.AsDuration()
+	}
+	serving := map[uint64]bool{}
+	var since time.Time
+	for _, t := range tasks {
+		if s := t.GetSlot(); s >= 1 && s <= r.canarySlots && current(t) && r.upToDate(t) && state.Serving(t) {
+			serving[s] = true
+			if u := t.GetUpdatedAt().AsTime(); u.After(since) {
+				since = u
+			}
+		}
+	}
+	if uint64(len(serving)) < r.canarySlots {
+		return
+	}
+	if at := since.Add(monitor); r.in.Now.Before(at) {
+		r.out = append(r.out, Recheck{ServiceID: svc.GetId(), At: at})
+		return
+	}
+	st := svc.GetUpdateStatus()
+	out := &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, StartedAt: st.GetStartedAt(),
+		Message: fmt.Sprintf("canary promoted: %d task(s) served through the %s monitor window; update in progress", r.canarySlots, monitor)}
+	r.out = append(r.out, SetUpdateStatus{ServiceID: svc.GetId(), Version: svc.GetVersion(), Status: out})
+}
+
+// taskEnd says how a finished task ended: its state, and its error if any
+// ("failed: exited with code 1").
+func taskEnd(t *apiv1.Task) string {
+	why := strings.ToLower(strings.TrimPrefix(t.GetState().String(), "TASK_STATE_"))
+	if e := t.GetError(); e != "" {
+		why += ": " + e
+	}
+	return why
 }
 
 // slot reconciles slot s. It returns the slot's outdated task when it waits
@@ -644,10 +770,14 @@ func (r *reconciler) slotTasks(s uint64, tasks []*apiv1.Task) (keeper, candidate
 			}
 		}
 	}
+	canary := s >= 1 && s <= r.canarySlots
 	if keeper != nil {
 		// With a health check, a new task counts once it is healthy.
 		running := state.Serving(keeper)
 		for _, o := range outdated {
+			if canary && !Terminal(o.GetState()) {
+				continue // the old task runs beside its canary until the promote
+			}
 			if running || !r.startFirst() || Terminal(o.GetState()) {
 				r.shutdown(o, "replaced by a task of the updated spec")
 			}
@@ -660,6 +790,9 @@ func (r *reconciler) slotTasks(s uint64, tasks []*apiv1.Task) (keeper, candidate
 			// Nothing runs in this slot: no reason to wait for a turn.
 			r.shutdown(o, "replaced by a task of the updated spec")
 			return r.create(s, 1, time.Time{}), nil, true
+		}
+		if canary {
+			return r.create(s, 1, time.Time{}), nil, true // the canary, beside o
 		}
 		return o, o, false
 	}

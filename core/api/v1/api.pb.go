@@ -744,18 +744,22 @@ const (
 	UpdateStatus_STATE_ROLLBACK_STARTED   UpdateStatus_State = 4
 	UpdateStatus_STATE_ROLLBACK_PAUSED    UpdateStatus_State = 5
 	UpdateStatus_STATE_ROLLBACK_COMPLETED UpdateStatus_State = 6
+	// STATE_CANARY: the canaries of the new spec run beside the old tasks
+	// and the update waits for a promote (see UpdatePolicy.canary).
+	UpdateStatus_STATE_CANARY UpdateStatus_State = 60
 )
 
 // Enum value maps for UpdateStatus_State.
 var (
 	UpdateStatus_State_name = map[int32]string{
-		0: "STATE_UNSPECIFIED",
-		1: "STATE_UPDATING",
-		2: "STATE_PAUSED",
-		3: "STATE_COMPLETED",
-		4: "STATE_ROLLBACK_STARTED",
-		5: "STATE_ROLLBACK_PAUSED",
-		6: "STATE_ROLLBACK_COMPLETED",
+		0:  "STATE_UNSPECIFIED",
+		1:  "STATE_UPDATING",
+		2:  "STATE_PAUSED",
+		3:  "STATE_COMPLETED",
+		4:  "STATE_ROLLBACK_STARTED",
+		5:  "STATE_ROLLBACK_PAUSED",
+		6:  "STATE_ROLLBACK_COMPLETED",
+		60: "STATE_CANARY",
 	}
 	UpdateStatus_State_value = map[string]int32{
 		"STATE_UNSPECIFIED":        0,
@@ -765,6 +769,7 @@ var (
 		"STATE_ROLLBACK_STARTED":   4,
 		"STATE_ROLLBACK_PAUSED":    5,
 		"STATE_ROLLBACK_COMPLETED": 6,
+		"STATE_CANARY":             60,
 	}
 )
 
@@ -999,8 +1004,17 @@ type UpdatePolicy struct {
 	// max_failure_ratio is the share of the replicas that may fail during the
 	// update before the failure action is taken (default 0: any failure).
 	MaxFailureRatio float32 `protobuf:"fixed32,41,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// canary, when non-zero, makes an update start this many tasks of the
+	// new spec beside the old ones (none stopped) and wait in state CANARY
+	// for a promote (`warren service promote`, or auto_promote) before the
+	// rest rolls; a canary that fails rolls the update back. At most the
+	// service's replicas; replicated services only; not in a rollback policy.
+	Canary uint32 `protobuf:"varint,60,opt,name=canary,proto3" json:"canary,omitempty"`
+	// auto_promote promotes the canaries once every one has served (RUNNING
+	// and, with a health check, healthy) through the monitor window.
+	AutoPromote   bool `protobuf:"varint,61,opt,name=auto_promote,json=autoPromote,proto3" json:"auto_promote,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdatePolicy) Reset() {
@@ -1073,6 +1087,20 @@ func (x *UpdatePolicy) GetMaxFailureRatio() float32 {
 		return x.MaxFailureRatio
 	}
 	return 0
+}
+
+func (x *UpdatePolicy) GetCanary() uint32 {
+	if x != nil {
+		return x.Canary
+	}
+	return 0
+}
+
+func (x *UpdatePolicy) GetAutoPromote() bool {
+	if x != nil {
+		return x.AutoPromote
+	}
+	return false
 }
 
 // UpdateStatus is how a service's last update (or rollback) is going,
@@ -4478,6 +4506,103 @@ func (x *UpdateServiceResponse) GetService() *Service {
 	return nil
 }
 
+type PromoteServiceRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NameOrId string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	// version, when non-zero, must equal the service's current version.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteServiceRequest) Reset() {
+	*x = PromoteServiceRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteServiceRequest) ProtoMessage() {}
+
+func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteServiceRequest.ProtoReflect.Descriptor instead.
+func (*PromoteServiceRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PromoteServiceRequest) GetNameOrId() string {
+	if x != nil {
+		return x.NameOrId
+	}
+	return ""
+}
+
+func (x *PromoteServiceRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type PromoteServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteServiceResponse) Reset() {
+	*x = PromoteServiceResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteServiceResponse) ProtoMessage() {}
+
+func (x *PromoteServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteServiceResponse.ProtoReflect.Descriptor instead.
+func (*PromoteServiceResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PromoteServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
 type ScaleServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NameOrId      string                 `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
@@ -4488,7 +4613,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4500,7 +4625,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4513,7 +4638,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -4539,7 +4664,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4551,7 +4676,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4564,7 +4689,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -4583,7 +4708,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4595,7 +4720,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4608,7 +4733,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -4626,7 +4751,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4638,7 +4763,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4651,7 +4776,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 type ListNodesRequest struct {
@@ -4670,7 +4795,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4682,7 +4807,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4695,7 +4820,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -4724,7 +4849,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4736,7 +4861,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4749,7 +4874,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -4775,7 +4900,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4787,7 +4912,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4800,7 +4925,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -4819,7 +4944,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +4956,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +4969,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -4877,7 +5002,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4889,7 +5014,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4902,7 +5027,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -4949,7 +5074,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4961,7 +5086,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4974,7 +5099,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -4997,7 +5122,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5009,7 +5134,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5022,7 +5147,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -5049,7 +5174,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5061,7 +5186,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5074,7 +5199,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -5105,7 +5230,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5117,7 +5242,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5130,7 +5255,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -5180,7 +5305,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5192,7 +5317,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5205,7 +5330,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5232,7 +5357,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5244,7 +5369,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5257,7 +5382,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -5283,7 +5408,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5295,7 +5420,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5308,7 +5433,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -5355,7 +5480,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5367,7 +5492,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5380,7 +5505,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -5441,7 +5566,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5453,7 +5578,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5466,7 +5591,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -5528,7 +5653,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5665,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5678,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -5586,7 +5711,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5723,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5736,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -5701,7 +5826,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +5838,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +5851,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -5798,7 +5923,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5810,7 +5935,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5823,7 +5948,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -5851,7 +5976,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5863,7 +5988,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5876,7 +6001,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -5913,7 +6038,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5925,7 +6050,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5938,7 +6063,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -5972,7 +6097,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5984,7 +6109,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5997,7 +6122,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -6016,7 +6141,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6028,7 +6153,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6041,7 +6166,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -6064,7 +6189,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6076,7 +6201,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6089,7 +6214,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -6134,7 +6259,7 @@ type NodeImport struct {
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6146,7 +6271,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6159,7 +6284,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -6209,7 +6334,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6221,7 +6346,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6234,7 +6359,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -6318,7 +6443,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6330,7 +6455,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6343,7 +6468,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -6362,7 +6487,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6374,7 +6499,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6387,7 +6512,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -6405,7 +6530,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6417,7 +6542,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6430,7 +6555,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
 }
 
 type ClusterInfoResponse struct {
@@ -6453,7 +6578,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6465,7 +6590,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6478,7 +6603,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -6583,14 +6708,16 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x15CONDITION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCONDITION_ANY\x10\x01\x12\x18\n" +
 	"\x14CONDITION_ON_FAILURE\x10\x02\x12\x12\n" +
-	"\x0eCONDITION_NONE\x10\x03\"\xa0\x04\n" +
+	"\x0eCONDITION_NONE\x10\x03\"\xdb\x04\n" +
 	"\fUpdatePolicy\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\rR\vparallelism\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x127\n" +
 	"\x05order\x18\x03 \x01(\x0e2!.warren.api.v1.UpdatePolicy.OrderR\x05order\x12P\n" +
 	"\x0efailure_action\x18\x04 \x01(\x0e2).warren.api.v1.UpdatePolicy.FailureActionR\rfailureAction\x123\n" +
 	"\amonitor\x18( \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
-	"\x11max_failure_ratio\x18) \x01(\x02R\x0fmaxFailureRatio\"K\n" +
+	"\x11max_failure_ratio\x18) \x01(\x02R\x0fmaxFailureRatio\x12\x16\n" +
+	"\x06canary\x18< \x01(\rR\x06canary\x12!\n" +
+	"\fauto_promote\x18= \x01(\bR\vautoPromote\"K\n" +
 	"\x05Order\x12\x15\n" +
 	"\x11ORDER_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ORDER_STOP_FIRST\x10\x01\x12\x15\n" +
@@ -6599,13 +6726,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
 	"\x17FAILURE_ACTION_CONTINUE\x10\x02\x12\x1b\n" +
-	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\x8c\x03\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\x9e\x03\n" +
 	"\fUpdateStatus\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.warren.api.v1.UpdateStatus.StateR\x05state\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x129\n" +
 	"\n" +
 	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
-	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xae\x01\n" +
+	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xc0\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
@@ -6613,7 +6740,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
 	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
 	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
-	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xb1\x01\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\x12\x10\n" +
+	"\fSTATE_CANARY\x10<\"\xb1\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -6928,6 +7056,12 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\brollback\x18( \x01(\bR\brollback\"I\n" +
 	"\x15UpdateServiceResponse\x120\n" +
 	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"O\n" +
+	"\x15PromoteServiceRequest\x12\x1c\n" +
+	"\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"J\n" +
+	"\x16PromoteServiceResponse\x120\n" +
+	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"O\n" +
 	"\x13ScaleServiceRequest\x12\x1c\n" +
 	"\n" +
 	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12\x1a\n" +
@@ -7134,7 +7268,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xe5\x14\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xc4\x15\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -7142,7 +7276,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fListServices\x12\".warren.api.v1.ListServicesRequest\x1a#.warren.api.v1.ListServicesResponse\x12Z\n" +
 	"\rUpdateService\x12#.warren.api.v1.UpdateServiceRequest\x1a$.warren.api.v1.UpdateServiceResponse\x12W\n" +
 	"\fScaleService\x12\".warren.api.v1.ScaleServiceRequest\x1a#.warren.api.v1.ScaleServiceResponse\x12Z\n" +
-	"\rRemoveService\x12#.warren.api.v1.RemoveServiceRequest\x1a$.warren.api.v1.RemoveServiceResponse\x12N\n" +
+	"\rRemoveService\x12#.warren.api.v1.RemoveServiceRequest\x1a$.warren.api.v1.RemoveServiceResponse\x12]\n" +
+	"\x0ePromoteService\x12$.warren.api.v1.PromoteServiceRequest\x1a%.warren.api.v1.PromoteServiceResponse\x12N\n" +
 	"\tListNodes\x12\x1f.warren.api.v1.ListNodesRequest\x1a .warren.api.v1.ListNodesResponse\x12H\n" +
 	"\aGetNode\x12\x1d.warren.api.v1.GetNodeRequest\x1a\x1e.warren.api.v1.GetNodeResponse\x12Q\n" +
 	"\n" +
@@ -7186,7 +7321,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -7253,76 +7388,78 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ListServicesResponse)(nil),    // 62: warren.api.v1.ListServicesResponse
 	(*UpdateServiceRequest)(nil),    // 63: warren.api.v1.UpdateServiceRequest
 	(*UpdateServiceResponse)(nil),   // 64: warren.api.v1.UpdateServiceResponse
-	(*ScaleServiceRequest)(nil),     // 65: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 66: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 67: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 68: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 69: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 70: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 71: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 72: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 73: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 74: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 75: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 76: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 77: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 78: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 79: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 80: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 81: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 82: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 83: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 84: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 85: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 86: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 87: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 88: warren.api.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 89: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 90: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 91: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 92: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 93: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 94: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 95: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 96: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 97: warren.api.v1.ClusterInfoResponse
-	nil,                             // 98: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 99: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 100: warren.api.v1.Node.LabelsEntry
-	nil,                             // 101: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 102: warren.api.v1.Node.AttributesEntry
-	nil,                             // 103: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 104: warren.api.v1.Config.LabelsEntry
-	nil,                             // 105: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 106: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 107: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 108: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 109: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 110: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 111: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 112: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 113: google.protobuf.Timestamp
+	(*PromoteServiceRequest)(nil),   // 65: warren.api.v1.PromoteServiceRequest
+	(*PromoteServiceResponse)(nil),  // 66: warren.api.v1.PromoteServiceResponse
+	(*ScaleServiceRequest)(nil),     // 67: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 68: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 69: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 70: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 71: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 72: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 73: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 74: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 75: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 76: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 77: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 78: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 79: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 80: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 81: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 82: warren.api.v1.TaskLogsRequest
+	(*LogChunk)(nil),                // 83: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 84: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 85: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 86: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 87: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 88: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 89: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 90: warren.api.v1.ImportImageResponse
+	(*ListImagesRequest)(nil),       // 91: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 92: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 93: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 94: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 95: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 96: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 97: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 98: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 99: warren.api.v1.ClusterInfoResponse
+	nil,                             // 100: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 101: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 102: warren.api.v1.Node.LabelsEntry
+	nil,                             // 103: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 104: warren.api.v1.Node.AttributesEntry
+	nil,                             // 105: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 106: warren.api.v1.Config.LabelsEntry
+	nil,                             // 107: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 108: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 109: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 110: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 111: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 112: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 113: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 114: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 115: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	112, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	112, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	112, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	112, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	114, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	114, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	114, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	114, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	112, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	114, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	113, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	113, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	98,  // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	99,  // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	115, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	115, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	100, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	101, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	112, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	114, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -7333,153 +7470,156 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	112, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	112, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	112, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	114, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	114, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	114, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
 	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	113, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	113, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	115, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	115, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
 	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	113, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	113, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	113, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	115, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	115, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	115, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	100, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	102, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	113, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	113, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	101, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	115, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	115, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	103, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	102, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	104, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	113, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	103, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	113, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	113, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	104, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	113, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	113, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	105, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	106, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	113, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	115, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	105, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	115, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	115, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	106, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	115, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	115, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	108, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	115, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	113, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	115, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	107, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	109, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
 	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
 	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	108, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	110, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
 	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
 	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	109, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	111, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
 	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
 	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
 	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	110, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	112, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 89: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 90: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	26,  // 91: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	8,   // 92: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	111, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	26,  // 94: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	26,  // 95: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	25,  // 96: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	83,  // 97: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	82,  // 98: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	83,  // 99: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	87,  // 100: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	92,  // 101: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	91,  // 102: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	87,  // 103: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	87,  // 104: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	113, // 105: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	93,  // 106: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 107: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 108: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 109: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 110: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	65,  // 111: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	67,  // 112: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	69,  // 113: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	71,  // 114: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	73,  // 115: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	75,  // 116: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	77,  // 117: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	79,  // 118: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	80,  // 119: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	86,  // 120: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	89,  // 121: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	94,  // 122: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	84,  // 123: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	96,  // 124: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 125: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 126: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 127: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 128: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 129: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 130: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 131: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 132: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 133: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 134: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 135: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 136: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 137: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 138: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 139: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 140: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 141: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 142: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	66,  // 143: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	68,  // 144: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	70,  // 145: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	72,  // 146: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	74,  // 147: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	76,  // 148: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	78,  // 149: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 150: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	81,  // 151: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	88,  // 152: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	90,  // 153: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	95,  // 154: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	85,  // 155: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	97,  // 156: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 157: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 158: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 159: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 160: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 161: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 162: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 163: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 164: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 165: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 166: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 167: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 168: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 169: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 170: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	139, // [139:171] is the sub-list for method output_type
-	107, // [107:139] is the sub-list for method input_type
-	107, // [107:107] is the sub-list for extension type_name
-	107, // [107:107] is the sub-list for extension extendee
-	0,   // [0:107] is the sub-list for field type_name
+	24,  // 89: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 90: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 91: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	26,  // 92: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	8,   // 93: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	113, // 94: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	26,  // 95: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	26,  // 96: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	25,  // 97: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	85,  // 98: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	84,  // 99: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	85,  // 100: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	89,  // 101: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	94,  // 102: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	93,  // 103: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	89,  // 104: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	89,  // 105: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	115, // 106: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	95,  // 107: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 108: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 109: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 110: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 111: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	67,  // 112: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	69,  // 113: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	65,  // 114: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	71,  // 115: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	73,  // 116: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	75,  // 117: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	77,  // 118: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	79,  // 119: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	81,  // 120: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	82,  // 121: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	88,  // 122: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	91,  // 123: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	96,  // 124: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	86,  // 125: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	98,  // 126: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 127: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 128: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 129: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 130: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 131: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 132: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 133: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 134: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 135: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 136: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 137: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 138: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 139: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 140: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 141: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 142: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 143: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 144: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	68,  // 145: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	70,  // 146: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	66,  // 147: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	72,  // 148: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	74,  // 149: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	76,  // 150: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	78,  // 151: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	80,  // 152: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 153: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	83,  // 154: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	90,  // 155: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	92,  // 156: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	97,  // 157: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	87,  // 158: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	99,  // 159: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 160: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 161: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 162: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 163: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 164: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 165: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 166: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 167: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 168: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 169: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 170: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 171: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 172: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 173: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	141, // [141:174] is the sub-list for method output_type
+	108, // [108:141] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -7495,14 +7635,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Config)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[58].OneofWrappers = []any{}
-	file_core_api_v1_api_proto_msgTypes[69].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[60].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[71].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[70].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[72].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -7513,7 +7653,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   97,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

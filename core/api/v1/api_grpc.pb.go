@@ -22,38 +22,39 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Warren_CreateService_FullMethodName = "/warren.api.v1.Warren/CreateService"
-	Warren_GetService_FullMethodName    = "/warren.api.v1.Warren/GetService"
-	Warren_ListServices_FullMethodName  = "/warren.api.v1.Warren/ListServices"
-	Warren_UpdateService_FullMethodName = "/warren.api.v1.Warren/UpdateService"
-	Warren_ScaleService_FullMethodName  = "/warren.api.v1.Warren/ScaleService"
-	Warren_RemoveService_FullMethodName = "/warren.api.v1.Warren/RemoveService"
-	Warren_ListNodes_FullMethodName     = "/warren.api.v1.Warren/ListNodes"
-	Warren_GetNode_FullMethodName       = "/warren.api.v1.Warren/GetNode"
-	Warren_UpdateNode_FullMethodName    = "/warren.api.v1.Warren/UpdateNode"
-	Warren_RemoveNode_FullMethodName    = "/warren.api.v1.Warren/RemoveNode"
-	Warren_ListTasks_FullMethodName     = "/warren.api.v1.Warren/ListTasks"
-	Warren_Events_FullMethodName        = "/warren.api.v1.Warren/Events"
-	Warren_TaskLogs_FullMethodName      = "/warren.api.v1.Warren/TaskLogs"
-	Warren_ImportImage_FullMethodName   = "/warren.api.v1.Warren/ImportImage"
-	Warren_ListImages_FullMethodName    = "/warren.api.v1.Warren/ListImages"
-	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
-	Warren_ExecTask_FullMethodName      = "/warren.api.v1.Warren/ExecTask"
-	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
-	Warren_CreateSecret_FullMethodName  = "/warren.api.v1.Warren/CreateSecret"
-	Warren_UpdateSecret_FullMethodName  = "/warren.api.v1.Warren/UpdateSecret"
-	Warren_GetSecret_FullMethodName     = "/warren.api.v1.Warren/GetSecret"
-	Warren_ListSecrets_FullMethodName   = "/warren.api.v1.Warren/ListSecrets"
-	Warren_RemoveSecret_FullMethodName  = "/warren.api.v1.Warren/RemoveSecret"
-	Warren_CreateConfig_FullMethodName  = "/warren.api.v1.Warren/CreateConfig"
-	Warren_UpdateConfig_FullMethodName  = "/warren.api.v1.Warren/UpdateConfig"
-	Warren_GetConfig_FullMethodName     = "/warren.api.v1.Warren/GetConfig"
-	Warren_ListConfigs_FullMethodName   = "/warren.api.v1.Warren/ListConfigs"
-	Warren_RemoveConfig_FullMethodName  = "/warren.api.v1.Warren/RemoveConfig"
-	Warren_CreateVolume_FullMethodName  = "/warren.api.v1.Warren/CreateVolume"
-	Warren_GetVolume_FullMethodName     = "/warren.api.v1.Warren/GetVolume"
-	Warren_ListVolumes_FullMethodName   = "/warren.api.v1.Warren/ListVolumes"
-	Warren_RemoveVolume_FullMethodName  = "/warren.api.v1.Warren/RemoveVolume"
+	Warren_CreateService_FullMethodName  = "/warren.api.v1.Warren/CreateService"
+	Warren_GetService_FullMethodName     = "/warren.api.v1.Warren/GetService"
+	Warren_ListServices_FullMethodName   = "/warren.api.v1.Warren/ListServices"
+	Warren_UpdateService_FullMethodName  = "/warren.api.v1.Warren/UpdateService"
+	Warren_ScaleService_FullMethodName   = "/warren.api.v1.Warren/ScaleService"
+	Warren_RemoveService_FullMethodName  = "/warren.api.v1.Warren/RemoveService"
+	Warren_PromoteService_FullMethodName = "/warren.api.v1.Warren/PromoteService"
+	Warren_ListNodes_FullMethodName      = "/warren.api.v1.Warren/ListNodes"
+	Warren_GetNode_FullMethodName        = "/warren.api.v1.Warren/GetNode"
+	Warren_UpdateNode_FullMethodName     = "/warren.api.v1.Warren/UpdateNode"
+	Warren_RemoveNode_FullMethodName     = "/warren.api.v1.Warren/RemoveNode"
+	Warren_ListTasks_FullMethodName      = "/warren.api.v1.Warren/ListTasks"
+	Warren_Events_FullMethodName         = "/warren.api.v1.Warren/Events"
+	Warren_TaskLogs_FullMethodName       = "/warren.api.v1.Warren/TaskLogs"
+	Warren_ImportImage_FullMethodName    = "/warren.api.v1.Warren/ImportImage"
+	Warren_ListImages_FullMethodName     = "/warren.api.v1.Warren/ListImages"
+	Warren_ListPlugins_FullMethodName    = "/warren.api.v1.Warren/ListPlugins"
+	Warren_ExecTask_FullMethodName       = "/warren.api.v1.Warren/ExecTask"
+	Warren_ClusterInfo_FullMethodName    = "/warren.api.v1.Warren/ClusterInfo"
+	Warren_CreateSecret_FullMethodName   = "/warren.api.v1.Warren/CreateSecret"
+	Warren_UpdateSecret_FullMethodName   = "/warren.api.v1.Warren/UpdateSecret"
+	Warren_GetSecret_FullMethodName      = "/warren.api.v1.Warren/GetSecret"
+	Warren_ListSecrets_FullMethodName    = "/warren.api.v1.Warren/ListSecrets"
+	Warren_RemoveSecret_FullMethodName   = "/warren.api.v1.Warren/RemoveSecret"
+	Warren_CreateConfig_FullMethodName   = "/warren.api.v1.Warren/CreateConfig"
+	Warren_UpdateConfig_FullMethodName   = "/warren.api.v1.Warren/UpdateConfig"
+	Warren_GetConfig_FullMethodName      = "/warren.api.v1.Warren/GetConfig"
+	Warren_ListConfigs_FullMethodName    = "/warren.api.v1.Warren/ListConfigs"
+	Warren_RemoveConfig_FullMethodName   = "/warren.api.v1.Warren/RemoveConfig"
+	Warren_CreateVolume_FullMethodName   = "/warren.api.v1.Warren/CreateVolume"
+	Warren_GetVolume_FullMethodName      = "/warren.api.v1.Warren/GetVolume"
+	Warren_ListVolumes_FullMethodName    = "/warren.api.v1.Warren/ListVolumes"
+	Warren_RemoveVolume_FullMethodName   = "/warren.api.v1.Warren/RemoveVolume"
 )
 
 // WarrenClient is the client API for Warren service.
@@ -66,6 +67,9 @@ type WarrenClient interface {
 	UpdateService(ctx context.Context, in *UpdateServiceRequest, opts ...grpc.CallOption) (*UpdateServiceResponse, error)
 	ScaleService(ctx context.Context, in *ScaleServiceRequest, opts ...grpc.CallOption) (*ScaleServiceResponse, error)
 	RemoveService(ctx context.Context, in *RemoveServiceRequest, opts ...grpc.CallOption) (*RemoveServiceResponse, error)
+	// PromoteService ends the canary phase of the service's update (state
+	// CANARY): the rest of its tasks roll under the update policy.
+	PromoteService(ctx context.Context, in *PromoteServiceRequest, opts ...grpc.CallOption) (*PromoteServiceResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
 	// UpdateNode changes what an operator decides about a node: its
@@ -177,6 +181,16 @@ func (c *warrenClient) RemoveService(ctx context.Context, in *RemoveServiceReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RemoveServiceResponse)
 	err := c.cc.Invoke(ctx, Warren_RemoveService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *warrenClient) PromoteService(ctx context.Context, in *PromoteServiceRequest, opts ...grpc.CallOption) (*PromoteServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteServiceResponse)
+	err := c.cc.Invoke(ctx, Warren_PromoteService_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -477,6 +491,9 @@ type WarrenServer interface {
 	UpdateService(context.Context, *UpdateServiceRequest) (*UpdateServiceResponse, error)
 	ScaleService(context.Context, *ScaleServiceRequest) (*ScaleServiceResponse, error)
 	RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error)
+	// PromoteService ends the canary phase of the service's update (state
+	// CANARY): the rest of its tasks roll under the update policy.
+	PromoteService(context.Context, *PromoteServiceRequest) (*PromoteServiceResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
 	// UpdateNode changes what an operator decides about a node: its
@@ -551,6 +568,9 @@ func (UnimplementedWarrenServer) ScaleService(context.Context, *ScaleServiceRequ
 }
 func (UnimplementedWarrenServer) RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveService not implemented")
+}
+func (UnimplementedWarrenServer) PromoteService(context.Context, *PromoteServiceRequest) (*PromoteServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteService not implemented")
 }
 func (UnimplementedWarrenServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
@@ -755,6 +775,24 @@ func _Warren_RemoveService_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(WarrenServer).RemoveService(ctx, req.(*RemoveServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Warren_PromoteService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).PromoteService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_PromoteService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).PromoteService(ctx, req.(*PromoteServiceRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1221,6 +1259,10 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveService",
 			Handler:    _Warren_RemoveService_Handler,
+		},
+		{
+			MethodName: "PromoteService",
+			Handler:    _Warren_PromoteService_Handler,
 		},
 		{
 			MethodName: "ListNodes",
