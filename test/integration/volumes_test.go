@@ -133,6 +133,27 @@ func TestMountsBadInput(t *testing.T) {
 	if svcs, err := n.c.ListServices(ctx, &apiv1.ListServicesRequest{}); err != nil || len(svcs.GetServices()) != 0 {
 		t.Fatalf("services after the refusals: %v, %v; want none", svcs.GetServices(), err)
 	}
+	creates := []struct {
+		name string
+		req  *apiv1.CreateVolumeRequest
+		want error
+		msg  string
+	}{
+		{"volume name not a DNS label", &apiv1.CreateVolumeRequest{Name: "Bad_Vol"}, sdk.ErrInvalidArgument, `"Bad_Vol" is invalid`},
+		{"volume on an unknown node", &apiv1.CreateVolumeRequest{Name: "elsewhere", Node: "no-such-node"}, sdk.ErrNotFound, `"no-such-node"`},
+		{"duplicate volume", &apiv1.CreateVolumeRequest{Name: "vol"}, sdk.ErrAlreadyExists, `"vol"`},
+	}
+	for _, tt := range creates {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := n.c.CreateVolume(ctx, tt.req)
+			if !errors.Is(sdk.FromStatus(err), tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v, want %v mentioning %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+	if vs, err := n.c.ListVolumes(ctx, &apiv1.ListVolumesRequest{}); err != nil || len(vs.GetVolumes()) != 1 {
+		t.Fatalf("volumes after the refusals: %v, %v; want only vol", vs.GetVolumes(), err)
+	}
 	t.Run("tmpfs size that does not parse", func(t *testing.T) {
 		_, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "create", "web", "--image", ctrtest.TestImage, "--mount", "type=tmpfs,target=/s,tmpfs-size=lots")
 		if code == 0 || !strings.Contains(errOut, `tmpfs-size "lots"`) {

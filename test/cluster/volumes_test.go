@@ -1,0 +1,63 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/clustertest"
+	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// TestVolumeKeepsItsTasksTogether: the two replicas of a service mounting
+// a volume on no node yet, placed in one round on a cluster of two workers
+// (where round-robin would spread them), both run on one node, the one the
+// volume is put on.
+func TestVolumeKeepsItsTasksTogether(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	bin := testutil.Install(t, clustertest.Plugins...)
+	c := clustertest.New(t, bin)
+	ctx := context.Background()
+	m1 := c.Add("m1", clustertest.Spec{Manager: true})
+	m1.Start(ctx)
+	wtok := c.Token(m1, "worker")
+	for _, name := range []string{"w1", "w2"} {
+		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
+		w.Start(ctx)
+		ctrtest.ImportImages(t, w.Client())
+	}
+	c.WaitReady(m1, 3)
+	api := m1.Client()
+
+	m1.CLI(0, "volume", "create", "shared")
+	m1.CLI(0, "service", "create", "pair", "--image", ctrtest.TestImage, "--replicas", "2",
+		"--mount", "type=volume,source=shared,target=/data", "--stop-grace-period=1s", "--detach")
+	var nodes map[string]int
+	testutil.Eventually(t, 60*time.Second, "both tasks of pair running", func() bool {
+		resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: "pair"})
+		if err != nil {
+			return false
+		}
+		nodes = map[string]int{}
+		running := 0
+		for _, tk := range resp.GetTasks() {
+			if tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+				running++
+				nodes[tk.GetNodeId()]++
+			}
+		}
+		return running == 2
+	})
+	if len(nodes) != 1 {
+		t.Fatalf("the tasks of pair run on %d nodes (%v), want one", len(nodes), nodes)
+	}
+	v, err := api.GetVolume(ctx, &apiv1.GetVolumeRequest{NameOrId: "shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := nodes[v.GetVolume().GetNodeId()]; !ok {
+		t.Fatalf("volume shared is on node %q, its tasks on %v", v.GetVolume().GetNodeId(), nodes)
+	}
+}
