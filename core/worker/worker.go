@@ -206,9 +206,7 @@ func New(opts Options) (*Worker, error) {
 		w.opts.FilesDir = opts.FilesDir
 	}
 	w.files = newTaskFiles(opts.FilesDir)
-	if w.opts.VolumesDir == "" {
-		w.opts.VolumesDir = filepath.Join(opts.DataDir, "volumes")
-	}
+	w.opts.VolumesDir = VolumesDir(opts.DataDir, opts.VolumesDir)
 	if opts.Network != nil {
 		if w.net, err = newNetSide(w, opts.Network, opts.NetworkName); err != nil {
 			return nil, err
