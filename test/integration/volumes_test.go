@@ -172,3 +172,43 @@ func TestMountsBadInput(t *testing.T) {
 		})
 	})
 }
+
+// TestVolumeLsSize: volume ls shows the space a volume's directory uses on
+// its node once a task wrote a file of known size in it, and why there is
+// no size for a volume on no node yet.
+func TestVolumeLsSize(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	ctx := context.Background()
+	n.cli("volume", "create", "sized")
+	n.cli("volume", "create", "unused")
+	const blob = 3 << 20
+	n.cli("service", "create", "writer", "--image", ctrtest.TestImage, quickStop, converge,
+		"--mount", "type=volume,source=sized,target=/data",
+		"--", "sh", "-c", "dd if=/dev/zero of=/data/blob bs=1024 count=3072 && sync && touch /data/done; sleep 3600")
+	n.waitConverged("writer", 1)
+	testutil.Eventually(t, 20*time.Second, "the file written in the volume", func() bool {
+		_, err := os.Stat(filepath.Join(n.a.DataDir, "volumes", "sized", "done"))
+		return err == nil
+	})
+	resp, err := n.c.ListVolumes(ctx, &apiv1.ListVolumesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]*apiv1.VolumeResponse{}
+	for _, v := range resp.GetVolumes() {
+		sizes[v.GetVolume().GetName()] = v
+	}
+	if v := sizes["sized"]; v.GetSizeError() != "" || v.GetSizeBytes() < blob || v.GetSizeBytes() > blob+1<<20 {
+		t.Fatalf("volume sized: %d bytes (%q), want about %d", v.GetSizeBytes(), v.GetSizeError(), blob)
+	}
+	if v := sizes["unused"]; v.GetSizeError() != "on no node yet" {
+		t.Fatalf("volume unused: size %d, reason %q; want none, as it is on no node", v.GetSizeBytes(), v.GetSizeError())
+	}
+	out := n.cli("volume", "ls")
+	for _, want := range []string{"SIZE", "MiB", "- (on no node yet)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("volume ls lacks %q:\n%s", want, out)
+		}
+	}
+}
