@@ -63,7 +63,7 @@ node.`,
 (measured by the node as du counts it, at the time of the listing; "-" with
 the reason when the node cannot say, e.g. while it is down) and the services
 that mount them.`,
-		Args:    noArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := g.dial(ctx)
