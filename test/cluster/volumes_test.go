@@ -14,7 +14,8 @@ import (
 // TestVolumeKeepsItsTasksTogether: the two replicas of a service mounting
 // a volume on no node yet, placed in one round on a cluster of two workers
 // (where round-robin would spread them), both run on one node, the one the
-// volume is put on.
+// volume is put on. volume ls measures the volume through that worker's
+// tunnel, and says why it cannot once the worker is down.
 func TestVolumeKeepsItsTasksTogether(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
 	bin := testutil.Install(t, clustertest.Plugins...)
@@ -60,4 +61,24 @@ func TestVolumeKeepsItsTasksTogether(t *testing.T) {
 	if _, ok := nodes[v.GetVolume().GetNodeId()]; !ok {
 		t.Fatalf("volume shared is on node %q, its tasks on %v", v.GetVolume().GetNodeId(), nodes)
 	}
+	size := func() *apiv1.VolumeResponse {
+		t.Helper()
+		resp, err := api.ListVolumes(ctx, &apiv1.ListVolumesRequest{})
+		if err != nil || len(resp.GetVolumes()) != 1 {
+			t.Fatalf("volume ls: %v, %v", resp.GetVolumes(), err)
+		}
+		return resp.GetVolumes()[0]
+	}
+	if got := size(); got.GetSizeError() != "" || got.GetSizeBytes() <= 0 {
+		t.Fatalf("volume shared measured on its node: %d bytes, %q; want its directory's size", got.GetSizeBytes(), got.GetSizeError())
+	}
+	n, err := api.GetNode(ctx, &apiv1.GetNodeRequest{NameOrId: v.GetVolume().GetNodeId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := c.Node(n.GetNode().GetName())
+	holder.Kill9()
+	testutil.Eventually(t, 30*time.Second, "volume ls saying the volume's node is down", func() bool {
+		return size().GetSizeError() == "node "+holder.Name+" is down"
+	})
 }
