@@ -18,18 +18,8 @@ import (
 // tunnel, and says why it cannot once the worker is down.
 func TestVolumeKeepsItsTasksTogether(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
-	bin := testutil.Install(t, clustertest.Plugins...)
-	c := clustertest.New(t, bin)
+	c, m1 := twoWorkers(t, nil)
 	ctx := context.Background()
-	m1 := c.Add("m1", clustertest.Spec{Manager: true})
-	m1.Start(ctx)
-	wtok := c.Token(m1, "worker")
-	for _, name := range []string{"w1", "w2"} {
-		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
-		w.Start(ctx)
-		ctrtest.ImportImages(t, w.Client())
-	}
-	c.WaitReady(m1, 3)
 	api := m1.Client()
 
 	m1.CLI(0, "volume", "create", "shared")
@@ -81,4 +71,27 @@ func TestVolumeKeepsItsTasksTogether(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "volume ls saying the volume's node is down", func() bool {
 		return size().GetSizeError() == "node "+holder.Name+" is down"
 	})
+}
+
+// twoWorkers starts a cluster of a manager m1 (running no tasks) and two
+// workers w1 and w2 with the test images, tweak (when not nil) applied to
+// the cluster before any node starts.
+func twoWorkers(t *testing.T, tweak func(*clustertest.Cluster)) (*clustertest.Cluster, *clustertest.Node) {
+	t.Helper()
+	bin := testutil.Install(t, clustertest.Plugins...)
+	c := clustertest.New(t, bin)
+	if tweak != nil {
+		tweak(c)
+	}
+	ctx := context.Background()
+	m1 := c.Add("m1", clustertest.Spec{Manager: true})
+	m1.Start(ctx)
+	wtok := c.Token(m1, "worker")
+	for _, name := range []string{"w1", "w2"} {
+		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
+		w.Start(ctx)
+		ctrtest.ImportImages(t, w.Client())
+	}
+	c.WaitReady(m1, 3)
+	return c, m1
 }
