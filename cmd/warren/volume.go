@@ -58,8 +58,12 @@ node.`,
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List volumes with their node and the services that use them",
-		Args:    noArgs,
+		Short:   "List volumes with their node, size and the services that use them",
+		Long: `List volumes with their node, the disk space their directory uses there
+(measured by the node as du counts it, at the time of the listing; "-" with
+the reason when the node cannot say, e.g. while it is down) and the services
+that mount them.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := g.dial(ctx)
@@ -80,9 +84,9 @@ node.`,
 			}
 			rows := make([][]string, 0, len(resp.GetVolumes()))
 			for _, v := range resp.GetVolumes() {
-				rows = append(rows, []string{shortID(v.GetVolume().GetId()), v.GetVolume().GetName(), volumeNode(v.GetVolume(), names), strings.Join(v.GetUsers(), ",")})
+				rows = append(rows, []string{shortID(v.GetVolume().GetId()), v.GetVolume().GetName(), volumeNode(v.GetVolume(), names), volumeSize(v), strings.Join(v.GetUsers(), ",")})
 			}
-			return writeTable(cmd.OutOrStdout(), []string{"ID", "NAME", "NODE", "USERS"}, rows)
+			return writeTable(cmd.OutOrStdout(), []string{"ID", "NAME", "NODE", "SIZE", "USERS"}, rows)
 		},
 	}
 	inspect := &cobra.Command{
@@ -149,4 +153,12 @@ func volumeNode(v *apiv1.Volume, names map[string]string) string {
 	default:
 		return shortID(id)
 	}
+}
+
+// volumeSize is the size column of a volume.
+func volumeSize(v *apiv1.VolumeResponse) string {
+	if e := v.GetSizeError(); e != "" {
+		return "- (" + e + ")"
+	}
+	return humanSize(v.GetSizeBytes())
 }

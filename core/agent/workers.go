@@ -346,3 +346,19 @@ func (w *localWorkers) ListImages(ctx context.Context, node string) ([]*apiv1.No
 	}
 	return []*apiv1.NodeImages{n}, nil
 }
+
+func (w *tunnelWorkers) VolumeSizes(ctx context.Context, nodeID string, names []string) (map[string]int64, error) {
+	c, err := w.client(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.VolumeSizes(ctx, &apiv1.VolumeSizesRequest{Names: names})
+	if err != nil {
+		return nil, w.nodeError(nodeID, err)
+	}
+	return resp.GetBytes(), nil
+}
+
+func (w *localWorkers) VolumeSizes(context.Context, string, []string) (map[string]int64, error) {
+	return nil, fmt.Errorf("volume sizes: run it on a manager: %w", sdk.ErrUnsupported)
+}

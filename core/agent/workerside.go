@@ -28,7 +28,10 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 	// The managers reach this node's runtime through tunnels it opens to
 	// each of them (core/tunnel): it may accept no connection itself.
 	tsrv := tunnel.NewServer()
-	apiv1.RegisterNodeRuntimeServer(tsrv, &nodeapi.Server{Runtime: rt, Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(r.host) }})
+	apiv1.RegisterNodeRuntimeServer(tsrv, &nodeapi.Server{
+		Runtime: rt, Plugins: func() []*apiv1.PluginStatus { return pluginStatuses(r.host) },
+		VolumesDir: worker.VolumesDir(r.cfg.DataDir, r.cfg.Worker.VolumesDir),
+	})
 	tunnels := tunnel.NewWorker(tsrv, func(addr string) (apiv1.NodeTunnelClient, error) {
 		conn, err := r.peers.conn(addr)
 		if err != nil {

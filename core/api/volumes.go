@@ -3,7 +3,11 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
+	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
@@ -54,13 +58,67 @@ func (s *Server) GetVolume(_ context.Context, req *apiv1.GetVolumeRequest) (*api
 	return s.volumeResponse(v), nil
 }
 
-// ListVolumes returns every volume with its users, by name.
-func (s *Server) ListVolumes(context.Context, *apiv1.ListVolumesRequest) (*apiv1.ListVolumesResponse, error) {
+// ListVolumes returns every volume with its users and its size as its
+// node measures it, by name.
+func (s *Server) ListVolumes(ctx context.Context, _ *apiv1.ListVolumesRequest) (*apiv1.ListVolumesResponse, error) {
 	resp := &apiv1.ListVolumesResponse{}
 	for _, v := range s.opts.State.Volumes() {
 		resp.Volumes = append(resp.Volumes, s.volumeResponse(v))
 	}
+	s.measureVolumes(ctx, resp.GetVolumes())
 	return resp, nil
+}
+
+// volumeSizeTimeout bounds how long ListVolumes waits for the nodes to
+// measure their volumes.
+const volumeSizeTimeout = 5 * time.Second
+
+// measureVolumes asks each ready node that holds volumes of vs for their
+// sizes, all nodes at once, and sets each volume's size or why it is not
+// known.
+func (s *Server) measureVolumes(ctx context.Context, vs []*apiv1.VolumeResponse) {
+	byNode := map[string][]*apiv1.VolumeResponse{}
+	for _, v := range vs {
+		id := v.GetVolume().GetNodeId()
+		n, ok := s.opts.State.Node(id)
+		switch {
+		case id == "":
+			v.SizeError = "on no node yet"
+		case !ok:
+			v.SizeError = fmt.Sprintf("node %s is not in the cluster", id)
+		case n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY:
+			v.SizeError = fmt.Sprintf("node %s is %s", n.GetName(), strings.ToLower(strings.TrimPrefix(n.GetStatus().String(), "NODE_STATUS_")))
+		case s.opts.Workers == nil:
+			v.SizeError = "this agent reaches no worker"
+		default:
+			byNode[id] = append(byNode[id], v)
+		}
+	}
+	if len(byNode) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, volumeSizeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for id, on := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			names := make([]string, len(on))
+			for i, v := range on {
+				names[i] = v.GetVolume().GetName()
+			}
+			sizes, err := s.opts.Workers.VolumeSizes(ctx, id, names)
+			for _, v := range on {
+				if err != nil {
+					v.SizeError = status.Convert(err).Message()
+					continue
+				}
+				v.SizeBytes = sizes[v.GetVolume().GetName()]
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // RemoveVolume forgets a volume no service uses. Its directory stays on

@@ -38,6 +38,9 @@ type Workers interface {
 	ListImages(ctx context.Context, node string) ([]*apiv1.NodeImages, error)
 	// ListPlugins lists the plugins of nodeID.
 	ListPlugins(ctx context.Context, nodeID string) ([]*apiv1.PluginStatus, error)
+	// VolumeSizes measures, on nodeID, the named volumes that live there:
+	// bytes per name.
+	VolumeSizes(ctx context.Context, nodeID string, names []string) (map[string]int64, error)
 	// NodeError names nodeID in an error its NodeRuntime stream returned.
 	NodeError(nodeID string, err error) error
 }

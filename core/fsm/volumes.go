@@ -62,23 +62,54 @@ func (f *FSM) applyRemoveVolume(tx *txn, c *fsmpb.RemoveVolume) any {
 }
 
 // bindVolumes puts each volume that is on no node yet on the node of the
-// first task of ts that mounts it and has a node.
+// first task of ts that mounts it and has a node. A task of ts that is just
+// placed (ASSIGNED, not yet taken up by its worker) on another node than a
+// volume it mounts lives on (put there before this entry or by an earlier
+// task of it: two placements that raced for one unbound volume) is sent
+// back to PENDING with no node, in state and in ts (its element replaced),
+// so the scheduling loop places it again on the volume's node. Callers put
+// ts into state first and write ts out after.
 func (f *FSM) bindVolumes(tx *txn, ts []*apiv1.Task) {
-	for _, t := range ts {
+	for i, t := range ts {
 		if t.GetNodeId() == "" {
 			continue
 		}
+		var unbound []*apiv1.Volume
+		refused := ""
 		for _, m := range t.GetSpec().GetMounts() {
 			if m.GetType() != "volume" {
 				continue
 			}
 			v, ok := f.state.VolumeByName(m.GetSource())
-			if !ok || v.GetNodeId() != "" {
-				continue
+			switch {
+			case !ok:
+			case v.GetNodeId() == "":
+				unbound = append(unbound, v)
+			case v.GetNodeId() != t.GetNodeId() && t.GetState() == apiv1.TaskState_TASK_STATE_ASSIGNED:
+				refused = fmt.Sprintf("%s%q lives on node %s, not on %s", VolumeElsewherePrefix, v.GetName(), v.GetNodeId(), t.GetNodeId())
 			}
+			if refused != "" {
+				break
+			}
+		}
+		if refused != "" {
+			back := proto.CloneOf(t)
+			back.NodeId = ""
+			back.State = apiv1.TaskState_TASK_STATE_PENDING
+			back.Message = refused
+			f.state.PutTasks([]*apiv1.Task{back})
+			ts[i] = back
+			continue
+		}
+		for _, v := range unbound {
 			v = proto.CloneOf(v)
 			v.NodeId = t.GetNodeId()
 			f.putVolume(tx, v)
 		}
 	}
 }
+
+// VolumeElsewherePrefix starts the message of a task sent back to PENDING
+// because a volume it mounts was put on another node than the one it was
+// placed on.
+const VolumeElsewherePrefix = "placement refused: volume "

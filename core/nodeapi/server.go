@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/worker"
 	"github.com/warrenorch/warren/sdk"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
@@ -23,6 +24,9 @@ type Server struct {
 	Runtime runtime.Runtime
 	// Plugins lists the node's plugins.
 	Plugins func() []*apiv1.PluginStatus
+	// VolumesDir is the directory of the node's named volumes (see
+	// worker.VolumesDir); empty: the node measures no volumes.
+	VolumesDir string
 }
 
 // TaskLogs streams a task's output from the runtime.
@@ -71,4 +75,26 @@ func (s *Server) ListImages(ctx context.Context, _ *apiv1.ListImagesRequest) (*a
 		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
 	}
 	return &apiv1.ListImagesResponse{Nodes: []*apiv1.NodeImages{n}}, nil
+}
+
+// VolumeSizes measures the named volumes' directories.
+func (s *Server) VolumeSizes(ctx context.Context, req *apiv1.VolumeSizesRequest) (*apiv1.VolumeSizesResponse, error) {
+	if s.VolumesDir == "" {
+		return nil, status.Error(codes.Unimplemented, "this node measures no volumes")
+	}
+	out := &apiv1.VolumeSizesResponse{Bytes: make(map[string]int64, len(req.GetNames()))}
+	for _, name := range req.GetNames() {
+		if err := api.ValidateName("volume", name); err != nil {
+			return nil, sdk.ToStatus(err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		n, err := worker.VolumeSize(s.VolumesDir, name)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		out.Bytes[name] = n
+	}
+	return out, nil
 }

@@ -150,6 +150,21 @@ func (f *taskFiles) drop(taskID string) error {
 	return nil
 }
 
+// taskIDs returns the IDs of the tasks that have a directory of files.
+func (f *taskFiles) taskIDs() ([]string, error) {
+	ents, err := os.ReadDir(f.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("task files: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
 // mountLocked mounts the tmpfs at f.dir unless one is there already (from
 // an earlier run of the agent: the files of running tasks stay).
 func (f *taskFiles) mountLocked() error {

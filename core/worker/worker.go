@@ -207,9 +207,7 @@ func New(opts Options) (*Worker, error) {
 		w.opts.FilesDir = opts.FilesDir
 	}
 	w.files = newTaskFiles(opts.FilesDir)
-	if w.opts.VolumesDir == "" {
-		w.opts.VolumesDir = filepath.Join(opts.DataDir, "volumes")
-	}
+	w.opts.VolumesDir = VolumesDir(opts.DataDir, opts.VolumesDir)
 	if opts.Network != nil {
 		if w.net, err = newNetSide(w, opts.Network, opts.NetworkName); err != nil {
 			return nil, err
@@ -636,8 +634,11 @@ func (w *Worker) apply(ctx context.Context, a *apiv1.Assignments, in *incoming) 
 	return nil
 }
 
-// sweepOrphans gives the tasks the runtime holds that no runner owns (the
-// manager does not list them) to a runner that stops and destroys them.
+// sweepOrphans gives the tasks the runtime holds, and those with a network
+// namespace or a directory of files, that no runner owns (the manager does
+// not list them) to a runner that stops and destroys them and removes what
+// they leave. It runs after each full assignment set: at worker start and
+// at each new session.
 func (w *Worker) sweepOrphans(ctx context.Context) {
 	defer w.wg.Done()
 	defer func() {
@@ -664,6 +665,19 @@ func (w *Worker) sweepOrphans(ctx context.Context) {
 				w.log.Info("removing the network namespace of a task the manager does not list", "task", id)
 				list = append(list, runtime.TaskStatus{TaskID: id})
 			}
+		}
+	}
+	// Files without a task: an agent that died between writing them and
+	// storing the task's handle, or before it removed them. The runner
+	// removes them.
+	ids, err := w.files.taskIDs()
+	if err != nil {
+		w.log.Error("listing task files to find orphans", "error", err)
+	}
+	for _, id := range ids {
+		if w.runners[id] == nil {
+			w.log.Info("removing the files of a task the manager does not list", "task", id)
+			list = append(list, runtime.TaskStatus{TaskID: id})
 		}
 	}
 	seen := map[string]bool{}

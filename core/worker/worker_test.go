@@ -609,3 +609,31 @@ func TestWorkerTaskSaysWhyItWaits(t *testing.T) {
 	e.rt.down.Store(nil)
 	e.waitState(t, "held", running)
 }
+
+// TestWorkerSweepsStaleTaskFiles: the secret and config files of a task
+// the manager no longer assigns here (left by an agent that died before it
+// removed them) are removed when the worker starts; an assigned task's stay.
+func TestWorkerSweepsStaleTaskFiles(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	files := t.TempDir()
+	stale := filepath.Join(files, "stale-task", "secret", "token")
+	kept := filepath.Join(files, "kept", "config", "app")
+	for _, p := range []string{stale, kept} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.upsert(newTask("kept", 1, "sleep", "3600"))
+	e.startWorker(t, func(o *worker.Options) { o.FilesDir = files })
+	e.waitState(t, "kept", running)
+	dispatchertest.Eventually(t, "stale task files removed", func() bool {
+		_, err := os.Stat(filepath.Dir(filepath.Dir(stale)))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("the files of an assigned task went: %v", err)
+	}
+}

@@ -64,23 +64,12 @@ func gatewayOf(tk *apiv1.Task) string {
 // are ready.
 func overlayCluster(t *testing.T, overlayRange string) (*clustertest.Cluster, *clustertest.Node) {
 	t.Helper()
-	bin := testutil.Install(t, clustertest.Plugins...)
-	c := clustertest.New(t, bin)
-	c.OverlayRange = overlayRange
-	// Long enough that a worker agent restarted on this busy machine is
-	// never declared down (which would replace its tasks elsewhere).
-	c.HeartbeatTTL = 15 * time.Second
-	ctx := context.Background()
-	m1 := c.Add("m1", clustertest.Spec{Manager: true})
-	m1.Start(ctx)
-	wtok := c.Token(m1, "worker")
-	for _, name := range []string{"w1", "w2"} {
-		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
-		w.Start(ctx)
-		ctrtest.ImportImages(t, w.Client())
-	}
-	c.WaitReady(m1, 3)
-	return c, m1
+	return twoWorkers(t, func(c *clustertest.Cluster) {
+		c.OverlayRange = overlayRange
+		// Long enough that a worker agent restarted on this busy machine is
+		// never declared down (which would replace its tasks elsewhere).
+		c.HeartbeatTTL = 15 * time.Second
+	})
 }
 
 func TestClusterOverlay(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/worker"
-	"github.com/warrenorch/warren/test/clustertest"
 	"github.com/warrenorch/warren/test/ctrtest"
 	"github.com/warrenorch/warren/test/testutil"
 )
@@ -49,18 +48,8 @@ func holds(t *testing.T, dir string, needle []byte) bool {
 // secret goes with it, and leaves the old node.
 func TestSecretGoesOnlyWhereItsTaskRuns(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
-	bin := testutil.Install(t, clustertest.Plugins...)
-	c := clustertest.New(t, bin)
+	_, m1 := twoWorkers(t, nil)
 	ctx := context.Background()
-	m1 := c.Add("m1", clustertest.Spec{Manager: true})
-	m1.Start(ctx)
-	wtok := c.Token(m1, "worker")
-	for _, name := range []string{"w1", "w2"} {
-		w := c.Add(name, clustertest.Spec{Worker: true, Join: wtok})
-		w.Start(ctx)
-		ctrtest.ImportImages(t, w.Client())
-	}
-	c.WaitReady(m1, 3)
 	api := m1.Client()
 	nodes, err := api.ListNodes(ctx, &apiv1.ListNodesRequest{})
 	if err != nil {

@@ -226,6 +226,18 @@ func TestSecretsBadInput(t *testing.T) {
 			_, err := n.c.CreateConfig(ctx, &apiv1.CreateConfigRequest{Name: "-x", Data: []byte("x")})
 			return err
 		}, sdk.ErrInvalidArgument, `"-x" is invalid`},
+		{"empty config", func() error {
+			_, err := n.c.CreateConfig(ctx, &apiv1.CreateConfigRequest{Name: "empty"})
+			return err
+		}, sdk.ErrInvalidArgument, "empty"},
+		{"oversized config", func() error {
+			_, err := n.c.CreateConfig(ctx, &apiv1.CreateConfigRequest{Name: "big", Data: make([]byte, 500<<10+1)})
+			return err
+		}, sdk.ErrInvalidArgument, "more than the 512000"},
+		{"oversized secret update", func() error {
+			_, err := n.c.UpdateSecret(ctx, &apiv1.UpdateSecretRequest{NameOrId: "ok", Data: make([]byte, 500<<10+1)})
+			return err
+		}, sdk.ErrInvalidArgument, "more than the 512000"},
 		{"duplicate secret", func() error {
 			_, err := n.c.CreateSecret(ctx, &apiv1.CreateSecretRequest{Name: "ok", Data: []byte("y")})
 			return err
@@ -285,6 +297,13 @@ func TestSecretsBadInput(t *testing.T) {
 	ss, err := n.c.ListSecrets(ctx, &apiv1.ListSecretsRequest{})
 	if err != nil || len(ss.GetSecrets()) != 1 {
 		t.Fatalf("secrets after the refusals: %v, %v; want only ok", ss.GetSecrets(), err)
+	}
+	if ok, err := n.c.GetSecret(ctx, &apiv1.GetSecretRequest{NameOrId: "ok"}); err != nil || ok.GetSecret().GetRevision() != 1 {
+		t.Fatalf("secret ok after the refused update: %v, %v; want revision 1", ok.GetSecret(), err)
+	}
+	cs, err := n.c.ListConfigs(ctx, &apiv1.ListConfigsRequest{})
+	if err != nil || len(cs.GetConfigs()) != 1 {
+		t.Fatalf("configs after the refusals: %v, %v; want only conf", cs.GetConfigs(), err)
 	}
 	if svcs, err := n.c.ListServices(ctx, &apiv1.ListServicesRequest{}); err != nil || len(svcs.GetServices()) != 0 {
 		t.Fatalf("services after the refusals: %v, %v; want none", svcs.GetServices(), err)

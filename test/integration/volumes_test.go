@@ -133,6 +133,27 @@ func TestMountsBadInput(t *testing.T) {
 	if svcs, err := n.c.ListServices(ctx, &apiv1.ListServicesRequest{}); err != nil || len(svcs.GetServices()) != 0 {
 		t.Fatalf("services after the refusals: %v, %v; want none", svcs.GetServices(), err)
 	}
+	creates := []struct {
+		name string
+		req  *apiv1.CreateVolumeRequest
+		want error
+		msg  string
+	}{
+		{"volume name not a DNS label", &apiv1.CreateVolumeRequest{Name: "Bad_Vol"}, sdk.ErrInvalidArgument, `"Bad_Vol" is invalid`},
+		{"volume on an unknown node", &apiv1.CreateVolumeRequest{Name: "elsewhere", Node: "no-such-node"}, sdk.ErrNotFound, `"no-such-node"`},
+		{"duplicate volume", &apiv1.CreateVolumeRequest{Name: "vol"}, sdk.ErrAlreadyExists, `"vol"`},
+	}
+	for _, tt := range creates {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := n.c.CreateVolume(ctx, tt.req)
+			if !errors.Is(sdk.FromStatus(err), tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v, want %v mentioning %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+	if vs, err := n.c.ListVolumes(ctx, &apiv1.ListVolumesRequest{}); err != nil || len(vs.GetVolumes()) != 1 {
+		t.Fatalf("volumes after the refusals: %v, %v; want only vol", vs.GetVolumes(), err)
+	}
 	t.Run("tmpfs size that does not parse", func(t *testing.T) {
 		_, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "create", "web", "--image", ctrtest.TestImage, "--mount", "type=tmpfs,target=/s,tmpfs-size=lots")
 		if code == 0 || !strings.Contains(errOut, `tmpfs-size "lots"`) {
@@ -150,4 +171,44 @@ func TestMountsBadInput(t *testing.T) {
 			return false
 		})
 	})
+}
+
+// TestVolumeLsSize: volume ls shows the space a volume's directory uses on
+// its node once a task wrote a file of known size in it, and why there is
+// no size for a volume on no node yet.
+func TestVolumeLsSize(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	ctx := context.Background()
+	n.cli("volume", "create", "sized")
+	n.cli("volume", "create", "unused")
+	const blob = 3 << 20
+	n.cli("service", "create", "writer", "--image", ctrtest.TestImage, quickStop, converge,
+		"--mount", "type=volume,source=sized,target=/data",
+		"--", "sh", "-c", "dd if=/dev/zero of=/data/blob bs=1024 count=3072 && sync && touch /data/done; sleep 3600")
+	n.waitConverged("writer", 1)
+	testutil.Eventually(t, 20*time.Second, "the file written in the volume", func() bool {
+		_, err := os.Stat(filepath.Join(n.a.DataDir, "volumes", "sized", "done"))
+		return err == nil
+	})
+	resp, err := n.c.ListVolumes(ctx, &apiv1.ListVolumesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]*apiv1.VolumeResponse{}
+	for _, v := range resp.GetVolumes() {
+		sizes[v.GetVolume().GetName()] = v
+	}
+	if v := sizes["sized"]; v.GetSizeError() != "" || v.GetSizeBytes() < blob || v.GetSizeBytes() > blob+1<<20 {
+		t.Fatalf("volume sized: %d bytes (%q), want about %d", v.GetSizeBytes(), v.GetSizeError(), blob)
+	}
+	if v := sizes["unused"]; v.GetSizeError() != "on no node yet" {
+		t.Fatalf("volume unused: size %d, reason %q; want none, as it is on no node", v.GetSizeBytes(), v.GetSizeError())
+	}
+	out := n.cli("volume", "ls")
+	for _, want := range []string{"SIZE", "MiB", "- (on no node yet)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("volume ls lacks %q:\n%s", want, out)
+		}
+	}
 }

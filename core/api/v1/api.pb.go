@@ -3162,7 +3162,13 @@ type VolumeResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Volume *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
 	// users are the names of the services that mount it.
-	Users         []string `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	Users []string `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	// size_bytes is the disk space the volume's directory uses on its node,
+	// measured by that node when the volume was listed; size_error says why
+	// it is not known (the volume is on no node yet, its node is down or
+	// did not answer). GetVolume leaves both empty.
+	SizeBytes     int64  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	SizeError     string `protobuf:"bytes,4,opt,name=size_error,json=sizeError,proto3" json:"size_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3209,6 +3215,20 @@ func (x *VolumeResponse) GetUsers() []string {
 		return x.Users
 	}
 	return nil
+}
+
+func (x *VolumeResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *VolumeResponse) GetSizeError() string {
+	if x != nil {
+		return x.SizeError
+	}
+	return ""
 }
 
 type ListVolumesRequest struct {
@@ -6971,10 +6991,14 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
 	"\x10GetVolumeRequest\x12\x1c\n" +
 	"\n" +
-	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"U\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"\x93\x01\n" +
 	"\x0eVolumeResponse\x12-\n" +
 	"\x06volume\x18\x01 \x01(\v2\x15.warren.api.v1.VolumeR\x06volume\x12\x14\n" +
-	"\x05users\x18\x02 \x03(\tR\x05users\"\x14\n" +
+	"\x05users\x18\x02 \x03(\tR\x05users\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x1d\n" +
+	"\n" +
+	"size_error\x18\x04 \x01(\tR\tsizeError\"\x14\n" +
 	"\x12ListVolumesRequest\"N\n" +
 	"\x13ListVolumesResponse\x127\n" +
 	"\avolumes\x18\x01 \x03(\v2\x1d.warren.api.v1.VolumeResponseR\avolumes\"3\n" +

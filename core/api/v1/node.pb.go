@@ -66,6 +66,96 @@ func (x *TunnelFrame) GetData() []byte {
 	return nil
 }
 
+type VolumeSizesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeSizesRequest) Reset() {
+	*x = VolumeSizesRequest{}
+	mi := &file_core_api_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeSizesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeSizesRequest) ProtoMessage() {}
+
+func (x *VolumeSizesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeSizesRequest.ProtoReflect.Descriptor instead.
+func (*VolumeSizesRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VolumeSizesRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type VolumeSizesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// bytes is, per volume name, the disk space its directory's files use
+	// (as du counts it); 0 for a volume whose directory no task made yet.
+	Bytes         map[string]int64 `protobuf:"bytes,1,rep,name=bytes,proto3" json:"bytes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeSizesResponse) Reset() {
+	*x = VolumeSizesResponse{}
+	mi := &file_core_api_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeSizesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeSizesResponse) ProtoMessage() {}
+
+func (x *VolumeSizesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeSizesResponse.ProtoReflect.Descriptor instead.
+func (*VolumeSizesResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VolumeSizesResponse) GetBytes() map[string]int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return nil
+}
+
 type NodeTaskLogsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -78,7 +168,7 @@ type NodeTaskLogsRequest struct {
 
 func (x *NodeTaskLogsRequest) Reset() {
 	*x = NodeTaskLogsRequest{}
-	mi := &file_core_api_v1_node_proto_msgTypes[1]
+	mi := &file_core_api_v1_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +180,7 @@ func (x *NodeTaskLogsRequest) String() string {
 func (*NodeTaskLogsRequest) ProtoMessage() {}
 
 func (x *NodeTaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_node_proto_msgTypes[1]
+	mi := &file_core_api_v1_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +193,7 @@ func (x *NodeTaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeTaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*NodeTaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_core_api_v1_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeTaskLogsRequest) GetTaskId() string {
@@ -133,21 +223,30 @@ const file_core_api_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x16core/api/v1/node.proto\x12\rwarren.api.v1\x1a\x15core/api/v1/api.proto\"!\n" +
 	"\vTunnelFrame\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"Z\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"*\n" +
+	"\x12VolumeSizesRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\x94\x01\n" +
+	"\x13VolumeSizesResponse\x12C\n" +
+	"\x05bytes\x18\x01 \x03(\v2-.warren.api.v1.VolumeSizesResponse.BytesEntryR\x05bytes\x1a8\n" +
+	"\n" +
+	"BytesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Z\n" +
 	"\x13NodeTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
 	"\x04tail\x18\x03 \x01(\x03R\x04tail2P\n" +
 	"\n" +
 	"NodeTunnel\x12B\n" +
-	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\x98\x03\n" +
+	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\xee\x03\n" +
 	"\vNodeRuntime\x12I\n" +
 	"\bTaskLogs\x12\".warren.api.v1.NodeTaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12?\n" +
 	"\x04Exec\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
-	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
+	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
+	"\vVolumeSizes\x12!.warren.api.v1.VolumeSizesRequest\x1a\".warren.api.v1.VolumeSizesResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
 	file_core_api_v1_node_proto_rawDescOnce sync.Once
@@ -161,38 +260,44 @@ func file_core_api_v1_node_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_node_proto_rawDescData
 }
 
-var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_core_api_v1_node_proto_goTypes = []any{
 	(*TunnelFrame)(nil),         // 0: warren.api.v1.TunnelFrame
-	(*NodeTaskLogsRequest)(nil), // 1: warren.api.v1.NodeTaskLogsRequest
-	(*ExecInput)(nil),           // 2: warren.api.v1.ExecInput
-	(*ImportImageChunk)(nil),    // 3: warren.api.v1.ImportImageChunk
-	(*ListImagesRequest)(nil),   // 4: warren.api.v1.ListImagesRequest
-	(*ListPluginsRequest)(nil),  // 5: warren.api.v1.ListPluginsRequest
-	(*LogChunk)(nil),            // 6: warren.api.v1.LogChunk
-	(*ExecOutput)(nil),          // 7: warren.api.v1.ExecOutput
-	(*ImportImageResponse)(nil), // 8: warren.api.v1.ImportImageResponse
-	(*ListImagesResponse)(nil),  // 9: warren.api.v1.ListImagesResponse
-	(*ListPluginsResponse)(nil), // 10: warren.api.v1.ListPluginsResponse
+	(*VolumeSizesRequest)(nil),  // 1: warren.api.v1.VolumeSizesRequest
+	(*VolumeSizesResponse)(nil), // 2: warren.api.v1.VolumeSizesResponse
+	(*NodeTaskLogsRequest)(nil), // 3: warren.api.v1.NodeTaskLogsRequest
+	nil,                         // 4: warren.api.v1.VolumeSizesResponse.BytesEntry
+	(*ExecInput)(nil),           // 5: warren.api.v1.ExecInput
+	(*ImportImageChunk)(nil),    // 6: warren.api.v1.ImportImageChunk
+	(*ListImagesRequest)(nil),   // 7: warren.api.v1.ListImagesRequest
+	(*ListPluginsRequest)(nil),  // 8: warren.api.v1.ListPluginsRequest
+	(*LogChunk)(nil),            // 9: warren.api.v1.LogChunk
+	(*ExecOutput)(nil),          // 10: warren.api.v1.ExecOutput
+	(*ImportImageResponse)(nil), // 11: warren.api.v1.ImportImageResponse
+	(*ListImagesResponse)(nil),  // 12: warren.api.v1.ListImagesResponse
+	(*ListPluginsResponse)(nil), // 13: warren.api.v1.ListPluginsResponse
 }
 var file_core_api_v1_node_proto_depIdxs = []int32{
-	0,  // 0: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
-	1,  // 1: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
-	2,  // 2: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
-	3,  // 3: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	4,  // 4: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	5,  // 5: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	0,  // 6: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
-	6,  // 7: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
-	7,  // 8: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
-	8,  // 9: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	9,  // 10: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	10, // 11: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
-	0,  // [0:0] is the sub-list for extension type_name
-	0,  // [0:0] is the sub-list for extension extendee
-	0,  // [0:0] is the sub-list for field type_name
+	4,  // 0: warren.api.v1.VolumeSizesResponse.bytes:type_name -> warren.api.v1.VolumeSizesResponse.BytesEntry
+	0,  // 1: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
+	3,  // 2: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
+	5,  // 3: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
+	6,  // 4: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	7,  // 5: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	8,  // 6: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	1,  // 7: warren.api.v1.NodeRuntime.VolumeSizes:input_type -> warren.api.v1.VolumeSizesRequest
+	0,  // 8: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
+	9,  // 9: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
+	10, // 10: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
+	11, // 11: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	12, // 12: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	13, // 13: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	2,  // 14: warren.api.v1.NodeRuntime.VolumeSizes:output_type -> warren.api.v1.VolumeSizesResponse
+	8,  // [8:15] is the sub-list for method output_type
+	1,  // [1:8] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_node_proto_init() }
@@ -207,7 +312,7 @@ func file_core_api_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_node_proto_rawDesc), len(file_core_api_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
