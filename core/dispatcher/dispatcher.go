@@ -321,7 +321,7 @@ func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 			if t == nil {
 				t = proto.CloneOf(cur)
 			}
-			changed = applyUpdate(t, p.update) || changed
+			changed = state.ApplyReport(t, p.update) || changed
 		}
 		if t != nil && (changed || t.GetAddress() != cur.GetAddress()) {
 			t.UpdatedAt = now
