@@ -95,61 +95,21 @@ func Run(ctx context.Context, d Deps) error {
 	defer func() { stop(); <-w.done }()
 	go w.run(wctx)
 
-	resync := time.NewTicker(l.Resync)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	var retryDelay time.Duration
-
-	w.markFull() // first round: everything
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.ended:
-			if ctx.Err() != nil {
+	var ids, nodes map[string]struct{}
+	var full bool
+	return leaderloop.Run(ctx, leaderloop.Loop{
+		Name: "orchestrator", Round: "reconcile round", Logger: l.Logger,
+		BatchWindow: l.BatchWindow, Resync: l.Resync,
+		Wake: w.wake, Ended: w.ended, Full: w.markFull,
+		Run: func(ctx context.Context) error {
+			ids, nodes, full = w.take()
+			if len(ids) == 0 && len(nodes) == 0 && !full {
 				return nil
 			}
-			return fmt.Errorf("orchestrator: %w", events.ErrClosed)
-		case <-resync.C:
-			w.markFull()
-		case <-retry:
-			retry = nil
-		case <-w.wake:
-			if !sleepCtx(ctx, l.BatchWindow) {
-				return nil
-			}
-		}
-		if retry != nil {
-			continue // a failed round is retried when its backoff ends
-		}
-		ids, nodes, full := w.take()
-		if len(ids) == 0 && len(nodes) == 0 && !full {
-			continue
-		}
-		if err := l.round(ctx, ids, nodes, full); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
-			l.Logger.Error("reconcile round failed; retrying", "error", err, "retry_in", retryDelay)
-			w.requeue(ids, nodes, full)
-			retry = time.After(retryDelay)
-			continue
-		}
-		retryDelay = 0
-	}
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+			return l.round(ctx, ids, nodes, full)
+		},
+		Failed: func() { w.requeue(ids, nodes, full) },
+	})
 }
 
 type loop struct {

@@ -98,60 +98,18 @@ func Run(ctx context.Context, d Deps) error {
 	defer func() { stop(); <-w.done }()
 	go w.run(wctx)
 
-	resync := time.NewTicker(l.Resync)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	var retryDelay time.Duration
-
-	w.markFull()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.ended:
-			if ctx.Err() != nil {
+	return leaderloop.Run(ctx, leaderloop.Loop{
+		Name: "schedloop", Round: "scheduling round", Logger: l.Logger,
+		BatchWindow: l.BatchWindow, Resync: l.Resync,
+		Wake: w.wake, Ended: w.ended, Full: w.markFull,
+		Run: func(ctx context.Context) error {
+			ids, full, ok := w.take()
+			if !ok {
 				return nil
 			}
-			return fmt.Errorf("schedloop: %w", events.ErrClosed)
-		case <-resync.C:
-			w.markFull()
-		case <-retry:
-			retry = nil
-			w.markFull()
-		case <-w.wake:
-			if !sleepCtx(ctx, l.BatchWindow) {
-				return nil
-			}
-		}
-		if retry != nil {
-			continue
-		}
-		ids, full, ok := w.take()
-		if !ok {
-			continue
-		}
-		if err := l.round(ctx, ids, full); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
-			l.Logger.Error("scheduling round failed; retrying", "error", err, "retry_in", retryDelay)
-			retry = time.After(retryDelay)
-			continue
-		}
-		retryDelay = 0
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+			return l.round(ctx, ids, full)
+		},
+	})
 }
 
 type loop struct {
