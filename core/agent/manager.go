@@ -255,7 +255,6 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 	api.RegisterService(m.tcpSrv, &apiv1.NodeTunnel_ServiceDesc, tunnels)
 
 	sched := scheduler.NewClient(schedPlugin.Client())
-	taskLock := &sync.Mutex{}
 	running.Add(2)
 	go func() {
 		defer running.Done()
@@ -266,13 +265,13 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{
-					State: view, Events: bus, Raft: node, Logger: logger, Lock: taskLock,
+					State: view, Events: bus, Raft: node, Logger: logger,
 					OnRestarts: r.metrics.OnTaskRestarts,
 				}))
 			},
 			func(ctx context.Context) {
 				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
-					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger, Lock: taskLock,
+					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger,
 					OnSchedule: r.metrics.OnSchedule,
 				}))
 			},

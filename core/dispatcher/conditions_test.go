@@ -10,6 +10,7 @@ import (
 	"github.com/warrenorch/warren/core/dispatcher"
 	"github.com/warrenorch/warren/core/dispatcher/dispatchertest"
 	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/test/testutil"
 )
 
 func heartbeat(conds ...*apiv1.NodeCondition) *apiv1.WorkerMessage {
@@ -101,5 +102,30 @@ func TestHeartbeatConditions(t *testing.T) {
 	waitFor("assignment: cannot take task x", "runtime: containerd does not answer")
 	if writes != 2 {
 		t.Errorf("clearing and setting the runtime condition again made %d node writes, want 2", writes)
+	}
+}
+
+// TestHeartbeatsAreNoRaftWrites: heartbeats that change nothing append
+// nothing to the Raft log; only the one that brings a new condition does.
+func TestHeartbeatsAreNoRaftWrites(t *testing.T) {
+	m := dispatchertest.Start(t, dispatchertest.Options{})
+	c := connect(t, m, "w1")
+	c.send(heartbeat())
+	testutil.Eventually(t, 20*time.Second, "w1 READY", func() bool {
+		n, ok := m.State.Node("w1")
+		return ok && n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_READY
+	})
+	before := m.Raft.LastIndex()
+	for range 50 {
+		c.send(heartbeat())
+	}
+	// Heartbeats are handled in order: once this one's condition shows,
+	// the 50 before it have been handled.
+	c.send(heartbeat(condition(dispatcher.ConditionRuntime, "containerd does not answer")))
+	testutil.Eventually(t, 20*time.Second, "the runtime condition", func() bool {
+		return slices.Equal(conditionsOf(m, "w1"), []string{"runtime: containerd does not answer"})
+	})
+	if got := m.Raft.LastIndex() - before; got != 1 {
+		t.Errorf("51 heartbeats, one with a new condition, appended %d Raft entries, want 1", got)
 	}
 }

@@ -13,7 +13,7 @@
 // sessions keep failing, or with a task too large to send, gets an
 // "assignment" condition (ConditionAssignment). Workers send
 // heartbeats and task status reports up the same stream. Reports from all
-// sessions are committed together, one UpsertTasks per batch window, and
+// sessions are committed together, one ReportStatus per batch window, and
 // never move a task's state backwards.
 //
 // Liveness lives in the leader's memory: heartbeats are not Raft writes.
@@ -53,6 +53,7 @@ import (
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/leaderloop"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk/runtime"
 	"github.com/warrenorch/warren/sdk/scheduler"
@@ -293,8 +294,9 @@ func (d *Dispatcher) enqueue(nodeID string, ups []*apiv1.TaskStatusUpdate) {
 	}
 }
 
-// commitPending commits every pending report in one UpsertTasks. It reports
-// whether the commit failed and should be retried.
+// commitPending commits every pending report in one ReportStatus entry
+// (split only past leaderloop.MaxEntryBytes). It reports whether the
+// commit failed and should be retried.
 func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 	d.mu.Lock()
 	pending, order := d.pending, d.order
@@ -303,46 +305,46 @@ func (d *Dispatcher) commitPending(ctx context.Context) (retry bool) {
 	if len(order) == 0 {
 		return false
 	}
-	// Read the tasks as late as possible: the commit replaces them whole.
+	// Only the reports that change a task, as it is now, are committed:
+	// a worker repeating itself writes nothing. The FSM applies them again,
+	// to the task as it is at their index.
 	now := timestamppb.Now()
-	var tasks []*apiv1.Task
+	var reports []*fsmpb.TaskReport
 	for _, id := range order {
 		cur, ok := d.deps.State.Task(id)
 		if !ok {
 			continue
 		}
-		var t *apiv1.Task
-		changed := false
+		t := proto.CloneOf(cur)
 		for _, p := range pending[id] {
-			if cur.GetNodeId() != p.nodeID {
+			if t.GetNodeId() != p.nodeID {
 				d.log.Debug("ignoring a report about a task of another node", "task", id, "from", p.nodeID, "node", cur.GetNodeId())
 				continue
 			}
-			if t == nil {
-				t = proto.CloneOf(cur)
+			addr := t.GetAddress()
+			if state.ApplyReport(t, p.update) || t.GetAddress() != addr {
+				reports = append(reports, &fsmpb.TaskReport{NodeId: p.nodeID, Update: p.update, UpdatedAt: now})
 			}
-			changed = applyUpdate(t, p.update) || changed
-		}
-		if t != nil && (changed || t.GetAddress() != cur.GetAddress()) {
-			t.UpdatedAt = now
-			tasks = append(tasks, t)
 		}
 	}
-	if len(tasks) == 0 {
+	if len(reports) == 0 {
 		return false
 	}
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
-	if _, err := d.deps.Raft.Apply(cctx, &fsmpb.UpsertTasks{Tasks: tasks}); err != nil {
-		if ctx.Err() != nil || !d.deps.Leader() {
-			d.log.Warn("status reports not committed: no longer the leader", "tasks", len(tasks), "error", err)
-			return false
+	for _, chunk := range leaderloop.Chunks(reports, leaderloop.MaxEntryBytes) {
+		if _, err := d.deps.Raft.Apply(cctx, &fsmpb.ReportStatus{Reports: chunk}); err != nil {
+			if ctx.Err() != nil || !d.deps.Leader() {
+				d.log.Warn("status reports not committed: no longer the leader", "reports", len(reports), "error", err)
+				return false
+			}
+			// Reports committed already apply again as no change.
+			d.log.Error("committing status reports, will retry", "reports", len(reports), "error", err)
+			d.requeue(pending, order)
+			return true
 		}
-		d.log.Error("committing status reports, will retry", "tasks", len(tasks), "error", err)
-		d.requeue(pending, order)
-		return true
 	}
-	d.log.Trace("committed status reports", "tasks", len(tasks))
+	d.log.Trace("committed status reports", "reports", len(reports))
 	return false
 }
 

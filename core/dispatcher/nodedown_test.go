@@ -41,15 +41,14 @@ func startLoops(t *testing.T, m *dispatchertest.Manager) {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "loops", Level: hclog.Warn, Output: os.Stderr})
 	ctx, cancel := context.WithCancel(context.Background())
-	lock := &sync.Mutex{}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := orchestrator.Run(ctx, orchestrator.Deps{State: m.State, Events: m.Events, Raft: m.Raft, Logger: logger, Lock: lock}); err != nil {
+		if err := orchestrator.Run(ctx, orchestrator.Deps{State: m.State, Events: m.Events, Raft: m.Raft, Logger: logger}); err != nil {
 			t.Errorf("orchestrator: %v", err)
 		}
 	})
 	wg.Go(func() {
-		if err := schedloop.Run(ctx, schedloop.Deps{State: m.State, Events: m.Events, Raft: m.Raft, Scheduler: sched, Logger: logger, Lock: lock}); err != nil {
+		if err := schedloop.Run(ctx, schedloop.Deps{State: m.State, Events: m.Events, Raft: m.Raft, Scheduler: sched, Logger: logger}); err != nil {
 			t.Errorf("scheduling loop: %v", err)
 		}
 	})

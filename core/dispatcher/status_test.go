@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
 )
 
 const (
@@ -25,14 +26,14 @@ const (
 func TestApplyUpdateWaitingMessage(t *testing.T) {
 	waiting := &apiv1.TaskStatusUpdate{TaskId: "t", State: sPreparing, Message: "waiting for the runtime: crash-looping"}
 	task := &apiv1.Task{Id: "t", State: sPreparing, Message: "ensuring image x"}
-	if !applyUpdate(task, waiting) || task.GetMessage() != waiting.GetMessage() || task.GetState() != sPreparing {
+	if !state.ApplyReport(task, waiting) || task.GetMessage() != waiting.GetMessage() || task.GetState() != sPreparing {
 		t.Fatalf("a waiting task's new message: %v", task)
 	}
-	if applyUpdate(task, waiting) {
+	if state.ApplyReport(task, waiting) {
 		t.Fatal("the same message again was applied")
 	}
 	running := &apiv1.Task{Id: "t", State: sRunning, Message: "started"}
-	if applyUpdate(running, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Message: "other"}) || running.GetMessage() != "started" {
+	if state.ApplyReport(running, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Message: "other"}) || running.GetMessage() != "started" {
 		t.Fatalf("a running task's message changed: %v", running)
 	}
 }
@@ -63,8 +64,8 @@ func TestApplyUpdate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			task := &apiv1.Task{Id: "t", State: tt.from, Message: "old"}
 			u := &apiv1.TaskStatusUpdate{TaskId: "t", State: tt.update, Message: "new", Error: "boom", ExitCode: 3}
-			if got := applyUpdate(task, u); got != tt.applied {
-				t.Fatalf("applyUpdate = %v, want %v", got, tt.applied)
+			if got := state.ApplyReport(task, u); got != tt.applied {
+				t.Fatalf("ApplyReport = %v, want %v", got, tt.applied)
 			}
 			want := tt.from
 			if tt.applied {
@@ -114,17 +115,17 @@ func TestApplyUpdateHealth(t *testing.T) {
 	unhealthy := apiv1.HealthState_HEALTH_STATE_UNHEALTHY
 	task := &apiv1.Task{Id: "t", State: sRunning, Message: "started", Health: apiv1.HealthState_HEALTH_STATE_STARTING}
 	u := &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Message: "started", Health: healthy, HealthOutput: "200 OK"}
-	if !applyUpdate(task, u) || task.GetHealth() != healthy || task.GetHealthOutput() != "200 OK" || task.GetState() != sRunning {
+	if !state.ApplyReport(task, u) || task.GetHealth() != healthy || task.GetHealthOutput() != "200 OK" || task.GetState() != sRunning {
 		t.Fatalf("health report not applied: %v", task)
 	}
-	if applyUpdate(task, u) {
+	if state.ApplyReport(task, u) {
 		t.Fatal("the same health again was applied")
 	}
 	end := &apiv1.TaskStatusUpdate{TaskId: "t", State: sFailed, Error: "unhealthy: refused", Health: unhealthy, HealthOutput: "refused"}
-	if !applyUpdate(task, end) || task.GetState() != sFailed || task.GetHealth() != unhealthy {
+	if !state.ApplyReport(task, end) || task.GetState() != sFailed || task.GetHealth() != unhealthy {
 		t.Fatalf("the unhealthy end not applied: %v", task)
 	}
-	if applyUpdate(task, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Health: healthy}) || task.GetHealth() != unhealthy {
+	if state.ApplyReport(task, &apiv1.TaskStatusUpdate{TaskId: "t", State: sRunning, Health: healthy}) || task.GetHealth() != unhealthy {
 		t.Fatalf("a finished task's health changed: %v", task)
 	}
 }

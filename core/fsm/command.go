@@ -35,7 +35,13 @@ const (
 	SetClusterInfoType CommandType = 14
 	SetSecurityType    CommandType = 15
 	BatchType          CommandType = 16
-	// 17 to 23 are left for other commands of the same release.
+	// The field-owned task commands: each writer changes only the fields
+	// it owns (docs/architecture.md, "The write path").
+	CreateTasksType     CommandType = 17
+	AssignTasksType     CommandType = 18
+	ReportStatusType    CommandType = 19
+	SetDesiredStateType CommandType = 20
+	// 21 to 23 are left for other commands of the same release.
 	UpsertConfigType CommandType = 24
 	RemoveConfigType CommandType = 25
 )
@@ -84,6 +90,14 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return SetSecurityType, nil
 	case *fsmpb.Batch:
 		return BatchType, nil
+	case *fsmpb.CreateTasks:
+		return CreateTasksType, nil
+	case *fsmpb.AssignTasks:
+		return AssignTasksType, nil
+	case *fsmpb.ReportStatus:
+		return ReportStatusType, nil
+	case *fsmpb.SetDesiredState:
+		return SetDesiredStateType, nil
 	}
 	return 0, fmt.Errorf("fsm: %T is not a command", cmd)
 }
@@ -143,6 +157,14 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.SetSecurity{}, true
 	case BatchType:
 		return &fsmpb.Batch{}, true
+	case CreateTasksType:
+		return &fsmpb.CreateTasks{}, true
+	case AssignTasksType:
+		return &fsmpb.AssignTasks{}, true
+	case ReportStatusType:
+		return &fsmpb.ReportStatus{}, true
+	case SetDesiredStateType:
+		return &fsmpb.SetDesiredState{}, true
 	}
 	return nil, false
 }

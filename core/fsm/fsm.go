@@ -203,6 +203,14 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applySetSecurity(tx, c)
 	case *fsmpb.Batch:
 		return f.applyBatchCommand(tx, c)
+	case *fsmpb.CreateTasks:
+		return f.applyCreateTasks(tx, c)
+	case *fsmpb.AssignTasks:
+		return f.applyAssignTasks(tx, c)
+	case *fsmpb.ReportStatus:
+		return f.applyReportStatus(tx, c)
+	case *fsmpb.SetDesiredState:
+		return f.applySetDesiredState(tx, c)
 	}
 	return fmt.Errorf("fsm: no apply function for command type %d", t)
 }

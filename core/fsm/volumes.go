@@ -15,7 +15,7 @@ import (
 
 // A named volume lives on one node. UpsertVolume creates it, on a node or
 // not yet on any; the first placement of a task that mounts it (an
-// UpsertTasks that gives such a task a node) puts it on that task's node in
+// AssignTasks that gives such a task a node) puts it on that task's node in
 // the same entry. Its node never changes after that: the scheduling loop
 // constrains every task that mounts it to that node. RemoveVolume is refused
 // while a service mounts it.

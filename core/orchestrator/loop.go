@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/leaderloop"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
 )
@@ -23,10 +24,6 @@ const (
 	DefaultResync      = 30 * time.Second
 	DefaultBatchWindow = 2 * time.Millisecond
 )
-
-// maxEntryBytes bounds the tasks one Raft entry carries; a round with more
-// is split.
-const maxEntryBytes = 4 << 20
 
 // eventBuffer is the subscription's buffer. A dedicated goroutine drains
 // it, so it only has to absorb one applied batch's burst.
@@ -55,11 +52,6 @@ type Deps struct {
 	Config      Config
 	// NewID returns the IDs of new tasks; nil means api.NewID.
 	NewID func() string
-	// Lock, when set, is held while a round re-reads the tasks it changes
-	// and commits them. Pass the same lock to every leader loop that
-	// rewrites whole tasks (the scheduling loop, the dispatcher), so that
-	// their read-modify-write cycles do not overwrite each other's fields.
-	Lock sync.Locker
 	// OnRestarts, if set, is told how many replacement tasks (Create with
 	// Restart) a round committed (metrics).
 	OnRestarts func(n int)
@@ -75,9 +67,9 @@ type Deps struct {
 // events (collected for BatchWindow after the first), and every service
 // again each Resync and after a snapshot restore or a lagged event
 // subscription, and a service at the time a Recheck action of its round
-// asks for (see rechecker). Each round's actions are committed in one UpsertTasks
-// entry (creates, shutdowns, orphans and notes) and one RemoveTasks entry,
-// split only past 4 MiB. Rounds run one at a time, and Apply returns once
+// asks for (see rechecker). Each round's actions are committed in one SetDesiredState
+// entry (shutdowns, orphans and notes), one CreateTasks entry and one
+// RemoveTasks entry, split only past leaderloop.MaxEntryBytes. Rounds run one at a time, and Apply returns once
 // the entry is in the state, so a round always sees the previous round's
 // writes.
 func Run(ctx context.Context, d Deps) error {
@@ -105,61 +97,21 @@ func Run(ctx context.Context, d Deps) error {
 	go w.run(wctx)
 	l.rechecks = newRechecker(w, l.Clock)
 
-	resync := time.NewTicker(l.Resync)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	var retryDelay time.Duration
-
-	w.markFull() // first round: everything
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.ended:
-			if ctx.Err() != nil {
+	var ids, nodes map[string]struct{}
+	var full bool
+	return leaderloop.Run(ctx, leaderloop.Loop{
+		Name: "orchestrator", Round: "reconcile round", Logger: l.Logger,
+		BatchWindow: l.BatchWindow, Resync: l.Resync,
+		Wake: w.wake, Ended: w.ended, Full: w.markFull,
+		Run: func(ctx context.Context) error {
+			ids, nodes, full = w.take()
+			if len(ids) == 0 && len(nodes) == 0 && !full {
 				return nil
 			}
-			return fmt.Errorf("orchestrator: %w", events.ErrClosed)
-		case <-resync.C:
-			w.markFull()
-		case <-retry:
-			retry = nil
-		case <-w.wake:
-			if !sleepCtx(ctx, l.BatchWindow) {
-				return nil
-			}
-		}
-		if retry != nil {
-			continue // a failed round is retried when its backoff ends
-		}
-		ids, nodes, full := w.take()
-		if len(ids) == 0 && len(nodes) == 0 && !full {
-			continue
-		}
-		if err := l.round(ctx, ids, nodes, full); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
-			l.Logger.Error("reconcile round failed; retrying", "error", err, "retry_in", retryDelay)
-			w.requeue(ids, nodes, full)
-			retry = time.After(retryDelay)
-			continue
-		}
-		retryDelay = 0
-	}
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+			return l.round(ctx, ids, nodes, full)
+		},
+		Failed: func() { w.requeue(ids, nodes, full) },
+	})
 }
 
 type loop struct {
@@ -217,16 +169,15 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 	return l.commit(ctx, actions, now)
 }
 
-// commit writes actions: one UpsertTasks for creates, shutdowns, orphans
-// and notes, then one RemoveTasks. Changes are applied to the task as it is
-// now, not as Reconcile saw it, so that a status written meanwhile is kept;
-// several actions on one task make one write.
+// commit writes actions: one SetDesiredState for shutdowns, orphans and
+// notes, one CreateTasks for new tasks (after the ends, so a replacement
+// never shows before what it replaces ends), then one RemoveTasks. The FSM
+// applies each end to the task as it is then, so a status written
+// meanwhile is kept; an action that changes nothing of the task as it is
+// now is left out, several on one task are checked in turn.
 func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) error {
-	if l.Lock != nil {
-		l.Lock.Lock()
-		defer l.Lock.Unlock()
-	}
-	var upserts []*apiv1.Task
+	var creates []*apiv1.Task
+	var ends []*fsmpb.TaskEnd
 	var removes []string
 	removed := map[string]bool{}
 	for _, a := range actions {
@@ -234,33 +185,24 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			removed[a.TaskID] = true
 		}
 	}
-	// changed holds this round's copy of each task it changes, by ID, and
-	// its place in upserts.
-	changed := map[string]int{}
-	edit := func(id string, change func(*apiv1.Task) (*apiv1.Task, bool)) bool {
+	// seen holds this round's view of each task it changes, by ID.
+	seen := map[string]*apiv1.Task{}
+	end := func(id string, kind fsmpb.TaskEnd_Kind, reason string, change func(*apiv1.Task) (*apiv1.Task, bool)) bool {
 		if removed[id] {
 			return false
 		}
-		i, seen := changed[id]
-		var t *apiv1.Task
-		if seen {
-			t = upserts[i]
-		} else {
-			var ok bool
+		t, ok := seen[id]
+		if !ok {
 			if t, ok = l.State.Task(id); !ok {
 				return false
 			}
 		}
-		t, ok := change(t)
+		t, ok = change(t)
 		if !ok {
 			return false
 		}
-		if seen {
-			upserts[i] = t
-		} else {
-			changed[id] = len(upserts)
-			upserts = append(upserts, t)
-		}
+		seen[id] = t
+		ends = append(ends, &fsmpb.TaskEnd{TaskId: id, Kind: kind, Reason: reason, UpdatedAt: timestamppb.New(now)})
 		return true
 	}
 	created, restarts, stopped, orphaned, noted := 0, 0, 0, 0, 0
@@ -268,21 +210,21 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 	for _, a := range actions {
 		switch a := a.(type) {
 		case Create:
-			upserts = append(upserts, a.Task)
+			creates = append(creates, a.Task)
 			created++
 			if a.Restart {
 				restarts++
 			}
 		case Shutdown:
-			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return ShutdownTask(t, a.Reason, now) }) {
+			if end(a.TaskID, fsmpb.TaskEnd_KIND_SHUTDOWN, a.Reason, func(t *apiv1.Task) (*apiv1.Task, bool) { return ShutdownTask(t, a.Reason, now) }) {
 				stopped++
 			}
 		case Orphan:
-			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return OrphanTask(t, a.Reason, now) }) {
+			if end(a.TaskID, fsmpb.TaskEnd_KIND_ORPHAN, a.Reason, func(t *apiv1.Task) (*apiv1.Task, bool) { return OrphanTask(t, a.Reason, now) }) {
 				orphaned++
 			}
 		case Note:
-			if edit(a.TaskID, func(t *apiv1.Task) (*apiv1.Task, bool) { return NoteTask(t, a.Message) }) {
+			if end(a.TaskID, fsmpb.TaskEnd_KIND_NOTE, a.Message, func(t *apiv1.Task) (*apiv1.Task, bool) { return NoteTask(t, a.Message) }) {
 				noted++
 			}
 		case Remove:
@@ -296,9 +238,14 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			l.Logger.Debug("action", "action", a.String())
 		}
 	}
-	for _, chunk := range chunks(upserts) {
-		if _, err := l.Raft.Apply(ctx, &fsmpb.UpsertTasks{Tasks: chunk}); err != nil {
-			return fmt.Errorf("commit %d task changes: %w", len(chunk), err)
+	for _, chunk := range leaderloop.Chunks(ends, leaderloop.MaxEntryBytes) {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.SetDesiredState{Tasks: chunk}); err != nil {
+			return fmt.Errorf("commit %d task ends: %w", len(chunk), err)
+		}
+	}
+	for _, chunk := range leaderloop.Chunks(creates, leaderloop.MaxEntryBytes) {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.CreateTasks{Tasks: chunk}); err != nil {
+			return fmt.Errorf("commit %d new tasks: %w", len(chunk), err)
 		}
 	}
 	if restarts > 0 && l.OnRestarts != nil {
@@ -329,24 +276,6 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		l.Logger.Debug("reconciled", "noted", noted)
 	}
 	return nil
-}
-
-// chunks splits tasks into entries of at most maxEntryBytes.
-func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
-	var out [][]*apiv1.Task
-	start, size := 0, 0
-	for i, t := range ts {
-		n := proto.Size(t) + 8
-		if i > start && size+n > maxEntryBytes {
-			out = append(out, ts[start:i])
-			start, size = i, 0
-		}
-		size += n
-	}
-	if start < len(ts) {
-		out = append(out, ts[start:])
-	}
-	return out
 }
 
 // watcher drains the event subscription in its own goroutine and collects

@@ -103,14 +103,13 @@ func newCluster(t *testing.T) *cluster {
 // start runs both loops until the test ends.
 func (c *cluster) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	lock := &sync.Mutex{}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() {
-		errs <- orchestrator.Run(ctx, orchestrator.Deps{State: c.state, Events: c.bus, Raft: c.node, Logger: c.logger, Lock: lock})
+		errs <- orchestrator.Run(ctx, orchestrator.Deps{State: c.state, Events: c.bus, Raft: c.node, Logger: c.logger})
 	})
 	wg.Go(func() {
-		errs <- schedloop.Run(ctx, schedloop.Deps{State: c.state, Events: c.bus, Raft: c.node, Scheduler: c.scheduler, Logger: c.logger, Lock: lock})
+		errs <- schedloop.Run(ctx, schedloop.Deps{State: c.state, Events: c.bus, Raft: c.node, Scheduler: c.scheduler, Logger: c.logger})
 	})
 	t.Cleanup(func() {
 		cancel()

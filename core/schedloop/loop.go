@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
+	"github.com/warrenorch/warren/core/leaderloop"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk/scheduler"
 )
@@ -30,10 +30,7 @@ const (
 // ScheduleTimeout bounds one call of the scheduler plugin.
 const ScheduleTimeout = 30 * time.Second
 
-const (
-	maxEntryBytes = 4 << 20
-	eventBuffer   = 1 << 16
-)
+const eventBuffer = 1 << 16
 
 // Proposer proposes a typed command through Raft and waits until it is
 // applied (raftnode.Node).
@@ -56,9 +53,6 @@ type Deps struct {
 	Resync time.Duration
 	// Clock returns the time; nil means time.Now.
 	Clock func() time.Time
-	// Lock, when set, is held while a round re-reads the tasks it writes
-	// and commits them; see orchestrator.Deps.Lock.
-	Lock sync.Locker
 	// OnSchedule, if set, is told of every call to the scheduler plugin:
 	// how long it took, how many tasks it was asked to place and its
 	// error (metrics).
@@ -74,7 +68,7 @@ type Deps struct {
 // was freed); also every Resync and after a snapshot restore or a lagged
 // subscription, which rescan every task. After BatchWindow it gathers every
 // waiting task, calls the scheduler once for all of them and commits the
-// outcome in one UpsertTasks entry (split only past 4 MiB). Rounds run one
+// outcome in one AssignTasks entry (split only past leaderloop.MaxEntryBytes). Rounds run one
 // at a time and Apply returns once the entry is in the state, so a round
 // never places a task again that an earlier round placed; a task changed
 // by someone else between the plan and the commit is left for the next
@@ -104,60 +98,18 @@ func Run(ctx context.Context, d Deps) error {
 	defer func() { stop(); <-w.done }()
 	go w.run(wctx)
 
-	resync := time.NewTicker(l.Resync)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	var retryDelay time.Duration
-
-	w.markFull()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.ended:
-			if ctx.Err() != nil {
+	return leaderloop.Run(ctx, leaderloop.Loop{
+		Name: "schedloop", Round: "scheduling round", Logger: l.Logger,
+		BatchWindow: l.BatchWindow, Resync: l.Resync,
+		Wake: w.wake, Ended: w.ended, Full: w.markFull,
+		Run: func(ctx context.Context) error {
+			ids, full, ok := w.take()
+			if !ok {
 				return nil
 			}
-			return fmt.Errorf("schedloop: %w", events.ErrClosed)
-		case <-resync.C:
-			w.markFull()
-		case <-retry:
-			retry = nil
-			w.markFull()
-		case <-w.wake:
-			if !sleepCtx(ctx, l.BatchWindow) {
-				return nil
-			}
-		}
-		if retry != nil {
-			continue
-		}
-		ids, full, ok := w.take()
-		if !ok {
-			continue
-		}
-		if err := l.round(ctx, ids, full); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 5*time.Second)
-			l.Logger.Error("scheduling round failed; retrying", "error", err, "retry_in", retryDelay)
-			retry = time.After(retryDelay)
-			continue
-		}
-		retryDelay = 0
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+			return l.round(ctx, ids, full)
+		},
+	})
 }
 
 type loop struct {
@@ -255,54 +207,36 @@ func (l *loop) schedule(ctx context.Context, batch []*apiv1.Task, now time.Time)
 	return append(writes, Outcome(sent, plan, invalid, now)...), nil
 }
 
-// commit writes the outcome of a round. A task that changed since the
-// round read it (another writer got there first) is left out.
+// commit writes the outcome of a round as assignments, each expecting
+// the task version the round read: the FSM skips a task that changed since
+// (another writer got there first). Those that changed already are left
+// out here too, which spares the entry when none is left.
 func (l *loop) commit(ctx context.Context, writes []*apiv1.Task) error {
-	if len(writes) == 0 {
-		return nil
-	}
-	if l.Lock != nil {
-		l.Lock.Lock()
-		defer l.Lock.Unlock()
-	}
-	keep := writes[:0:0]
+	var as []*fsmpb.TaskAssignment
 	placed := 0
 	for _, w := range writes {
 		cur, ok := l.State.Task(w.GetId())
 		if !ok || cur.GetVersion() != w.GetVersion() || !NeedsPlacement(cur) {
 			continue
 		}
-		keep = append(keep, w)
-		if w.GetNodeId() != "" {
+		a := &fsmpb.TaskAssignment{TaskId: w.GetId(), ExpectedVersion: w.GetVersion(), UpdatedAt: w.GetUpdatedAt()}
+		if w.GetState() == apiv1.TaskState_TASK_STATE_ASSIGNED {
+			a.NodeId = w.GetNodeId()
 			placed++
+		} else {
+			a.Message = w.GetMessage()
 		}
+		as = append(as, a)
 	}
-	for _, chunk := range chunks(keep) {
-		if _, err := l.Raft.Apply(ctx, &fsmpb.UpsertTasks{Tasks: chunk}); err != nil {
+	for _, chunk := range leaderloop.Chunks(as, leaderloop.MaxEntryBytes) {
+		if _, err := l.Raft.Apply(ctx, &fsmpb.AssignTasks{Assignments: chunk}); err != nil {
 			return fmt.Errorf("commit placements of %d tasks: %w", len(chunk), err)
 		}
 	}
-	if len(keep) > 0 {
-		l.Logger.Info("scheduled", "assigned", placed, "pending", len(keep)-placed)
+	if len(as) > 0 {
+		l.Logger.Info("scheduled", "assigned", placed, "pending", len(as)-placed)
 	}
 	return nil
-}
-
-func chunks(ts []*apiv1.Task) [][]*apiv1.Task {
-	var out [][]*apiv1.Task
-	start, size := 0, 0
-	for i, t := range ts {
-		n := proto.Size(t) + 8
-		if i > start && size+n > maxEntryBytes {
-			out = append(out, ts[start:i])
-			start, size = i, 0
-		}
-		size += n
-	}
-	if start < len(ts) {
-		out = append(out, ts[start:])
-	}
-	return out
 }
 
 // watcher drains the event subscription in its own goroutine. It keeps the

@@ -66,6 +66,58 @@ func MergeTask(old, incoming *apiv1.Task) *apiv1.Task {
 	return incoming
 }
 
+// WorkerReportable reports whether s is a state a worker may report about
+// a task. NEW, PENDING and ASSIGNED belong to the scheduler, ORPHANED to
+// the manager.
+func WorkerReportable(s apiv1.TaskState) bool {
+	switch s {
+	case apiv1.TaskState_TASK_STATE_PREPARING,
+		apiv1.TaskState_TASK_STATE_STARTING,
+		apiv1.TaskState_TASK_STATE_RUNNING,
+		apiv1.TaskState_TASK_STATE_COMPLETE,
+		apiv1.TaskState_TASK_STATE_FAILED,
+		apiv1.TaskState_TASK_STATE_SHUTDOWN,
+		apiv1.TaskState_TASK_STATE_REJECTED:
+		return true
+	}
+	return false
+}
+
+// ApplyReport applies a worker's report to t (a clone the caller owns) when
+// it moves the task's state forward, or changes only the message of a task
+// that is not running yet (why it waits), and reports whether it did. A
+// report never moves a state backwards, never changes a terminal task and
+// never sets a state a worker does not own. The task's address, when the report
+// carries one, is taken unless the task is terminal.
+//
+// The task's health (the worker's too) is taken from a report that carries
+// one while the task is not terminal, or with the report that ends it.
+func ApplyReport(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
+	if u.GetAddress() != "" && !Terminal(t.GetState()) {
+		t.Address = u.GetAddress() // the worker owns it, whatever the state
+	}
+	healthChanged := false
+	if h := u.GetHealth(); h != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED && !Terminal(t.GetState()) &&
+		(h != t.GetHealth() || u.GetHealthOutput() != t.GetHealthOutput()) {
+		t.Health, t.HealthOutput = h, u.GetHealthOutput()
+		healthChanged = true
+	}
+	if u.GetState() == t.GetState() && Rank(t.GetState()) < Rank(apiv1.TaskState_TASK_STATE_RUNNING) &&
+		WorkerReportable(u.GetState()) && u.GetMessage() != "" && u.GetMessage() != t.GetMessage() {
+		// A task not running yet: its worker says why it waits.
+		t.Message = u.GetMessage()
+		return true
+	}
+	if !WorkerReportable(u.GetState()) || Terminal(t.GetState()) || Rank(u.GetState()) <= Rank(t.GetState()) {
+		return healthChanged
+	}
+	t.State = u.GetState()
+	t.Message = u.GetMessage()
+	t.Error = u.GetError()
+	t.ExitCode = u.GetExitCode()
+	return true
+}
+
 // HasHealthCheck reports whether a service spec has a health check the
 // worker makes (an HTTP, TCP or command check).
 func HasHealthCheck(s *apiv1.ServiceSpec) bool {

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/warrenorch/warren/core/api/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,6 +25,64 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type TaskEnd_Kind int32
+
+const (
+	TaskEnd_KIND_UNSPECIFIED TaskEnd_Kind = 0
+	// SHUTDOWN: desired state SHUTDOWN; a task on no node yet also ends
+	// (state SHUTDOWN, reason as its message).
+	TaskEnd_KIND_SHUTDOWN TaskEnd_Kind = 1
+	// ORPHAN: desired state SHUTDOWN and, unless it finished, state
+	// ORPHANED with reason as its message.
+	TaskEnd_KIND_ORPHAN TaskEnd_Kind = 2
+	// NOTE: reason becomes the message of a task still wanted and not
+	// finished; nothing else changes.
+	TaskEnd_KIND_NOTE TaskEnd_Kind = 3
+)
+
+// Enum value maps for TaskEnd_Kind.
+var (
+	TaskEnd_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_SHUTDOWN",
+		2: "KIND_ORPHAN",
+		3: "KIND_NOTE",
+	}
+	TaskEnd_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_SHUTDOWN":    1,
+		"KIND_ORPHAN":      2,
+		"KIND_NOTE":        3,
+	}
+)
+
+func (x TaskEnd_Kind) Enum() *TaskEnd_Kind {
+	p := new(TaskEnd_Kind)
+	*p = x
+	return p
+}
+
+func (x TaskEnd_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskEnd_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_fsm_fsmpb_commands_proto_enumTypes[0].Descriptor()
+}
+
+func (TaskEnd_Kind) Type() protoreflect.EnumType {
+	return &file_core_fsm_fsmpb_commands_proto_enumTypes[0]
+}
+
+func (x TaskEnd_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskEnd_Kind.Descriptor instead.
+func (TaskEnd_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{22, 0}
+}
 
 type CreateService struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -265,7 +324,9 @@ func (x *RemoveNode) GetId() string {
 	return ""
 }
 
-// UpsertTasks writes many tasks in one entry (placements, status updates).
+// UpsertTasks wrote many tasks whole in one entry. No writer proposes it
+// any more (CreateTasks, AssignTasks, ReportStatus and SetDesiredState
+// replaced it); it is applied for Raft logs written before them.
 type UpsertTasks struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*v1.Task             `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
@@ -865,11 +926,409 @@ func (x *Batch) GetCommands() [][]byte {
 	return nil
 }
 
+// CreateTasks adds new tasks, whole, with their spec (the orchestrator's).
+// A task whose id exists already is skipped.
+type CreateTasks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*v1.Task             `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTasks) Reset() {
+	*x = CreateTasks{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTasks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTasks) ProtoMessage() {}
+
+func (x *CreateTasks) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTasks.ProtoReflect.Descriptor instead.
+func (*CreateTasks) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateTasks) GetTasks() []*v1.Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// TaskAssignment is the scheduling loop's outcome for one task: placed on
+// node_id (state ASSIGNED), or, with no node, left PENDING with message
+// saying why.
+type TaskAssignment struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// expected_version is the task version the scheduler read; the
+	// assignment is skipped when the task changed since.
+	ExpectedVersion uint64                 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	NodeId          string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Message         string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TaskAssignment) Reset() {
+	*x = TaskAssignment{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskAssignment) ProtoMessage() {}
+
+func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
+func (*TaskAssignment) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TaskAssignment) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *TaskAssignment) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// AssignTasks commits one scheduling round's outcomes. An assignment whose
+// task changed since it was read, or no longer needs placement, is skipped.
+type AssignTasks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignments   []*TaskAssignment      `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignTasks) Reset() {
+	*x = AssignTasks{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignTasks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignTasks) ProtoMessage() {}
+
+func (x *AssignTasks) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignTasks.ProtoReflect.Descriptor instead.
+func (*AssignTasks) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AssignTasks) GetAssignments() []*TaskAssignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
+// TaskReport is a worker's status report about one task, as its node sent
+// it.
+type TaskReport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Update *v1.TaskStatusUpdate   `protobuf:"bytes,2,opt,name=update,proto3" json:"update,omitempty"`
+	// updated_at is when the dispatcher took the report.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskReport) Reset() {
+	*x = TaskReport{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskReport) ProtoMessage() {}
+
+func (x *TaskReport) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskReport.ProtoReflect.Descriptor instead.
+func (*TaskReport) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TaskReport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskReport) GetUpdate() *v1.TaskStatusUpdate {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *TaskReport) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// ReportStatus commits workers' status reports (the dispatcher's). A report
+// from a node the task is not assigned to is ignored; a report never moves
+// a state backwards nor changes a terminal task.
+type ReportStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reports       []*TaskReport          `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStatus) Reset() {
+	*x = ReportStatus{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStatus) ProtoMessage() {}
+
+func (x *ReportStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStatus.ProtoReflect.Descriptor instead.
+func (*ReportStatus) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReportStatus) GetReports() []*TaskReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// TaskEnd is what the orchestrator asks of one task.
+type TaskEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Kind          TaskEnd_Kind           `protobuf:"varint,2,opt,name=kind,proto3,enum=warren.fsm.v1.TaskEnd_Kind" json:"kind,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEnd) Reset() {
+	*x = TaskEnd{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEnd) ProtoMessage() {}
+
+func (x *TaskEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEnd.ProtoReflect.Descriptor instead.
+func (*TaskEnd) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TaskEnd) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskEnd) GetKind() TaskEnd_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return TaskEnd_KIND_UNSPECIFIED
+}
+
+func (x *TaskEnd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TaskEnd) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// SetDesiredState commits the orchestrator's shutdowns, orphans and notes.
+// Desired state SHUTDOWN is final; so is a terminal state.
+type SetDesiredState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskEnd             `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDesiredState) Reset() {
+	*x = SetDesiredState{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDesiredState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDesiredState) ProtoMessage() {}
+
+func (x *SetDesiredState) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDesiredState.ProtoReflect.Descriptor instead.
+func (*SetDesiredState) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetDesiredState) GetTasks() []*TaskEnd {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 var File_core_fsm_fsmpb_commands_proto protoreflect.FileDescriptor
 
 const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcore/fsm/fsmpb/commands.proto\x12\rwarren.fsm.v1\x1a\x15core/api/v1/api.proto\"A\n" +
+	"\x1dcore/fsm/fsmpb/commands.proto\x12\rwarren.fsm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15core/api/v1/api.proto\x1a\x1ccore/api/v1/dispatcher.proto\"A\n" +
 	"\rCreateService\x120\n" +
 	"\aservice\x18\x01 \x01(\v2\x16.warren.api.v1.ServiceR\aservice\"l\n" +
 	"\rUpdateService\x120\n" +
@@ -914,7 +1373,39 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\bsecurity\x18\x01 \x01(\v2\x1e.warren.fsm.v1.ClusterSecurityR\bsecurity\x12\"\n" +
 	"\ronly_if_unset\x18\x02 \x01(\bR\vonlyIfUnset\"#\n" +
 	"\x05Batch\x12\x1a\n" +
-	"\bcommands\x18\x01 \x03(\fR\bcommandsB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
+	"\bcommands\x18\x01 \x03(\fR\bcommands\"8\n" +
+	"\vCreateTasks\x12)\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\"\xc2\x01\n" +
+	"\x0eTaskAssignment\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"N\n" +
+	"\vAssignTasks\x12?\n" +
+	"\vassignments\x18\x01 \x03(\v2\x1d.warren.fsm.v1.TaskAssignmentR\vassignments\"\x99\x01\n" +
+	"\n" +
+	"TaskReport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x127\n" +
+	"\x06update\x18\x02 \x01(\v2\x1f.warren.api.v1.TaskStatusUpdateR\x06update\x129\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"C\n" +
+	"\fReportStatus\x123\n" +
+	"\areports\x18\x01 \x03(\v2\x19.warren.fsm.v1.TaskReportR\areports\"\xf7\x01\n" +
+	"\aTaskEnd\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12/\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1b.warren.fsm.v1.TaskEnd.KindR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"O\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rKIND_SHUTDOWN\x10\x01\x12\x0f\n" +
+	"\vKIND_ORPHAN\x10\x02\x12\r\n" +
+	"\tKIND_NOTE\x10\x03\"?\n" +
+	"\x0fSetDesiredState\x12,\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x16.warren.fsm.v1.TaskEndR\x05tasksB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_core_fsm_fsmpb_commands_proto_rawDescOnce sync.Once
@@ -928,48 +1419,68 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 	return file_core_fsm_fsmpb_commands_proto_rawDescData
 }
 
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_core_fsm_fsmpb_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
-	(*CreateService)(nil),     // 0: warren.fsm.v1.CreateService
-	(*UpdateService)(nil),     // 1: warren.fsm.v1.UpdateService
-	(*RemoveService)(nil),     // 2: warren.fsm.v1.RemoveService
-	(*UpsertNode)(nil),        // 3: warren.fsm.v1.UpsertNode
-	(*RemoveNode)(nil),        // 4: warren.fsm.v1.RemoveNode
-	(*UpsertTasks)(nil),       // 5: warren.fsm.v1.UpsertTasks
-	(*RemoveTasks)(nil),       // 6: warren.fsm.v1.RemoveTasks
-	(*UpsertSecret)(nil),      // 7: warren.fsm.v1.UpsertSecret
-	(*RemoveSecret)(nil),      // 8: warren.fsm.v1.RemoveSecret
-	(*UpsertConfig)(nil),      // 9: warren.fsm.v1.UpsertConfig
-	(*RemoveConfig)(nil),      // 10: warren.fsm.v1.RemoveConfig
-	(*UpsertVolume)(nil),      // 11: warren.fsm.v1.UpsertVolume
-	(*RemoveVolume)(nil),      // 12: warren.fsm.v1.RemoveVolume
-	(*SetClusterInfo)(nil),    // 13: warren.fsm.v1.SetClusterInfo
-	(*ClusterSecurity)(nil),   // 14: warren.fsm.v1.ClusterSecurity
-	(*SetSecurity)(nil),       // 15: warren.fsm.v1.SetSecurity
-	(*Batch)(nil),             // 16: warren.fsm.v1.Batch
-	(*v1.Service)(nil),        // 17: warren.api.v1.Service
-	(*v1.Node)(nil),           // 18: warren.api.v1.Node
-	(*v1.Task)(nil),           // 19: warren.api.v1.Task
-	(*v1.Secret)(nil),         // 20: warren.api.v1.Secret
-	(*v1.Config)(nil),         // 21: warren.api.v1.Config
-	(*v1.Volume)(nil),         // 22: warren.api.v1.Volume
-	(*v1.ClusterNetwork)(nil), // 23: warren.api.v1.ClusterNetwork
+	(TaskEnd_Kind)(0),             // 0: warren.fsm.v1.TaskEnd.Kind
+	(*CreateService)(nil),         // 1: warren.fsm.v1.CreateService
+	(*UpdateService)(nil),         // 2: warren.fsm.v1.UpdateService
+	(*RemoveService)(nil),         // 3: warren.fsm.v1.RemoveService
+	(*UpsertNode)(nil),            // 4: warren.fsm.v1.UpsertNode
+	(*RemoveNode)(nil),            // 5: warren.fsm.v1.RemoveNode
+	(*UpsertTasks)(nil),           // 6: warren.fsm.v1.UpsertTasks
+	(*RemoveTasks)(nil),           // 7: warren.fsm.v1.RemoveTasks
+	(*UpsertSecret)(nil),          // 8: warren.fsm.v1.UpsertSecret
+	(*RemoveSecret)(nil),          // 9: warren.fsm.v1.RemoveSecret
+	(*UpsertConfig)(nil),          // 10: warren.fsm.v1.UpsertConfig
+	(*RemoveConfig)(nil),          // 11: warren.fsm.v1.RemoveConfig
+	(*UpsertVolume)(nil),          // 12: warren.fsm.v1.UpsertVolume
+	(*RemoveVolume)(nil),          // 13: warren.fsm.v1.RemoveVolume
+	(*SetClusterInfo)(nil),        // 14: warren.fsm.v1.SetClusterInfo
+	(*ClusterSecurity)(nil),       // 15: warren.fsm.v1.ClusterSecurity
+	(*SetSecurity)(nil),           // 16: warren.fsm.v1.SetSecurity
+	(*Batch)(nil),                 // 17: warren.fsm.v1.Batch
+	(*CreateTasks)(nil),           // 18: warren.fsm.v1.CreateTasks
+	(*TaskAssignment)(nil),        // 19: warren.fsm.v1.TaskAssignment
+	(*AssignTasks)(nil),           // 20: warren.fsm.v1.AssignTasks
+	(*TaskReport)(nil),            // 21: warren.fsm.v1.TaskReport
+	(*ReportStatus)(nil),          // 22: warren.fsm.v1.ReportStatus
+	(*TaskEnd)(nil),               // 23: warren.fsm.v1.TaskEnd
+	(*SetDesiredState)(nil),       // 24: warren.fsm.v1.SetDesiredState
+	(*v1.Service)(nil),            // 25: warren.api.v1.Service
+	(*v1.Node)(nil),               // 26: warren.api.v1.Node
+	(*v1.Task)(nil),               // 27: warren.api.v1.Task
+	(*v1.Secret)(nil),             // 28: warren.api.v1.Secret
+	(*v1.Config)(nil),             // 29: warren.api.v1.Config
+	(*v1.Volume)(nil),             // 30: warren.api.v1.Volume
+	(*v1.ClusterNetwork)(nil),     // 31: warren.api.v1.ClusterNetwork
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*v1.TaskStatusUpdate)(nil),   // 33: warren.api.v1.TaskStatusUpdate
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	17, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	17, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	18, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	19, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	20, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	21, // 5: warren.fsm.v1.UpsertConfig.config:type_name -> warren.api.v1.Config
-	22, // 6: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	23, // 7: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
-	14, // 8: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	25, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	25, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	26, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	27, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	28, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	29, // 5: warren.fsm.v1.UpsertConfig.config:type_name -> warren.api.v1.Config
+	30, // 6: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	31, // 7: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
+	15, // 8: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
+	27, // 9: warren.fsm.v1.CreateTasks.tasks:type_name -> warren.api.v1.Task
+	32, // 10: warren.fsm.v1.TaskAssignment.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 11: warren.fsm.v1.AssignTasks.assignments:type_name -> warren.fsm.v1.TaskAssignment
+	33, // 12: warren.fsm.v1.TaskReport.update:type_name -> warren.api.v1.TaskStatusUpdate
+	32, // 13: warren.fsm.v1.TaskReport.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 14: warren.fsm.v1.ReportStatus.reports:type_name -> warren.fsm.v1.TaskReport
+	0,  // 15: warren.fsm.v1.TaskEnd.kind:type_name -> warren.fsm.v1.TaskEnd.Kind
+	32, // 16: warren.fsm.v1.TaskEnd.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 17: warren.fsm.v1.SetDesiredState.tasks:type_name -> warren.fsm.v1.TaskEnd
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_core_fsm_fsmpb_commands_proto_init() }
@@ -982,13 +1493,14 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   17,
+			NumEnums:      1,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_core_fsm_fsmpb_commands_proto_goTypes,
 		DependencyIndexes: file_core_fsm_fsmpb_commands_proto_depIdxs,
+		EnumInfos:         file_core_fsm_fsmpb_commands_proto_enumTypes,
 		MessageInfos:      file_core_fsm_fsmpb_commands_proto_msgTypes,
 	}.Build()
 	File_core_fsm_fsmpb_commands_proto = out.File
