@@ -59,8 +59,8 @@ made; the simulated nodes stay listed DOWN.
 
 Scenarios (--scenario, default all, in this order): create-one (one service
 of --tasks replicas), idle (leader CPU, Raft entries/s, RSS over --idle),
-reads (service ls and task ls --service X, --reads times each), create-many
-(--tasks/--per-service services of --per-service), loss (--loss of the nodes
+reads (service ls and task ls --service X, --reads times each; again after
+create-many), create-many (--tasks/--per-service services of --per-service), loss (--loss of the nodes
 die at once; time until every task runs again).`,
 		Example: `  warren bench
   warren bench --nodes 50 --tasks 500 --scenario create-one,loss
@@ -199,6 +199,12 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 		fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
+		if want("reads") {
+			if err := b.Reads(ctx, o.reads, made); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
+		}
 		if want("loss") {
 			if _, err := b.Loss(ctx, o.loss); err != nil {
 				return err
