@@ -158,63 +158,64 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	want := func(s string) bool { return slices.Contains(o.scenarios, s) }
-	var made []string
-	if want("create-one") || want("idle") || want("reads") {
-		if made, err = b.Create(ctx, "bench-one", 1, o.tasks); err != nil {
-			return err
-		}
-		if err := b.Check(ctx); err != nil {
-			return err
-		}
-		if err := b.RSS(); err != nil {
+	// step runs one figure and prints the load average it was taken under.
+	step := func(fn func() error) error {
+		if err := fn(); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
+		return nil
 	}
-	if want("idle") {
-		if err := b.Idle(ctx, o.idle); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
-	}
-	if want("reads") {
-		if err := b.Reads(ctx, o.reads, made); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
-	}
-	if made != nil {
-		if err := b.Remove(ctx, made); err != nil {
-			return err
-		}
-	}
-	if want("create-many") || want("loss") {
-		if made, err = b.Create(ctx, "bench-many", o.tasks/o.perService, o.perService); err != nil {
-			return err
-		}
-		if err := b.Check(ctx); err != nil {
-			return err
-		}
-		if err := b.RSS(); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
-		if want("reads") {
-			if err := b.Reads(ctx, o.reads, made); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
-		}
-		if want("loss") {
-			if _, err := b.Loss(ctx, o.loss); err != nil {
+	// phase creates services×replicas tasks, checks them, and runs then
+	// (with the services' names) under that load before it removes them.
+	phase := func(prefix string, services, replicas int, then ...func([]string) error) error {
+		var made []string
+		err := step(func() (err error) {
+			if made, err = b.Create(ctx, prefix, services, replicas); err != nil {
 				return err
 			}
 			if err := b.Check(ctx); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "load average %s\n", loadgen.LoadAverage())
+			return b.RSS()
+		})
+		if err != nil {
+			return err
 		}
-		if err := b.Remove(ctx, made); err != nil {
+		for _, fn := range then {
+			if err := step(func() error { return fn(made) }); err != nil {
+				return err
+			}
+		}
+		return b.Remove(ctx, made)
+	}
+	reads := func(made []string) error { return b.Reads(ctx, o.reads, made) }
+	if want("create-one") || want("idle") || want("reads") {
+		var then []func([]string) error
+		if want("idle") {
+			then = append(then, func([]string) error { return b.Idle(ctx, o.idle) })
+		}
+		if want("reads") {
+			then = append(then, reads)
+		}
+		if err := phase("bench-one", 1, o.tasks, then...); err != nil {
+			return err
+		}
+	}
+	if want("create-many") || want("loss") {
+		var then []func([]string) error
+		if want("reads") {
+			then = append(then, reads)
+		}
+		if want("loss") {
+			then = append(then, func([]string) error {
+				if _, err := b.Loss(ctx, o.loss); err != nil {
+					return err
+				}
+				return b.Check(ctx)
+			})
+		}
+		if err := phase("bench-many", o.tasks/o.perService, o.perService, then...); err != nil {
 			return err
 		}
 	}
