@@ -30,6 +30,7 @@ type benchOptions struct {
 	startDelay time.Duration
 	ttl        time.Duration
 	loss       float64
+	lossMode   string
 	idle       time.Duration
 	reads      int
 	exitAfter  time.Duration
@@ -79,6 +80,7 @@ die at once; time until every task runs again).`,
 	f.DurationVar(&o.startDelay, "start-delay", 100*time.Millisecond, "simulated time from STARTING to RUNNING")
 	f.DurationVar(&o.ttl, "heartbeat-ttl", 10*time.Second, "the managers' heartbeat_ttl (set on the throwaway manager)")
 	f.Float64Var(&o.loss, "loss", 0.1, "fraction of the nodes the loss scenario kills")
+	f.StringVar(&o.lossMode, "loss-mode", "silent", "how the loss scenario's nodes die: silent (power loss: no more heartbeats) or ended (their sessions end, as agents that stop)")
 	f.DurationVar(&o.idle, "idle", 30*time.Second, "how long the idle scenario measures")
 	f.IntVar(&o.reads, "reads", 200, "calls of each kind in the reads scenario")
 	f.DurationVar(&o.exitAfter, "exit-after", 0, "inject exits: a task of --exit-fraction fails this long after it runs")
@@ -99,6 +101,8 @@ func (o *benchOptions) check() error {
 		return usageErrorf("--tasks (%d) must be a multiple of --per-service (%d)", o.tasks, o.perService)
 	case o.loss <= 0 || o.loss >= 1:
 		return usageErrorf("--loss must be between 0 and 1, not %g", o.loss)
+	case o.lossMode != "silent" && o.lossMode != "ended":
+		return usageErrorf("--loss-mode must be silent or ended, not %q", o.lossMode)
 	case o.exitFrac < 0 || o.exitFrac > 1:
 		return usageErrorf("--exit-fraction must be between 0 and 1, not %g", o.exitFrac)
 	case o.joinAddr == "" && (o.token != "" || o.leaderPID != 0):
@@ -209,7 +213,7 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		}
 		if want("loss") {
 			then = append(then, func([]string) error {
-				if _, err := b.Loss(ctx, o.loss); err != nil {
+				if _, err := b.Loss(ctx, o.loss, o.lossMode == "silent"); err != nil {
 					return err
 				}
 				return b.Check(ctx)

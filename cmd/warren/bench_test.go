@@ -18,6 +18,7 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--nodes", "0"}, "must be positive"},
 		{[]string{"--tasks", "105", "--per-service", "10"}, "must be a multiple of --per-service"},
 		{[]string{"--loss", "1"}, "--loss must be between 0 and 1"},
+		{[]string{"--loss-mode", "boom"}, `--loss-mode must be silent or ended, not "boom"`},
 		{[]string{"--exit-fraction", "-0.5"}, "--exit-fraction must be between 0 and 1"},
 		{[]string{"--token", "x"}, "only apply with --join-addr"},
 		{[]string{"extra"}, "unknown command"},

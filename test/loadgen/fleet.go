@@ -243,15 +243,19 @@ func (f *Fleet) RunningOn() map[string][]string {
 	return out
 }
 
-// Kill makes the nodes go away at once, as a machine that loses power:
-// their sessions end without a word and they never come back. Their tasks
-// no longer count as running.
-func (f *Fleet) Kill(nodes ...*Node) {
+// Kill makes the nodes go away at once and never come back. With silent,
+// as machines that lose power: their connections stay open but nothing
+// more comes from them (no heartbeat, no report), so the managers notice
+// only by the missed heartbeats. Without, as agents that stop: their
+// sessions end. Their tasks no longer count as running either way.
+func (f *Fleet) Kill(silent bool, nodes ...*Node) {
 	for _, n := range nodes {
 		if n.killed.Swap(true) {
 			continue
 		}
-		n.cancel()
+		if !silent {
+			n.cancel()
+		}
 		n.mu.Lock()
 		for _, s := range n.tasks {
 			if s == apiv1.TaskState_TASK_STATE_RUNNING {
@@ -303,7 +307,7 @@ func (n *Node) join(ctx context.Context, ca apiv1.NodeCAClient) error {
 // run holds the node's session, reconnecting until ctx ends.
 func (n *Node) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !n.killed.Load() {
 		start := time.Now()
 		_ = n.session(ctx)
 		if time.Since(start) > 5*time.Second {
@@ -430,6 +434,9 @@ func (n *Node) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionClie
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-hb.C:
+			if n.killed.Load() {
+				continue // a dead node is silent
+			}
 			if err := beat(); err != nil {
 				return err
 			}
@@ -445,7 +452,7 @@ func (n *Node) sendLoop(ctx context.Context, stream apiv1.Dispatcher_SessionClie
 			batch := n.reports
 			n.reports = nil
 			n.mu.Unlock()
-			if len(batch) == 0 {
+			if len(batch) == 0 || n.killed.Load() {
 				continue
 			}
 			if err := stream.Send(&apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Status{Status: &apiv1.TaskStatusBatch{Updates: batch}}}); err != nil {

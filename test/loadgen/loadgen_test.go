@@ -13,7 +13,8 @@ import (
 
 // TestSmallFleet is the load generator's small version, untimed: 50
 // simulated nodes on a real manager, 500 tasks; one node lost; every task
-// runs, the lost node's elsewhere, one per slot.
+// runs, the lost node's elsewhere, one per slot; the same for a node whose
+// agent stops.
 func TestSmallFleet(t *testing.T) {
 	bin := testutil.Install(t, "store-bolt", "scheduler-roundrobin")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -51,25 +52,28 @@ func TestSmallFleet(t *testing.T) {
 	if err := b.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	victims, err := b.Loss(ctx, 0.02) // one node of 50
-	if err != nil {
-		t.Fatalf("%v\n%s", err, m.Output())
-	}
-	if len(victims) != 1 {
-		t.Fatalf("lost %d nodes, want 1", len(victims))
-	}
-	if err := b.Check(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// None of the running tasks is on the lost node.
-	for _, n := range names {
-		r, err := m.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: n, Node: victims[0].ID})
+	// One node lost as in a power loss, then one whose agent stops.
+	for _, silent := range []bool{true, false} {
+		victims, err := b.Loss(ctx, 0.02, silent) // one node of the live ones
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("silent %t: %v\n%s", silent, err, m.Output())
 		}
-		for _, task := range r.GetTasks() {
-			if task.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && task.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
-				t.Fatalf("task %s still counted running on the lost node", task.GetId())
+		if len(victims) != 1 {
+			t.Fatalf("silent %t: lost %d nodes, want 1", silent, len(victims))
+		}
+		if err := b.Check(ctx); err != nil {
+			t.Fatalf("silent %t: %v", silent, err)
+		}
+		// None of the running tasks is on the lost node.
+		for _, n := range names {
+			r, err := m.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: n, Node: victims[0].ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, task := range r.GetTasks() {
+				if task.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && task.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+					t.Fatalf("silent %t: task %s still counted running on the lost node", silent, task.GetId())
+				}
 			}
 		}
 	}

@@ -156,9 +156,10 @@ func (b *Bench) Remove(ctx context.Context, names []string) error {
 	return b.waitFor(ctx, "the services' tasks stopped", func() bool { return b.Fleet.Running() == 0 })
 }
 
-// Loss kills fraction of the live nodes at once and times until every
-// task runs again (on the other nodes).
-func (b *Bench) Loss(ctx context.Context, fraction float64) ([]*Node, error) {
+// Loss kills fraction of the live nodes at once (silent: as a power loss;
+// otherwise their sessions end, Fleet.Kill) and times until every task
+// runs again (on the other nodes).
+func (b *Bench) Loss(ctx context.Context, fraction float64, silent bool) ([]*Node, error) {
 	want := b.Fleet.Running()
 	var live []*Node
 	for _, n := range b.Fleet.Nodes {
@@ -175,13 +176,17 @@ func (b *Bench) Loss(ctx context.Context, fraction float64) ([]*Node, error) {
 		n.mu.Unlock()
 	}
 	start := time.Now()
-	b.Fleet.Kill(victims...)
+	b.Fleet.Kill(silent, victims...)
 	if err := b.waitFor(ctx, "every task running again", func() bool { return b.Fleet.Running() >= want }); err != nil {
 		return nil, err
 	}
 	d := time.Since(start)
-	b.printf("loss of %d nodes (%d tasks): all %d tasks running again in %s (heartbeat TTL %s, so %s past it); target TTL + 3 s\n",
-		k, lost, want, d.Round(time.Millisecond), b.TTL, (d - b.TTL).Round(time.Millisecond))
+	how := "sessions ended"
+	if silent {
+		how = "silent"
+	}
+	b.printf("loss of %d nodes (%s, %d tasks): all %d tasks running again in %s (heartbeat TTL %s, so %s past it); target TTL + 3 s\n",
+		k, how, lost, want, d.Round(time.Millisecond), b.TTL, (d - b.TTL).Round(time.Millisecond))
 	return victims, nil
 }
 
