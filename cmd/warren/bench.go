@@ -62,7 +62,8 @@ Scenarios (--scenario, default all, in this order): create-one (one service
 of --tasks replicas), idle (leader CPU, Raft entries/s, RSS over --idle),
 reads (service ls and task ls --service X, --reads times each; again after
 create-many), create-many (--tasks/--per-service services of --per-service), loss (--loss of the nodes
-die at once; time until every task runs again).`,
+die at once, silently as in a power loss or, with --loss-mode ended, as
+agents that stop; time until every task runs again).`,
 		Example: `  warren bench
   warren bench --nodes 50 --tasks 500 --scenario create-one,loss
   warren bench --join-addr 10.0.0.1:7946 --leader-pid 1234`,
