@@ -140,6 +140,7 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		newPluginCmd(g),
 		newClusterCmd(g),
 		newVersionCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,90 @@
+package loadgen_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/test/loadgen"
+	"github.com/warrenorch/warren/test/testutil"
+)
+
+// TestSmallFleet is the load generator's small version, untimed: 50
+// simulated nodes on a real manager, 500 tasks; one node lost; every task
+// runs, the lost node's elsewhere, one per slot; the same for a node whose
+// agent stops.
+func TestSmallFleet(t *testing.T) {
+	bin := testutil.Install(t, "store-bolt", "scheduler-roundrobin")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ttl = 3 * time.Second
+	m, err := loadgen.StartManager(ctx, bin, t.TempDir(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	tok, err := m.Cluster.JoinToken(ctx, &apiv1.JoinTokenRequest{Role: apiv1.NodeRole_NODE_ROLE_WORKER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := loadgen.New(loadgen.Options{Addr: m.Addr, Token: tok.GetToken(), Nodes: 50, StartDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &loadgen.Bench{API: m.API, Cluster: m.Cluster, Fleet: f, LeaderPID: m.PID(), TTL: ttl, Timeout: 40 * time.Second, Out: io.Discard}
+	if testing.Verbose() {
+		b.Out = testWriter{t}
+	}
+	b.Attach()
+	if err := f.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	if err := b.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names, err := b.Create(ctx, "small", 5, 100)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, m.Output())
+	}
+	if err := b.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One node lost as in a power loss, then one whose agent stops.
+	for _, silent := range []bool{true, false} {
+		victims, err := b.Loss(ctx, 0.02, silent) // one node of the live ones
+		if err != nil {
+			t.Fatalf("silent %t: %v\n%s", silent, err, m.Output())
+		}
+		if len(victims) != 1 {
+			t.Fatalf("silent %t: lost %d nodes, want 1", silent, len(victims))
+		}
+		if err := b.Check(ctx); err != nil {
+			t.Fatalf("silent %t: %v", silent, err)
+		}
+		// None of the running tasks is on the lost node.
+		for _, n := range names {
+			r, err := m.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: n, Node: victims[0].ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, task := range r.GetTasks() {
+				if task.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && task.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+					t.Fatalf("silent %t: task %s still counted running on the lost node", silent, task.GetId())
+				}
+			}
+		}
+	}
+	if f.Running() != 500 {
+		t.Fatalf("%d tasks running, want 500", f.Running())
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
