@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/nodeapi"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/core/tunnel"
 	"github.com/warrenorch/warren/sdk"
@@ -345,4 +346,27 @@ func (w *localWorkers) ListImages(ctx context.Context, node string) ([]*apiv1.No
 		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
 	}
 	return []*apiv1.NodeImages{n}, nil
+}
+
+func (w *tunnelWorkers) TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error) {
+	c, err := w.client(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.TaskStats(ctx, &apiv1.NodeTaskStatsRequest{TaskIds: taskIDs})
+	if err != nil {
+		return nil, w.nodeError(nodeID, err)
+	}
+	return resp.GetStats(), nil
+}
+
+func (w *localWorkers) TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error) {
+	if nodeID != w.nodeID {
+		return nil, fmt.Errorf("stats of node %s: this worker samples only its own tasks: %w", nodeID, sdk.ErrUnsupported)
+	}
+	resp, err := (&nodeapi.Server{Runtime: w.rt}).TaskStats(ctx, &apiv1.NodeTaskStatsRequest{TaskIds: taskIDs})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetStats(), nil
 }

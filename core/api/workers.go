@@ -40,6 +40,9 @@ type Workers interface {
 	ListPlugins(ctx context.Context, nodeID string) ([]*apiv1.PluginStatus, error)
 	// NodeError names nodeID in an error its NodeRuntime stream returned.
 	NodeError(nodeID string, err error) error
+	// TaskStats samples the named tasks on nodeID; a task that cannot be
+	// sampled has its error set, a node that does not answer is the error.
+	TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error)
 }
 
 // ExecTask runs a command in a running task on its node: the first input

@@ -6,6 +6,7 @@ package nodeapi
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,4 +72,21 @@ func (s *Server) ListImages(ctx context.Context, _ *apiv1.ListImagesRequest) (*a
 		n.Images = append(n.Images, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
 	}
 	return &apiv1.ListImagesResponse{Nodes: []*apiv1.NodeImages{n}}, nil
+}
+
+// TaskStats samples each named task's CPU and memory use; a task the
+// runtime cannot sample has its error set.
+func (s *Server) TaskStats(ctx context.Context, req *apiv1.NodeTaskStatsRequest) (*apiv1.TaskStatsResponse, error) {
+	out := &apiv1.TaskStatsResponse{}
+	for _, id := range req.GetTaskIds() {
+		st, err := s.Runtime.TaskStats(ctx, id)
+		sample := &apiv1.TaskStatsSample{TaskId: id, SampledUnixNano: time.Now().UnixNano()}
+		if err != nil {
+			sample.Error = err.Error()
+		} else {
+			sample.CpuUsageNs, sample.MemoryBytes, sample.MemoryLimitBytes = st.CPUUsageNanos, st.MemoryBytes, st.MemoryLimitBytes
+		}
+		out.Stats = append(out.Stats, sample)
+	}
+	return out, nil
 }

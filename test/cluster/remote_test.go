@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +102,30 @@ func TestOperateRemoteNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("stats", func(t *testing.T) {
+		m1.CLI(0, "service", "create", "burn", "--image", remoteImage, "--replicas", "2", "--", "sh", "-c", "while :; do :; done")
+		defer m1.CLI(0, "service", "rm", "burn")
+		var out string
+		testutil.Eventually(t, 60*time.Second, "both burn tasks busy and using memory in `stats --no-stream`", func() bool {
+			out = m1.CLI(0, "stats", "--no-stream", "--service", "burn")
+			rows := statsOf(out, "burn.")
+			if len(rows) != 2 || rows[0].node == rows[1].node {
+				return false
+			}
+			for _, r := range rows {
+				if r.cpu <= 0 || r.mem <= 0 {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("stats:\n%s", out)
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "stats", "--no-stream", "zzzzzzzz")
+		if code != 1 || !strings.Contains(errOut, `"zzzzzzzz"`) {
+			t.Fatalf("stats of an unknown task: exit %d, stderr %q", code, errOut)
+		}
+	})
+
 	t.Run("node ps", func(t *testing.T) {
 		out := m1.CLI(0, "node", "ps", "w2")
 		if !strings.Contains(out, "talk.") || !strings.Contains(out, shortID(onW2.GetId())) {
@@ -187,8 +213,22 @@ func TestOperateRemoteNodes(t *testing.T) {
 		w2.Host.Partition(t)
 		defer w2.Host.Heal(t)
 		start := time.Now()
-		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
+		out, _, code := testutil.RunCLI(t, bin, m1.Socket, "stats", "--no-stream", "--service", "talk")
 		took := time.Since(start)
+		var w2Row string
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "w2" {
+				w2Row = line
+			}
+		}
+		if code != 0 || !strings.Contains(w2Row, "node w2") || took > 30*time.Second {
+			t.Fatalf("stats with w2 cut off: exit %d after %s; want a row whose error names node w2 within 30s:\n%s", code, took, out)
+		}
+		t.Logf("stats after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(w2Row))
+
+		start = time.Now()
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
+		took = time.Since(start)
 		if code != 1 || !strings.Contains(errOut, "w2") || took > 30*time.Second {
 			t.Fatalf("exec in a task on a cut-off worker: exit %d after %s, stderr %q; want an error naming node w2 within 30s", code, took, errOut)
 		}
@@ -206,6 +246,47 @@ func TestOperateRemoteNodes(t *testing.T) {
 		t.Logf("after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
 
 	})
+}
+
+// statsRow is one task's row of `warren stats`: its node, CPU in percent
+// and memory use in bytes.
+type statsRow struct {
+	node     string
+	cpu, mem float64
+}
+
+// statsOf parses the rows of `warren stats` output whose NAME starts with
+// prefix; a row without figures has cpu and mem -1.
+func statsOf(out, prefix string) []statsRow {
+	var rows []statsRow
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[1], prefix) {
+			continue
+		}
+		r := statsRow{node: f[2], cpu: -1, mem: -1}
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(f[3], "%"), 64); err == nil {
+			r.cpu = v
+		}
+		r.mem = parseSize(f[4])
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// parseSize reads a size as warren prints it ("1.5MiB", "512B"); -1 when
+// it is not one.
+func parseSize(s string) float64 {
+	for i, unit := range []string{"EiB", "PiB", "TiB", "GiB", "MiB", "KiB", "B"} {
+		if n, ok := strings.CutSuffix(s, unit); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				return -1
+			}
+			return v * math.Pow(1024, float64(6-i))
+		}
+	}
+	return -1
 }
 
 // tasksOf lists a service's tasks on n.

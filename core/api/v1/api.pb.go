@@ -5339,6 +5339,236 @@ func (x *TaskLogsRequest) GetTail() int64 {
 	return 0
 }
 
+// TaskStatsRequest selects running tasks: those named (ID or unique
+// prefix), or a service's, or a node's; nothing selected means every
+// running task.
+type TaskStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []string               `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsRequest) Reset() {
+	*x = TaskStatsRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsRequest) ProtoMessage() {}
+
+func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *TaskStatsRequest) GetTasks() []string {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *TaskStatsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *TaskStatsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type TaskStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         []*TaskStatsSample     `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsResponse) Reset() {
+	*x = TaskStatsResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsResponse) ProtoMessage() {}
+
+func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
+func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *TaskStatsResponse) GetStats() []*TaskStatsSample {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// TaskStatsSample is one task's resource use at one moment, as its node's
+// runtime reads it. CPU use is cumulative: a rate needs two samples.
+type TaskStatsSample struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TaskId      string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	ServiceName string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Slot        uint64                 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId      string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node        string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// cpu_usage_ns is the CPU time the task used since it started.
+	CpuUsageNs  uint64 `protobuf:"varint,6,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	MemoryBytes uint64 `protobuf:"varint,7,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// memory_limit_bytes is 0 when the task has no memory limit.
+	MemoryLimitBytes uint64 `protobuf:"varint,8,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	// sampled_unix_nano is when the node read the figures.
+	SampledUnixNano int64 `protobuf:"varint,9,opt,name=sampled_unix_nano,json=sampledUnixNano,proto3" json:"sampled_unix_nano,omitempty"`
+	// error says why there are no figures (the node is down, the task
+	// stopped); the figures are then zero.
+	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsSample) Reset() {
+	*x = TaskStatsSample{}
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsSample) ProtoMessage() {}
+
+func (x *TaskStatsSample) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsSample.ProtoReflect.Descriptor instead.
+func (*TaskStatsSample) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *TaskStatsSample) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetCpuUsageNs() uint64 {
+	if x != nil {
+		return x.CpuUsageNs
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetSampledUnixNano() int64 {
+	if x != nil {
+		return x.SampledUnixNano
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type LogChunk struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -5355,7 +5585,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5367,7 +5597,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5380,7 +5610,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -5441,7 +5671,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5453,7 +5683,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5466,7 +5696,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -5528,7 +5758,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5770,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5783,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -5586,7 +5816,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5828,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5841,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -5701,7 +5931,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +5943,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +5956,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -5798,7 +6028,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5810,7 +6040,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5823,7 +6053,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -5851,7 +6081,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5863,7 +6093,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5876,7 +6106,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -5913,7 +6143,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5925,7 +6155,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5938,7 +6168,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -5972,7 +6202,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5984,7 +6214,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5997,7 +6227,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -6016,7 +6246,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6028,7 +6258,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6041,7 +6271,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -6064,7 +6294,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6076,7 +6306,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6089,7 +6319,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -6134,7 +6364,7 @@ type NodeImport struct {
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6146,7 +6376,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6159,7 +6389,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -6209,7 +6439,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6221,7 +6451,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6234,7 +6464,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -6318,7 +6548,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6330,7 +6560,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6343,7 +6573,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -6362,7 +6592,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6374,7 +6604,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6387,7 +6617,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -6405,7 +6635,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6417,7 +6647,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6430,7 +6660,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
 }
 
 type ClusterInfoResponse struct {
@@ -6453,7 +6683,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6465,7 +6695,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6478,7 +6708,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -6984,7 +7214,26 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x04 \x01(\x03R\x04tail\"v\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\"V\n" +
+	"\x10TaskStatsRequest\x12\x14\n" +
+	"\x05tasks\x18\x01 \x03(\tR\x05tasks\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"I\n" +
+	"\x11TaskStatsResponse\x124\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1e.warren.api.v1.TaskStatsSampleR\x05stats\"\xc3\x02\n" +
+	"\x0fTaskStatsSample\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x12\n" +
+	"\x04slot\x18\x03 \x01(\x04R\x04slot\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12 \n" +
+	"\fcpu_usage_ns\x18\x06 \x01(\x04R\n" +
+	"cpuUsageNs\x12!\n" +
+	"\fmemory_bytes\x18\a \x01(\x04R\vmemoryBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\b \x01(\x04R\x10memoryLimitBytes\x12*\n" +
+	"\x11sampled_unix_nano\x18\t \x01(\x03R\x0fsampledUnixNano\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\"v\n" +
 	"\bLogChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
@@ -7134,7 +7383,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xe5\x14\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xb5\x15\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -7156,7 +7405,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
-	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
+	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12N\n" +
+	"\tTaskStats\x12\x1f.warren.api.v1.TaskStatsRequest\x1a .warren.api.v1.TaskStatsResponse\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponse\x12Q\n" +
 	"\fCreateSecret\x12\".warren.api.v1.CreateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12Q\n" +
 	"\fUpdateSecret\x12\".warren.api.v1.UpdateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12K\n" +
@@ -7186,7 +7436,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -7269,60 +7519,63 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ListTasksResponse)(nil),       // 78: warren.api.v1.ListTasksResponse
 	(*EventsRequest)(nil),           // 79: warren.api.v1.EventsRequest
 	(*TaskLogsRequest)(nil),         // 80: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 81: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 82: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 83: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 84: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 85: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 86: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 87: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 88: warren.api.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 89: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 90: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 91: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 92: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 93: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 94: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 95: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 96: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 97: warren.api.v1.ClusterInfoResponse
-	nil,                             // 98: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 99: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 100: warren.api.v1.Node.LabelsEntry
-	nil,                             // 101: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 102: warren.api.v1.Node.AttributesEntry
-	nil,                             // 103: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 104: warren.api.v1.Config.LabelsEntry
-	nil,                             // 105: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 106: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 107: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 108: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 109: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 110: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 111: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 112: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 113: google.protobuf.Timestamp
+	(*TaskStatsRequest)(nil),        // 81: warren.api.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),       // 82: warren.api.v1.TaskStatsResponse
+	(*TaskStatsSample)(nil),         // 83: warren.api.v1.TaskStatsSample
+	(*LogChunk)(nil),                // 84: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 85: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 86: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 87: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 88: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 89: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 90: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 91: warren.api.v1.ImportImageResponse
+	(*ListImagesRequest)(nil),       // 92: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 93: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 94: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 95: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 96: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 97: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 98: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 99: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 100: warren.api.v1.ClusterInfoResponse
+	nil,                             // 101: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 102: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 103: warren.api.v1.Node.LabelsEntry
+	nil,                             // 104: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 105: warren.api.v1.Node.AttributesEntry
+	nil,                             // 106: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 107: warren.api.v1.Config.LabelsEntry
+	nil,                             // 108: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 109: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 110: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 111: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 112: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 113: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 114: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 115: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 116: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	112, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	112, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	112, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	112, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	115, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	115, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	115, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	115, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	112, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	115, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	113, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	113, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	98,  // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	99,  // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	116, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	116, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	101, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	102, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	112, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	115, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -7333,63 +7586,63 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	112, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	112, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	112, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	115, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	115, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	115, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
 	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	113, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	113, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	116, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	116, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
 	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	113, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	113, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	113, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	116, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	116, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	116, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	100, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	103, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	113, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	113, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	101, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	116, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	116, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	104, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	102, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	105, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	113, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	103, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	113, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	113, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	104, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	113, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	113, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	105, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	106, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	113, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	116, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	106, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	116, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	116, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	116, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	116, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	108, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	109, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	116, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	113, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	116, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	107, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	110, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
 	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
 	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	108, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	111, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
 	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
 	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	109, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	112, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
 	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
 	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
 	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	110, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	113, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -7397,89 +7650,92 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	26,  // 90: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	26,  // 91: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	8,   // 92: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	111, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	114, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	26,  // 94: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	26,  // 95: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	25,  // 96: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	83,  // 97: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	82,  // 98: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	83,  // 99: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	87,  // 100: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	92,  // 101: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	91,  // 102: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	87,  // 103: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	87,  // 104: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	113, // 105: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	93,  // 106: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 107: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 108: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 109: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 110: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	65,  // 111: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	67,  // 112: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	69,  // 113: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	71,  // 114: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	73,  // 115: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	75,  // 116: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	77,  // 117: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	79,  // 118: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	80,  // 119: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	86,  // 120: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	89,  // 121: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	94,  // 122: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	84,  // 123: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	96,  // 124: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 125: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 126: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 127: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 128: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 129: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 130: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 131: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 132: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 133: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 134: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 135: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 136: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 137: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 138: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 139: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 140: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 141: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 142: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	66,  // 143: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	68,  // 144: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	70,  // 145: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	72,  // 146: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	74,  // 147: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	76,  // 148: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	78,  // 149: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 150: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	81,  // 151: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	88,  // 152: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	90,  // 153: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	95,  // 154: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	85,  // 155: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	97,  // 156: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 157: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 158: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 159: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 160: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 161: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 162: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 163: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 164: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 165: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 166: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 167: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 168: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 169: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 170: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	139, // [139:171] is the sub-list for method output_type
-	107, // [107:139] is the sub-list for method input_type
-	107, // [107:107] is the sub-list for extension type_name
-	107, // [107:107] is the sub-list for extension extendee
-	0,   // [0:107] is the sub-list for field type_name
+	83,  // 97: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	86,  // 98: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	85,  // 99: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	86,  // 100: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	90,  // 101: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	95,  // 102: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	94,  // 103: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	90,  // 104: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	90,  // 105: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	116, // 106: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	96,  // 107: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 108: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 109: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 110: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 111: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	65,  // 112: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	67,  // 113: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	69,  // 114: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	71,  // 115: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	73,  // 116: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	75,  // 117: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	77,  // 118: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	79,  // 119: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	80,  // 120: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	89,  // 121: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	92,  // 122: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	97,  // 123: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	87,  // 124: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	81,  // 125: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	99,  // 126: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 127: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 128: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 129: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 130: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 131: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 132: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 133: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 134: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 135: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 136: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 137: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 138: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 139: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 140: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 141: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 142: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 143: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 144: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	66,  // 145: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	68,  // 146: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	70,  // 147: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	72,  // 148: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	74,  // 149: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	76,  // 150: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	78,  // 151: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 152: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	84,  // 153: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	91,  // 154: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	93,  // 155: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	98,  // 156: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	88,  // 157: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	82,  // 158: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	100, // 159: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 160: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 161: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 162: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 163: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 164: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 165: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 166: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 167: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 168: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 169: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 170: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 171: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 172: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 173: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	141, // [141:174] is the sub-list for method output_type
+	108, // [108:141] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -7496,13 +7752,13 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Config)(nil),
 	}
 	file_core_api_v1_api_proto_msgTypes[58].OneofWrappers = []any{}
-	file_core_api_v1_api_proto_msgTypes[69].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[72].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[70].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[73].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -7513,7 +7769,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   97,
+			NumMessages:   100,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

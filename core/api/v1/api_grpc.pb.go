@@ -39,6 +39,7 @@ const (
 	Warren_ListImages_FullMethodName    = "/warren.api.v1.Warren/ListImages"
 	Warren_ListPlugins_FullMethodName   = "/warren.api.v1.Warren/ListPlugins"
 	Warren_ExecTask_FullMethodName      = "/warren.api.v1.Warren/ExecTask"
+	Warren_TaskStats_FullMethodName     = "/warren.api.v1.Warren/TaskStats"
 	Warren_ClusterInfo_FullMethodName   = "/warren.api.v1.Warren/ClusterInfo"
 	Warren_CreateSecret_FullMethodName  = "/warren.api.v1.Warren/CreateSecret"
 	Warren_UpdateSecret_FullMethodName  = "/warren.api.v1.Warren/UpdateSecret"
@@ -90,6 +91,9 @@ type WarrenClient interface {
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
 	ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
+	// TaskStats samples the CPU time and memory of running tasks on their
+	// nodes; a node that does not answer gives its tasks a row with error.
+	TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error)
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -317,6 +321,16 @@ func (c *warrenClient) ExecTask(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ExecTaskClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
 
+func (c *warrenClient) TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TaskStatsResponse)
+	err := c.cc.Invoke(ctx, Warren_TaskStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *warrenClient) ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterInfoResponse)
@@ -501,6 +515,9 @@ type WarrenServer interface {
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
 	ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
+	// TaskStats samples the CPU time and memory of running tasks on their
+	// nodes; a node that does not answer gives its tasks a row with error.
+	TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error)
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -584,6 +601,9 @@ func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsReques
 }
 func (UnimplementedWarrenServer) ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
 	return status.Error(codes.Unimplemented, "method ExecTask not implemented")
+}
+func (UnimplementedWarrenServer) TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TaskStats not implemented")
 }
 func (UnimplementedWarrenServer) ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterInfo not implemented")
@@ -921,6 +941,24 @@ func _Warren_ExecTask_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ExecTaskServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
 
+func _Warren_TaskStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TaskStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).TaskStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_TaskStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).TaskStats(ctx, req.(*TaskStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Warren_ClusterInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterInfoRequest)
 	if err := dec(in); err != nil {
@@ -1249,6 +1287,10 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPlugins",
 			Handler:    _Warren_ListPlugins_Handler,
+		},
+		{
+			MethodName: "TaskStats",
+			Handler:    _Warren_TaskStats_Handler,
 		},
 		{
 			MethodName: "ClusterInfo",

@@ -127,6 +127,52 @@ func (x *NodeTaskLogsRequest) GetTail() int64 {
 	return 0
 }
 
+// NodeTaskStatsRequest names the tasks to sample; each answer carries
+// task_id, the figures and sampled_unix_nano, or error.
+type NodeTaskStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeTaskStatsRequest) Reset() {
+	*x = NodeTaskStatsRequest{}
+	mi := &file_core_api_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeTaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeTaskStatsRequest) ProtoMessage() {}
+
+func (x *NodeTaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeTaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*NodeTaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeTaskStatsRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
 var File_core_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_core_api_v1_node_proto_rawDesc = "" +
@@ -137,17 +183,20 @@ const file_core_api_v1_node_proto_rawDesc = "" +
 	"\x13NodeTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail2P\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\"1\n" +
+	"\x14NodeTaskStatsRequest\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds2P\n" +
 	"\n" +
 	"NodeTunnel\x12B\n" +
-	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\x98\x03\n" +
+	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\xec\x03\n" +
 	"\vNodeRuntime\x12I\n" +
 	"\bTaskLogs\x12\".warren.api.v1.NodeTaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12?\n" +
 	"\x04Exec\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
-	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
+	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12R\n" +
+	"\tTaskStats\x12#.warren.api.v1.NodeTaskStatsRequest\x1a .warren.api.v1.TaskStatsResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
 	file_core_api_v1_node_proto_rawDescOnce sync.Once
@@ -161,35 +210,39 @@ func file_core_api_v1_node_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_node_proto_rawDescData
 }
 
-var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_core_api_v1_node_proto_goTypes = []any{
-	(*TunnelFrame)(nil),         // 0: warren.api.v1.TunnelFrame
-	(*NodeTaskLogsRequest)(nil), // 1: warren.api.v1.NodeTaskLogsRequest
-	(*ExecInput)(nil),           // 2: warren.api.v1.ExecInput
-	(*ImportImageChunk)(nil),    // 3: warren.api.v1.ImportImageChunk
-	(*ListImagesRequest)(nil),   // 4: warren.api.v1.ListImagesRequest
-	(*ListPluginsRequest)(nil),  // 5: warren.api.v1.ListPluginsRequest
-	(*LogChunk)(nil),            // 6: warren.api.v1.LogChunk
-	(*ExecOutput)(nil),          // 7: warren.api.v1.ExecOutput
-	(*ImportImageResponse)(nil), // 8: warren.api.v1.ImportImageResponse
-	(*ListImagesResponse)(nil),  // 9: warren.api.v1.ListImagesResponse
-	(*ListPluginsResponse)(nil), // 10: warren.api.v1.ListPluginsResponse
+	(*TunnelFrame)(nil),          // 0: warren.api.v1.TunnelFrame
+	(*NodeTaskLogsRequest)(nil),  // 1: warren.api.v1.NodeTaskLogsRequest
+	(*NodeTaskStatsRequest)(nil), // 2: warren.api.v1.NodeTaskStatsRequest
+	(*ExecInput)(nil),            // 3: warren.api.v1.ExecInput
+	(*ImportImageChunk)(nil),     // 4: warren.api.v1.ImportImageChunk
+	(*ListImagesRequest)(nil),    // 5: warren.api.v1.ListImagesRequest
+	(*ListPluginsRequest)(nil),   // 6: warren.api.v1.ListPluginsRequest
+	(*LogChunk)(nil),             // 7: warren.api.v1.LogChunk
+	(*ExecOutput)(nil),           // 8: warren.api.v1.ExecOutput
+	(*ImportImageResponse)(nil),  // 9: warren.api.v1.ImportImageResponse
+	(*ListImagesResponse)(nil),   // 10: warren.api.v1.ListImagesResponse
+	(*ListPluginsResponse)(nil),  // 11: warren.api.v1.ListPluginsResponse
+	(*TaskStatsResponse)(nil),    // 12: warren.api.v1.TaskStatsResponse
 }
 var file_core_api_v1_node_proto_depIdxs = []int32{
 	0,  // 0: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
 	1,  // 1: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
-	2,  // 2: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
-	3,  // 3: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	4,  // 4: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	5,  // 5: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	0,  // 6: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
-	6,  // 7: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
-	7,  // 8: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
-	8,  // 9: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	9,  // 10: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	10, // 11: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
+	3,  // 2: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
+	4,  // 3: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	5,  // 4: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	6,  // 5: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	2,  // 6: warren.api.v1.NodeRuntime.TaskStats:input_type -> warren.api.v1.NodeTaskStatsRequest
+	0,  // 7: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
+	7,  // 8: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
+	8,  // 9: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
+	9,  // 10: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	10, // 11: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	11, // 12: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	12, // 13: warren.api.v1.NodeRuntime.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -207,7 +260,7 @@ func file_core_api_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_node_proto_rawDesc), len(file_core_api_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
