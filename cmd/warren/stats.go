@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -63,7 +64,10 @@ func (o *statsOptions) run(cmd *cobra.Command, tasks []string) error {
 	req := &apiv1.TaskStatsRequest{Tasks: tasks, Service: o.service, Node: o.node}
 	out := cmd.OutOrStdout()
 	jsonOut := o.g.outputOr(outputTable) == outputJSON
-	clear := !jsonOut && !o.noStream && isTerminal(out)
+	if o.noStream {
+		return statsOnce(ctx, c, req, out, jsonOut)
+	}
+	clear := !jsonOut && isTerminal(out)
 	tick := time.NewTicker(statsInterval)
 	defer tick.Stop()
 	var prev []*apiv1.TaskStatsSample
@@ -72,17 +76,10 @@ func (o *statsOptions) run(cmd *cobra.Command, tasks []string) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case jsonOut && !o.noStream:
-			if err := writeJSONLine(out, resp); err != nil {
-				return err
-			}
-		case frame > 0 || len(resp.GetStats()) == 0:
+		// The first table waits for a second sample: CPU % needs two.
+		if frame > 0 || len(resp.GetStats()) == 0 || jsonOut {
 			if err := writeStatsFrame(out, prev, resp, jsonOut, clear); err != nil {
 				return err
-			}
-			if o.noStream {
-				return nil
 			}
 		}
 		prev = resp.GetStats()
@@ -92,6 +89,46 @@ func (o *statsOptions) run(cmd *cobra.Command, tasks []string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// statsOnce prints one table from two samples a second apart; a task that
+// had no figures in the first (its node did not answer) keeps that row and
+// is not asked again.
+func statsOnce(ctx context.Context, c *agentClient, req *apiv1.TaskStatsRequest, out io.Writer, jsonOut bool) error {
+	first, err := c.TaskStats(ctx, req)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, s := range first.GetStats() {
+		if s.GetError() == "" {
+			ids = append(ids, s.GetTaskId())
+		}
+	}
+	final := first
+	if len(ids) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(statsInterval):
+		}
+		second, err := c.TaskStats(ctx, &apiv1.TaskStatsRequest{Tasks: ids})
+		if err != nil {
+			return err
+		}
+		again := make(map[string]*apiv1.TaskStatsSample, len(ids))
+		for _, s := range second.GetStats() {
+			again[s.GetTaskId()] = s
+		}
+		final = &apiv1.TaskStatsResponse{}
+		for _, s := range first.GetStats() {
+			if n := again[s.GetTaskId()]; s.GetError() == "" && n != nil {
+				s = n
+			}
+			final.Stats = append(final.Stats, s)
+		}
+	}
+	return writeStatsFrame(out, first.GetStats(), final, jsonOut, false)
 }
 
 // writeStatsFrame prints one table (or, with jsonOut, the response);

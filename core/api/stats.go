@@ -40,6 +40,10 @@ func (s *Server) taskStats(ctx context.Context, req *apiv1.TaskStatsRequest) (*a
 		if n, ok := s.opts.State.Node(t.GetNodeId()); ok && n.GetName() != "" {
 			out[i].Node = n.GetName()
 		}
+		if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
+			out[i].Error = fmt.Sprintf("task %s is %s, not running: it has no stats", t.GetId(), metrics.TaskStateLabel(t.GetState()))
+			continue
+		}
 		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], i)
 	}
 	var wg sync.WaitGroup
@@ -54,6 +58,9 @@ func (s *Server) taskStats(ctx context.Context, req *apiv1.TaskStatsRequest) (*a
 			cctx, cancel := context.WithTimeout(ctx, statsTimeout)
 			defer cancel()
 			samples, err := s.opts.Workers.TaskStats(cctx, nodeID, ids)
+			if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+				err = fmt.Errorf("node %s did not answer within %s", out[idx[0]].GetNode(), statsTimeout)
+			}
 			if err == nil && len(samples) != len(ids) {
 				err = fmt.Errorf("node %s answered %d samples for %d tasks: %w", out[idx[0]].GetNode(), len(samples), len(ids), sdk.ErrInternal)
 			}
@@ -72,9 +79,9 @@ func (s *Server) taskStats(ctx context.Context, req *apiv1.TaskStatsRequest) (*a
 	return &apiv1.TaskStatsResponse{Stats: out}, nil
 }
 
-// statsTasks resolves a stats request to running tasks: the named ones (a
-// named task that is not running is an error), a service's or a node's, or
-// every running task.
+// statsTasks resolves a stats request to tasks: the named ones (running or
+// not: one that is not gets a row saying so), or the running tasks of a
+// service, of a node, or of the whole cluster.
 func (s *Server) statsTasks(req *apiv1.TaskStatsRequest) ([]*apiv1.Task, error) {
 	var f state.TaskFilter
 	if req.GetService() != "" {
@@ -100,9 +107,6 @@ func (s *Server) statsTasks(req *apiv1.TaskStatsRequest) ([]*apiv1.Task, error) 
 			t, err := s.lookupTask(name)
 			if err != nil {
 				return nil, err
-			}
-			if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
-				return nil, fmt.Errorf("task %s is %s, not running: it has no stats: %w", t.GetId(), metrics.TaskStateLabel(t.GetState()), sdk.ErrFailedPrecondition)
 			}
 			out = append(out, t)
 		}

@@ -178,6 +178,9 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if out := m1.CLI(0, "task", "logs", done.GetId(), "--raw"); out != "goodbye\n" {
 			t.Fatalf("logs of finished task %s: %q, want %q", done.GetId(), out, "goodbye\n")
 		}
+		if out := m1.CLI(0, "stats", "--no-stream", done.GetId()); !strings.Contains(out, "not running") {
+			t.Fatalf("stats of finished task %s lacks a row saying it is not running:\n%s", done.GetId(), out)
+		}
 		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", done.GetId(), "--", "true")
 		if code != 1 || !strings.Contains(errOut, "not running") || !strings.Contains(errOut, done.GetId()) {
 			t.Fatalf("exec into finished task %s: exit %d, stderr %q", done.GetId(), code, errOut)
