@@ -27,14 +27,11 @@ type localWorkers struct {
 	rt       runtime.Runtime
 }
 
-func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error {
+func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error {
 	if task.GetNodeId() != w.nodeID {
 		return fmt.Errorf("task %s runs on node %s, and this manager serves only the logs of its own node's tasks (run `warren task logs` on that node's manager, if it is one): %w", task.GetId(), task.GetNodeId(), sdk.ErrUnsupported)
 	}
-	if tail <= 0 {
-		tail = runtime.TailAll
-	}
-	return w.rt.TaskLogs(ctx, runtime.LogsRequest{TaskID: task.GetId(), Follow: follow, Tail: tail}, func(c runtime.LogChunk) error {
+	return w.rt.TaskLogs(ctx, nodeapi.LogsRequest(req), func(c runtime.LogChunk) error {
 		return send(c.Data)
 	})
 }
@@ -100,14 +97,14 @@ func (w *tunnelWorkers) nodeError(nodeID string, err error) error {
 	return sdk.FromStatus(err)
 }
 
-func (w *tunnelWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error {
+func (w *tunnelWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error {
 	c, err := w.client(ctx, task.GetNodeId())
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.TaskLogs(ctx, &apiv1.NodeTaskLogsRequest{TaskId: task.GetId(), Follow: follow, Tail: tail})
+	stream, err := c.TaskLogs(ctx, req)
 	if err != nil {
 		return w.nodeError(task.GetNodeId(), err)
 	}

@@ -23,8 +23,8 @@ import (
 // Workers reaches the runtimes of the cluster's workers.
 type Workers interface {
 	// TaskLogs streams a task's output to send until it is done (or, with
-	// follow, until the task exits or ctx ends).
-	TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error
+	// req.follow, until the task exits or ctx ends); req.task_id is task's.
+	TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error
 	// ImportImage loads an image archive into the runtime of node (name
 	// or ID), or of every ready worker when node is empty, and says per
 	// node what it imported or why it failed. It fails only when no node
@@ -140,6 +140,9 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 		return err
 	}
 	ctx := stream.Context()
+	nodeReq := func(t *apiv1.Task) *apiv1.NodeTaskLogsRequest {
+		return &apiv1.NodeTaskLogsRequest{TaskId: t.GetId(), Follow: req.GetFollow(), Tail: req.GetTail(), SinceUnixNano: req.GetSinceUnixNano(), Timestamps: req.GetTimestamps()}
+	}
 	var sendMu sync.Mutex
 	send := func(t *apiv1.Task) func([]byte) error {
 		return func(b []byte) error {
@@ -150,7 +153,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	}
 	if !req.GetFollow() {
 		for _, t := range tasks {
-			if err := s.opts.Workers.TaskLogs(ctx, t, false, req.GetTail(), send(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			if err := s.opts.Workers.TaskLogs(ctx, t, nodeReq(t), send(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 				return prefixed(err, "logs of task %s", t.GetId())
 			}
 		}
@@ -161,7 +164,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	errs := make(chan error, len(tasks))
 	for _, t := range tasks {
 		go func() {
-			err := s.opts.Workers.TaskLogs(ctx, t, true, req.GetTail(), send(t))
+			err := s.opts.Workers.TaskLogs(ctx, t, nodeReq(t), send(t))
 			if ctx.Err() != nil {
 				errs <- nil
 				return

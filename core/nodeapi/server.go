@@ -28,14 +28,23 @@ type Server struct {
 
 // TaskLogs streams a task's output from the runtime.
 func (s *Server) TaskLogs(req *apiv1.NodeTaskLogsRequest, stream apiv1.NodeRuntime_TaskLogsServer) error {
-	tail := req.GetTail()
-	if tail <= 0 {
-		tail = runtime.TailAll
-	}
-	err := s.Runtime.TaskLogs(stream.Context(), runtime.LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: tail}, func(c runtime.LogChunk) error {
+	err := s.Runtime.TaskLogs(stream.Context(), LogsRequest(req), func(c runtime.LogChunk) error {
 		return stream.Send(&apiv1.LogChunk{TaskId: req.GetTaskId(), Data: c.Data})
 	})
 	return sdk.ToStatus(err)
+}
+
+// LogsRequest is the runtime's request for a node's logs request: a tail
+// of 0 or less is all the lines.
+func LogsRequest(req *apiv1.NodeTaskLogsRequest) runtime.LogsRequest {
+	lr := runtime.LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: req.GetTail(), Timestamps: req.GetTimestamps()}
+	if lr.Tail <= 0 {
+		lr.Tail = runtime.TailAll
+	}
+	if ns := req.GetSinceUnixNano(); ns > 0 {
+		lr.Since = time.Unix(0, ns)
+	}
+	return lr
 }
 
 // ImportImage loads the streamed archive into the runtime.

@@ -5276,7 +5276,12 @@ type TaskLogsRequest struct {
 	Follow  bool   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail, when positive, sends only the last tail lines of each task's
 	// output so far; 0 sends all of it.
-	Tail          int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	Tail int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	// since_unix_nano, when positive, leaves out lines written before it.
+	SinceUnixNano int64 `protobuf:"varint,5,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// timestamps puts the time each line was written (RFC 3339 with
+	// nanoseconds, UTC) and a space in front of it.
+	Timestamps    bool `protobuf:"varint,6,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5337,6 +5342,20 @@ func (x *TaskLogsRequest) GetTail() int64 {
 		return x.Tail
 	}
 	return 0
+}
+
+func (x *TaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
 }
 
 // TaskStatsRequest selects running tasks: those named (ID or unique
@@ -7209,12 +7228,16 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\rEventsRequest\x12\x14\n" +
-	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"k\n" +
+	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"\xb3\x01\n" +
 	"\x0fTaskLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x04 \x01(\x03R\x04tail\"V\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\x12&\n" +
+	"\x0fsince_unix_nano\x18\x05 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x06 \x01(\bR\n" +
+	"timestamps\"V\n" +
 	"\x10TaskStatsRequest\x12\x14\n" +
 	"\x05tasks\x18\x01 \x03(\tR\x05tasks\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +

@@ -71,7 +71,10 @@ type NodeTaskLogsRequest struct {
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Follow bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail: see TaskLogsRequest.tail.
-	Tail          int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	Tail int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// since_unix_nano and timestamps: see TaskLogsRequest.
+	SinceUnixNano int64 `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Timestamps    bool  `protobuf:"varint,5,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +130,20 @@ func (x *NodeTaskLogsRequest) GetTail() int64 {
 	return 0
 }
 
+func (x *NodeTaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *NodeTaskLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
 // NodeTaskStatsRequest names the tasks to sample; each answer carries
 // task_id, the figures and sampled_unix_nano, or error.
 type NodeTaskStatsRequest struct {
@@ -179,11 +196,15 @@ const file_core_api_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x16core/api/v1/node.proto\x12\rwarren.api.v1\x1a\x15core/api/v1/api.proto\"!\n" +
 	"\vTunnelFrame\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"Z\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xa2\x01\n" +
 	"\x13NodeTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail\"1\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x05 \x01(\bR\n" +
+	"timestamps\"1\n" +
 	"\x14NodeTaskStatsRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\tR\ataskIds2P\n" +
 	"\n" +
