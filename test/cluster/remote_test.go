@@ -86,6 +86,30 @@ func TestOperateRemoteNodes(t *testing.T) {
 		t.Fatalf("task logs of w2's task %s through m1: %q", onW2.GetId(), out)
 	}
 
+	t.Run("logs since and timestamps", func(t *testing.T) {
+		out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--timestamps")
+		ts, line, _ := strings.Cut(strings.TrimSuffix(out, "\n"), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !strings.HasPrefix(line, "hello-from-") {
+			t.Fatalf("task logs --timestamps of w2's task: %q; want an RFC 3339 time, then its line (%v)", out, err)
+		}
+		if out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--since", ts); out != line+"\n" {
+			t.Fatalf("task logs --since the line's own time: %q, want %q", out, line+"\n")
+		}
+		later := at.Add(time.Nanosecond).Format(time.RFC3339Nano)
+		if out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--since", later); out != "" {
+			t.Fatalf("task logs --since just after the only line: %q, want nothing", out)
+		}
+		out = m1.CLI(0, "service", "logs", "talk", "--timestamps")
+		for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+			_, rest, _ := strings.Cut(l, "| ")
+			ts, _, _ := strings.Cut(rest, " ")
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				t.Fatalf("service logs --timestamps: line %q lacks a time after its prefix:\n%s", l, out)
+			}
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		out := m1.CLI(0, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo exec-on-$(hostname)")
 		if !strings.HasPrefix(out, "exec-on-") {
