@@ -119,6 +119,17 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if code != 7 || stderr != "to-stderr\n" || stdout != "" {
 			t.Fatalf("exec exiting 7: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
+		// -it on a terminal: the task's terminal starts at the size of the
+		// user's, follows a resize, and the exit code comes back.
+		term := testutil.StartOnTerminal(t, 30, 100, bin, "--socket", m1.Socket, "task", "exec", "-it", onW2.GetId(), "--",
+			"sh", "-c", `stty size; while read x; do [ "$x" = q ] && exit 5; stty size; done`)
+		term.WaitOutput(30*time.Second, "30 100", "")
+		term.Resize(40, 120)
+		term.WaitOutput(30*time.Second, "40 120", "\r")
+		term.Type("q\r")
+		if code := term.Wait(30 * time.Second); code != 5 {
+			t.Fatalf("exec -it exiting 5: exit %d:\n%s", code, term.Output())
+		}
 		in := "piped input\n"
 		stdout, stderr, code = testutil.RunCLIInput(t, bin, m1.Socket, in, "task", "exec", "-i", onW2.GetId(), "--", "cat")
 		if code != 0 || stdout != in {
