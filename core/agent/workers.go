@@ -36,20 +36,41 @@ func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv
 	})
 }
 
-func (w *localWorkers) ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error) {
+func (w *localWorkers) ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error) {
 	if node != "" && node != w.nodeID && node != w.nodeName {
 		return nil, fmt.Errorf("image import on node %s: this worker imports only into its own runtime: %w", node, sdk.ErrInvalidArgument)
 	}
-	images, err := w.rt.ImportImage(ctx, r)
+	cr := &countingReader{r: r, read: func(total int64) {
+		progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: total})
+	}}
+	images, err := w.rt.ImportImage(ctx, cr)
 	if err != nil {
+		progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: cr.total, Error: err.Error()})
 		return nil, err
 	}
 	out := make([]*apiv1.ImportedImage, 0, len(images))
 	for _, img := range images {
 		out = append(out, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
 	}
+	progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: cr.total, Done: true, Images: out})
 	return &apiv1.ImportImageResponse{Images: out, Nodes: []string{w.nodeName},
-		Results: []*apiv1.NodeImport{{NodeId: w.nodeID, Node: w.nodeName, Images: out}}}, nil
+		Results: []*apiv1.NodeImport{{NodeId: w.nodeID, Node: w.nodeName, Images: out, BytesSent: cr.total, Done: true}}}, nil
+}
+
+// countingReader calls read with the total read so far after each read.
+type countingReader struct {
+	r     io.Reader
+	read  func(total int64)
+	total int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.total += int64(n)
+		c.read(c.total)
+	}
+	return n, err
 }
 
 // tunnelWait is how long a call waits for a node's tunnel to open (the
@@ -159,7 +180,7 @@ type nodeImport struct {
 	err    error
 }
 
-func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error) {
+func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error) {
 	nodes, err := w.importTargets(node)
 	if err != nil {
 		return nil, err
@@ -177,6 +198,11 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 		}
 		if imp.stream, err = c.ImportImage(ctx); err != nil {
 			imp.err = w.nodeError(n.GetId(), err)
+		}
+	}
+	for _, imp := range imps {
+		if imp.err != nil {
+			progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), Error: imp.err.Error()})
 		}
 	}
 	// The archive is read once and sent to every node as it comes; a node
@@ -201,8 +227,12 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 						// io.EOF: the node ended the call; CloseAndRecv says why.
 						if !errors.Is(err, io.EOF) {
 							imp.err = w.nodeError(imp.res.GetNodeId(), err)
+							progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Error: imp.err.Error()})
 						}
+						return
 					}
+					imp.res.BytesSent += int64(k)
+					progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent()})
 				}()
 			}
 			wg.Wait()
@@ -225,9 +255,11 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 			resp, err := imp.stream.CloseAndRecv()
 			if err != nil {
 				imp.err = w.nodeError(imp.res.GetNodeId(), err)
+				progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Error: imp.err.Error()})
 				return
 			}
-			imp.res.Images = resp.GetImages()
+			imp.res.Images, imp.res.Done = resp.GetImages(), true
+			progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Done: true, Images: resp.GetImages()})
 		}()
 	}
 	wg.Wait()

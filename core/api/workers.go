@@ -28,8 +28,9 @@ type Workers interface {
 	// ImportImage loads an image archive into the runtime of node (name
 	// or ID), or of every ready worker when node is empty, and says per
 	// node what it imported or why it failed. It fails only when no node
-	// imported the archive.
-	ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error)
+	// imported the archive. progress, called from any goroutine, gets each
+	// node's bytes sent as they go, then its done or its error.
+	ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error)
 	// Exec opens an Exec stream to nodeID's NodeRuntime; the stream ends
 	// with ctx.
 	Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error)
@@ -252,7 +253,21 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		return err
 	}
 	pr := ChunkReader(first, stream.Recv)
-	resp, err := s.opts.Workers.ImportImage(stream.Context(), first.GetNode(), pr)
+	var sendMu sync.Mutex
+	sent := map[string]time.Time{}
+	progress := func(n *apiv1.NodeImport) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if !n.GetDone() && n.GetError() == "" {
+			if time.Since(sent[n.GetNodeId()]) < importProgressEvery {
+				return
+			}
+			sent[n.GetNodeId()] = time.Now()
+		}
+		// A client gone away ends the call through its context.
+		_ = stream.Send(&apiv1.ImportImageProgress{Node: n})
+	}
+	resp, err := s.opts.Workers.ImportImage(stream.Context(), first.GetNode(), pr, progress)
 	pr.CloseWithError(errors.New("import finished"))
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
@@ -260,8 +275,14 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		}
 		return toStatus(fmt.Errorf("image import: %w", err))
 	}
-	return stream.SendAndClose(resp)
+	sendMu.Lock()
+	defer sendMu.Unlock()
+	return stream.Send(&apiv1.ImportImageProgress{Result: resp})
 }
+
+// importProgressEvery is how often at most a node's bytes sent are
+// reported during an import.
+const importProgressEvery = 250 * time.Millisecond
 
 // ChunkReader reads the data of an ImportImage stream: first's, then that
 // of each chunk recv returns until io.EOF (another error of recv is the

@@ -119,11 +119,13 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if code != 7 || stderr != "to-stderr\n" || stdout != "" {
 			t.Fatalf("exec exiting 7: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
-		// -it on a terminal: the task's terminal starts at the size of the
+		// -it on a terminal: the task's terminal gets the size of the
 		// user's, follows a resize, and the exit code comes back.
 		term := testutil.StartOnTerminal(t, 30, 100, bin, "--socket", m1.Socket, "task", "exec", "-it", onW2.GetId(), "--",
 			"sh", "-c", `stty size; while read x; do [ "$x" = q ] && exit 5; stty size; done`)
-		term.WaitOutput(30*time.Second, "30 100", "")
+		// The runtime sizes the terminal just after the command starts, so
+		// the first stty may run before: Enter asks again.
+		term.WaitOutput(30*time.Second, "30 100", "\r")
 		term.Resize(40, 120)
 		term.WaitOutput(30*time.Second, "40 120", "\r")
 		term.Type("q\r")

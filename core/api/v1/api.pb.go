@@ -6211,6 +6211,60 @@ func (x *ImportImageResponse) GetResults() []*NodeImport {
 	return nil
 }
 
+// ImportImageProgress is one step of an import: a node's progress (bytes
+// sent so far; done with its images, or error), or, last, the result.
+type ImportImageProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *NodeImport            `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Result        *ImportImageResponse   `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageProgress) Reset() {
+	*x = ImportImageProgress{}
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageProgress) ProtoMessage() {}
+
+func (x *ImportImageProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageProgress.ProtoReflect.Descriptor instead.
+func (*ImportImageProgress) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *ImportImageProgress) GetNode() *NodeImport {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ImportImageProgress) GetResult() *ImportImageResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 type ListImagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node (name or ID) lists that node's images only.
@@ -6221,7 +6275,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6233,7 +6287,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6246,7 +6300,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -6265,7 +6319,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6277,7 +6331,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6290,7 +6344,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -6313,7 +6367,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6325,7 +6379,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6338,7 +6392,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -6376,14 +6430,18 @@ type NodeImport struct {
 	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	Images []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
 	// error, when set, is why the node did not import the archive.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// bytes_sent is how much of the archive has gone to the node so far.
+	BytesSent int64 `protobuf:"varint,5,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	// done says the node has imported the archive (images set).
+	Done          bool `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6395,7 +6453,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6408,7 +6466,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -6439,6 +6497,20 @@ func (x *NodeImport) GetError() string {
 	return ""
 }
 
+func (x *NodeImport) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *NodeImport) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type PluginStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -6458,7 +6530,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6470,7 +6542,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6483,7 +6555,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -6567,7 +6639,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6579,7 +6651,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6592,7 +6664,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -6611,7 +6683,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6623,7 +6695,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6636,7 +6708,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -6654,7 +6726,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6666,7 +6738,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6679,7 +6751,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
 }
 
 type ClusterInfoResponse struct {
@@ -6702,7 +6774,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[85]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6714,7 +6786,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[85]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6727,7 +6799,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -7298,7 +7370,10 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x13ImportImageResponse\x124\n" +
 	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
 	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x123\n" +
-	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"'\n" +
+	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"\x80\x01\n" +
+	"\x13ImportImageProgress\x12-\n" +
+	"\x04node\x18\x01 \x01(\v2\x19.warren.api.v1.NodeImportR\x04node\x12:\n" +
+	"\x06result\x18\x02 \x01(\v2\".warren.api.v1.ImportImageResponseR\x06result\"'\n" +
 	"\x11ListImagesRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
 	"\x12ListImagesResponse\x12/\n" +
@@ -7308,13 +7383,16 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
 	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x85\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xb8\x01\n" +
 	"\n" +
 	"NodeImport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
 	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x96\x02\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x05 \x01(\x03R\tbytesSent\x12\x12\n" +
+	"\x04done\x18\x06 \x01(\bR\x04done\"\x96\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -7406,7 +7484,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xb5\x15\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\xb7\x15\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -7423,8 +7501,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"RemoveNode\x12 .warren.api.v1.RemoveNodeRequest\x1a!.warren.api.v1.RemoveNodeResponse\x12N\n" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
-	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
-	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
+	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12V\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageProgress(\x010\x01\x12Q\n" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
@@ -7459,7 +7537,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -7553,52 +7631,53 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ImportImageChunk)(nil),        // 89: warren.api.v1.ImportImageChunk
 	(*ImportedImage)(nil),           // 90: warren.api.v1.ImportedImage
 	(*ImportImageResponse)(nil),     // 91: warren.api.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 92: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 93: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 94: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 95: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 96: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 97: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 98: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 99: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 100: warren.api.v1.ClusterInfoResponse
-	nil,                             // 101: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 102: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 103: warren.api.v1.Node.LabelsEntry
-	nil,                             // 104: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 105: warren.api.v1.Node.AttributesEntry
-	nil,                             // 106: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 107: warren.api.v1.Config.LabelsEntry
-	nil,                             // 108: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 109: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 110: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 111: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 112: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 113: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 114: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 115: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 116: google.protobuf.Timestamp
+	(*ImportImageProgress)(nil),     // 92: warren.api.v1.ImportImageProgress
+	(*ListImagesRequest)(nil),       // 93: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 94: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 95: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 96: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 97: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 98: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 99: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 100: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 101: warren.api.v1.ClusterInfoResponse
+	nil,                             // 102: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 103: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 104: warren.api.v1.Node.LabelsEntry
+	nil,                             // 105: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 106: warren.api.v1.Node.AttributesEntry
+	nil,                             // 107: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 108: warren.api.v1.Config.LabelsEntry
+	nil,                             // 109: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 110: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 111: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 112: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 113: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 114: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 115: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 116: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 117: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	115, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	115, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	115, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	115, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	116, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	116, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	116, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	116, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	115, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	116, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	116, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	116, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	101, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	102, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	117, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	117, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	102, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	103, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	115, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	116, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -7609,63 +7688,63 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	115, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	115, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	115, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	116, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	116, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	116, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
 	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	116, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	116, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	117, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	117, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
 	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	116, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	116, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	116, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	117, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	117, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	117, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	103, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	104, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	116, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	116, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	104, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	117, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	117, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	105, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	105, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	106, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	116, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	106, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	116, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	116, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	107, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	116, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	116, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	108, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	109, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	116, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	117, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	107, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	117, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	117, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	108, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	117, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	117, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	109, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	110, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	117, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	116, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	117, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	110, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	111, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
 	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
 	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	111, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	112, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
 	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
 	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	112, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	113, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
 	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
 	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
 	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	113, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	114, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -7673,7 +7752,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	26,  // 90: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	26,  // 91: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	8,   // 92: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	114, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	115, // 93: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	26,  // 94: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	26,  // 95: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	25,  // 96: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
@@ -7682,83 +7761,85 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	85,  // 99: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
 	86,  // 100: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
 	90,  // 101: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	95,  // 102: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	94,  // 103: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	90,  // 104: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	90,  // 105: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	116, // 106: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	96,  // 107: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 108: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 109: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 110: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 111: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	65,  // 112: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	67,  // 113: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	69,  // 114: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	71,  // 115: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	73,  // 116: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	75,  // 117: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	77,  // 118: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	79,  // 119: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	80,  // 120: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	89,  // 121: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	92,  // 122: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	97,  // 123: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	87,  // 124: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	81,  // 125: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
-	99,  // 126: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 127: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 128: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 129: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 130: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 131: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 132: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 133: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 134: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 135: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 136: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 137: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 138: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 139: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 140: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 141: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 142: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 143: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 144: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	66,  // 145: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	68,  // 146: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	70,  // 147: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	72,  // 148: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	74,  // 149: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	76,  // 150: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	78,  // 151: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 152: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	84,  // 153: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	91,  // 154: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	93,  // 155: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	98,  // 156: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	88,  // 157: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	82,  // 158: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
-	100, // 159: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 160: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 161: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 162: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 163: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 164: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 165: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 166: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 167: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 168: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 169: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 170: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 171: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 172: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 173: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	141, // [141:174] is the sub-list for method output_type
-	108, // [108:141] is the sub-list for method input_type
-	108, // [108:108] is the sub-list for extension type_name
-	108, // [108:108] is the sub-list for extension extendee
-	0,   // [0:108] is the sub-list for field type_name
+	96,  // 102: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	96,  // 103: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	91,  // 104: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	95,  // 105: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	90,  // 106: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	90,  // 107: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	117, // 108: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	97,  // 109: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 110: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 111: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 112: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 113: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	65,  // 114: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	67,  // 115: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	69,  // 116: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	71,  // 117: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	73,  // 118: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	75,  // 119: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	77,  // 120: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	79,  // 121: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	80,  // 122: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	89,  // 123: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	93,  // 124: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	98,  // 125: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	87,  // 126: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	81,  // 127: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	100, // 128: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 129: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 130: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 131: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 132: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 133: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 134: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 135: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 136: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 137: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 138: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 139: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 140: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 141: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 142: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 143: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 144: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 145: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 146: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	66,  // 147: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	68,  // 148: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	70,  // 149: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	72,  // 150: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	74,  // 151: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	76,  // 152: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	78,  // 153: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 154: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	84,  // 155: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	92,  // 156: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	94,  // 157: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	99,  // 158: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	88,  // 159: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	82,  // 160: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	101, // 161: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 162: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 163: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 164: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 165: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 166: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 167: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 168: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 169: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 170: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 171: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 172: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 173: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 174: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 175: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	143, // [143:176] is the sub-list for method output_type
+	110, // [110:143] is the sub-list for method input_type
+	110, // [110:110] is the sub-list for extension type_name
+	110, // [110:110] is the sub-list for extension extendee
+	0,   // [0:110] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -7792,7 +7873,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   100,
+			NumMessages:   101,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -83,7 +83,9 @@ type WarrenClient interface {
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
-	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	// The answer streams each node's progress as the archive goes, then the
+	// result, last; close the sending side once the archive is sent.
+	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress], error)
 	// ListImages lists the images in the runtime of every ready worker (or of
 	// node), one entry per node and image.
 	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
@@ -275,18 +277,18 @@ func (c *warrenClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
 
-func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error) {
+func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[2], Warren_ImportImage_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[ImportImageChunk, ImportImageResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ImportImageChunk, ImportImageProgress]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Warren_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
+type Warren_ImportImageClient = grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress]
 
 func (c *warrenClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -507,7 +509,9 @@ type WarrenServer interface {
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
-	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	// The answer streams each node's progress as the archive goes, then the
+	// result, last; close the sending side once the archive is sent.
+	ImportImage(grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]) error
 	// ListImages lists the images in the runtime of every ready worker (or of
 	// node), one entry per node and image.
 	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
@@ -590,7 +594,7 @@ func (UnimplementedWarrenServer) Events(*EventsRequest, grpc.ServerStreamingServ
 func (UnimplementedWarrenServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
 }
-func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
+func (UnimplementedWarrenServer) ImportImage(grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
 }
 func (UnimplementedWarrenServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
@@ -892,11 +896,11 @@ func _Warren_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
 type Warren_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
 
 func _Warren_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(WarrenServer).ImportImage(&grpc.GenericServerStream[ImportImageChunk, ImportImageResponse]{ServerStream: stream})
+	return srv.(WarrenServer).ImportImage(&grpc.GenericServerStream[ImportImageChunk, ImportImageProgress]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Warren_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
+type Warren_ImportImageServer = grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]
 
 func _Warren_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListImagesRequest)
@@ -1367,6 +1371,7 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportImage",
 			Handler:       _Warren_ImportImage_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 		{
