@@ -49,8 +49,9 @@ node only. On a manager the archive goes to every worker through the
 manager's connections to them; on a worker-only node, into its own runtime.
 FILE "-" reads the archive from standard input.
 
-Prints the images the archive held (REF, DIGEST, SIZE), then one line per
-node: the node that took them, or the node that failed and why (the command
+Each node's progress is printed on stderr as it goes ("edge-1: 12MiB sent",
+then "edge-1: done, 48MiB" or "edge-2: failed: WHY"). At the end it prints
+the images the archive held (REF, DIGEST, SIZE), then one line per node: the node that took them, or the node that failed and why (the command
 then exits with status 1). -o json prints the API's ImportImageResponse. The
 archive is streamed: it can be larger than memory, and --timeout does not
 apply.`,

@@ -39,12 +39,29 @@ func TestOperateRemoteNodes(t *testing.T) {
 	if err := os.WriteFile(tarball, ctrtest.ImageArchive(t, remoteImage), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := m1.CLI(0, "image", "import", tarball)
+	out, progress, code := testutil.RunCLI(t, bin, m1.Socket, "image", "import", tarball)
+	if code != 0 {
+		t.Fatalf("image import through m1: exit %d:\n%s%s", code, out, progress)
+	}
 	for _, want := range []string{remoteImage, "w1: imported", "w2: imported"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("image import through m1 lacks %q:\n%s", want, out)
 		}
 	}
+	// Each node's progress came on stderr as the archive went: bytes sent,
+	// then done.
+	for _, w := range []string{"w1", "w2"} {
+		var steps []string
+		for _, line := range strings.Split(progress, "\n") {
+			if strings.HasPrefix(line, w+": ") {
+				steps = append(steps, line)
+			}
+		}
+		if len(steps) < 2 || !strings.HasSuffix(steps[0], " sent") || !strings.HasPrefix(steps[len(steps)-1], w+": done, ") {
+			t.Fatalf("image import progress lacks %s's bytes sent, then done:\n%s", w, progress)
+		}
+	}
+	t.Logf("import progress:\n%s", progress)
 
 	out = m1.CLI(0, "image", "ls")
 	for _, w := range []string{"w1", "w2"} {
