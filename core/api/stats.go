@@ -83,20 +83,9 @@ func (s *Server) taskStats(ctx context.Context, req *apiv1.TaskStatsRequest) (*a
 // not: one that is not gets a row saying so), or the running tasks of a
 // service, of a node, or of the whole cluster.
 func (s *Server) statsTasks(req *apiv1.TaskStatsRequest) ([]*apiv1.Task, error) {
-	var f state.TaskFilter
-	if req.GetService() != "" {
-		svc, err := s.lookupService(req.GetService())
-		if err != nil {
-			return nil, err
-		}
-		f.ServiceID = svc.GetId()
-	}
-	if req.GetNode() != "" {
-		n, err := s.lookupNode(req.GetNode())
-		if err != nil {
-			return nil, err
-		}
-		f.NodeID = n.GetId()
+	f, err := s.taskFilter(req.GetService(), req.GetNode())
+	if err != nil {
+		return nil, err
 	}
 	if len(req.GetTasks()) > 0 {
 		if f != (state.TaskFilter{}) {
