@@ -299,16 +299,30 @@ func (f *fakeWarren) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		f.mu.Lock()
 		f.imported = append(f.imported, chunk.GetData()...)
 		f.chunks = append(f.chunks, len(chunk.GetData()))
+		total := int64(len(f.imported))
 		f.mu.Unlock()
+		// Progress as the archive goes: edge-1 takes it all, edge-2
+		// fails after its first chunk.
+		if err := stream.Send(&apiv1.ImportImageProgress{Node: &apiv1.NodeImport{Node: "edge-1", BytesSent: total}}); err != nil {
+			return err
+		}
 	}
-	return stream.SendAndClose(&apiv1.ImportImageResponse{
+	for _, p := range []*apiv1.NodeImport{
+		{Node: "edge-2", Error: "no space left on device"},
+		{Node: "edge-1", BytesSent: int64(len(f.imported)), Done: true},
+	} {
+		if err := stream.Send(&apiv1.ImportImageProgress{Node: p}); err != nil {
+			return err
+		}
+	}
+	return stream.Send(&apiv1.ImportImageProgress{Result: &apiv1.ImportImageResponse{
 		Images: []*apiv1.ImportedImage{{
 			Ref:    "docker.io/library/busybox:1.36",
 			Digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 			Size:   4404019,
 		}},
 		Nodes: []string{"edge-1", "edge-2"},
-	})
+	}})
 }
 
 func (f *fakeWarren) Events(req *apiv1.EventsRequest, stream apiv1.Warren_EventsServer) error {

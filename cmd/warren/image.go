@@ -18,7 +18,7 @@ import (
 // importChunkSize is how much of the archive each ImportImage message
 // carries: just under 1 MiB, as the agent refuses a request (the message
 // with its framing) over api.MaxRequestBytes.
-const importChunkSize = api.MaxRequestBytes - 1<<10
+const importChunkSize = api.ImportChunkBytes
 
 func newImageCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
@@ -49,8 +49,9 @@ node only. On a manager the archive goes to every worker through the
 manager's connections to them; on a worker-only node, into its own runtime.
 FILE "-" reads the archive from standard input.
 
-Prints the images the archive held (REF, DIGEST, SIZE), then one line per
-node: the node that took them, or the node that failed and why (the command
+Each node's progress is printed on stderr as it goes ("edge-1: 12MiB sent",
+then "edge-1: done, 48MiB" or "edge-2: failed: WHY"). At the end it prints
+the images the archive held (REF, DIGEST, SIZE), then one line per node: the node that took them, or the node that failed and why (the command
 then exits with status 1). -o json prints the API's ImportImageResponse. The
 archive is streamed: it can be larger than memory, and --timeout does not
 apply.`,
@@ -91,25 +92,14 @@ func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
 		return err
 	}
 	defer c.Close()
-	stream, err := c.ImportImage(ctx)
+	progress := cmd.ErrOrStderr()
+	resp, err := api.ImportArchive(ctx, c, o.node, buf[:n], r, func(p *apiv1.NodeImport) {
+		fmt.Fprintln(progress, importProgressLine(p))
+	})
 	if err != nil {
-		return err
-	}
-	node := o.node
-	for n > 0 {
-		if err := stream.Send(&apiv1.ImportImageChunk{Data: buf[:n], Node: node}); err != nil {
-			if errors.Is(err, io.EOF) {
-				break // the agent ended the call: CloseAndRecv says why
-			}
-			return err
+		if errors.Is(err, api.ErrArchiveRead) {
+			return fmt.Errorf("%s: %w (the import was abandoned)", name, err)
 		}
-		node = ""
-		if n, err = readChunk(r, buf); err != nil {
-			return fmt.Errorf("reading %s: %w (the import was abandoned)", name, err)
-		}
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -140,6 +130,18 @@ func (o *imageImportOptions) run(cmd *cobra.Command, file string) error {
 		return fmt.Errorf("the import failed on %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// importProgressLine is a node's progress as the CLI prints it on stderr:
+// "w1: 12MiB sent", "w1: done, 12MiB", "w1: failed: why".
+func importProgressLine(p *apiv1.NodeImport) string {
+	switch {
+	case p.GetError() != "":
+		return fmt.Sprintf("%s: failed: %s", p.GetNode(), p.GetError())
+	case p.GetDone():
+		return fmt.Sprintf("%s: done, %s", p.GetNode(), humanSize(p.GetBytesSent()))
+	}
+	return fmt.Sprintf("%s: %s sent", p.GetNode(), humanSize(p.GetBytesSent()))
 }
 
 // openArchive opens file, or standard input for "-"; name is how errors

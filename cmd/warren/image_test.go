@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -33,6 +34,12 @@ func TestImageImport(t *testing.T) {
 		"REF                              DIGEST                SIZE\n"+
 		"docker.io/library/busybox:1.36   sha256:0123456789ab   4.2MiB\n"+
 		"Imported on edge-1, edge-2\n")
+	// Each node's progress comes on stderr as the archive goes.
+	progress := fmt.Sprintf("edge-1: %s sent\nedge-1: %s sent\nedge-1: %s sent\nedge-2: failed: no space left on device\nedge-1: done, %s\n",
+		humanSize(importChunkSize), humanSize(2*importChunkSize), humanSize(int64(len(archive))), humanSize(int64(len(archive))))
+	if r.stderr != progress {
+		t.Errorf("import progress on stderr:\n%s\nwant\n%s", r.stderr, progress)
+	}
 	got, chunks, _ := received()
 	if !bytes.Equal(got, archive) {
 		t.Errorf("the agent received %d bytes, not the %d of the file (or not the same)", len(got), len(archive))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -27,6 +28,9 @@ type logsOptions struct {
 	follow  bool
 	tail    int64 // 0: all
 	raw     bool
+	// since is --since in nanoseconds since the epoch; 0: all.
+	since      int64
+	timestamps bool
 }
 
 func newServiceLogsCmd(g *globalOptions) *cobra.Command {
@@ -41,9 +45,14 @@ line prefixed with the task that wrote it, as SERVICE.SLOT@NODE:
   web.2@edge-2   | GET /health 200
 
 --raw prints the lines alone. With --follow, new output is printed as it comes
-until interrupted (Ctrl-C), which ends the command with status 0.`,
+until interrupted (Ctrl-C), which ends the command with status 0. --since
+leaves out the lines written before a time (RFC 3339, as 2026-12-02T20:00:00Z)
+or a duration ago (10m, 1h30m); --timestamps puts the time each line was
+written (RFC 3339 with nanoseconds, UTC) in front of it. Tasks started before
+Warren recorded these times print all their lines, without times.`,
 		Example: `  warren service logs web
   warren service logs web --follow --tail 20
+  warren service logs web --since 10m --timestamps
   warren service logs web --raw | grep ERROR`,
 		Args: exactArgs(1, "one service NAME or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,6 +86,8 @@ func (o *logsOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing new output until interrupted")
 	f.Var(&tailValue{p: &o.tail}, "tail", "print only the last `N` lines of each task's output so far, or all")
 	f.BoolVar(&o.raw, "raw", false, "print the lines without the SERVICE.SLOT@NODE prefix")
+	f.Var(&sinceValue{p: &o.since, now: time.Now}, "since", "print only the lines written since `T`: an RFC 3339 time or a duration ago (10m)")
+	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "put the time each line was written in front of it")
 }
 
 func (o *logsOptions) run(cmd *cobra.Command, target string) error {
@@ -87,7 +98,7 @@ func (o *logsOptions) run(cmd *cobra.Command, target string) error {
 	}
 	defer c.Close()
 
-	req := &apiv1.TaskLogsRequest{Follow: o.follow, Tail: o.tail}
+	req := &apiv1.TaskLogsRequest{Follow: o.follow, Tail: o.tail, SinceUnixNano: o.since, Timestamps: o.timestamps}
 	names := &taskLabels{ctx: ctx, c: c}
 	if o.service {
 		resp, err := c.GetService(ctx, &apiv1.GetServiceRequest{NameOrId: target})
@@ -322,5 +333,34 @@ func (v *tailValue) Set(s string) error {
 		return errors.New(`use a positive number of lines, or "all"`)
 	}
 	*v.p = n
+	return nil
+}
+
+// sinceValue is --since: an RFC 3339 time, or a duration before now, kept
+// as nanoseconds since the epoch.
+type sinceValue struct {
+	p   *int64
+	now func() time.Time
+}
+
+func (v *sinceValue) String() string {
+	if *v.p == 0 {
+		return ""
+	}
+	return time.Unix(0, *v.p).UTC().Format(time.RFC3339Nano)
+}
+
+func (v *sinceValue) Type() string { return "time" }
+
+func (v *sinceValue) Set(s string) error {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		*v.p = t.UnixNano()
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return errors.New("use an RFC 3339 time (2026-12-02T20:00:00Z) or a positive duration ago (10m, 1h30m)")
+	}
+	*v.p = v.now().Add(-d).UnixNano()
 	return nil
 }

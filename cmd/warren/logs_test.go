@@ -93,6 +93,33 @@ func TestTailFlag(t *testing.T) {
 	}
 }
 
+func TestSinceFlag(t *testing.T) {
+	now := time.Date(2026, 12, 2, 20, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"10m", now.Add(-10 * time.Minute)},
+		{"1h30m", now.Add(-90 * time.Minute)},
+		{"2026-12-02T19:00:00Z", now.Add(-time.Hour)},
+		{"2026-12-02T21:00:00.5+02:00", time.Date(2026, 12, 2, 19, 0, 0, 5e8, time.UTC)},
+	}
+	for _, tt := range tests {
+		var n int64
+		v := &sinceValue{p: &n, now: func() time.Time { return now }}
+		if err := v.Set(tt.in); err != nil || n != tt.want.UnixNano() {
+			t.Errorf("--since %s: %v, %v; want %v", tt.in, time.Unix(0, n).UTC(), err, tt.want)
+		}
+	}
+	for _, in := range []string{"yesterday", "-5m", "0s", "2026-12-02"} {
+		var n int64
+		v := &sinceValue{p: &n, now: time.Now}
+		if err := v.Set(in); err == nil || n != 0 {
+			t.Errorf("--since %s accepted", in)
+		}
+	}
+}
+
 func TestLogsCommands(t *testing.T) {
 	f, sock := startFake(t)
 	warren(t, sock, "service", "create", "web", "--image", "nginx", "-d").mustSucceed(t)
@@ -126,6 +153,12 @@ func TestLogsCommands(t *testing.T) {
 		"web.2@n9     | b\n")
 	if req := lastRequest(); !proto.Equal(req, &apiv1.TaskLogsRequest{Service: webID, Tail: 5}) {
 		t.Errorf("service logs asked for %v", req)
+	}
+
+	r = warren(t, sock, "service", "logs", "web", "--since", "2026-12-02T20:00:00Z", "--timestamps").mustSucceed(t)
+	since := time.Date(2026, 12, 2, 20, 0, 0, 0, time.UTC).UnixNano()
+	if req := lastRequest(); !proto.Equal(req, &apiv1.TaskLogsRequest{Service: webID, SinceUnixNano: since, Timestamps: true}) {
+		t.Errorf("service logs --since --timestamps asked for %v", req)
 	}
 
 	r = warren(t, sock, "service", "logs", "web", "--raw").mustSucceed(t)

@@ -137,6 +137,7 @@ Flags may be written with one dash, Go-style: "warren agent -config cluster.hcl"
 		newFileKindCmd(g, configOps),
 		newVolumeCmd(g),
 		newEventsCmd(g),
+		newStatsCmd(g),
 		newPluginCmd(g),
 		newClusterCmd(g),
 		newVersionCmd(g),

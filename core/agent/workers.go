@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/nodeapi"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/core/tunnel"
 	"github.com/warrenorch/warren/sdk"
@@ -26,32 +27,50 @@ type localWorkers struct {
 	rt       runtime.Runtime
 }
 
-func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error {
+func (w *localWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error {
 	if task.GetNodeId() != w.nodeID {
 		return fmt.Errorf("task %s runs on node %s, and this manager serves only the logs of its own node's tasks (run `warren task logs` on that node's manager, if it is one): %w", task.GetId(), task.GetNodeId(), sdk.ErrUnsupported)
 	}
-	if tail <= 0 {
-		tail = runtime.TailAll
-	}
-	return w.rt.TaskLogs(ctx, runtime.LogsRequest{TaskID: task.GetId(), Follow: follow, Tail: tail}, func(c runtime.LogChunk) error {
+	return w.rt.TaskLogs(ctx, nodeapi.LogsRequest(req), func(c runtime.LogChunk) error {
 		return send(c.Data)
 	})
 }
 
-func (w *localWorkers) ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error) {
+func (w *localWorkers) ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error) {
 	if node != "" && node != w.nodeID && node != w.nodeName {
 		return nil, fmt.Errorf("image import on node %s: this worker imports only into its own runtime: %w", node, sdk.ErrInvalidArgument)
 	}
-	images, err := w.rt.ImportImage(ctx, r)
+	cr := &countingReader{r: r, read: func(total int64) {
+		progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: total})
+	}}
+	images, err := w.rt.ImportImage(ctx, cr)
 	if err != nil {
+		progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: cr.total, Error: err.Error()})
 		return nil, err
 	}
 	out := make([]*apiv1.ImportedImage, 0, len(images))
 	for _, img := range images {
 		out = append(out, &apiv1.ImportedImage{Ref: img.Ref, Digest: img.Digest, Size: img.Size})
 	}
+	progress(&apiv1.NodeImport{NodeId: w.nodeID, Node: w.nodeName, BytesSent: cr.total, Done: true, Images: out})
 	return &apiv1.ImportImageResponse{Images: out, Nodes: []string{w.nodeName},
-		Results: []*apiv1.NodeImport{{NodeId: w.nodeID, Node: w.nodeName, Images: out}}}, nil
+		Results: []*apiv1.NodeImport{{NodeId: w.nodeID, Node: w.nodeName, Images: out, BytesSent: cr.total, Done: true}}}, nil
+}
+
+// countingReader calls read with the total read so far after each read.
+type countingReader struct {
+	r     io.Reader
+	read  func(total int64)
+	total int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.total += int64(n)
+		c.read(c.total)
+	}
+	return n, err
 }
 
 // tunnelWait is how long a call waits for a node's tunnel to open (the
@@ -99,14 +118,14 @@ func (w *tunnelWorkers) nodeError(nodeID string, err error) error {
 	return sdk.FromStatus(err)
 }
 
-func (w *tunnelWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error {
+func (w *tunnelWorkers) TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error {
 	c, err := w.client(ctx, task.GetNodeId())
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.TaskLogs(ctx, &apiv1.NodeTaskLogsRequest{TaskId: task.GetId(), Follow: follow, Tail: tail})
+	stream, err := c.TaskLogs(ctx, req)
 	if err != nil {
 		return w.nodeError(task.GetNodeId(), err)
 	}
@@ -161,7 +180,7 @@ type nodeImport struct {
 	err    error
 }
 
-func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error) {
+func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error) {
 	nodes, err := w.importTargets(node)
 	if err != nil {
 		return nil, err
@@ -179,6 +198,11 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 		}
 		if imp.stream, err = c.ImportImage(ctx); err != nil {
 			imp.err = w.nodeError(n.GetId(), err)
+		}
+	}
+	for _, imp := range imps {
+		if imp.err != nil {
+			progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), Error: imp.err.Error()})
 		}
 	}
 	// The archive is read once and sent to every node as it comes; a node
@@ -203,8 +227,12 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 						// io.EOF: the node ended the call; CloseAndRecv says why.
 						if !errors.Is(err, io.EOF) {
 							imp.err = w.nodeError(imp.res.GetNodeId(), err)
+							progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Error: imp.err.Error()})
 						}
+						return
 					}
+					imp.res.BytesSent += int64(k)
+					progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent()})
 				}()
 			}
 			wg.Wait()
@@ -227,9 +255,11 @@ func (w *tunnelWorkers) ImportImage(ctx context.Context, node string, r io.Reade
 			resp, err := imp.stream.CloseAndRecv()
 			if err != nil {
 				imp.err = w.nodeError(imp.res.GetNodeId(), err)
+				progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Error: imp.err.Error()})
 				return
 			}
-			imp.res.Images = resp.GetImages()
+			imp.res.Images, imp.res.Done = resp.GetImages(), true
+			progress(&apiv1.NodeImport{NodeId: imp.res.GetNodeId(), Node: imp.res.GetNode(), BytesSent: imp.res.GetBytesSent(), Done: true, Images: resp.GetImages()})
 		}()
 	}
 	wg.Wait()
@@ -361,4 +391,27 @@ func (w *tunnelWorkers) VolumeSizes(ctx context.Context, nodeID string, names []
 
 func (w *localWorkers) VolumeSizes(context.Context, string, []string) (map[string]int64, error) {
 	return nil, fmt.Errorf("volume sizes: run it on a manager: %w", sdk.ErrUnsupported)
+}
+
+func (w *tunnelWorkers) TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error) {
+	c, err := w.client(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.TaskStats(ctx, &apiv1.NodeTaskStatsRequest{TaskIds: taskIDs})
+	if err != nil {
+		return nil, w.nodeError(nodeID, err)
+	}
+	return resp.GetStats(), nil
+}
+
+func (w *localWorkers) TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error) {
+	if nodeID != w.nodeID {
+		return nil, fmt.Errorf("stats of node %s: this worker samples only its own tasks: %w", nodeID, sdk.ErrUnsupported)
+	}
+	resp, err := (&nodeapi.Server{Runtime: w.rt}).TaskStats(ctx, &apiv1.NodeTaskStatsRequest{TaskIds: taskIDs})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetStats(), nil
 }

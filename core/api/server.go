@@ -402,22 +402,32 @@ func (s *Server) lookupNode(nameOrID string) (*apiv1.Node, error) {
 	return n, nil
 }
 
-// ListTasks lists tasks by service and node, one page at a time.
-func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
+// taskFilter selects the tasks of service and of node (name or ID; empty:
+// any).
+func (s *Server) taskFilter(service, node string) (state.TaskFilter, error) {
 	var f state.TaskFilter
-	if req.GetService() != "" {
-		svc, err := s.lookupService(req.GetService())
+	if service != "" {
+		svc, err := s.lookupService(service)
 		if err != nil {
-			return nil, err
+			return f, err
 		}
 		f.ServiceID = svc.GetId()
 	}
-	if req.GetNode() != "" {
-		n, err := s.lookupNode(req.GetNode())
+	if node != "" {
+		n, err := s.lookupNode(node)
 		if err != nil {
-			return nil, err
+			return f, err
 		}
 		f.NodeID = n.GetId()
+	}
+	return f, nil
+}
+
+// ListTasks lists tasks by service and node, one page at a time.
+func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
+	f, err := s.taskFilter(req.GetService(), req.GetNode())
+	if err != nil {
+		return nil, err
 	}
 	var keep func(*apiv1.Task) bool
 	if !req.GetAll() {

@@ -23,13 +23,14 @@ import (
 // Workers reaches the runtimes of the cluster's workers.
 type Workers interface {
 	// TaskLogs streams a task's output to send until it is done (or, with
-	// follow, until the task exits or ctx ends).
-	TaskLogs(ctx context.Context, task *apiv1.Task, follow bool, tail int64, send func([]byte) error) error
+	// req.follow, until the task exits or ctx ends); req.task_id is task's.
+	TaskLogs(ctx context.Context, task *apiv1.Task, req *apiv1.NodeTaskLogsRequest, send func([]byte) error) error
 	// ImportImage loads an image archive into the runtime of node (name
 	// or ID), or of every ready worker when node is empty, and says per
 	// node what it imported or why it failed. It fails only when no node
-	// imported the archive.
-	ImportImage(ctx context.Context, node string, r io.Reader) (*apiv1.ImportImageResponse, error)
+	// imported the archive. progress, called from any goroutine, gets each
+	// node's bytes sent as they go, then its done or its error.
+	ImportImage(ctx context.Context, node string, r io.Reader, progress func(*apiv1.NodeImport)) (*apiv1.ImportImageResponse, error)
 	// Exec opens an Exec stream to nodeID's NodeRuntime; the stream ends
 	// with ctx.
 	Exec(ctx context.Context, nodeID string) (apiv1.NodeRuntime_ExecClient, error)
@@ -43,6 +44,9 @@ type Workers interface {
 	VolumeSizes(ctx context.Context, nodeID string, names []string) (map[string]int64, error)
 	// NodeError names nodeID in an error its NodeRuntime stream returned.
 	NodeError(nodeID string, err error) error
+	// TaskStats samples the named tasks on nodeID; a task that cannot be
+	// sampled has its error set, a node that does not answer is the error.
+	TaskStats(ctx context.Context, nodeID string, taskIDs []string) ([]*apiv1.TaskStatsSample, error)
 }
 
 // ExecTask runs a command in a running task on its node: the first input
@@ -140,6 +144,9 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 		return err
 	}
 	ctx := stream.Context()
+	nodeReq := func(t *apiv1.Task) *apiv1.NodeTaskLogsRequest {
+		return &apiv1.NodeTaskLogsRequest{TaskId: t.GetId(), Follow: req.GetFollow(), Tail: req.GetTail(), SinceUnixNano: req.GetSinceUnixNano(), Timestamps: req.GetTimestamps()}
+	}
 	var sendMu sync.Mutex
 	send := func(t *apiv1.Task) func([]byte) error {
 		return func(b []byte) error {
@@ -150,7 +157,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	}
 	if !req.GetFollow() {
 		for _, t := range tasks {
-			if err := s.opts.Workers.TaskLogs(ctx, t, false, req.GetTail(), send(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			if err := s.opts.Workers.TaskLogs(ctx, t, nodeReq(t), send(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 				return prefixed(err, "logs of task %s", t.GetId())
 			}
 		}
@@ -161,7 +168,7 @@ func (s *Server) taskLogs(req *apiv1.TaskLogsRequest, stream apiv1.Warren_TaskLo
 	errs := make(chan error, len(tasks))
 	for _, t := range tasks {
 		go func() {
-			err := s.opts.Workers.TaskLogs(ctx, t, true, req.GetTail(), send(t))
+			err := s.opts.Workers.TaskLogs(ctx, t, nodeReq(t), send(t))
 			if ctx.Err() != nil {
 				errs <- nil
 				return
@@ -249,7 +256,21 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		return err
 	}
 	pr := ChunkReader(first, stream.Recv)
-	resp, err := s.opts.Workers.ImportImage(stream.Context(), first.GetNode(), pr)
+	var sendMu sync.Mutex
+	sent := map[string]time.Time{}
+	progress := func(n *apiv1.NodeImport) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if !n.GetDone() && n.GetError() == "" {
+			if time.Since(sent[n.GetNodeId()]) < importProgressEvery {
+				return
+			}
+			sent[n.GetNodeId()] = time.Now()
+		}
+		// A client gone away ends the call through its context.
+		_ = stream.Send(&apiv1.ImportImageProgress{Node: n})
+	}
+	resp, err := s.opts.Workers.ImportImage(stream.Context(), first.GetNode(), pr, progress)
 	pr.CloseWithError(errors.New("import finished"))
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
@@ -257,8 +278,14 @@ func (s *Server) ImportImage(stream apiv1.Warren_ImportImageServer) error {
 		}
 		return toStatus(fmt.Errorf("image import: %w", err))
 	}
-	return stream.SendAndClose(resp)
+	sendMu.Lock()
+	defer sendMu.Unlock()
+	return stream.Send(&apiv1.ImportImageProgress{Result: resp})
 }
+
+// importProgressEvery is how often at most a node's bytes sent are
+// reported during an import.
+const importProgressEvery = 250 * time.Millisecond
 
 // ChunkReader reads the data of an ImportImage stream: first's, then that
 // of each chunk recv returns until io.EOF (another error of recv is the

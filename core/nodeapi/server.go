@@ -6,6 +6,7 @@ package nodeapi
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,14 +32,23 @@ type Server struct {
 
 // TaskLogs streams a task's output from the runtime.
 func (s *Server) TaskLogs(req *apiv1.NodeTaskLogsRequest, stream apiv1.NodeRuntime_TaskLogsServer) error {
-	tail := req.GetTail()
-	if tail <= 0 {
-		tail = runtime.TailAll
-	}
-	err := s.Runtime.TaskLogs(stream.Context(), runtime.LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: tail}, func(c runtime.LogChunk) error {
+	err := s.Runtime.TaskLogs(stream.Context(), LogsRequest(req), func(c runtime.LogChunk) error {
 		return stream.Send(&apiv1.LogChunk{TaskId: req.GetTaskId(), Data: c.Data})
 	})
 	return sdk.ToStatus(err)
+}
+
+// LogsRequest is the runtime's request for a node's logs request: a tail
+// of 0 or less is all the lines.
+func LogsRequest(req *apiv1.NodeTaskLogsRequest) runtime.LogsRequest {
+	lr := runtime.LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: req.GetTail(), Timestamps: req.GetTimestamps()}
+	if lr.Tail <= 0 {
+		lr.Tail = runtime.TailAll
+	}
+	if ns := req.GetSinceUnixNano(); ns > 0 {
+		lr.Since = time.Unix(0, ns)
+	}
+	return lr
 }
 
 // ImportImage loads the streamed archive into the runtime.
@@ -95,6 +105,23 @@ func (s *Server) VolumeSizes(ctx context.Context, req *apiv1.VolumeSizesRequest)
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		out.Bytes[name] = n
+	}
+	return out, nil
+}
+
+// TaskStats samples each named task's CPU and memory use; a task the
+// runtime cannot sample has its error set.
+func (s *Server) TaskStats(ctx context.Context, req *apiv1.NodeTaskStatsRequest) (*apiv1.TaskStatsResponse, error) {
+	out := &apiv1.TaskStatsResponse{}
+	for _, id := range req.GetTaskIds() {
+		st, err := s.Runtime.TaskStats(ctx, id)
+		sample := &apiv1.TaskStatsSample{TaskId: id, SampledUnixNano: time.Now().UnixNano()}
+		if err != nil {
+			sample.Error = err.Error()
+		} else {
+			sample.CpuUsageNs, sample.MemoryBytes, sample.MemoryLimitBytes = st.CPUUsageNanos, st.MemoryBytes, st.MemoryLimitBytes
+		}
+		out.Stats = append(out.Stats, sample)
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 )
 
 func main() {
+	containerd.RunLogger() // when a shim runs it as a task's logger
 	// A plugin runs beside every workload on the node: keep the heap tight
 	// unless the operator says otherwise (GOMEMLIMIT in the plugin's env).
 	// Not tighter than 24 MiB: the plugin's live heap is close to 8 MiB,

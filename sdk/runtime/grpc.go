@@ -182,7 +182,10 @@ func (s *server) TaskEvents(_ *runtimev1.TaskEventsRequest, stream runtimev1.Run
 }
 
 func (s *server) TaskLogs(req *runtimev1.TaskLogsRequest, stream runtimev1.Runtime_TaskLogsServer) error {
-	lr := LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: req.GetTail()}
+	lr := LogsRequest{TaskID: req.GetTaskId(), Follow: req.GetFollow(), Tail: req.GetTail(), Timestamps: req.GetTimestamps()}
+	if ns := req.GetSinceUnixNano(); ns > 0 {
+		lr.Since = time.Unix(0, ns)
+	}
 	err := s.impl.TaskLogs(stream.Context(), lr, func(c LogChunk) error {
 		for data := c.Data; len(data) > 0; {
 			n := min(len(data), chunkBytes)
@@ -392,7 +395,7 @@ func (c *client) TaskEvents(ctx context.Context) (<-chan TaskEvent, error) {
 func (c *client) TaskLogs(ctx context.Context, req LogsRequest, fn func(LogChunk) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.rpc.TaskLogs(ctx, &runtimev1.TaskLogsRequest{TaskId: req.TaskID, Follow: req.Follow, Tail: req.Tail})
+	stream, err := c.rpc.TaskLogs(ctx, &runtimev1.TaskLogsRequest{TaskId: req.TaskID, Follow: req.Follow, Tail: req.Tail, SinceUnixNano: unixNano(req.Since), Timestamps: req.Timestamps})
 	if err != nil {
 		return sdk.FromStatus(err)
 	}
@@ -613,4 +616,12 @@ func timeFromPB(pb *timestamppb.Timestamp) time.Time {
 		return time.Time{}
 	}
 	return pb.AsTime()
+}
+
+// unixNano is t in nanoseconds since the epoch, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }

@@ -205,6 +205,10 @@ type Runtime interface {
 	//
 	//   - req.Tail lines from the end of what the task wrote so far come first
 	//     (TailAll for everything, 0 for nothing);
+	//   - req.Since leaves out lines written before it and req.Timestamps
+	//     puts each line's time in front of it; a runtime that keeps no
+	//     times for a task's lines (logs written before it kept them)
+	//     delivers them whole and without times;
 	//   - without req.Follow, TaskLogs returns after them;
 	//   - with req.Follow, it goes on with new output as the task writes it and
 	//     returns once the task has exited and its output has been delivered.

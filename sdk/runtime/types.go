@@ -399,6 +399,12 @@ type LogsRequest struct {
 	// Tail is the number of last lines to deliver first: TailAll for all,
 	// 0 for none (with Follow: only output written from now on).
 	Tail int64
+	// Since, when not zero, leaves out the lines written before it (with
+	// Tail: of the last Tail lines, those written since).
+	Since time.Time
+	// Timestamps puts in front of each line the time it was written, in
+	// RFC 3339 with nanoseconds (UTC) and a space, as docker logs does.
+	Timestamps bool
 }
 
 // LogStream says which of a task's output streams a chunk comes from.

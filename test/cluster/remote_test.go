@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +39,29 @@ func TestOperateRemoteNodes(t *testing.T) {
 	if err := os.WriteFile(tarball, ctrtest.ImageArchive(t, remoteImage), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := m1.CLI(0, "image", "import", tarball)
+	out, progress, code := testutil.RunCLI(t, bin, m1.Socket, "image", "import", tarball)
+	if code != 0 {
+		t.Fatalf("image import through m1: exit %d:\n%s%s", code, out, progress)
+	}
 	for _, want := range []string{remoteImage, "w1: imported", "w2: imported"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("image import through m1 lacks %q:\n%s", want, out)
 		}
 	}
+	// Each node's progress came on stderr as the archive went: bytes sent,
+	// then done.
+	for _, w := range []string{"w1", "w2"} {
+		var steps []string
+		for _, line := range strings.Split(progress, "\n") {
+			if strings.HasPrefix(line, w+": ") {
+				steps = append(steps, line)
+			}
+		}
+		if len(steps) < 2 || !strings.HasSuffix(steps[0], " sent") || !strings.HasPrefix(steps[len(steps)-1], w+": done, ") {
+			t.Fatalf("image import progress lacks %s's bytes sent, then done:\n%s", w, progress)
+		}
+	}
+	t.Logf("import progress:\n%s", progress)
 
 	out = m1.CLI(0, "image", "ls")
 	for _, w := range []string{"w1", "w2"} {
@@ -84,6 +103,30 @@ func TestOperateRemoteNodes(t *testing.T) {
 		t.Fatalf("task logs of w2's task %s through m1: %q", onW2.GetId(), out)
 	}
 
+	t.Run("logs since and timestamps", func(t *testing.T) {
+		out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--timestamps")
+		ts, line, _ := strings.Cut(strings.TrimSuffix(out, "\n"), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !strings.HasPrefix(line, "hello-from-") {
+			t.Fatalf("task logs --timestamps of w2's task: %q; want an RFC 3339 time, then its line (%v)", out, err)
+		}
+		if out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--since", ts); out != line+"\n" {
+			t.Fatalf("task logs --since the line's own time: %q, want %q", out, line+"\n")
+		}
+		later := at.Add(time.Nanosecond).Format(time.RFC3339Nano)
+		if out := m1.CLI(0, "task", "logs", onW2.GetId(), "--raw", "--since", later); out != "" {
+			t.Fatalf("task logs --since just after the only line: %q, want nothing", out)
+		}
+		out = m1.CLI(0, "service", "logs", "talk", "--timestamps")
+		for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+			_, rest, _ := strings.Cut(l, "| ")
+			ts, _, _ := strings.Cut(rest, " ")
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				t.Fatalf("service logs --timestamps: line %q lacks a time after its prefix:\n%s", l, out)
+			}
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		out := m1.CLI(0, "task", "exec", onW2.GetId(), "--", "sh", "-c", "echo exec-on-$(hostname)")
 		if !strings.HasPrefix(out, "exec-on-") {
@@ -93,10 +136,47 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if code != 7 || stderr != "to-stderr\n" || stdout != "" {
 			t.Fatalf("exec exiting 7: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
+		// -it on a terminal: the task's terminal gets the size of the
+		// user's, follows a resize, and the exit code comes back.
+		term := testutil.StartOnTerminal(t, 30, 100, bin, "--socket", m1.Socket, "task", "exec", "-it", onW2.GetId(), "--",
+			"sh", "-c", `stty size; while read x; do [ "$x" = q ] && exit 5; stty size; done`)
+		// The runtime sizes the terminal just after the command starts, so
+		// the first stty may run before: Enter asks again.
+		term.WaitOutput(30*time.Second, "30 100", "\r")
+		term.Resize(40, 120)
+		term.WaitOutput(30*time.Second, "40 120", "\r")
+		term.Type("q\r")
+		if code := term.Wait(30 * time.Second); code != 5 {
+			t.Fatalf("exec -it exiting 5: exit %d:\n%s", code, term.Output())
+		}
 		in := "piped input\n"
 		stdout, stderr, code = testutil.RunCLIInput(t, bin, m1.Socket, in, "task", "exec", "-i", onW2.GetId(), "--", "cat")
 		if code != 0 || stdout != in {
 			t.Fatalf("exec -i cat: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
+	t.Run("stats", func(t *testing.T) {
+		m1.CLI(0, "service", "create", "burn", "--image", remoteImage, "--replicas", "2", "--", "sh", "-c", "while :; do :; done")
+		defer m1.CLI(0, "service", "rm", "burn")
+		var out string
+		testutil.Eventually(t, 60*time.Second, "both burn tasks busy and using memory in `stats --no-stream`", func() bool {
+			out = m1.CLI(0, "stats", "--no-stream", "--service", "burn")
+			rows := statsOf(out, "burn.")
+			if len(rows) != 2 || rows[0].node == rows[1].node {
+				return false
+			}
+			for _, r := range rows {
+				if r.cpu <= 0 || r.mem <= 0 {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("stats:\n%s", out)
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "stats", "--no-stream", "zzzzzzzz")
+		if code != 1 || !strings.Contains(errOut, `"zzzzzzzz"`) {
+			t.Fatalf("stats of an unknown task: exit %d, stderr %q", code, errOut)
 		}
 	})
 
@@ -152,6 +232,9 @@ func TestOperateRemoteNodes(t *testing.T) {
 		if out := m1.CLI(0, "task", "logs", done.GetId(), "--raw"); out != "goodbye\n" {
 			t.Fatalf("logs of finished task %s: %q, want %q", done.GetId(), out, "goodbye\n")
 		}
+		if out := m1.CLI(0, "stats", "--no-stream", done.GetId()); !strings.Contains(out, "not running") {
+			t.Fatalf("stats of finished task %s lacks a row saying it is not running:\n%s", done.GetId(), out)
+		}
 		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", done.GetId(), "--", "true")
 		if code != 1 || !strings.Contains(errOut, "not running") || !strings.Contains(errOut, done.GetId()) {
 			t.Fatalf("exec into finished task %s: exit %d, stderr %q", done.GetId(), code, errOut)
@@ -187,8 +270,22 @@ func TestOperateRemoteNodes(t *testing.T) {
 		w2.Host.Partition(t)
 		defer w2.Host.Heal(t)
 		start := time.Now()
-		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
+		out, _, code := testutil.RunCLI(t, bin, m1.Socket, "stats", "--no-stream", "--service", "talk")
 		took := time.Since(start)
+		var w2Row string
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "w2" {
+				w2Row = line
+			}
+		}
+		if code != 0 || !strings.Contains(w2Row, "node w2") || took > 30*time.Second {
+			t.Fatalf("stats with w2 cut off: exit %d after %s; want a row whose error names node w2 within 30s:\n%s", code, took, out)
+		}
+		t.Logf("stats after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(w2Row))
+
+		start = time.Now()
+		_, errOut, code := testutil.RunCLI(t, bin, m1.Socket, "task", "exec", onW2.GetId(), "--", "true")
+		took = time.Since(start)
 		if code != 1 || !strings.Contains(errOut, "w2") || took > 30*time.Second {
 			t.Fatalf("exec in a task on a cut-off worker: exit %d after %s, stderr %q; want an error naming node w2 within 30s", code, took, errOut)
 		}
@@ -206,6 +303,47 @@ func TestOperateRemoteNodes(t *testing.T) {
 		t.Logf("after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
 
 	})
+}
+
+// statsRow is one task's row of `warren stats`: its node, CPU in percent
+// and memory use in bytes.
+type statsRow struct {
+	node     string
+	cpu, mem float64
+}
+
+// statsOf parses the rows of `warren stats` output whose NAME starts with
+// prefix; a row without figures has cpu and mem -1.
+func statsOf(out, prefix string) []statsRow {
+	var rows []statsRow
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[1], prefix) {
+			continue
+		}
+		r := statsRow{node: f[2], cpu: -1, mem: -1}
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(f[3], "%"), 64); err == nil {
+			r.cpu = v
+		}
+		r.mem = parseSize(f[4])
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// parseSize reads a size as warren prints it ("1.5MiB", "512B"); -1 when
+// it is not one.
+func parseSize(s string) float64 {
+	for i, unit := range []string{"EiB", "PiB", "TiB", "GiB", "MiB", "KiB", "B"} {
+		if n, ok := strings.CutSuffix(s, unit); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				return -1
+			}
+			return v * math.Pow(1024, float64(6-i))
+		}
+	}
+	return -1
 }
 
 // tasksOf lists a service's tasks on n.

@@ -4,9 +4,9 @@
 package ctrtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/snapshots"
 
+	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerd"
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
@@ -137,17 +138,7 @@ func ImportImages(t testing.TB, c apiv1.WarrenClient) {
 	t.Helper()
 	for _, ref := range []string{TestImage, NoCmdImage} {
 		data := ImageArchive(t, ref)
-		stream, err := c.ImportImage(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := 0; off < len(data); off += 512 << 10 {
-			end := min(off+512<<10, len(data))
-			if err := stream.Send(&apiv1.ImportImageChunk{Data: data[off:end]}); err != nil && err != io.EOF {
-				t.Fatal(err)
-			}
-		}
-		if _, err := stream.CloseAndRecv(); err != nil {
+		if _, err := api.ImportArchive(context.Background(), c, "", nil, bytes.NewReader(data), nil); err != nil {
 			t.Fatalf("import %s: %v", ref, err)
 		}
 	}

@@ -1,12 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/plugins/runtime-containerd/containerdtest"
 	"github.com/warrenorch/warren/test/ctrtest"
@@ -98,16 +99,6 @@ runtime_timeout = "3s"`,
 
 // importArchive imports an image archive through the API.
 func importArchive(ctx context.Context, c apiv1.WarrenClient, data []byte) error {
-	stream, err := c.ImportImage(ctx)
-	if err != nil {
-		return err
-	}
-	for off := 0; off < len(data); off += 512 << 10 {
-		end := min(off+512<<10, len(data))
-		if err := stream.Send(&apiv1.ImportImageChunk{Data: data[off:end]}); err != nil && err != io.EOF {
-			break // the error comes with CloseAndRecv
-		}
-	}
-	_, err = stream.CloseAndRecv()
+	_, err := api.ImportArchive(ctx, c, "", nil, bytes.NewReader(data), nil)
 	return err
 }

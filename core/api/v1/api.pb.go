@@ -5421,7 +5421,12 @@ type TaskLogsRequest struct {
 	Follow  bool   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail, when positive, sends only the last tail lines of each task's
 	// output so far; 0 sends all of it.
-	Tail          int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	Tail int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	// since_unix_nano, when positive, leaves out lines written before it.
+	SinceUnixNano int64 `protobuf:"varint,5,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// timestamps puts the time each line was written (RFC 3339 with
+	// nanoseconds, UTC) and a space in front of it.
+	Timestamps    bool `protobuf:"varint,6,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5484,6 +5489,250 @@ func (x *TaskLogsRequest) GetTail() int64 {
 	return 0
 }
 
+func (x *TaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+// TaskStatsRequest selects running tasks: those named (ID or unique
+// prefix), or a service's, or a node's; nothing selected means every
+// running task.
+type TaskStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []string               `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Service       string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsRequest) Reset() {
+	*x = TaskStatsRequest{}
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsRequest) ProtoMessage() {}
+
+func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *TaskStatsRequest) GetTasks() []string {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *TaskStatsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *TaskStatsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type TaskStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         []*TaskStatsSample     `protobuf:"bytes,1,rep,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsResponse) Reset() {
+	*x = TaskStatsResponse{}
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsResponse) ProtoMessage() {}
+
+func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
+func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *TaskStatsResponse) GetStats() []*TaskStatsSample {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// TaskStatsSample is one task's resource use at one moment, as its node's
+// runtime reads it. CPU use is cumulative: a rate needs two samples.
+type TaskStatsSample struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TaskId      string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	ServiceName string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Slot        uint64                 `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId      string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Node        string                 `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// cpu_usage_ns is the CPU time the task used since it started.
+	CpuUsageNs  uint64 `protobuf:"varint,6,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	MemoryBytes uint64 `protobuf:"varint,7,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// memory_limit_bytes is 0 when the task has no memory limit.
+	MemoryLimitBytes uint64 `protobuf:"varint,8,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	// sampled_unix_nano is when the node read the figures.
+	SampledUnixNano int64 `protobuf:"varint,9,opt,name=sampled_unix_nano,json=sampledUnixNano,proto3" json:"sampled_unix_nano,omitempty"`
+	// error says why there are no figures (the node is down, the task
+	// stopped); the figures are then zero.
+	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatsSample) Reset() {
+	*x = TaskStatsSample{}
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatsSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatsSample) ProtoMessage() {}
+
+func (x *TaskStatsSample) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatsSample.ProtoReflect.Descriptor instead.
+func (*TaskStatsSample) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *TaskStatsSample) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TaskStatsSample) GetCpuUsageNs() uint64 {
+	if x != nil {
+		return x.CpuUsageNs
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetSampledUnixNano() int64 {
+	if x != nil {
+		return x.SampledUnixNano
+	}
+	return 0
+}
+
+func (x *TaskStatsSample) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type LogChunk struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -5500,7 +5749,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5512,7 +5761,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5525,7 +5774,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -5586,7 +5835,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5847,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5860,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -5673,7 +5922,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5685,7 +5934,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5698,7 +5947,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -5731,7 +5980,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5743,7 +5992,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5756,7 +6005,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -5846,7 +6095,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5858,7 +6107,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5871,7 +6120,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -5943,7 +6192,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5955,7 +6204,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5968,7 +6217,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -5996,7 +6245,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6008,7 +6257,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6021,7 +6270,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -6058,7 +6307,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6070,7 +6319,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6083,7 +6332,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -6107,6 +6356,60 @@ func (x *ImportImageResponse) GetResults() []*NodeImport {
 	return nil
 }
 
+// ImportImageProgress is one step of an import: a node's progress (bytes
+// sent so far; done with its images, or error), or, last, the result.
+type ImportImageProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *NodeImport            `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Result        *ImportImageResponse   `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageProgress) Reset() {
+	*x = ImportImageProgress{}
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageProgress) ProtoMessage() {}
+
+func (x *ImportImageProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageProgress.ProtoReflect.Descriptor instead.
+func (*ImportImageProgress) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *ImportImageProgress) GetNode() *NodeImport {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ImportImageProgress) GetResult() *ImportImageResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 type ListImagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node (name or ID) lists that node's images only.
@@ -6117,7 +6420,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6129,7 +6432,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6142,7 +6445,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -6161,7 +6464,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6173,7 +6476,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6186,7 +6489,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -6209,7 +6512,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6221,7 +6524,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6234,7 +6537,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -6272,14 +6575,18 @@ type NodeImport struct {
 	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	Images []*ImportedImage       `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
 	// error, when set, is why the node did not import the archive.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// bytes_sent is how much of the archive has gone to the node so far.
+	BytesSent int64 `protobuf:"varint,5,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	// done says the node has imported the archive (images set).
+	Done          bool `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6291,7 +6598,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6304,7 +6611,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -6335,6 +6642,20 @@ func (x *NodeImport) GetError() string {
 	return ""
 }
 
+func (x *NodeImport) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *NodeImport) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type PluginStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -6354,7 +6675,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6366,7 +6687,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6379,7 +6700,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -6463,7 +6784,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6475,7 +6796,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6488,7 +6809,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -6507,7 +6828,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6519,7 +6840,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6532,7 +6853,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -6550,7 +6871,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6562,7 +6883,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6575,7 +6896,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{87}
 }
 
 type ClusterInfoResponse struct {
@@ -6598,7 +6919,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6610,7 +6931,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6623,7 +6944,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -7137,12 +7458,35 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\rEventsRequest\x12\x14\n" +
-	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"k\n" +
+	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"\xb3\x01\n" +
 	"\x0fTaskLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04task\x18\x02 \x01(\tR\x04task\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x04 \x01(\x03R\x04tail\"v\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\x12&\n" +
+	"\x0fsince_unix_nano\x18\x05 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x06 \x01(\bR\n" +
+	"timestamps\"V\n" +
+	"\x10TaskStatsRequest\x12\x14\n" +
+	"\x05tasks\x18\x01 \x03(\tR\x05tasks\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"I\n" +
+	"\x11TaskStatsResponse\x124\n" +
+	"\x05stats\x18\x01 \x03(\v2\x1e.warren.api.v1.TaskStatsSampleR\x05stats\"\xc3\x02\n" +
+	"\x0fTaskStatsSample\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x12\n" +
+	"\x04slot\x18\x03 \x01(\x04R\x04slot\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12 \n" +
+	"\fcpu_usage_ns\x18\x06 \x01(\x04R\n" +
+	"cpuUsageNs\x12!\n" +
+	"\fmemory_bytes\x18\a \x01(\x04R\vmemoryBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\b \x01(\x04R\x10memoryLimitBytes\x12*\n" +
+	"\x11sampled_unix_nano\x18\t \x01(\x03R\x0fsampledUnixNano\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\"v\n" +
 	"\bLogChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04slot\x18\x02 \x01(\x04R\x04slot\x12\x17\n" +
@@ -7184,7 +7528,10 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x13ImportImageResponse\x124\n" +
 	"\x06images\x18\x01 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
 	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x123\n" +
-	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"'\n" +
+	"\aresults\x18\x03 \x03(\v2\x19.warren.api.v1.NodeImportR\aresults\"\x80\x01\n" +
+	"\x13ImportImageProgress\x12-\n" +
+	"\x04node\x18\x01 \x01(\v2\x19.warren.api.v1.NodeImportR\x04node\x12:\n" +
+	"\x06result\x18\x02 \x01(\v2\".warren.api.v1.ImportImageResponseR\x06result\"'\n" +
 	"\x11ListImagesRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\"E\n" +
 	"\x12ListImagesResponse\x12/\n" +
@@ -7194,13 +7541,16 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
 	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x85\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xb8\x01\n" +
 	"\n" +
 	"NodeImport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x124\n" +
 	"\x06images\x18\x03 \x03(\v2\x1c.warren.api.v1.ImportedImageR\x06images\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x96\x02\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x05 \x01(\x03R\tbytesSent\x12\x12\n" +
+	"\x04done\x18\x06 \x01(\bR\x04done\"\x96\x02\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -7292,7 +7642,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\xc4\x15\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x032\x96\x16\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -7310,12 +7660,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"RemoveNode\x12 .warren.api.v1.RemoveNodeRequest\x1a!.warren.api.v1.RemoveNodeResponse\x12N\n" +
 	"\tListTasks\x12\x1f.warren.api.v1.ListTasksRequest\x1a .warren.api.v1.ListTasksResponse\x12>\n" +
 	"\x06Events\x12\x1c.warren.api.v1.EventsRequest\x1a\x14.warren.api.v1.Event0\x01\x12E\n" +
-	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12T\n" +
-	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
+	"\bTaskLogs\x12\x1e.warren.api.v1.TaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12V\n" +
+	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageProgress(\x010\x01\x12Q\n" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
 	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12C\n" +
-	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
+	"\bExecTask\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12N\n" +
+	"\tTaskStats\x12\x1f.warren.api.v1.TaskStatsRequest\x1a .warren.api.v1.TaskStatsResponse\x12T\n" +
 	"\vClusterInfo\x12!.warren.api.v1.ClusterInfoRequest\x1a\".warren.api.v1.ClusterInfoResponse\x12Q\n" +
 	"\fCreateSecret\x12\".warren.api.v1.CreateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12Q\n" +
 	"\fUpdateSecret\x12\".warren.api.v1.UpdateSecretRequest\x1a\x1d.warren.api.v1.SecretResponse\x12K\n" +
@@ -7345,7 +7696,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -7430,60 +7781,64 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(*ListTasksResponse)(nil),       // 80: warren.api.v1.ListTasksResponse
 	(*EventsRequest)(nil),           // 81: warren.api.v1.EventsRequest
 	(*TaskLogsRequest)(nil),         // 82: warren.api.v1.TaskLogsRequest
-	(*LogChunk)(nil),                // 83: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 84: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 85: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 86: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 87: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 88: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 89: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 90: warren.api.v1.ImportImageResponse
-	(*ListImagesRequest)(nil),       // 91: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 92: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 93: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 94: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 95: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 96: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 97: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 98: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 99: warren.api.v1.ClusterInfoResponse
-	nil,                             // 100: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 101: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 102: warren.api.v1.Node.LabelsEntry
-	nil,                             // 103: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 104: warren.api.v1.Node.AttributesEntry
-	nil,                             // 105: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 106: warren.api.v1.Config.LabelsEntry
-	nil,                             // 107: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 108: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 109: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 110: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 111: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 112: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 113: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 114: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 115: google.protobuf.Timestamp
+	(*TaskStatsRequest)(nil),        // 83: warren.api.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),       // 84: warren.api.v1.TaskStatsResponse
+	(*TaskStatsSample)(nil),         // 85: warren.api.v1.TaskStatsSample
+	(*LogChunk)(nil),                // 86: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 87: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 88: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 89: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 90: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 91: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 92: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 93: warren.api.v1.ImportImageResponse
+	(*ImportImageProgress)(nil),     // 94: warren.api.v1.ImportImageProgress
+	(*ListImagesRequest)(nil),       // 95: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 96: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 97: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 98: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 99: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 100: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 101: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 102: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 103: warren.api.v1.ClusterInfoResponse
+	nil,                             // 104: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 105: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 106: warren.api.v1.Node.LabelsEntry
+	nil,                             // 107: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 108: warren.api.v1.Node.AttributesEntry
+	nil,                             // 109: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 110: warren.api.v1.Config.LabelsEntry
+	nil,                             // 111: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 112: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 113: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 114: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 115: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 116: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 117: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 118: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 119: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	114, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	114, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	114, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	114, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	118, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	118, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	118, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	118, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	114, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	118, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	115, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	115, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	100, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	101, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	119, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	119, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	104, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	105, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
 	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
 	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	114, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	118, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -7494,63 +7849,63 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	114, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	114, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	114, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	118, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	118, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	118, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
 	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	115, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	115, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	119, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	119, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
 	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
 	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	115, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	115, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	115, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	119, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	119, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	119, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	102, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	106, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	115, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	115, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	103, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	119, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	119, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	104, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	108, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	115, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	105, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	115, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	115, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	106, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	115, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	115, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	107, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	108, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	115, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	119, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	109, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	119, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	119, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	110, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	119, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	119, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	111, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	112, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	119, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	115, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	119, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
 	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
 	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
 	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	109, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	113, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
 	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
 	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	110, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	114, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
 	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
 	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	111, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	115, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
 	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
 	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
 	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
 	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	112, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	116, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
 	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
 	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
 	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
@@ -7559,91 +7914,96 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	26,  // 91: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
 	26,  // 92: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	8,   // 93: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	113, // 94: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	117, // 94: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
 	26,  // 95: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
 	26,  // 96: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	25,  // 97: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	85,  // 98: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	84,  // 99: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	85,  // 100: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	89,  // 101: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	94,  // 102: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	93,  // 103: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	89,  // 104: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	89,  // 105: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	115, // 106: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	95,  // 107: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 108: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 109: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 110: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 111: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	67,  // 112: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	69,  // 113: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	65,  // 114: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
-	71,  // 115: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	73,  // 116: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	75,  // 117: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	77,  // 118: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	79,  // 119: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	81,  // 120: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	82,  // 121: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	88,  // 122: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	91,  // 123: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	96,  // 124: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	86,  // 125: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	98,  // 126: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 127: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 128: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 129: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 130: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 131: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 132: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 133: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 134: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 135: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 136: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 137: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 138: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 139: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 140: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 141: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 142: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 143: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 144: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	68,  // 145: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	70,  // 146: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	66,  // 147: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
-	72,  // 148: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	74,  // 149: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	76,  // 150: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	78,  // 151: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	80,  // 152: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 153: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	83,  // 154: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	90,  // 155: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	92,  // 156: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	97,  // 157: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	87,  // 158: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	99,  // 159: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 160: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 161: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 162: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 163: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 164: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 165: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 166: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 167: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 168: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 169: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 170: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 171: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 172: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 173: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	141, // [141:174] is the sub-list for method output_type
-	108, // [108:141] is the sub-list for method input_type
-	108, // [108:108] is the sub-list for extension type_name
-	108, // [108:108] is the sub-list for extension extendee
-	0,   // [0:108] is the sub-list for field type_name
+	85,  // 98: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	88,  // 99: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	87,  // 100: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	88,  // 101: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	92,  // 102: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	98,  // 103: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	98,  // 104: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	93,  // 105: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	97,  // 106: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	92,  // 107: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	92,  // 108: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	119, // 109: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	99,  // 110: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 111: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 112: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 113: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 114: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	67,  // 115: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	69,  // 116: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	65,  // 117: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	71,  // 118: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	73,  // 119: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	75,  // 120: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	77,  // 121: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	79,  // 122: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	81,  // 123: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	82,  // 124: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	91,  // 125: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	95,  // 126: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	100, // 127: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	89,  // 128: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	83,  // 129: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	102, // 130: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 131: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 132: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 133: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 134: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 135: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 136: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 137: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 138: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 139: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 140: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 141: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 142: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 143: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 144: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 145: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 146: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 147: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 148: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	68,  // 149: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	70,  // 150: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	66,  // 151: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	72,  // 152: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	74,  // 153: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	76,  // 154: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	78,  // 155: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	80,  // 156: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 157: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	86,  // 158: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	94,  // 159: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	96,  // 160: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	101, // 161: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	90,  // 162: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	84,  // 163: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	103, // 164: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 165: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 166: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 167: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 168: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 169: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 170: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 171: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 172: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 173: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 174: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 175: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 176: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 177: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 178: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	145, // [145:179] is the sub-list for method output_type
+	111, // [111:145] is the sub-list for method input_type
+	111, // [111:111] is the sub-list for extension type_name
+	111, // [111:111] is the sub-list for extension extendee
+	0,   // [0:111] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -7660,13 +8020,13 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Config)(nil),
 	}
 	file_core_api_v1_api_proto_msgTypes[60].OneofWrappers = []any{}
-	file_core_api_v1_api_proto_msgTypes[71].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[74].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[72].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[75].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -7677,7 +8037,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   99,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Warren_ListImages_FullMethodName     = "/warren.api.v1.Warren/ListImages"
 	Warren_ListPlugins_FullMethodName    = "/warren.api.v1.Warren/ListPlugins"
 	Warren_ExecTask_FullMethodName       = "/warren.api.v1.Warren/ExecTask"
+	Warren_TaskStats_FullMethodName      = "/warren.api.v1.Warren/TaskStats"
 	Warren_ClusterInfo_FullMethodName    = "/warren.api.v1.Warren/ClusterInfo"
 	Warren_CreateSecret_FullMethodName   = "/warren.api.v1.Warren/CreateSecret"
 	Warren_UpdateSecret_FullMethodName   = "/warren.api.v1.Warren/UpdateSecret"
@@ -86,7 +87,9 @@ type WarrenClient interface {
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
-	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error)
+	// The answer streams each node's progress as the archive goes, then the
+	// result, last; close the sending side once the archive is sent.
+	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress], error)
 	// ListImages lists the images in the runtime of every ready worker (or of
 	// node), one entry per node and image.
 	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
@@ -94,6 +97,9 @@ type WarrenClient interface {
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
 	ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
+	// TaskStats samples the CPU time and memory of running tasks on their
+	// nodes; a node that does not answer gives its tasks a row with error.
+	TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error)
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -285,18 +291,18 @@ func (c *warrenClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
 
-func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse], error) {
+func (c *warrenClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Warren_ServiceDesc.Streams[2], Warren_ImportImage_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[ImportImageChunk, ImportImageResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ImportImageChunk, ImportImageProgress]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Warren_ImportImageClient = grpc.ClientStreamingClient[ImportImageChunk, ImportImageResponse]
+type Warren_ImportImageClient = grpc.BidiStreamingClient[ImportImageChunk, ImportImageProgress]
 
 func (c *warrenClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -330,6 +336,16 @@ func (c *warrenClient) ExecTask(ctx context.Context, opts ...grpc.CallOption) (g
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ExecTaskClient = grpc.BidiStreamingClient[ExecInput, ExecOutput]
+
+func (c *warrenClient) TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TaskStatsResponse)
+	err := c.cc.Invoke(ctx, Warren_TaskStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *warrenClient) ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -510,7 +526,9 @@ type WarrenServer interface {
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
 	// ImportImage loads an OCI or docker-archive tarball into the runtime of
 	// every worker this manager can reach (air-gapped sites have no registry).
-	ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error
+	// The answer streams each node's progress as the archive goes, then the
+	// result, last; close the sending side once the archive is sent.
+	ImportImage(grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]) error
 	// ListImages lists the images in the runtime of every ready worker (or of
 	// node), one entry per node and image.
 	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
@@ -518,6 +536,9 @@ type WarrenServer interface {
 	// ExecTask runs a command in a running task on any node (node.proto's
 	// ExecInput/ExecOutput; the first input is start).
 	ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
+	// TaskStats samples the CPU time and memory of running tasks on their
+	// nodes; a node that does not answer gives its tasks a row with error.
+	TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error)
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	// Secrets: at most MaxDataBytes (500 KiB), never empty; the answers
 	// carry metadata only. UpdateSecret makes a new revision and rolls the
@@ -593,7 +614,7 @@ func (UnimplementedWarrenServer) Events(*EventsRequest, grpc.ServerStreamingServ
 func (UnimplementedWarrenServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
 }
-func (UnimplementedWarrenServer) ImportImage(grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]) error {
+func (UnimplementedWarrenServer) ImportImage(grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]) error {
 	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
 }
 func (UnimplementedWarrenServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
@@ -604,6 +625,9 @@ func (UnimplementedWarrenServer) ListPlugins(context.Context, *ListPluginsReques
 }
 func (UnimplementedWarrenServer) ExecTask(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
 	return status.Error(codes.Unimplemented, "method ExecTask not implemented")
+}
+func (UnimplementedWarrenServer) TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TaskStats not implemented")
 }
 func (UnimplementedWarrenServer) ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterInfo not implemented")
@@ -910,11 +934,11 @@ func _Warren_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
 type Warren_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
 
 func _Warren_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(WarrenServer).ImportImage(&grpc.GenericServerStream[ImportImageChunk, ImportImageResponse]{ServerStream: stream})
+	return srv.(WarrenServer).ImportImage(&grpc.GenericServerStream[ImportImageChunk, ImportImageProgress]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Warren_ImportImageServer = grpc.ClientStreamingServer[ImportImageChunk, ImportImageResponse]
+type Warren_ImportImageServer = grpc.BidiStreamingServer[ImportImageChunk, ImportImageProgress]
 
 func _Warren_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListImagesRequest)
@@ -958,6 +982,24 @@ func _Warren_ExecTask_Handler(srv interface{}, stream grpc.ServerStream) error {
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Warren_ExecTaskServer = grpc.BidiStreamingServer[ExecInput, ExecOutput]
+
+func _Warren_TaskStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TaskStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WarrenServer).TaskStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Warren_TaskStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WarrenServer).TaskStats(ctx, req.(*TaskStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Warren_ClusterInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterInfoRequest)
@@ -1293,6 +1335,10 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Warren_ListPlugins_Handler,
 		},
 		{
+			MethodName: "TaskStats",
+			Handler:    _Warren_TaskStats_Handler,
+		},
+		{
 			MethodName: "ClusterInfo",
 			Handler:    _Warren_ClusterInfo_Handler,
 		},
@@ -1367,6 +1413,7 @@ var Warren_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportImage",
 			Handler:       _Warren_ImportImage_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 		{

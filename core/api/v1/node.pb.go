@@ -161,7 +161,10 @@ type NodeTaskLogsRequest struct {
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Follow bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail: see TaskLogsRequest.tail.
-	Tail          int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	Tail int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// since_unix_nano and timestamps: see TaskLogsRequest.
+	SinceUnixNano int64 `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Timestamps    bool  `protobuf:"varint,5,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -217,6 +220,66 @@ func (x *NodeTaskLogsRequest) GetTail() int64 {
 	return 0
 }
 
+func (x *NodeTaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *NodeTaskLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+// NodeTaskStatsRequest names the tasks to sample; each answer carries
+// task_id, the figures and sampled_unix_nano, or error.
+type NodeTaskStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeTaskStatsRequest) Reset() {
+	*x = NodeTaskStatsRequest{}
+	mi := &file_core_api_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeTaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeTaskStatsRequest) ProtoMessage() {}
+
+func (x *NodeTaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeTaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*NodeTaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NodeTaskStatsRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
 var File_core_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_core_api_v1_node_proto_rawDesc = "" +
@@ -231,21 +294,28 @@ const file_core_api_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"BytesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Z\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa2\x01\n" +
 	"\x13NodeTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail2P\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x05 \x01(\bR\n" +
+	"timestamps\"1\n" +
+	"\x14NodeTaskStatsRequest\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds2P\n" +
 	"\n" +
 	"NodeTunnel\x12B\n" +
-	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\xee\x03\n" +
+	"\x04Open\x12\x1a.warren.api.v1.TunnelFrame\x1a\x1a.warren.api.v1.TunnelFrame(\x010\x012\xc2\x04\n" +
 	"\vNodeRuntime\x12I\n" +
 	"\bTaskLogs\x12\".warren.api.v1.NodeTaskLogsRequest\x1a\x17.warren.api.v1.LogChunk0\x01\x12?\n" +
 	"\x04Exec\x12\x18.warren.api.v1.ExecInput\x1a\x19.warren.api.v1.ExecOutput(\x010\x01\x12T\n" +
 	"\vImportImage\x12\x1f.warren.api.v1.ImportImageChunk\x1a\".warren.api.v1.ImportImageResponse(\x01\x12Q\n" +
 	"\n" +
 	"ListImages\x12 .warren.api.v1.ListImagesRequest\x1a!.warren.api.v1.ListImagesResponse\x12T\n" +
-	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12T\n" +
+	"\vListPlugins\x12!.warren.api.v1.ListPluginsRequest\x1a\".warren.api.v1.ListPluginsResponse\x12R\n" +
+	"\tTaskStats\x12#.warren.api.v1.NodeTaskStatsRequest\x1a .warren.api.v1.TaskStatsResponse\x12T\n" +
 	"\vVolumeSizes\x12!.warren.api.v1.VolumeSizesRequest\x1a\".warren.api.v1.VolumeSizesResponseB0Z.github.com/warrenorch/warren/core/api/v1;apiv1b\x06proto3"
 
 var (
@@ -260,41 +330,45 @@ func file_core_api_v1_node_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_node_proto_rawDescData
 }
 
-var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_core_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_core_api_v1_node_proto_goTypes = []any{
-	(*TunnelFrame)(nil),         // 0: warren.api.v1.TunnelFrame
-	(*VolumeSizesRequest)(nil),  // 1: warren.api.v1.VolumeSizesRequest
-	(*VolumeSizesResponse)(nil), // 2: warren.api.v1.VolumeSizesResponse
-	(*NodeTaskLogsRequest)(nil), // 3: warren.api.v1.NodeTaskLogsRequest
-	nil,                         // 4: warren.api.v1.VolumeSizesResponse.BytesEntry
-	(*ExecInput)(nil),           // 5: warren.api.v1.ExecInput
-	(*ImportImageChunk)(nil),    // 6: warren.api.v1.ImportImageChunk
-	(*ListImagesRequest)(nil),   // 7: warren.api.v1.ListImagesRequest
-	(*ListPluginsRequest)(nil),  // 8: warren.api.v1.ListPluginsRequest
-	(*LogChunk)(nil),            // 9: warren.api.v1.LogChunk
-	(*ExecOutput)(nil),          // 10: warren.api.v1.ExecOutput
-	(*ImportImageResponse)(nil), // 11: warren.api.v1.ImportImageResponse
-	(*ListImagesResponse)(nil),  // 12: warren.api.v1.ListImagesResponse
-	(*ListPluginsResponse)(nil), // 13: warren.api.v1.ListPluginsResponse
+	(*TunnelFrame)(nil),          // 0: warren.api.v1.TunnelFrame
+	(*VolumeSizesRequest)(nil),   // 1: warren.api.v1.VolumeSizesRequest
+	(*VolumeSizesResponse)(nil),  // 2: warren.api.v1.VolumeSizesResponse
+	(*NodeTaskLogsRequest)(nil),  // 3: warren.api.v1.NodeTaskLogsRequest
+	(*NodeTaskStatsRequest)(nil), // 4: warren.api.v1.NodeTaskStatsRequest
+	nil,                          // 5: warren.api.v1.VolumeSizesResponse.BytesEntry
+	(*ExecInput)(nil),            // 6: warren.api.v1.ExecInput
+	(*ImportImageChunk)(nil),     // 7: warren.api.v1.ImportImageChunk
+	(*ListImagesRequest)(nil),    // 8: warren.api.v1.ListImagesRequest
+	(*ListPluginsRequest)(nil),   // 9: warren.api.v1.ListPluginsRequest
+	(*LogChunk)(nil),             // 10: warren.api.v1.LogChunk
+	(*ExecOutput)(nil),           // 11: warren.api.v1.ExecOutput
+	(*ImportImageResponse)(nil),  // 12: warren.api.v1.ImportImageResponse
+	(*ListImagesResponse)(nil),   // 13: warren.api.v1.ListImagesResponse
+	(*ListPluginsResponse)(nil),  // 14: warren.api.v1.ListPluginsResponse
+	(*TaskStatsResponse)(nil),    // 15: warren.api.v1.TaskStatsResponse
 }
 var file_core_api_v1_node_proto_depIdxs = []int32{
-	4,  // 0: warren.api.v1.VolumeSizesResponse.bytes:type_name -> warren.api.v1.VolumeSizesResponse.BytesEntry
+	5,  // 0: warren.api.v1.VolumeSizesResponse.bytes:type_name -> warren.api.v1.VolumeSizesResponse.BytesEntry
 	0,  // 1: warren.api.v1.NodeTunnel.Open:input_type -> warren.api.v1.TunnelFrame
 	3,  // 2: warren.api.v1.NodeRuntime.TaskLogs:input_type -> warren.api.v1.NodeTaskLogsRequest
-	5,  // 3: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
-	6,  // 4: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	7,  // 5: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	8,  // 6: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	1,  // 7: warren.api.v1.NodeRuntime.VolumeSizes:input_type -> warren.api.v1.VolumeSizesRequest
-	0,  // 8: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
-	9,  // 9: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
-	10, // 10: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
-	11, // 11: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
-	12, // 12: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	13, // 13: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	2,  // 14: warren.api.v1.NodeRuntime.VolumeSizes:output_type -> warren.api.v1.VolumeSizesResponse
-	8,  // [8:15] is the sub-list for method output_type
-	1,  // [1:8] is the sub-list for method input_type
+	6,  // 3: warren.api.v1.NodeRuntime.Exec:input_type -> warren.api.v1.ExecInput
+	7,  // 4: warren.api.v1.NodeRuntime.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	8,  // 5: warren.api.v1.NodeRuntime.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	9,  // 6: warren.api.v1.NodeRuntime.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	4,  // 7: warren.api.v1.NodeRuntime.TaskStats:input_type -> warren.api.v1.NodeTaskStatsRequest
+	1,  // 8: warren.api.v1.NodeRuntime.VolumeSizes:input_type -> warren.api.v1.VolumeSizesRequest
+	0,  // 9: warren.api.v1.NodeTunnel.Open:output_type -> warren.api.v1.TunnelFrame
+	10, // 10: warren.api.v1.NodeRuntime.TaskLogs:output_type -> warren.api.v1.LogChunk
+	11, // 11: warren.api.v1.NodeRuntime.Exec:output_type -> warren.api.v1.ExecOutput
+	12, // 12: warren.api.v1.NodeRuntime.ImportImage:output_type -> warren.api.v1.ImportImageResponse
+	13, // 13: warren.api.v1.NodeRuntime.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	14, // 14: warren.api.v1.NodeRuntime.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	15, // 15: warren.api.v1.NodeRuntime.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	2,  // 16: warren.api.v1.NodeRuntime.VolumeSizes:output_type -> warren.api.v1.VolumeSizesResponse
+	9,  // [9:17] is the sub-list for method output_type
+	1,  // [1:9] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -312,7 +386,7 @@ func file_core_api_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_node_proto_rawDesc), len(file_core_api_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

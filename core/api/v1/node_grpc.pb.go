@@ -132,6 +132,7 @@ const (
 	NodeRuntime_ImportImage_FullMethodName = "/warren.api.v1.NodeRuntime/ImportImage"
 	NodeRuntime_ListImages_FullMethodName  = "/warren.api.v1.NodeRuntime/ListImages"
 	NodeRuntime_ListPlugins_FullMethodName = "/warren.api.v1.NodeRuntime/ListPlugins"
+	NodeRuntime_TaskStats_FullMethodName   = "/warren.api.v1.NodeRuntime/TaskStats"
 	NodeRuntime_VolumeSizes_FullMethodName = "/warren.api.v1.NodeRuntime/VolumeSizes"
 )
 
@@ -152,6 +153,8 @@ type NodeRuntimeClient interface {
 	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	// ListPlugins lists the node's plugins.
 	ListPlugins(ctx context.Context, in *ListPluginsRequest, opts ...grpc.CallOption) (*ListPluginsResponse, error)
+	// TaskStats samples the CPU and memory use of the node's tasks.
+	TaskStats(ctx context.Context, in *NodeTaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error)
 	// VolumeSizes measures the named volumes' directories on the node.
 	VolumeSizes(ctx context.Context, in *VolumeSizesRequest, opts ...grpc.CallOption) (*VolumeSizesResponse, error)
 }
@@ -229,6 +232,16 @@ func (c *nodeRuntimeClient) ListPlugins(ctx context.Context, in *ListPluginsRequ
 	return out, nil
 }
 
+func (c *nodeRuntimeClient) TaskStats(ctx context.Context, in *NodeTaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TaskStatsResponse)
+	err := c.cc.Invoke(ctx, NodeRuntime_TaskStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeRuntimeClient) VolumeSizes(ctx context.Context, in *VolumeSizesRequest, opts ...grpc.CallOption) (*VolumeSizesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VolumeSizesResponse)
@@ -256,6 +269,8 @@ type NodeRuntimeServer interface {
 	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	// ListPlugins lists the node's plugins.
 	ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error)
+	// TaskStats samples the CPU and memory use of the node's tasks.
+	TaskStats(context.Context, *NodeTaskStatsRequest) (*TaskStatsResponse, error)
 	// VolumeSizes measures the named volumes' directories on the node.
 	VolumeSizes(context.Context, *VolumeSizesRequest) (*VolumeSizesResponse, error)
 	mustEmbedUnimplementedNodeRuntimeServer()
@@ -282,6 +297,9 @@ func (UnimplementedNodeRuntimeServer) ListImages(context.Context, *ListImagesReq
 }
 func (UnimplementedNodeRuntimeServer) ListPlugins(context.Context, *ListPluginsRequest) (*ListPluginsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPlugins not implemented")
+}
+func (UnimplementedNodeRuntimeServer) TaskStats(context.Context, *NodeTaskStatsRequest) (*TaskStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TaskStats not implemented")
 }
 func (UnimplementedNodeRuntimeServer) VolumeSizes(context.Context, *VolumeSizesRequest) (*VolumeSizesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VolumeSizes not implemented")
@@ -368,6 +386,24 @@ func _NodeRuntime_ListPlugins_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeRuntime_TaskStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeTaskStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeRuntimeServer).TaskStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeRuntime_TaskStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeRuntimeServer).TaskStats(ctx, req.(*NodeTaskStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeRuntime_VolumeSizes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VolumeSizesRequest)
 	if err := dec(in); err != nil {
@@ -400,6 +436,10 @@ var NodeRuntime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPlugins",
 			Handler:    _NodeRuntime_ListPlugins_Handler,
+		},
+		{
+			MethodName: "TaskStats",
+			Handler:    _NodeRuntime_TaskStats_Handler,
 		},
 		{
 			MethodName: "VolumeSizes",

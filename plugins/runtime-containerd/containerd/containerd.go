@@ -242,6 +242,11 @@ type Runtime struct {
 
 	locks keyedMutex // serializes changes to one task
 	hub   hub        // task event subscribers
+
+	// logger is this binary, which the shims run as the tasks' loggers
+	// (RunLogger); empty when it cannot be found: the shims then write
+	// plain log files, without times.
+	logger string
 }
 
 // backend is what Configure sets up.
@@ -296,7 +301,11 @@ var errNotReady = fmt.Errorf("%s: not configured: %w", Name, sdk.ErrFailedPrecon
 
 // New returns an unconfigured runtime.
 func New() *Runtime {
-	return &Runtime{log: sdk.NewLogger(Name)}
+	r := &Runtime{log: sdk.NewLogger(Name)}
+	if exe, err := os.Executable(); err == nil {
+		r.logger = exe
+	}
+	return r
 }
 
 // Info reports the plugin's identity.

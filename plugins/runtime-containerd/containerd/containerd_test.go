@@ -49,6 +49,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	containerd.RunLogger() // the shims run this test binary as the tasks' logger
 	os.Exit(run(m))
 }
 

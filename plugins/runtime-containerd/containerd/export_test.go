@@ -11,3 +11,7 @@ func Closing(r *Runtime) bool {
 	be := r.be.Load()
 	return be != nil && be.closing.Load()
 }
+
+// WithoutLogger has r start tasks as before loggers existed: the shim
+// writes a plain log file.
+func WithoutLogger(r *Runtime) { r.logger = "" }

@@ -24,8 +24,10 @@ const (
 )
 
 // TaskLogs delivers the task's log file: the last req.Tail lines, then,
-// with req.Follow, what the task writes until it has exited. stdout and
-// stderr share the file, so every chunk is StreamStdout.
+// with req.Follow, what the task writes until it has exited. A file the
+// logger wrote (logger.go) gives each chunk its stream and honours
+// req.Since and req.Timestamps; a plain one (from before) is all
+// StreamStdout, without times.
 func (r *Runtime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn func(runtime.LogChunk) error) error {
 	be, ctx, err := r.backend(ctx)
 	if err != nil {
@@ -38,6 +40,22 @@ func (r *Runtime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn func
 		return be.noAnswer(vctx, err)
 	}
 	path := v.c.Labels[labelLogPath]
+	deliver := func(data []byte) error { return fn(runtime.LogChunk{Stream: runtime.StreamStdout, Data: data}) }
+	if v.c.Labels[labelLogFormat] == logFormatCRI {
+		d := &entryReader{since: req.Since, timestamps: req.Timestamps}
+		deliver = func(data []byte) error {
+			for _, p := range d.decode(data) {
+				stream := runtime.StreamStdout
+				if p.stream == "stderr" {
+					stream = runtime.StreamStderr
+				}
+				if err := fn(runtime.LogChunk{Stream: stream, Data: p.data}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 
 	// Subscribe before looking at the task, so that an exit in between is
 	// not missed. Without a live event stream, poll instead.
@@ -76,7 +94,7 @@ func (r *Runtime) TaskLogs(ctx context.Context, req runtime.LogsRequest, fn func
 			if n > 0 {
 				chunk := make([]byte, n) // fn may keep it
 				copy(chunk, buf[:n])
-				if err := fn(runtime.LogChunk{Stream: runtime.StreamStdout, Data: chunk}); err != nil {
+				if err := deliver(chunk); err != nil {
 					return err
 				}
 				continue

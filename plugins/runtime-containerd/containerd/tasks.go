@@ -40,6 +40,7 @@ const (
 
 	labelPrefix     = "warren.runtime."
 	labelLogPath    = labelPrefix + "log-path"
+	labelLogFormat  = labelPrefix + "log-format"
 	labelStopSignal = labelPrefix + "stop-signal"
 	labelStopGrace  = labelPrefix + "stop-grace"
 	labelStartedAt  = labelPrefix + "started-at"
@@ -331,6 +332,11 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 	}
 	labels[LabelTaskID] = id
 	labels[labelLogPath] = logPath
+	logIO := cio.LogFile(logPath)
+	if r.logger != "" {
+		labels[labelLogFormat] = logFormatCRI
+		logIO = cio.BinaryIO(r.logger, map[string]string{LoggerFlag: logPath})
+	}
 	if spec.StopSignal != "" {
 		labels[labelStopSignal] = spec.StopSignal
 	}
@@ -379,7 +385,7 @@ func (r *Runtime) StartTask(ctx context.Context, spec runtime.TaskSpec) (_ runti
 		}
 		_ = os.Remove(logPath)
 	}
-	t, err := container.NewTask(ctx, cio.LogFile(logPath))
+	t, err := container.NewTask(ctx, logIO)
 	if err != nil {
 		undo()
 		return none, runtime.TaskStatus{}, wrapErr(err, "task %q: creating the task", id)

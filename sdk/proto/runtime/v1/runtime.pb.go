@@ -1868,7 +1868,11 @@ type TaskLogsRequest struct {
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Follow bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// tail is the number of last lines to send first; negative means all.
-	Tail          int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	Tail int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// since_unix_nano, when positive, leaves out lines written before it.
+	SinceUnixNano int64 `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// timestamps puts the time each line was written in front of it.
+	Timestamps    bool `protobuf:"varint,5,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1922,6 +1926,20 @@ func (x *TaskLogsRequest) GetTail() int64 {
 		return x.Tail
 	}
 	return 0
+}
+
+func (x *TaskLogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
 }
 
 type LogChunk struct {
@@ -2546,11 +2564,15 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fTYPE_STARTED\x10\x01\x12\x0f\n" +
 	"\vTYPE_EXITED\x10\x02\x12\f\n" +
-	"\bTYPE_OOM\x10\x03\"V\n" +
+	"\bTYPE_OOM\x10\x03\"\x9e\x01\n" +
 	"\x0fTaskLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
-	"\x04tail\x18\x03 \x01(\x03R\x04tail\"\xa6\x01\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x05 \x01(\bR\n" +
+	"timestamps\"\xa6\x01\n" +
 	"\bLogChunk\x12>\n" +
 	"\x06stream\x18\x01 \x01(\x0e2&.warren.sdk.runtime.v1.LogChunk.StreamR\x06stream\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"F\n" +
