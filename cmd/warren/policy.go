@@ -26,6 +26,7 @@ type policyOptions struct {
 	order         string
 	failureAction string
 	monitor       time.Duration
+	delay         time.Duration
 	maxFailure    float64
 	// canary and autoPromote: --update-canary and --update-auto-promote
 	// (update policy only).
@@ -36,7 +37,7 @@ type policyOptions struct {
 // flagNames are the flags the options add.
 func (o *policyOptions) flagNames() []string {
 	var out []string
-	names := []string{"parallelism", "order", "failure-action", "monitor", "max-failure-ratio"}
+	names := []string{"parallelism", "delay", "order", "failure-action", "monitor", "max-failure-ratio"}
 	if o.prefix == "update" {
 		names = append(names, "canary", "auto-promote")
 	}
@@ -54,6 +55,7 @@ func (o *policyOptions) addFlags(f *pflag.FlagSet) {
 		actions = actions[:2]
 	}
 	f.Var(newUintValue(&o.parallelism, 0), o.prefix+"-parallelism", "tasks replaced at once on "+what+" (0: all)")
+	f.DurationVar(&o.delay, o.prefix+"-delay", 0, "on "+what+", wait this long after a batch's tasks serve before the next batch (default 0s)")
 	f.Var(&choiceValue{p: &o.order, choices: []string{"stop-first", "start-first"}}, o.prefix+"-order", "on "+what+", stop the old task before starting the new one, or the reverse")
 	f.Var(&choiceValue{p: &o.failureAction, choices: actions}, o.prefix+"-failure-action", "what a failed "+what+" does (default pause)")
 	f.DurationVar(&o.monitor, o.prefix+"-monitor", 0, "how long after the "+what+" a failed task still counts as its failure (default 5s)")
@@ -80,6 +82,12 @@ func (o *policyOptions) policy(f *pflag.FlagSet, old *apiv1.UpdatePolicy) (*apiv
 	}
 	if f.Changed(o.prefix + "-parallelism") {
 		p.Parallelism = o.parallelism
+	}
+	if f.Changed(o.prefix + "-delay") {
+		if o.delay < 0 {
+			return nil, usageErrorf("invalid --%s-delay %s: must not be negative", o.prefix, o.delay)
+		}
+		p.Delay = durationpb.New(o.delay)
 	}
 	if f.Changed(o.prefix + "-order") {
 		p.Order = updateOrders[o.order]

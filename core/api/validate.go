@@ -178,7 +178,7 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 	if err := validateUpdatePolicy(s, "rollback_policy", s.GetRollbackPolicy()); err != nil {
 		return err
 	}
-	return unsupportedFields(s)
+	return nil
 }
 
 // validateUpdatePolicy checks an update or rollback policy (field says
@@ -290,21 +290,6 @@ func validateCanary(s *apiv1.ServiceSpec, field string, up *apiv1.UpdatePolicy) 
 		return invalid("service %q: canary %d: a global service runs one task per node, so it has no canary; use a replicated service", svc, n)
 	case uint64(n) > s.GetReplicas():
 		return invalid("service %q: canary %d is more than its %d replicas", svc, n, s.GetReplicas())
-	}
-	return nil
-}
-
-// unsupportedFields refuses what the spec can express but this version
-// cannot honour, instead of storing it and failing (or ignoring it) later.
-func unsupportedFields(s *apiv1.ServiceSpec) error {
-	unsupported := func(what string) error {
-		return fmt.Errorf("service %q: %s is not supported yet: %w", s.GetName(), what, sdk.ErrUnsupported)
-	}
-	switch {
-	case s.GetUpdatePolicy().GetDelay().AsDuration() != 0:
-		return unsupported("update_policy.delay")
-	case s.GetRollbackPolicy().GetDelay().AsDuration() != 0:
-		return unsupported("rollback_policy.delay")
 	}
 	return nil
 }

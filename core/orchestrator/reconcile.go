@@ -14,8 +14,9 @@
 // serve (RUNNING and, with a health check, healthy), and follows the
 // update status: failure actions pause, continue and rollback, completion
 // (see progress). Global services have a slot per eligible node (see
-// global). Not implemented yet: update_policy.delay (the pause between
-// update batches, refused by the API) and jobs.
+// global). With a delay, batches are strict: the next starts delay after
+// the previous one's tasks all serve (see waitDelay). Not implemented yet:
+// jobs.
 //
 // A canary update (update_policy.canary N, state CANARY) first starts N
 // tasks of the new spec in slots 1..N beside the old ones, which keep
@@ -352,7 +353,7 @@ func Reconcile(in Input) []Action {
 		}
 	}
 	if !r.progress(tasks, candidates) {
-		r.update(candidates, busy)
+		r.update(tasks, candidates, busy)
 	}
 
 	limit := r.in.Config.historyLimit()
@@ -879,8 +880,8 @@ func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
 
 // update starts the rolling update of the outdated tasks in candidates
 // (one per slot, none finished), given busy slots already in progress.
-func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
-	if len(candidates) == 0 {
+func (r *reconciler) update(tasks, candidates []*apiv1.Task, busy int) {
+	if len(candidates) == 0 || r.waitDelay(tasks, busy) {
 		return
 	}
 	budget := len(candidates)
@@ -915,6 +916,49 @@ func (r *reconciler) update(candidates []*apiv1.Task, busy int) {
 			r.create(o.GetSlot(), 1, time.Time{})
 		}
 	}
+}
+
+// waitDelay reports whether the next batch of an update must wait for the
+// policy's delay. With a delay, batches are strict: none starts while a
+// slot is busy; once the update's first batch serves and no slot is busy,
+// the update status's next_batch_at is set to now + delay and the batch
+// waits until then (a Recheck brings the round back); the batch that
+// starts clears it. Without a delay, or before the update's first batch,
+// nothing waits.
+func (r *reconciler) waitDelay(tasks []*apiv1.Task, busy int) bool {
+	svc := r.in.Service
+	st := svc.GetUpdateStatus()
+	delay := r.policy().GetDelay().AsDuration()
+	if delay <= 0 || (st.GetState() != apiv1.UpdateStatus_STATE_UPDATING && st.GetState() != apiv1.UpdateStatus_STATE_ROLLBACK_STARTED) {
+		return false
+	}
+	if busy > 0 {
+		return true
+	}
+	started := st.GetStartedAt().AsTime()
+	begun := slices.ContainsFunc(tasks, func(t *apiv1.Task) bool {
+		return current(t) && r.upToDate(t) && !t.GetCreatedAt().AsTime().Before(started)
+	})
+	setNext := func(at *timestamppb.Timestamp) {
+		out := proto.CloneOf(st)
+		out.NextBatchAt = at
+		r.out = append(r.out, SetUpdateStatus{ServiceID: svc.GetId(), Version: svc.GetVersion(), Status: out})
+	}
+	next := st.GetNextBatchAt()
+	switch {
+	case !begun:
+		return false
+	case next == nil:
+		at := r.in.Now.Add(delay)
+		setNext(timestamppb.New(at))
+		r.out = append(r.out, Recheck{ServiceID: svc.GetId(), At: at})
+		return true
+	case r.in.Now.Before(next.AsTime()):
+		r.out = append(r.out, Recheck{ServiceID: svc.GetId(), At: next.AsTime()})
+		return true
+	}
+	setNext(nil)
+	return false
 }
 
 // global reconciles a global service: each eligible node (see eligible)
@@ -953,7 +997,7 @@ func (r *reconciler) global(tasks []*apiv1.Task) {
 		}
 	}
 	if !r.progress(tasks, candidates) {
-		r.update(candidates, busy)
+		r.update(tasks, candidates, busy)
 	}
 	limit := r.in.Config.historyLimit()
 	for _, ts := range byNode {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/test/ctrtest"
@@ -125,4 +126,35 @@ func TestUpdateReachesContainers(t *testing.T) {
 	n.waitTasks("probe", "the new settings in the container's output", func([]*apiv1.Task) bool {
 		return strings.Contains(n.cli("service", "logs", "probe"), "dir=/tmp uid=1234")
 	})
+}
+
+// TestUpdateDelay: with --update-delay each batch of a rolling update starts
+// at least the delay after the previous batch's new task came up (read
+// from the tasks' own times, no sleeps), and a negative delay is refused.
+func TestUpdateDelay(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	const delay = 2 * time.Second
+	n.cli("service", "create", "slow", "--image", ctrtest.TestImage, "--replicas", "3", "--stop-signal", "KILL",
+		"--update-parallelism", "1", "--update-delay", delay.String(), converge, "--", "sh", "-c", "sleep 3600")
+	if msg := n.cliFails("service", "update", "slow", "--update-delay", "-1s"); !strings.Contains(msg, "must not be negative") {
+		t.Errorf("a negative delay: %q", msg)
+	}
+	n.cli("service", "update", "slow", "--args=-c 'sleep 7200'", converge)
+	n.waitUpdate("slow", apiv1.UpdateStatus_STATE_COMPLETED)
+	var updated []*apiv1.Task
+	for _, tk := range n.tasks("slow", true) {
+		if strings.Contains(strings.Join(tk.GetSpec().GetArgs(), " "), "7200") {
+			updated = append(updated, tk)
+		}
+	}
+	if len(updated) != 3 {
+		t.Fatalf("%d tasks of the new spec, want 3", len(updated))
+	}
+	slices.SortFunc(updated, func(a, b *apiv1.Task) int { return a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()) })
+	for i := 1; i < len(updated); i++ {
+		if gap := updated[i].GetCreatedAt().AsTime().Sub(updated[i-1].GetCreatedAt().AsTime()); gap < delay {
+			t.Errorf("batch %d started %s after batch %d, want at least the %s delay", i+1, gap, i, delay)
+		}
+	}
 }

@@ -994,7 +994,10 @@ func (x *RestartPolicy) GetMaxDelay() *durationpb.Duration {
 type UpdatePolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// parallelism is how many tasks are replaced at once; 0 means all.
-	Parallelism   uint32                     `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	Parallelism uint32 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay is the wait between batches: once a batch's new tasks serve
+	// (RUNNING and, with a health check, healthy), the next batch starts
+	// delay later (default 0).
 	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
 	Order         UpdatePolicy_Order         `protobuf:"varint,3,opt,name=order,proto3,enum=warren.api.v1.UpdatePolicy_Order" json:"order,omitempty"`
 	FailureAction UpdatePolicy_FailureAction `protobuf:"varint,4,opt,name=failure_action,json=failureAction,proto3,enum=warren.api.v1.UpdatePolicy_FailureAction" json:"failure_action,omitempty"`
@@ -1109,9 +1112,13 @@ type UpdateStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	State UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=warren.api.v1.UpdateStatus_State" json:"state,omitempty"`
 	// message says why: the failed task that paused or rolled back the update.
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message     string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// next_batch_at, while an update with a delay runs, is when its next
+	// batch may start: the previous batch's tasks served at next_batch_at
+	// minus the policy's delay (set and cleared by the orchestrator).
+	NextBatchAt   *timestamppb.Timestamp `protobuf:"bytes,50,opt,name=next_batch_at,json=nextBatchAt,proto3" json:"next_batch_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1170,6 +1177,13 @@ func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
 func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetNextBatchAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextBatchAt
 	}
 	return nil
 }
@@ -7067,13 +7081,14 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x1aFAILURE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x01\x12\x1b\n" +
 	"\x17FAILURE_ACTION_CONTINUE\x10\x02\x12\x1b\n" +
-	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\x9e\x03\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x03\"\xde\x03\n" +
 	"\fUpdateStatus\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.warren.api.v1.UpdateStatus.StateR\x05state\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x129\n" +
 	"\n" +
 	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
-	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xc0\x01\n" +
+	"\fcompleted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12>\n" +
+	"\rnext_batch_at\x182 \x01(\v2\x1a.google.protobuf.TimestampR\vnextBatchAt\"\xc0\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
@@ -7831,179 +7846,180 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
 	119, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
 	119, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	104, // 11: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	105, // 12: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	15,  // 13: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	15,  // 14: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	16,  // 15: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	17,  // 16: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	19,  // 17: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	118, // 18: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	4,   // 19: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	21,  // 20: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
-	22,  // 21: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
-	22,  // 22: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
-	23,  // 23: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
-	17,  // 24: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
-	2,   // 25: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
-	0,   // 26: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
-	1,   // 27: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
-	14,  // 28: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	118, // 29: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	118, // 30: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	118, // 31: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	20,  // 32: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	119, // 33: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	119, // 34: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	20,  // 35: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
-	18,  // 36: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
-	20,  // 37: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	5,   // 38: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	5,   // 39: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	119, // 40: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	119, // 41: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	119, // 42: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	3,   // 43: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
-	6,   // 44: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	7,   // 45: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	8,   // 46: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	106, // 47: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	15,  // 48: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	119, // 49: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	119, // 50: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	107, // 51: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	29,  // 52: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	108, // 53: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	27,  // 54: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	119, // 55: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	109, // 56: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	119, // 57: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	119, // 58: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	110, // 59: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	119, // 60: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	119, // 61: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	111, // 62: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	112, // 63: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	119, // 64: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	9,   // 65: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	119, // 66: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	24,  // 67: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	25,  // 68: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	26,  // 69: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	30,  // 70: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	32,  // 71: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	31,  // 72: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	113, // 73: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
-	32,  // 74: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
-	36,  // 75: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	114, // 76: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
-	30,  // 77: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
-	30,  // 78: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	115, // 79: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
-	31,  // 80: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
-	31,  // 81: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
-	20,  // 82: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	24,  // 83: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 84: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	116, // 85: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	24,  // 86: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	20,  // 87: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	24,  // 88: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 89: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 90: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 91: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	26,  // 92: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	8,   // 93: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	117, // 94: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	26,  // 95: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	26,  // 96: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	25,  // 97: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	85,  // 98: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
-	88,  // 99: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	87,  // 100: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	88,  // 101: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	92,  // 102: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	98,  // 103: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	98,  // 104: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
-	93,  // 105: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
-	97,  // 106: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	92,  // 107: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	92,  // 108: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	119, // 109: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	99,  // 110: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 111: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 112: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 113: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 114: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	67,  // 115: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	69,  // 116: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	65,  // 117: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
-	71,  // 118: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	73,  // 119: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	75,  // 120: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	77,  // 121: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	79,  // 122: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	81,  // 123: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	82,  // 124: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	91,  // 125: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	95,  // 126: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	100, // 127: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	89,  // 128: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	83,  // 129: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
-	102, // 130: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 131: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 132: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 133: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 134: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 135: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 136: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 137: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 138: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 139: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 140: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 141: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 142: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 143: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 144: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 145: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 146: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 147: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 148: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	68,  // 149: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	70,  // 150: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	66,  // 151: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
-	72,  // 152: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	74,  // 153: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	76,  // 154: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	78,  // 155: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	80,  // 156: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 157: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	86,  // 158: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	94,  // 159: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
-	96,  // 160: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	101, // 161: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	90,  // 162: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	84,  // 163: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
-	103, // 164: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 165: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 166: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 167: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 168: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 169: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 170: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 171: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 172: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 173: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 174: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 175: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 176: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 177: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 178: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	145, // [145:179] is the sub-list for method output_type
-	111, // [111:145] is the sub-list for method input_type
-	111, // [111:111] is the sub-list for extension type_name
-	111, // [111:111] is the sub-list for extension extendee
-	0,   // [0:111] is the sub-list for field type_name
+	119, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
+	104, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	105, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	15,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	15,  // 15: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	16,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	17,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	19,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	118, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	4,   // 20: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
+	21,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
+	22,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
+	22,  // 23: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
+	23,  // 24: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	17,  // 25: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	2,   // 26: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
+	0,   // 27: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
+	1,   // 28: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
+	14,  // 29: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	118, // 30: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	118, // 31: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	118, // 32: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	20,  // 33: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	119, // 34: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	119, // 35: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	20,  // 36: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	18,  // 37: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	20,  // 38: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	5,   // 39: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	5,   // 40: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	119, // 41: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	119, // 42: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	119, // 43: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	3,   // 44: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	6,   // 45: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	7,   // 46: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	8,   // 47: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	106, // 48: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	15,  // 49: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	119, // 50: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	119, // 51: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	107, // 52: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	29,  // 53: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	108, // 54: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	27,  // 55: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	119, // 56: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	109, // 57: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	119, // 58: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	119, // 59: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	110, // 60: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	119, // 61: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	119, // 62: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	111, // 63: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	112, // 64: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	119, // 65: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	9,   // 66: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	119, // 67: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	24,  // 68: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	25,  // 69: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	26,  // 70: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	30,  // 71: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	32,  // 72: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	31,  // 73: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
+	113, // 74: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	32,  // 75: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	36,  // 76: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	114, // 77: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	30,  // 78: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	30,  // 79: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	115, // 80: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	31,  // 81: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	31,  // 82: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	20,  // 83: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	24,  // 84: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 85: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	116, // 86: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	24,  // 87: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	20,  // 88: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	24,  // 89: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 90: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
+	24,  // 91: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 92: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	26,  // 93: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	8,   // 94: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	117, // 95: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	26,  // 96: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	26,  // 97: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	25,  // 98: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	85,  // 99: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	88,  // 100: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	87,  // 101: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	88,  // 102: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	92,  // 103: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	98,  // 104: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	98,  // 105: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	93,  // 106: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	97,  // 107: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	92,  // 108: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	92,  // 109: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	119, // 110: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	99,  // 111: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	57,  // 112: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	59,  // 113: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	61,  // 114: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	63,  // 115: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	67,  // 116: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	69,  // 117: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	65,  // 118: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	71,  // 119: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	73,  // 120: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	75,  // 121: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	77,  // 122: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	79,  // 123: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	81,  // 124: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	82,  // 125: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	91,  // 126: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	95,  // 127: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	100, // 128: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	89,  // 129: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	83,  // 130: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	102, // 131: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	41,  // 132: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	42,  // 133: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	43,  // 134: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	45,  // 135: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	47,  // 136: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	49,  // 137: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	50,  // 138: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	51,  // 139: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	53,  // 140: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	55,  // 141: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	34,  // 142: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	35,  // 143: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	37,  // 144: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	39,  // 145: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	58,  // 146: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	60,  // 147: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	62,  // 148: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	64,  // 149: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	68,  // 150: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	70,  // 151: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	66,  // 152: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	72,  // 153: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	74,  // 154: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	76,  // 155: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	78,  // 156: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	80,  // 157: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	33,  // 158: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	86,  // 159: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	94,  // 160: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	96,  // 161: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	101, // 162: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	90,  // 163: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	84,  // 164: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	103, // 165: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	44,  // 166: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 167: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	44,  // 168: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 169: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	48,  // 170: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	52,  // 171: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 172: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	52,  // 173: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 174: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	56,  // 175: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	36,  // 176: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	36,  // 177: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 178: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	40,  // 179: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	146, // [146:180] is the sub-list for method output_type
+	112, // [112:146] is the sub-list for method input_type
+	112, // [112:112] is the sub-list for extension type_name
+	112, // [112:112] is the sub-list for extension extendee
+	0,   // [0:112] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
