@@ -181,7 +181,8 @@ func (n *node) service(name string) *apiv1.Service {
 
 // TestCmdHealthChecks: a --health-cmd check runs in the task through the
 // runtime's Exec: one that exits 0 turns the task healthy with the command's
-// output, one that exits 1 gets it stopped as unhealthy and replaced.
+// output, one that exits 1 gets it stopped as unhealthy and replaced, and
+// so does one that runs past --health-timeout.
 func TestCmdHealthChecks(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
@@ -195,6 +196,10 @@ func TestCmdHealthChecks(t *testing.T) {
 		{"cmd-sick", "echo broken >&2; exit 1", func(tk *apiv1.Task) bool {
 			return tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
 				strings.Contains(tk.GetHealthOutput(), "exited with 1: broken")
+		}},
+		{"cmd-slow", "sleep 30", func(tk *apiv1.Task) bool {
+			return tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+				strings.Contains(tk.GetHealthOutput(), "timed out after 2s")
 		}},
 	} {
 		n.cli("service", "create", tc.name, "--image", ctrtest.TestImage, quickStop, "--detach", "--restart-delay", "0s",
