@@ -243,8 +243,9 @@ func (a *Agent) signal(sig syscall.Signal) {
 // PluginPIDs returns the PIDs of running processes whose executable lives
 // in the plugins folder next to bin: the plugin processes, without those
 // that run in a session of their own, as the userspace WireGuard device
-// processes of network-wireguard do: they detach to outlive the agent by
-// design.
+// processes of network-wireguard do (they detach to outlive the agent by
+// design), and without the tasks' loggers that containerd shims run from
+// the runtime plugin's binary (they live with their tasks).
 func PluginPIDs(bin string) []int {
 	pdir := filepath.Join(filepath.Dir(bin), "plugins") + "/"
 	entries, _ := os.ReadDir("/proc")
@@ -258,29 +259,45 @@ func PluginPIDs(bin string) []int {
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(exe, pdir) && !isWireGuardDevice(pid) {
+		if strings.HasPrefix(exe, pdir) && !isWireGuardDevice(pid) && !isTaskLogger(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
+// isTaskLogger reports whether pid was started by a containerd shim: the
+// runtime plugin's binary run as a task's logger, which lives with its task
+// (the shim owns it), not with the agent.
+func isTaskLogger(pid int) bool {
+	f := statFields(pid)
+	if len(f) < 2 {
+		return false
+	}
+	parent, err := os.Readlink(filepath.Join("/proc", f[1], "exe"))
+	return err == nil && strings.HasPrefix(filepath.Base(parent), "containerd-shim")
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (in parentheses, which may hold spaces): state, ppid, pgrp, session, ...
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
 // isWireGuardDevice reports whether pid leads a session of its own (its
 // session ID is its PID), as a detached device process does and a plugin
 // process, started in its agent's session, does not.
 func isWireGuardDevice(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The fields after the command name (in parentheses, which may hold
-	// spaces): state, ppid, pgrp, session.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(s[i+1:])
+	f := statFields(pid)
 	return len(f) >= 4 && f[3] == strconv.Itoa(pid)
 }
 
