@@ -73,8 +73,8 @@ const commitTimeout = 10 * time.Second
 // retryDelay is how long a failed status commit waits before it is retried.
 const retryDelay = 100 * time.Millisecond
 
-// eventBuffer is how many events a session may fall behind before its
-// subscription is dropped; it then resubscribes and sends a full set.
+// eventBuffer is how many changed tasks may wait for a session before it
+// counts as fallen behind; it then sends its worker the full set.
 const eventBuffer = 1024
 
 // Proposer commits commands through Raft; *raftnode.Node implements it.
@@ -123,6 +123,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	runCtx  context.Context // nil while Run is not running
+	fan     *fanout         // routes task events to sessions while Run runs
 	started time.Time       // when Run started
 	nodes   map[string]*nodeEntry
 	pending map[string][]pendingUpdate // by task ID
@@ -216,12 +217,31 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		return errors.New("dispatcher: Run is already running")
 	}
+	// One subscription for all the sessions, taken before any session
+	// starts: the fanout routes each task event to the sessions of its
+	// node and those that know the task.
+	fan := newFanout()
+	fanDone := make(chan struct{})
+	if d.deps.Events != nil {
+		sub := d.deps.Events.Subscribe(isFanoutEvent, fanoutBuffer)
+		go func() {
+			defer close(fanDone)
+			fan.run(ctx, d.deps.Events, sub, func() {
+				d.log.Warn("the dispatcher fell behind the event bus; resending every session its full task set")
+			})
+		}()
+	} else {
+		close(fanDone)
+	}
+	defer func() { <-fanDone }()
 	d.runCtx = ctx
+	d.fan = fan
 	d.started = time.Now()
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		d.runCtx = nil
+		d.fan = nil
 		if n := len(d.order); n > 0 {
 			d.log.Warn("dropping uncommitted status reports", "tasks", n)
 		}
@@ -264,11 +284,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// running returns Run's context, or nil when Run is not running.
-func (d *Dispatcher) running() context.Context {
+// running returns Run's context and fanout, or nil when Run is not
+// running.
+func (d *Dispatcher) running() (context.Context, *fanout) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.runCtx
+	return d.runCtx, d.fan
 }
 
 // enqueue adds a node's status reports to the next commit.

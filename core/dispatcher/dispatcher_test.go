@@ -536,3 +536,31 @@ func TestSessionsEndWhenRunStops(t *testing.T) {
 		t.Fatalf("a session ended by lost leadership marked the node %v", s)
 	}
 }
+
+// TestMovedTaskReachesBothSessions: a task moved from one node to another
+// is removed from the first worker and sent to the second, and a third
+// session hears of neither (its next message is about its own task).
+func TestMovedTaskReachesBothSessions(t *testing.T) {
+	m := dispatchertest.Start(t, dispatchertest.Options{})
+	c1, c2, c3 := connect(t, m, "n1"), connect(t, m, "n2"), connect(t, m, "n3")
+	for _, c := range []*client{c1, c2, c3} {
+		if a := c.assignments(); !a.GetFull() || len(a.GetTasks()) != 0 {
+			t.Fatalf("first assignments = full %v tasks %v, want an empty full set", a.GetFull(), ids(a.GetTasks()))
+		}
+	}
+	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("t1", "n1", running, assigned)}})
+	if a := c1.assignments(); !slices.Equal(ids(a.GetTasks()), []string{"t1"}) {
+		t.Fatalf("n1 got %v, want [t1]", ids(a.GetTasks()))
+	}
+	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("t1", "n2", running, assigned)}})
+	if a := c1.assignments(); len(a.GetTasks()) != 0 || !slices.Equal(a.GetRemoved(), []string{"t1"}) {
+		t.Fatalf("n1 got tasks %v removed %v, want t1 removed", ids(a.GetTasks()), a.GetRemoved())
+	}
+	if a := c2.assignments(); !slices.Equal(ids(a.GetTasks()), []string{"t1"}) || len(a.GetRemoved()) != 0 {
+		t.Fatalf("n2 got tasks %v removed %v, want [t1]", ids(a.GetTasks()), a.GetRemoved())
+	}
+	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("t3", "n3", running, assigned)}})
+	if a := c3.assignments(); !slices.Equal(ids(a.GetTasks()), []string{"t3"}) || len(a.GetRemoved()) != 0 {
+		t.Fatalf("n3 got tasks %v removed %v, want only [t3]", ids(a.GetTasks()), a.GetRemoved())
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
-	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/state"
 	"github.com/warrenorch/warren/sdk"
 )
@@ -23,9 +21,12 @@ type session struct {
 	nodeID string
 	cancel context.CancelCauseFunc
 
+	// inbox is where the dispatcher's fanout leaves the changes for this
+	// session.
+	inbox *inbox
 	// known holds the IDs of the tasks the worker was sent and not told to
-	// forget. The event filter reads it from the publisher's goroutine.
-	mu    sync.Mutex
+	// forget. It is guarded by the fanout's mutex: the fanout routes a
+	// task's events to the sessions that know it.
 	known map[string]struct{}
 
 	// tooLarge holds, by task ID, the tasks left out of what the worker
@@ -40,26 +41,6 @@ type session struct {
 	files map[fileKey]struct{}
 }
 
-func (s *session) knows(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.known[id]
-	return ok
-}
-
-// filter accepts the events a session may have to forward: tasks on its
-// node, tasks it told the worker about (they may have moved or gone), and
-// the snapshot-restore marker.
-func (s *session) filter(ev *apiv1.Event) bool {
-	switch ev.GetKind() {
-	case "task":
-		return ev.GetTask().GetNodeId() == s.nodeID || s.knows(ev.GetId())
-	case "cluster":
-		return true
-	}
-	return false
-}
-
 // Session serves one worker's stream. The first message must be
 // RegisterWorker; the node is then committed as READY and the worker gets
 // SessionInfo and its full set of tasks, then changes as they happen. The
@@ -70,7 +51,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	if !d.deps.Leader() {
 		return status.Error(codes.Unavailable, "not the leader")
 	}
-	runCtx := d.running()
+	runCtx, fan := d.running()
 	if runCtx == nil {
 		return status.Error(codes.Unavailable, "not the leader: the dispatcher is not running")
 	}
@@ -117,7 +98,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
 	}
 
-	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache(), files: map[fileKey]struct{}{}}
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, inbox: newInbox(), known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache(), files: map[fileKey]struct{}{}}
 	e := d.entry(s.nodeID)
 	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
@@ -139,8 +120,8 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	// that TTL has passed already.
 	log := d.log.With("node", reg.GetName(), "id", s.nodeID)
 
-	sub := d.deps.Events.Subscribe(s.filter, eventBuffer)
-	defer func() { sub.Close() }()
+	fan.add(s)
+	defer fan.remove(s)
 	if err := stream.Send(&apiv1.ManagerMessage{Msg: &apiv1.ManagerMessage_Session{Session: &apiv1.SessionInfo{
 		NodeId:            s.nodeID,
 		IssuedAt:          timestamppb.Now(),
@@ -164,7 +145,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		sessionErr = err
 		return err
 	}
-	if err := d.send(ctx, stream, s, d.full(s), false); err != nil {
+	if err := d.send(ctx, stream, s, d.full(fan, s), false); err != nil {
 		sessionErr = err
 		return err
 	}
@@ -178,7 +159,6 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	defer batch.Stop()
 	var batchC <-chan time.Time
 	changed := map[string]struct{}{}
-	resync := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -225,39 +205,32 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			default:
 				return status.Error(codes.InvalidArgument, "unknown worker message")
 			}
-		case ev, ok := <-sub.C:
-			if !ok {
-				if err := sub.Err(); !errors.Is(err, events.ErrLagged) {
-					reason = ""
-					return status.Errorf(codes.Unavailable, "event bus: %v", err)
-				}
-				log.Warn("session fell behind the event bus; resending the full task set")
-				sub = d.deps.Events.Subscribe(s.filter, eventBuffer)
-				resync = true
-			} else if ev.GetKind() == "cluster" {
-				resync = true
-			} else {
-				changed[ev.GetId()] = struct{}{}
-			}
+		case <-s.inbox.ready:
 			if batchC == nil {
 				batch.Reset(d.deps.AssignmentBatchWindow)
 				batchC = batch.C
 			}
 		case <-batchC:
 			batchC = nil
+			resync, lagged, err := s.inbox.take(changed)
+			if err != nil {
+				reason = ""
+				return status.Error(codes.Unavailable, err.Error())
+			}
+			if lagged {
+				log.Warn("session fell behind the event bus; resending the full task set")
+			}
 			hadTooLarge := len(s.tooLarge) > 0
 			var a *apiv1.Assignments
 			if resync {
-				a = d.full(s)
+				a = d.full(fan, s)
 			} else {
-				a = d.incremental(s, changed)
+				a = d.incremental(fan, s, changed)
 			}
 			if err := d.sendFiles(stream, s, resync); err != nil {
 				sessionErr = err
 				return err
 			}
-			resync = false
-			clear(changed)
 			if err := d.send(ctx, stream, s, a, hadTooLarge); err != nil {
 				sessionErr = err
 				return err
@@ -300,39 +273,39 @@ func (d *Dispatcher) sendFiles(stream apiv1.Dispatcher_SessionServer, s *session
 
 // full returns every task the worker must know about and makes it the
 // session's known set.
-func (d *Dispatcher) full(s *session) *apiv1.Assignments {
+func (d *Dispatcher) full(fan *fanout, s *session) *apiv1.Assignments {
 	a := &apiv1.Assignments{Full: true}
 	known := map[string]struct{}{}
 	clear(s.tooLarge)
+	fan.mu.Lock()
+	defer fan.mu.Unlock()
 	for _, t := range d.deps.State.Tasks(state.TaskFilter{NodeID: s.nodeID}) {
 		if Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
 			known[t.GetId()] = struct{}{}
 		}
 	}
-	s.mu.Lock()
-	s.known = known
-	s.mu.Unlock()
+	fan.setKnownLocked(s, known)
 	return a
 }
 
 // incremental returns the current version of the changed tasks the worker
 // must know about, and the known tasks it can forget.
-func (d *Dispatcher) incremental(s *session, changed map[string]struct{}) *apiv1.Assignments {
+func (d *Dispatcher) incremental(fan *fanout, s *session, changed map[string]struct{}) *apiv1.Assignments {
 	a := &apiv1.Assignments{}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	fan.mu.Lock()
+	defer fan.mu.Unlock()
 	for id := range changed {
 		delete(s.tooLarge, id) // split finds it again if it still is
 		t, ok := d.deps.State.Task(id)
 		if ok && t.GetNodeId() == s.nodeID && Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
-			s.known[id] = struct{}{}
+			fan.knowLocked(s, id)
 			continue
 		}
 		if _, was := s.known[id]; was {
 			a.Removed = append(a.Removed, id)
-			delete(s.known, id)
+			fan.forgetLocked(s, id)
 		}
 	}
 	return a

@@ -1,0 +1,270 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/events"
+)
+
+// fanoutBuffer is how many events the dispatcher's one subscription may
+// hold before it falls behind the bus: a placement of 10,000 tasks is
+// 10,000 events in one Publish. Falling behind resends every session its
+// full set.
+const fanoutBuffer = 1 << 16
+
+// fanout routes the task events of the dispatcher's one subscription to
+// the sessions they concern: the sessions of the task's node, and the
+// sessions that told their worker about the task (it may have moved away
+// or gone). Routing an event costs two map lookups, whatever the number
+// of sessions, and runs on the fanout's goroutine, never on the FSM's.
+// Cluster events (a snapshot restore) resync every session.
+//
+// A session's known set lives here, guarded by mu, so that a session
+// reading the state and recording what it told its worker (full,
+// incremental) and the routing of an event are ordered: an event whose
+// change that read missed is routed after the session's set is updated.
+type fanout struct {
+	mu     sync.Mutex
+	byNode map[string]map[*session]struct{}
+	byTask map[string]map[*session]struct{}
+	// err is set when the bus closed: every session, and every session
+	// added later, ends with it.
+	err error
+}
+
+func newFanout() *fanout {
+	return &fanout{byNode: map[string]map[*session]struct{}{}, byTask: map[string]map[*session]struct{}{}}
+}
+
+// inbox is what the fanout left for one session: the IDs of the tasks
+// that changed since the session last took them, or a resync once it fell
+// behind. ready holds a value (changes coalesce) when there is something
+// to take. A session never blocks the fanout.
+type inbox struct {
+	mu      sync.Mutex
+	changed map[string]struct{}
+	resync  bool
+	lagged  bool // the resync is because the session fell behind
+	err     error
+	ready   chan struct{}
+}
+
+func newInbox() *inbox {
+	return &inbox{changed: map[string]struct{}{}, ready: make(chan struct{}, 1)}
+}
+
+func (in *inbox) poke() {
+	select {
+	case in.ready <- struct{}{}:
+	default:
+	}
+}
+
+// add records that task id changed; past eventBuffer waiting IDs the
+// session has fallen behind and gets its full set instead.
+func (in *inbox) add(id string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.resync || in.err != nil {
+		return
+	}
+	in.changed[id] = struct{}{}
+	if len(in.changed) > eventBuffer {
+		clear(in.changed)
+		in.resync, in.lagged = true, true
+	}
+	in.poke()
+}
+
+// resyncAll asks for the full set (lagged: because events were lost).
+func (in *inbox) setResync(lagged bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.resync {
+		clear(in.changed)
+		in.resync = true
+	}
+	in.lagged = in.lagged || lagged
+	in.poke()
+}
+
+func (in *inbox) fail(err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.err == nil {
+		in.err = err
+	}
+	in.poke()
+}
+
+// take returns what waits and empties the inbox: the changed IDs (into
+// changed, which it clears first), whether to resync and whether that is
+// because the session fell behind, or the error that ends the session.
+func (in *inbox) take(changed map[string]struct{}) (resync, lagged bool, err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(changed)
+	if in.err != nil {
+		return false, false, in.err
+	}
+	resync, lagged = in.resync, in.lagged
+	if !resync {
+		for id := range in.changed {
+			changed[id] = struct{}{}
+		}
+	}
+	clear(in.changed)
+	in.resync, in.lagged = false, false
+	return resync, lagged, nil
+}
+
+// isFanoutEvent selects what the fanout routes.
+func isFanoutEvent(ev *apiv1.Event) bool {
+	switch ev.GetKind() {
+	case "task", "cluster":
+		return true
+	}
+	return false
+}
+
+// run routes the events of sub (the dispatcher's one subscription) until
+// ctx ends. Falling behind the bus resubscribes and resyncs every
+// session; the bus closing ends every session.
+func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscription, onLag func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			sub.Close()
+			return
+		case ev, ok := <-sub.C:
+			if ok {
+				f.route(ev)
+				continue
+			}
+			err := sub.Err()
+			if !errors.Is(err, events.ErrLagged) {
+				f.close(fmt.Errorf("event bus: %w", err))
+				return
+			}
+			onLag()
+			sub = bus.Subscribe(isFanoutEvent, fanoutBuffer)
+			f.resyncAll(true)
+		}
+	}
+}
+
+// route hands ev to the sessions it concerns.
+func (f *fanout) route(ev *apiv1.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch ev.GetKind() {
+	case "task":
+		id := ev.GetId()
+		for s := range f.byNode[ev.GetTask().GetNodeId()] {
+			s.inbox.add(id)
+		}
+		for s := range f.byTask[id] {
+			if s.nodeID != ev.GetTask().GetNodeId() {
+				s.inbox.add(id)
+			}
+		}
+	case "cluster":
+		f.resyncAllLocked(false)
+	}
+}
+
+func (f *fanout) resyncAll(lagged bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resyncAllLocked(lagged)
+}
+
+func (f *fanout) resyncAllLocked(lagged bool) {
+	for _, ss := range f.byNode {
+		for s := range ss {
+			s.inbox.setResync(lagged)
+		}
+	}
+}
+
+// close ends every session with err, and every one added later.
+func (f *fanout) close(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+	for _, ss := range f.byNode {
+		for s := range ss {
+			s.inbox.fail(err)
+		}
+	}
+}
+
+// add starts routing the events of s's node to s. Call it before the
+// session first reads the state, so that no change is missed.
+func (f *fanout) add(s *session) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		s.inbox.fail(f.err)
+	}
+	ss := f.byNode[s.nodeID]
+	if ss == nil {
+		ss = map[*session]struct{}{}
+		f.byNode[s.nodeID] = ss
+	}
+	ss[s] = struct{}{}
+}
+
+// remove stops routing to s and forgets what it knew.
+func (f *fanout) remove(s *session) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setKnownLocked(s, nil)
+	if ss := f.byNode[s.nodeID]; ss != nil {
+		delete(ss, s)
+		if len(ss) == 0 {
+			delete(f.byNode, s.nodeID)
+		}
+	}
+}
+
+// knowLocked records that s told its worker about task id.
+func (f *fanout) knowLocked(s *session, id string) {
+	if _, ok := s.known[id]; ok {
+		return
+	}
+	s.known[id] = struct{}{}
+	ss := f.byTask[id]
+	if ss == nil {
+		ss = map[*session]struct{}{}
+		f.byTask[id] = ss
+	}
+	ss[s] = struct{}{}
+}
+
+// forgetLocked records that s told its worker to forget task id.
+func (f *fanout) forgetLocked(s *session, id string) {
+	delete(s.known, id)
+	if ss := f.byTask[id]; ss != nil {
+		delete(ss, s)
+		if len(ss) == 0 {
+			delete(f.byTask, id)
+		}
+	}
+}
+
+// setKnownLocked replaces the known set of s (nil: none).
+func (f *fanout) setKnownLocked(s *session, known map[string]struct{}) {
+	for id := range s.known {
+		if _, keep := known[id]; !keep {
+			f.forgetLocked(s, id)
+		}
+	}
+	for id := range known {
+		f.knowLocked(s, id)
+	}
+}
