@@ -257,8 +257,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 	defer func() { <-netDone }()
 
-	sweep := time.NewTicker(d.deps.HeartbeatTTL / 2)
+	sweep := time.NewTicker(sweepPeriod(d.deps.HeartbeatTTL))
 	defer sweep.Stop()
+	gathering := false
 	window := time.NewTimer(0)
 	<-window.C
 	var windowC <-chan time.Time
@@ -279,7 +280,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				windowC = window.C
 			}
 		case <-sweep.C:
-			d.sweep(ctx)
+			gathering = d.sweep(ctx, gathering)
 		}
 	}
 }
@@ -649,17 +650,39 @@ func (d *Dispatcher) commitDown(ctx context.Context, nodeID, reason string) {
 	}
 }
 
-// sweep marks down the READY worker nodes that have had no session for a
-// whole TTL: nodes whose session ended and that did not come back, and
-// nodes that never reconnected after a leader change.
-func (d *Dispatcher) sweep(ctx context.Context) {
+// sweepPeriod is how often the dispatcher looks for nodes without a
+// session: a silent node goes DOWN between its deadline (a TTL after its
+// session ended) and two periods later, 1 s at most.
+func sweepPeriod(ttl time.Duration) time.Duration {
+	return max(min(500*time.Millisecond, ttl/4), time.Millisecond)
+}
+
+// sweep marks DOWN, in one MarkNodesDown entry, the READY worker nodes that
+// have had no session for a whole TTL: nodes whose session ended and that
+// did not come back, and nodes that never reconnected after a leader
+// change. The first sweep that finds such a node only starts gathering
+// (it returns true); the next one commits every node due by then, so that
+// nodes lost together (a rack, a switch) are one Raft write.
+func (d *Dispatcher) sweep(ctx context.Context, gathering bool) bool {
 	ttl := d.deps.HeartbeatTTL
 	d.mu.Lock()
 	sinceStart := time.Since(d.started)
 	d.mu.Unlock()
 	if sinceStart < ttl {
-		return
+		return false
 	}
+	// The nodes' commit locks are held until the entry is applied, so that
+	// no session attaches to a node between the check and the commit; a
+	// node whose lock is held (a session attaching or ending) is left to
+	// the next sweep.
+	var due []*fsmpb.NodeDown
+	var locked []*nodeEntry
+	defer func() {
+		for _, e := range locked {
+			e.commit.Unlock()
+		}
+	}()
+	reason := fmt.Sprintf("no session with the leader for %s", ttl)
 	for _, n := range d.deps.State.Nodes() {
 		if !n.GetWorker() || n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
 			continue
@@ -668,13 +691,49 @@ func (d *Dispatcher) sweep(ctx context.Context) {
 			continue // just registered (by the agent itself, say): give it a TTL
 		}
 		e := d.entry(n.GetId())
-		e.commit.Lock()
+		if !e.commit.TryLock() {
+			continue
+		}
 		d.mu.Lock()
 		silent := e.session == nil && time.Since(e.lastSeen) >= ttl
 		d.mu.Unlock()
-		if silent {
-			d.commitDown(ctx, n.GetId(), fmt.Sprintf("no session with the leader for %s", ttl))
+		if !silent {
+			e.commit.Unlock()
+			continue
 		}
-		e.commit.Unlock()
+		locked = append(locked, e)
+		due = append(due, &fsmpb.NodeDown{NodeId: n.GetId(), Reason: reason, ExpectedVersion: n.GetVersion()})
+	}
+	if len(due) == 0 {
+		return false
+	}
+	if !gathering {
+		return true
+	}
+	d.commitDowns(ctx, due)
+	return false
+}
+
+// commitDowns commits the silent nodes of a sweep DOWN in one entry (split
+// only past leaderloop.MaxEntryBytes).
+func (d *Dispatcher) commitDowns(ctx context.Context, due []*fsmpb.NodeDown) {
+	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	now := timestamppb.Now()
+	for _, chunk := range leaderloop.Chunks(due, leaderloop.MaxEntryBytes) {
+		out, err := d.deps.Raft.Apply(cctx, &fsmpb.MarkNodesDown{Nodes: chunk, UpdatedAt: now})
+		if err == nil {
+			if e, ok := out.(error); ok {
+				err = e
+			}
+		}
+		if err != nil {
+			d.log.Error("marking silent nodes down; the next sweep tries again", "nodes", len(chunk), "error", err)
+			continue
+		}
+		nodes, _ := out.([]*apiv1.Node)
+		for _, n := range nodes {
+			d.log.Warn("node down", "node", n.GetName(), "id", n.GetId(), "reason", n.GetMessage())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -562,5 +563,57 @@ func TestMovedTaskReachesBothSessions(t *testing.T) {
 	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("t3", "n3", running, assigned)}})
 	if a := c3.assignments(); !slices.Equal(ids(a.GetTasks()), []string{"t3"}) || len(a.GetRemoved()) != 0 {
 		t.Fatalf("n3 got tasks %v removed %v, want only [t3]", ids(a.GetTasks()), a.GetRemoved())
+	}
+}
+
+// TestSilentNodesGoDownInOneEntry: 20 nodes whose sessions end together
+// are marked DOWN by one Raft entry once their TTL has passed.
+func TestSilentNodesGoDownInOneEntry(t *testing.T) {
+	const n, ttl = 20, time.Second
+	m := dispatchertest.Start(t, dispatchertest.Options{HeartbeatPeriod: 100 * time.Millisecond, HeartbeatTTL: ttl})
+	sub := m.Events.Subscribe(func(ev *apiv1.Event) bool {
+		return ev.GetKind() == "node" && ev.GetNode().GetStatus() == down
+	}, 100)
+	t.Cleanup(sub.Close)
+	heartbeat := &apiv1.WorkerMessage{Msg: &apiv1.WorkerMessage_Heartbeat{Heartbeat: &apiv1.Heartbeat{}}}
+	var clients []*client
+	for i := range n {
+		c := connect(t, m, fmt.Sprintf("n%02d", i))
+		c.assignments()
+		// The test's only sender on this stream from now on.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for range tick.C {
+				if c.stream.Send(heartbeat) != nil {
+					return
+				}
+			}
+		}()
+		t.Cleanup(func() { c.cancel(); <-done })
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		c.cancel()
+	}
+	indexes := map[uint64][]string{}
+	downs := 0
+	deadline := time.After(20 * time.Second) // TTL + 1 s expected; slack for a loaded machine
+	for downs < n {
+		select {
+		case ev := <-sub.C:
+			indexes[ev.GetIndex()] = append(indexes[ev.GetIndex()], ev.GetId())
+			downs++
+			if msg := ev.GetNode().GetMessage(); !strings.Contains(msg, "no session") {
+				t.Errorf("node %s down with message %q", ev.GetId(), msg)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d nodes down within 20s", downs, n)
+		}
+	}
+	if len(indexes) != 1 {
+		t.Fatalf("the %d silent nodes went down in %d Raft entries (%v), want one", n, len(indexes), indexes)
 	}
 }

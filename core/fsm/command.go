@@ -44,6 +44,9 @@ const (
 	// 21 to 23 are left for other commands of the same release.
 	UpsertConfigType CommandType = 24
 	RemoveConfigType CommandType = 25
+	// MarkNodesDownType: the nodes of one dispatcher sweep, DOWN in one
+	// entry.
+	MarkNodesDownType CommandType = 26
 )
 
 // IgnoreUnknownTypeFlag marks a command that an older agent which does not
@@ -98,6 +101,8 @@ func TypeOf(cmd Command) (CommandType, error) {
 		return ReportStatusType, nil
 	case *fsmpb.SetDesiredState:
 		return SetDesiredStateType, nil
+	case *fsmpb.MarkNodesDown:
+		return MarkNodesDownType, nil
 	}
 	return 0, fmt.Errorf("fsm: %T is not a command", cmd)
 }
@@ -165,6 +170,8 @@ func newCommand(t CommandType) (Command, bool) {
 		return &fsmpb.ReportStatus{}, true
 	case SetDesiredStateType:
 		return &fsmpb.SetDesiredState{}, true
+	case MarkNodesDownType:
+		return &fsmpb.MarkNodesDown{}, true
 	}
 	return nil, false
 }

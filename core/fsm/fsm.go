@@ -211,6 +211,8 @@ func (f *FSM) applyOne(tx *txn, data []byte) any {
 		return f.applyReportStatus(tx, c)
 	case *fsmpb.SetDesiredState:
 		return f.applySetDesiredState(tx, c)
+	case *fsmpb.MarkNodesDown:
+		return f.applyMarkNodesDown(tx, c)
 	}
 	return fmt.Errorf("fsm: no apply function for command type %d", t)
 }

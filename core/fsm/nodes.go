@@ -53,3 +53,36 @@ func UpdateNode(ctx context.Context, apply ApplyFunc, view *state.State, id stri
 		}
 	}
 }
+
+// applyMarkNodesDown marks the nodes of one dispatcher sweep DOWN: their
+// status, message and updated_at, nothing else. A node that is gone, DOWN
+// already or changed since the sweep read it (expected_version) is
+// skipped. It returns the nodes it changed; a node without an ID refuses
+// the whole command.
+func (f *FSM) applyMarkNodesDown(tx *txn, c *fsmpb.MarkNodesDown) any {
+	for i, d := range c.GetNodes() {
+		if d.GetNodeId() == "" {
+			return invalid("mark nodes down: node %d of %d has no id", i+1, len(c.GetNodes()))
+		}
+	}
+	var out []*apiv1.Node
+	for _, d := range c.GetNodes() {
+		old, ok := f.state.Node(d.GetNodeId())
+		if !ok || old.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
+			continue
+		}
+		if v := d.GetExpectedVersion(); v != 0 && v != old.GetVersion() {
+			continue
+		}
+		n := proto.CloneOf(old)
+		n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
+		n.Message = d.GetReason()
+		n.UpdatedAt = c.GetUpdatedAt()
+		n.Version = tx.index
+		f.state.PutNode(n)
+		tx.put(state.BucketNodes, n.GetId(), n)
+		tx.event("node", apiv1.EventAction_EVENT_ACTION_UPDATED, n.GetId(), n.GetName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Node{Node: n} })
+		out = append(out, n)
+	}
+	return out
+}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/fsm/fsmpb"
 	"github.com/warrenorch/warren/sdk"
@@ -67,5 +69,70 @@ func TestUpdateNodeWithoutNodeResult(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("UpdateNode with an apply that returned nil: %v, want an error naming node n1", err)
+	}
+}
+
+// TestMarkNodesDown: one entry marks every node of a sweep DOWN, changing
+// only status, message and updated_at, and skips the nodes that are gone,
+// DOWN already or changed since the sweep read them.
+func TestMarkNodesDown(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	ready := apiv1.NodeStatus_NODE_STATUS_READY
+	for _, id := range []string{"a", "b", "moved-on", "down"} {
+		h.apply(t, &fsmpb.UpsertNode{Node: &apiv1.Node{Id: id, Name: "node-" + id, Status: ready, Worker: true,
+			Availability: apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN, Labels: map[string]string{"zone": "z"}}})
+	}
+	h.apply(t, &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "down", Name: "node-down", Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Message: "before"}})
+	read, _ := h.state.Node("moved-on")
+	h.apply(t, &fsmpb.UpsertNode{Node: &apiv1.Node{Id: "moved-on", Name: "node-moved-on", Status: ready}}) // registered again since
+	a, _ := h.state.Node("a")
+	now := timestamppb.Now()
+
+	sub := h.bus.Subscribe(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 16)
+	defer sub.Close()
+	res := h.apply(t, &fsmpb.MarkNodesDown{UpdatedAt: now, Nodes: []*fsmpb.NodeDown{
+		{NodeId: "a", Reason: "silent", ExpectedVersion: a.GetVersion()},
+		{NodeId: "b", Reason: "silent"},
+		{NodeId: "moved-on", Reason: "silent", ExpectedVersion: read.GetVersion()},
+		{NodeId: "down", Reason: "silent"},
+		{NodeId: "gone", Reason: "silent"},
+	}})
+	changed, ok := res.([]*apiv1.Node)
+	if !ok || len(changed) != 2 || changed[0].GetId() != "a" || changed[1].GetId() != "b" {
+		t.Fatalf("result = %v, want nodes a and b", res)
+	}
+	for _, id := range []string{"a", "b"} {
+		n, _ := h.state.Node(id)
+		if n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_DOWN || n.GetMessage() != "silent" || !n.GetUpdatedAt().AsTime().Equal(now.AsTime()) ||
+			n.GetVersion() != h.index || n.GetAvailability() != apiv1.NodeAvailability_NODE_AVAILABILITY_DRAIN || n.GetLabels()["zone"] != "z" || !n.GetWorker() {
+			t.Errorf("node %s after MarkNodesDown: %v", id, n)
+		}
+		if ev := <-sub.C; ev.GetId() != id || ev.GetIndex() != h.index || ev.GetNode().GetStatus() != apiv1.NodeStatus_NODE_STATUS_DOWN {
+			t.Errorf("event %v, want node %s down at index %d", ev, id, h.index)
+		}
+	}
+	if n, _ := h.state.Node("moved-on"); n.GetStatus() != ready {
+		t.Errorf("a node that changed since the sweep read it was marked %v", n.GetStatus())
+	}
+	if n, _ := h.state.Node("down"); n.GetMessage() != "before" {
+		t.Errorf("a node DOWN already was changed: %v", n)
+	}
+	if _, ok := h.state.Node("gone"); ok {
+		t.Error("a node that is gone was created")
+	}
+	select {
+	case ev := <-sub.C:
+		t.Errorf("an event for a skipped node: %v", ev)
+	default:
+	}
+
+	// A node without an ID refuses the whole command.
+	before, _ := h.state.Node("moved-on")
+	res = h.apply(t, &fsmpb.MarkNodesDown{Nodes: []*fsmpb.NodeDown{{NodeId: "moved-on"}, {Reason: "no id"}}})
+	if err, ok := res.(error); !ok || !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "node 2 of 2 has no id") {
+		t.Fatalf("a node without an id: %v, want an invalid-argument error naming it", res)
+	}
+	if after, _ := h.state.Node("moved-on"); after.GetVersion() != before.GetVersion() {
+		t.Fatal("a refused command changed a node")
 	}
 }

@@ -1324,6 +1324,127 @@ func (x *SetDesiredState) GetTasks() []*TaskEnd {
 	return nil
 }
 
+// NodeDown is one node a dispatcher sweep found without a session for a
+// whole heartbeat TTL.
+type NodeDown struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// reason becomes the node's message.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// expected_version, when non-zero, is the node's version when the sweep
+	// decided: a node changed since (it registered again) is left as it is.
+	ExpectedVersion uint64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NodeDown) Reset() {
+	*x = NodeDown{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDown) ProtoMessage() {}
+
+func (x *NodeDown) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDown.ProtoReflect.Descriptor instead.
+func (*NodeDown) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeDown) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeDown) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodeDown) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// MarkNodesDown commits the nodes of one dispatcher sweep as DOWN, in one
+// entry: it sets only their status, message and updated_at. A node that
+// is gone, DOWN already or changed since its expected_version is skipped,
+// which is no error.
+type MarkNodesDown struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeDown            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkNodesDown) Reset() {
+	*x = MarkNodesDown{}
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkNodesDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkNodesDown) ProtoMessage() {}
+
+func (x *MarkNodesDown) ProtoReflect() protoreflect.Message {
+	mi := &file_core_fsm_fsmpb_commands_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkNodesDown.ProtoReflect.Descriptor instead.
+func (*MarkNodesDown) Descriptor() ([]byte, []int) {
+	return file_core_fsm_fsmpb_commands_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MarkNodesDown) GetNodes() []*NodeDown {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *MarkNodesDown) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 var File_core_fsm_fsmpb_commands_proto protoreflect.FileDescriptor
 
 const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
@@ -1405,7 +1526,15 @@ const file_core_fsm_fsmpb_commands_proto_rawDesc = "" +
 	"\vKIND_ORPHAN\x10\x02\x12\r\n" +
 	"\tKIND_NOTE\x10\x03\"?\n" +
 	"\x0fSetDesiredState\x12,\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x16.warren.fsm.v1.TaskEndR\x05tasksB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x05tasks\x18\x01 \x03(\v2\x16.warren.fsm.v1.TaskEndR\x05tasks\"f\n" +
+	"\bNodeDown\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
+	"\x10expected_version\x18\x03 \x01(\x04R\x0fexpectedVersion\"y\n" +
+	"\rMarkNodesDown\x12-\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x17.warren.fsm.v1.NodeDownR\x05nodes\x129\n" +
+	"\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAtB3Z1github.com/warrenorch/warren/core/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_core_fsm_fsmpb_commands_proto_rawDescOnce sync.Once
@@ -1420,7 +1549,7 @@ func file_core_fsm_fsmpb_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_core_fsm_fsmpb_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_core_fsm_fsmpb_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(TaskEnd_Kind)(0),             // 0: warren.fsm.v1.TaskEnd.Kind
 	(*CreateService)(nil),         // 1: warren.fsm.v1.CreateService
@@ -1447,40 +1576,44 @@ var file_core_fsm_fsmpb_commands_proto_goTypes = []any{
 	(*ReportStatus)(nil),          // 22: warren.fsm.v1.ReportStatus
 	(*TaskEnd)(nil),               // 23: warren.fsm.v1.TaskEnd
 	(*SetDesiredState)(nil),       // 24: warren.fsm.v1.SetDesiredState
-	(*v1.Service)(nil),            // 25: warren.api.v1.Service
-	(*v1.Node)(nil),               // 26: warren.api.v1.Node
-	(*v1.Task)(nil),               // 27: warren.api.v1.Task
-	(*v1.Secret)(nil),             // 28: warren.api.v1.Secret
-	(*v1.Config)(nil),             // 29: warren.api.v1.Config
-	(*v1.Volume)(nil),             // 30: warren.api.v1.Volume
-	(*v1.ClusterNetwork)(nil),     // 31: warren.api.v1.ClusterNetwork
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*v1.TaskStatusUpdate)(nil),   // 33: warren.api.v1.TaskStatusUpdate
+	(*NodeDown)(nil),              // 25: warren.fsm.v1.NodeDown
+	(*MarkNodesDown)(nil),         // 26: warren.fsm.v1.MarkNodesDown
+	(*v1.Service)(nil),            // 27: warren.api.v1.Service
+	(*v1.Node)(nil),               // 28: warren.api.v1.Node
+	(*v1.Task)(nil),               // 29: warren.api.v1.Task
+	(*v1.Secret)(nil),             // 30: warren.api.v1.Secret
+	(*v1.Config)(nil),             // 31: warren.api.v1.Config
+	(*v1.Volume)(nil),             // 32: warren.api.v1.Volume
+	(*v1.ClusterNetwork)(nil),     // 33: warren.api.v1.ClusterNetwork
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*v1.TaskStatusUpdate)(nil),   // 35: warren.api.v1.TaskStatusUpdate
 }
 var file_core_fsm_fsmpb_commands_proto_depIdxs = []int32{
-	25, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
-	25, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
-	26, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
-	27, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
-	28, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
-	29, // 5: warren.fsm.v1.UpsertConfig.config:type_name -> warren.api.v1.Config
-	30, // 6: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
-	31, // 7: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
+	27, // 0: warren.fsm.v1.CreateService.service:type_name -> warren.api.v1.Service
+	27, // 1: warren.fsm.v1.UpdateService.service:type_name -> warren.api.v1.Service
+	28, // 2: warren.fsm.v1.UpsertNode.node:type_name -> warren.api.v1.Node
+	29, // 3: warren.fsm.v1.UpsertTasks.tasks:type_name -> warren.api.v1.Task
+	30, // 4: warren.fsm.v1.UpsertSecret.secret:type_name -> warren.api.v1.Secret
+	31, // 5: warren.fsm.v1.UpsertConfig.config:type_name -> warren.api.v1.Config
+	32, // 6: warren.fsm.v1.UpsertVolume.volume:type_name -> warren.api.v1.Volume
+	33, // 7: warren.fsm.v1.SetClusterInfo.network:type_name -> warren.api.v1.ClusterNetwork
 	15, // 8: warren.fsm.v1.SetSecurity.security:type_name -> warren.fsm.v1.ClusterSecurity
-	27, // 9: warren.fsm.v1.CreateTasks.tasks:type_name -> warren.api.v1.Task
-	32, // 10: warren.fsm.v1.TaskAssignment.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 9: warren.fsm.v1.CreateTasks.tasks:type_name -> warren.api.v1.Task
+	34, // 10: warren.fsm.v1.TaskAssignment.updated_at:type_name -> google.protobuf.Timestamp
 	19, // 11: warren.fsm.v1.AssignTasks.assignments:type_name -> warren.fsm.v1.TaskAssignment
-	33, // 12: warren.fsm.v1.TaskReport.update:type_name -> warren.api.v1.TaskStatusUpdate
-	32, // 13: warren.fsm.v1.TaskReport.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 12: warren.fsm.v1.TaskReport.update:type_name -> warren.api.v1.TaskStatusUpdate
+	34, // 13: warren.fsm.v1.TaskReport.updated_at:type_name -> google.protobuf.Timestamp
 	21, // 14: warren.fsm.v1.ReportStatus.reports:type_name -> warren.fsm.v1.TaskReport
 	0,  // 15: warren.fsm.v1.TaskEnd.kind:type_name -> warren.fsm.v1.TaskEnd.Kind
-	32, // 16: warren.fsm.v1.TaskEnd.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 16: warren.fsm.v1.TaskEnd.updated_at:type_name -> google.protobuf.Timestamp
 	23, // 17: warren.fsm.v1.SetDesiredState.tasks:type_name -> warren.fsm.v1.TaskEnd
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	25, // 18: warren.fsm.v1.MarkNodesDown.nodes:type_name -> warren.fsm.v1.NodeDown
+	34, // 19: warren.fsm.v1.MarkNodesDown.updated_at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_core_fsm_fsmpb_commands_proto_init() }
@@ -1494,7 +1627,7 @@ func file_core_fsm_fsmpb_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_fsm_fsmpb_commands_proto_rawDesc), len(file_core_fsm_fsmpb_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
