@@ -57,6 +57,11 @@ type Agent struct {
 	// NodeName is `node_name`, a DNS label. Default: the host name, lowercased
 	// and cut at the first dot.
 	NodeName string
+	// MemoryLimit is `memory_limit`, the agent's soft memory limit in bytes
+	// (Go's runtime/debug.SetMemoryLimit): past it the garbage collector
+	// runs more often; nothing fails. The GOMEMLIMIT environment variable,
+	// when set, wins. Default 209715200 (200 MiB), at least 67108864.
+	MemoryLimit uint64
 	// Manager is the `manager { }` block; nil means this agent is not a manager.
 	Manager *Manager
 	// Worker is the `worker { }` block; nil means this agent is not a worker.
@@ -186,6 +191,9 @@ const (
 	defaultBindAddr  = "127.0.0.1:7420"
 	defaultAPISocket = "/run/warren/warren.sock"
 	defaultLogLevel  = "info"
+	// defaultMemoryLimit keeps a manager of 1,000 nodes and 10,000 tasks
+	// (about 110 MiB live) under 256 MiB of RSS (docs/benchmarks.md).
+	defaultMemoryLimit = 200 << 20
 
 	defaultStore             = "store-bolt"
 	defaultScheduler         = "scheduler-roundrobin"
@@ -221,12 +229,13 @@ func Default() *Agent {
 // empty when the host name is not usable.
 func defaultAgent() *Agent {
 	return &Agent{
-		DataDir:   defaultDataDir,
-		BindAddr:  defaultBindAddr,
-		Advertise: defaultBindAddr,
-		APISocket: defaultAPISocket,
-		LogLevel:  defaultLogLevel,
-		NodeName:  hostnameLabel(),
+		DataDir:     defaultDataDir,
+		BindAddr:    defaultBindAddr,
+		Advertise:   defaultBindAddr,
+		APISocket:   defaultAPISocket,
+		LogLevel:    defaultLogLevel,
+		NodeName:    hostnameLabel(),
+		MemoryLimit: defaultMemoryLimit,
 	}
 }
 

@@ -79,6 +79,7 @@ func TestValid(t *testing.T) {
 				LogLevel:       "debug",
 				NodeName:       "node-01",
 				MetricsAddr:    "127.0.0.1:9421",
+				MemoryLimit:    128 << 20,
 				Manager: &Manager{
 					Store:                "store-etcd",
 					Scheduler:            "scheduler-binpack",
@@ -121,8 +122,8 @@ func TestValid(t *testing.T) {
 			if want := map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "EMPTY": ""}; !reflect.DeepEqual(etcd.Env, want) {
 				t.Errorf("Env = %v, want %v", etcd.Env, want)
 			}
-			if etcd.DeclRange.Start.Line != 33 || etcd.ConfigRange.Start.Line != 39 {
-				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 33 and 39", etcd.DeclRange, etcd.ConfigRange)
+			if etcd.DeclRange.Start.Line != 34 || etcd.ConfigRange.Start.Line != 40 {
+				t.Errorf("DeclRange = %v, ConfigRange = %v; want lines 34 and 40", etcd.DeclRange, etcd.ConfigRange)
 			}
 			// The config body is passed through undecoded, nested block and all.
 			content, diags := etcd.Config.Content(&hcl.BodySchema{
@@ -382,13 +383,14 @@ func TestParse(t *testing.T) {
 func TestDefault(t *testing.T) {
 	a := Default()
 	want := &Agent{
-		DataDir:   "/var/lib/warren",
-		BindAddr:  "127.0.0.1:7420",
-		Advertise: "127.0.0.1:7420",
-		APISocket: "/run/warren/warren.sock",
-		PluginDir: "",
-		LogLevel:  "info",
-		NodeName:  "test-host",
+		DataDir:     "/var/lib/warren",
+		BindAddr:    "127.0.0.1:7420",
+		Advertise:   "127.0.0.1:7420",
+		APISocket:   "/run/warren/warren.sock",
+		PluginDir:   "",
+		LogLevel:    "info",
+		NodeName:    "test-host",
+		MemoryLimit: 200 << 20,
 		Manager: &Manager{
 			Store:                "store-bolt",
 			Scheduler:            "scheduler-roundrobin",

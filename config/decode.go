@@ -32,6 +32,7 @@ type agentBody struct {
 	LogLevel  hcl.Expression `hcl:"log_level,optional"`
 	NodeName  hcl.Expression `hcl:"node_name,optional"`
 	Metrics   hcl.Expression `hcl:"metrics_addr,optional"`
+	MemLimit  hcl.Expression `hcl:"memory_limit,optional"`
 
 	Manager *managerBody  `hcl:"manager,block"`
 	Worker  *workerBody   `hcl:"worker,block"`
@@ -89,6 +90,7 @@ const (
 	minSnapshotInterval  = time.Second
 	minSnapshotThreshold = 1
 	minEventSubBytes     = 64 << 10
+	minMemoryLimit       = 64 << 20
 	minHeartbeatInterval = 100 * time.Millisecond
 	minRuntimeTimeout    = 100 * time.Millisecond
 	minNodeCertTTL       = 30 * time.Second
@@ -127,6 +129,9 @@ func decodeAgent(a *Agent, body hcl.Body, fileStart *hcl.Range, where string) hc
 				"bind_addr %q listens on all interfaces, which other nodes cannot dial; set advertise to the host:port they should use to reach this node.",
 				a.BindAddr)
 		}
+	}
+	if v, ok := d.uint(raw.MemLimit, "memory_limit", minMemoryLimit); ok {
+		a.MemoryLimit = v
 	}
 	if s, rng, ok := d.str(raw.Metrics, "metrics_addr"); ok {
 		if s != "" {

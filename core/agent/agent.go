@@ -90,6 +90,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	startPprof(opts.Logger)
+	setMemoryLimit(cfg.MemoryLimit, opts.Logger)
 	// The plugin host outlives role changes: the runtime plugin, and the
 	// containers, stay up while the node turns manager or worker.
 	sh := &shared{metrics: met}
@@ -253,7 +254,7 @@ func runOnce(ctx context.Context, opts Options, sh *shared) (err error) {
 		unixSrv, tcpSrv = m.unixSrv, m.tcpSrv
 	} else {
 		unixSrv = newWorkerAPI(r, rt).grpcServer()
-		tcpSrv = grpc.NewServer(append(r.metrics.ServerOptions(), grpc.Creds(r.mux.ServerCredentials()),
+		tcpSrv = grpc.NewServer(append(append(r.metrics.ServerOptions(), clusternet.ServerBufferOptions()...), grpc.Creds(r.mux.ServerCredentials()),
 			grpc.ChainUnaryInterceptor((&cluster.Authorizer{State: state.New()}).UnaryInterceptor),
 			grpc.ChainStreamInterceptor((&cluster.Authorizer{State: state.New()}).StreamInterceptor))...)
 	}

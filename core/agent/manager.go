@@ -23,6 +23,7 @@ import (
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/cluster"
+	"github.com/warrenorch/warren/core/clusternet"
 	"github.com/warrenorch/warren/core/dispatcher"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
@@ -244,11 +245,11 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		grpc.ChainStreamInterceptor(cluster.LocalStreamInterceptor),
 	)
 	api.RegisterService(m.unixSrv, &apiv1.Cluster_ServiceDesc, services)
-	m.tcpSrv = apiSrv.GRPCServer(
+	m.tcpSrv = apiSrv.GRPCServer(append(clusternet.ServerBufferOptions(),
 		grpc.Creds(r.mux.ServerCredentials()),
 		grpc.ChainUnaryInterceptor(authz.UnaryInterceptor, m.forwarder.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(authz.StreamInterceptor, leaderOnlyStreams(node)),
-	)
+	)...)
 	api.RegisterService(m.tcpSrv, &apiv1.Cluster_ServiceDesc, services)
 	api.RegisterService(m.tcpSrv, &apiv1.NodeCA_ServiceDesc, services)
 	api.RegisterService(m.tcpSrv, &apiv1.Dispatcher_ServiceDesc, disp)

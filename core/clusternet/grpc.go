@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -88,4 +89,24 @@ func verifiedIdentity(cs tls.ConnectionState) (pki.Identity, error) {
 		return pki.Identity{}, ErrNoCertificate
 	}
 	return pki.IdentityOf(cs.VerifiedChains[0][0])
+}
+
+// TransportBufferBytes is the size of the read and of the write buffer of
+// each gRPC connection on the cluster port, on both sides. Workers'
+// messages are small (heartbeats, status batches, assignments of a few
+// tasks), and a leader holds one connection per node: gRPC's 32 KiB
+// defaults cost a 1,000-node leader ~40 MiB of heap (docs/benchmarks.md).
+// Larger messages still go through, in more reads.
+const TransportBufferBytes = 8 << 10
+
+// ServerBufferOptions are the buffer options of every gRPC server on the
+// cluster port.
+func ServerBufferOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ReadBufferSize(TransportBufferBytes), grpc.WriteBufferSize(TransportBufferBytes)}
+}
+
+// DialBufferOptions are the buffer options of every gRPC client of the
+// cluster port.
+func DialBufferOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithReadBufferSize(TransportBufferBytes), grpc.WithWriteBufferSize(TransportBufferBytes)}
 }

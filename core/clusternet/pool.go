@@ -39,13 +39,13 @@ func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
 		}
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds),
+	c, err := grpc.NewClient(addr, append(DialBufferOptions(), grpc.WithTransportCredentials(p.creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			// Nodes come and go (restarts, partitions): never wait long
 			// before trying one again.
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 2 * time.Second,
-		}))
+		}))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/clusternet"
 	"github.com/warrenorch/warren/core/pki"
 	"github.com/warrenorch/warren/sdk/runtime"
 )
@@ -297,7 +298,8 @@ func (n *Node) join(ctx context.Context, ca apiv1.NodeCAClient) error {
 	}
 	// Each node has its own certificate, so its own connection: the
 	// dispatcher knows a node by the certificate it presents.
-	n.conn, err = grpc.NewClient(n.fleet.opts.Addr, grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))
+	// The buffers a real worker's connection has (clusternet.Pool).
+	n.conn, err = grpc.NewClient(n.fleet.opts.Addr, append(clusternet.DialBufferOptions(), grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))...)
 	if err != nil {
 		return fmt.Errorf("loadgen: node %s: dial: %w", n.Name, err)
 	}

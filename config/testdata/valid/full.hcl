@@ -8,6 +8,7 @@ plugin_dir = "/opt/warren/plugins"
 log_level  = "debug"
 node_name  = "node-01"
 metrics_addr = "127.0.0.1:9421"
+memory_limit = 134217728
 
 manager {
   store              = "store-etcd"

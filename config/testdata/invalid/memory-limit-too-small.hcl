@@ -1,0 +1,3 @@
+memory_limit = 1048576
+
+manager {}
