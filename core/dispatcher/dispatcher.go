@@ -4,8 +4,9 @@
 // A session starts with the worker's RegisterWorker, which (re-)registers the
 // node as READY through Raft. The dispatcher then sends SessionInfo and the
 // full set of tasks the node must know about, and from then on pushes the
-// changes to those tasks the moment they are applied (it watches the event
-// bus, batching what arrives within a couple of milliseconds). No message
+// changes to those tasks the moment they are applied (one subscription to
+// the event bus for all sessions, routed to each by the fanout, batching
+// what arrives within a couple of milliseconds). No message
 // is larger than MaxAssignmentBytes whatever the tasks hold: a full set goes
 // in as many messages as it needs, the last one marking its end, and each
 // service spec goes once per session, tasks referring to it (see split).
@@ -19,9 +20,10 @@
 // Liveness lives in the leader's memory: heartbeats are not Raft writes.
 // Only transitions are committed: READY when a node registers, DOWN once
 // it misses its heartbeat TTL in a session, or has been without a session
-// for a whole TTL (a session that merely ends, as when the worker's agent
-// restarts, marks nothing: the node has its TTL to come back). The orchestrator
-// reacts to DOWN: it marks the node's unfinished tasks ORPHANED (desired
+// for a whole TTL (found by a sweep within a second, all the nodes of a
+// sweep in one MarkNodesDown entry; a session that merely ends, as when
+// the worker's agent restarts, marks nothing: the node has its TTL to come
+// back). The orchestrator reacts to DOWN: it marks the node's unfinished tasks ORPHANED (desired
 // SHUTDOWN) and replaces them on other nodes. Such tasks are no longer
 // Relevant, so when the node registers again the full set it is sent leaves
 // them out, and its worker stops whatever of them it still runs: the
@@ -623,31 +625,9 @@ func mergeLabels(old *apiv1.Node, agent map[string]string) map[string]string {
 	return out
 }
 
-// commitDown commits a node as DOWN unless it is down already.
+// commitDown commits a node as DOWN unless it is down already or gone.
 func (d *Dispatcher) commitDown(ctx context.Context, nodeID, reason string) {
-	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
-	defer cancel()
-	var name string
-	changed := false
-	_, err := fsm.UpdateNode(cctx, d.deps.Raft.Apply, d.deps.State, nodeID, func(n *apiv1.Node) (bool, error) {
-		name = n.GetName()
-		if n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
-			return false, nil
-		}
-		n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
-		n.Message = reason
-		n.UpdatedAt = timestamppb.Now()
-		changed = true
-		return true, nil
-	})
-	switch {
-	case errors.Is(err, fsm.ErrNodeNotFound):
-		return
-	case err != nil:
-		d.log.Error("marking node down", "node", name, "id", nodeID, "reason", reason, "error", err)
-	case changed:
-		d.log.Warn("node down", "node", name, "id", nodeID, "reason", reason)
-	}
+	d.commitDowns(ctx, []*fsmpb.NodeDown{{NodeId: nodeID, Reason: reason}})
 }
 
 // sweepPeriod is how often the dispatcher looks for nodes without a
@@ -714,8 +694,9 @@ func (d *Dispatcher) sweep(ctx context.Context, gathering bool) bool {
 	return false
 }
 
-// commitDowns commits the silent nodes of a sweep DOWN in one entry (split
-// only past leaderloop.MaxEntryBytes).
+// commitDowns commits nodes DOWN in one MarkNodesDown entry (split only
+// past leaderloop.MaxEntryBytes): the silent nodes of a sweep, or one
+// whose session missed its heartbeats.
 func (d *Dispatcher) commitDowns(ctx context.Context, due []*fsmpb.NodeDown) {
 	cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()
@@ -728,7 +709,7 @@ func (d *Dispatcher) commitDowns(ctx context.Context, due []*fsmpb.NodeDown) {
 			}
 		}
 		if err != nil {
-			d.log.Error("marking silent nodes down; the next sweep tries again", "nodes", len(chunk), "error", err)
+			d.log.Error("marking nodes down", "nodes", len(chunk), "error", err)
 			continue
 		}
 		nodes, _ := out.([]*apiv1.Node)
