@@ -252,6 +252,9 @@ func (s *Server) rollback(ctx context.Context, old *apiv1.Service, req *apiv1.Up
 	if req.GetSpec() != nil {
 		return nil, invalid("service %q: a rollback takes no spec", name)
 	}
+	if apiv1.IsJob(old.GetSpec().GetMode()) {
+		return nil, fmt.Errorf("service %q is a job: it has no rollback; update it to run it again: %w", name, sdk.ErrFailedPrecondition)
+	}
 	prev := old.GetPreviousSpec()
 	if prev == nil {
 		return nil, fmt.Errorf("service %q has no previous spec to roll back to: %w", name, sdk.ErrFailedPrecondition)
@@ -276,11 +279,17 @@ func (s *Server) rollback(ctx context.Context, old *apiv1.Service, req *apiv1.Up
 // update writes spec as old's new spec. A spec that changes the tasks
 // starts an update: the old spec is kept for a rollback and the update
 // status is UPDATING; otherwise (replicas, policies) both stay as they are.
+// A job has no rolling update: a spec that changes its tasks runs it
+// again, with its job status cleared for the orchestrator to start anew.
 func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.ServiceSpec, version uint64) (*apiv1.Service, error) {
 	now := timestamppb.Now()
 	svc := &apiv1.Service{Id: old.GetId(), Spec: spec, CreatedAt: old.GetCreatedAt(), UpdatedAt: now,
-		PreviousSpec: old.GetPreviousSpec(), UpdateStatus: old.GetUpdateStatus()}
-	if state.SpecKey(spec) != state.SpecKey(old.GetSpec()) {
+		PreviousSpec: old.GetPreviousSpec(), UpdateStatus: old.GetUpdateStatus(), JobStatus: old.GetJobStatus()}
+	switch {
+	case state.SpecKey(spec) == state.SpecKey(old.GetSpec()):
+	case apiv1.IsJob(spec.GetMode()):
+		svc.UpdateStatus, svc.JobStatus = nil, nil
+	default:
 		svc.PreviousSpec = proto.CloneOf(old.GetSpec())
 		svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "update in progress", StartedAt: now}
 		if n := spec.GetUpdatePolicy().GetCanary(); n > 0 {
