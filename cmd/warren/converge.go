@@ -98,7 +98,11 @@ func (o *convergeOptions) wait(cmd *cobra.Command, c *agentClient, w *watch, svc
 	if o.detach || w == nil {
 		return nil
 	}
-	if svc.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+	switch mode := svc.GetSpec().GetMode(); {
+	case apiv1.IsJob(mode):
+		fmt.Fprintf(cmd.ErrOrStderr(), "job: not waiting for it to complete (see 'warren service ls' and 'warren service ps %s')\n", svc.GetSpec().GetName())
+		return nil
+	case mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL:
 		fmt.Fprintf(cmd.ErrOrStderr(), "global service: not waiting for its tasks (see 'warren service ps %s')\n", svc.GetSpec().GetName())
 		return nil
 	}

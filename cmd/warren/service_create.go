@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,6 +42,7 @@ type serviceCreateOptions struct {
 	configs            []string
 	health             healthOptions
 	mode               string
+	maxConcurrent      uint64
 	wait               convergeOptions
 }
 
@@ -132,7 +135,8 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.secrets, "secret", nil, "give the tasks a secret: `NAME` at /run/secrets/NAME, or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable)")
 	f.StringArrayVar(&o.configs, "config", nil, "give the tasks a config read-only: `src=NAME,target=PATH`[,uid=N,gid=N,mode=0444] (repeatable)")
 	o.health.addFlags(f)
-	f.Var(&choiceValue{p: &o.mode, choices: []string{"replicated", "global"}}, "mode", "replicated (--replicas tasks) or global (one task on every eligible node; no wait for convergence)")
+	f.Var(&choiceValue{p: &o.mode, choices: slices.Sorted(maps.Keys(serviceModes))}, "mode", "replicated (--replicas tasks), global (one task on every eligible node; no wait for convergence), replicated-job (--replicas tasks that run to completion) or global-job (one on every eligible node)")
+	f.Var(newUintValue(&o.maxConcurrent, 0), "max-concurrent", "replicated-job: run at most this many tasks at once (default: --replicas)")
 	o.wait.addFlags(f)
 }
 
@@ -264,11 +268,8 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
 	}
-	if o.mode == "global" {
-		if f.Changed("replicas") {
-			return nil, usageErrorf("--replicas cannot be used with --mode global: a global service runs one task on every eligible node")
-		}
-		spec.Mode, spec.Replicas = apiv1.ServiceMode_SERVICE_MODE_GLOBAL, 0
+	if err := o.setMode(f, spec); err != nil {
+		return nil, err
 	}
 	hc, _, err := o.health.check(f, nil)
 	if err != nil {
@@ -276,6 +277,55 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	}
 	spec.HealthCheck = hc
 	return spec, nil
+}
+
+// serviceModes are the values of --mode.
+var serviceModes = map[string]apiv1.ServiceMode{
+	"replicated":     apiv1.ServiceMode_SERVICE_MODE_REPLICATED,
+	"global":         apiv1.ServiceMode_SERVICE_MODE_GLOBAL,
+	"replicated-job": apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB,
+	"global-job":     apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB,
+}
+
+// setMode sets spec's mode from --mode and --max-concurrent, refusing the
+// flags the mode does not take: --replicas for a global mode,
+// --max-concurrent but for a replicated job, and for a job the update and
+// rollback policy flags (an update re-runs a job) and --restart-condition
+// any (a completed task would run again).
+func (o *serviceCreateOptions) setMode(f *pflag.FlagSet, spec *apiv1.ServiceSpec) error {
+	if o.mode == "" || o.mode == "replicated" {
+		if f.Changed("max-concurrent") {
+			return usageErrorf("--max-concurrent is for --mode replicated-job: the most of its tasks that run at once")
+		}
+		return nil
+	}
+	mode := serviceModes[o.mode]
+	spec.Mode = mode
+	if apiv1.IsGlobal(mode) {
+		if f.Changed("replicas") {
+			return usageErrorf("--replicas cannot be used with --mode %s: it runs one task on every eligible node", o.mode)
+		}
+		spec.Replicas = 0
+	}
+	if !apiv1.IsJob(mode) {
+		if f.Changed("max-concurrent") {
+			return usageErrorf("--max-concurrent is for --mode replicated-job: the most of its tasks that run at once")
+		}
+		return nil
+	}
+	if mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB && f.Changed("max-concurrent") {
+		return usageErrorf("--max-concurrent cannot be used with --mode global-job: it runs one task on every eligible node")
+	}
+	for _, name := range append(o.update.flagNames(), o.rollback.flagNames()...) {
+		if f.Changed(name) {
+			return usageErrorf("--%s cannot be used with --mode %s: a job has no rolling update (an update runs it again)", name, o.mode)
+		}
+	}
+	if f.Changed("restart-condition") && o.restartCondition == "any" {
+		return usageErrorf("--restart-condition any cannot be used with --mode %s: a task that completed would run again; use on-failure (the default for a job) or none", o.mode)
+	}
+	spec.MaxConcurrent = o.maxConcurrent
+	return nil
 }
 
 func (o *serviceCreateOptions) run(cmd *cobra.Command, args []string) error {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
@@ -209,12 +210,12 @@ func TestReplicatedJobRun(t *testing.T) {
 			if Terminal(tk.GetState()) || tk.GetDesiredState() != wantRunning {
 				continue
 			}
-			c := *tk
+			c := proto.CloneOf(tk)
 			c.State, c.UpdatedAt = tsComplete, timestamppb.New(t0)
 			if tk.GetSlot() == 3 && !failedOnce {
 				c.State, c.Error, failedOnce = tsFailed, "exited with code 1", true
 			}
-			tasks[i] = &c
+			tasks[i] = c
 		}
 	}
 	complete := 0
