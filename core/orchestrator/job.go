@@ -112,14 +112,7 @@ func (r *reconciler) replicatedJob(tasks []*apiv1.Task) {
 	if limit == 0 || limit > total {
 		limit = total
 	}
-	slots := map[uint64][]*apiv1.Task{}
-	for _, t := range tasks {
-		if s := t.GetSlot(); s >= 1 && s <= total {
-			slots[s] = append(slots[s], t)
-		} else {
-			r.retire(t, "scaled down")
-		}
-	}
+	slots := r.bySlot(tasks, total)
 
 	type waiting struct {
 		slot uint64

@@ -337,14 +337,7 @@ func Reconcile(in Input) []Action {
 	if r.canaryFailed(tasks) {
 		return r.out // the rollback's round stops the canaries
 	}
-	slots := map[uint64][]*apiv1.Task{}
-	for _, t := range tasks {
-		if s := t.GetSlot(); s >= 1 && s <= replicas {
-			slots[s] = append(slots[s], t)
-		} else {
-			r.retire(t, "scaled down")
-		}
-	}
+	slots := r.bySlot(tasks, replicas)
 
 	var candidates []*apiv1.Task // outdated current tasks waiting for their update
 	busy := 0
@@ -390,6 +383,20 @@ type reconciler struct {
 	// their old task: the update's canary count while in state CANARY, 0
 	// otherwise (see canaries).
 	canarySlots uint64
+}
+
+// bySlot groups tasks by slot 1..n, retiring those of other slots (scaled
+// down).
+func (r *reconciler) bySlot(tasks []*apiv1.Task, n uint64) map[uint64][]*apiv1.Task {
+	slots := map[uint64][]*apiv1.Task{}
+	for _, t := range tasks {
+		if s := t.GetSlot(); s >= 1 && s <= n {
+			slots[s] = append(slots[s], t)
+		} else {
+			r.retire(t, "scaled down")
+		}
+	}
+	return slots
 }
 
 // checkNodes orphans the unfinished tasks of nodes that are down or gone

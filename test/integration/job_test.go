@@ -26,7 +26,7 @@ func (n *node) waitJob(name string, st apiv1.JobStatus_State) *apiv1.Service {
 // 2 never has more than 2 tasks in flight (sampled at every task event of
 // the stream, from before its creation to its end), ends with 3 COMPLETE
 // tasks and no restart, shows "3/3 completed" in service ls and its job
-// status in inspect, and runs again after an update. A job task that
+// status in inspect, runs again after an update and has no rollback. A job task that
 // keeps failing is retried under on-failure up to --restart-max-attempts,
 // and the job ends failed. Bad input is refused with nothing stored.
 func TestReplicatedJob(t *testing.T) {
@@ -124,6 +124,10 @@ func TestReplicatedJob(t *testing.T) {
 	}
 	if complete != 3 {
 		t.Errorf("%d tasks of the updated spec completed, want 3", complete)
+	}
+
+	if errOut := n.cliFails("service", "rollback", "batch"); !strings.Contains(errOut, "is a job: it has no rollback") {
+		t.Errorf("rollback of a job: %s, want a refusal", errOut)
 	}
 
 	// A task that keeps failing: 2 attempts, then the job failed.
