@@ -205,7 +205,7 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		spec.Labels = labels
 	}
 	for _, v := range o.mounts {
-		m, err := parseMount(v)
+		m, err := parseMount("--mount", v)
 		if err != nil {
 			return nil, &usageError{msg: err.Error()}
 		}
