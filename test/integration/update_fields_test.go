@@ -132,8 +132,10 @@ func want(ok bool, format string, args ...any) error {
 // cgroup and containerd), or, for the settings that only the cluster
 // reads (replicas, restart, update and rollback policy), changes the spec
 // and leaves the task running as it was. One service of one replica per
-// row, the rows in parallel on one node. Bad input is refused with the
-// service's version unchanged.
+// row, the rows in parallel on one node. Bad input (an --X-rm of
+// something the service lacks, an add and a rm of one key, --mode, values
+// create would refuse) is refused, the service's version and task
+// unchanged.
 func TestUpdateEveryField(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
@@ -379,5 +381,45 @@ func TestUpdateEveryField(t *testing.T) {
 				n.cli("service", "rm", name)
 			})
 		}
+		t.Run("bad input", func(t *testing.T) {
+			t.Parallel()
+			n := n.forTest(t)
+			n.cli("service", "create", "bad", "--image", ctrtest.TestImage, quickStop, converge, "--env", "A=1", "--label", "team=a",
+				"--constraint", "node.platform.os==linux", "--mount", "type=tmpfs,target=/cache", "--secret", "pw", "--", "sleep", "3600")
+			before := n.service("bad")
+			c := n.only("bad", "")
+			for _, tt := range []struct {
+				args []string
+				msg  string
+			}{
+				{[]string{"--env-rm", "B"}, `invalid --env-rm "B": service "bad" has no environment variable "B"`},
+				{[]string{"--label-rm", "tier"}, `service "bad" has no label "tier"`},
+				{[]string{"--constraint-rm", "node.platform.os==windows"}, `service "bad" has no constraint "node.platform.os==windows"`},
+				{[]string{"--mount-rm", "/data"}, `invalid --mount-rm "/data": service "bad" has no mount at "/data"`},
+				{[]string{"--secret-rm", "other"}, `service "bad" has no secret "other"`},
+				{[]string{"--config-rm", "app-conf"}, `service "bad" has no config "app-conf"`},
+				{[]string{"--publish-rm", "8080"}, `service "bad" has no published port "8080/tcp"`},
+				// An unknown removal beside a good change: nothing changes.
+				{[]string{"--env-add", "C=3", "--env-rm", "B"}, `has no environment variable "B"`},
+				{[]string{"--env-add", "A=2", "--env-rm", "A"}, `--env-add and --env-rm both name "A": give only one`},
+				{[]string{"--mount-add", "type=tmpfs,target=/cache", "--mount-rm", "/cache"}, `--mount-add and --mount-rm both name "/cache"`},
+				{[]string{"--secret-add", "pw", "--secret-rm", "pw"}, `--secret-add and --secret-rm both name "pw"`},
+				{[]string{"--mode", "global"}, "--mode cannot be used on update"},
+				{[]string{"--mode", "replicated", "--env-add", "C=3"}, "--mode cannot be used on update"},
+				{[]string{"--command", "'sh"}, "a ' quote is not closed"},
+				{[]string{"--mount-add", "type=nfs,target=/x"}, `type "nfs" is not bind, volume or tmpfs`},
+				{[]string{"--secret-add", "nope"}, `secret "nope"`},
+				{[]string{"--config-add", "src=app-conf"}, "needs a target"},
+			} {
+				if msg := n.cliFails(append([]string{"service", "update", "bad", converge}, tt.args...)...); !strings.Contains(msg, tt.msg) {
+					t.Errorf("update %s: %q, want an error with %q", strings.Join(tt.args, " "), msg, tt.msg)
+				}
+			}
+			if after := n.service("bad"); after.GetVersion() != before.GetVersion() {
+				t.Errorf("service version %d after the refused updates, want %d unchanged; spec now %v", after.GetVersion(), before.GetVersion(), after.GetSpec())
+			}
+			n.oldTasksUntouched("bad", map[string]uint32{c.task.GetId(): c.pid})
+			n.cli("service", "rm", "bad")
+		})
 	})
 }
