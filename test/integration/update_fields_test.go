@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/testutil"
 )
 
 // ctr is a service's task and its container's process, looked at from the
@@ -422,4 +425,59 @@ func TestUpdateEveryField(t *testing.T) {
 			n.cli("service", "rm", "bad")
 		})
 	})
+}
+
+// get sends GET / to port on the node's address, from inside its network
+// namespace, and returns the answer.
+func (n *node) get(port int) (string, error) {
+	var out []byte
+	err := n.host.Do(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", n.host.Addr(port))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		out, err = io.ReadAll(c)
+		return err
+	})
+	return string(out), err
+}
+
+// TestUpdatePublishedPorts: --publish-add makes a port answer on the node
+// and --publish-rm (with another --publish-add) moves it, with the task
+// left running as it was (the node publishes the ports).
+func TestUpdatePublishedPorts(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startOverlayNode(t)
+	n.cli("service", "create", "web", "--image", ctrtest.TestImage, quickStop, converge, "--",
+		"sh", "-c", "mkdir -p /www && echo hello-through-the-port > /www/index.html && exec httpd -f -p 8080 -h /www")
+	c := n.only("web", "")
+	answers := func(port int) {
+		t.Helper()
+		var out string
+		var err error
+		testutil.Eventually(t, 30*time.Second, fmt.Sprintf("web answering on port %d", port), func() bool {
+			out, err = n.get(port)
+			return err == nil && strings.Contains(out, "hello-through-the-port")
+		})
+	}
+	n.cli("service", "update", "web", converge, "--publish-add", "18080:8080")
+	answers(18080)
+	n.cli("service", "update", "web", converge, "--publish-add", "18081:8080", "--publish-rm", "18080")
+	answers(18081)
+	testutil.Eventually(t, 30*time.Second, "port 18080 closed", func() bool {
+		_, err := n.get(18080)
+		return err != nil
+	})
+	n.oldTasksUntouched("web", map[string]uint32{c.task.GetId(): c.pid})
+	if ports := n.service("web").GetSpec().GetPorts(); len(ports) != 1 || ports[0].GetPublished() != 18081 {
+		t.Errorf("ports %v, want 18081 only", ports)
+	}
 }
