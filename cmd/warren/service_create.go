@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -15,40 +13,29 @@ import (
 type serviceCreateOptions struct {
 	g *globalOptions
 
-	image              string
-	replicas           uint64
-	env                []string
-	labels             []string
-	constraints        []string
-	cpus               int64 // nano CPUs
-	memory             int64 // bytes
-	reserveCPUs        int64
-	reserveMemory      int64
-	workdir            string
-	user               string
-	restartCondition   string
-	restartDelay       time.Duration
-	restartMaxAttempts uint32
-	stopSignal         string
-	stopGracePeriod    time.Duration
-	update             policyOptions
-	rollback           policyOptions
-	network            string
-	publish            []string
-	secrets            []string
-	mounts             []string
-	configs            []string
-	health             healthOptions
-	mode               string
-	wait               convergeOptions
+	image       string
+	replicas    uint64
+	env         []string
+	labels      []string
+	constraints []string
+	resources   resourceOptions
+	workdir     string
+	user        string
+	restart     restartOptions
+	stop        stopOptions
+	update      policyOptions
+	rollback    policyOptions
+	network     string
+	publish     []string
+	secrets     []string
+	mounts      []string
+	configs     []string
+	health      healthOptions
+	mode        string
+	wait        convergeOptions
 }
 
 var (
-	restartConditions = map[string]apiv1.RestartPolicy_Condition{
-		"any":        apiv1.RestartPolicy_CONDITION_ANY,
-		"on-failure": apiv1.RestartPolicy_CONDITION_ON_FAILURE,
-		"none":       apiv1.RestartPolicy_CONDITION_NONE,
-	}
 	updateOrders = map[string]apiv1.UpdatePolicy_Order{
 		"stop-first":  apiv1.UpdatePolicy_ORDER_STOP_FIRST,
 		"start-first": apiv1.UpdatePolicy_ORDER_START_FIRST,
@@ -112,17 +99,11 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "service label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement `constraint` such as node.labels.zone==edge-1 (repeatable; all must hold)")
-	f.Var(&cpuValue{p: &o.cpus}, "cpus", "CPU limit, e.g. 1.5")
-	f.Var(&sizeValue{p: &o.memory}, "memory", "memory limit, e.g. 512MiB")
-	f.Var(&cpuValue{p: &o.reserveCPUs}, "reserve-cpus", "CPUs reserved on the node for each task, e.g. 0.5")
-	f.Var(&sizeValue{p: &o.reserveMemory}, "reserve-memory", "memory reserved on the node for each task, e.g. 256MiB")
+	o.resources.addFlags(f)
 	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&o.user, "user", "u", "", "user to run as (name, UID or UID:GID)")
-	f.Var(&choiceValue{p: &o.restartCondition, choices: []string{"any", "on-failure", "none"}}, "restart-condition", "when to replace a task that exited")
-	f.DurationVar(&o.restartDelay, "restart-delay", 0, "delay before a replacement starts, doubling on repeated failures (e.g. 5s)")
-	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
-	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
+	o.restart.addFlags(f)
+	o.stop.addFlags(f)
 	o.update.prefix, o.rollback.prefix = "update", "rollback"
 	o.update.addFlags(f)
 	o.rollback.addFlags(f)
@@ -225,25 +206,9 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.Configs = append(spec.Configs, ref)
 	}
-	if o.cpus > 0 || o.memory > 0 {
-		spec.Limits = &apiv1.Resources{NanoCpus: o.cpus, MemoryBytes: o.memory}
-	}
-	if o.reserveCPUs > 0 || o.reserveMemory > 0 {
-		spec.Reservations = &apiv1.Resources{NanoCpus: o.reserveCPUs, MemoryBytes: o.reserveMemory}
-	}
-
-	if f.Changed("restart-condition") || f.Changed("restart-delay") || f.Changed("restart-max-attempts") {
-		rp := &apiv1.RestartPolicy{
-			Condition:   restartConditions[o.restartCondition],
-			MaxAttempts: o.restartMaxAttempts,
-		}
-		if f.Changed("restart-delay") {
-			if o.restartDelay < 0 {
-				return nil, usageErrorf("invalid --restart-delay %s: cannot be negative", o.restartDelay)
-			}
-			rp.Delay = durationpb.New(o.restartDelay)
-		}
-		spec.RestartPolicy = rp
+	o.resources.apply(f, spec)
+	if spec.RestartPolicy, err = o.restart.policy(f, nil); err != nil {
+		return nil, err
 	}
 	if spec.UpdatePolicy, err = o.update.policy(f, nil); err != nil {
 		return nil, err
@@ -251,19 +216,11 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	if spec.RollbackPolicy, err = o.rollback.policy(f, nil); err != nil {
 		return nil, err
 	}
-	if f.Changed("stop-signal") {
-		sig, err := parseSignal(o.stopSignal)
-		if err != nil {
-			return nil, usageErrorf("invalid --stop-signal %q: %v", o.stopSignal, err)
-		}
-		spec.StopSignal = sig
+	stop, err := o.stop.edit(f)
+	if err != nil {
+		return nil, err
 	}
-	if f.Changed("stop-grace-period") {
-		if o.stopGracePeriod < 0 {
-			return nil, usageErrorf("invalid --stop-grace-period %s: cannot be negative", o.stopGracePeriod)
-		}
-		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
-	}
+	stop(spec)
 	if o.mode == "global" {
 		if f.Changed("replicas") {
 			return nil, usageErrorf("--replicas cannot be used with --mode global: a global service runs one task on every eligible node")

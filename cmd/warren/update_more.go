@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -17,45 +14,33 @@ import (
 // settings beyond image, args, env, labels and network. Each parses its
 // value with the parser of its create counterpart.
 type updateMoreOptions struct {
-	constraintAdd   []string
-	constraintRm    []string
-	workdir         string
-	user            string
-	stopSignal      string
-	stopGracePeriod time.Duration
-	cpus, memory    int64
-	reserveCPUs     int64
-	reserveMemory   int64
-	restartCond     string
-	restartDelay    time.Duration
-	restartMax      uint32
-	mountAdd        []string
-	mountRm         []string
-	secretAdd       []string
-	secretRm        []string
-	configAdd       []string
-	configRm        []string
+	constraintAdd []string
+	constraintRm  []string
+	workdir       string
+	user          string
+	stop          stopOptions
+	resources     resourceOptions
+	restart       restartOptions
+	mountAdd      []string
+	mountRm       []string
+	secretAdd     []string
+	secretRm      []string
+	configAdd     []string
+	configRm      []string
 }
 
 // updateMoreFlags are the flag names updateMoreOptions adds.
-var updateMoreFlags = []string{"constraint-add", "constraint-rm", "workdir", "user", "stop-signal", "stop-grace-period",
-	"cpus", "memory", "reserve-cpus", "reserve-memory", "restart-condition", "restart-delay", "restart-max-attempts",
-	"mount-add", "mount-rm", "secret-add", "secret-rm", "config-add", "config-rm"}
+var updateMoreFlags = slices.Concat([]string{"constraint-add", "constraint-rm", "workdir", "user"}, stopFlags, resourceFlags, restartFlags,
+	[]string{"mount-add", "mount-rm", "secret-add", "secret-rm", "config-add", "config-rm"})
 
 func (o *updateMoreOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.constraintAdd, "constraint-add", nil, "add a placement `constraint` (repeatable)")
 	f.StringArrayVar(&o.constraintRm, "constraint-rm", nil, "remove a placement `constraint` (repeatable)")
 	f.StringVarP(&o.workdir, "workdir", "w", "", "new working directory inside the container (\"\": the image's)")
 	f.StringVarP(&o.user, "user", "u", "", "new user to run as (\"\": the image's)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "new stop signal")
-	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "new time between the stop signal and SIGKILL")
-	f.Var(&cpuValue{p: &o.cpus}, "cpus", "new CPU limit (0: none)")
-	f.Var(&sizeValue{p: &o.memory}, "memory", "new memory limit (0: none)")
-	f.Var(&cpuValue{p: &o.reserveCPUs}, "reserve-cpus", "new CPU reservation (0: none)")
-	f.Var(&sizeValue{p: &o.reserveMemory}, "reserve-memory", "new memory reservation (0: none)")
-	f.Var(&choiceValue{p: &o.restartCond, choices: []string{"any", "on-failure", "none"}}, "restart-condition", "new restart condition")
-	f.DurationVar(&o.restartDelay, "restart-delay", 0, "new restart delay")
-	f.Var(newUintValue(&o.restartMax, 0), "restart-max-attempts", "new restart attempts limit (0: none)")
+	o.stop.addFlags(f)
+	o.resources.addFlags(f)
+	o.restart.addFlags(f)
 	f.StringArrayVar(&o.mountAdd, "mount-add", nil, "add a mount, as create's --mount `type=...,target=PATH`; it replaces a mount at the same target (repeatable)")
 	f.StringArrayVar(&o.mountRm, "mount-rm", nil, "remove the mount at `TARGET` (repeatable)")
 	f.StringArrayVar(&o.secretAdd, "secret-add", nil, "give the tasks a secret, as create's --secret `NAME` or source=NAME,...; it replaces the service's references to that secret (repeatable)")
@@ -78,15 +63,13 @@ func (o *updateMoreOptions) edit(f *pflag.FlagSet) (func(*apiv1.ServiceSpec) err
 	}
 	constraints := listEdit[string]{addFlag: "--constraint-add", rmFlag: "--constraint-rm", what: "constraint",
 		key: func(c string) string { return c }, add: o.constraintAdd, rm: o.constraintRm}
-	sig := ""
-	if f.Changed("stop-signal") {
-		var err error
-		if sig, err = parseSignal(o.stopSignal); err != nil {
-			return nil, usageErrorf("invalid --stop-signal %q: %v", o.stopSignal, err)
-		}
+	stop, err := o.stop.edit(f)
+	if err != nil {
+		return nil, err
 	}
-	if o.stopGracePeriod < 0 || o.restartDelay < 0 {
-		return nil, usageErrorf("--stop-grace-period and --restart-delay cannot be negative")
+	// Checked now, before the service is read.
+	if _, err := o.restart.policy(f, nil); err != nil {
+		return nil, err
 	}
 	mounts := listEdit[*apiv1.Mount]{addFlag: "--mount-add", rmFlag: "--mount-rm", what: "mount at",
 		key: (*apiv1.Mount).GetTarget, rm: o.mountRm}
@@ -130,31 +113,10 @@ func (o *updateMoreOptions) edit(f *pflag.FlagSet) (func(*apiv1.ServiceSpec) err
 		if f.Changed("user") {
 			s.User = o.user
 		}
-		if f.Changed("stop-signal") {
-			s.StopSignal = sig
-		}
-		if f.Changed("stop-grace-period") {
-			s.StopGracePeriod = durationpb.New(o.stopGracePeriod)
-		}
-		s.Limits = editResources(s.GetLimits(), f, "cpus", o.cpus, "memory", o.memory)
-		s.Reservations = editResources(s.GetReservations(), f, "reserve-cpus", o.reserveCPUs, "reserve-memory", o.reserveMemory)
-		if f.Changed("restart-condition") || f.Changed("restart-delay") || f.Changed("restart-max-attempts") {
-			rp := &apiv1.RestartPolicy{}
-			if s.GetRestartPolicy() != nil {
-				rp = proto.CloneOf(s.GetRestartPolicy())
-			}
-			if f.Changed("restart-condition") {
-				rp.Condition = restartConditions[o.restartCond]
-			}
-			if f.Changed("restart-delay") {
-				rp.Delay = durationpb.New(o.restartDelay)
-			}
-			if f.Changed("restart-max-attempts") {
-				rp.MaxAttempts = o.restartMax
-			}
-			s.RestartPolicy = rp
-		}
-		return nil
+		stop(s)
+		o.resources.apply(f, s)
+		s.RestartPolicy, err = o.restart.policy(f, s.GetRestartPolicy())
+		return err
 	}, nil
 }
 
@@ -268,26 +230,4 @@ func editMap(rmFlag, service, what string, m map[string]string, rm []string, add
 		return nil, nil
 	}
 	return out, nil
-}
-
-// editResources sets the CPU and memory of r that the flags named cpuFlag
-// and memFlag set; nil when both end up 0.
-func editResources(r *apiv1.Resources, f *pflag.FlagSet, cpuFlag string, cpus int64, memFlag string, mem int64) *apiv1.Resources {
-	if !f.Changed(cpuFlag) && !f.Changed(memFlag) {
-		return r
-	}
-	out := &apiv1.Resources{}
-	if r != nil {
-		out = proto.CloneOf(r)
-	}
-	if f.Changed(cpuFlag) {
-		out.NanoCpus = cpus
-	}
-	if f.Changed(memFlag) {
-		out.MemoryBytes = mem
-	}
-	if out.GetNanoCpus() == 0 && out.GetMemoryBytes() == 0 {
-		return nil
-	}
-	return out
 }
