@@ -270,6 +270,11 @@ func TestServiceChanges(t *testing.T) {
 		{name: "update policy only", args: "--update-failure-action rollback --update-monitor 10s", want: func(s *apiv1.ServiceSpec) {
 			s.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: durationpb.New(10 * time.Second)}
 		}},
+		{name: "negative restart delay", args: "--restart-delay -1s", wantErr: "invalid --restart-delay -1s: cannot be negative"},
+		{name: "negative grace period", args: "--stop-grace-period -1s", wantErr: "invalid --stop-grace-period -1s: cannot be negative"},
+		{name: "restart delay alone", args: "--restart-delay 2s", want: func(s *apiv1.ServiceSpec) {
+			s.RestartPolicy = &apiv1.RestartPolicy{Delay: durationpb.New(2 * time.Second)}
+		}},
 		{name: "bad constraint-add", args: "--constraint-add zone=b", wantErr: `invalid --constraint "zone=b"`},
 		{name: "bad failure ratio", args: "--update-max-failure-ratio 2", wantErr: "must be between 0 and 1"},
 		{name: "no-healthcheck without one", args: "--no-healthcheck", want: func(s *apiv1.ServiceSpec) {}},
