@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -17,41 +15,30 @@ import (
 type serviceCreateOptions struct {
 	g *globalOptions
 
-	image              string
-	replicas           uint64
-	env                []string
-	labels             []string
-	constraints        []string
-	cpus               int64 // nano CPUs
-	memory             int64 // bytes
-	reserveCPUs        int64
-	reserveMemory      int64
-	workdir            string
-	user               string
-	restartCondition   string
-	restartDelay       time.Duration
-	restartMaxAttempts uint32
-	stopSignal         string
-	stopGracePeriod    time.Duration
-	update             policyOptions
-	rollback           policyOptions
-	network            string
-	publish            []string
-	secrets            []string
-	mounts             []string
-	configs            []string
-	health             healthOptions
-	mode               string
-	maxConcurrent      uint64
-	wait               convergeOptions
+	image         string
+	replicas      uint64
+	env           []string
+	labels        []string
+	constraints   []string
+	resources     resourceOptions
+	workdir       string
+	user          string
+	restart       restartOptions
+	stop          stopOptions
+	update        policyOptions
+	rollback      policyOptions
+	network       string
+	publish       []string
+	secrets       []string
+	mounts        []string
+	configs       []string
+	health        healthOptions
+	mode          string
+	maxConcurrent uint64
+	wait          convergeOptions
 }
 
 var (
-	restartConditions = map[string]apiv1.RestartPolicy_Condition{
-		"any":        apiv1.RestartPolicy_CONDITION_ANY,
-		"on-failure": apiv1.RestartPolicy_CONDITION_ON_FAILURE,
-		"none":       apiv1.RestartPolicy_CONDITION_NONE,
-	}
 	updateOrders = map[string]apiv1.UpdatePolicy_Order{
 		"stop-first":  apiv1.UpdatePolicy_ORDER_STOP_FIRST,
 		"start-first": apiv1.UpdatePolicy_ORDER_START_FIRST,
@@ -115,17 +102,11 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "service label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement `constraint` such as node.labels.zone==edge-1 (repeatable; all must hold)")
-	f.Var(&cpuValue{p: &o.cpus}, "cpus", "CPU limit, e.g. 1.5")
-	f.Var(&sizeValue{p: &o.memory}, "memory", "memory limit, e.g. 512MiB")
-	f.Var(&cpuValue{p: &o.reserveCPUs}, "reserve-cpus", "CPUs reserved on the node for each task, e.g. 0.5")
-	f.Var(&sizeValue{p: &o.reserveMemory}, "reserve-memory", "memory reserved on the node for each task, e.g. 256MiB")
+	o.resources.addFlags(f)
 	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&o.user, "user", "u", "", "user to run as (name, UID or UID:GID)")
-	f.Var(&choiceValue{p: &o.restartCondition, choices: []string{"any", "on-failure", "none"}}, "restart-condition", "when to replace a task that exited")
-	f.DurationVar(&o.restartDelay, "restart-delay", 0, "delay before a replacement starts, doubling on repeated failures (e.g. 5s)")
-	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
-	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
+	o.restart.addFlags(f)
+	o.stop.addFlags(f)
 	o.update.prefix, o.rollback.prefix = "update", "rollback"
 	o.update.addFlags(f)
 	o.rollback.addFlags(f)
@@ -209,7 +190,7 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		spec.Labels = labels
 	}
 	for _, v := range o.mounts {
-		m, err := parseMount(v)
+		m, err := parseMount("--mount", v)
 		if err != nil {
 			return nil, &usageError{msg: err.Error()}
 		}
@@ -229,25 +210,9 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.Configs = append(spec.Configs, ref)
 	}
-	if o.cpus > 0 || o.memory > 0 {
-		spec.Limits = &apiv1.Resources{NanoCpus: o.cpus, MemoryBytes: o.memory}
-	}
-	if o.reserveCPUs > 0 || o.reserveMemory > 0 {
-		spec.Reservations = &apiv1.Resources{NanoCpus: o.reserveCPUs, MemoryBytes: o.reserveMemory}
-	}
-
-	if f.Changed("restart-condition") || f.Changed("restart-delay") || f.Changed("restart-max-attempts") {
-		rp := &apiv1.RestartPolicy{
-			Condition:   restartConditions[o.restartCondition],
-			MaxAttempts: o.restartMaxAttempts,
-		}
-		if f.Changed("restart-delay") {
-			if o.restartDelay < 0 {
-				return nil, usageErrorf("invalid --restart-delay %s: cannot be negative", o.restartDelay)
-			}
-			rp.Delay = durationpb.New(o.restartDelay)
-		}
-		spec.RestartPolicy = rp
+	o.resources.apply(f, spec)
+	if spec.RestartPolicy, err = o.restart.policy(f, nil); err != nil {
+		return nil, err
 	}
 	if spec.UpdatePolicy, err = o.update.policy(f, nil); err != nil {
 		return nil, err
@@ -255,19 +220,11 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	if spec.RollbackPolicy, err = o.rollback.policy(f, nil); err != nil {
 		return nil, err
 	}
-	if f.Changed("stop-signal") {
-		sig, err := parseSignal(o.stopSignal)
-		if err != nil {
-			return nil, usageErrorf("invalid --stop-signal %q: %v", o.stopSignal, err)
-		}
-		spec.StopSignal = sig
+	stop, err := o.stop.edit(f)
+	if err != nil {
+		return nil, err
 	}
-	if f.Changed("stop-grace-period") {
-		if o.stopGracePeriod < 0 {
-			return nil, usageErrorf("invalid --stop-grace-period %s: cannot be negative", o.stopGracePeriod)
-		}
-		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
-	}
+	stop(spec)
 	if err := o.setMode(f, spec); err != nil {
 		return nil, err
 	}
@@ -321,7 +278,7 @@ func (o *serviceCreateOptions) setMode(f *pflag.FlagSet, spec *apiv1.ServiceSpec
 			return usageErrorf("--%s cannot be used with --mode %s: a job has no rolling update (an update runs it again)", name, o.mode)
 		}
 	}
-	if f.Changed("restart-condition") && o.restartCondition == "any" {
+	if f.Changed("restart-condition") && o.restart.condition == "any" {
 		return usageErrorf("--restart-condition any cannot be used with --mode %s: a task that completed would run again; use on-failure (the default for a job) or none", o.mode)
 	}
 	spec.MaxConcurrent = o.maxConcurrent
