@@ -233,6 +233,10 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	if spec.GetName() != old.GetSpec().GetName() {
 		return nil, invalid("service %q: renaming a service (to %q) is not supported", old.GetSpec().GetName(), spec.GetName())
 	}
+	if was, now := modeOf(old.GetSpec()), modeOf(spec); was != now {
+		return nil, invalid("service %q: its mode is set when it is created (%s); an update cannot make it %s: remove the service and create it again",
+			old.GetSpec().GetName(), modeName(was), modeName(now))
+	}
 	if err := fsm.PortsFree(s.opts.State.Services(), old.GetId(), spec); err != nil {
 		return nil, err
 	}
@@ -244,6 +248,19 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 		return nil, err
 	}
 	return &apiv1.UpdateServiceResponse{Service: out}, nil
+}
+
+// modeOf is spec's mode, replicated when unset.
+func modeOf(spec *apiv1.ServiceSpec) apiv1.ServiceMode {
+	if m := spec.GetMode(); m != apiv1.ServiceMode_SERVICE_MODE_UNSPECIFIED {
+		return m
+	}
+	return apiv1.ServiceMode_SERVICE_MODE_REPLICATED
+}
+
+// modeName is the CLI's name of a mode ("replicated-job").
+func modeName(m apiv1.ServiceMode) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(m.String(), "SERVICE_MODE_")), "_", "-")
 }
 
 // rollback returns old to its previous spec, under its rollback policy.
