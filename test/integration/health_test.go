@@ -215,3 +215,75 @@ func TestCmdHealthChecks(t *testing.T) {
 		n.cli("service", "rm", tc.name)
 	}
 }
+
+// TestImageHealthCheck: the image's own HEALTHCHECK runs when the service
+// has no check (healthy once it passes, unhealthy and replaced once it
+// fails, shown in service ps and task inspect); a check of the service's
+// replaces it; --no-healthcheck, on create and on update, disables it.
+func TestImageHealthCheck(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	create := func(name string, extra ...string) {
+		args := append([]string{"service", "create", name, "--image", ctrtest.HealthImage, quickStop, "--detach", "--restart-delay", "0s"}, extra...)
+		n.cli(args...)
+	}
+	running := func(ts []*apiv1.Task) *apiv1.Task {
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+				return tk
+			}
+		}
+		return nil
+	}
+
+	// --no-healthcheck first: it runs through the others' checks below.
+	create("img-none", "--no-healthcheck")
+	create("img-ok", "--", "sh", "-c", "touch /tmp/ok && exec sleep 3600")
+	create("img-own", "--health-cmd", "echo own-check", "--health-interval", "200ms")
+	create("img-sick")
+
+	ts := n.waitTasks("img-ok", "a healthy task", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+	})
+	if ps := n.cli("service", "ps", "img-ok"); !strings.Contains(ps, "(healthy)") {
+		t.Errorf("service ps does not show the image's check's health:\n%s", ps)
+	}
+	if insp := n.cli("task", "inspect", running(ts).GetId(), "-o", "table"); !strings.Contains(insp, "the image's HEALTHCHECK") || !strings.Contains(insp, "healthy") {
+		t.Errorf("task inspect does not show the image's check:\n%s", insp)
+	}
+
+	// The image's check fails in img-own too (no /tmp/ok): its own passes.
+	n.waitTasks("img-own", "healthy from the service's check", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY && strings.Contains(tk.GetHealthOutput(), "own-check")
+	})
+
+	n.waitTasks("img-sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool {
+		failed, replaced := false, false
+		for _, tk := range ts {
+			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+				strings.Contains(tk.GetHealthOutput(), "test -f /tmp/ok") && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
+				failed = true
+			}
+			replaced = replaced || (tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING)
+		}
+		return failed && replaced
+	})
+
+	// img-none started before img-sick, whose check has failed twice by
+	// now: had it a check, its worker would have reported a health with
+	// RUNNING, and its task would have failed the same way.
+	none := n.tasks("img-none", true)
+	if len(none) != 1 || none[0].GetState() != apiv1.TaskState_TASK_STATE_RUNNING || none[0].GetHealth() != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		t.Fatalf("img-none: tasks %v, want one running task without a health", none)
+	}
+
+	// --no-healthcheck on update: the new task runs without the image's
+	// check and stays.
+	n.cli("service", "update", "img-sick", "--no-healthcheck", converge)
+	n.waitTasks("img-sick", "a running task without a check", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetSpec().GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_NONE && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED
+	})
+}
