@@ -59,6 +59,9 @@ type taskRunner struct {
 	timer     *time.Timer
 	backoff   time.Duration
 	checks    *healthChecks // the task's health checks, while they run
+	// drainUntil is when a task behind published ports that the manager
+	// wants stopped gets its stop signal (see portDrainLeft).
+	drainUntil time.Time
 }
 
 func newRunner(w *Worker, id string, rec *record) *taskRunner {
@@ -591,6 +594,10 @@ func (r *taskRunner) stillWanted() bool {
 // shutdown stops and destroys the task because the manager wants it down,
 // and reports SHUTDOWN unless it had ended already.
 func (r *taskRunner) shutdown(ctx context.Context, want *apiv1.Task) error {
+	if d := r.portDrainLeft(want); d > 0 {
+		r.wakeAfter(d)
+		return nil
+	}
 	if err := r.destroy(ctx); err != nil {
 		return err
 	}
