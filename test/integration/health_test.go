@@ -68,19 +68,7 @@ func TestHealthChecks(t *testing.T) {
 
 	args = append([]string{"service", "create", "sick", "--image", ctrtest.TestImage, quickStop, "--detach", "--restart-delay", "0s"}, fastHealth("/missing")...)
 	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
-	n.waitTasks("sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool {
-		failed, replaced := false, false
-		for _, tk := range ts {
-			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
-				strings.Contains(tk.GetHealthOutput(), "404") && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
-				failed = true
-			}
-			if tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
-				replaced = true
-			}
-		}
-		return failed && replaced
-	})
+	n.waitTasks("sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool { return unhealthyReplaced(ts, "404") })
 	n.cli("service", "rm", "sick")
 
 	// An update whose health check never passes rolls back.
@@ -98,6 +86,21 @@ func TestHealthChecks(t *testing.T) {
 		}
 		return ok == 2 && n.service("web").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
 	})
+}
+
+// unhealthyReplaced reports whether ts has a task that failed as unhealthy,
+// with output in its last check's output, and a later attempt wanted
+// running.
+func unhealthyReplaced(ts []*apiv1.Task, output string) bool {
+	failed, replaced := false, false
+	for _, tk := range ts {
+		if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+			strings.Contains(tk.GetHealthOutput(), output) && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
+			failed = true
+		}
+		replaced = replaced || (tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING)
+	}
+	return failed && replaced
 }
 
 // TestRollingUpdateKeepsHealthyTasks: during a rolling update of 4 replicas
@@ -259,17 +262,7 @@ func TestImageHealthCheck(t *testing.T) {
 		return tk != nil && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY && strings.Contains(tk.GetHealthOutput(), "own-check")
 	})
 
-	n.waitTasks("img-sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool {
-		failed, replaced := false, false
-		for _, tk := range ts {
-			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
-				strings.Contains(tk.GetHealthOutput(), "test -f /tmp/ok") && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
-				failed = true
-			}
-			replaced = replaced || (tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING)
-		}
-		return failed && replaced
-	})
+	n.waitTasks("img-sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool { return unhealthyReplaced(ts, "test -f /tmp/ok") })
 
 	// img-none started before img-sick, whose check has failed twice by
 	// now: had it a check, its worker would have reported a health with
