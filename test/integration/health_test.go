@@ -221,8 +221,9 @@ func TestCmdHealthChecks(t *testing.T) {
 
 // TestImageHealthCheck: the image's own HEALTHCHECK runs when the service
 // has no check (healthy once it passes, unhealthy and replaced once it
-// fails, shown in service ps and task inspect); a check of the service's
-// replaces it; --no-healthcheck, on create and on update, disables it.
+// fails, shown in service ps and task inspect) and gates rolling updates;
+// a check of the service's replaces it; --no-healthcheck, on create and on
+// update, disables it.
 func TestImageHealthCheck(t *testing.T) {
 	ctrtest.SkipWithoutContainerd(t)
 	n := startNode(t)
@@ -271,6 +272,24 @@ func TestImageHealthCheck(t *testing.T) {
 	if len(none) != 1 || none[0].GetState() != apiv1.TaskState_TASK_STATE_RUNNING || none[0].GetHealth() != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
 		t.Fatalf("img-none: tasks %v, want one running task without a health", none)
 	}
+
+	// An update whose new task fails the image's check rolls back: the
+	// managers wait for it as for a check of the service's (two replicas:
+	// the second old task runs until the first new one is up).
+	n.cli("service", "update", "img-ok", "--replicas", "2", converge)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "img-ok", "--args=-c 'exec sleep 3600'",
+		"--update-failure-action", "rollback", "--update-parallelism", "1", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("update to a task failing the image's check: exit %d: %s", code, errOut)
+	}
+	n.waitTasks("img-ok", "2 healthy tasks of the old spec after the rollback", func(ts []*apiv1.Task) bool {
+		ok := 0
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(tk) && strings.Contains(strings.Join(tk.GetSpec().GetArgs(), " "), "touch /tmp/ok") {
+				ok++
+			}
+		}
+		return ok == 2 && n.service("img-ok").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
+	})
 
 	// --no-healthcheck on update: the new task runs without the image's
 	// check and stays.
