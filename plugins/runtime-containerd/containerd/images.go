@@ -67,7 +67,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) 
 	}
 	dctx, cancel := be.call(ctx, 0)
 	defer cancel()
-	desc, err := be.describe(dctx, img)
+	desc, err := be.describeToRun(dctx, img)
 	return desc, be.noAnswer(dctx, err)
 }
 
@@ -87,7 +87,7 @@ func (be *backend) localImage(ctx context.Context, name, ref string) (_ runtime.
 	if _, err := be.prepareImage(ctx, img); err != nil {
 		return runtime.Image{}, false, err
 	}
-	desc, err := be.describe(ctx, img)
+	desc, err := be.describeToRun(ctx, img)
 	return desc, err == nil, err
 }
 
@@ -287,14 +287,31 @@ func (be *backend) prepareImage(ctx context.Context, img containerd.Image) (imag
 	return be.imageFactsOf(ctx, img)
 }
 
-// describe returns what the sdk says about img. An image whose
-// Healthcheck is malformed is described all the same, with the error.
+// describe returns what the sdk says about img.
 func (be *backend) describe(ctx context.Context, img containerd.Image) (runtime.Image, error) {
 	f, err := be.imageFactsOf(ctx, img)
 	if err != nil {
 		return runtime.Image{}, err
 	}
-	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: f.size, HealthCheck: f.health}, f.healthErr
+	return imageOf(img, f), nil
+}
+
+// describeToRun is describe for EnsureImage, whose image is about to run:
+// one whose HEALTHCHECK is malformed cannot run as it asks, and is refused
+// (it is stored, imported and listed all the same).
+func (be *backend) describeToRun(ctx context.Context, img containerd.Image) (runtime.Image, error) {
+	f, err := be.imageFactsOf(ctx, img)
+	if err != nil {
+		return runtime.Image{}, err
+	}
+	if f.healthErr != nil {
+		return runtime.Image{}, f.healthErr
+	}
+	return imageOf(img, f), nil
+}
+
+func imageOf(img containerd.Image, f imageFacts) runtime.Image {
+	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: f.size, HealthCheck: f.health}
 }
 
 // unpack unpacks img into the snapshotter unless it is already.
