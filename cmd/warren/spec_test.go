@@ -116,7 +116,9 @@ func TestCreateSpec(t *testing.T) {
 			args: "h --image busybox --health-cmd true",
 			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: []string{"/bin/sh", "-c", "true"}}},
 		},
-		{name: "no-healthcheck on create", args: "h --image busybox --no-healthcheck", want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1}},
+		{name: "no-healthcheck on create disables the image's too", args: "h --image busybox --no-healthcheck",
+			want: &apiv1.ServiceSpec{Name: "h", Image: "busybox", Replicas: 1, HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}}},
+		{name: "no-healthcheck with a setting", args: "h --image busybox --no-healthcheck --health-interval 5s", wantErr: "--no-healthcheck cannot be combined"},
 		{
 			name: "replicated job",
 			args: "batch --image busybox --mode replicated-job --replicas 3 --max-concurrent 2 --restart-max-attempts 2",
@@ -297,7 +299,10 @@ func TestServiceChanges(t *testing.T) {
 		}},
 		{name: "bad constraint-add", args: "--constraint-add zone=b", wantErr: `invalid --constraint "zone=b"`},
 		{name: "bad failure ratio", args: "--update-max-failure-ratio 2", wantErr: "must be between 0 and 1"},
-		{name: "no-healthcheck without one", args: "--no-healthcheck", want: func(s *apiv1.ServiceSpec) {}},
+		{name: "no-healthcheck disables the image's", args: "--no-healthcheck", want: func(s *apiv1.ServiceSpec) {
+			s.HealthCheck = &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}
+		}},
+		{name: "no-healthcheck with a check", args: "--no-healthcheck --health-cmd true", wantErr: "--no-healthcheck cannot be combined"},
 		{name: "nothing", args: "", wantErr: "nothing to update: give at least one flag that changes the service"},
 		{name: "empty image", args: "--image=", wantErr: "--image cannot be empty"},
 		{name: "bad env", args: "--env-add A", wantErr: `invalid --env-add "A": expected KEY=VALUE`},

@@ -271,6 +271,11 @@ func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
 			return invalid("service %q: health check settings without a check (--health-http or --health-tcp)", svc)
 		}
 		return nil
+	case apiv1.HealthCheck_TYPE_NONE:
+		if proto.Size(c) != proto.Size(&apiv1.HealthCheck{Type: c.GetType()}) {
+			return invalid("service %q: health check none (--no-healthcheck) takes no other setting", svc)
+		}
+		return nil
 	case apiv1.HealthCheck_TYPE_HTTP:
 		if !strings.HasPrefix(c.GetPath(), "/") || strings.ContainsAny(c.GetPath(), " \t\r\n\x00") {
 			return invalid("service %q: health check path %q must start with \"/\" and contain no whitespace", svc, c.GetPath())

@@ -62,6 +62,8 @@ func TestValidateHealthCheck(t *testing.T) {
 		{"tcp", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 6379}, ""},
 		{"settings without a check", &apiv1.HealthCheck{Interval: sec(1)}, "health check settings without a check"},
 		{"unknown type", &apiv1.HealthCheck{Type: 9}, "health check type 9 is unknown"},
+		{"none", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}, ""},
+		{"none with settings", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE, Interval: sec(1)}, "health check none (--no-healthcheck) takes no other setting"},
 		{"http without a path", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP}, `must start with "/"`},
 		{"tcp without a port", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP}, "a TCP health check needs a port"},
 		{"port out of range", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 70000}, "port 70000 is out of range"},

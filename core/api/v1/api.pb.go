@@ -200,7 +200,7 @@ func (ServiceMode) EnumDescriptor() ([]byte, []int) {
 type HealthState int32
 
 const (
-	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the service has no health check
+	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the task has no health check
 	HealthState_HEALTH_STATE_STARTING    HealthState = 1 // running, no check has passed yet
 	HealthState_HEALTH_STATE_HEALTHY     HealthState = 2
 	HealthState_HEALTH_STATE_UNHEALTHY   HealthState = 3 // retries checks failed in a row
@@ -879,9 +879,12 @@ const (
 	// TYPE_TCP: a TCP connection to port, from inside the task's network
 	// namespace, passes once it is accepted.
 	HealthCheck_TYPE_TCP HealthCheck_Type = 2
-	// TYPE_CMD: command run in the container (not supported yet: it needs
-	// exec in the runtime contract).
+	// TYPE_CMD: command run in the container through the runtime's exec;
+	// exit code 0 passes.
 	HealthCheck_TYPE_CMD HealthCheck_Type = 3
+	// TYPE_NONE: no check at all, not even the image's own HEALTHCHECK
+	// (--no-healthcheck); it takes no other setting.
+	HealthCheck_TYPE_NONE HealthCheck_Type = 4
 )
 
 // Enum value maps for HealthCheck_Type.
@@ -891,12 +894,14 @@ var (
 		1: "TYPE_HTTP",
 		2: "TYPE_TCP",
 		3: "TYPE_CMD",
+		4: "TYPE_NONE",
 	}
 	HealthCheck_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
 		"TYPE_HTTP":        1,
 		"TYPE_TCP":         2,
 		"TYPE_CMD":         3,
+		"TYPE_NONE":        4,
 	}
 )
 
@@ -1379,8 +1384,9 @@ type ServiceSpec struct {
 	// configs are given to each task as read-only files at their targets.
 	Configs []*FileReference `protobuf:"bytes,23,rep,name=configs,proto3" json:"configs,omitempty"`
 	// health_check is how the worker tells whether a running task works; nil
-	// means no check (a running task counts as healthy). Numbered from 40 to
-	// stay clear of the fields other work adds.
+	// means the image's own HEALTHCHECK, if it declares one (otherwise a
+	// running task counts as healthy); TYPE_NONE means no check at all.
+	// Numbered from 40 to stay clear of the fields other work adds.
 	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	// rollback_policy is how a rollback replaces tasks (same defaults as
 	// update_policy; failure action pause or continue).
@@ -2110,8 +2116,9 @@ type Task struct {
 	// error, or its state), set when the restart policy makes this task: the
 	// slot's current row says why the slot does not run until this one does.
 	PreviousError string `protobuf:"bytes,19,opt,name=previous_error,json=previousError,proto3" json:"previous_error,omitempty"`
-	// health is the task's health while it runs and its service has a health
-	// check (set by its worker); health_output is the last check's output.
+	// health is the task's health while it runs and has a health check, its
+	// service's or its image's (set by its worker); health_output is the last
+	// check's output.
 	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
 	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -7358,7 +7365,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_COMPLETED\x10\x02\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x03\"\x91\x03\n" +
+	"\fSTATE_FAILED\x10\x03\"\xa0\x03\n" +
 	"\vHealthCheck\x123\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1f.warren.api.v1.HealthCheck.TypeR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -7367,12 +7374,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aretries\x18\a \x01(\rR\aretries\x12<\n" +
-	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"G\n" +
+	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"V\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tTYPE_HTTP\x10\x01\x12\f\n" +
 	"\bTYPE_TCP\x10\x02\x12\f\n" +
-	"\bTYPE_CMD\x10\x03\"\x95\x03\n" +
+	"\bTYPE_CMD\x10\x03\x12\r\n" +
+	"\tTYPE_NONE\x10\x04\"\x95\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
