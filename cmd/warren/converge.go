@@ -389,7 +389,8 @@ type convergence struct {
 	// newest task of the current spec that the cluster wants running. A
 	// slot without one is missing.
 	slots map[uint64]*apiv1.Task
-	// running counts the slots whose task runs.
+	// running counts the slots whose task serves: runs and, when it is
+	// health-checked (the service's check or its image's), is healthy.
 	running uint64
 	// stale counts the tasks that still run (or start) but are not wanted:
 	// older versions, slots beyond replicas.
@@ -408,8 +409,10 @@ const stuckFailures = 3
 // svc has converged when every slot 1..replicas has a task of the current
 // spec (its version or a later one, or an older version with the same spec
 // once replicas and update policy are set aside, as a scale leaves them)
-// that is wanted and running, and no other task runs. With 0 replicas, when
-// no task runs.
+// that is wanted and serving (state.Serving: running and, when it is
+// health-checked, healthy: an update whose new task never passes its
+// check does not converge, it rolls back or pauses), and no other task
+// runs. With 0 replicas, when no task runs.
 func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	c := convergence{replicas: svc.GetSpec().GetReplicas(), slots: map[uint64]*apiv1.Task{}}
 	key := state.SpecKey(svc.GetSpec())
@@ -424,7 +427,7 @@ func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	}
 	for _, t := range tasks {
 		if t == c.slots[t.GetSlot()] {
-			if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+			if state.Serving(t) {
 				c.running++
 			}
 		} else if active(t) {

@@ -86,6 +86,16 @@ func TestHealthChecks(t *testing.T) {
 		}
 		return ok == 2 && n.service("web").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
 	})
+
+	// With one replica the command waits for the new task to be healthy,
+	// not just running: the update whose check fails ends in the rollback
+	// and a non-zero exit, never in a success.
+	args = append([]string{"service", "create", "solo", "--image", ctrtest.TestImage, quickStop, converge}, fastHealth("/index.html")...)
+	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "solo", "--health-http", "/missing:8080",
+		"--update-failure-action", "rollback", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("one replica, update to a failing health check: exit %d: %s", code, errOut)
+	}
 }
 
 // unhealthyReplaced reports whether ts has a task that failed as unhealthy,
