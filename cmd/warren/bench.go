@@ -16,7 +16,11 @@ import (
 )
 
 // The scenarios of `warren bench`, in the order they run.
-var benchScenarios = []string{"create-one", "idle", "reads", "create-many", "loss"}
+var benchScenarios = []string{"create-one", "idle", "reads", "create-many", "loss", "restart"}
+
+// benchDefault are the scenarios run when --scenario is not given: all but
+// restart, which needs --managers 3.
+var benchDefault = []string{"create-one", "idle", "reads", "create-many", "loss"}
 
 type benchOptions struct {
 	g          *globalOptions
@@ -35,6 +39,7 @@ type benchOptions struct {
 	reads      int
 	exitAfter  time.Duration
 	exitFrac   float64
+	managers   int
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -63,9 +68,13 @@ of --tasks replicas), idle (leader CPU, Raft entries/s, RSS over --idle),
 reads (service ls and task ls --service X, --reads times each; again after
 create-many), create-many (--tasks/--per-service services of --per-service), loss (--loss of the nodes
 die at once, silently as in a power loss or, with --loss-mode ended, as
-agents that stop; time until every task runs again).`,
+agents that stop; time until every task runs again), restart (with
+--managers 3 only, not run by default: a rolling restart of the managers,
+followers first, under the create-many load; every task must keep running
+and no slot may run twice).`,
 		Example: `  warren bench
   warren bench --nodes 50 --tasks 500 --scenario create-one,loss
+  warren bench --managers 3 --nodes 300 --tasks 3000 --scenario restart
   warren bench --join-addr 10.0.0.1:7946 --leader-pid 1234`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
@@ -77,7 +86,8 @@ agents that stop; time until every task runs again).`,
 	f.IntVar(&o.nodes, "nodes", 1000, "simulated worker nodes")
 	f.IntVar(&o.tasks, "tasks", 10000, "tasks of the create scenarios")
 	f.IntVar(&o.perService, "per-service", 10, "replicas of each service of create-many")
-	f.StringSliceVar(&o.scenarios, "scenario", benchScenarios, "scenarios to run ("+strings.Join(benchScenarios, ", ")+")")
+	f.StringSliceVar(&o.scenarios, "scenario", benchDefault, "scenarios to run ("+strings.Join(benchScenarios, ", ")+")")
+	f.IntVar(&o.managers, "managers", 1, "throwaway managers to start: 1, or 3 for a cluster (the restart scenario)")
 	f.DurationVar(&o.startDelay, "start-delay", 100*time.Millisecond, "simulated time from STARTING to RUNNING")
 	f.DurationVar(&o.ttl, "heartbeat-ttl", 10*time.Second, "the managers' heartbeat_ttl (set on the throwaway manager)")
 	f.Float64Var(&o.loss, "loss", 0.1, "fraction of the nodes the loss scenario kills")
@@ -108,6 +118,12 @@ func (o *benchOptions) check() error {
 		return usageErrorf("--exit-fraction must be between 0 and 1, not %g", o.exitFrac)
 	case o.joinAddr == "" && (o.token != "" || o.leaderPID != 0):
 		return usageErrorf("--token and --leader-pid only apply with --join-addr")
+	case o.managers != 1 && o.managers != 3:
+		return usageErrorf("--managers must be 1 or 3, not %d", o.managers)
+	case o.managers != 1 && o.joinAddr != "":
+		return usageErrorf("--managers starts throwaway managers: it cannot be used with --join-addr")
+	case slices.Contains(o.scenarios, "restart") && o.managers != 3:
+		return usageErrorf("--scenario restart needs --managers 3 (it restarts the managers it started)")
 	}
 	return nil
 }
@@ -120,18 +136,29 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	out := cmd.OutOrStdout()
 	b := &loadgen.Bench{Out: out, TTL: o.ttl}
 	addr, token := o.joinAddr, o.token
+	var managers []*loadgen.Manager
+	var others []string
 	if addr == "" {
 		self, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find the warren binary: %w", err)
 		}
-		m, err := loadgen.StartManager(ctx, self, "", o.ttl)
-		if err != nil {
+		if managers, err = loadgen.StartManagers(ctx, self, "", o.managers, o.ttl); err != nil {
 			return err
 		}
-		defer m.Stop()
+		defer func() {
+			for _, m := range managers {
+				m.Stop()
+			}
+		}()
+		m := managers[0]
 		b.API, b.Cluster, b.LeaderPID, addr = m.API, m.Cluster, m.PID(), m.Addr
-		fmt.Fprintf(out, "manager: throwaway agent pid %d at %s (%s)\n", m.PID(), m.Addr, filepath.Dir(m.Socket))
+		for _, m := range managers {
+			fmt.Fprintf(out, "manager: throwaway agent pid %d at %s (%s)\n", m.PID(), m.Addr, filepath.Dir(m.Socket))
+			if m.Addr != addr {
+				others = append(others, m.Addr)
+			}
+		}
 	} else {
 		c, err := o.g.dial(ctx)
 		if err != nil {
@@ -147,7 +174,7 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 		}
 		token = t.GetToken()
 	}
-	f, err := loadgen.New(loadgen.Options{Addr: addr, Token: token, Nodes: o.nodes, StartDelay: o.startDelay,
+	f, err := loadgen.New(loadgen.Options{Addr: addr, Managers: others, Token: token, Nodes: o.nodes, StartDelay: o.startDelay,
 		ExitAfter: o.exitAfter, ExitFraction: o.exitFrac, Prefix: fmt.Sprintf("sim%d", time.Now().Unix()%100000)})
 	if err != nil {
 		return err
@@ -207,10 +234,13 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 	}
-	if want("create-many") || want("loss") {
+	if want("create-many") || want("loss") || want("restart") {
 		var then []func([]string) error
 		if want("reads") {
 			then = append(then, reads)
+		}
+		if want("restart") {
+			then = append(then, func([]string) error { return b.RollingRestart(ctx, managers) })
 		}
 		if want("loss") {
 			then = append(then, func([]string) error {

@@ -98,7 +98,11 @@ func (o *convergeOptions) wait(cmd *cobra.Command, c *agentClient, w *watch, svc
 	if o.detach || w == nil {
 		return nil
 	}
-	if svc.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+	switch mode := svc.GetSpec().GetMode(); {
+	case apiv1.IsJob(mode):
+		fmt.Fprintf(cmd.ErrOrStderr(), "job: not waiting for it to complete (see 'warren service ls' and 'warren service ps %s')\n", svc.GetSpec().GetName())
+		return nil
+	case mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL:
 		fmt.Fprintf(cmd.ErrOrStderr(), "global service: not waiting for its tasks (see 'warren service ps %s')\n", svc.GetSpec().GetName())
 		return nil
 	}
@@ -385,7 +389,8 @@ type convergence struct {
 	// newest task of the current spec that the cluster wants running. A
 	// slot without one is missing.
 	slots map[uint64]*apiv1.Task
-	// running counts the slots whose task runs.
+	// running counts the slots whose task serves: runs and, when it is
+	// health-checked (the service's check or its image's), is healthy.
 	running uint64
 	// stale counts the tasks that still run (or start) but are not wanted:
 	// older versions, slots beyond replicas.
@@ -404,8 +409,10 @@ const stuckFailures = 3
 // svc has converged when every slot 1..replicas has a task of the current
 // spec (its version or a later one, or an older version with the same spec
 // once replicas and update policy are set aside, as a scale leaves them)
-// that is wanted and running, and no other task runs. With 0 replicas, when
-// no task runs.
+// that is wanted and serving (state.Serving: running and, when it is
+// health-checked, healthy: an update whose new task never passes its
+// check does not converge, it rolls back or pauses), and no other task
+// runs. With 0 replicas, when no task runs.
 func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	c := convergence{replicas: svc.GetSpec().GetReplicas(), slots: map[uint64]*apiv1.Task{}}
 	key := state.SpecKey(svc.GetSpec())
@@ -420,7 +427,7 @@ func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	}
 	for _, t := range tasks {
 		if t == c.slots[t.GetSlot()] {
-			if t.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+			if state.Serving(t) {
 				c.running++
 			}
 		} else if active(t) {

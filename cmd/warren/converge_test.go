@@ -112,6 +112,17 @@ func TestAssess(t *testing.T) {
 			wantStale: 1, wantSummary: "0/0 running, 1 task to stop still running", wantIDs: "",
 		},
 		{
+			// A health-checked task counts once healthy (the image's
+			// check: the worker reports the health with RUNNING).
+			name: "running but not healthy yet", svc: webService(5, 2, "nginx:5"),
+			tasks: func() []*apiv1.Task {
+				a, b := task("a", 1, 5, running, running), task("b", 2, 5, running, running)
+				a.Health, b.Health = apiv1.HealthState_HEALTH_STATE_HEALTHY, apiv1.HealthState_HEALTH_STATE_STARTING
+				return []*apiv1.Task{a, b}
+			}(),
+			wantRunning: 1, wantSummary: "1/2 running", wantIDs: "a,b",
+		},
+		{
 			name: "the newest task of a slot stands for it", svc: webService(5, 1, "nginx:5"),
 			tasks: func() []*apiv1.Task {
 				old := task("old", 1, 5, running, running)

@@ -36,7 +36,7 @@ func (o *healthOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.timeout, "health-timeout", 0, "time one health check may take (default 30s)")
 	f.Var(newUintValue(&o.retries, 0), "health-retries", "consecutive failed checks that make a task unhealthy (default 3)")
 	f.DurationVar(&o.startPeriod, "health-start-period", 0, "time after the start during which failed checks do not count (default 0s)")
-	f.BoolVar(&o.none, "no-healthcheck", false, "no health check (update: remove the service's)")
+	f.BoolVar(&o.none, "no-healthcheck", false, "no health check at all, not even the image's own HEALTHCHECK (update: replaces the service's)")
 }
 
 // check returns the health check the flags in f make of old (the service's
@@ -62,10 +62,11 @@ func (o *healthOptions) check(f *pflag.FlagSet, old *apiv1.HealthCheck) (*apiv1.
 		if kinds > 0 || f.Changed("health-interval") || f.Changed("health-timeout") || f.Changed("health-retries") || f.Changed("health-start-period") {
 			return nil, false, usageErrorf("--no-healthcheck cannot be combined with other --health-* flags")
 		}
-		return nil, old != nil, nil
+		c := &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}
+		return c, !proto.Equal(c, old), nil
 	}
 	c := &apiv1.HealthCheck{}
-	if old != nil {
+	if old != nil && old.GetType() != apiv1.HealthCheck_TYPE_NONE {
 		c = proto.CloneOf(old)
 	}
 	switch {
@@ -150,6 +151,8 @@ func healthText(c *apiv1.HealthCheck) string {
 		s = "tcp port " + strconv.Itoa(int(c.GetPort()))
 	case apiv1.HealthCheck_TYPE_CMD:
 		s = "cmd " + shellJoin(c.GetCommand())
+	case apiv1.HealthCheck_TYPE_NONE:
+		return "none (not even the image's)"
 	default:
 		return ""
 	}
@@ -167,7 +170,23 @@ func healthText(c *apiv1.HealthCheck) string {
 		", retries " + retries + ", start period " + orDefault(c.GetStartPeriod(), "0s")
 }
 
-// healthName is a task's health in lists: "" when its service has no check.
+// imageHealthText is the health check of a task that runs its image's own.
+const imageHealthText = "the image's HEALTHCHECK"
+
+// taskHealthText is the health check a task runs with, for `task inspect`:
+// its service's, its image's (a task whose service has none but that
+// reports a health), or "" for none.
+func taskHealthText(t *apiv1.Task) string {
+	if c := t.GetSpec().GetHealthCheck(); c.GetType() != apiv1.HealthCheck_TYPE_UNSPECIFIED {
+		return healthText(c)
+	}
+	if t.GetHealth() != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		return imageHealthText
+	}
+	return ""
+}
+
+// healthName is a task's health in lists: "" when it has no check.
 func healthName(h apiv1.HealthState) string {
 	if h == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
 		return ""

@@ -435,3 +435,45 @@ func checkGolden(t *testing.T, got, want string) {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestJobReplicas: a job's REPLICAS in `service ls` counts completions
+// (with what runs and what failed), and inspect shows its mode and job
+// status with its times.
+func TestJobReplicas(t *testing.T) {
+	job := func(st *apiv1.JobStatus) *apiv1.Service {
+		return &apiv1.Service{Id: "j1", Spec: &apiv1.ServiceSpec{Name: "batch", Replicas: 3, MaxConcurrent: 2, Mode: apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB}, JobStatus: st}
+	}
+	tests := []struct {
+		name    string
+		st      *apiv1.JobStatus
+		running int
+		want    string
+	}{
+		{"no status yet", nil, 0, "0/3 completed"},
+		{"running", &apiv1.JobStatus{State: apiv1.JobStatus_STATE_RUNNING, Completed: 1, Total: 3}, 2, "1/3 completed, 2 running"},
+		{"completed", &apiv1.JobStatus{State: apiv1.JobStatus_STATE_COMPLETED, Completed: 3, Total: 3}, 0, "3/3 completed"},
+		{"failed", &apiv1.JobStatus{State: apiv1.JobStatus_STATE_FAILED, Completed: 2, Failed: 1, Total: 3}, 0, "2/3 completed, 1 failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tasks []*apiv1.Task
+			for range tt.running {
+				tasks = append(tasks, &apiv1.Task{ServiceId: "j1", State: apiv1.TaskState_TASK_STATE_RUNNING, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING})
+			}
+			rows := serviceRows([]*apiv1.Service{job(tt.st)}, tasks, testNow)
+			if got := rows[0][3]; got != tt.want {
+				t.Fatalf("REPLICAS %q, want %q", got, tt.want)
+			}
+		})
+	}
+	st := &apiv1.JobStatus{State: apiv1.JobStatus_STATE_COMPLETED, Message: "3/3 completed", Completed: 3, Total: 3,
+		StartedAt: timestamppb.New(testNow.Add(-time.Minute)), CompletedAt: timestamppb.New(testNow)}
+	fields := map[string]string{}
+	for _, f := range serviceFields(job(st)) {
+		fields[f[0]] = f[1]
+	}
+	want := "completed: 3/3 completed; started " + timeText(st.GetStartedAt()) + ", ended " + timeText(st.GetCompletedAt())
+	if fields["Mode"] != "replicated-job" || fields["Max concurrent"] != "2" || fields["Job status"] != want {
+		t.Fatalf("inspect fields %v; want mode replicated-job, max concurrent 2, job status %q", fields, want)
+	}
+}

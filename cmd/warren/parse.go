@@ -355,10 +355,11 @@ func parseFileRef(flag, s string) (*apiv1.FileReference, error) {
 	return ref, nil
 }
 
-// parseMount parses a --mount value: comma-separated type=bind|volume|tmpfs,
-// source|src=..., target|dst=..., readonly (or ro, readonly=true|false),
-// tmpfs-size=SIZE and tmpfs-mode=OCTAL.
-func parseMount(s string) (*apiv1.Mount, error) {
+// parseMount parses a value of flag (--mount, --mount-add):
+// comma-separated type=bind|volume|tmpfs, source|src=..., target|dst=...,
+// readonly (or ro, readonly=true|false), tmpfs-size=SIZE and
+// tmpfs-mode=OCTAL.
+func parseMount(flag, s string) (*apiv1.Mount, error) {
 	m := &apiv1.Mount{}
 	for _, part := range strings.Split(s, ",") {
 		k, v, hasValue := strings.Cut(part, "=")
@@ -376,34 +377,34 @@ func parseMount(s string) (*apiv1.Mount, error) {
 			}
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return nil, fmt.Errorf("invalid --mount %q: %s=%q is not true or false", s, k, v)
+				return nil, fmt.Errorf("invalid %s %q: %s=%q is not true or false", flag, s, k, v)
 			}
 			m.ReadOnly = b
 		case "tmpfs-size":
 			n, err := parseSize(v)
 			if err != nil {
-				return nil, fmt.Errorf("invalid --mount %q: tmpfs-size %q: %v", s, v, err)
+				return nil, fmt.Errorf("invalid %s %q: tmpfs-size %q: %v", flag, s, v, err)
 			}
 			m.TmpfsSizeBytes = n
 		case "tmpfs-mode":
 			n, err := strconv.ParseUint(v, 8, 32)
 			if err != nil || n > 0o7777 {
-				return nil, fmt.Errorf("invalid --mount %q: tmpfs-mode %q is not an octal mode such as 1777", s, v)
+				return nil, fmt.Errorf("invalid %s %q: tmpfs-mode %q is not an octal mode such as 1777", flag, s, v)
 			}
 			m.TmpfsMode = uint32(n)
 		default:
-			return nil, fmt.Errorf("invalid --mount %q: unknown option %q (type, source, target, readonly, tmpfs-size, tmpfs-mode)", s, k)
+			return nil, fmt.Errorf("invalid %s %q: unknown option %q (type, source, target, readonly, tmpfs-size, tmpfs-mode)", flag, s, k)
 		}
 	}
 	switch m.Type {
 	case "bind", "volume", "tmpfs":
 	case "":
-		return nil, fmt.Errorf("invalid --mount %q: type=bind, volume or tmpfs is required", s)
+		return nil, fmt.Errorf("invalid %s %q: type=bind, volume or tmpfs is required", flag, s)
 	default:
-		return nil, fmt.Errorf("invalid --mount %q: type %q is not bind, volume or tmpfs", s, m.Type)
+		return nil, fmt.Errorf("invalid %s %q: type %q is not bind, volume or tmpfs", flag, s, m.Type)
 	}
 	if m.Target == "" {
-		return nil, fmt.Errorf("invalid --mount %q: target=PATH is required", s)
+		return nil, fmt.Errorf("invalid %s %q: target=PATH is required", flag, s)
 	}
 	return m, nil
 }

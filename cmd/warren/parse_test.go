@@ -267,7 +267,7 @@ func TestParseMountAndFileRef(t *testing.T) {
 		{"type=volume,source=x,target=/d,color=red", nil, `unknown option "color"`},
 	}
 	for _, tt := range mounts {
-		got, err := parseMount(tt.in)
+		got, err := parseMount("--mount", tt.in)
 		switch {
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 			t.Errorf("parseMount(%q) error %v, want one with %q", tt.in, err, tt.wantErr)

@@ -129,16 +129,12 @@ func parsePublishRm(v string) (string, error) {
 	return p.Key(), nil
 }
 
-// editPorts removes the ports whose key is in rm, then adds add
-// (replacing a port with the same key); nil when none are left.
-func editPorts(ports []*apiv1.PortConfig, rm []string, add []*apiv1.PortConfig) []*apiv1.PortConfig {
-	var out []*apiv1.PortConfig
-	for _, p := range ports {
-		if !slices.Contains(rm, p.Key()) && !slices.ContainsFunc(add, func(a *apiv1.PortConfig) bool { return a.Key() == p.Key() }) {
-			out = append(out, p)
-		}
-	}
-	return append(out, add...)
+// publishEdit is the --publish-add/--publish-rm edit of a spec's ports:
+// a port is known by its number and protocol ("8080/tcp"), and an added
+// port replaces the one of the same key.
+func publishEdit(add []*apiv1.PortConfig, rm []string) listEdit[*apiv1.PortConfig] {
+	return listEdit[*apiv1.PortConfig]{addFlag: "--publish-add", rmFlag: "--publish-rm", what: "published port",
+		key: (*apiv1.PortConfig).Key, add: add, rm: rm}
 }
 
 // portsColumn is the PORTS cell of `service ls`.

@@ -97,7 +97,11 @@ func TestEditPorts(t *testing.T) {
 			for _, s := range tt.rm {
 				keys = append(keys, rm(s))
 			}
-			if got := portsColumn(editPorts(have, keys, add)); got != tt.want {
+			ports, err := publishEdit(add, keys).apply("web", have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := portsColumn(ports); got != tt.want {
 				t.Errorf("ports = %q, want %q", got, tt.want)
 			}
 		})

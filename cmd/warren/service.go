@@ -125,7 +125,9 @@ func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) 
 	rows := make([][]string, 0, len(services))
 	for _, s := range services {
 		replicas := fmt.Sprintf("%d/%d", running[s.GetId()], s.GetSpec().GetReplicas())
-		if uint64(running[s.GetId()]) < s.GetSpec().GetReplicas() {
+		if apiv1.IsJob(s.GetSpec().GetMode()) {
+			replicas = jobReplicasText(s, running[s.GetId()])
+		} else if uint64(running[s.GetId()]) < s.GetSpec().GetReplicas() {
 			if p := commonest(problems[s.GetId()]); p != "" {
 				replicas += ": " + truncate(p, errorWidth)
 			}
@@ -144,6 +146,41 @@ func serviceRows(services []*apiv1.Service, tasks []*apiv1.Task, now time.Time) 
 		})
 	}
 	return rows
+}
+
+// jobReplicasText is a job's REPLICAS in `service ls`: its completions
+// and, while it runs, its running tasks ("1/3 completed, 2 running"), or
+// how it ended ("3/3 completed", "2/3 completed, 1 failed").
+func jobReplicasText(s *apiv1.Service, running int) string {
+	st := s.GetJobStatus()
+	total := st.GetTotal()
+	if st == nil {
+		total = s.GetSpec().GetReplicas()
+	}
+	out := fmt.Sprintf("%d/%d completed", st.GetCompleted(), total)
+	if running > 0 {
+		out += fmt.Sprintf(", %d running", running)
+	}
+	if st.GetFailed() > 0 {
+		out += fmt.Sprintf(", %d failed", st.GetFailed())
+	}
+	return out
+}
+
+// jobStatusText is a job status for inspect: its state and message, with
+// when the run started and ended.
+func jobStatusText(st *apiv1.JobStatus) string {
+	if st == nil {
+		return ""
+	}
+	out := enumText(st.GetState(), "") + ": " + st.GetMessage()
+	if st.GetStartedAt() != nil {
+		out += "; started " + timeText(st.GetStartedAt())
+	}
+	if st.GetCompletedAt() != nil {
+		out += ", ended " + timeText(st.GetCompletedAt())
+	}
+	return out
 }
 
 // commonest is the key with the highest count (the first in order on a
@@ -263,6 +300,15 @@ func serviceFields(s *apiv1.Service) [][2]string {
 	}
 	if st := updateStatusText(s.GetUpdateStatus()); st != "" {
 		f = append(f, [2]string{"Update status", st})
+	}
+	if m := spec.GetMode(); m != apiv1.ServiceMode_SERVICE_MODE_UNSPECIFIED && m != apiv1.ServiceMode_SERVICE_MODE_REPLICATED {
+		f = append(f, [2]string{"Mode", enumText(m, "")})
+	}
+	if spec.GetMaxConcurrent() > 0 {
+		f = append(f, [2]string{"Max concurrent", strconv.FormatUint(spec.GetMaxConcurrent(), 10)})
+	}
+	if st := jobStatusText(s.GetJobStatus()); st != "" {
+		f = append(f, [2]string{"Job status", st})
 	}
 	if hc := healthText(spec.GetHealthCheck()); hc != "" {
 		f = append(f, [2]string{"Health check", hc})

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"time"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -15,40 +15,30 @@ import (
 type serviceCreateOptions struct {
 	g *globalOptions
 
-	image              string
-	replicas           uint64
-	env                []string
-	labels             []string
-	constraints        []string
-	cpus               int64 // nano CPUs
-	memory             int64 // bytes
-	reserveCPUs        int64
-	reserveMemory      int64
-	workdir            string
-	user               string
-	restartCondition   string
-	restartDelay       time.Duration
-	restartMaxAttempts uint32
-	stopSignal         string
-	stopGracePeriod    time.Duration
-	update             policyOptions
-	rollback           policyOptions
-	network            string
-	publish            []string
-	secrets            []string
-	mounts             []string
-	configs            []string
-	health             healthOptions
-	mode               string
-	wait               convergeOptions
+	image         string
+	replicas      uint64
+	env           []string
+	labels        []string
+	constraints   []string
+	resources     resourceOptions
+	workdir       string
+	user          string
+	restart       restartOptions
+	stop          stopOptions
+	update        policyOptions
+	rollback      policyOptions
+	network       string
+	publish       []string
+	secrets       []string
+	mounts        []string
+	configs       []string
+	health        healthOptions
+	mode          string
+	maxConcurrent uint64
+	wait          convergeOptions
 }
 
 var (
-	restartConditions = map[string]apiv1.RestartPolicy_Condition{
-		"any":        apiv1.RestartPolicy_CONDITION_ANY,
-		"on-failure": apiv1.RestartPolicy_CONDITION_ON_FAILURE,
-		"none":       apiv1.RestartPolicy_CONDITION_NONE,
-	}
 	updateOrders = map[string]apiv1.UpdatePolicy_Order{
 		"stop-first":  apiv1.UpdatePolicy_ORDER_STOP_FIRST,
 		"start-first": apiv1.UpdatePolicy_ORDER_START_FIRST,
@@ -112,17 +102,11 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "service label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement `constraint` such as node.labels.zone==edge-1 (repeatable; all must hold)")
-	f.Var(&cpuValue{p: &o.cpus}, "cpus", "CPU limit, e.g. 1.5")
-	f.Var(&sizeValue{p: &o.memory}, "memory", "memory limit, e.g. 512MiB")
-	f.Var(&cpuValue{p: &o.reserveCPUs}, "reserve-cpus", "CPUs reserved on the node for each task, e.g. 0.5")
-	f.Var(&sizeValue{p: &o.reserveMemory}, "reserve-memory", "memory reserved on the node for each task, e.g. 256MiB")
+	o.resources.addFlags(f)
 	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&o.user, "user", "u", "", "user to run as (name, UID or UID:GID)")
-	f.Var(&choiceValue{p: &o.restartCondition, choices: []string{"any", "on-failure", "none"}}, "restart-condition", "when to replace a task that exited")
-	f.DurationVar(&o.restartDelay, "restart-delay", 0, "delay before a replacement starts, doubling on repeated failures (e.g. 5s)")
-	f.Var(newUintValue(&o.restartMaxAttempts, 0), "restart-max-attempts", "give up after this many restarts (0: never)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "signal that stops a task (e.g. SIGTERM)")
-	f.DurationVar(&o.stopGracePeriod, "stop-grace-period", 0, "time between the stop signal and SIGKILL (e.g. 10s)")
+	o.restart.addFlags(f)
+	o.stop.addFlags(f)
 	o.update.prefix, o.rollback.prefix = "update", "rollback"
 	o.update.addFlags(f)
 	o.rollback.addFlags(f)
@@ -132,7 +116,8 @@ func (o *serviceCreateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.secrets, "secret", nil, "give the tasks a secret: `NAME` at /run/secrets/NAME, or source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable)")
 	f.StringArrayVar(&o.configs, "config", nil, "give the tasks a config read-only: `src=NAME,target=PATH`[,uid=N,gid=N,mode=0444] (repeatable)")
 	o.health.addFlags(f)
-	f.Var(&choiceValue{p: &o.mode, choices: []string{"replicated", "global"}}, "mode", "replicated (--replicas tasks) or global (one task on every eligible node; no wait for convergence)")
+	f.Var(&choiceValue{p: &o.mode, choices: slices.Sorted(maps.Keys(serviceModes))}, "mode", "replicated (--replicas tasks), global (one task on every eligible node; no wait for convergence), replicated-job (--replicas tasks that run to completion) or global-job (one on every eligible node)")
+	f.Var(newUintValue(&o.maxConcurrent, 0), "max-concurrent", "replicated-job: run at most this many tasks at once (default: --replicas)")
 	o.wait.addFlags(f)
 }
 
@@ -205,7 +190,7 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		spec.Labels = labels
 	}
 	for _, v := range o.mounts {
-		m, err := parseMount(v)
+		m, err := parseMount("--mount", v)
 		if err != nil {
 			return nil, &usageError{msg: err.Error()}
 		}
@@ -225,25 +210,9 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 		}
 		spec.Configs = append(spec.Configs, ref)
 	}
-	if o.cpus > 0 || o.memory > 0 {
-		spec.Limits = &apiv1.Resources{NanoCpus: o.cpus, MemoryBytes: o.memory}
-	}
-	if o.reserveCPUs > 0 || o.reserveMemory > 0 {
-		spec.Reservations = &apiv1.Resources{NanoCpus: o.reserveCPUs, MemoryBytes: o.reserveMemory}
-	}
-
-	if f.Changed("restart-condition") || f.Changed("restart-delay") || f.Changed("restart-max-attempts") {
-		rp := &apiv1.RestartPolicy{
-			Condition:   restartConditions[o.restartCondition],
-			MaxAttempts: o.restartMaxAttempts,
-		}
-		if f.Changed("restart-delay") {
-			if o.restartDelay < 0 {
-				return nil, usageErrorf("invalid --restart-delay %s: cannot be negative", o.restartDelay)
-			}
-			rp.Delay = durationpb.New(o.restartDelay)
-		}
-		spec.RestartPolicy = rp
+	o.resources.apply(f, spec)
+	if spec.RestartPolicy, err = o.restart.policy(f, nil); err != nil {
+		return nil, err
 	}
 	if spec.UpdatePolicy, err = o.update.policy(f, nil); err != nil {
 		return nil, err
@@ -251,24 +220,13 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	if spec.RollbackPolicy, err = o.rollback.policy(f, nil); err != nil {
 		return nil, err
 	}
-	if f.Changed("stop-signal") {
-		sig, err := parseSignal(o.stopSignal)
-		if err != nil {
-			return nil, usageErrorf("invalid --stop-signal %q: %v", o.stopSignal, err)
-		}
-		spec.StopSignal = sig
+	stop, err := o.stop.edit(f)
+	if err != nil {
+		return nil, err
 	}
-	if f.Changed("stop-grace-period") {
-		if o.stopGracePeriod < 0 {
-			return nil, usageErrorf("invalid --stop-grace-period %s: cannot be negative", o.stopGracePeriod)
-		}
-		spec.StopGracePeriod = durationpb.New(o.stopGracePeriod)
-	}
-	if o.mode == "global" {
-		if f.Changed("replicas") {
-			return nil, usageErrorf("--replicas cannot be used with --mode global: a global service runs one task on every eligible node")
-		}
-		spec.Mode, spec.Replicas = apiv1.ServiceMode_SERVICE_MODE_GLOBAL, 0
+	stop(spec)
+	if err := o.setMode(f, spec); err != nil {
+		return nil, err
 	}
 	hc, _, err := o.health.check(f, nil)
 	if err != nil {
@@ -276,6 +234,55 @@ func (o *serviceCreateOptions) spec(f *pflag.FlagSet, name string, command []str
 	}
 	spec.HealthCheck = hc
 	return spec, nil
+}
+
+// serviceModes are the values of --mode.
+var serviceModes = map[string]apiv1.ServiceMode{
+	"replicated":     apiv1.ServiceMode_SERVICE_MODE_REPLICATED,
+	"global":         apiv1.ServiceMode_SERVICE_MODE_GLOBAL,
+	"replicated-job": apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB,
+	"global-job":     apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB,
+}
+
+// setMode sets spec's mode from --mode and --max-concurrent, refusing the
+// flags the mode does not take: --replicas for a global mode,
+// --max-concurrent but for a replicated job, and for a job the update and
+// rollback policy flags (an update re-runs a job) and --restart-condition
+// any (a completed task would run again).
+func (o *serviceCreateOptions) setMode(f *pflag.FlagSet, spec *apiv1.ServiceSpec) error {
+	if o.mode == "" || o.mode == "replicated" {
+		if f.Changed("max-concurrent") {
+			return usageErrorf("--max-concurrent is for --mode replicated-job: the most of its tasks that run at once")
+		}
+		return nil
+	}
+	mode := serviceModes[o.mode]
+	spec.Mode = mode
+	if apiv1.IsGlobal(mode) {
+		if f.Changed("replicas") {
+			return usageErrorf("--replicas cannot be used with --mode %s: it runs one task on every eligible node", o.mode)
+		}
+		spec.Replicas = 0
+	}
+	if !apiv1.IsJob(mode) {
+		if f.Changed("max-concurrent") {
+			return usageErrorf("--max-concurrent is for --mode replicated-job: the most of its tasks that run at once")
+		}
+		return nil
+	}
+	if mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB && f.Changed("max-concurrent") {
+		return usageErrorf("--max-concurrent cannot be used with --mode global-job: it runs one task on every eligible node")
+	}
+	for _, name := range append(o.update.flagNames(), o.rollback.flagNames()...) {
+		if f.Changed(name) {
+			return usageErrorf("--%s cannot be used with --mode %s: a job has no rolling update (an update runs it again)", name, o.mode)
+		}
+	}
+	if f.Changed("restart-condition") && o.restart.condition == "any" {
+		return usageErrorf("--restart-condition any cannot be used with --mode %s: a task that completed would run again; use on-failure (the default for a job) or none", o.mode)
+	}
+	spec.MaxConcurrent = o.maxConcurrent
+	return nil
 }
 
 func (o *serviceCreateOptions) run(cmd *cobra.Command, args []string) error {

@@ -21,11 +21,14 @@ type serviceUpdateOptions struct {
 
 	image    string
 	replicas uint64
+	maxConc  uint64
 	envAdd   []string
 	envRm    []string
 	labelAdd []string
 	labelRm  []string
 	args     string
+	command  string
+	mode     string
 	network  string
 	pubAdd   []string
 	pubRm    []string
@@ -37,7 +40,7 @@ type serviceUpdateOptions struct {
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = slices.Concat([]string{"image", "replicas", "env-add", "env-rm", "label-add", "label-rm", "args", "network", "publish-add", "publish-rm"}, healthFlags,
+var updateFlags = slices.Concat([]string{"image", "replicas", "max-concurrent", "env-add", "env-rm", "label-add", "label-rm", "args", "command", "network", "publish-add", "publish-rm"}, healthFlags,
 	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames(), updateMoreFlags)
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
@@ -51,8 +54,19 @@ The update is sent with the version of the service it was made from, so a
 change made by someone else in between is never overwritten: on such a
 conflict the service is fetched again and the change retried once.
 
---args replaces the container's arguments; it is one string split into words
-as a shell would (quotes group words, no expansion). --args "" clears them.
+--args replaces the container's arguments and --command its command (the
+image's entrypoint, as the COMMAND after "--" of create does); each is one
+string split into words as a shell would (quotes group words, no
+expansion). --args "" and --command "" return to the image's own.
+
+Lists change with --X-add and --X-rm: --env-add/--env-rm,
+--label-add/--label-rm, --constraint-add/--constraint-rm,
+--publish-add/--publish-rm PUBLISHED[/PROTO], --mount-add/--mount-rm TARGET,
+--secret-add/--secret-rm NAME and --config-add/--config-rm NAME. An add
+replaces the item of the same key; an --X-rm of something the service does
+not have, and an add and a rm of the same key, are refused and nothing
+changes. The mode (--mode) cannot change: remove the service and create it
+again.
 
 Then, as "service create" does, it waits until the service converges: every
 slot runs a task of the new spec and the replaced tasks have stopped
@@ -62,6 +76,8 @@ sets how long to wait).`,
   warren service update web --env-add LOG_LEVEL=debug --env-rm OLD_FLAG
   warren service update web --label-add tier=front --replicas 4
   warren service update sleeper --args "sleep 7200"
+  warren service update sleeper --command "sh -c" --args "'sleep 7200'"
+  warren service update db --secret-add db-password --mount-add type=tmpfs,target=/cache --mount-rm /old
   warren service update web --publish-add 8443:443 --publish-rm 8080`,
 		Args: exactArgs(1, "one service NAME or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,11 +91,15 @@ sets how long to wait).`,
 func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.image, "image", "", "new image")
 	f.Var(newUintValue(&o.replicas, 0), "replicas", "new number of tasks")
+	f.Var(newUintValue(&o.maxConc, 0), "max-concurrent", "replicated-job: new most of its tasks that run at once (0: all; the job does not run again)")
 	f.StringArrayVar(&o.envAdd, "env-add", nil, "add or change an environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.envRm, "env-rm", nil, "remove the environment variable `KEY` (repeatable)")
 	f.StringArrayVar(&o.labelAdd, "label-add", nil, "add or change a label `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&o.labelRm, "label-rm", nil, "remove the label `KEY` (repeatable)")
-	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\"")
+	f.StringVar(&o.args, "args", "", "new container `arguments`, e.g. \"sleep 7200\" (\"\": the image's)")
+	f.StringVar(&o.command, "command", "", "new container `command`, replacing the image's entrypoint, e.g. \"/bin/api serve\" (\"\": the image's)")
+	f.StringVar(&o.mode, "mode", "", "refused: a service's mode is set when it is created")
+	_ = f.MarkHidden("mode")
 	f.Var(&choiceValue{p: &o.network, choices: []string{"overlay", "host", "none"}}, "network", networkFlagUsage)
 	f.StringArrayVar(&o.pubAdd, "publish-add", nil, publishFlagUsage+"; replaces a published port of the same number and protocol")
 	f.StringArrayVar(&o.pubRm, "publish-rm", nil, "stop publishing the port `PUBLISHED[/tcp|udp]` (repeatable)")
@@ -95,26 +115,30 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 type serviceChanges struct {
 	image    *string
 	replicas *uint64
+	maxConc  *uint64
 	envAdd   map[string]string
 	envRm    []string
 	labelAdd map[string]string
 	labelRm  []string
 	args     *[]string
+	command  *[]string
 	network  *apiv1.NetworkMode
-	pubAdd   []*apiv1.PortConfig
-	pubRm    []string // port keys, "8080/tcp"
+	ports    listEdit[*apiv1.PortConfig]
 	// health makes the new health check of the old one; nil: unchanged.
 	health func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error)
 	// update and rollback make the new policies of the old ones.
 	update, rollback func(old *apiv1.UpdatePolicy) (*apiv1.UpdatePolicy, error)
 	// more makes the other changes (constraints, limits, user...); nil: none.
-	more func(*apiv1.ServiceSpec)
+	more func(*apiv1.ServiceSpec) error
 }
 
 // changes checks the flags in f (parsed into o) and returns what they change.
 func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error) {
+	if f.Changed("mode") {
+		return nil, usageErrorf("--mode cannot be used on update: a service's mode is set when it is created; remove the service and create it again with the mode it should have")
+	}
 	if !slices.ContainsFunc(updateFlags, f.Changed) {
-		return nil, usageErrorf("nothing to update: give at least one of --%s", joinFlags(updateFlags))
+		return nil, usageErrorf("nothing to update: give at least one flag that changes the service, such as --image, --replicas or --env-add ('warren service update --help' lists them all)")
 	}
 	var (
 		ch  serviceChanges
@@ -128,6 +152,9 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 	}
 	if f.Changed("replicas") {
 		ch.replicas = &o.replicas
+	}
+	if f.Changed("max-concurrent") {
+		ch.maxConc = &o.maxConc
 	}
 	if ch.envAdd, err = parseKV("--env-add", o.envAdd); err != nil {
 		return nil, &usageError{msg: err.Error()}
@@ -145,27 +172,46 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 			return nil, usageErrorf("invalid --label-rm: the KEY is empty")
 		}
 	}
+	if err := addRmConflict("--env-add", "--env-rm", slices.Collect(maps.Keys(ch.envAdd)), o.envRm); err != nil {
+		return nil, err
+	}
+	if err := addRmConflict("--label-add", "--label-rm", slices.Collect(maps.Keys(ch.labelAdd)), o.labelRm); err != nil {
+		return nil, err
+	}
 	ch.envRm, ch.labelRm = o.envRm, o.labelRm
-	if f.Changed("args") {
-		words, err := splitWords(o.args)
-		if err != nil {
-			return nil, usageErrorf("invalid --args %q: %v", o.args, err)
+	for _, w := range []struct {
+		flag string
+		v    string
+		dst  **[]string
+	}{{"args", o.args, &ch.args}, {"command", o.command, &ch.command}} {
+		if !f.Changed(w.flag) {
+			continue
 		}
-		ch.args = &words
+		words, err := splitWords(w.v)
+		if err != nil {
+			return nil, usageErrorf("invalid --%s %q: %v", w.flag, w.v, err)
+		}
+		*w.dst = &words
 	}
 	if f.Changed("network") {
 		mode := networkModes[o.network]
 		ch.network = &mode
 	}
-	if ch.pubAdd, err = parsePublishes("--publish-add", o.pubAdd); err != nil {
+	pubAdd, err := parsePublishes("--publish-add", o.pubAdd)
+	if err != nil {
 		return nil, err
 	}
+	var pubRm []string // port keys, "8080/tcp"
 	for _, v := range o.pubRm {
 		k, err := parsePublishRm(v)
 		if err != nil {
 			return nil, err
 		}
-		ch.pubRm = append(ch.pubRm, k)
+		pubRm = append(pubRm, k)
+	}
+	ch.ports = publishEdit(pubAdd, pubRm)
+	if err := ch.ports.check(); err != nil {
+		return nil, err
 	}
 	if slices.ContainsFunc(healthFlags, f.Changed) {
 		ch.health = func(old *apiv1.HealthCheck) (*apiv1.HealthCheck, error) {
@@ -181,8 +227,8 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 	return &ch, nil
 }
 
-// apply makes the changes to spec: removals first, then additions, so that
-// --env-rm A --env-add A=1 sets A.
+// apply makes the changes to spec. It fails, leaving spec half changed,
+// when a removal names something spec does not have.
 func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 	if ch.image != nil {
 		spec.Image = *ch.image
@@ -190,19 +236,33 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 	if ch.replicas != nil {
 		spec.Replicas = *ch.replicas
 	}
-	spec.Env = editMap(spec.Env, ch.envRm, ch.envAdd)
-	spec.Labels = editMap(spec.Labels, ch.labelRm, ch.labelAdd)
+	if ch.maxConc != nil {
+		spec.MaxConcurrent = *ch.maxConc
+	}
+	var err error
+	if spec.Env, err = editMap("--env-rm", spec.GetName(), "environment variable", spec.Env, ch.envRm, ch.envAdd); err != nil {
+		return err
+	}
+	if spec.Labels, err = editMap("--label-rm", spec.GetName(), "label", spec.Labels, ch.labelRm, ch.labelAdd); err != nil {
+		return err
+	}
 	if ch.args != nil {
 		spec.Args = *ch.args
 		if len(spec.Args) == 0 {
 			spec.Args = nil
 		}
 	}
+	if ch.command != nil {
+		spec.Command = *ch.command
+		if len(spec.Command) == 0 {
+			spec.Command = nil
+		}
+	}
 	if ch.network != nil {
 		spec.NetworkMode = *ch.network
 	}
-	if len(ch.pubRm) > 0 || len(ch.pubAdd) > 0 {
-		spec.Ports = editPorts(spec.GetPorts(), ch.pubRm, ch.pubAdd)
+	if spec.Ports, err = ch.ports.apply(spec.GetName(), spec.GetPorts()); err != nil {
+		return err
 	}
 	if ch.health != nil {
 		c, err := ch.health(spec.GetHealthCheck())
@@ -212,9 +272,10 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 		spec.HealthCheck = c
 	}
 	if ch.more != nil {
-		ch.more(spec)
+		if err := ch.more(spec); err != nil {
+			return err
+		}
 	}
-	var err error
 	if ch.update != nil {
 		if spec.UpdatePolicy, err = ch.update(spec.GetUpdatePolicy()); err != nil {
 			return err
@@ -226,22 +287,6 @@ func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
 		}
 	}
 	return nil
-}
-
-// editMap deletes rm from m, then sets add; nil when nothing is left.
-func editMap(m map[string]string, rm []string, add map[string]string) map[string]string {
-	out := maps.Clone(m)
-	for _, k := range rm {
-		delete(out, k)
-	}
-	if len(add) > 0 && out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, add)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
 
 func (o *serviceUpdateOptions) run(cmd *cobra.Command, name string) error {

@@ -86,8 +86,8 @@ func taskFields(t *apiv1.Task) [][2]string {
 		{"Image", t.GetSpec().GetImage()},
 		{"Service version", strconv.FormatUint(t.GetServiceVersion(), 10)},
 	}
-	if hc := t.GetSpec().GetHealthCheck(); hc != nil {
-		f = append(f, [2]string{"Health check", healthText(hc)},
+	if hc := taskHealthText(t); hc != "" {
+		f = append(f, [2]string{"Health check", hc},
 			[2]string{"Health", healthName(t.GetHealth())},
 			[2]string{"Health output", t.GetHealthOutput()})
 	}

@@ -262,7 +262,9 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 		runWhileLeader(runCtx, node, logger, m.forwarder.SetLeaderReady,
 			func(ctx context.Context) { r.registerManager(ctx, node, view) },
 			func(ctx context.Context) { managerStatus(ctx, node, view, health, logger) },
-			func(ctx context.Context) { allocateSubnets(ctx, node, view, bus, logger) },
+			func(ctx context.Context) {
+				logExit(logger, "subnet allocator", allocateSubnets(ctx, node, view, bus, logger))
+			},
 			func(ctx context.Context) { logExit(logger, "dispatcher", disp.Run(ctx)) },
 			func(ctx context.Context) {
 				logExit(logger, "orchestrator", orchestrator.Run(ctx, orchestrator.Deps{

@@ -120,7 +120,7 @@ func (m *managerSet) dial(context.Context) (*grpc.ClientConn, error) {
 
 // noteError learns the leader's address from a "not the leader" refusal.
 func (m *managerSet) noteError(err error) {
-	if leader := leaderHint(err); leader != "" {
+	if leader := LeaderHint(err); leader != "" {
 		m.mu.Lock()
 		m.leader = leader
 		m.add([]string{leader})
@@ -145,7 +145,9 @@ func notLeaderError(leader string) error {
 	return st.Err()
 }
 
-func leaderHint(err error) string {
+// LeaderHint is the leader's cluster address a manager named in err when
+// it refused a leader-only call (the worker session), or "".
+func LeaderHint(err error) string {
 	for _, d := range status.Convert(err).Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == leaderHintReason {
 			return info.GetMetadata()["leader"]

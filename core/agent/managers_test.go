@@ -22,8 +22,8 @@ func TestLeaderHintRoundTrip(t *testing.T) {
 		{"another error", errors.New("boom"), ""},
 	}
 	for _, c := range cases {
-		if got := leaderHint(c.err); got != c.leader {
-			t.Errorf("%s: leaderHint = %q, want %q", c.name, got, c.leader)
+		if got := LeaderHint(c.err); got != c.leader {
+			t.Errorf("%s: LeaderHint = %q, want %q", c.name, got, c.leader)
 		}
 	}
 }

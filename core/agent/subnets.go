@@ -10,46 +10,73 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/events"
 	"github.com/warrenorch/warren/core/fsm"
+	"github.com/warrenorch/warren/core/leaderloop"
 	"github.com/warrenorch/warren/core/overlay"
 	"github.com/warrenorch/warren/core/raftnode"
 	"github.com/warrenorch/warren/core/state"
 )
 
-// subnetResync is the safety-net period of allocateSubnets; node events
-// wake it at once.
-const subnetResync = 30 * time.Second
+// Subnet allocator timings: node events wake it after subnetBatchWindow
+// (nodes joining together are given their subnets in one round), and a
+// round over every node runs each subnetResync as a safety net.
+const (
+	subnetBatchWindow = 20 * time.Millisecond
+	subnetResync      = 30 * time.Second
+)
 
 // allocateSubnets, on the leader, gives every worker node without an
 // overlay subnet one (overlay.Assign decides, fsm.UpdateNode commits). It
-// runs on node events and on a slow resync, and after a failed commit.
-func allocateSubnets(ctx context.Context, node *raftnode.Node, view *state.State, bus *events.Broker, logger hclog.Logger) {
-	wake, wait := bus.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
-	defer wait()
-	t := time.NewTicker(subnetResync)
-	defer t.Stop()
-	var lastErr string
-	for {
-		if err := allocateOnce(ctx, node, view); err != nil && ctx.Err() == nil {
-			if err.Error() != lastErr {
-				logger.Error("allocate node subnets", "error", err)
-			}
-			lastErr = err.Error()
-		} else {
-			lastErr = ""
-		}
+// is a leader loop (leaderloop.Run): a round on node events, on a slow
+// resync, and a failed round retried with backoff. It returns nil when ctx
+// ends, an error when the event broker closes.
+func allocateSubnets(ctx context.Context, node *raftnode.Node, view *state.State, bus *events.Broker, logger hclog.Logger) error {
+	wake := make(chan struct{}, 1)
+	poke := func() {
 		select {
-		case <-ctx.Done():
-			return
-		case <-wake:
-		case <-t.C:
+		case wake <- struct{}{}:
+		default:
 		}
 	}
+	ended := make(chan struct{})
+	watch := bus.Watch(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := watch.Run(wctx, func(*apiv1.Event) { poke() }, poke); err != nil {
+			close(ended)
+		}
+	}()
+	defer func() { stop(); <-done }()
+
+	var lastFull string
+	return leaderloop.Run(ctx, leaderloop.Loop{
+		Name: "subnet allocator", Round: "subnet round", Logger: logger,
+		BatchWindow: subnetBatchWindow, Resync: subnetResync,
+		Wake: wake, Ended: ended, Full: poke,
+		Run: func(ctx context.Context) error {
+			full, err := allocateOnce(ctx, node, view)
+			if full != nil && full.Error() != lastFull {
+				logger.Error("overlay range full: a worker node has no subnet until another node leaves", "error", full)
+			}
+			lastFull = ""
+			if full != nil {
+				lastFull = full.Error()
+			}
+			return err
+		},
+	})
 }
 
-func allocateOnce(ctx context.Context, node *raftnode.Node, view *state.State) error {
+// allocateOnce gives a subnet to each worker node that has none and
+// commits it. A failed commit is err (the loop retries the round with
+// backoff); a range too small for every node is full, not a failure: the
+// nodes that got a subnet keep it, and the next node event (one leaving)
+// or resync tries again.
+func allocateOnce(ctx context.Context, node *raftnode.Node, view *state.State) (full, err error) {
 	plan, err := overlay.PlanOf(view.ClusterNetwork())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	nodes := view.Nodes()
 	missing := false
@@ -60,7 +87,7 @@ func allocateOnce(ctx context.Context, node *raftnode.Node, view *state.State) e
 		}
 	}
 	if !missing {
-		return nil // the common case: no task scan
+		return nil, nil // the common case: no task scan
 	}
 	as, allocErr := overlay.Assign(plan, nodes, view.Tasks(state.TaskFilter{}))
 	for _, a := range as {
@@ -75,8 +102,8 @@ func allocateOnce(ctx context.Context, node *raftnode.Node, view *state.State) e
 			return true, nil
 		})
 		if err != nil {
-			return fmt.Errorf("node %s: commit subnet %s: %w", a.NodeID, a.Subnet, err)
+			return allocErr, fmt.Errorf("node %s: commit subnet %s: %w", a.NodeID, a.Subnet, err)
 		}
 	}
-	return allocErr
+	return allocErr, nil
 }

@@ -233,6 +233,10 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	if spec.GetName() != old.GetSpec().GetName() {
 		return nil, invalid("service %q: renaming a service (to %q) is not supported", old.GetSpec().GetName(), spec.GetName())
 	}
+	if was, now := modeOf(old.GetSpec()), modeOf(spec); was != now {
+		return nil, invalid("service %q: its mode is set when it is created (%s); an update cannot make it %s: remove the service and create it again",
+			old.GetSpec().GetName(), modeName(was), modeName(now))
+	}
 	if err := fsm.PortsFree(s.opts.State.Services(), old.GetId(), spec); err != nil {
 		return nil, err
 	}
@@ -246,11 +250,27 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 	return &apiv1.UpdateServiceResponse{Service: out}, nil
 }
 
+// modeOf is spec's mode, replicated when unset.
+func modeOf(spec *apiv1.ServiceSpec) apiv1.ServiceMode {
+	if m := spec.GetMode(); m != apiv1.ServiceMode_SERVICE_MODE_UNSPECIFIED {
+		return m
+	}
+	return apiv1.ServiceMode_SERVICE_MODE_REPLICATED
+}
+
+// modeName is the CLI's name of a mode ("replicated-job").
+func modeName(m apiv1.ServiceMode) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(m.String(), "SERVICE_MODE_")), "_", "-")
+}
+
 // rollback returns old to its previous spec, under its rollback policy.
 func (s *Server) rollback(ctx context.Context, old *apiv1.Service, req *apiv1.UpdateServiceRequest) (*apiv1.UpdateServiceResponse, error) {
 	name := old.GetSpec().GetName()
 	if req.GetSpec() != nil {
 		return nil, invalid("service %q: a rollback takes no spec", name)
+	}
+	if apiv1.IsJob(old.GetSpec().GetMode()) {
+		return nil, fmt.Errorf("service %q is a job: it has no rollback; update it to run it again: %w", name, sdk.ErrFailedPrecondition)
 	}
 	prev := old.GetPreviousSpec()
 	if prev == nil {
@@ -276,11 +296,17 @@ func (s *Server) rollback(ctx context.Context, old *apiv1.Service, req *apiv1.Up
 // update writes spec as old's new spec. A spec that changes the tasks
 // starts an update: the old spec is kept for a rollback and the update
 // status is UPDATING; otherwise (replicas, policies) both stay as they are.
+// A job has no rolling update: a spec that changes its tasks runs it
+// again, with its job status cleared for the orchestrator to start anew.
 func (s *Server) update(ctx context.Context, old *apiv1.Service, spec *apiv1.ServiceSpec, version uint64) (*apiv1.Service, error) {
 	now := timestamppb.Now()
 	svc := &apiv1.Service{Id: old.GetId(), Spec: spec, CreatedAt: old.GetCreatedAt(), UpdatedAt: now,
-		PreviousSpec: old.GetPreviousSpec(), UpdateStatus: old.GetUpdateStatus()}
-	if state.SpecKey(spec) != state.SpecKey(old.GetSpec()) {
+		PreviousSpec: old.GetPreviousSpec(), UpdateStatus: old.GetUpdateStatus(), JobStatus: old.GetJobStatus()}
+	switch {
+	case state.SpecKey(spec) == state.SpecKey(old.GetSpec()):
+	case apiv1.IsJob(spec.GetMode()):
+		svc.UpdateStatus, svc.JobStatus = nil, nil
+	default:
 		svc.PreviousSpec = proto.CloneOf(old.GetSpec())
 		svc.UpdateStatus = &apiv1.UpdateStatus{State: apiv1.UpdateStatus_STATE_UPDATING, Message: "update in progress", StartedAt: now}
 		if n := spec.GetUpdatePolicy().GetCanary(); n > 0 {

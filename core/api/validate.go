@@ -166,8 +166,12 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 		if s.GetReplicas() != 0 {
 			return invalid("service %q: a global service runs one task per eligible node: replicas (%d) must not be set", s.GetName(), s.GetReplicas())
 		}
+	case apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB, apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB:
 	default:
 		return invalid("service %q: mode %d is unknown", s.GetName(), s.GetMode())
+	}
+	if err := validateJob(s); err != nil {
+		return err
 	}
 	if err := validateHealthCheck(s.GetName(), s.GetHealthCheck()); err != nil {
 		return err
@@ -177,6 +181,33 @@ func ValidateServiceSpec(s *apiv1.ServiceSpec) error {
 	}
 	if err := validateUpdatePolicy(s, "rollback_policy", s.GetRollbackPolicy()); err != nil {
 		return err
+	}
+	return nil
+}
+
+// validateJob checks what only a job takes, and what a job does not take:
+// max_concurrent is a replicated job's; a global job has no replicas; a
+// job has no update or rollback policy (an update re-runs it, with no
+// rolling) and no restart condition any (a task that completed is done).
+func validateJob(s *apiv1.ServiceSpec) error {
+	name, mode := s.GetName(), s.GetMode()
+	if !apiv1.IsJob(mode) {
+		if s.GetMaxConcurrent() != 0 {
+			return invalid("service %q: max_concurrent (%d) is for a replicated job (mode replicated-job) only", name, s.GetMaxConcurrent())
+		}
+		return nil
+	}
+	switch {
+	case mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB && s.GetReplicas() != 0:
+		return invalid("service %q: a global job runs one task per eligible node: replicas (%d) must not be set", name, s.GetReplicas())
+	case mode == apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB && s.GetMaxConcurrent() != 0:
+		return invalid("service %q: max_concurrent (%d) is for a replicated job; a global job runs one task per eligible node", name, s.GetMaxConcurrent())
+	case s.GetUpdatePolicy() != nil:
+		return invalid("service %q: a job has no update policy: an update re-runs it", name)
+	case s.GetRollbackPolicy() != nil:
+		return invalid("service %q: a job has no rollback policy: an update re-runs it", name)
+	case s.GetRestartPolicy().GetCondition() == apiv1.RestartPolicy_CONDITION_ANY:
+		return invalid("service %q: restart condition any is not for a job (a completed task would run again): use on-failure (the default) or none", name)
 	}
 	return nil
 }
@@ -238,6 +269,11 @@ func validateHealthCheck(svc string, c *apiv1.HealthCheck) error {
 	case apiv1.HealthCheck_TYPE_UNSPECIFIED:
 		if proto.Size(c) != 0 {
 			return invalid("service %q: health check settings without a check (--health-http or --health-tcp)", svc)
+		}
+		return nil
+	case apiv1.HealthCheck_TYPE_NONE:
+		if proto.Size(c) != proto.Size(&apiv1.HealthCheck{Type: c.GetType()}) {
+			return invalid("service %q: health check none (--no-healthcheck) takes no other setting", svc)
 		}
 		return nil
 	case apiv1.HealthCheck_TYPE_HTTP:

@@ -62,6 +62,8 @@ func TestValidateHealthCheck(t *testing.T) {
 		{"tcp", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 6379}, ""},
 		{"settings without a check", &apiv1.HealthCheck{Interval: sec(1)}, "health check settings without a check"},
 		{"unknown type", &apiv1.HealthCheck{Type: 9}, "health check type 9 is unknown"},
+		{"none", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}, ""},
+		{"none with settings", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE, Interval: sec(1)}, "health check none (--no-healthcheck) takes no other setting"},
 		{"http without a path", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_HTTP}, `must start with "/"`},
 		{"tcp without a port", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP}, "a TCP health check needs a port"},
 		{"port out of range", &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 70000}, "port 70000 is out of range"},
@@ -145,6 +147,41 @@ func TestValidateCanary(t *testing.T) {
 				t.Fatalf("error = %v, want none", err)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestValidateJob: max_concurrent is a replicated job's only; a global job
+// has no replicas; a job has no update or rollback policy and no restart
+// condition any. Each is refused with an error naming it.
+func TestValidateJob(t *testing.T) {
+	rjob, gjob := apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB, apiv1.ServiceMode_SERVICE_MODE_GLOBAL_JOB
+	tests := []struct {
+		name    string
+		spec    *apiv1.ServiceSpec
+		wantErr string
+	}{
+		{"replicated job", &apiv1.ServiceSpec{Mode: rjob, Replicas: 3, MaxConcurrent: 2}, ""},
+		{"job on-failure", &apiv1.ServiceSpec{Mode: rjob, Replicas: 1, RestartPolicy: &apiv1.RestartPolicy{Condition: apiv1.RestartPolicy_CONDITION_ON_FAILURE, MaxAttempts: 2}}, ""},
+		{"global job", &apiv1.ServiceSpec{Mode: gjob}, ""},
+		{"max_concurrent on a replicated service", &apiv1.ServiceSpec{Replicas: 3, MaxConcurrent: 2}, "max_concurrent (2) is for a replicated job"},
+		{"max_concurrent on a global service", &apiv1.ServiceSpec{Mode: apiv1.ServiceMode_SERVICE_MODE_GLOBAL, MaxConcurrent: 1}, "max_concurrent (1) is for a replicated job"},
+		{"max_concurrent on a global job", &apiv1.ServiceSpec{Mode: gjob, MaxConcurrent: 1}, "a global job runs one task per eligible node"},
+		{"replicas on a global job", &apiv1.ServiceSpec{Mode: gjob, Replicas: 2}, "replicas (2) must not be set"},
+		{"update policy", &apiv1.ServiceSpec{Mode: rjob, Replicas: 1, UpdatePolicy: &apiv1.UpdatePolicy{Parallelism: 1}}, "a job has no update policy"},
+		{"rollback policy", &apiv1.ServiceSpec{Mode: gjob, RollbackPolicy: &apiv1.UpdatePolicy{}}, "a job has no rollback policy"},
+		{"restart condition any", &apiv1.ServiceSpec{Mode: rjob, Replicas: 1, RestartPolicy: &apiv1.RestartPolicy{Condition: apiv1.RestartPolicy_CONDITION_ANY}}, "restart condition any is not for a job"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.spec.Name, tt.spec.Image = "web", "nginx"
+			err := ValidateServiceSpec(tt.spec)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error = %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, sdk.ErrInvalidArgument)):
+				t.Fatalf("error = %v, want an invalid argument containing %q", err, tt.wantErr)
 			}
 		})
 	}

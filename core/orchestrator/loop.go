@@ -145,7 +145,7 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 		// A node that joins, or becomes eligible, has no task yet: every
 		// global service looks at it.
 		for _, s := range l.State.Services() {
-			if s.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+			if apiv1.IsGlobal(s.GetSpec().GetMode()) {
 				all[s.GetId()] = struct{}{}
 			}
 		}
@@ -206,7 +206,7 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		return true
 	}
 	created, restarts, stopped, orphaned, noted := 0, 0, 0, 0, 0
-	var statuses []SetUpdateStatus
+	var statuses []serviceStatus
 	for _, a := range actions {
 		switch a := a.(type) {
 		case Create:
@@ -231,7 +231,7 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 			if _, ok := l.State.Task(a.TaskID); ok {
 				removes = append(removes, a.TaskID)
 			}
-		case SetUpdateStatus:
+		case serviceStatus:
 			statuses = append(statuses, a)
 		}
 		if l.Logger.IsDebug() {
@@ -257,18 +257,19 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		}
 	}
 	for _, a := range statuses {
-		svc, ok := l.State.Service(a.ServiceID)
-		if !ok || svc.GetVersion() != a.Version {
+		id, version := a.service()
+		svc, ok := l.State.Service(id)
+		if !ok || svc.GetVersion() != version {
 			continue // changed meanwhile: the next round decides again
 		}
-		_, err := l.Raft.Apply(ctx, &fsmpb.UpdateService{Service: ApplyUpdateStatus(svc, a), ExpectedVersion: a.Version})
+		_, err := l.Raft.Apply(ctx, &fsmpb.UpdateService{Service: a.applyTo(svc), ExpectedVersion: version})
 		if errors.Is(err, sdk.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("service %s: set update status: %w", a.ServiceID, err)
+			return fmt.Errorf("service %s: %s: %w", id, a, err)
 		}
-		l.Logger.Info("update status", "service", svc.GetSpec().GetName(), "state", a.Status.GetState().String(), "message", a.Status.GetMessage(), "rollback", a.Rollback)
+		l.Logger.Info("service status", "service", svc.GetSpec().GetName(), "status", a.String())
 	}
 	if created+stopped+orphaned+len(removes) > 0 {
 		l.Logger.Info("reconciled", "created", created, "shut_down", stopped, "orphaned", orphaned, "noted", noted, "removed", len(removes))

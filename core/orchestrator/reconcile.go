@@ -15,8 +15,9 @@
 // update status: failure actions pause, continue and rollback, completion
 // (see progress). Global services have a slot per eligible node (see
 // global). With a delay, batches are strict: the next starts delay after
-// the previous one's tasks all serve (see waitDelay). Not implemented yet:
-// jobs.
+// the previous one's tasks all serve (see waitDelay). Jobs run to
+// completion (see replicatedJob, and global for a global job) and carry a
+// job status (see jobStatus).
 //
 // A canary update (update_policy.canary N, state CANARY) first starts N
 // tasks of the new spec in slots 1..N beside the old ones, which keep
@@ -323,7 +324,11 @@ func Reconcile(in Input) []Action {
 		return r.out
 	}
 
-	if in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+	switch mode := in.Service.GetSpec().GetMode(); {
+	case mode == apiv1.ServiceMode_SERVICE_MODE_REPLICATED_JOB:
+		r.replicatedJob(tasks)
+		return r.out
+	case apiv1.IsGlobal(mode):
 		r.global(tasks)
 		return r.out
 	}
@@ -332,19 +337,12 @@ func Reconcile(in Input) []Action {
 	if r.canaryFailed(tasks) {
 		return r.out // the rollback's round stops the canaries
 	}
-	slots := map[uint64][]*apiv1.Task{}
-	for _, t := range tasks {
-		if s := t.GetSlot(); s >= 1 && s <= replicas {
-			slots[s] = append(slots[s], t)
-		} else {
-			r.retire(t, "scaled down")
-		}
-	}
+	slots := r.bySlot(tasks, replicas)
 
 	var candidates []*apiv1.Task // outdated current tasks waiting for their update
 	busy := 0
 	for s := uint64(1); s <= replicas; s++ {
-		cand, inflight := r.slot(s, slots[s])
+		_, cand, inflight := r.slot(s, slots[s])
 		if cand != nil {
 			candidates = append(candidates, cand)
 		}
@@ -385,6 +383,20 @@ type reconciler struct {
 	// their old task: the update's canary count while in state CANARY, 0
 	// otherwise (see canaries).
 	canarySlots uint64
+}
+
+// bySlot groups tasks by slot 1..n, retiring those of other slots (scaled
+// down).
+func (r *reconciler) bySlot(tasks []*apiv1.Task, n uint64) map[uint64][]*apiv1.Task {
+	slots := map[uint64][]*apiv1.Task{}
+	for _, t := range tasks {
+		if s := t.GetSlot(); s >= 1 && s <= n {
+			slots[s] = append(slots[s], t)
+		} else {
+			r.retire(t, "scaled down")
+		}
+	}
+	return slots
 }
 
 // checkNodes orphans the unfinished tasks of nodes that are down or gone
@@ -627,7 +639,7 @@ func (r *reconciler) progress(tasks, candidates []*apiv1.Task) (hold bool) {
 // is in state CANARY, 0 otherwise and for a global service.
 func canaries(svc *apiv1.Service) uint64 {
 	spec := svc.GetSpec()
-	if svc.GetUpdateStatus().GetState() != apiv1.UpdateStatus_STATE_CANARY || spec.GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+	if svc.GetUpdateStatus().GetState() != apiv1.UpdateStatus_STATE_CANARY || apiv1.IsGlobal(spec.GetMode()) || apiv1.IsJob(spec.GetMode()) {
 		return 0
 	}
 	return min(uint64(spec.GetUpdatePolicy().GetCanary()), spec.GetReplicas())
@@ -717,12 +729,13 @@ func taskEnd(t *apiv1.Task) string {
 	return why
 }
 
-// slot reconciles slot s. It returns the slot's outdated task when it waits
-// for a rolling update (nil otherwise), and whether the slot is busy: its
+// slot reconciles slot s. It returns the slot's current task after this
+// round (see slotTasks), its outdated task when it waits for a rolling
+// update (nil otherwise), and whether the slot is busy: its
 // up-to-date task is not RUNNING yet, or it waits for an old task to stop.
 // The tasks of draining nodes stand aside: the slot is reconciled without
 // them, then they are stopped once the slot's task runs (see drain).
-func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task, busy bool) {
+func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (keeper, candidate *apiv1.Task, busy bool) {
 	var draining []*apiv1.Task
 	if len(r.draining) > 0 {
 		rest := make([]*apiv1.Task, 0, len(tasks))
@@ -735,11 +748,11 @@ func (r *reconciler) slot(s uint64, tasks []*apiv1.Task) (candidate *apiv1.Task,
 		}
 		tasks = rest
 	}
-	keeper, candidate, busy := r.slotTasks(s, tasks)
+	keeper, candidate, busy = r.slotTasks(s, tasks)
 	for _, d := range draining {
 		r.drain(d, keeper)
 	}
-	return candidate, busy
+	return keeper, candidate, busy
 }
 
 // slotTasks reconciles slot s as slot does, with the tasks of draining
@@ -863,7 +876,7 @@ func better(a, b *apiv1.Task) bool {
 // restart applies the restart policy to dead, a finished current task. When
 // it is to be replaced, dead is shut down and the replacement returned.
 func (r *reconciler) restart(dead *apiv1.Task) *apiv1.Task {
-	attempt, notBefore, ok := restartOf(r.in.Service.GetSpec().GetRestartPolicy(), dead, r.in.Now)
+	attempt, notBefore, ok := restartOf(r.restartPolicy(), dead, r.in.Now)
 	if !ok {
 		return nil
 	}
@@ -902,7 +915,7 @@ func (r *reconciler) update(tasks, candidates []*apiv1.Task, busy int) {
 	})
 	defer func(pin string) { r.pin = pin }(r.pin)
 	for _, o := range candidates[:max(budget, 0)] {
-		if r.in.Service.GetSpec().GetMode() == apiv1.ServiceMode_SERVICE_MODE_GLOBAL {
+		if apiv1.IsGlobal(r.in.Service.GetSpec().GetMode()) {
 			r.pin = o.GetNodeId()
 		}
 		// An unplaced task serves nothing and stops at once (ShutdownTask):
@@ -973,17 +986,20 @@ func (r *reconciler) global(tasks []*apiv1.Task) {
 		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
 	}
 	eligible := r.eligible()
+	isJob := apiv1.IsJob(r.in.Service.GetSpec().GetMode())
+	job := jobProgress{total: uint64(len(eligible))}
 	var candidates []*apiv1.Task
 	busy := 0
 	for _, id := range eligible {
 		r.pin = id
-		cand, inflight := r.slot(0, byNode[id])
+		keeper, cand, inflight := r.slot(0, byNode[id])
 		if cand != nil {
 			candidates = append(candidates, cand)
 		}
 		if inflight {
 			busy++
 		}
+		job.count(keeper, cand != nil) // a finished keeper is done: inflight counts it busy
 	}
 	r.pin = ""
 	for id, ts := range byNode {
@@ -996,12 +1012,17 @@ func (r *reconciler) global(tasks []*apiv1.Task) {
 			}
 		}
 	}
-	if !r.progress(tasks, candidates) {
+	// A job has no rolling update: an update re-runs it, every node at
+	// once (no update policy: parallelism 0, stop-first).
+	if isJob || !r.progress(tasks, candidates) {
 		r.update(tasks, candidates, busy)
 	}
 	limit := r.in.Config.historyLimit()
 	for _, ts := range byNode {
 		r.collect(ts, limit)
+	}
+	if isJob {
+		r.jobStatus(tasks, job)
 	}
 }
 

@@ -152,6 +152,8 @@ type State struct {
 	// secondary task indexes: service ID / node ID → task IDs.
 	tasksByService map[string]map[string]struct{}
 	tasksByNode    map[string]map[string]struct{}
+	// sorted caches Tasks' sorted lists between task writes.
+	sorted *sortedTasks
 }
 
 // New returns an empty State.
@@ -165,6 +167,7 @@ func New() *State {
 		configs:        newTable(func(c *apiv1.Config) string { return c.GetName() }),
 		tasksByService: map[string]map[string]struct{}{},
 		tasksByNode:    map[string]map[string]struct{}{},
+		sorted:         newSortedTasks(),
 	}
 }
 
@@ -284,27 +287,42 @@ type TaskFilter struct {
 }
 
 // Tasks returns the tasks matching f in CompareTasks order (service name,
-// slot, newest first). It reads from the service and node indexes, not a full scan.
+// slot, newest first). It reads from the service and node indexes, not a
+// full scan, and sorts a list once between writes to its tasks: pages of a
+// listing reuse the order. The slice is the caller's; the tasks are shared
+// records, not to be modified.
 func (s *State) Tasks(f TaskFilter) []*apiv1.Task {
 	s.mu.RLock()
-	var out []*apiv1.Task
+	var sorted []*apiv1.Task
 	switch {
 	case f.ServiceID != "":
-		for id := range s.tasksByService[f.ServiceID] {
-			t := s.tasks.byID[id]
-			if f.NodeID == "" || t.GetNodeId() == f.NodeID {
-				out = append(out, t)
-			}
-		}
+		sorted = s.sortedLocked(serviceKey(f.ServiceID), func() []*apiv1.Task {
+			return s.gatherLocked(s.tasksByService[f.ServiceID])
+		})
 	case f.NodeID != "":
-		for id := range s.tasksByNode[f.NodeID] {
-			out = append(out, s.tasks.byID[id])
-		}
+		sorted = s.sortedLocked(nodeKey(f.NodeID), func() []*apiv1.Task {
+			return s.gatherLocked(s.tasksByNode[f.NodeID])
+		})
 	default:
-		out = s.tasks.list()
+		sorted = s.sortedLocked(allTasksKey, s.tasks.list)
 	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, CompareTasks)
+	if f.ServiceID == "" || f.NodeID == "" {
+		return slices.Clone(sorted)
+	}
+	out := make([]*apiv1.Task, 0, len(sorted))
+	for _, t := range sorted {
+		if t.GetNodeId() == f.NodeID {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (s *State) gatherLocked(ids map[string]struct{}) []*apiv1.Task {
+	out := make([]*apiv1.Task, 0, len(ids))
+	for id := range ids {
+		out = append(out, s.tasks.byID[id])
+	}
 	return out
 }
 

@@ -118,20 +118,31 @@ func ApplyReport(t *apiv1.Task, u *apiv1.TaskStatusUpdate) bool {
 	return true
 }
 
-// HasHealthCheck reports whether a service spec has a health check the
-// worker makes (an HTTP, TCP or command check).
+// HasHealthCheck reports whether a service spec has a health check of its
+// own that the worker makes (an HTTP, TCP or command check). A spec
+// without one runs its image's HEALTHCHECK, if the image declares one,
+// unless its check is TYPE_NONE.
 func HasHealthCheck(s *apiv1.ServiceSpec) bool {
-	return s.GetHealthCheck().GetType() != apiv1.HealthCheck_TYPE_UNSPECIFIED
+	switch s.GetHealthCheck().GetType() {
+	case apiv1.HealthCheck_TYPE_UNSPECIFIED, apiv1.HealthCheck_TYPE_NONE:
+		return false
+	}
+	return true
 }
 
-// Serving reports whether t is RUNNING and, when its spec has a health
-// check, its last health state is HEALTHY: such a task counts towards its
-// service's healthy tasks (rolling updates, DNS answers).
+// Serving reports whether t is RUNNING and, when it has a health check,
+// its last health state is HEALTHY: such a task counts towards its
+// service's healthy tasks (rolling updates, DNS answers, published ports).
+// A task whose spec has no check may still run its image's: its worker
+// then reports its health (STARTING with RUNNING), and that decides.
 func Serving(t *apiv1.Task) bool {
 	if t.GetState() != apiv1.TaskState_TASK_STATE_RUNNING {
 		return false
 	}
-	return !HasHealthCheck(t.GetSpec()) || t.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+	if h := t.GetHealth(); h != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		return h == apiv1.HealthState_HEALTH_STATE_HEALTHY
+	}
+	return !HasHealthCheck(t.GetSpec())
 }
 
 // SpecKey is the comparison key of a spec: the encoding of its

@@ -60,10 +60,12 @@ func (s *State) putTaskLocked(t *apiv1.Task) {
 	if old, ok := s.tasks.get(t.GetId()); ok {
 		unindex(s.tasksByService, old.GetServiceId(), old.GetId())
 		unindex(s.tasksByNode, old.GetNodeId(), old.GetId())
+		s.touchedLocked(old)
 	}
 	s.tasks.put(t)
 	index(s.tasksByService, t.GetServiceId(), t.GetId())
 	index(s.tasksByNode, t.GetNodeId(), t.GetId())
+	s.touchedLocked(t)
 }
 
 // DeleteTasks removes tasks, all at once for readers.
@@ -74,6 +76,7 @@ func (s *State) DeleteTasks(ids []string) {
 		if old, ok := s.tasks.del(id); ok {
 			unindex(s.tasksByService, old.GetServiceId(), id)
 			unindex(s.tasksByNode, old.GetNodeId(), id)
+			s.touchedLocked(old)
 		}
 	}
 }
@@ -225,4 +228,5 @@ func (s *State) Reset() {
 	s.services, s.tasks, s.nodes = fresh.services, fresh.tasks, fresh.nodes
 	s.secrets, s.volumes, s.configs = fresh.secrets, fresh.volumes, fresh.configs
 	s.tasksByService, s.tasksByNode = fresh.tasksByService, fresh.tasksByNode
+	s.sorted.reset()
 }

@@ -27,6 +27,10 @@ type record struct {
 	Error    string `json:"error,omitempty"`
 	// Address is the task's overlay address, when it has one.
 	Address string `json:"address,omitempty"`
+	// ImageHealthCheck is its image's own health check, as the runtime
+	// described the image when the task started: a restarted worker runs
+	// it again without asking the runtime.
+	ImageHealthCheck *runtime.ImageHealthCheck `json:"image_health_check,omitempty"`
 }
 
 func newRecord(h runtime.TaskHandle, st apiv1.TaskState) *record {

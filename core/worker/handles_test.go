@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk/runtime"
@@ -18,6 +19,8 @@ func TestHandleStore(t *testing.T) {
 	}
 	a := newRecord(runtime.TaskHandle{Version: 2, TaskID: "task-a", Runtime: "fake", State: []byte{0, 1, 2}}, apiv1.TaskState_TASK_STATE_RUNNING)
 	b := newRecord(runtime.TaskHandle{Version: 1, TaskID: "task-b", Runtime: "fake", State: []byte("b")}, apiv1.TaskState_TASK_STATE_RUNNING)
+	// The image's health check is kept for a restarted worker to run.
+	a.ImageHealthCheck = &runtime.ImageHealthCheck{Command: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Interval: 200 * time.Millisecond, Retries: 2}
 	for _, r := range []*record{a, b} {
 		if err := s.save(r); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/state"
@@ -65,13 +66,40 @@ func healthParamsOf(c *apiv1.HealthCheck) healthParams {
 	return p
 }
 
-// healthNetns returns the network namespace a task's health checks are made
+// taskHealthCheck is the health check a task runs with: its service's when
+// it has one, none when the service disables checks (TYPE_NONE, as
+// --no-healthcheck sets), and otherwise its image's own (img, nil when the
+// image declares none), as a command check.
+func taskHealthCheck(s *apiv1.ServiceSpec, img *runtime.ImageHealthCheck) *apiv1.HealthCheck {
+	switch {
+	case state.HasHealthCheck(s):
+		return s.GetHealthCheck()
+	case s.GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_NONE, img == nil, len(img.Command) == 0:
+		return nil
+	}
+	c := &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: img.Command}
+	if img.Interval > 0 {
+		c.Interval = durationpb.New(img.Interval)
+	}
+	if img.Timeout > 0 {
+		c.Timeout = durationpb.New(img.Timeout)
+	}
+	if img.StartPeriod > 0 {
+		c.StartPeriod = durationpb.New(img.StartPeriod)
+	}
+	if img.Retries > 0 {
+		c.Retries = uint32(img.Retries)
+	}
+	return c
+}
+
+// healthNetns returns the network namespace a task's health check c is made
 // from: its own on the overlay, "" (the worker's) for a task on the host's
 // network. A task in a namespace of the runtime's making (network mode none,
 // or no network plugin) cannot be reached: that is an error.
-func (w *Worker) healthNetns(t *apiv1.Task) (string, error) {
+func (w *Worker) healthNetns(t *apiv1.Task, c *apiv1.HealthCheck) (string, error) {
 	s := t.GetSpec()
-	if s.GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_CMD {
+	if c.GetType() == apiv1.HealthCheck_TYPE_CMD {
 		return "", nil // run inside the task through the runtime's Exec
 	}
 	switch {
@@ -300,16 +328,21 @@ func (r *taskRunner) checkHealthResult(ctx context.Context) {
 }
 
 // syncChecks starts the task's health checks once it runs here with a
-// check in its spec, and stops them once it no longer runs.
+// check (its service's or its image's, see taskHealthCheck), and stops them
+// once it no longer runs.
 func (r *taskRunner) syncChecks(ctx context.Context, want *apiv1.Task) {
-	running := r.state == stateRunning && r.rec != nil && want != nil && r.stillWanted() && state.HasHealthCheck(want.GetSpec())
+	var check *apiv1.HealthCheck
+	if r.rec != nil && want != nil {
+		check = taskHealthCheck(want.GetSpec(), r.rec.ImageHealthCheck)
+	}
+	running := r.state == stateRunning && check != nil && r.stillWanted()
 	switch {
 	case running && r.checks == nil:
-		netns, err := r.w.healthNetns(want)
+		netns, err := r.w.healthNetns(want, check)
 		if err != nil {
 			return // refused before the start (see start)
 		}
-		r.checks = r.startChecks(ctx, want.GetSpec().GetHealthCheck(), netns)
+		r.checks = r.startChecks(ctx, check, netns)
 	case !running && r.checks != nil:
 		r.stopChecks()
 	}

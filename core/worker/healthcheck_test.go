@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/sdk/runtime"
 )
 
 // serverPort returns the port of a listener's 127.0.0.1 address.
@@ -174,6 +176,36 @@ func TestTailBuffer(t *testing.T) {
 			}
 			if got := b.String(); got != tt.want {
 				t.Fatalf("kept %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTaskHealthCheck: a service's check replaces its image's; TYPE_NONE
+// (--no-healthcheck) disables both; without either there is none; the
+// image's becomes a command check with its settings, zero ones left to the
+// defaults.
+func TestTaskHealthCheck(t *testing.T) {
+	tcp := &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_TCP, Port: 80}
+	img := &runtime.ImageHealthCheck{Command: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Interval: time.Second, Retries: 2}
+	for _, tt := range []struct {
+		name string
+		spec *apiv1.ServiceSpec
+		img  *runtime.ImageHealthCheck
+		want *apiv1.HealthCheck
+	}{
+		{"none anywhere", &apiv1.ServiceSpec{}, nil, nil},
+		{"the service's", &apiv1.ServiceSpec{HealthCheck: tcp}, nil, tcp},
+		{"the service's replaces the image's", &apiv1.ServiceSpec{HealthCheck: tcp}, img, tcp},
+		{"the image's", &apiv1.ServiceSpec{}, img, &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: img.Command, Interval: durationpb.New(time.Second), Retries: 2}},
+		{"the image's, all set", &apiv1.ServiceSpec{}, &runtime.ImageHealthCheck{Command: []string{"true"}, Interval: 1, Timeout: 2, StartPeriod: 3, Retries: 4},
+			&apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_CMD, Command: []string{"true"}, Interval: durationpb.New(1), Timeout: durationpb.New(2), StartPeriod: durationpb.New(3), Retries: 4}},
+		{"no-healthcheck disables the image's", &apiv1.ServiceSpec{HealthCheck: &apiv1.HealthCheck{Type: apiv1.HealthCheck_TYPE_NONE}}, img, nil},
+		{"an image's check without a command", &apiv1.ServiceSpec{}, &runtime.ImageHealthCheck{}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := taskHealthCheck(tt.spec, tt.img); !proto.Equal(got, tt.want) {
+				t.Fatalf("taskHealthCheck = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk/network"
@@ -47,6 +48,31 @@ func PublishedPorts(eps []*apiv1.Endpoint, subnet netip.Prefix) []network.Publis
 		}
 	}
 	return out
+}
+
+// DefaultPortDrain is Options.PortDrain's default: the endpoint table
+// reaches every node within milliseconds of the manager's commit (one
+// network batch window and a SetPublished call), well inside it.
+const DefaultPortDrain = time.Second
+
+// portDrainLeft returns how much longer the runner's task, which the
+// manager wants stopped (want), stays up before its stop signal: while
+// it is running, has an address and its service publishes ports, until
+// PortDrain after the runner first saw that it is wanted stopped; 0 when
+// it goes now. The manager left the task out of the endpoint table, and
+// so of every node's port backends, when it wanted it stopped; the drain
+// lets the nodes apply that first, and the task's connections in flight
+// end, so that a rolling update or a scale-down drops no request.
+func (r *taskRunner) portDrainLeft(want *apiv1.Task) time.Duration {
+	if r.w.opts.PortDrain <= 0 || r.state != stateRunning || r.cleaned || r.rec == nil || r.rec.Address == "" ||
+		len(want.GetSpec().GetPorts()) == 0 {
+		return 0
+	}
+	if r.drainUntil.IsZero() {
+		r.drainUntil = time.Now().Add(r.w.opts.PortDrain)
+		r.w.log.Debug("draining a task behind published ports before its stop", "task", r.id, "drain", r.w.opts.PortDrain)
+	}
+	return time.Until(r.drainUntil)
 }
 
 // portKey is what a published port occupies on the node: "8080/tcp".

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/sdk/network"
 )
 
@@ -35,6 +39,46 @@ func TestTakePorts(t *testing.T) {
 			}
 			if strings.Join(keys, ",") != strings.Join(tt.wantKeys, ",") || msg != tt.wantMsg {
 				t.Errorf("got %v, %q; want %v, %q", keys, msg, tt.wantKeys, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestPortDrainLeft: a running task with an address whose service publishes
+// ports is drained for PortDrain from the first time it is wanted stopped,
+// once; any other task goes at once.
+func TestPortDrainLeft(t *testing.T) {
+	const drain = time.Hour
+	ported := &apiv1.Task{Spec: &apiv1.ServiceSpec{Ports: []*apiv1.PortConfig{{Published: 8080, Target: 80}}}}
+	for _, tt := range []struct {
+		name      string
+		state     apiv1.TaskState
+		address   string
+		want      *apiv1.Task
+		drainOpt  time.Duration
+		wantDrain bool
+	}{
+		{"running behind a port", stateRunning, "10.0.0.2/24", ported, drain, true},
+		{"no published port", stateRunning, "10.0.0.2/24", &apiv1.Task{Spec: &apiv1.ServiceSpec{}}, drain, false},
+		{"not running", stateFailed, "10.0.0.2/24", ported, drain, false},
+		{"no address", stateRunning, "", ported, drain, false},
+		{"drain off", stateRunning, "10.0.0.2/24", ported, -1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &taskRunner{state: tt.state, rec: &record{Address: tt.address},
+				w: &Worker{opts: Options{PortDrain: tt.drainOpt}, log: hclog.NewNullLogger()}}
+			first := r.portDrainLeft(tt.want)
+			if got := first > 0; got != tt.wantDrain {
+				t.Fatalf("portDrainLeft = %s, want a drain: %v", first, tt.wantDrain)
+			}
+			if !tt.wantDrain {
+				return
+			}
+			if first > drain {
+				t.Fatalf("portDrainLeft = %s, more than PortDrain %s", first, drain)
+			}
+			if again := r.portDrainLeft(tt.want); again > first {
+				t.Fatalf("portDrainLeft again = %s after %s: the drain started over", again, first)
 			}
 		})
 	}

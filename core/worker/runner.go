@@ -59,6 +59,9 @@ type taskRunner struct {
 	timer     *time.Timer
 	backoff   time.Duration
 	checks    *healthChecks // the task's health checks, while they run
+	// drainUntil is when a task behind published ports that the manager
+	// wants stopped gets its stop signal (see portDrainLeft).
+	drainUntil time.Time
 }
 
 func newRunner(w *Worker, id string, rec *record) *taskRunner {
@@ -400,7 +403,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	}
 	spec.Mounts = append(spec.Mounts, files...)
 	if state.HasHealthCheck(want.GetSpec()) {
-		if _, err := r.w.healthNetns(want); err != nil {
+		if _, err := r.w.healthNetns(want, want.GetSpec().GetHealthCheck()); err != nil {
 			r.report(rejected(r.id, err))
 			return nil
 		}
@@ -420,11 +423,13 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	// image is ensured, and waited for before the step ends.
 	attached := r.attachAsync(pullCtx, want, spec.Hostname, overlay)
 	defer attached()
+	var imageCheck *runtime.ImageHealthCheck // the image's own HEALTHCHECK
 	if spec.Image != "" {
 		r.report(&apiv1.TaskStatusUpdate{State: statePreparing, Message: "ensuring image " + spec.Image})
 		ictx, icancel := context.WithTimeout(pullCtx, r.w.opts.ImageTimeout)
 		defer icancel()
-		if _, err := r.w.rt.EnsureImage(ictx, spec.Image, false); err != nil {
+		img, err := r.w.rt.EnsureImage(ictx, spec.Image, false)
+		if err != nil {
 			switch {
 			case ctx.Err() != nil, pullCtx.Err() != nil:
 				return nil // shutting down, or the manager changed its mind: next step
@@ -439,6 +444,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 			r.report(rejected(r.id, r.w.refusal(spec, err)))
 			return nil
 		}
+		imageCheck = img.HealthCheck
 	}
 	if !r.stillWanted() {
 		return nil
@@ -479,6 +485,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 	}
 	rec := newRecord(h, stateRunning)
 	rec.Address = address
+	rec.ImageHealthCheck = imageCheck
 	if err := r.w.handles.save(rec); err != nil {
 		// Without a stored handle a restart would start a duplicate.
 		r.w.log.Error("storing a task handle", "task", r.id, "error", err)
@@ -489,7 +496,13 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		return nil
 	}
 	r.rec, r.recovered, r.cleaned = rec, true, false
-	r.report(&apiv1.TaskStatusUpdate{State: stateRunning, Message: "started", Address: address})
+	up := &apiv1.TaskStatusUpdate{State: stateRunning, Message: "started", Address: address}
+	if taskHealthCheck(want.GetSpec(), imageCheck) != nil {
+		// With the RUNNING state, so that no manager counts the task as
+		// serving before its first check passes (state.Serving).
+		up.Health = healthStarting
+	}
+	r.report(up)
 	if st.State == runtime.StateExited {
 		r.mu.Lock()
 		oom := r.oom
@@ -581,6 +594,10 @@ func (r *taskRunner) stillWanted() bool {
 // shutdown stops and destroys the task because the manager wants it down,
 // and reports SHUTDOWN unless it had ended already.
 func (r *taskRunner) shutdown(ctx context.Context, want *apiv1.Task) error {
+	if d := r.portDrainLeft(want); d > 0 {
+		r.wakeAfter(d)
+		return nil
+	}
 	if err := r.destroy(ctx); err != nil {
 		return err
 	}

@@ -117,6 +117,13 @@ type Options struct {
 	RuntimeTimeout time.Duration
 	// ImageTimeout bounds one EnsureImage. Default DefaultImageTimeout.
 	ImageTimeout time.Duration
+	// PortDrain is how long a running task of a service with published
+	// ports stays up after the manager wants it stopped, before its stop
+	// signal: the manager took it out of the ports' backends (the endpoint
+	// table) when it wanted it stopped, and every node needs a moment to
+	// apply that, so that no new connection reaches a task that is going.
+	// Default DefaultPortDrain; negative: none.
+	PortDrain time.Duration
 	// HealthInterval is the time between health checks of the runtime,
 	// whose failure the worker reports as the node's "runtime" condition.
 	// Default HeartbeatPeriod, or DefaultHealthInterval without one.
@@ -182,6 +189,9 @@ func New(opts Options) (*Worker, error) {
 	}
 	if opts.ImageTimeout <= 0 {
 		opts.ImageTimeout = DefaultImageTimeout
+	}
+	if opts.PortDrain == 0 {
+		opts.PortDrain = DefaultPortDrain
 	}
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = opts.HeartbeatPeriod

@@ -85,6 +85,9 @@ func TestOtherRoundTrips(t *testing.T) {
 			func(v any) any { return fingerprintFromPB(fingerprintToPB(v.(Fingerprint))) }},
 		{"image", Image{Ref: "docker.io/library/busybox:1.36", Digest: "sha256:abc", Size: 4 << 20},
 			func(v any) any { return imageFromPB(imageToPB(v.(Image))) }},
+		{"image with health check", Image{Ref: "warren.test/health:1", Digest: "sha256:abc", HealthCheck: &ImageHealthCheck{
+			Command: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Interval: time.Second, Timeout: 2 * time.Second, StartPeriod: 3 * time.Second, Retries: 4}},
+			func(v any) any { return imageFromPB(imageToPB(v.(Image))) }},
 		{"duration", 1500 * time.Millisecond,
 			func(v any) any { return durationFromPB(durationToPB(v.(time.Duration))) }},
 		{"zero duration", time.Duration(0),

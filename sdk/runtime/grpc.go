@@ -583,11 +583,31 @@ func capabilitiesFromPB(ss []string) []Capability {
 }
 
 func imageToPB(img Image) *runtimev1.Image {
-	return &runtimev1.Image{Ref: img.Ref, Digest: img.Digest, Size: img.Size}
+	out := &runtimev1.Image{Ref: img.Ref, Digest: img.Digest, Size: img.Size}
+	if h := img.HealthCheck; h != nil {
+		out.HealthCheck = &runtimev1.ImageHealthCheck{
+			Command:     h.Command,
+			Interval:    durationToPB(h.Interval),
+			Timeout:     durationToPB(h.Timeout),
+			StartPeriod: durationToPB(h.StartPeriod),
+			Retries:     int32(h.Retries),
+		}
+	}
+	return out
 }
 
 func imageFromPB(pb *runtimev1.Image) Image {
-	return Image{Ref: pb.GetRef(), Digest: pb.GetDigest(), Size: pb.GetSize()}
+	out := Image{Ref: pb.GetRef(), Digest: pb.GetDigest(), Size: pb.GetSize()}
+	if h := pb.GetHealthCheck(); h != nil {
+		out.HealthCheck = &ImageHealthCheck{
+			Command:     h.GetCommand(),
+			Interval:    durationFromPB(h.GetInterval()),
+			Timeout:     durationFromPB(h.GetTimeout()),
+			StartPeriod: durationFromPB(h.GetStartPeriod()),
+			Retries:     int(h.GetRetries()),
+		}
+	}
+	return out
 }
 
 func durationToPB(d time.Duration) *durationpb.Duration {

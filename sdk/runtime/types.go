@@ -386,6 +386,29 @@ type Image struct {
 	// Size is the image's size in bytes as the runtime stores it, 0 when
 	// unknown.
 	Size int64
+	// HealthCheck is the health check the image declares (Docker's
+	// HEALTHCHECK, the "Healthcheck" of the image config), nil when it
+	// declares none or disables it (Test ["NONE"]). The worker runs it
+	// through Exec for a task whose service has no check of its own and
+	// does not disable checks. A runtime that cannot read it leaves it nil.
+	HealthCheck *ImageHealthCheck
+}
+
+// ImageHealthCheck is an image's own health check. Zero durations and
+// retries mean the worker's defaults (Docker's: 30s, 30s, 0s, 3).
+type ImageHealthCheck struct {
+	// Command is run in the task with Exec; exit code 0 passes. Docker's
+	// CMD-SHELL form becomes ["/bin/sh", "-c", cmd].
+	Command []string
+	// Interval is the time between checks, Timeout the time one may take.
+	Interval time.Duration
+	Timeout  time.Duration
+	// StartPeriod is the time after the start during which failures do not
+	// count.
+	StartPeriod time.Duration
+	// Retries is the number of failures in a row that make a task
+	// unhealthy.
+	Retries int
 }
 
 // TailAll asks TaskLogs for all of a task's output.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ var cases = []struct {
 	{"ImportImage", testImportImage},
 	{"EnsureImage", testEnsureImage},
 	{"ListImages", testListImages},
+	{"ImageHealthCheck", testImageHealthCheck},
 	{"EnsureImageMissing", testEnsureImageMissing},
 	{"StartMissingImage", testStartMissingImage},
 	{"StartInvalidSpec", testStartInvalidSpec},
@@ -288,8 +290,31 @@ func testEnsureImage(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("EnsureImage(%q) again: %v", e.opts.Image, err)
 	}
-	if again != first {
+	if !reflect.DeepEqual(again, first) {
 		t.Errorf("EnsureImage again = %+v, want %+v", again, first)
+	}
+}
+
+func testImageHealthCheck(t *testing.T, e *env) {
+	hc := e.opts.HealthCheckImage
+	if hc == nil {
+		t.Skip("no Options.HealthCheckImage")
+	}
+	ctx := e.ctx()
+	if hc.Tarball != nil {
+		if _, err := e.rt.ImportImage(ctx, hc.Tarball(t)); err != nil {
+			t.Fatalf("ImportImage(%s): %v", hc.Ref, err)
+		}
+	}
+	img, err := e.rt.EnsureImage(ctx, hc.Ref, false)
+	if err != nil {
+		t.Fatalf("EnsureImage(%q): %v", hc.Ref, err)
+	}
+	if img.HealthCheck == nil || !reflect.DeepEqual(*img.HealthCheck, hc.Want) {
+		t.Fatalf("EnsureImage(%q).HealthCheck = %+v, want %+v", hc.Ref, img.HealthCheck, hc.Want)
+	}
+	if plain := e.ensureImage(ctx); hc.Ref != e.opts.Image && plain.HealthCheck != nil && reflect.DeepEqual(*plain.HealthCheck, hc.Want) {
+		t.Errorf("EnsureImage(%q) has the health check of %q", e.opts.Image, hc.Ref)
 	}
 }
 

@@ -72,12 +72,26 @@ type Options struct {
 	// working dir, memory limit, OOM, stop signal) are skipped without it,
 	// and for a runtime that runs no images (see runsImages).
 	Shell func(script string) []string
+	// HealthCheckImage, when set, is an image whose config declares a
+	// health check (Docker's HEALTHCHECK): EnsureImage must describe it in
+	// Image.HealthCheck. The ImageHealthCheck case is skipped without it.
+	HealthCheckImage *HealthCheckImage
 	// Restart, when set, kills the plugin process behind the runtime the
 	// factory returned for t with SIGKILL, as a crash would, and returns a
 	// client of a new process of the same plugin, configured the same way
 	// (sdk/plugintest: Kill9, then Restart). The RestartRecover case needs
 	// it and is skipped without it.
 	Restart func(t *testing.T) runtime.Runtime
+}
+
+// HealthCheckImage is an image with a health check of its own.
+type HealthCheckImage struct {
+	// Ref names the image; Tarball, when set, returns an archive holding
+	// it (imported first), otherwise EnsureImage pulls it.
+	Ref     string
+	Tarball func(t *testing.T) io.Reader
+	// Want is the health check EnsureImage must report.
+	Want runtime.ImageHealthCheck
 }
 
 func (o Options) check(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	ctd "github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
@@ -32,6 +33,18 @@ const TestImage = "warren.test/busybox:1"
 
 // NoCmdImage is an image with no command at all.
 const NoCmdImage = "warren.test/nocmd:1"
+
+// HealthImage is TestImage with a HEALTHCHECK of its own: CMD-SHELL
+// "test -f /tmp/ok" every 200ms, unhealthy after 2 failures. Its command
+// (sleep 3600) never creates /tmp/ok.
+const HealthImage = "warren.test/health:1"
+
+// HealthImageCheck is the health check the runtime reports for HealthImage.
+var HealthImageCheck = containerdtest.Healthcheck{
+	Test:     []string{"CMD-SHELL", "test -f /tmp/ok"},
+	Interval: 200 * time.Millisecond,
+	Retries:  2,
+}
 
 // SkipWithoutContainerd skips a test on a machine that cannot run
 // containers (not root, no containerd or runc, no busybox-static).
@@ -115,12 +128,17 @@ func ContainerdPid(dataDir string) int {
 }
 
 // ImageArchive returns an OCI archive of an image built from the machine's
-// busybox-static: TestImage (sleep 3600) or NoCmdImage (no command).
+// busybox-static: TestImage (sleep 3600), NoCmdImage (no command) or
+// HealthImage (sleep 3600 and a HEALTHCHECK).
 func ImageArchive(t testing.TB, ref string) []byte {
 	t.Helper()
 	img := containerdtest.Image{Ref: ref}
 	if ref != NoCmdImage {
 		img.Cmd = []string{"sleep", "3600"}
+	}
+	if ref == HealthImage {
+		hc := HealthImageCheck
+		img.Healthcheck = &hc
 	}
 	built, err := img.Build()
 	if err != nil {
@@ -133,10 +151,11 @@ func ImageArchive(t testing.TB, ref string) []byte {
 	return data
 }
 
-// ImportImages imports TestImage and NoCmdImage through the agent's API.
+// ImportImages imports TestImage, NoCmdImage and HealthImage through the
+// agent's API.
 func ImportImages(t testing.TB, c apiv1.WarrenClient) {
 	t.Helper()
-	for _, ref := range []string{TestImage, NoCmdImage} {
+	for _, ref := range []string{TestImage, NoCmdImage, HealthImage} {
 		data := ImageArchive(t, ref)
 		if _, err := api.ImportArchive(context.Background(), c, "", nil, bytes.NewReader(data), nil); err != nil {
 			t.Fatalf("import %s: %v", ref, err)

@@ -149,6 +149,13 @@ func TestInvalidRequestsChangeNothing(t *testing.T) {
 			_, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{NameOrId: "taken", Spec: &apiv1.ServiceSpec{Name: "other", Image: "busybox"}})
 			return err
 		},
+		"mode change": func() error {
+			_, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{NameOrId: "everywhere", Spec: &apiv1.ServiceSpec{Name: "everywhere", Image: "busybox", Replicas: 2}})
+			if err != nil && !strings.Contains(status.Convert(err).Message(), "an update cannot make it replicated") {
+				return fmt.Errorf("refused without naming the modes: %s", status.Convert(err).Message())
+			}
+			return err
+		},
 		"stale version": func() error {
 			_, err := c.UpdateService(ctx, &apiv1.UpdateServiceRequest{NameOrId: "taken", Spec: &apiv1.ServiceSpec{Name: "taken", Image: "busybox:2"}, Version: 1})
 			return err

@@ -68,19 +68,7 @@ func TestHealthChecks(t *testing.T) {
 
 	args = append([]string{"service", "create", "sick", "--image", ctrtest.TestImage, quickStop, "--detach", "--restart-delay", "0s"}, fastHealth("/missing")...)
 	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
-	n.waitTasks("sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool {
-		failed, replaced := false, false
-		for _, tk := range ts {
-			if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
-				strings.Contains(tk.GetHealthOutput(), "404") && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
-				failed = true
-			}
-			if tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
-				replaced = true
-			}
-		}
-		return failed && replaced
-	})
+	n.waitTasks("sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool { return unhealthyReplaced(ts, "404") })
 	n.cli("service", "rm", "sick")
 
 	// An update whose health check never passes rolls back.
@@ -98,6 +86,31 @@ func TestHealthChecks(t *testing.T) {
 		}
 		return ok == 2 && n.service("web").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
 	})
+
+	// With one replica the command waits for the new task to be healthy,
+	// not just running: the update whose check fails ends in the rollback
+	// and a non-zero exit, never in a success.
+	args = append([]string{"service", "create", "solo", "--image", ctrtest.TestImage, quickStop, converge}, fastHealth("/index.html")...)
+	n.cli(append(args, "--", "sh", "-c", httpdCmd)...)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "solo", "--health-http", "/missing:8080",
+		"--update-failure-action", "rollback", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("one replica, update to a failing health check: exit %d: %s", code, errOut)
+	}
+}
+
+// unhealthyReplaced reports whether ts has a task that failed as unhealthy,
+// with output in its last check's output, and a later attempt wanted
+// running.
+func unhealthyReplaced(ts []*apiv1.Task, output string) bool {
+	failed, replaced := false, false
+	for _, tk := range ts {
+		if tk.GetState() == apiv1.TaskState_TASK_STATE_FAILED && strings.HasPrefix(tk.GetError(), "unhealthy: ") &&
+			strings.Contains(tk.GetHealthOutput(), output) && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNHEALTHY {
+			failed = true
+		}
+		replaced = replaced || (tk.GetAttempt() >= 2 && tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING)
+	}
+	return failed && replaced
 }
 
 // TestRollingUpdateKeepsHealthyTasks: during a rolling update of 4 replicas
@@ -214,4 +227,85 @@ func TestCmdHealthChecks(t *testing.T) {
 		})
 		n.cli("service", "rm", tc.name)
 	}
+}
+
+// TestImageHealthCheck: the image's own HEALTHCHECK runs when the service
+// has no check (healthy once it passes, unhealthy and replaced once it
+// fails, shown in service ps and task inspect) and gates rolling updates;
+// a check of the service's replaces it; --no-healthcheck, on create and on
+// update, disables it.
+func TestImageHealthCheck(t *testing.T) {
+	ctrtest.SkipWithoutContainerd(t)
+	n := startNode(t)
+	create := func(name string, extra ...string) {
+		args := append([]string{"service", "create", name, "--image", ctrtest.HealthImage, quickStop, "--detach", "--restart-delay", "0s"}, extra...)
+		n.cli(args...)
+	}
+	running := func(ts []*apiv1.Task) *apiv1.Task {
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && tk.GetState() == apiv1.TaskState_TASK_STATE_RUNNING {
+				return tk
+			}
+		}
+		return nil
+	}
+
+	// --no-healthcheck first: it runs through the others' checks below.
+	create("img-none", "--no-healthcheck")
+	create("img-ok", "--", "sh", "-c", "touch /tmp/ok && exec sleep 3600")
+	create("img-own", "--health-cmd", "echo own-check", "--health-interval", "200ms")
+	create("img-sick")
+
+	ts := n.waitTasks("img-ok", "a healthy task", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY
+	})
+	if ps := n.cli("service", "ps", "img-ok"); !strings.Contains(ps, "(healthy)") {
+		t.Errorf("service ps does not show the image's check's health:\n%s", ps)
+	}
+	if insp := n.cli("task", "inspect", running(ts).GetId(), "-o", "table"); !strings.Contains(insp, "the image's HEALTHCHECK") || !strings.Contains(insp, "healthy") {
+		t.Errorf("task inspect does not show the image's check:\n%s", insp)
+	}
+
+	// The image's check fails in img-own too (no /tmp/ok): its own passes.
+	n.waitTasks("img-own", "healthy from the service's check", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_HEALTHY && strings.Contains(tk.GetHealthOutput(), "own-check")
+	})
+
+	n.waitTasks("img-sick", "an unhealthy task replaced", func(ts []*apiv1.Task) bool { return unhealthyReplaced(ts, "test -f /tmp/ok") })
+
+	// img-none started before img-sick, whose check has failed twice by
+	// now: had it a check, its worker would have reported a health with
+	// RUNNING, and its task would have failed the same way.
+	none := n.tasks("img-none", true)
+	if len(none) != 1 || none[0].GetState() != apiv1.TaskState_TASK_STATE_RUNNING || none[0].GetHealth() != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		t.Fatalf("img-none: tasks %v, want one running task without a health", none)
+	}
+
+	// An update whose new task fails the image's check rolls back: the
+	// managers wait for it as for a check of the service's (two replicas:
+	// the second old task runs until the first new one is up).
+	n.cli("service", "update", "img-ok", "--replicas", "2", converge)
+	if _, errOut, code := testutil.RunCLI(t, n.bin, n.a.Socket, "service", "update", "img-ok", "--args=-c 'exec sleep 3600'",
+		"--update-failure-action", "rollback", "--update-parallelism", "1", converge); code == 0 || !strings.Contains(errOut, "update rolled back") {
+		t.Errorf("update to a task failing the image's check: exit %d: %s", code, errOut)
+	}
+	n.waitTasks("img-ok", "2 healthy tasks of the old spec after the rollback", func(ts []*apiv1.Task) bool {
+		ok := 0
+		for _, tk := range ts {
+			if tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(tk) && strings.Contains(strings.Join(tk.GetSpec().GetArgs(), " "), "touch /tmp/ok") {
+				ok++
+			}
+		}
+		return ok == 2 && n.service("img-ok").GetUpdateStatus().GetState() == apiv1.UpdateStatus_STATE_ROLLBACK_COMPLETED
+	})
+
+	// --no-healthcheck on update: the new task runs without the image's
+	// check and stays.
+	n.cli("service", "update", "img-sick", "--no-healthcheck", converge)
+	n.waitTasks("img-sick", "a running task without a check", func(ts []*apiv1.Task) bool {
+		tk := running(ts)
+		return tk != nil && tk.GetSpec().GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_NONE && tk.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED
+	})
 }

@@ -40,7 +40,7 @@ func startOverlayNode(t *testing.T) *node {
 		ctrtest.SweepNetns(t, a.DataDir)
 	})
 	a.Start(context.Background())
-	n := &node{t: t, a: a, bin: bin, c: a.Client()}
+	n := &node{t: t, a: a, bin: bin, c: a.Client(), host: host}
 	ctrtest.ImportImages(t, n.c)
 	n.ctd, n.cctx = ctrtest.Containerd(t, a)
 	return n

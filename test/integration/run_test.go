@@ -20,6 +20,7 @@ import (
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	runtimectd "github.com/warrenorch/warren/plugins/runtime-containerd/containerd"
 	"github.com/warrenorch/warren/test/ctrtest"
+	"github.com/warrenorch/warren/test/netns"
 	"github.com/warrenorch/warren/test/testutil"
 )
 
@@ -47,6 +48,9 @@ type node struct {
 	c    apiv1.WarrenClient
 	ctd  *ctd.Client
 	cctx context.Context
+	// host is the network namespace of an overlay node (startOverlayNode),
+	// nil for the others.
+	host *netns.Host
 }
 
 // startNode starts a manager+worker agent in a fresh directory and imports

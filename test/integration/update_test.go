@@ -109,25 +109,6 @@ func TestUpdateFailureActions(t *testing.T) {
 	}
 }
 
-// TestUpdateReachesContainers: settings that only create took before reach
-// the containers through service update (working dir, user),
-// and a policy change replaces no task.
-func TestUpdateReachesContainers(t *testing.T) {
-	ctrtest.SkipWithoutContainerd(t)
-	n := startNode(t)
-	n.cli("service", "create", "probe", "--image", ctrtest.TestImage, "--stop-signal", "KILL", converge, "--",
-		"sh", "-c", `echo "dir=$(pwd) uid=$(id -u)"; exec sleep 3600`)
-	before := n.runningTasks("probe")
-	n.cli("service", "update", "probe", "--update-failure-action", "rollback", converge)
-	if after := n.runningTasks("probe"); !slices.Equal(before, after) {
-		t.Fatalf("a policy change replaced tasks: %v → %v", before, after)
-	}
-	n.cli("service", "update", "probe", "--workdir", "/tmp", "--user", "1234", converge)
-	n.waitTasks("probe", "the new settings in the container's output", func([]*apiv1.Task) bool {
-		return strings.Contains(n.cli("service", "logs", "probe"), "dir=/tmp uid=1234")
-	})
-}
-
 // TestUpdateDelay: with --update-delay each batch of a rolling update starts
 // at least the delay after the previous batch's new task came up (read
 // from the tasks' own times, no sleeps), and a negative delay is refused.

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/warrenorch/warren/core/agent"
 	"github.com/warrenorch/warren/core/api"
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/clusternet"
@@ -36,6 +38,10 @@ import (
 type Options struct {
 	// Addr is a manager's cluster address (host:port). Required.
 	Addr string
+	// Managers are the cluster addresses of the other managers: a node
+	// whose session fails goes to the leader the manager named, or else to
+	// the next manager of Addr and Managers, as a worker does.
+	Managers []string
 	// Token is a worker join token. Required.
 	Token string
 	// Nodes is the number of simulated nodes; default 1000.
@@ -82,7 +88,11 @@ type Node struct {
 	Name  string
 	Index int
 	creds *pki.Creds
-	conn  *grpc.ClientConn
+	// conns are the node's connections by manager address, dialled on
+	// first use; addr is the manager its next session goes to. Only the
+	// node's run goroutine uses them after join, until Stop.
+	conns map[string]*grpc.ClientConn
+	addr  string
 
 	cancel context.CancelFunc
 	killed atomic.Bool
@@ -205,8 +215,8 @@ func (f *Fleet) Stop() {
 	}
 	f.wg.Wait()
 	for _, n := range f.Nodes {
-		if n.conn != nil {
-			_ = n.conn.Close()
+		for _, c := range n.conns {
+			_ = c.Close()
 		}
 	}
 }
@@ -296,14 +306,40 @@ func (n *Node) join(ctx context.Context, ca apiv1.NodeCAClient) error {
 	if n.creds, err = pki.NewCreds(resp.GetCaPem(), resp.GetCertPem(), keyPEM); err != nil {
 		return fmt.Errorf("loadgen: node %s: the cluster's answer: %w", n.Name, err)
 	}
-	// Each node has its own certificate, so its own connection: the
-	// dispatcher knows a node by the certificate it presents.
-	// The buffers a real worker's connection has (clusternet.Pool).
-	n.conn, err = grpc.NewClient(n.fleet.opts.Addr, append(clusternet.DialBufferOptions(), grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))...)
-	if err != nil {
-		return fmt.Errorf("loadgen: node %s: dial: %w", n.Name, err)
+	n.conns, n.addr = map[string]*grpc.ClientConn{}, n.fleet.opts.Addr
+	if _, err := n.conn(n.addr); err != nil {
+		return fmt.Errorf("loadgen: node %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// conn returns the node's connection to the manager at addr. Each node has
+// its own certificate, so its own connections: the dispatcher knows a node
+// by the certificate it presents.
+func (n *Node) conn(addr string) (*grpc.ClientConn, error) {
+	if c := n.conns[addr]; c != nil {
+		return c, nil
+	}
+	// The buffers a real worker's connection has (clusternet.Pool).
+	c, err := grpc.NewClient(addr, append(clusternet.DialBufferOptions(), grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	n.conns[addr] = c
+	return c, nil
+}
+
+// nextManager picks the manager of the node's next session after one at
+// n.addr failed with err: the leader that manager named, else the next
+// address of the fleet's managers.
+func (n *Node) nextManager(err error) {
+	if leader := agent.LeaderHint(err); leader != "" {
+		n.addr = leader
+		return
+	}
+	all := append([]string{n.fleet.opts.Addr}, n.fleet.opts.Managers...)
+	i := slices.Index(all, n.addr)
+	n.addr = all[(i+1)%len(all)]
 }
 
 // run holds the node's session, reconnecting until ctx ends.
@@ -311,7 +347,9 @@ func (n *Node) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil && !n.killed.Load() {
 		start := time.Now()
-		_ = n.session(ctx)
+		if err := n.session(ctx); err != nil && len(n.fleet.opts.Managers) > 0 {
+			n.nextManager(err)
+		}
 		if time.Since(start) > 5*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -349,7 +387,11 @@ func (n *Node) register() *apiv1.RegisterWorker {
 func (n *Node) session(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := apiv1.NewDispatcherClient(n.conn).Session(sctx)
+	conn, err := n.conn(n.addr)
+	if err != nil {
+		return err
+	}
+	stream, err := apiv1.NewDispatcherClient(conn).Session(sctx)
 	if err != nil {
 		return err
 	}

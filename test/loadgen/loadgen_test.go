@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,65 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// TestRollingRestart is the restart scenario's small version, untimed: 3
+// real managers, 30 simulated nodes, 100 tasks; the managers restarted one
+// at a time, the leader last. Every task keeps running (none of a slot
+// ends) and no slot runs twice, sampled through the restarts and a TTL
+// after, and every node holds a session with the new leader at the end.
+func TestRollingRestart(t *testing.T) {
+	bin := testutil.Install(t, "store-bolt", "scheduler-roundrobin")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const ttl = 5 * time.Second
+	ms, err := loadgen.StartManagers(ctx, bin, t.TempDir(), 3, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range ms {
+			if t.Failed() {
+				t.Logf("---- manager %s ----\n%s", m.Addr, tailLines(m.Output(), 40))
+			}
+			m.Stop()
+		}
+	})
+	tok, err := ms[0].Cluster.JoinToken(ctx, &apiv1.JoinTokenRequest{Role: apiv1.NodeRole_NODE_ROLE_WORKER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := loadgen.New(loadgen.Options{Addr: ms[0].Addr, Managers: []string{ms[1].Addr, ms[2].Addr}, Token: tok.GetToken(),
+		Nodes: 30, StartDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &loadgen.Bench{API: ms[0].API, Cluster: ms[0].Cluster, Fleet: f, TTL: ttl, Timeout: time.Minute, Out: io.Discard}
+	if testing.Verbose() {
+		b.Out = testWriter{t}
+	}
+	if err := f.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	if err := b.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "rr", 10, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RollingRestart(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	if f.Running() != 100 {
+		t.Fatalf("%d tasks running after the restarts, want 100", f.Running())
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -141,6 +141,14 @@ const (
 	// SERVICE_MODE_GLOBAL: one task on every READY, ACTIVE worker node whose
 	// labels and platform satisfy the constraints.
 	ServiceMode_SERVICE_MODE_GLOBAL ServiceMode = 2
+	// SERVICE_MODE_REPLICATED_JOB runs to completion: replicas is the number
+	// of tasks that must exit 0 (completions), at most max_concurrent at once;
+	// a task that fails is retried under the restart policy (default
+	// on-failure; condition any is refused). Once done, nothing is restarted.
+	ServiceMode_SERVICE_MODE_REPLICATED_JOB ServiceMode = 3
+	// SERVICE_MODE_GLOBAL_JOB runs one task to completion on every eligible
+	// node (as SERVICE_MODE_GLOBAL picks them), a node that joins later too.
+	ServiceMode_SERVICE_MODE_GLOBAL_JOB ServiceMode = 4
 )
 
 // Enum value maps for ServiceMode.
@@ -149,11 +157,15 @@ var (
 		0: "SERVICE_MODE_UNSPECIFIED",
 		1: "SERVICE_MODE_REPLICATED",
 		2: "SERVICE_MODE_GLOBAL",
+		3: "SERVICE_MODE_REPLICATED_JOB",
+		4: "SERVICE_MODE_GLOBAL_JOB",
 	}
 	ServiceMode_value = map[string]int32{
-		"SERVICE_MODE_UNSPECIFIED": 0,
-		"SERVICE_MODE_REPLICATED":  1,
-		"SERVICE_MODE_GLOBAL":      2,
+		"SERVICE_MODE_UNSPECIFIED":    0,
+		"SERVICE_MODE_REPLICATED":     1,
+		"SERVICE_MODE_GLOBAL":         2,
+		"SERVICE_MODE_REPLICATED_JOB": 3,
+		"SERVICE_MODE_GLOBAL_JOB":     4,
 	}
 )
 
@@ -188,7 +200,7 @@ func (ServiceMode) EnumDescriptor() ([]byte, []int) {
 type HealthState int32
 
 const (
-	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the service has no health check
+	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0 // the task has no health check
 	HealthState_HEALTH_STATE_STARTING    HealthState = 1 // running, no check has passed yet
 	HealthState_HEALTH_STATE_HEALTHY     HealthState = 2
 	HealthState_HEALTH_STATE_UNHEALTHY   HealthState = 3 // retries checks failed in a row
@@ -800,6 +812,63 @@ func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{3, 0}
 }
 
+type JobStatus_State int32
+
+const (
+	JobStatus_STATE_UNSPECIFIED JobStatus_State = 0
+	// STATE_RUNNING: some task is still to complete.
+	JobStatus_STATE_RUNNING JobStatus_State = 1
+	// STATE_COMPLETED: every completion is done (each slot, or each
+	// eligible node of a global job, has a task that exited 0).
+	JobStatus_STATE_COMPLETED JobStatus_State = 2
+	// STATE_FAILED: nothing runs any more and some slot's task failed
+	// without a retry left (restart policy none, or max_attempts reached).
+	JobStatus_STATE_FAILED JobStatus_State = 3
+)
+
+// Enum value maps for JobStatus_State.
+var (
+	JobStatus_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_RUNNING",
+		2: "STATE_COMPLETED",
+		3: "STATE_FAILED",
+	}
+	JobStatus_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_RUNNING":     1,
+		"STATE_COMPLETED":   2,
+		"STATE_FAILED":      3,
+	}
+)
+
+func (x JobStatus_State) Enum() *JobStatus_State {
+	p := new(JobStatus_State)
+	*p = x
+	return p
+}
+
+func (x JobStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[14].Descriptor()
+}
+
+func (JobStatus_State) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[14]
+}
+
+func (x JobStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobStatus_State.Descriptor instead.
+func (JobStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8, 0}
+}
+
 type HealthCheck_Type int32
 
 const (
@@ -810,9 +879,12 @@ const (
 	// TYPE_TCP: a TCP connection to port, from inside the task's network
 	// namespace, passes once it is accepted.
 	HealthCheck_TYPE_TCP HealthCheck_Type = 2
-	// TYPE_CMD: command run in the container (not supported yet: it needs
-	// exec in the runtime contract).
+	// TYPE_CMD: command run in the container through the runtime's exec;
+	// exit code 0 passes.
 	HealthCheck_TYPE_CMD HealthCheck_Type = 3
+	// TYPE_NONE: no check at all, not even the image's own HEALTHCHECK
+	// (--no-healthcheck); it takes no other setting.
+	HealthCheck_TYPE_NONE HealthCheck_Type = 4
 )
 
 // Enum value maps for HealthCheck_Type.
@@ -822,12 +894,14 @@ var (
 		1: "TYPE_HTTP",
 		2: "TYPE_TCP",
 		3: "TYPE_CMD",
+		4: "TYPE_NONE",
 	}
 	HealthCheck_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
 		"TYPE_HTTP":        1,
 		"TYPE_TCP":         2,
 		"TYPE_CMD":         3,
+		"TYPE_NONE":        4,
 	}
 )
 
@@ -842,11 +916,11 @@ func (x HealthCheck_Type) String() string {
 }
 
 func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[14].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[15].Descriptor()
 }
 
 func (HealthCheck_Type) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[14]
+	return &file_core_api_v1_api_proto_enumTypes[15]
 }
 
 func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
@@ -855,7 +929,7 @@ func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthCheck_Type.Descriptor instead.
 func (HealthCheck_Type) EnumDescriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8, 0}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type Resources struct {
@@ -1310,15 +1384,20 @@ type ServiceSpec struct {
 	// configs are given to each task as read-only files at their targets.
 	Configs []*FileReference `protobuf:"bytes,23,rep,name=configs,proto3" json:"configs,omitempty"`
 	// health_check is how the worker tells whether a running task works; nil
-	// means no check (a running task counts as healthy). Numbered from 40 to
-	// stay clear of the fields other work adds.
+	// means the image's own HEALTHCHECK, if it declares one (otherwise a
+	// running task counts as healthy); TYPE_NONE means no check at all.
+	// Numbered from 40 to stay clear of the fields other work adds.
 	HealthCheck *HealthCheck `protobuf:"bytes,40,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	// rollback_policy is how a rollback replaces tasks (same defaults as
 	// update_policy; failure action pause or continue).
 	RollbackPolicy *UpdatePolicy `protobuf:"bytes,41,opt,name=rollback_policy,json=rollbackPolicy,proto3" json:"rollback_policy,omitempty"`
 	// mode: replicated (replicas tasks) or global (one task on every eligible
-	// node; replicas is then unused and must be 0).
-	Mode          ServiceMode `protobuf:"varint,42,opt,name=mode,proto3,enum=warren.api.v1.ServiceMode" json:"mode,omitempty"`
+	// node; replicas is then unused and must be 0), or one of the job modes
+	// (run to completion: see ServiceMode).
+	Mode ServiceMode `protobuf:"varint,42,opt,name=mode,proto3,enum=warren.api.v1.ServiceMode" json:"mode,omitempty"`
+	// max_concurrent is, for a replicated job, how many of its tasks run at
+	// once (0: all its replicas, the completions). Jobs only.
+	MaxConcurrent uint64 `protobuf:"varint,80,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1521,6 +1600,13 @@ func (x *ServiceSpec) GetMode() ServiceMode {
 	return ServiceMode_SERVICE_MODE_UNSPECIFIED
 }
 
+func (x *ServiceSpec) GetMaxConcurrent() uint64 {
+	if x != nil {
+		return x.MaxConcurrent
+	}
+	return 0
+}
+
 // PortConfig publishes a port of a service's tasks on the nodes.
 type PortConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1687,6 +1773,106 @@ func (x *FileReference) GetRevision() uint64 {
 	return 0
 }
 
+// JobStatus is how a job service's run is going, written by the
+// orchestrator from its tasks. An update that changes the tasks re-runs the
+// job (a new run: started_at is reset).
+type JobStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State JobStatus_State        `protobuf:"varint,1,opt,name=state,proto3,enum=warren.api.v1.JobStatus_State" json:"state,omitempty"`
+	// message says what is done, and what failed ("2/3 completed; task ...
+	// failed: exited with code 1").
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// completed: slots (nodes) whose task exited 0; failed: those whose task
+	// failed for good; total: the completions wanted.
+	Completed uint64                 `protobuf:"varint,3,opt,name=completed,proto3" json:"completed,omitempty"`
+	Failed    uint64                 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	Total     uint64                 `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// completed_at is when the run ended (COMPLETED or FAILED).
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatus) Reset() {
+	*x = JobStatus{}
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatus) ProtoMessage() {}
+
+func (x *JobStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
+func (*JobStatus) Descriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *JobStatus) GetState() JobStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return JobStatus_STATE_UNSPECIFIED
+}
+
+func (x *JobStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *JobStatus) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *JobStatus) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *JobStatus) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *JobStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *JobStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
 // HealthCheck is a service's health check, made by the worker of each task.
 type HealthCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1709,7 +1895,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1907,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[8]
+	mi := &file_core_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1920,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthCheck) GetType() HealthCheck_Type {
@@ -1806,14 +1992,17 @@ type Service struct {
 	// what a rollback returns to.
 	PreviousSpec *ServiceSpec `protobuf:"bytes,40,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
 	// update_status is how the last such update is going; nil before one.
-	UpdateStatus  *UpdateStatus `protobuf:"bytes,41,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	UpdateStatus *UpdateStatus `protobuf:"bytes,41,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	// job_status is how a job service's run is going (job modes only; nil
+	// until the orchestrator has seen it, and again after an update).
+	JobStatus     *JobStatus `protobuf:"bytes,80,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2014,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[9]
+	mi := &file_core_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2027,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Service) GetId() string {
@@ -1890,6 +2079,13 @@ func (x *Service) GetUpdateStatus() *UpdateStatus {
 	return nil
 }
 
+func (x *Service) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
 type Task struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1920,8 +2116,9 @@ type Task struct {
 	// error, or its state), set when the restart policy makes this task: the
 	// slot's current row says why the slot does not run until this one does.
 	PreviousError string `protobuf:"bytes,19,opt,name=previous_error,json=previousError,proto3" json:"previous_error,omitempty"`
-	// health is the task's health while it runs and its service has a health
-	// check (set by its worker); health_output is the last check's output.
+	// health is the task's health while it runs and has a health check, its
+	// service's or its image's (set by its worker); health_output is the last
+	// check's output.
 	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
 	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1930,7 +2127,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2139,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[10]
+	mi := &file_core_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2152,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Task) GetId() string {
@@ -2151,7 +2348,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2360,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[11]
+	mi := &file_core_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2373,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Node) GetId() string {
@@ -2354,7 +2551,7 @@ type NodeNetwork struct {
 
 func (x *NodeNetwork) Reset() {
 	*x = NodeNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2563,7 @@ func (x *NodeNetwork) String() string {
 func (*NodeNetwork) ProtoMessage() {}
 
 func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[12]
+	mi := &file_core_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2576,7 @@ func (x *NodeNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeNetwork.ProtoReflect.Descriptor instead.
 func (*NodeNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeNetwork) GetSubnet() string {
@@ -2426,7 +2623,7 @@ type ClusterNetwork struct {
 
 func (x *ClusterNetwork) Reset() {
 	*x = ClusterNetwork{}
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2635,7 @@ func (x *ClusterNetwork) String() string {
 func (*ClusterNetwork) ProtoMessage() {}
 
 func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[13]
+	mi := &file_core_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2648,7 @@ func (x *ClusterNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNetwork.ProtoReflect.Descriptor instead.
 func (*ClusterNetwork) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterNetwork) GetOverlayRange() string {
@@ -2492,7 +2689,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2504,7 +2701,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[14]
+	mi := &file_core_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2517,7 +2714,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -2568,7 +2765,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2777,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[15]
+	mi := &file_core_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2790,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Secret) GetId() string {
@@ -2679,7 +2876,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2888,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[16]
+	mi := &file_core_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2901,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Config) GetId() string {
@@ -2785,7 +2982,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2994,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[17]
+	mi := &file_core_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3007,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Volume) GetId() string {
@@ -2896,7 +3093,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3105,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[18]
+	mi := &file_core_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3118,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -3079,7 +3276,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3288,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[19]
+	mi := &file_core_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3301,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -3137,7 +3334,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3346,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[20]
+	mi := &file_core_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3359,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetVolumeRequest) GetNameOrId() string {
@@ -3189,7 +3386,7 @@ type VolumeResponse struct {
 
 func (x *VolumeResponse) Reset() {
 	*x = VolumeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3398,7 @@ func (x *VolumeResponse) String() string {
 func (*VolumeResponse) ProtoMessage() {}
 
 func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[21]
+	mi := &file_core_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3411,7 @@ func (x *VolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeResponse.ProtoReflect.Descriptor instead.
 func (*VolumeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VolumeResponse) GetVolume() *Volume {
@@ -3253,7 +3450,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +3462,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[22]
+	mi := &file_core_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +3475,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 type ListVolumesResponse struct {
@@ -3290,7 +3487,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3499,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[23]
+	mi := &file_core_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3512,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*VolumeResponse {
@@ -3334,7 +3531,7 @@ type RemoveVolumeRequest struct {
 
 func (x *RemoveVolumeRequest) Reset() {
 	*x = RemoveVolumeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3543,7 @@ func (x *RemoveVolumeRequest) String() string {
 func (*RemoveVolumeRequest) ProtoMessage() {}
 
 func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[24]
+	mi := &file_core_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3556,7 @@ func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveVolumeRequest) GetNameOrId() string {
@@ -3377,7 +3574,7 @@ type RemoveVolumeResponse struct {
 
 func (x *RemoveVolumeResponse) Reset() {
 	*x = RemoveVolumeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3586,7 @@ func (x *RemoveVolumeResponse) String() string {
 func (*RemoveVolumeResponse) ProtoMessage() {}
 
 func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[25]
+	mi := &file_core_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3599,7 @@ func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 type CreateSecretRequest struct {
@@ -3416,7 +3613,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3428,7 +3625,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[26]
+	mi := &file_core_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3441,7 +3638,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateSecretRequest) GetName() string {
@@ -3475,7 +3672,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3684,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[27]
+	mi := &file_core_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3697,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateSecretRequest) GetNameOrId() string {
@@ -3526,7 +3723,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3735,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[28]
+	mi := &file_core_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3748,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetSecretRequest) GetNameOrId() string {
@@ -3570,7 +3767,7 @@ type SecretResponse struct {
 
 func (x *SecretResponse) Reset() {
 	*x = SecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3779,7 @@ func (x *SecretResponse) String() string {
 func (*SecretResponse) ProtoMessage() {}
 
 func (x *SecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[29]
+	mi := &file_core_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3792,7 @@ func (x *SecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretResponse.ProtoReflect.Descriptor instead.
 func (*SecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecretResponse) GetSecret() *Secret {
@@ -3613,7 +3810,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +3822,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[30]
+	mi := &file_core_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +3835,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 type ListSecretsResponse struct {
@@ -3650,7 +3847,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3859,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[31]
+	mi := &file_core_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3872,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -3694,7 +3891,7 @@ type RemoveSecretRequest struct {
 
 func (x *RemoveSecretRequest) Reset() {
 	*x = RemoveSecretRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +3903,7 @@ func (x *RemoveSecretRequest) String() string {
 func (*RemoveSecretRequest) ProtoMessage() {}
 
 func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[32]
+	mi := &file_core_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +3916,7 @@ func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveSecretRequest) GetNameOrId() string {
@@ -3737,7 +3934,7 @@ type RemoveSecretResponse struct {
 
 func (x *RemoveSecretResponse) Reset() {
 	*x = RemoveSecretResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +3946,7 @@ func (x *RemoveSecretResponse) String() string {
 func (*RemoveSecretResponse) ProtoMessage() {}
 
 func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[33]
+	mi := &file_core_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +3959,7 @@ func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 type CreateConfigRequest struct {
@@ -3776,7 +3973,7 @@ type CreateConfigRequest struct {
 
 func (x *CreateConfigRequest) Reset() {
 	*x = CreateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3985,7 @@ func (x *CreateConfigRequest) String() string {
 func (*CreateConfigRequest) ProtoMessage() {}
 
 func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[34]
+	mi := &file_core_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3998,7 @@ func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
 func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateConfigRequest) GetName() string {
@@ -3835,7 +4032,7 @@ type UpdateConfigRequest struct {
 
 func (x *UpdateConfigRequest) Reset() {
 	*x = UpdateConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +4044,7 @@ func (x *UpdateConfigRequest) String() string {
 func (*UpdateConfigRequest) ProtoMessage() {}
 
 func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[35]
+	mi := &file_core_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +4057,7 @@ func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateConfigRequest) GetNameOrId() string {
@@ -3886,7 +4083,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3898,7 +4095,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[36]
+	mi := &file_core_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3911,7 +4108,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetConfigRequest) GetNameOrId() string {
@@ -3930,7 +4127,7 @@ type ConfigResponse struct {
 
 func (x *ConfigResponse) Reset() {
 	*x = ConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3942,7 +4139,7 @@ func (x *ConfigResponse) String() string {
 func (*ConfigResponse) ProtoMessage() {}
 
 func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[37]
+	mi := &file_core_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3955,7 +4152,7 @@ func (x *ConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigResponse.ProtoReflect.Descriptor instead.
 func (*ConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConfigResponse) GetConfig() *Config {
@@ -3973,7 +4170,7 @@ type ListConfigsRequest struct {
 
 func (x *ListConfigsRequest) Reset() {
 	*x = ListConfigsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4182,7 @@ func (x *ListConfigsRequest) String() string {
 func (*ListConfigsRequest) ProtoMessage() {}
 
 func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[38]
+	mi := &file_core_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4195,7 @@ func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 type ListConfigsResponse struct {
@@ -4011,7 +4208,7 @@ type ListConfigsResponse struct {
 
 func (x *ListConfigsResponse) Reset() {
 	*x = ListConfigsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4023,7 +4220,7 @@ func (x *ListConfigsResponse) String() string {
 func (*ListConfigsResponse) ProtoMessage() {}
 
 func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[39]
+	mi := &file_core_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4036,7 +4233,7 @@ func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListConfigsResponse) GetConfigs() []*Config {
@@ -4055,7 +4252,7 @@ type RemoveConfigRequest struct {
 
 func (x *RemoveConfigRequest) Reset() {
 	*x = RemoveConfigRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4264,7 @@ func (x *RemoveConfigRequest) String() string {
 func (*RemoveConfigRequest) ProtoMessage() {}
 
 func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[40]
+	mi := &file_core_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4277,7 @@ func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
 func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveConfigRequest) GetNameOrId() string {
@@ -4098,7 +4295,7 @@ type RemoveConfigResponse struct {
 
 func (x *RemoveConfigResponse) Reset() {
 	*x = RemoveConfigResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4110,7 +4307,7 @@ func (x *RemoveConfigResponse) String() string {
 func (*RemoveConfigResponse) ProtoMessage() {}
 
 func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[41]
+	mi := &file_core_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4123,7 +4320,7 @@ func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
 func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 type CreateServiceRequest struct {
@@ -4135,7 +4332,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4147,7 +4344,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[42]
+	mi := &file_core_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4160,7 +4357,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -4179,7 +4376,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4388,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[43]
+	mi := &file_core_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4401,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -4224,7 +4421,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4433,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[44]
+	mi := &file_core_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4446,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetServiceRequest) GetNameOrId() string {
@@ -4268,7 +4465,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4280,7 +4477,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[45]
+	mi := &file_core_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4293,7 +4490,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -4321,7 +4518,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4333,7 +4530,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[46]
+	mi := &file_core_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4346,7 +4543,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListServicesRequest) GetLabels() map[string]string {
@@ -4382,7 +4579,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4394,7 +4591,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[47]
+	mi := &file_core_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4407,7 +4604,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -4440,7 +4637,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4452,7 +4649,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[48]
+	mi := &file_core_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4465,7 +4662,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpdateServiceRequest) GetNameOrId() string {
@@ -4505,7 +4702,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4517,7 +4714,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[49]
+	mi := &file_core_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4530,7 +4727,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -4551,7 +4748,7 @@ type PromoteServiceRequest struct {
 
 func (x *PromoteServiceRequest) Reset() {
 	*x = PromoteServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4563,7 +4760,7 @@ func (x *PromoteServiceRequest) String() string {
 func (*PromoteServiceRequest) ProtoMessage() {}
 
 func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[50]
+	mi := &file_core_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4576,7 +4773,7 @@ func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteServiceRequest.ProtoReflect.Descriptor instead.
 func (*PromoteServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PromoteServiceRequest) GetNameOrId() string {
@@ -4602,7 +4799,7 @@ type PromoteServiceResponse struct {
 
 func (x *PromoteServiceResponse) Reset() {
 	*x = PromoteServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4614,7 +4811,7 @@ func (x *PromoteServiceResponse) String() string {
 func (*PromoteServiceResponse) ProtoMessage() {}
 
 func (x *PromoteServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[51]
+	mi := &file_core_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4627,7 +4824,7 @@ func (x *PromoteServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteServiceResponse.ProtoReflect.Descriptor instead.
 func (*PromoteServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PromoteServiceResponse) GetService() *Service {
@@ -4647,7 +4844,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4659,7 +4856,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[52]
+	mi := &file_core_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4672,7 +4869,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ScaleServiceRequest) GetNameOrId() string {
@@ -4698,7 +4895,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +4907,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[53]
+	mi := &file_core_api_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +4920,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ScaleServiceResponse) GetService() *Service {
@@ -4742,7 +4939,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4951,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[54]
+	mi := &file_core_api_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4964,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RemoveServiceRequest) GetNameOrId() string {
@@ -4785,7 +4982,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4797,7 +4994,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[55]
+	mi := &file_core_api_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4810,7 +5007,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 type ListNodesRequest struct {
@@ -4829,7 +5026,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +5038,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[56]
+	mi := &file_core_api_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +5051,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListNodesRequest) GetPageSize() uint32 {
@@ -4883,7 +5080,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4895,7 +5092,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[57]
+	mi := &file_core_api_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4908,7 +5105,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -4934,7 +5131,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5143,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[58]
+	mi := &file_core_api_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5156,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetNodeRequest) GetNameOrId() string {
@@ -4978,7 +5175,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5187,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[59]
+	mi := &file_core_api_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5200,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -5036,7 +5233,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5048,7 +5245,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[60]
+	mi := &file_core_api_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5061,7 +5258,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -5108,7 +5305,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5120,7 +5317,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[61]
+	mi := &file_core_api_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5133,7 +5330,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -5156,7 +5353,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5168,7 +5365,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[62]
+	mi := &file_core_api_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5181,7 +5378,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -5208,7 +5405,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5220,7 +5417,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[63]
+	mi := &file_core_api_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5233,7 +5430,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RemoveNodeResponse) GetNode() *Node {
@@ -5264,7 +5461,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5276,7 +5473,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[64]
+	mi := &file_core_api_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5289,7 +5486,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -5339,7 +5536,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5351,7 +5548,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[65]
+	mi := &file_core_api_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5364,7 +5561,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5391,7 +5588,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5403,7 +5600,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[66]
+	mi := &file_core_api_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5416,7 +5613,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *EventsRequest) GetKinds() []string {
@@ -5447,7 +5644,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5459,7 +5656,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[67]
+	mi := &file_core_api_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5472,7 +5669,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -5531,7 +5728,7 @@ type TaskStatsRequest struct {
 
 func (x *TaskStatsRequest) Reset() {
 	*x = TaskStatsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5543,7 +5740,7 @@ func (x *TaskStatsRequest) String() string {
 func (*TaskStatsRequest) ProtoMessage() {}
 
 func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[68]
+	mi := &file_core_api_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5556,7 +5753,7 @@ func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
 func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TaskStatsRequest) GetTasks() []string {
@@ -5589,7 +5786,7 @@ type TaskStatsResponse struct {
 
 func (x *TaskStatsResponse) Reset() {
 	*x = TaskStatsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5601,7 +5798,7 @@ func (x *TaskStatsResponse) String() string {
 func (*TaskStatsResponse) ProtoMessage() {}
 
 func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[69]
+	mi := &file_core_api_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5614,7 +5811,7 @@ func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
 func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *TaskStatsResponse) GetStats() []*TaskStatsSample {
@@ -5649,7 +5846,7 @@ type TaskStatsSample struct {
 
 func (x *TaskStatsSample) Reset() {
 	*x = TaskStatsSample{}
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5661,7 +5858,7 @@ func (x *TaskStatsSample) String() string {
 func (*TaskStatsSample) ProtoMessage() {}
 
 func (x *TaskStatsSample) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[70]
+	mi := &file_core_api_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5674,7 +5871,7 @@ func (x *TaskStatsSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsSample.ProtoReflect.Descriptor instead.
 func (*TaskStatsSample) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *TaskStatsSample) GetTaskId() string {
@@ -5763,7 +5960,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5775,7 +5972,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[71]
+	mi := &file_core_api_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5788,7 +5985,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -5849,7 +6046,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5861,7 +6058,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[72]
+	mi := &file_core_api_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5874,7 +6071,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExecStart) GetTask() string {
@@ -5936,7 +6133,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5948,7 +6145,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[73]
+	mi := &file_core_api_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5961,7 +6158,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -5994,7 +6191,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6006,7 +6203,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[74]
+	mi := &file_core_api_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6019,7 +6216,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -6109,7 +6306,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6121,7 +6318,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[75]
+	mi := &file_core_api_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6134,7 +6331,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -6206,7 +6403,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6218,7 +6415,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[76]
+	mi := &file_core_api_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6231,7 +6428,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -6259,7 +6456,7 @@ type ImportedImage struct {
 
 func (x *ImportedImage) Reset() {
 	*x = ImportedImage{}
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6271,7 +6468,7 @@ func (x *ImportedImage) String() string {
 func (*ImportedImage) ProtoMessage() {}
 
 func (x *ImportedImage) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[77]
+	mi := &file_core_api_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6284,7 +6481,7 @@ func (x *ImportedImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedImage.ProtoReflect.Descriptor instead.
 func (*ImportedImage) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ImportedImage) GetRef() string {
@@ -6321,7 +6518,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6333,7 +6530,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[78]
+	mi := &file_core_api_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6346,7 +6543,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{78}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ImportImageResponse) GetImages() []*ImportedImage {
@@ -6382,7 +6579,7 @@ type ImportImageProgress struct {
 
 func (x *ImportImageProgress) Reset() {
 	*x = ImportImageProgress{}
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6394,7 +6591,7 @@ func (x *ImportImageProgress) String() string {
 func (*ImportImageProgress) ProtoMessage() {}
 
 func (x *ImportImageProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[79]
+	mi := &file_core_api_v1_api_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6407,7 +6604,7 @@ func (x *ImportImageProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageProgress.ProtoReflect.Descriptor instead.
 func (*ImportImageProgress) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{79}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ImportImageProgress) GetNode() *NodeImport {
@@ -6434,7 +6631,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6446,7 +6643,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[80]
+	mi := &file_core_api_v1_api_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6459,7 +6656,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{80}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListImagesRequest) GetNode() string {
@@ -6478,7 +6675,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6490,7 +6687,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[81]
+	mi := &file_core_api_v1_api_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6503,7 +6700,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{81}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListImagesResponse) GetNodes() []*NodeImages {
@@ -6526,7 +6723,7 @@ type NodeImages struct {
 
 func (x *NodeImages) Reset() {
 	*x = NodeImages{}
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6538,7 +6735,7 @@ func (x *NodeImages) String() string {
 func (*NodeImages) ProtoMessage() {}
 
 func (x *NodeImages) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[82]
+	mi := &file_core_api_v1_api_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6551,7 +6748,7 @@ func (x *NodeImages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImages.ProtoReflect.Descriptor instead.
 func (*NodeImages) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{82}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *NodeImages) GetNodeId() string {
@@ -6600,7 +6797,7 @@ type NodeImport struct {
 
 func (x *NodeImport) Reset() {
 	*x = NodeImport{}
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6612,7 +6809,7 @@ func (x *NodeImport) String() string {
 func (*NodeImport) ProtoMessage() {}
 
 func (x *NodeImport) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[83]
+	mi := &file_core_api_v1_api_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6625,7 +6822,7 @@ func (x *NodeImport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeImport.ProtoReflect.Descriptor instead.
 func (*NodeImport) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{83}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *NodeImport) GetNodeId() string {
@@ -6689,7 +6886,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6701,7 +6898,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[84]
+	mi := &file_core_api_v1_api_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6714,7 +6911,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{84}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -6798,7 +6995,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[85]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6810,7 +7007,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[85]
+	mi := &file_core_api_v1_api_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6823,7 +7020,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{85}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListPluginsRequest) GetNode() string {
@@ -6842,7 +7039,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[86]
+	mi := &file_core_api_v1_api_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6854,7 +7051,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[86]
+	mi := &file_core_api_v1_api_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6867,7 +7064,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{86}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*PluginStatus {
@@ -6885,7 +7082,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_core_api_v1_api_proto_msgTypes[87]
+	mi := &file_core_api_v1_api_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6897,7 +7094,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[87]
+	mi := &file_core_api_v1_api_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6910,7 +7107,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{87}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{88}
 }
 
 type ClusterInfoResponse struct {
@@ -6933,7 +7130,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_core_api_v1_api_proto_msgTypes[88]
+	mi := &file_core_api_v1_api_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6945,7 +7142,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_core_api_v1_api_proto_msgTypes[88]
+	mi := &file_core_api_v1_api_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6958,7 +7155,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_core_api_v1_api_proto_rawDescGZIP(), []int{88}
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ClusterInfoResponse) GetClusterId() string {
@@ -7105,7 +7302,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
 	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
 	"\n" +
-	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\xf0\t\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\x97\n" +
+	"\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -7133,7 +7331,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aconfigs\x18\x17 \x03(\v2\x1c.warren.api.v1.FileReferenceR\aconfigs\x12=\n" +
 	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x12D\n" +
 	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x12.\n" +
-	"\x04mode\x18* \x01(\x0e2\x1a.warren.api.v1.ServiceModeR\x04mode\x1a6\n" +
+	"\x04mode\x18* \x01(\x0e2\x1a.warren.api.v1.ServiceModeR\x04mode\x12%\n" +
+	"\x0emax_concurrent\x18P \x01(\x04R\rmaxConcurrent\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -7152,7 +7351,21 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
 	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x04R\brevision\"\x91\x03\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"\xfb\x02\n" +
+	"\tJobStatus\x124\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1e.warren.api.v1.JobStatus.StateR\x05state\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
+	"\tcompleted\x18\x03 \x01(\x04R\tcompleted\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x04R\x06failed\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\x04R\x05total\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"X\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSTATE_RUNNING\x10\x01\x12\x13\n" +
+	"\x0fSTATE_COMPLETED\x10\x02\x12\x10\n" +
+	"\fSTATE_FAILED\x10\x03\"\xa0\x03\n" +
 	"\vHealthCheck\x123\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1f.warren.api.v1.HealthCheck.TypeR\x04type\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -7161,12 +7374,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aretries\x18\a \x01(\rR\aretries\x12<\n" +
-	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"G\n" +
+	"\fstart_period\x18\b \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"V\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tTYPE_HTTP\x10\x01\x12\f\n" +
 	"\bTYPE_TCP\x10\x02\x12\f\n" +
-	"\bTYPE_CMD\x10\x03\"\xdc\x02\n" +
+	"\bTYPE_CMD\x10\x03\x12\r\n" +
+	"\tTYPE_NONE\x10\x04\"\x95\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1a.warren.api.v1.ServiceSpecR\x04spec\x12\x18\n" +
@@ -7176,7 +7390,9 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12?\n" +
 	"\rprevious_spec\x18( \x01(\v2\x1a.warren.api.v1.ServiceSpecR\fpreviousSpec\x12@\n" +
-	"\rupdate_status\x18) \x01(\v2\x1b.warren.api.v1.UpdateStatusR\fupdateStatus\"\x99\x06\n" +
+	"\rupdate_status\x18) \x01(\v2\x1b.warren.api.v1.UpdateStatusR\fupdateStatus\x127\n" +
+	"\n" +
+	"job_status\x18P \x01(\v2\x18.warren.api.v1.JobStatusR\tjobStatus\"\x99\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -7609,11 +7825,13 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\vPublishMode\x12\x1c\n" +
 	"\x18PUBLISH_MODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PUBLISH_MODE_INGRESS\x10\x01\x12\x15\n" +
-	"\x11PUBLISH_MODE_HOST\x10\x02*a\n" +
+	"\x11PUBLISH_MODE_HOST\x10\x02*\x9f\x01\n" +
 	"\vServiceMode\x12\x1c\n" +
 	"\x18SERVICE_MODE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x01\x12\x17\n" +
-	"\x13SERVICE_MODE_GLOBAL\x10\x02*|\n" +
+	"\x13SERVICE_MODE_GLOBAL\x10\x02\x12\x1f\n" +
+	"\x1bSERVICE_MODE_REPLICATED_JOB\x10\x03\x12\x1b\n" +
+	"\x17SERVICE_MODE_GLOBAL_JOB\x10\x04*|\n" +
 	"\vHealthState\x12\x1c\n" +
 	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATE_STARTING\x10\x01\x12\x18\n" +
@@ -7710,8 +7928,8 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -7727,299 +7945,305 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(UpdatePolicy_Order)(0),         // 11: warren.api.v1.UpdatePolicy.Order
 	(UpdatePolicy_FailureAction)(0), // 12: warren.api.v1.UpdatePolicy.FailureAction
 	(UpdateStatus_State)(0),         // 13: warren.api.v1.UpdateStatus.State
-	(HealthCheck_Type)(0),           // 14: warren.api.v1.HealthCheck.Type
-	(*Resources)(nil),               // 15: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 16: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 17: warren.api.v1.UpdatePolicy
-	(*UpdateStatus)(nil),            // 18: warren.api.v1.UpdateStatus
-	(*Mount)(nil),                   // 19: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 20: warren.api.v1.ServiceSpec
-	(*PortConfig)(nil),              // 21: warren.api.v1.PortConfig
-	(*FileReference)(nil),           // 22: warren.api.v1.FileReference
-	(*HealthCheck)(nil),             // 23: warren.api.v1.HealthCheck
-	(*Service)(nil),                 // 24: warren.api.v1.Service
-	(*Task)(nil),                    // 25: warren.api.v1.Task
-	(*Node)(nil),                    // 26: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 27: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 28: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 29: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 30: warren.api.v1.Secret
-	(*Config)(nil),                  // 31: warren.api.v1.Config
-	(*Volume)(nil),                  // 32: warren.api.v1.Volume
-	(*Event)(nil),                   // 33: warren.api.v1.Event
-	(*CreateVolumeRequest)(nil),     // 34: warren.api.v1.CreateVolumeRequest
-	(*GetVolumeRequest)(nil),        // 35: warren.api.v1.GetVolumeRequest
-	(*VolumeResponse)(nil),          // 36: warren.api.v1.VolumeResponse
-	(*ListVolumesRequest)(nil),      // 37: warren.api.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 38: warren.api.v1.ListVolumesResponse
-	(*RemoveVolumeRequest)(nil),     // 39: warren.api.v1.RemoveVolumeRequest
-	(*RemoveVolumeResponse)(nil),    // 40: warren.api.v1.RemoveVolumeResponse
-	(*CreateSecretRequest)(nil),     // 41: warren.api.v1.CreateSecretRequest
-	(*UpdateSecretRequest)(nil),     // 42: warren.api.v1.UpdateSecretRequest
-	(*GetSecretRequest)(nil),        // 43: warren.api.v1.GetSecretRequest
-	(*SecretResponse)(nil),          // 44: warren.api.v1.SecretResponse
-	(*ListSecretsRequest)(nil),      // 45: warren.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),     // 46: warren.api.v1.ListSecretsResponse
-	(*RemoveSecretRequest)(nil),     // 47: warren.api.v1.RemoveSecretRequest
-	(*RemoveSecretResponse)(nil),    // 48: warren.api.v1.RemoveSecretResponse
-	(*CreateConfigRequest)(nil),     // 49: warren.api.v1.CreateConfigRequest
-	(*UpdateConfigRequest)(nil),     // 50: warren.api.v1.UpdateConfigRequest
-	(*GetConfigRequest)(nil),        // 51: warren.api.v1.GetConfigRequest
-	(*ConfigResponse)(nil),          // 52: warren.api.v1.ConfigResponse
-	(*ListConfigsRequest)(nil),      // 53: warren.api.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 54: warren.api.v1.ListConfigsResponse
-	(*RemoveConfigRequest)(nil),     // 55: warren.api.v1.RemoveConfigRequest
-	(*RemoveConfigResponse)(nil),    // 56: warren.api.v1.RemoveConfigResponse
-	(*CreateServiceRequest)(nil),    // 57: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 58: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 59: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 60: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 61: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 62: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 63: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 64: warren.api.v1.UpdateServiceResponse
-	(*PromoteServiceRequest)(nil),   // 65: warren.api.v1.PromoteServiceRequest
-	(*PromoteServiceResponse)(nil),  // 66: warren.api.v1.PromoteServiceResponse
-	(*ScaleServiceRequest)(nil),     // 67: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 68: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 69: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 70: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 71: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 72: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 73: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 74: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 75: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 76: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 77: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 78: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 79: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 80: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 81: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 82: warren.api.v1.TaskLogsRequest
-	(*TaskStatsRequest)(nil),        // 83: warren.api.v1.TaskStatsRequest
-	(*TaskStatsResponse)(nil),       // 84: warren.api.v1.TaskStatsResponse
-	(*TaskStatsSample)(nil),         // 85: warren.api.v1.TaskStatsSample
-	(*LogChunk)(nil),                // 86: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 87: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 88: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 89: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 90: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 91: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 92: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 93: warren.api.v1.ImportImageResponse
-	(*ImportImageProgress)(nil),     // 94: warren.api.v1.ImportImageProgress
-	(*ListImagesRequest)(nil),       // 95: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 96: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 97: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 98: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 99: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 100: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 101: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 102: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 103: warren.api.v1.ClusterInfoResponse
-	nil,                             // 104: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 105: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 106: warren.api.v1.Node.LabelsEntry
-	nil,                             // 107: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 108: warren.api.v1.Node.AttributesEntry
-	nil,                             // 109: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 110: warren.api.v1.Config.LabelsEntry
-	nil,                             // 111: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 112: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 113: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 114: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 115: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 116: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 117: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 118: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 119: google.protobuf.Timestamp
+	(JobStatus_State)(0),            // 14: warren.api.v1.JobStatus.State
+	(HealthCheck_Type)(0),           // 15: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 16: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 17: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 18: warren.api.v1.UpdatePolicy
+	(*UpdateStatus)(nil),            // 19: warren.api.v1.UpdateStatus
+	(*Mount)(nil),                   // 20: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 21: warren.api.v1.ServiceSpec
+	(*PortConfig)(nil),              // 22: warren.api.v1.PortConfig
+	(*FileReference)(nil),           // 23: warren.api.v1.FileReference
+	(*JobStatus)(nil),               // 24: warren.api.v1.JobStatus
+	(*HealthCheck)(nil),             // 25: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 26: warren.api.v1.Service
+	(*Task)(nil),                    // 27: warren.api.v1.Task
+	(*Node)(nil),                    // 28: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 29: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 30: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 31: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 32: warren.api.v1.Secret
+	(*Config)(nil),                  // 33: warren.api.v1.Config
+	(*Volume)(nil),                  // 34: warren.api.v1.Volume
+	(*Event)(nil),                   // 35: warren.api.v1.Event
+	(*CreateVolumeRequest)(nil),     // 36: warren.api.v1.CreateVolumeRequest
+	(*GetVolumeRequest)(nil),        // 37: warren.api.v1.GetVolumeRequest
+	(*VolumeResponse)(nil),          // 38: warren.api.v1.VolumeResponse
+	(*ListVolumesRequest)(nil),      // 39: warren.api.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 40: warren.api.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),     // 41: warren.api.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),    // 42: warren.api.v1.RemoveVolumeResponse
+	(*CreateSecretRequest)(nil),     // 43: warren.api.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),     // 44: warren.api.v1.UpdateSecretRequest
+	(*GetSecretRequest)(nil),        // 45: warren.api.v1.GetSecretRequest
+	(*SecretResponse)(nil),          // 46: warren.api.v1.SecretResponse
+	(*ListSecretsRequest)(nil),      // 47: warren.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),     // 48: warren.api.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),     // 49: warren.api.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),    // 50: warren.api.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),     // 51: warren.api.v1.CreateConfigRequest
+	(*UpdateConfigRequest)(nil),     // 52: warren.api.v1.UpdateConfigRequest
+	(*GetConfigRequest)(nil),        // 53: warren.api.v1.GetConfigRequest
+	(*ConfigResponse)(nil),          // 54: warren.api.v1.ConfigResponse
+	(*ListConfigsRequest)(nil),      // 55: warren.api.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 56: warren.api.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),     // 57: warren.api.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),    // 58: warren.api.v1.RemoveConfigResponse
+	(*CreateServiceRequest)(nil),    // 59: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 60: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 61: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 62: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 63: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 64: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 65: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 66: warren.api.v1.UpdateServiceResponse
+	(*PromoteServiceRequest)(nil),   // 67: warren.api.v1.PromoteServiceRequest
+	(*PromoteServiceResponse)(nil),  // 68: warren.api.v1.PromoteServiceResponse
+	(*ScaleServiceRequest)(nil),     // 69: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 70: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 71: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 72: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 73: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 74: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 75: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 76: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 77: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 78: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 79: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 80: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 81: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 82: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 83: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 84: warren.api.v1.TaskLogsRequest
+	(*TaskStatsRequest)(nil),        // 85: warren.api.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),       // 86: warren.api.v1.TaskStatsResponse
+	(*TaskStatsSample)(nil),         // 87: warren.api.v1.TaskStatsSample
+	(*LogChunk)(nil),                // 88: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 89: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 90: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 91: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 92: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 93: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 94: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 95: warren.api.v1.ImportImageResponse
+	(*ImportImageProgress)(nil),     // 96: warren.api.v1.ImportImageProgress
+	(*ListImagesRequest)(nil),       // 97: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 98: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 99: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 100: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 101: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 102: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 103: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 104: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 105: warren.api.v1.ClusterInfoResponse
+	nil,                             // 106: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 107: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 108: warren.api.v1.Node.LabelsEntry
+	nil,                             // 109: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 110: warren.api.v1.Node.AttributesEntry
+	nil,                             // 111: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 112: warren.api.v1.Config.LabelsEntry
+	nil,                             // 113: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 114: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 115: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 116: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 117: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 118: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 119: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 120: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 121: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	118, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	118, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	118, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	118, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	120, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	120, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	120, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	120, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	118, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	120, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	119, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	119, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	119, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
-	104, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	105, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	15,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	15,  // 15: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	16,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	17,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	19,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	118, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	121, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	121, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	121, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
+	106, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	107, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	16,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	16,  // 15: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	17,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	18,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	20,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	120, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 20: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	21,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
-	22,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
-	22,  // 23: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
-	23,  // 24: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
-	17,  // 25: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	22,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
+	23,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
+	23,  // 23: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
+	25,  // 24: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	18,  // 25: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
 	2,   // 26: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
 	0,   // 27: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 28: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
-	14,  // 29: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	118, // 30: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	118, // 31: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	118, // 32: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	20,  // 33: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	119, // 34: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	119, // 35: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	20,  // 36: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
-	18,  // 37: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
-	20,  // 38: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
-	5,   // 39: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
-	5,   // 40: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	119, // 41: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	119, // 42: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	119, // 43: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
-	3,   // 44: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
-	6,   // 45: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
-	7,   // 46: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
-	8,   // 47: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	106, // 48: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	15,  // 49: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	119, // 50: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	119, // 51: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	107, // 52: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	29,  // 53: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	108, // 54: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	27,  // 55: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	119, // 56: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	109, // 57: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	119, // 58: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	119, // 59: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	110, // 60: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	119, // 61: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	119, // 62: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	111, // 63: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	112, // 64: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	119, // 65: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
-	9,   // 66: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	119, // 67: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	24,  // 68: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	25,  // 69: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	26,  // 70: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	30,  // 71: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	32,  // 72: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	31,  // 73: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	113, // 74: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
-	32,  // 75: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
-	36,  // 76: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	114, // 77: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
-	30,  // 78: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
-	30,  // 79: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	115, // 80: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
-	31,  // 81: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
-	31,  // 82: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
-	20,  // 83: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	24,  // 84: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 85: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	116, // 86: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	24,  // 87: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	20,  // 88: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	24,  // 89: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 90: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
-	24,  // 91: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 92: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	26,  // 93: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
-	8,   // 94: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	117, // 95: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	26,  // 96: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	26,  // 97: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	25,  // 98: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	85,  // 99: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
-	88,  // 100: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	87,  // 101: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	88,  // 102: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	92,  // 103: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	98,  // 104: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	98,  // 105: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
-	93,  // 106: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
-	97,  // 107: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	92,  // 108: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	92,  // 109: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	119, // 110: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	99,  // 111: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	57,  // 112: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	59,  // 113: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	61,  // 114: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	63,  // 115: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	67,  // 116: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	69,  // 117: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	65,  // 118: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
-	71,  // 119: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	73,  // 120: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	75,  // 121: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	77,  // 122: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	79,  // 123: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	81,  // 124: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	82,  // 125: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	91,  // 126: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	95,  // 127: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	100, // 128: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	89,  // 129: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	83,  // 130: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
-	102, // 131: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	41,  // 132: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	42,  // 133: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	43,  // 134: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	45,  // 135: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	47,  // 136: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	49,  // 137: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	50,  // 138: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	51,  // 139: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	53,  // 140: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	55,  // 141: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	34,  // 142: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	35,  // 143: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	37,  // 144: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	39,  // 145: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	58,  // 146: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	60,  // 147: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	62,  // 148: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	64,  // 149: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	68,  // 150: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	70,  // 151: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	66,  // 152: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
-	72,  // 153: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	74,  // 154: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	76,  // 155: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	78,  // 156: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	80,  // 157: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	33,  // 158: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	86,  // 159: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	94,  // 160: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
-	96,  // 161: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	101, // 162: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	90,  // 163: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	84,  // 164: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
-	103, // 165: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	44,  // 166: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 167: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	44,  // 168: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 169: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	48,  // 170: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	52,  // 171: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 172: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	52,  // 173: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 174: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	56,  // 175: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	36,  // 176: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	36,  // 177: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 178: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	40,  // 179: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	146, // [146:180] is the sub-list for method output_type
-	112, // [112:146] is the sub-list for method input_type
-	112, // [112:112] is the sub-list for extension type_name
-	112, // [112:112] is the sub-list for extension extendee
-	0,   // [0:112] is the sub-list for field type_name
+	14,  // 29: warren.api.v1.JobStatus.state:type_name -> warren.api.v1.JobStatus.State
+	121, // 30: warren.api.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	121, // 31: warren.api.v1.JobStatus.completed_at:type_name -> google.protobuf.Timestamp
+	15,  // 32: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	120, // 33: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	120, // 34: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	120, // 35: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	21,  // 36: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	121, // 37: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	121, // 38: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	21,  // 39: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	19,  // 40: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	24,  // 41: warren.api.v1.Service.job_status:type_name -> warren.api.v1.JobStatus
+	21,  // 42: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	5,   // 43: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
+	5,   // 44: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
+	121, // 45: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	121, // 46: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	121, // 47: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	3,   // 48: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
+	6,   // 49: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
+	7,   // 50: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
+	8,   // 51: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
+	108, // 52: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	16,  // 53: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	121, // 54: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	121, // 55: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	109, // 56: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	31,  // 57: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	110, // 58: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	29,  // 59: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	121, // 60: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	111, // 61: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	121, // 62: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	121, // 63: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	112, // 64: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	121, // 65: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	121, // 66: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	113, // 67: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	114, // 68: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	121, // 69: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	9,   // 70: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
+	121, // 71: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	26,  // 72: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	27,  // 73: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	28,  // 74: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	32,  // 75: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	34,  // 76: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	33,  // 77: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
+	115, // 78: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	34,  // 79: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	38,  // 80: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	116, // 81: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	32,  // 82: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	32,  // 83: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	117, // 84: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	33,  // 85: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	33,  // 86: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	21,  // 87: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	26,  // 88: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 89: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	118, // 90: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	26,  // 91: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	21,  // 92: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	26,  // 93: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 94: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
+	26,  // 95: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	28,  // 96: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	28,  // 97: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	8,   // 98: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
+	119, // 99: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	28,  // 100: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	28,  // 101: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	27,  // 102: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	87,  // 103: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	90,  // 104: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	89,  // 105: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	90,  // 106: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	94,  // 107: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	100, // 108: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	100, // 109: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	95,  // 110: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	99,  // 111: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	94,  // 112: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	94,  // 113: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	121, // 114: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	101, // 115: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	59,  // 116: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	61,  // 117: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	63,  // 118: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	65,  // 119: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	69,  // 120: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	71,  // 121: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	67,  // 122: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	73,  // 123: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	75,  // 124: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	77,  // 125: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	79,  // 126: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	81,  // 127: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	83,  // 128: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	84,  // 129: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	93,  // 130: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	97,  // 131: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	102, // 132: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	91,  // 133: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	85,  // 134: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	104, // 135: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	43,  // 136: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	44,  // 137: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	45,  // 138: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	47,  // 139: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	49,  // 140: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	51,  // 141: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	52,  // 142: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	53,  // 143: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	55,  // 144: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	57,  // 145: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	36,  // 146: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	37,  // 147: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	39,  // 148: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	41,  // 149: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	60,  // 150: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	62,  // 151: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	64,  // 152: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	66,  // 153: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	70,  // 154: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	72,  // 155: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	68,  // 156: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	74,  // 157: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	76,  // 158: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	78,  // 159: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	80,  // 160: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	82,  // 161: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	35,  // 162: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	88,  // 163: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	96,  // 164: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	98,  // 165: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	103, // 166: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	92,  // 167: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	86,  // 168: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	105, // 169: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	46,  // 170: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 171: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	46,  // 172: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	48,  // 173: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	50,  // 174: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	54,  // 175: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 176: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	54,  // 177: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	56,  // 178: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	58,  // 179: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	38,  // 180: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	38,  // 181: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	40,  // 182: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	42,  // 183: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	150, // [150:184] is the sub-list for method output_type
+	116, // [116:150] is the sub-list for method input_type
+	116, // [116:116] is the sub-list for extension type_name
+	116, // [116:116] is the sub-list for extension extendee
+	0,   // [0:116] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -8027,7 +8251,7 @@ func file_core_api_v1_api_proto_init() {
 	if File_core_api_v1_api_proto != nil {
 		return
 	}
-	file_core_api_v1_api_proto_msgTypes[18].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[19].OneofWrappers = []any{
 		(*Event_Service)(nil),
 		(*Event_Task)(nil),
 		(*Event_Node)(nil),
@@ -8035,14 +8259,14 @@ func file_core_api_v1_api_proto_init() {
 		(*Event_Volume)(nil),
 		(*Event_Config)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[60].OneofWrappers = []any{}
-	file_core_api_v1_api_proto_msgTypes[74].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[61].OneofWrappers = []any{}
+	file_core_api_v1_api_proto_msgTypes[75].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_core_api_v1_api_proto_msgTypes[75].OneofWrappers = []any{
+	file_core_api_v1_api_proto_msgTypes[76].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -8052,8 +8276,8 @@ func file_core_api_v1_api_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      15,
-			NumMessages:   103,
+			NumEnums:      16,
+			NumMessages:   104,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,17 @@ var (
 	}
 	// No entrypoint, no CMD.
 	bareImage = containerdtest.Image{Ref: "warren.test/bare:1", Env: []string{"PATH=/bin"}}
+	// A HEALTHCHECK of its own.
+	healthImage = containerdtest.Image{
+		Ref: "warren.test/health:1",
+		Cmd: []string{"sleep", "3600"},
+		Env: []string{"PATH=/bin"},
+		Healthcheck: &containerdtest.Healthcheck{
+			Test:     []string{"CMD-SHELL", "test -f /tmp/ok"},
+			Interval: 200 * time.Millisecond,
+			Retries:  2,
+		},
+	}
 )
 
 func TestMain(m *testing.M) {
@@ -169,6 +180,11 @@ func TestConformance(t *testing.T) {
 		EnvCommand:   []string{"env"},
 		EchoCommand:  []string{"echo"},
 		Shell:        func(script string) []string { return []string{"sh", "-c", script} },
+		HealthCheckImage: &runtimetest.HealthCheckImage{
+			Ref:     healthImage.Ref,
+			Tarball: func(t *testing.T) io.Reader { return bytes.NewReader(archive(t, healthImage, false)) },
+			Want:    runtime.ImageHealthCheck{Command: []string{"/bin/sh", "-c", "test -f /tmp/ok"}, Interval: 200 * time.Millisecond, Retries: 2},
+		},
 	})
 }
 

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/platforms"
@@ -65,7 +67,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, alwaysPull bool) 
 	}
 	dctx, cancel := be.call(ctx, 0)
 	defer cancel()
-	desc, err := be.describe(dctx, img)
+	desc, err := be.describeToRun(dctx, img)
 	return desc, be.noAnswer(dctx, err)
 }
 
@@ -85,7 +87,7 @@ func (be *backend) localImage(ctx context.Context, name, ref string) (_ runtime.
 	if _, err := be.prepareImage(ctx, img); err != nil {
 		return runtime.Image{}, false, err
 	}
-	desc, err := be.describe(ctx, img)
+	desc, err := be.describeToRun(ctx, img)
 	return desc, err == nil, err
 }
 
@@ -216,6 +218,10 @@ type imageFacts struct {
 	config  ocispec.Image // the image's config blob, for this platform
 	chainID string        // the snapshot of its unpacked root file system
 	size    int64         // img.Size: the manifest, config and layers
+	// health is the config's Healthcheck (nil: none); healthErr says why
+	// it cannot be honoured, when the config's Healthcheck is malformed.
+	health    *runtime.ImageHealthCheck
+	healthErr error
 }
 
 // maxImageFacts bounds the backend's facts; past it they are read afresh.
@@ -230,9 +236,23 @@ func (be *backend) imageFactsOf(ctx context.Context, img containerd.Image) (imag
 	if ok {
 		return f, nil
 	}
-	ic, err := img.Spec(ctx)
+	// The config blob is read whole (img.Spec would drop the Docker
+	// extensions ocispec.Image does not know, such as Healthcheck).
+	cd, err := img.Config(ctx)
 	if err != nil {
 		return imageFacts{}, wrapErr(err, "image %q: config", img.Name())
+	}
+	blob, err := content.ReadBlob(ctx, img.ContentStore(), cd)
+	if err != nil {
+		return imageFacts{}, wrapErr(err, "image %q: config", img.Name())
+	}
+	var ic ocispec.Image
+	if err := json.Unmarshal(blob, &ic); err != nil {
+		return imageFacts{}, wrapAs(sdk.ErrInvalidArgument, err, "image %q: config", img.Name())
+	}
+	health, herr := parseImageHealthcheck(blob)
+	if herr != nil {
+		herr = wrapAs(sdk.ErrInvalidArgument, herr, "image %q: malformed HEALTHCHECK", img.Name())
 	}
 	diffIDs, err := img.RootFS(ctx)
 	if err != nil {
@@ -242,7 +262,7 @@ func (be *backend) imageFactsOf(ctx context.Context, img containerd.Image) (imag
 	if err != nil {
 		return imageFacts{}, wrapErr(err, "image %q: size", img.Name())
 	}
-	f = imageFacts{config: ic, chainID: identity.ChainID(diffIDs).String(), size: size}
+	f = imageFacts{config: ic, chainID: identity.ChainID(diffIDs).String(), size: size, health: health, healthErr: herr}
 	be.factsMu.Lock()
 	if be.facts == nil || len(be.facts) >= maxImageFacts {
 		be.facts = map[digest.Digest]imageFacts{}
@@ -273,7 +293,25 @@ func (be *backend) describe(ctx context.Context, img containerd.Image) (runtime.
 	if err != nil {
 		return runtime.Image{}, err
 	}
-	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: f.size}, nil
+	return imageOf(img, f), nil
+}
+
+// describeToRun is describe for EnsureImage, whose image is about to run:
+// one whose HEALTHCHECK is malformed cannot run as it asks, and is refused
+// (it is stored, imported and listed all the same).
+func (be *backend) describeToRun(ctx context.Context, img containerd.Image) (runtime.Image, error) {
+	f, err := be.imageFactsOf(ctx, img)
+	if err != nil {
+		return runtime.Image{}, err
+	}
+	if f.healthErr != nil {
+		return runtime.Image{}, f.healthErr
+	}
+	return imageOf(img, f), nil
+}
+
+func imageOf(img containerd.Image, f imageFacts) runtime.Image {
+	return runtime.Image{Ref: img.Name(), Digest: img.Target().Digest.String(), Size: f.size, HealthCheck: f.health}
 }
 
 // unpack unpacks img into the snapshotter unless it is already.

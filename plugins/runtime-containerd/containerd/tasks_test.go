@@ -2,6 +2,7 @@ package containerd_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,6 +228,26 @@ func TestUnknownImage(t *testing.T) {
 	_, err = rt.EnsureImage(testCtx(t), "Not A Ref", false)
 	if !errors.Is(err, sdk.ErrInvalidArgument) {
 		t.Errorf("EnsureImage of a malformed ref = %v, want ErrInvalidArgument", err)
+	}
+}
+
+// TestMalformedImageHealthcheck: an image whose HEALTHCHECK cannot be
+// honoured (a Test of an unknown kind) is imported and listed, and refused
+// by EnsureImage with ErrInvalidArgument naming the image.
+func TestMalformedImageHealthcheck(t *testing.T) {
+	rt := remote(t, newRuntime(t))
+	img := containerdtest.Image{Ref: "warren.test/bad-health:1", Cmd: []string{"sh"}, Env: []string{"PATH=/bin"},
+		Healthcheck: &containerdtest.Healthcheck{Test: []string{"EXEC", "x"}}}
+	if _, err := rt.ImportImage(testCtx(t), bytes.NewReader(archive(t, img, false))); err != nil {
+		t.Fatalf("ImportImage of %s: %v", img.Ref, err)
+	}
+	_, err := rt.EnsureImage(testCtx(t), img.Ref, false)
+	if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), img.Ref) || !strings.Contains(err.Error(), `unknown Test kind "EXEC"`) {
+		t.Errorf("EnsureImage(%s) = %v, want ErrInvalidArgument naming the image and the Test kind", img.Ref, err)
+	}
+	imgs, err := rt.ListImages(testCtx(t))
+	if err != nil || !slices.ContainsFunc(imgs, func(i runtime.Image) bool { return i.Ref == "docker.io/"+img.Ref || i.Ref == img.Ref }) {
+		t.Errorf("ListImages = %v, %v; want it to list %s", imgs, err, img.Ref)
 	}
 }
 

@@ -53,6 +53,20 @@ type Image struct {
 	Cmd        []string
 	Env        []string
 	WorkingDir string
+	// Healthcheck, when set, is written to the config as Docker does
+	// (config.Healthcheck, durations in nanoseconds).
+	Healthcheck *Healthcheck
+}
+
+// Healthcheck is Docker's HEALTHCHECK of an image config: Test is
+// ["CMD", arg...], ["CMD-SHELL", "script"] or ["NONE"]; zero means the
+// default.
+type Healthcheck struct {
+	Test        []string
+	Interval    time.Duration `json:",omitempty"`
+	Timeout     time.Duration `json:",omitempty"`
+	StartPeriod time.Duration `json:",omitempty"`
+	Retries     int           `json:",omitempty"`
 }
 
 // Built is an image's content: its blobs and how they fit together.
@@ -98,10 +112,11 @@ func (img Image) Build() (*Built, error) {
 		"os":           "linux",
 		"created":      time.Unix(0, 0).UTC().Format(time.RFC3339),
 		"config": map[string]any{
-			"Entrypoint": img.Entrypoint,
-			"Cmd":        img.Cmd,
-			"Env":        img.Env,
-			"WorkingDir": img.WorkingDir,
+			"Entrypoint":  img.Entrypoint,
+			"Cmd":         img.Cmd,
+			"Env":         img.Env,
+			"WorkingDir":  img.WorkingDir,
+			"Healthcheck": img.Healthcheck,
 		},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{b.DiffID}},
 	}

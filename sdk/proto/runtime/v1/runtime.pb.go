@@ -78,7 +78,7 @@ func (x TaskStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus_State.Descriptor instead.
 func (TaskStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type TaskEvent_Type int32
@@ -130,7 +130,7 @@ func (x TaskEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskEvent_Type.Descriptor instead.
 func (TaskEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type LogChunk_Stream int32
@@ -179,7 +179,7 @@ func (x LogChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogChunk_Stream.Descriptor instead.
 func (LogChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31, 0}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // HealthRequest asks whether the runtime's backend answers; an unhealthy
@@ -447,10 +447,13 @@ func (x *EnsureImageRequest) GetAlwaysPull() bool {
 }
 
 type Image struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ref    string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Digest string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size   int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// health_check is the image's own health check (Docker's HEALTHCHECK);
+	// unset when it declares none or disables it.
+	HealthCheck   *ImageHealthCheck `protobuf:"bytes,70,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -506,6 +509,92 @@ func (x *Image) GetSize() int64 {
 	return 0
 }
 
+func (x *Image) GetHealthCheck() *ImageHealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+// ImageHealthCheck is an image's health check: command runs in the task
+// (CMD-SHELL as /bin/sh -c); unset durations and zero retries mean the
+// worker's defaults.
+type ImageHealthCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	Interval      *durationpb.Duration   `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       *durationpb.Duration   `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	StartPeriod   *durationpb.Duration   `protobuf:"bytes,4,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	Retries       int32                  `protobuf:"varint,5,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageHealthCheck) Reset() {
+	*x = ImageHealthCheck{}
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageHealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageHealthCheck) ProtoMessage() {}
+
+func (x *ImageHealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageHealthCheck.ProtoReflect.Descriptor instead.
+func (*ImageHealthCheck) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImageHealthCheck) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ImageHealthCheck) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *ImageHealthCheck) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *ImageHealthCheck) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
+func (x *ImageHealthCheck) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
 type EnsureImageResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
@@ -515,7 +604,7 @@ type EnsureImageResponse struct {
 
 func (x *EnsureImageResponse) Reset() {
 	*x = EnsureImageResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +616,7 @@ func (x *EnsureImageResponse) String() string {
 func (*EnsureImageResponse) ProtoMessage() {}
 
 func (x *EnsureImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[6]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +629,7 @@ func (x *EnsureImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureImageResponse.ProtoReflect.Descriptor instead.
 func (*EnsureImageResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{6}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EnsureImageResponse) GetImage() *Image {
@@ -560,7 +649,7 @@ type ImportImageChunk struct {
 
 func (x *ImportImageChunk) Reset() {
 	*x = ImportImageChunk{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +661,7 @@ func (x *ImportImageChunk) String() string {
 func (*ImportImageChunk) ProtoMessage() {}
 
 func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[7]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +674,7 @@ func (x *ImportImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageChunk.ProtoReflect.Descriptor instead.
 func (*ImportImageChunk) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{7}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportImageChunk) GetData() []byte {
@@ -604,7 +693,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +705,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[8]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +718,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{8}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -656,7 +745,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +757,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[9]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +770,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{9}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Mount) GetType() string {
@@ -736,7 +825,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +837,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[10]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +850,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Resources) GetNanoCpus() int64 {
@@ -804,7 +893,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +905,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[11]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +918,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskSpec) GetTaskId() string {
@@ -950,7 +1039,7 @@ type TaskHandle struct {
 
 func (x *TaskHandle) Reset() {
 	*x = TaskHandle{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1051,7 @@ func (x *TaskHandle) String() string {
 func (*TaskHandle) ProtoMessage() {}
 
 func (x *TaskHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[12]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1064,7 @@ func (x *TaskHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHandle.ProtoReflect.Descriptor instead.
 func (*TaskHandle) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskHandle) GetVersion() uint32 {
@@ -1022,7 +1111,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1123,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[13]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1136,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1115,7 +1204,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1216,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[14]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1229,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartTaskRequest) GetSpec() *TaskSpec {
@@ -1160,7 +1249,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1261,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[15]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1274,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartTaskResponse) GetHandle() *TaskHandle {
@@ -1213,7 +1302,7 @@ type StopTaskRequest struct {
 
 func (x *StopTaskRequest) Reset() {
 	*x = StopTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1314,7 @@ func (x *StopTaskRequest) String() string {
 func (*StopTaskRequest) ProtoMessage() {}
 
 func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[16]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1327,7 @@ func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskRequest.ProtoReflect.Descriptor instead.
 func (*StopTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StopTaskRequest) GetTaskId() string {
@@ -1264,7 +1353,7 @@ type StopTaskResponse struct {
 
 func (x *StopTaskResponse) Reset() {
 	*x = StopTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1365,7 @@ func (x *StopTaskResponse) String() string {
 func (*StopTaskResponse) ProtoMessage() {}
 
 func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[17]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1378,7 @@ func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskResponse.ProtoReflect.Descriptor instead.
 func (*StopTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StopTaskResponse) GetStatus() *TaskStatus {
@@ -1309,7 +1398,7 @@ type DestroyTaskRequest struct {
 
 func (x *DestroyTaskRequest) Reset() {
 	*x = DestroyTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1410,7 @@ func (x *DestroyTaskRequest) String() string {
 func (*DestroyTaskRequest) ProtoMessage() {}
 
 func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[18]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1423,7 @@ func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskRequest.ProtoReflect.Descriptor instead.
 func (*DestroyTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DestroyTaskRequest) GetTaskId() string {
@@ -1359,7 +1448,7 @@ type DestroyTaskResponse struct {
 
 func (x *DestroyTaskResponse) Reset() {
 	*x = DestroyTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1460,7 @@ func (x *DestroyTaskResponse) String() string {
 func (*DestroyTaskResponse) ProtoMessage() {}
 
 func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[19]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1473,7 @@ func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskResponse.ProtoReflect.Descriptor instead.
 func (*DestroyTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 type InspectTaskRequest struct {
@@ -1396,7 +1485,7 @@ type InspectTaskRequest struct {
 
 func (x *InspectTaskRequest) Reset() {
 	*x = InspectTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1497,7 @@ func (x *InspectTaskRequest) String() string {
 func (*InspectTaskRequest) ProtoMessage() {}
 
 func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[20]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1510,7 @@ func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskRequest.ProtoReflect.Descriptor instead.
 func (*InspectTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InspectTaskRequest) GetTaskId() string {
@@ -1440,7 +1529,7 @@ type InspectTaskResponse struct {
 
 func (x *InspectTaskResponse) Reset() {
 	*x = InspectTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1541,7 @@ func (x *InspectTaskResponse) String() string {
 func (*InspectTaskResponse) ProtoMessage() {}
 
 func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1554,7 @@ func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskResponse.ProtoReflect.Descriptor instead.
 func (*InspectTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InspectTaskResponse) GetStatus() *TaskStatus {
@@ -1484,7 +1573,7 @@ type TaskStatsRequest struct {
 
 func (x *TaskStatsRequest) Reset() {
 	*x = TaskStatsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1585,7 @@ func (x *TaskStatsRequest) String() string {
 func (*TaskStatsRequest) ProtoMessage() {}
 
 func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1598,7 @@ func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
 func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskStatsRequest) GetTaskId() string {
@@ -1534,7 +1623,7 @@ type TaskStatsResponse struct {
 
 func (x *TaskStatsResponse) Reset() {
 	*x = TaskStatsResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1635,7 @@ func (x *TaskStatsResponse) String() string {
 func (*TaskStatsResponse) ProtoMessage() {}
 
 func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1648,7 @@ func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
 func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskStatsResponse) GetCpuUsageNs() uint64 {
@@ -1592,7 +1681,7 @@ type RecoverTaskRequest struct {
 
 func (x *RecoverTaskRequest) Reset() {
 	*x = RecoverTaskRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1693,7 @@ func (x *RecoverTaskRequest) String() string {
 func (*RecoverTaskRequest) ProtoMessage() {}
 
 func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1706,7 @@ func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskRequest.ProtoReflect.Descriptor instead.
 func (*RecoverTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoverTaskRequest) GetHandle() *TaskHandle {
@@ -1636,7 +1725,7 @@ type RecoverTaskResponse struct {
 
 func (x *RecoverTaskResponse) Reset() {
 	*x = RecoverTaskResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1737,7 @@ func (x *RecoverTaskResponse) String() string {
 func (*RecoverTaskResponse) ProtoMessage() {}
 
 func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1750,7 @@ func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskResponse.ProtoReflect.Descriptor instead.
 func (*RecoverTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecoverTaskResponse) GetStatus() *TaskStatus {
@@ -1679,7 +1768,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1780,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1793,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 type ListTasksResponse struct {
@@ -1716,7 +1805,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1817,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1830,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskStatus {
@@ -1759,7 +1848,7 @@ type TaskEventsRequest struct {
 
 func (x *TaskEventsRequest) Reset() {
 	*x = TaskEventsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1860,7 @@ func (x *TaskEventsRequest) String() string {
 func (*TaskEventsRequest) ProtoMessage() {}
 
 func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1873,7 @@ func (x *TaskEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEventsRequest.ProtoReflect.Descriptor instead.
 func (*TaskEventsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 type TaskEvent struct {
@@ -1800,7 +1889,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1901,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1914,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskEvent) GetTaskId() string {
@@ -1879,7 +1968,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +1980,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +1993,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskLogsRequest) GetTaskId() string {
@@ -1952,7 +2041,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2053,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2066,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LogChunk) GetStream() LogChunk_Stream {
@@ -2009,7 +2098,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2110,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2123,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExecStart) GetTaskId() string {
@@ -2089,7 +2178,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2190,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2203,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TermSize) GetWidth() uint32 {
@@ -2146,7 +2235,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2247,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2260,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExecInput) GetMsg() isExecInput_Msg {
@@ -2259,7 +2348,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2360,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2373,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -2351,7 +2440,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2452,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2465,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{36}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 type ListImagesResponse struct {
@@ -2388,7 +2477,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2489,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[37]
+	mi := &file_sdk_proto_runtime_v1_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2502,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{37}
+	return file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -2448,11 +2537,18 @@ const file_sdk_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x12EnsureImageRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1f\n" +
 	"\valways_pull\x18\x02 \x01(\bR\n" +
-	"alwaysPull\"E\n" +
+	"alwaysPull\"\x91\x01\n" +
 	"\x05Image\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"I\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12J\n" +
+	"\fhealth_check\x18F \x01(\v2'.warren.sdk.runtime.v1.ImageHealthCheckR\vhealthCheck\"\xf0\x01\n" +
+	"\x10ImageHealthCheck\x12\x18\n" +
+	"\acommand\x18\x01 \x03(\tR\acommand\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12<\n" +
+	"\fstart_period\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\x12\x18\n" +
+	"\aretries\x18\x05 \x01(\x05R\aretries\"I\n" +
 	"\x13EnsureImageResponse\x122\n" +
 	"\x05image\x18\x01 \x01(\v2\x1c.warren.sdk.runtime.v1.ImageR\x05image\"&\n" +
 	"\x10ImportImageChunk\x12\x12\n" +
@@ -2638,7 +2734,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_runtime_v1_runtime_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_sdk_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(TaskStatus_State)(0),         // 0: warren.sdk.runtime.v1.TaskStatus.State
 	(TaskEvent_Type)(0),           // 1: warren.sdk.runtime.v1.TaskEvent.Type
@@ -2649,107 +2745,112 @@ var file_sdk_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*FingerprintResponse)(nil),   // 6: warren.sdk.runtime.v1.FingerprintResponse
 	(*EnsureImageRequest)(nil),    // 7: warren.sdk.runtime.v1.EnsureImageRequest
 	(*Image)(nil),                 // 8: warren.sdk.runtime.v1.Image
-	(*EnsureImageResponse)(nil),   // 9: warren.sdk.runtime.v1.EnsureImageResponse
-	(*ImportImageChunk)(nil),      // 10: warren.sdk.runtime.v1.ImportImageChunk
-	(*ImportImageResponse)(nil),   // 11: warren.sdk.runtime.v1.ImportImageResponse
-	(*Mount)(nil),                 // 12: warren.sdk.runtime.v1.Mount
-	(*Resources)(nil),             // 13: warren.sdk.runtime.v1.Resources
-	(*TaskSpec)(nil),              // 14: warren.sdk.runtime.v1.TaskSpec
-	(*TaskHandle)(nil),            // 15: warren.sdk.runtime.v1.TaskHandle
-	(*TaskStatus)(nil),            // 16: warren.sdk.runtime.v1.TaskStatus
-	(*StartTaskRequest)(nil),      // 17: warren.sdk.runtime.v1.StartTaskRequest
-	(*StartTaskResponse)(nil),     // 18: warren.sdk.runtime.v1.StartTaskResponse
-	(*StopTaskRequest)(nil),       // 19: warren.sdk.runtime.v1.StopTaskRequest
-	(*StopTaskResponse)(nil),      // 20: warren.sdk.runtime.v1.StopTaskResponse
-	(*DestroyTaskRequest)(nil),    // 21: warren.sdk.runtime.v1.DestroyTaskRequest
-	(*DestroyTaskResponse)(nil),   // 22: warren.sdk.runtime.v1.DestroyTaskResponse
-	(*InspectTaskRequest)(nil),    // 23: warren.sdk.runtime.v1.InspectTaskRequest
-	(*InspectTaskResponse)(nil),   // 24: warren.sdk.runtime.v1.InspectTaskResponse
-	(*TaskStatsRequest)(nil),      // 25: warren.sdk.runtime.v1.TaskStatsRequest
-	(*TaskStatsResponse)(nil),     // 26: warren.sdk.runtime.v1.TaskStatsResponse
-	(*RecoverTaskRequest)(nil),    // 27: warren.sdk.runtime.v1.RecoverTaskRequest
-	(*RecoverTaskResponse)(nil),   // 28: warren.sdk.runtime.v1.RecoverTaskResponse
-	(*ListTasksRequest)(nil),      // 29: warren.sdk.runtime.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 30: warren.sdk.runtime.v1.ListTasksResponse
-	(*TaskEventsRequest)(nil),     // 31: warren.sdk.runtime.v1.TaskEventsRequest
-	(*TaskEvent)(nil),             // 32: warren.sdk.runtime.v1.TaskEvent
-	(*TaskLogsRequest)(nil),       // 33: warren.sdk.runtime.v1.TaskLogsRequest
-	(*LogChunk)(nil),              // 34: warren.sdk.runtime.v1.LogChunk
-	(*ExecStart)(nil),             // 35: warren.sdk.runtime.v1.ExecStart
-	(*TermSize)(nil),              // 36: warren.sdk.runtime.v1.TermSize
-	(*ExecInput)(nil),             // 37: warren.sdk.runtime.v1.ExecInput
-	(*ExecOutput)(nil),            // 38: warren.sdk.runtime.v1.ExecOutput
-	(*ListImagesRequest)(nil),     // 39: warren.sdk.runtime.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),    // 40: warren.sdk.runtime.v1.ListImagesResponse
-	nil,                           // 41: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 42: warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	nil,                           // 43: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	(*ImageHealthCheck)(nil),      // 9: warren.sdk.runtime.v1.ImageHealthCheck
+	(*EnsureImageResponse)(nil),   // 10: warren.sdk.runtime.v1.EnsureImageResponse
+	(*ImportImageChunk)(nil),      // 11: warren.sdk.runtime.v1.ImportImageChunk
+	(*ImportImageResponse)(nil),   // 12: warren.sdk.runtime.v1.ImportImageResponse
+	(*Mount)(nil),                 // 13: warren.sdk.runtime.v1.Mount
+	(*Resources)(nil),             // 14: warren.sdk.runtime.v1.Resources
+	(*TaskSpec)(nil),              // 15: warren.sdk.runtime.v1.TaskSpec
+	(*TaskHandle)(nil),            // 16: warren.sdk.runtime.v1.TaskHandle
+	(*TaskStatus)(nil),            // 17: warren.sdk.runtime.v1.TaskStatus
+	(*StartTaskRequest)(nil),      // 18: warren.sdk.runtime.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),     // 19: warren.sdk.runtime.v1.StartTaskResponse
+	(*StopTaskRequest)(nil),       // 20: warren.sdk.runtime.v1.StopTaskRequest
+	(*StopTaskResponse)(nil),      // 21: warren.sdk.runtime.v1.StopTaskResponse
+	(*DestroyTaskRequest)(nil),    // 22: warren.sdk.runtime.v1.DestroyTaskRequest
+	(*DestroyTaskResponse)(nil),   // 23: warren.sdk.runtime.v1.DestroyTaskResponse
+	(*InspectTaskRequest)(nil),    // 24: warren.sdk.runtime.v1.InspectTaskRequest
+	(*InspectTaskResponse)(nil),   // 25: warren.sdk.runtime.v1.InspectTaskResponse
+	(*TaskStatsRequest)(nil),      // 26: warren.sdk.runtime.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),     // 27: warren.sdk.runtime.v1.TaskStatsResponse
+	(*RecoverTaskRequest)(nil),    // 28: warren.sdk.runtime.v1.RecoverTaskRequest
+	(*RecoverTaskResponse)(nil),   // 29: warren.sdk.runtime.v1.RecoverTaskResponse
+	(*ListTasksRequest)(nil),      // 30: warren.sdk.runtime.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 31: warren.sdk.runtime.v1.ListTasksResponse
+	(*TaskEventsRequest)(nil),     // 32: warren.sdk.runtime.v1.TaskEventsRequest
+	(*TaskEvent)(nil),             // 33: warren.sdk.runtime.v1.TaskEvent
+	(*TaskLogsRequest)(nil),       // 34: warren.sdk.runtime.v1.TaskLogsRequest
+	(*LogChunk)(nil),              // 35: warren.sdk.runtime.v1.LogChunk
+	(*ExecStart)(nil),             // 36: warren.sdk.runtime.v1.ExecStart
+	(*TermSize)(nil),              // 37: warren.sdk.runtime.v1.TermSize
+	(*ExecInput)(nil),             // 38: warren.sdk.runtime.v1.ExecInput
+	(*ExecOutput)(nil),            // 39: warren.sdk.runtime.v1.ExecOutput
+	(*ListImagesRequest)(nil),     // 40: warren.sdk.runtime.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 41: warren.sdk.runtime.v1.ListImagesResponse
+	nil,                           // 42: warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 43: warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	nil,                           // 44: warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	(*durationpb.Duration)(nil),   // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_sdk_proto_runtime_v1_runtime_proto_depIdxs = []int32{
-	41, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
-	8,  // 1: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
-	8,  // 2: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	42, // 3: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
-	43, // 4: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
-	13, // 5: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
-	12, // 6: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
-	44, // 7: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	0,  // 8: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
-	45, // 9: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	45, // 10: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
-	14, // 11: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
-	15, // 12: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
-	16, // 13: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	44, // 14: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
-	16, // 15: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	16, // 16: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	15, // 17: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
-	16, // 18: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
-	16, // 19: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
-	1,  // 20: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
-	45, // 21: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 22: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
-	36, // 23: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
-	35, // 24: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
-	36, // 25: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
-	8,  // 26: warren.sdk.runtime.v1.ListImagesResponse.images:type_name -> warren.sdk.runtime.v1.Image
-	5,  // 27: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
-	7,  // 28: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
-	10, // 29: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
-	39, // 30: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
-	17, // 31: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
-	19, // 32: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
-	21, // 33: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
-	23, // 34: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
-	25, // 35: warren.sdk.runtime.v1.Runtime.TaskStats:input_type -> warren.sdk.runtime.v1.TaskStatsRequest
-	27, // 36: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
-	29, // 37: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
-	31, // 38: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
-	33, // 39: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
-	37, // 40: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
-	3,  // 41: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
-	6,  // 42: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
-	9,  // 43: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
-	11, // 44: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
-	40, // 45: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
-	18, // 46: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
-	20, // 47: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
-	22, // 48: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
-	24, // 49: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
-	26, // 50: warren.sdk.runtime.v1.Runtime.TaskStats:output_type -> warren.sdk.runtime.v1.TaskStatsResponse
-	28, // 51: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
-	30, // 52: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
-	32, // 53: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
-	34, // 54: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
-	38, // 55: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
-	4,  // 56: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
-	42, // [42:57] is the sub-list for method output_type
-	27, // [27:42] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	42, // 0: warren.sdk.runtime.v1.FingerprintResponse.attributes:type_name -> warren.sdk.runtime.v1.FingerprintResponse.AttributesEntry
+	9,  // 1: warren.sdk.runtime.v1.Image.health_check:type_name -> warren.sdk.runtime.v1.ImageHealthCheck
+	45, // 2: warren.sdk.runtime.v1.ImageHealthCheck.interval:type_name -> google.protobuf.Duration
+	45, // 3: warren.sdk.runtime.v1.ImageHealthCheck.timeout:type_name -> google.protobuf.Duration
+	45, // 4: warren.sdk.runtime.v1.ImageHealthCheck.start_period:type_name -> google.protobuf.Duration
+	8,  // 5: warren.sdk.runtime.v1.EnsureImageResponse.image:type_name -> warren.sdk.runtime.v1.Image
+	8,  // 6: warren.sdk.runtime.v1.ImportImageResponse.images:type_name -> warren.sdk.runtime.v1.Image
+	43, // 7: warren.sdk.runtime.v1.TaskSpec.env:type_name -> warren.sdk.runtime.v1.TaskSpec.EnvEntry
+	44, // 8: warren.sdk.runtime.v1.TaskSpec.labels:type_name -> warren.sdk.runtime.v1.TaskSpec.LabelsEntry
+	14, // 9: warren.sdk.runtime.v1.TaskSpec.limits:type_name -> warren.sdk.runtime.v1.Resources
+	13, // 10: warren.sdk.runtime.v1.TaskSpec.mounts:type_name -> warren.sdk.runtime.v1.Mount
+	45, // 11: warren.sdk.runtime.v1.TaskSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	0,  // 12: warren.sdk.runtime.v1.TaskStatus.state:type_name -> warren.sdk.runtime.v1.TaskStatus.State
+	46, // 13: warren.sdk.runtime.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	46, // 14: warren.sdk.runtime.v1.TaskStatus.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 15: warren.sdk.runtime.v1.StartTaskRequest.spec:type_name -> warren.sdk.runtime.v1.TaskSpec
+	16, // 16: warren.sdk.runtime.v1.StartTaskResponse.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
+	17, // 17: warren.sdk.runtime.v1.StartTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	45, // 18: warren.sdk.runtime.v1.StopTaskRequest.grace_period:type_name -> google.protobuf.Duration
+	17, // 19: warren.sdk.runtime.v1.StopTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	17, // 20: warren.sdk.runtime.v1.InspectTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	16, // 21: warren.sdk.runtime.v1.RecoverTaskRequest.handle:type_name -> warren.sdk.runtime.v1.TaskHandle
+	17, // 22: warren.sdk.runtime.v1.RecoverTaskResponse.status:type_name -> warren.sdk.runtime.v1.TaskStatus
+	17, // 23: warren.sdk.runtime.v1.ListTasksResponse.tasks:type_name -> warren.sdk.runtime.v1.TaskStatus
+	1,  // 24: warren.sdk.runtime.v1.TaskEvent.type:type_name -> warren.sdk.runtime.v1.TaskEvent.Type
+	46, // 25: warren.sdk.runtime.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 26: warren.sdk.runtime.v1.LogChunk.stream:type_name -> warren.sdk.runtime.v1.LogChunk.Stream
+	37, // 27: warren.sdk.runtime.v1.ExecStart.size:type_name -> warren.sdk.runtime.v1.TermSize
+	36, // 28: warren.sdk.runtime.v1.ExecInput.start:type_name -> warren.sdk.runtime.v1.ExecStart
+	37, // 29: warren.sdk.runtime.v1.ExecInput.resize:type_name -> warren.sdk.runtime.v1.TermSize
+	8,  // 30: warren.sdk.runtime.v1.ListImagesResponse.images:type_name -> warren.sdk.runtime.v1.Image
+	5,  // 31: warren.sdk.runtime.v1.Runtime.Fingerprint:input_type -> warren.sdk.runtime.v1.FingerprintRequest
+	7,  // 32: warren.sdk.runtime.v1.Runtime.EnsureImage:input_type -> warren.sdk.runtime.v1.EnsureImageRequest
+	11, // 33: warren.sdk.runtime.v1.Runtime.ImportImage:input_type -> warren.sdk.runtime.v1.ImportImageChunk
+	40, // 34: warren.sdk.runtime.v1.Runtime.ListImages:input_type -> warren.sdk.runtime.v1.ListImagesRequest
+	18, // 35: warren.sdk.runtime.v1.Runtime.StartTask:input_type -> warren.sdk.runtime.v1.StartTaskRequest
+	20, // 36: warren.sdk.runtime.v1.Runtime.StopTask:input_type -> warren.sdk.runtime.v1.StopTaskRequest
+	22, // 37: warren.sdk.runtime.v1.Runtime.DestroyTask:input_type -> warren.sdk.runtime.v1.DestroyTaskRequest
+	24, // 38: warren.sdk.runtime.v1.Runtime.InspectTask:input_type -> warren.sdk.runtime.v1.InspectTaskRequest
+	26, // 39: warren.sdk.runtime.v1.Runtime.TaskStats:input_type -> warren.sdk.runtime.v1.TaskStatsRequest
+	28, // 40: warren.sdk.runtime.v1.Runtime.RecoverTask:input_type -> warren.sdk.runtime.v1.RecoverTaskRequest
+	30, // 41: warren.sdk.runtime.v1.Runtime.ListTasks:input_type -> warren.sdk.runtime.v1.ListTasksRequest
+	32, // 42: warren.sdk.runtime.v1.Runtime.TaskEvents:input_type -> warren.sdk.runtime.v1.TaskEventsRequest
+	34, // 43: warren.sdk.runtime.v1.Runtime.TaskLogs:input_type -> warren.sdk.runtime.v1.TaskLogsRequest
+	38, // 44: warren.sdk.runtime.v1.Runtime.Exec:input_type -> warren.sdk.runtime.v1.ExecInput
+	3,  // 45: warren.sdk.runtime.v1.Runtime.Health:input_type -> warren.sdk.runtime.v1.HealthRequest
+	6,  // 46: warren.sdk.runtime.v1.Runtime.Fingerprint:output_type -> warren.sdk.runtime.v1.FingerprintResponse
+	10, // 47: warren.sdk.runtime.v1.Runtime.EnsureImage:output_type -> warren.sdk.runtime.v1.EnsureImageResponse
+	12, // 48: warren.sdk.runtime.v1.Runtime.ImportImage:output_type -> warren.sdk.runtime.v1.ImportImageResponse
+	41, // 49: warren.sdk.runtime.v1.Runtime.ListImages:output_type -> warren.sdk.runtime.v1.ListImagesResponse
+	19, // 50: warren.sdk.runtime.v1.Runtime.StartTask:output_type -> warren.sdk.runtime.v1.StartTaskResponse
+	21, // 51: warren.sdk.runtime.v1.Runtime.StopTask:output_type -> warren.sdk.runtime.v1.StopTaskResponse
+	23, // 52: warren.sdk.runtime.v1.Runtime.DestroyTask:output_type -> warren.sdk.runtime.v1.DestroyTaskResponse
+	25, // 53: warren.sdk.runtime.v1.Runtime.InspectTask:output_type -> warren.sdk.runtime.v1.InspectTaskResponse
+	27, // 54: warren.sdk.runtime.v1.Runtime.TaskStats:output_type -> warren.sdk.runtime.v1.TaskStatsResponse
+	29, // 55: warren.sdk.runtime.v1.Runtime.RecoverTask:output_type -> warren.sdk.runtime.v1.RecoverTaskResponse
+	31, // 56: warren.sdk.runtime.v1.Runtime.ListTasks:output_type -> warren.sdk.runtime.v1.ListTasksResponse
+	33, // 57: warren.sdk.runtime.v1.Runtime.TaskEvents:output_type -> warren.sdk.runtime.v1.TaskEvent
+	35, // 58: warren.sdk.runtime.v1.Runtime.TaskLogs:output_type -> warren.sdk.runtime.v1.LogChunk
+	39, // 59: warren.sdk.runtime.v1.Runtime.Exec:output_type -> warren.sdk.runtime.v1.ExecOutput
+	4,  // 60: warren.sdk.runtime.v1.Runtime.Health:output_type -> warren.sdk.runtime.v1.HealthResponse
+	46, // [46:61] is the sub-list for method output_type
+	31, // [31:46] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_runtime_v1_runtime_proto_init() }
@@ -2757,13 +2858,13 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 	if File_sdk_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[34].OneofWrappers = []any{
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Resize)(nil),
 	}
-	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[35].OneofWrappers = []any{
+	file_sdk_proto_runtime_v1_runtime_proto_msgTypes[36].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_ExitCode)(nil),
@@ -2774,7 +2875,7 @@ func file_sdk_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_runtime_v1_runtime_proto_rawDesc), len(file_sdk_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
