@@ -146,14 +146,19 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 	}
 	kick, wait := d.deps.Events.Notify(ctx, func(ev *apiv1.Event) bool {
 		switch ev.GetKind() {
-		case "node", "task", "cluster", "service":
+		case "task":
+			// Only a task with an overlay address is in the endpoints
+			// (a worker sets it once and it stays): the others (host or
+			// none network, not attached yet) change no table.
+			return ev.GetTask().GetAddress() != ""
+		case "node", "cluster", "service":
 			return true
 		}
 		return false
 	}, eventBuffer)
 	defer wait()
 	rebuild := func() {
-		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.Tasks(state.TaskFilter{})).WithPorts(d.deps.State.Services()))
+		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.TasksUnordered()).WithPorts(d.deps.State.Services()))
 	}
 	rebuild()
 	resync := time.NewTicker(netResync)

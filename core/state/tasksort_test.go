@@ -55,6 +55,13 @@ func TestTasksCachedOrder(t *testing.T) {
 		if ids := taskIDs(got); !slices.Equal(ids, tt.want) {
 			t.Fatalf("%s: Tasks(%+v) = %v, want %v", tt.name, tt.f, ids, tt.want)
 		}
+		if tt.f == (TaskFilter{}) {
+			un := s.TasksUnordered()
+			slices.SortFunc(un, CompareTasks)
+			if ids := taskIDs(un); !slices.Equal(ids, tt.want) {
+				t.Fatalf("%s: TasksUnordered = %v, want the tasks %v", tt.name, ids, tt.want)
+			}
+		}
 		// The slice is the caller's: scribbling on it changes no later answer.
 		for i := range got {
 			got[i] = nil
