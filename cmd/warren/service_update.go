@@ -19,6 +19,7 @@ import (
 type serviceUpdateOptions struct {
 	g *globalOptions
 
+	force    bool
 	image    string
 	replicas uint64
 	maxConc  uint64
@@ -40,7 +41,7 @@ type serviceUpdateOptions struct {
 }
 
 // updateFlags are the flags that change something; at least one is needed.
-var updateFlags = slices.Concat([]string{"image", "replicas", "max-concurrent", "env-add", "env-rm", "label-add", "label-rm", "args", "command", "network", "publish-add", "publish-rm"}, healthFlags,
+var updateFlags = slices.Concat([]string{"force", "image", "replicas", "max-concurrent", "env-add", "env-rm", "label-add", "label-rm", "args", "command", "network", "publish-add", "publish-rm"}, healthFlags,
 	(&policyOptions{prefix: "update"}).flagNames(), (&policyOptions{prefix: "rollback"}).flagNames(), updateMoreFlags)
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
@@ -62,7 +63,10 @@ expansion). --args "" and --command "" return to the image's own.
 Lists change with --X-add and --X-rm: --env-add/--env-rm,
 --label-add/--label-rm, --constraint-add/--constraint-rm,
 --publish-add/--publish-rm PUBLISHED[/PROTO], --mount-add/--mount-rm TARGET,
---secret-add/--secret-rm NAME and --config-add/--config-rm NAME. An add
+--secret-add/--secret-rm NAME and --config-add/--config-rm NAME. --force
+replaces every task under the update policy even when nothing else changes
+(as after a change of the image): a way to restart a service's tasks in a
+rolling fashion, or to run a job again. An add
 replaces the item of the same key; an --X-rm of something the service does
 not have, and an add and a rm of the same key, are refused and nothing
 changes. The mode (--mode) cannot change: remove the service and create it
@@ -78,7 +82,8 @@ sets how long to wait).`,
   warren service update sleeper --args "sleep 7200"
   warren service update sleeper --command "sh -c" --args "'sleep 7200'"
   warren service update db --secret-add db-password --mount-add type=tmpfs,target=/cache --mount-rm /old
-  warren service update web --publish-add 8443:443 --publish-rm 8080`,
+  warren service update web --publish-add 8443:443 --publish-rm 8080
+  warren service update nightly-report --force`,
 		Args: exactArgs(1, "one service NAME or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args[0])
@@ -89,6 +94,7 @@ sets how long to wait).`,
 }
 
 func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.force, "force", false, "replace every task even when nothing else changes (a job runs again)")
 	f.StringVar(&o.image, "image", "", "new image")
 	f.Var(newUintValue(&o.replicas, 0), "replicas", "new number of tasks")
 	f.Var(newUintValue(&o.maxConc, 0), "max-concurrent", "replicated-job: new most of its tasks that run at once (0: all; the job does not run again)")
@@ -113,6 +119,7 @@ func (o *serviceUpdateOptions) addFlags(f *pflag.FlagSet) {
 
 // serviceChanges is what an update does to a spec, checked up front.
 type serviceChanges struct {
+	force    bool
 	image    *string
 	replicas *uint64
 	maxConc  *uint64
@@ -144,6 +151,7 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 		ch  serviceChanges
 		err error
 	)
+	ch.force = o.force
 	if f.Changed("image") {
 		if o.image == "" {
 			return nil, usageErrorf("--image cannot be empty")
@@ -230,6 +238,9 @@ func (o *serviceUpdateOptions) changes(f *pflag.FlagSet) (*serviceChanges, error
 // apply makes the changes to spec. It fails, leaving spec half changed,
 // when a removal names something spec does not have.
 func (ch *serviceChanges) apply(spec *apiv1.ServiceSpec) error {
+	if ch.force {
+		spec.ForceUpdate++
+	}
 	if ch.image != nil {
 		spec.Image = *ch.image
 	}

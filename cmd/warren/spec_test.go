@@ -289,6 +289,7 @@ func TestServiceChanges(t *testing.T) {
 		{name: "restart policy", args: "--restart-condition on-failure --restart-max-attempts 2", want: func(s *apiv1.ServiceSpec) {
 			s.RestartPolicy = &apiv1.RestartPolicy{Condition: apiv1.RestartPolicy_CONDITION_ON_FAILURE, MaxAttempts: 2}
 		}},
+		{name: "force", args: "--force", want: func(s *apiv1.ServiceSpec) { s.ForceUpdate++ }},
 		{name: "update policy only", args: "--update-failure-action rollback --update-monitor 10s", want: func(s *apiv1.ServiceSpec) {
 			s.UpdatePolicy = &apiv1.UpdatePolicy{FailureAction: apiv1.UpdatePolicy_FAILURE_ACTION_ROLLBACK, Monitor: durationpb.New(10 * time.Second)}
 		}},

@@ -126,6 +126,23 @@ func TestReplicatedJob(t *testing.T) {
 		t.Errorf("%d tasks of the updated spec completed, want 3", complete)
 	}
 
+	// --force runs it again with nothing else changed: 3 more completions,
+	// of the same spec but for its force counter.
+	n.cli("service", "update", "batch", "--force", "--detach")
+	n.waitTasks("batch", "3 completions of the forced run", func(ts []*apiv1.Task) bool {
+		forced := 0
+		for _, tk := range ts {
+			if tk.GetSpec().GetForceUpdate() == 1 && tk.GetSpec().GetEnv()["RUN"] == "2" && tk.GetState() == apiv1.TaskState_TASK_STATE_COMPLETE &&
+				tk.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING {
+				forced++
+			}
+		}
+		return forced == 3
+	})
+	if st := n.waitJob("batch", apiv1.JobStatus_STATE_COMPLETED).GetJobStatus(); st.GetCompleted() != 3 {
+		t.Errorf("job status after --force %v, want 3/3 completed", st)
+	}
+
 	if errOut := n.cliFails("service", "rollback", "batch"); !strings.Contains(errOut, "is a job: it has no rollback") {
 		t.Errorf("rollback of a job: %s, want a refusal", errOut)
 	}

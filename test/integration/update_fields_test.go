@@ -309,8 +309,9 @@ func TestUpdateEveryField(t *testing.T) {
 			}}, {
 			args: []string{"--no-healthcheck"},
 			check: func(n *node, c ctr) error {
-				return want(c.task.GetSpec().GetHealthCheck() == nil && c.task.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED,
-					"task health check %v health %v, want none", c.task.GetSpec().GetHealthCheck(), c.task.GetHealth())
+				// TYPE_NONE: no check, not even the image's; no health reported.
+				return want(c.task.GetSpec().GetHealthCheck().GetType() == apiv1.HealthCheck_TYPE_NONE && c.task.GetHealth() == apiv1.HealthState_HEALTH_STATE_UNSPECIFIED,
+					"task health check %v health %v, want TYPE_NONE and no health", c.task.GetSpec().GetHealthCheck(), c.task.GetHealth())
 			}}}},
 		{"stop", trapper, []updateStep{{
 			args: []string{"--stop-signal", "USR1", "--stop-grace-period", "30s"},
@@ -324,6 +325,13 @@ func TestUpdateEveryField(t *testing.T) {
 				_, errTerm := c.file("/tmp/got-TERM")
 				_, errUsr1 := c.file("/tmp/got-USR1")
 				return want(errUsr1 == nil && errors.Is(errTerm, os.ErrNotExist), "after the stop: got-USR1 %v, got-TERM %v; want SIGUSR1 only", errUsr1, errTerm)
+			}}}},
+		// --force changes nothing but the force counter: the task is
+		// replaced all the same (a new task, a new container).
+		{"force", sleeper, []updateStep{{
+			args: []string{"--force"},
+			check: func(n *node, c ctr) error {
+				return want(c.task.GetSpec().GetForceUpdate() == 1, "the new task's force_update %d, want 1", c.task.GetSpec().GetForceUpdate())
 			}}}},
 		{"replicas", sleeper, []updateStep{{
 			args: []string{"--replicas", "2"}, keep: true,

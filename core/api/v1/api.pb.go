@@ -1398,6 +1398,10 @@ type ServiceSpec struct {
 	// max_concurrent is, for a replicated job, how many of its tasks run at
 	// once (0: all its replicas, the completions). Jobs only.
 	MaxConcurrent uint64 `protobuf:"varint,80,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
+	// force_update is a counter `service update --force` raises: a change of
+	// the task shape alone, so every task is replaced under the update policy
+	// (a job runs again) even when nothing else changed (Swarm's ForceUpdate).
+	ForceUpdate   uint64 `protobuf:"varint,90,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1603,6 +1607,13 @@ func (x *ServiceSpec) GetMode() ServiceMode {
 func (x *ServiceSpec) GetMaxConcurrent() uint64 {
 	if x != nil {
 		return x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *ServiceSpec) GetForceUpdate() uint64 {
+	if x != nil {
+		return x.ForceUpdate
 	}
 	return 0
 }
@@ -7302,7 +7313,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12(\n" +
 	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
 	"\n" +
-	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\x97\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"\xba\n" +
 	"\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -7332,7 +7343,8 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\fhealth_check\x18( \x01(\v2\x1a.warren.api.v1.HealthCheckR\vhealthCheck\x12D\n" +
 	"\x0frollback_policy\x18) \x01(\v2\x1b.warren.api.v1.UpdatePolicyR\x0erollbackPolicy\x12.\n" +
 	"\x04mode\x18* \x01(\x0e2\x1a.warren.api.v1.ServiceModeR\x04mode\x12%\n" +
-	"\x0emax_concurrent\x18P \x01(\x04R\rmaxConcurrent\x1a6\n" +
+	"\x0emax_concurrent\x18P \x01(\x04R\rmaxConcurrent\x12!\n" +
+	"\fforce_update\x18Z \x01(\x04R\vforceUpdate\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
