@@ -72,6 +72,7 @@ func (r *run) startWorker(ctx context.Context, running *sync.WaitGroup, rt runti
 			}
 		},
 		OnSessionEnd:    r.peers.noteError,
+		Redirected:      func(err error) bool { return LeaderHint(err) != "" },
 		Logger:          r.logger,
 		AgentVersion:    version.Version,
 		HeartbeatPeriod: r.cfg.Worker.HeartbeatInterval,

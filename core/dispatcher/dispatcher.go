@@ -123,14 +123,17 @@ type Dispatcher struct {
 	deps Deps
 	log  hclog.Logger
 
-	mu      sync.Mutex
-	runCtx  context.Context // nil while Run is not running
-	fan     *fanout         // routes task events to sessions while Run runs
-	started time.Time       // when Run started
-	nodes   map[string]*nodeEntry
-	pending map[string][]pendingUpdate // by task ID
-	order   []string                   // task IDs of pending, first report first
-	kick    chan struct{}
+	mu     sync.Mutex
+	runCtx context.Context // nil while Run is not running
+	// runReady is closed while Run runs (a new one is made when it ends):
+	// a session that arrives at a new leader before its Run waits on it.
+	runReady chan struct{}
+	fan      *fanout   // routes task events to sessions while Run runs
+	started  time.Time // when Run started
+	nodes    map[string]*nodeEntry
+	pending  map[string][]pendingUpdate // by task ID
+	order    []string                   // task IDs of pending, first report first
+	kick     chan struct{}
 	// net holds the peer set and endpoint table pushed to workers.
 	net *netState
 
@@ -199,12 +202,13 @@ func New(deps Deps) *Dispatcher {
 		deps.AssignmentBatchWindow = DefaultAssignmentBatchWindow
 	}
 	return &Dispatcher{
-		deps:    deps,
-		log:     deps.Logger.Named("dispatcher"),
-		nodes:   map[string]*nodeEntry{},
-		pending: map[string][]pendingUpdate{},
-		kick:    make(chan struct{}, 1),
-		net:     newNetState(),
+		deps:     deps,
+		log:      deps.Logger.Named("dispatcher"),
+		nodes:    map[string]*nodeEntry{},
+		pending:  map[string][]pendingUpdate{},
+		kick:     make(chan struct{}, 1),
+		net:      newNetState(),
+		runReady: make(chan struct{}),
 	}
 }
 
@@ -239,9 +243,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.fan = fan
 	d.started = time.Now()
+	close(d.runReady)
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
+		d.runReady = make(chan struct{})
 		d.runCtx = nil
 		d.fan = nil
 		if n := len(d.order); n > 0 {
@@ -293,6 +299,33 @@ func (d *Dispatcher) running() (context.Context, *fanout) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.runCtx, d.fan
+}
+
+// runWait bounds how long a session that reaches a leader whose Run has
+// not started yet (it waits for its Raft barrier) is held before it is
+// refused.
+const runWait = 10 * time.Second
+
+// awaitRunning is running, but when Run has not started it waits for it
+// up to runWait or until ctx ends: right after an election every worker
+// comes at once, and a refusal would send each to another manager and
+// back, its reconnection backoff growing past the heartbeat TTL.
+func (d *Dispatcher) awaitRunning(ctx context.Context) (context.Context, *fanout) {
+	d.mu.Lock()
+	runCtx, fan, ready := d.runCtx, d.fan, d.runReady
+	d.mu.Unlock()
+	if runCtx != nil {
+		return runCtx, fan
+	}
+	t := time.NewTimer(runWait)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return d.running()
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return nil, nil
 }
 
 // enqueue adds a node's status reports to the next commit.
@@ -640,14 +673,15 @@ func sweepPeriod(ttl time.Duration) time.Duration {
 // sweep marks DOWN, in one MarkNodesDown entry, the READY worker nodes that
 // have had no session for a whole TTL: nodes whose session ended and that
 // did not come back, and nodes that never reconnected after a leader
-// change. The first sweep that finds such a node only starts gathering
+// change (those get two TTLs from this leader's start). The first sweep that finds such a node only starts gathering
 // (it returns true); the next one commits every node due by then, so that
 // nodes lost together (a rack, a switch) are one Raft write.
 func (d *Dispatcher) sweep(ctx context.Context, gathering bool) bool {
 	ttl := d.deps.HeartbeatTTL
 	d.mu.Lock()
-	sinceStart := time.Since(d.started)
+	started := d.started
 	d.mu.Unlock()
+	sinceStart := time.Since(started)
 	if sinceStart < ttl {
 		return false
 	}
@@ -676,6 +710,13 @@ func (d *Dispatcher) sweep(ctx context.Context, gathering bool) bool {
 		}
 		d.mu.Lock()
 		silent := e.session == nil && time.Since(e.lastSeen) >= ttl
+		if e.lastSeen.Before(started) {
+			// Not seen in this leadership yet: after an election every worker
+			// comes back at once, each through its reconnection backoff
+			// (up to the workers' MaxBackoff, 5 s, and a refusal or two
+			// from a manager that is not the leader): give it a second TTL.
+			silent = e.session == nil && sinceStart >= 2*ttl
+		}
 		d.mu.Unlock()
 		if !silent {
 			e.commit.Unlock()

@@ -222,7 +222,8 @@ func TestSessionNeedsLeadership(t *testing.T) {
 		run    bool
 	}{
 		{"follower", false, true},
-		{"leader without Run", true, false},
+		// A leader whose Run has not started holds the session first
+		// (TestAwaitRunning), then refuses it the same way.
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -615,5 +616,26 @@ func TestSilentNodesGoDownInOneEntry(t *testing.T) {
 	}
 	if len(indexes) != 1 {
 		t.Fatalf("the %d silent nodes went down in %d Raft entries (%v), want one", n, len(indexes), indexes)
+	}
+}
+
+// TestNewLeaderWaitsTwoTTLsForUnseenNodes: a READY node that has not
+// connected to this leader yet (as every node right after an election) is
+// marked DOWN only two TTLs after the leader's dispatcher started, so
+// workers coming back through their reconnection backoff are not taken
+// for lost; one that keeps away is still marked DOWN then.
+func TestNewLeaderWaitsTwoTTLsForUnseenNodes(t *testing.T) {
+	const ttl = 2 * time.Second
+	m := dispatchertest.Start(t, dispatchertest.Options{HeartbeatTTL: ttl, HeartbeatPeriod: ttl / 4})
+	// Run started just before Start returned. Marked at one TTL (and up
+	// to two 500 ms sweeps), the node would be DOWN at most 1.5 TTLs
+	// after this; at two TTLs, no sooner than 1.75 TTLs after it.
+	started := time.Now()
+	m.Apply(&fsmpb.UpsertNode{Node: &apiv1.Node{Id: "away", Name: "node-away", Worker: true, Status: ready,
+		UpdatedAt: timestamppb.New(started.Add(-time.Hour))}})
+	dispatchertest.Eventually(t, "the unseen node down", func() bool { return nodeStatus(m, "away") == down })
+	n, _ := m.State.Node("away")
+	if waited := n.GetUpdatedAt().AsTime().Sub(started); waited < ttl*7/4 {
+		t.Fatalf("the unseen node went DOWN %s after the leader started, before two TTLs (%s)", waited, 2*ttl)
 	}
 }

@@ -51,7 +51,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 	if !d.deps.Leader() {
 		return status.Error(codes.Unavailable, "not the leader")
 	}
-	runCtx, fan := d.running()
+	runCtx, fan := d.awaitRunning(stream.Context())
 	if runCtx == nil {
 		return status.Error(codes.Unavailable, "not the leader: the dispatcher is not running")
 	}

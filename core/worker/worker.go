@@ -92,6 +92,12 @@ type Options struct {
 	// session attempt (the agent learns the leader from a follower's
 	// refusal).
 	OnSessionEnd func(error)
+	// Redirected, if set, reports whether err (a session attempt's) named
+	// the manager to try next: a follower's refusal naming the leader. The
+	// next attempt then goes after MinBackoff and the backoff does not
+	// grow, so that the workers of a new leader are not held off by the
+	// refusals of its election.
+	Redirected func(error) bool
 
 	// HeartbeatPeriod, when set and shorter than the period the dispatcher
 	// asks for, is how often heartbeats are sent (the agent's
@@ -353,12 +359,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		if established && time.Since(start) >= w.opts.MaxBackoff {
 			backoff, attempt = w.opts.MinBackoff, 1
 		}
+		redirected := w.opts.Redirected != nil && w.opts.Redirected(err)
 		wait := jitter(backoff)
+		if redirected {
+			wait = jitter(w.opts.MinBackoff)
+		}
 		w.log.Warn("dispatcher session ended; reconnecting", "error", err, "attempt", attempt, "in", wait)
 		if !sleep(ctx, wait) {
 			return nil
 		}
-		backoff = min(2*backoff, w.opts.MaxBackoff)
+		if !redirected {
+			backoff = min(2*backoff, w.opts.MaxBackoff)
+		}
 	}
 }
 

@@ -637,3 +637,38 @@ func TestWorkerSweepsStaleTaskFiles(t *testing.T) {
 		t.Fatalf("the files of an assigned task went: %v", err)
 	}
 }
+
+// TestRedirectedReconnectsAtOnce: session attempts refused with a redirect
+// (a follower naming the leader, right after an election) are retried
+// after MinBackoff each, the backoff not growing: twelve in a row would
+// otherwise have doubled it up to MaxBackoff (2 s here, waits of 1 – 2 s).
+func TestRedirectedReconnectsAtOnce(t *testing.T) {
+	e := newEnv(t, dispatchertest.Options{})
+	errRedirect := errors.New("not the leader; the leader is elsewhere")
+	var (
+		mu    sync.Mutex
+		dials []time.Time
+	)
+	e.startWorker(t, func(o *worker.Options) {
+		o.MinBackoff, o.MaxBackoff = 5*time.Millisecond, 2*time.Second
+		o.Redirected = func(err error) bool { return errors.Is(err, errRedirect) }
+		o.Dial = func(ctx context.Context) (apiv1.DispatcherClient, error) {
+			mu.Lock()
+			dials = append(dials, time.Now())
+			n := len(dials)
+			mu.Unlock()
+			if n <= 12 {
+				return nil, errRedirect
+			}
+			return e.m.Dial(ctx)
+		}
+	})
+	dispatchertest.Eventually(t, "the node READY after the redirects", func() bool { return e.nodeStatus() == apiv1.NodeStatus_NODE_STATUS_READY })
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < 13 && i < len(dials); i++ {
+		if gap := dials[i].Sub(dials[i-1]); gap >= time.Second {
+			t.Fatalf("attempt %d came %s after the redirect before it: the backoff grew", i+1, gap)
+		}
+	}
+}

@@ -104,8 +104,10 @@ type Node struct {
 	// reports wait to be sent; ready is poked when one is added.
 	reports []*apiv1.TaskStatusUpdate
 	ready   chan struct{}
-	// connected is set while a session is established.
+	// connected is set while a session is established; lastErr is why the
+	// last session ended or failed (for the scenarios' errors).
 	connected atomic.Bool
+	lastErr   atomic.Value
 }
 
 // New checks opts and returns a Fleet of opts.Nodes nodes not joined yet.
@@ -232,6 +234,22 @@ func (f *Fleet) Connected() int {
 	return c
 }
 
+// Disconnected counts the live nodes that hold no session and describes up
+// to max of them: their names and why their last session ended or failed.
+func (f *Fleet) Disconnected(max int) (n int, sample []string) {
+	for _, node := range f.Nodes {
+		if node.killed.Load() || node.connected.Load() {
+			continue
+		}
+		n++
+		if len(sample) < max {
+			why, _ := node.lastErr.Load().(string)
+			sample = append(sample, node.Name+" ("+why+")")
+		}
+	}
+	return n, sample
+}
+
 // Running counts the tasks the live nodes report RUNNING.
 func (f *Fleet) Running() int { return int(f.running.Load()) }
 
@@ -330,16 +348,18 @@ func (n *Node) conn(addr string) (*grpc.ClientConn, error) {
 }
 
 // nextManager picks the manager of the node's next session after one at
-// n.addr failed with err: the leader that manager named, else the next
-// address of the fleet's managers.
-func (n *Node) nextManager(err error) {
+// n.addr failed with err: the leader that manager named (it reports true:
+// redirected, retried without a longer backoff, as workers do), else the
+// next address of the fleet's managers.
+func (n *Node) nextManager(err error) (redirected bool) {
 	if leader := agent.LeaderHint(err); leader != "" {
 		n.addr = leader
-		return
+		return true
 	}
 	all := append([]string{n.fleet.opts.Addr}, n.fleet.opts.Managers...)
 	i := slices.Index(all, n.addr)
 	n.addr = all[(i+1)%len(all)]
+	return false
 }
 
 // run holds the node's session, reconnecting until ctx ends.
@@ -347,18 +367,29 @@ func (n *Node) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil && !n.killed.Load() {
 		start := time.Now()
-		if err := n.session(ctx); err != nil && len(n.fleet.opts.Managers) > 0 {
-			n.nextManager(err)
+		err := n.session(ctx)
+		redirected := false
+		if err != nil {
+			n.lastErr.Store(fmt.Sprintf("%s: %v", n.addr, err))
+			if len(n.fleet.opts.Managers) > 0 {
+				redirected = n.nextManager(err)
+			}
 		}
 		if time.Since(start) > 5*time.Second {
 			backoff = 100 * time.Millisecond
 		}
+		wait := backoff
+		if redirected {
+			wait = 100 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-time.After(wait/2 + rand.N(wait/2+1)):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		if !redirected {
+			backoff = min(2*backoff, 5*time.Second)
+		}
 	}
 }
 

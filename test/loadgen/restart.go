@@ -192,7 +192,8 @@ func (b *Bench) sampleSteady(ctx context.Context, before map[string][]string) er
 		now := b.Fleet.RunningOn()
 		for id := range before {
 			if len(now[id]) == 0 {
-				return fmt.Errorf("loadgen: task %s stopped running during the rolling restart", id)
+				n, sample := b.Fleet.Disconnected(5)
+				return fmt.Errorf("loadgen: task %s stopped running during the rolling restart (%d nodes without a session then, e.g. %v)", id, n, sample)
 			}
 		}
 		for id, on := range now {
