@@ -119,6 +119,9 @@ func (b *Bench) RollingRestart(ctx context.Context, ms []*Manager) error {
 		// a TTL after it took office and its tasks moved: keep sampling
 		// past that, then every node must hold a session again.
 		err = sleepCtx(ctx, b.TTL+2*time.Second)
+		if n, sample := b.Fleet.Disconnected(3); err == nil && n > 0 {
+			b.printf("%d nodes without a session a TTL + 2 s after the last restart, e.g. %v\n", n, sample)
+		}
 		if err == nil {
 			err = b.Connect(ctx)
 		}
