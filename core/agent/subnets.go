@@ -30,38 +30,20 @@ const (
 // resync, and a failed round retried with backoff. It returns nil when ctx
 // ends, an error when the event broker closes.
 func allocateSubnets(ctx context.Context, node *raftnode.Node, view *state.State, bus *events.Broker, logger hclog.Logger) error {
-	wake := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	ended := make(chan struct{})
-	watch := bus.Watch(func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := watch.Run(wctx, func(*apiv1.Event) { poke() }, poke); err != nil {
-			close(ended)
-		}
-	}()
-	defer func() { stop(); <-done }()
-
+	nodes := bus.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 64)
+	defer nodes.Wait()
 	var lastFull string
 	return leaderloop.Run(ctx, leaderloop.Loop{
 		Name: "subnet allocator", Round: "subnet round", Logger: logger,
 		BatchWindow: subnetBatchWindow, Resync: subnetResync,
-		Wake: wake, Ended: ended, Full: poke,
+		Wake: nodes.C, Ended: nodes.Ended, Full: nodes.Poke,
 		Run: func(ctx context.Context) error {
 			full, err := allocateOnce(ctx, node, view)
-			if full != nil && full.Error() != lastFull {
+			if full == nil {
+				lastFull = ""
+			} else if msg := full.Error(); msg != lastFull {
 				logger.Error("overlay range full: a worker node has no subnet until another node leaves", "error", full)
-			}
-			lastFull = ""
-			if full != nil {
-				lastFull = full.Error()
+				lastFull = msg
 			}
 			return err
 		},

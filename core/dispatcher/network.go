@@ -144,7 +144,7 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 	if d.deps.Events == nil || d.deps.State == nil {
 		return // a dispatcher without state serves no overlay
 	}
-	kick, wait := d.deps.Events.Notify(ctx, func(ev *apiv1.Event) bool {
+	kick := d.deps.Events.Notify(ctx, func(ev *apiv1.Event) bool {
 		switch ev.GetKind() {
 		case "task":
 			// Only a task with an overlay address is in the endpoints
@@ -156,7 +156,7 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 		}
 		return false
 	}, eventBuffer)
-	defer wait()
+	defer kick.Wait()
 	rebuild := func() {
 		d.net.set(BuildNetworkTables(d.deps.State.Nodes(), d.deps.State.TasksUnordered()).WithPorts(d.deps.State.Services()))
 	}
@@ -171,7 +171,7 @@ func (d *Dispatcher) watchNetwork(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-kick:
+		case <-kick.C:
 			if windowC == nil {
 				window.Reset(DefaultNetworkBatchWindow)
 				windowC = window.C

@@ -219,24 +219,43 @@ func (w *Watcher) Run(ctx context.Context, onEvent func(*apiv1.Event), onLagged 
 	}
 }
 
-// Notify is for a loop that only needs to know that something it watches
-// changed, not what: the returned channel holds one value (changes
-// coalesce) after any event filter accepts, and after falling behind,
-// until ctx ends. Call wait, after ctx has ended, to know the watching
-// goroutine has returned. It subscribes now, as Watch does.
-func (b *Broker) Notify(ctx context.Context, filter func(*apiv1.Event) bool, buf int) (changed <-chan struct{}, wait func()) {
-	c := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
-	w := b.Watch(filter, buf)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = w.Run(ctx, func(*apiv1.Event) { poke() }, poke)
-	}()
-	return c, func() { <-done }
+// Notifier tells a loop that something it watches changed, not what.
+type Notifier struct {
+	// C holds one value (changes coalesce) after an event the filter
+	// accepts, after falling behind, and after Poke.
+	C <-chan struct{}
+	// Ended is closed when the broker closes (the watching ends with
+	// ErrClosed); not when ctx ends.
+	Ended <-chan struct{}
+
+	c    chan struct{}
+	done chan struct{}
 }
+
+// Notify returns a Notifier for the events filter accepts, until ctx
+// ends. It subscribes now, as Watch does.
+func (b *Broker) Notify(ctx context.Context, filter func(*apiv1.Event) bool, buf int) *Notifier {
+	c := make(chan struct{}, 1)
+	ended := make(chan struct{})
+	n := &Notifier{C: c, Ended: ended, c: c, done: make(chan struct{})}
+	w := b.Watch(filter, buf)
+	go func() {
+		defer close(n.done)
+		if err := w.Run(ctx, func(*apiv1.Event) { n.Poke() }, n.Poke); err != nil {
+			close(ended)
+		}
+	}()
+	return n
+}
+
+// Poke puts a notice in C, as a change would (a loop asking itself for a
+// round).
+func (n *Notifier) Poke() {
+	select {
+	case n.c <- struct{}{}:
+	default:
+	}
+}
+
+// Wait returns once the watching goroutine has; call it after ctx ended.
+func (n *Notifier) Wait() { <-n.done }

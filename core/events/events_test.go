@@ -158,28 +158,50 @@ func TestEventLargerThanBudgetIsDelivered(t *testing.T) {
 	}
 }
 
-// TestNotify: an accepted event gives a notice, and wait returns once ctx
-// has ended. (Notices coalesce by construction: the channel holds one.)
+// TestNotify: an accepted event gives a notice, so does Poke, Wait returns
+// once ctx has ended, and Ended is closed when the broker closes.
+// (Notices coalesce by construction: the channel holds one.)
 func TestNotify(t *testing.T) {
 	b := NewBroker()
 	defer b.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	changed, wait := b.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 8)
-	if cap(changed) != 1 {
-		t.Fatalf("notice channel holds %d, want 1 (coalescing)", cap(changed))
+	n := b.Notify(ctx, func(ev *apiv1.Event) bool { return ev.GetKind() == "node" }, 8)
+	if cap(n.C) != 1 {
+		t.Fatalf("notice channel holds %d, want 1 (coalescing)", cap(n.C))
 	}
 	b.Publish([]*apiv1.Event{{Kind: "task"}, {Kind: "node"}})
 	select {
-	case <-changed:
+	case <-n.C:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no notice after a node event")
 	}
+	n.Poke()
+	select {
+	case <-n.C:
+	default:
+		t.Fatal("no notice after Poke")
+	}
 	cancel()
 	done := make(chan struct{})
-	go func() { wait(); close(done) }()
+	go func() { n.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("wait did not return after ctx ended")
+		t.Fatal("Wait did not return after ctx ended")
 	}
+	select {
+	case <-n.Ended:
+		t.Fatal("Ended closed when only ctx ended")
+	default:
+	}
+
+	b2 := NewBroker()
+	n2 := b2.Notify(context.Background(), nil, 8)
+	b2.Close()
+	select {
+	case <-n2.Ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ended not closed after the broker closed")
+	}
+	n2.Wait()
 }
