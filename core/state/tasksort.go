@@ -16,11 +16,11 @@ import (
 // write went by is stored with the old generation and never served.
 type sortedTasks struct {
 	// gens and seq are guarded by the state's mu.
-	gens map[string]uint64
+	gens map[listKey]uint64
 	seq  uint64
 
 	mu    sync.Mutex
-	lists map[string]sortedList
+	lists map[listKey]sortedList
 }
 
 type sortedList struct {
@@ -29,14 +29,20 @@ type sortedList struct {
 }
 
 func newSortedTasks() *sortedTasks {
-	return &sortedTasks{gens: map[string]uint64{}, lists: map[string]sortedList{}}
+	return &sortedTasks{gens: map[listKey]uint64{}, lists: map[listKey]sortedList{}}
 }
 
-// Filter keys: all tasks, a service's, a node's.
-const allTasksKey = ""
+// listKey names a list: all tasks, a service's, a node's (a struct, so
+// that the FSM's writes build no key strings).
+type listKey struct {
+	kind byte // 0: all, 's': a service's, 'n': a node's
+	id   string
+}
 
-func serviceKey(id string) string { return "s/" + id }
-func nodeKey(id string) string    { return "n/" + id }
+var allTasksKey = listKey{}
+
+func serviceKey(id string) listKey { return listKey{'s', id} }
+func nodeKey(id string) listKey    { return listKey{'n', id} }
 
 // touchedLocked marks the lists t is in changed, after t was put or
 // deleted and the indexes updated; the caller holds the state's write lock.
@@ -48,7 +54,7 @@ func (s *State) touchedLocked(t *apiv1.Task) {
 	c.seq++
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, k := range [3]string{allTasksKey, serviceKey(t.GetServiceId()), nodeKey(t.GetNodeId())} {
+	for _, k := range [3]listKey{allTasksKey, serviceKey(t.GetServiceId()), nodeKey(t.GetNodeId())} {
 		delete(c.lists, k)
 		c.gens[k] = c.seq
 	}
@@ -61,7 +67,7 @@ func (s *State) touchedLocked(t *apiv1.Task) {
 }
 
 // get returns the cached list of key if it is of generation gen.
-func (c *sortedTasks) get(key string, gen uint64) ([]*apiv1.Task, bool) {
+func (c *sortedTasks) get(key listKey, gen uint64) ([]*apiv1.Task, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.lists[key]
@@ -73,7 +79,7 @@ func (c *sortedTasks) get(key string, gen uint64) ([]*apiv1.Task, bool) {
 
 // put caches the sorted list of key at generation gen, unless a later one
 // is there already.
-func (c *sortedTasks) put(key string, gen uint64, list []*apiv1.Task) {
+func (c *sortedTasks) put(key listKey, gen uint64, list []*apiv1.Task) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.lists[key]; ok && l.gen >= gen {
@@ -86,7 +92,7 @@ func (c *sortedTasks) put(key string, gen uint64, list []*apiv1.Task) {
 // or gather's result sorted and cached. The caller holds the state's read
 // lock, which sortedLocked releases (sorting runs without it). The list is
 // shared: the caller copies it before handing it out.
-func (s *State) sortedLocked(key string, gather func() []*apiv1.Task) []*apiv1.Task {
+func (s *State) sortedLocked(key listKey, gather func() []*apiv1.Task) []*apiv1.Task {
 	gen := s.sorted.gens[key]
 	if l, ok := s.sorted.get(key, gen); ok {
 		s.mu.RUnlock()
