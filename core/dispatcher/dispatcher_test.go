@@ -639,3 +639,27 @@ func TestNewLeaderWaitsTwoTTLsForUnseenNodes(t *testing.T) {
 		t.Fatalf("the unseen node went DOWN %s after the leader started, before two TTLs (%s)", waited, 2*ttl)
 	}
 }
+
+// TestWorkersOwnReportsAreNotEchoed: a worker is not sent back the status
+// it reported for a task it holds; a report that ends a task for good
+// still tells it to forget the task, and a manager's change still goes out.
+func TestWorkersOwnReportsAreNotEchoed(t *testing.T) {
+	m := dispatchertest.Start(t, dispatchertest.Options{})
+	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("a", "n1", running, assigned), task("b", "n1", shutdown, running)}})
+	indexOf := taskEvents(t, m)
+	c := connect(t, m, "n1")
+	if full := c.assignments(); !slices.Equal(ids(full.GetTasks()), []string{"a", "b"}) {
+		t.Fatalf("full assignments %v, want [a b]", ids(full.GetTasks()))
+	}
+	c.send(batch(status1("a", starting)))
+	indexOf("a", starting)
+	c.send(batch(status1("a", running), status1("b", shutdown)))
+	indexOf("a", running)
+	if a := c.assignments(); len(a.GetTasks()) != 0 || !slices.Equal(a.GetRemoved(), []string{"b"}) {
+		t.Fatalf("after the reports the worker got tasks %v removed %v, want only b removed", ids(a.GetTasks()), a.GetRemoved())
+	}
+	m.Apply(&fsmpb.UpsertTasks{Tasks: []*apiv1.Task{task("a", "n1", shutdown, running)}})
+	if a := c.assignments(); !slices.Equal(ids(a.GetTasks()), []string{"a"}) || a.GetTasks()[0].GetDesiredState() != shutdown {
+		t.Fatalf("the manager's shutdown of a reached the worker as %v", a.GetTasks())
+	}
+}

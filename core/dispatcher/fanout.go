@@ -131,10 +131,18 @@ func isFanoutEvent(ev *apiv1.Event) bool {
 	return false
 }
 
+// routeBatch bounds how many waiting events the fanout routes under one
+// hold of its lock.
+const routeBatch = 512
+
 // run routes the events of sub (the dispatcher's one subscription) until
-// ctx ends. Falling behind the bus resubscribes and resyncs every
-// session; the bus closing ends every session.
+// ctx ends, taking the events that wait together under one hold of the
+// lock: the sessions take the lock too, and a placement of thousands of
+// tasks must not wait for each of them once per event. Falling behind the
+// bus resubscribes and resyncs every session; the bus closing ends every
+// session.
 func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscription, onLag func()) {
+	evs := make([]*apiv1.Event, 0, routeBatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,7 +150,19 @@ func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscr
 			return
 		case ev, ok := <-sub.C:
 			if ok {
-				f.route(ev)
+				evs = append(evs[:0], ev)
+				for open := true; open && len(evs) < routeBatch; {
+					select {
+					case ev, open = <-sub.C:
+						if open {
+							evs = append(evs, ev)
+						}
+					default:
+						open = false
+					}
+				}
+				f.route(evs...)
+				clear(evs)
 				continue
 			}
 			err := sub.Err()
@@ -157,23 +177,33 @@ func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscr
 	}
 }
 
-// route hands ev to the sessions it concerns.
-func (f *fanout) route(ev *apiv1.Event) {
+// route hands ev to the sessions it concerns. A worker's own status
+// report is not echoed to the sessions of its node that told it about the
+// task: the worker holds that change, and the task stays one it must
+// know. Only a report that ends that (a task down for good) goes out, as
+// the task to forget.
+func (f *fanout) route(evs ...*apiv1.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch ev.GetKind() {
-	case "task":
-		id := ev.GetId()
-		for s := range f.byNode[ev.GetTask().GetNodeId()] {
-			s.inbox.add(id)
-		}
-		for s := range f.byTask[id] {
-			if s.nodeID != ev.GetTask().GetNodeId() {
+	for _, ev := range evs {
+		switch ev.GetKind() {
+		case "task":
+			id := ev.GetId()
+			echo := ev.GetWorkerReport() && Relevant(ev.GetTask())
+			for s := range f.byNode[ev.GetTask().GetNodeId()] {
+				if _, known := s.known[id]; known && echo {
+					continue
+				}
 				s.inbox.add(id)
 			}
+			for s := range f.byTask[id] {
+				if s.nodeID != ev.GetTask().GetNodeId() {
+					s.inbox.add(id)
+				}
+			}
+		case "cluster":
+			f.resyncAllLocked(false)
 		}
-	case "cluster":
-		f.resyncAllLocked(false)
 	}
 }
 

@@ -19,6 +19,18 @@ func taskEvent(id, node string) *apiv1.Event {
 	return &apiv1.Event{Kind: "task", Id: id, Object: &apiv1.Event_Task{Task: &apiv1.Task{Id: id, NodeId: node}}}
 }
 
+// reportEvent is the event of a worker's own report that task id on node
+// is in state s, wanted running or (shutdown) not.
+func reportEvent(id, node string, s apiv1.TaskState, shutdown bool) *apiv1.Event {
+	ev := taskEvent(id, node)
+	ev.WorkerReport = true
+	ev.GetTask().State, ev.GetTask().DesiredState = s, apiv1.TaskState_TASK_STATE_RUNNING
+	if shutdown {
+		ev.GetTask().DesiredState = apiv1.TaskState_TASK_STATE_SHUTDOWN
+	}
+	return ev
+}
+
 // taken empties s's inbox and returns the changed IDs, sorted, or
 // "resync".
 func taken(s *session) []string {
@@ -50,6 +62,10 @@ func TestFanoutRoutesToTheSessionsConcerned(t *testing.T) {
 		{"task on a node without a session", taskEvent("t3", "n9"), nil},
 		{"task without a node", taskEvent("t4", ""), nil},
 		{"snapshot restored", &apiv1.Event{Kind: "cluster"}, map[string][]string{"n1": {"resync"}, "n2": {"resync"}, "n3": {"resync"}}},
+		{"worker's report of a known task is not echoed", reportEvent("known", "n1", apiv1.TaskState_TASK_STATE_RUNNING, false), nil},
+		{"worker's report that fails a task still wanted running is not echoed", reportEvent("known", "n1", apiv1.TaskState_TASK_STATE_FAILED, false), nil},
+		{"worker's report that ends a task for good is sent", reportEvent("known", "n1", apiv1.TaskState_TASK_STATE_SHUTDOWN, true), map[string][]string{"n1": {"known"}}},
+		{"worker's report of a task the session did not send is sent", reportEvent("t5", "n1", apiv1.TaskState_TASK_STATE_RUNNING, false), map[string][]string{"n1": {"t5"}}},
 		{"service event", &apiv1.Event{Kind: "service", Id: "svc"}, nil},
 	}
 	for _, tt := range tests {

@@ -291,22 +291,40 @@ func (d *Dispatcher) full(fan *fanout, s *session) *apiv1.Assignments {
 
 // incremental returns the current version of the changed tasks the worker
 // must know about, and the known tasks it can forget.
+//
+// It records the changed tasks as known before it reads them, and reads
+// them without the fanout's lock: the state holds a change before its
+// event is published, so a change this read misses has its event routed
+// to the session afterwards (through known). Those that are not for the
+// worker are forgotten again after the read.
 func (d *Dispatcher) incremental(fan *fanout, s *session, changed map[string]struct{}) *apiv1.Assignments {
 	a := &apiv1.Assignments{}
+	wasKnown := make(map[string]bool, len(changed))
 	fan.mu.Lock()
-	defer fan.mu.Unlock()
+	for id := range changed {
+		_, wasKnown[id] = s.known[id]
+		fan.knowLocked(s, id)
+	}
+	fan.mu.Unlock()
+	var forget []string
 	for id := range changed {
 		delete(s.tooLarge, id) // split finds it again if it still is
 		t, ok := d.deps.State.Task(id)
 		if ok && t.GetNodeId() == s.nodeID && Relevant(t) {
 			a.Tasks = append(a.Tasks, t)
-			fan.knowLocked(s, id)
 			continue
 		}
-		if _, was := s.known[id]; was {
+		if wasKnown[id] {
 			a.Removed = append(a.Removed, id)
+		}
+		forget = append(forget, id)
+	}
+	if len(forget) > 0 {
+		fan.mu.Lock()
+		for _, id := range forget {
 			fan.forgetLocked(s, id)
 		}
+		fan.mu.Unlock()
 	}
 	return a
 }

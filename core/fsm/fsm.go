@@ -306,11 +306,13 @@ func (f *FSM) applyRemoveService(tx *txn, c *fsmpb.RemoveService) any {
 		t.Version = tx.index
 		changed = append(changed, t)
 	}
-	f.putTasks(tx, changed)
+	f.putTasks(tx, changed, false)
 	return old
 }
 
-func (f *FSM) putTasks(tx *txn, ts []*apiv1.Task) {
+// putTasks stores ts and publishes their events; byWorker marks the events
+// as their workers' own reports (Event.worker_report).
+func (f *FSM) putTasks(tx *txn, ts []*apiv1.Task, byWorker bool) {
 	if len(ts) == 0 {
 		return
 	}
@@ -318,7 +320,10 @@ func (f *FSM) putTasks(tx *txn, ts []*apiv1.Task) {
 	f.bindVolumes(tx, ts)
 	for _, t := range ts {
 		tx.put(state.BucketTasks, t.GetId(), t)
-		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) { e.Object = &apiv1.Event_Task{Task: t} })
+		tx.event("task", apiv1.EventAction_EVENT_ACTION_UPDATED, t.GetId(), t.GetServiceName(), func(e *apiv1.Event) {
+			e.Object = &apiv1.Event_Task{Task: t}
+			e.WorkerReport = byWorker
+		})
 	}
 }
 

@@ -26,7 +26,8 @@ type TasksResult struct {
 
 // applyTasks is what the task commands share: change is called with a
 // copy of each entry's task, by ID, and reports whether it changed it.
-func (f *FSM) applyTasks(tx *txn, ids []string, change func(i int, t *apiv1.Task) bool) TasksResult {
+// byWorker is set for the workers' own reports (see putTasks).
+func (f *FSM) applyTasks(tx *txn, ids []string, byWorker bool, change func(i int, t *apiv1.Task) bool) TasksResult {
 	var res TasksResult
 	var ts []*apiv1.Task
 	index := map[string]int{} // an ID's place in ts, when several entries name one task
@@ -51,7 +52,7 @@ func (f *FSM) applyTasks(tx *txn, ids []string, change func(i int, t *apiv1.Task
 			ts = append(ts, t)
 		}
 	}
-	f.putTasks(tx, ts)
+	f.putTasks(tx, ts, byWorker)
 	return res
 }
 
@@ -74,7 +75,7 @@ func (f *FSM) applyCreateTasks(tx *txn, c *fsmpb.CreateTasks) any {
 		ts = append(ts, t)
 		res.Applied++
 	}
-	f.putTasks(tx, ts)
+	f.putTasks(tx, ts, false)
 	return res
 }
 
@@ -100,7 +101,7 @@ func (f *FSM) applyAssignTasks(tx *txn, c *fsmpb.AssignTasks) any {
 		}
 		ids[i] = a.GetTaskId()
 	}
-	return f.applyTasks(tx, ids, func(i int, t *apiv1.Task) bool {
+	return f.applyTasks(tx, ids, false, func(i int, t *apiv1.Task) bool {
 		a := as[i]
 		if t.GetVersion() != a.GetExpectedVersion() || !needsPlacement(t) {
 			return false
@@ -132,7 +133,7 @@ func (f *FSM) applyReportStatus(tx *txn, c *fsmpb.ReportStatus) any {
 		}
 		ids[i] = r.GetUpdate().GetTaskId()
 	}
-	return f.applyTasks(tx, ids, func(i int, t *apiv1.Task) bool {
+	return f.applyTasks(tx, ids, true, func(i int, t *apiv1.Task) bool {
 		r := rs[i]
 		if t.GetNodeId() != r.GetNodeId() {
 			return false
@@ -162,7 +163,7 @@ func (f *FSM) applySetDesiredState(tx *txn, c *fsmpb.SetDesiredState) any {
 		}
 		ids[i] = e.GetTaskId()
 	}
-	return f.applyTasks(tx, ids, func(i int, t *apiv1.Task) bool {
+	return f.applyTasks(tx, ids, false, func(i int, t *apiv1.Task) bool {
 		e := es[i]
 		ended := state.Terminal(t.GetState())
 		switch e.GetKind() {

@@ -140,6 +140,8 @@ func TestReportStatusCarriesWhatTheWorkerOwns(t *testing.T) {
 		{Id: "t1", ServiceId: "s", State: tAssigned, DesiredState: tRunning, NodeId: "n1"},
 		{Id: "t2", ServiceId: "s", State: tRunning, DesiredState: tRunning, NodeId: "n1"},
 	}})
+	sub := h.bus.Subscribe(func(ev *apiv1.Event) bool { return ev.GetKind() == "task" }, 16)
+	defer sub.Close()
 	r := h.apply(t, &fsmpb.ReportStatus{Reports: []*fsmpb.TaskReport{
 		{NodeId: "n1", Update: &apiv1.TaskStatusUpdate{TaskId: "t1", State: tRunning, Message: "started", Address: "10.88.1.2/24",
 			Health: apiv1.HealthState_HEALTH_STATE_HEALTHY, HealthOutput: "200 OK"}},
@@ -160,6 +162,18 @@ func TestReportStatusCarriesWhatTheWorkerOwns(t *testing.T) {
 	}
 	if r := h.apply(t, &fsmpb.ReportStatus{Reports: []*fsmpb.TaskReport{{Update: &apiv1.TaskStatusUpdate{TaskId: "t1"}}}}); !isErr(r) {
 		t.Errorf("a report without a node: %v, want an error", r)
+	}
+	// The reports' events say they are the workers' own; a manager's
+	// change of the same task does not.
+	h.apply(t, end("t1", fsmpb.TaskEnd_KIND_SHUTDOWN, "scaled down"))
+	for _, want := range []struct {
+		id     string
+		report bool
+	}{{"t1", true}, {"t2", true}, {"t1", false}} {
+		ev := <-sub.C
+		if ev.GetId() != want.id || ev.GetWorkerReport() != want.report {
+			t.Errorf("event of %s worker_report=%v, want %s worker_report=%v", ev.GetId(), ev.GetWorkerReport(), want.id, want.report)
+		}
 	}
 }
 

@@ -3089,6 +3089,10 @@ type Event struct {
 	Id     string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
 	Name   string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
 	Time   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// worker_report is set on a task event whose change is the status
+	// report of the task's own worker (its state, health, exit, address),
+	// not a manager's decision: the worker holds that change already.
+	WorkerReport bool `protobuf:"varint,7,opt,name=worker_report,json=workerReport,proto3" json:"worker_report,omitempty"`
 	// Types that are valid to be assigned to Object:
 	//
 	//	*Event_Service
@@ -3172,6 +3176,13 @@ func (x *Event) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *Event) GetWorkerReport() bool {
+	if x != nil {
+		return x.WorkerReport
+	}
+	return false
 }
 
 func (x *Event) GetObject() isEvent_Object {
@@ -7530,14 +7541,15 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x04\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x122\n" +
 	"\x06action\x18\x03 \x01(\x0e2\x1a.warren.api.v1.EventActionR\x06action\x12\x0e\n" +
 	"\x02id\x18\x04 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x05 \x01(\tR\x04name\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
+	"\rworker_report\x18\a \x01(\bR\fworkerReport\x122\n" +
 	"\aservice\x18\n" +
 	" \x01(\v2\x16.warren.api.v1.ServiceH\x00R\aservice\x12)\n" +
 	"\x04task\x18\v \x01(\v2\x13.warren.api.v1.TaskH\x00R\x04task\x12)\n" +
