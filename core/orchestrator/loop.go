@@ -46,8 +46,9 @@ type Deps struct {
 	// Resync is the period of the safety-net reconcile of every service;
 	// 0 means DefaultResync.
 	Resync time.Duration
-	// BatchWindow is how long a round waits after the first event to
-	// collect more; 0 means DefaultBatchWindow.
+	// BatchWindow is how long after a round the next one waits to collect
+	// more events (an event after a quiet spell gets its round at once,
+	// see leaderloop.Loop); 0 means DefaultBatchWindow.
 	BatchWindow time.Duration
 	Config      Config
 	// NewID returns the IDs of new tasks; nil means api.NewID.
@@ -64,7 +65,8 @@ type Deps struct {
 //
 // Run reconciles every service at start, then the services named by
 // service and task events and those with tasks on the nodes named by node
-// events (collected for BatchWindow after the first), and every service
+// events (at once after a quiet spell, else collected until BatchWindow
+// after the last round), and every service
 // again each Resync and after a snapshot restore or a lagged event
 // subscription, and a service at the time a Recheck action of its round
 // asks for (see rechecker). Each round's actions are committed in one SetDesiredState
