@@ -14,8 +14,9 @@
 // sessions keep failing, or with a task too large to send, gets an
 // "assignment" condition (ConditionAssignment). Workers send
 // heartbeats and task status reports up the same stream. Reports from all
-// sessions are committed together, one ReportStatus per batch window, and
-// never move a task's state backwards.
+// sessions are committed together, one ReportStatus per batch window (a
+// report after a quiet spell at once), and never move a task's state
+// backwards.
 //
 // Liveness lives in the leader's memory: heartbeats are not Raft writes.
 // Only transitions are committed: READY when a node registers, DOWN once
@@ -101,8 +102,9 @@ type Deps struct {
 	// HeartbeatTTL is how long a session may stay silent before the node is
 	// declared down.
 	HeartbeatTTL time.Duration
-	// StatusBatchWindow is how long status reports are collected before they
-	// are committed in one Raft entry.
+	// StatusBatchWindow is how long after a commit of status reports the
+	// next one waits, collecting the reports that come meanwhile into one
+	// Raft entry; a report after a quiet spell is committed at once.
 	StatusBatchWindow time.Duration
 	// Managers, if set, returns the managers' cluster addresses, sent to
 	// workers so that they can reach another manager when this one goes.
@@ -271,6 +273,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	window := time.NewTimer(0)
 	<-window.C
 	var windowC <-chan time.Time
+	var lastCommit time.Time // the end of the last commit of reports
 	for {
 		select {
 		case <-ctx.Done():
@@ -278,12 +281,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-d.kick:
 			if windowC == nil {
-				window.Reset(d.deps.StatusBatchWindow)
+				window.Reset(max(d.deps.StatusBatchWindow-time.Since(lastCommit), 0))
 				windowC = window.C
 			}
 		case <-windowC:
 			windowC = nil
-			if retry := d.commitPending(ctx); retry {
+			retry := d.commitPending(ctx)
+			lastCommit = time.Now()
+			if retry {
 				window.Reset(retryDelay)
 				windowC = window.C
 			}

@@ -389,7 +389,11 @@ func TestStatusReportsAreBatchedAndOnlyMoveForward(t *testing.T) {
 	c := connect(t, m, "n1")
 	c.assignments()
 
-	// Three messages within one window: one Raft entry for all five tasks.
+	// A report after a quiet spell is committed at once (the window is
+	// long); three messages within the window after that commit go in
+	// one Raft entry for all five tasks.
+	c.send(batch(status1("e", apiv1.TaskState_TASK_STATE_PREPARING)))
+	indexOf("e", apiv1.TaskState_TASK_STATE_PREPARING)
 	c.send(batch(status1("a", apiv1.TaskState_TASK_STATE_PREPARING), status1("b", starting)))
 	c.send(batch(status1("a", starting), status1("b", running), status1("c", running), status1("d", running)))
 	c.send(batch(status1("a", running), status1("e", running), status1("other", running), status1("ghost", running)))

@@ -3,6 +3,7 @@ package leaderloop
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,8 +26,10 @@ type Loop struct {
 	// Round names a round in logs ("reconcile round").
 	Round  string
 	Logger hclog.Logger
-	// BatchWindow is how long Run waits after a wake-up before a round,
-	// to gather more events.
+	// BatchWindow is how long after the end of the last round Run waits
+	// before the next one, to gather more events: a wake-up after a
+	// quiet spell (no round for BatchWindow) gets its round at once, those
+	// that come while rounds follow one another wait out the window.
 	BatchWindow time.Duration
 	// Resync is the period of the full rounds.
 	Resync time.Duration
@@ -48,8 +51,11 @@ type Loop struct {
 
 // Run runs l's rounds until ctx ends (then it returns nil) or the watcher's
 // subscription ends (an error wrapping events.ErrClosed): a first round
-// over everything, then one BatchWindow after each wake-up and one over
-// everything each Resync. Rounds run one at a time; a failed one is
+// over everything, then one after each wake-up and one over everything
+// each Resync. A wake-up within BatchWindow of the last round's end waits
+// until the window is over, so that under load the events of a window go
+// into one round; after a quiet spell the round runs at once, as the
+// event that woke the loop is all there is to wait for. Rounds run one at a time; a failed one is
 // retried with backoff (MinBackoff doubling to MaxBackoff), and no other
 // round runs before its retry.
 func Run(ctx context.Context, l Loop) error {
@@ -61,6 +67,7 @@ func Run(ctx context.Context, l Loop) error {
 	defer resync.Stop()
 	var retry <-chan time.Time
 	var delay time.Duration
+	var lastEnd time.Time // of the last round; zero before the first
 	l.Full()
 	for {
 		select {
@@ -76,14 +83,22 @@ func Run(ctx context.Context, l Loop) error {
 		case <-retry:
 			retry = nil
 		case <-l.Wake:
-			if !sleepCtx(ctx, l.BatchWindow) {
-				return nil
+			if wait := l.BatchWindow - time.Since(lastEnd); wait > 0 {
+				if !sleepCtx(ctx, wait) {
+					return nil
+				}
+			} else {
+				// The watcher delivers one applied entry's events one by
+				// one: let it hand over the rest of them first.
+				goruntime.Gosched()
 			}
 		}
 		if retry != nil {
 			continue // a failed round is retried when its backoff ends
 		}
-		if err := l.Run(ctx); err != nil {
+		err := l.Run(ctx)
+		lastEnd = time.Now()
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -29,9 +29,14 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) loop(resync time.Duration) Loop {
+	return r.loopWindow(resync, time.Millisecond)
+}
+
+// loopWindow is loop with a batch window of window.
+func (r *recorder) loopWindow(resync, window time.Duration) Loop {
 	return Loop{
 		Name: "test", Round: "test round", Logger: hclog.NewNullLogger(),
-		BatchWindow: time.Millisecond, Resync: resync,
+		BatchWindow: window, Resync: resync,
 		Wake: r.wake, Ended: r.ended,
 		// Like the loops' watchers, asking for a full round wakes the loop.
 		Full: func() {
@@ -139,5 +144,22 @@ func TestRunEndsWithTheSubscription(t *testing.T) {
 		done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not end with its subscription")
+	}
+}
+
+// TestRunWindowOnlyUnderLoad: with a batch window of an hour, the first
+// round (after a quiet spell: there was none before) runs at once, while a
+// wake-up right after a round waits for the window.
+func TestRunWindowOnlyUnderLoad(t *testing.T) {
+	r := newRecorder()
+	start(t, r.loopWindow(time.Hour, time.Hour))
+	if !next(t, r, nil) { // would wait an hour if every wake-up waited
+		t.Error("the first round is not full")
+	}
+	r.wake <- struct{}{}
+	select {
+	case <-r.rounds:
+		t.Fatal("a wake-up within the window of the last round ran a round at once")
+	case <-time.After(50 * time.Millisecond):
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
@@ -46,8 +47,9 @@ type Deps struct {
 	// Resync is the period of the safety-net reconcile of every service;
 	// 0 means DefaultResync.
 	Resync time.Duration
-	// BatchWindow is how long a round waits after the first event to
-	// collect more; 0 means DefaultBatchWindow.
+	// BatchWindow is how long after a round the next one waits to collect
+	// more events (an event after a quiet spell gets its round at once,
+	// see leaderloop.Loop); 0 means DefaultBatchWindow.
 	BatchWindow time.Duration
 	Config      Config
 	// NewID returns the IDs of new tasks; nil means api.NewID.
@@ -64,12 +66,13 @@ type Deps struct {
 //
 // Run reconciles every service at start, then the services named by
 // service and task events and those with tasks on the nodes named by node
-// events (collected for BatchWindow after the first), and every service
+// events (at once after a quiet spell, else collected until BatchWindow
+// after the last round), and every service
 // again each Resync and after a snapshot restore or a lagged event
 // subscription, and a service at the time a Recheck action of its round
 // asks for (see rechecker). Each round's actions are committed in one SetDesiredState
-// entry (shutdowns, orphans and notes), one CreateTasks entry and one
-// RemoveTasks entry, split only past leaderloop.MaxEntryBytes. Rounds run one at a time, and Apply returns once
+// (shutdowns, orphans and notes) and one CreateTasks, in one entry when both
+// fit, and one RemoveTasks entry, split only past leaderloop.MaxEntryBytes. Rounds run one at a time, and Apply returns once
 // the entry is in the state, so a round always sees the previous round's
 // writes.
 func Run(ctx context.Context, d Deps) error {
@@ -171,7 +174,8 @@ func (l *loop) round(ctx context.Context, ids, nodes map[string]struct{}, full b
 
 // commit writes actions: one SetDesiredState for shutdowns, orphans and
 // notes, one CreateTasks for new tasks (after the ends, so a replacement
-// never shows before what it replaces ends), then one RemoveTasks. The FSM
+// never shows before what it replaces ends; both in one Raft entry when
+// they fit in one), then one RemoveTasks. The FSM
 // applies each end to the task as it is then, so a status written
 // meanwhile is kept; an action that changes nothing of the task as it is
 // now is left out, several on one task are checked in turn.
@@ -237,6 +241,15 @@ func (l *loop) commit(ctx context.Context, actions []Action, now time.Time) erro
 		if l.Logger.IsDebug() {
 			l.Logger.Debug("action", "action", a.String())
 		}
+	}
+	endsCmd, createsCmd := &fsmpb.SetDesiredState{Tasks: ends}, &fsmpb.CreateTasks{Tasks: creates}
+	if len(ends) > 0 && len(creates) > 0 && proto.Size(endsCmd)+proto.Size(createsCmd) <= leaderloop.MaxEntryBytes {
+		// Ends and replacements in one entry, in that order: a restart
+		// or an update waits for one commit, not two.
+		if err := leaderloop.ApplyInOrder(ctx, l.Raft.Apply, endsCmd, createsCmd); err != nil {
+			return fmt.Errorf("commit %d task ends and %d new tasks: %w", len(ends), len(creates), err)
+		}
+		ends, creates = nil, nil
 	}
 	for _, chunk := range leaderloop.Chunks(ends, leaderloop.MaxEntryBytes) {
 		if _, err := l.Raft.Apply(ctx, &fsmpb.SetDesiredState{Tasks: chunk}); err != nil {

@@ -269,6 +269,8 @@ func TestLoops(t *testing.T) {
 	first := c.tasks(svc.GetId(), wanted)[0]
 	c.report(t, first.GetId(), apiv1.TaskState_TASK_STATE_RUNNING)
 	failedAt := time.Now()
+	sub := c.bus.Subscribe(func(ev *apiv1.Event) bool { return ev.GetKind() == "task" }, 1<<10)
+	defer sub.Close()
 	c.report(t, first.GetId(), apiv1.TaskState_TASK_STATE_FAILED)
 	var replacement *apiv1.Task
 	c.waitFor(t, "a replacement of the failed task, assigned", func() bool {
@@ -288,6 +290,25 @@ func TestLoops(t *testing.T) {
 	}
 	if old, _ := c.state.Task(first.GetId()); old.GetDesiredState() != apiv1.TaskState_TASK_STATE_SHUTDOWN || old.GetState() != apiv1.TaskState_TASK_STATE_FAILED {
 		t.Errorf("failed task: desired %s state %s, want desired SHUTDOWN, kept FAILED as history", old.GetDesiredState(), old.GetState())
+	}
+	// The failed task's end and its replacement are one Raft entry.
+	var endIndex, createIndex uint64
+	for endIndex == 0 || createIndex == 0 {
+		var ev *apiv1.Event
+		select {
+		case ev = <-sub.C: // the replacement is assigned: both events are in
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no events of the failed task's end and its replacement's creation (indexes %d, %d)", endIndex, createIndex)
+		}
+		switch {
+		case ev.GetId() == first.GetId() && ev.GetTask().GetDesiredState() == apiv1.TaskState_TASK_STATE_SHUTDOWN && endIndex == 0:
+			endIndex = ev.GetIndex()
+		case ev.GetId() == replacement.GetId() && createIndex == 0: // its first event
+			createIndex = ev.GetIndex()
+		}
+	}
+	if endIndex != createIndex {
+		t.Errorf("the failed task ended at index %d, its replacement was created at %d: two commits, want one", endIndex, createIndex)
 	}
 
 	// Removing the service: its tasks stop, then go.

@@ -23,7 +23,9 @@ const (
 	maxBatchCommands = 256
 	maxBatchBytes    = 1 << 20
 	// maxBatchedCommand is the size above which a command is proposed as
-	// an entry of its own, never batched.
+	// an entry of its own, never batched. A command that is an fsm.Batch
+	// already (a writer's commands that must share an index) is proposed
+	// on its own too: a batch never holds another.
 	maxBatchedCommand = 64 << 10
 )
 
@@ -67,7 +69,7 @@ func newProposer(r *raft.Raft) *proposer {
 // propose commits data (an fsm.Encode'd command) and returns its FSM
 // result, waiting for the outcome as raft.Apply does.
 func (p *proposer) propose(data []byte, timeout time.Duration) (any, error) {
-	if len(data) > maxBatchedCommand {
+	if len(data) > maxBatchedCommand || fsm.CommandType(data[0])&^fsm.IgnoreUnknownTypeFlag == fsm.BatchType {
 		f := p.raft.Apply(data, timeout)
 		if err := f.Error(); err != nil {
 			return nil, err

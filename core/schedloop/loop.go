@@ -45,8 +45,9 @@ type Deps struct {
 	Raft      Proposer
 	Scheduler scheduler.Scheduler
 	Logger    hclog.Logger
-	// BatchWindow is how long a round waits after the first event to
-	// collect more; 0 means DefaultBatchWindow.
+	// BatchWindow is how long after a round the next one waits to collect
+	// more events (an event after a quiet spell gets its round at once,
+	// see leaderloop.Loop); 0 means DefaultBatchWindow.
 	BatchWindow time.Duration
 	// Resync is the period of the safety-net round over every task; 0
 	// means DefaultResync.
@@ -66,7 +67,8 @@ type Deps struct {
 // It wakes when a task starts waiting for a node, when a node changes, and
 // when a task on a node finishes or is removed while others wait (room
 // was freed); also every Resync and after a snapshot restore or a lagged
-// subscription, which rescan every task. After BatchWindow it gathers every
+// subscription, which rescan every task. At once after a quiet spell (else
+// once BatchWindow after the last round has passed) it gathers every
 // waiting task, calls the scheduler once for all of them and commits the
 // outcome in one AssignTasks entry (split only past leaderloop.MaxEntryBytes). Rounds run one
 // at a time and Apply returns once the entry is in the state, so a round

@@ -40,18 +40,23 @@ type taskRunner struct {
 	mu      sync.Mutex
 	want    *apiv1.Task // the manager's latest copy; nil before the first
 	removed bool        // the manager no longer lists the task
-	check   bool        // an exit or OOM event arrived: ask the runtime
+	check   bool        // an exit or OOM event arrived: act on it
 	reload  bool        // events may have been missed: recover the handle again
 	oom     bool        // the kernel's OOM killer hit the task
 	abort   context.CancelFunc
 	pub     LocalTask
+	// exit is the task's exit event, when one arrived since the last step.
+	exit *runtime.TaskEvent
 	// healthRes is the task's health as its checks last found it, until
 	// the goroutine acts on it.
 	healthRes *healthResult
 
 	// Owned by the goroutine.
-	rec       *record         // the stored handle; nil when there is none
-	recovered bool            // rec was found again in the runtime
+	rec       *record // the stored handle; nil when there is none
+	recovered bool    // rec was found again in the runtime
+	// startedAt is when the runtime started rec's process, as it said;
+	// zero when it did not say.
+	startedAt time.Time
 	state     apiv1.TaskState // what happened locally; 0 when unknown
 	last      *apiv1.TaskStatusUpdate
 	lastGen   uint64 // session generation last was reported in
@@ -122,6 +127,7 @@ func (r *taskRunner) event(ev runtime.TaskEvent) {
 		r.check = true
 	case runtime.EventExited:
 		r.check = true
+		r.exit = &ev
 	default:
 		r.mu.Unlock()
 		return
@@ -233,8 +239,8 @@ func (r *taskRunner) retryLater(what string, err error) {
 // the runtime holds nothing of it any more.
 func (r *taskRunner) step(ctx context.Context) (done bool) {
 	r.mu.Lock()
-	want, removed, check, reload, oom := r.want, r.removed, r.check, r.reload, r.oom
-	r.check, r.reload = false, false
+	want, removed, check, reload, oom, exit := r.want, r.removed, r.check, r.reload, r.oom, r.exit
+	r.check, r.reload, r.exit = false, false, nil
 	r.mu.Unlock()
 	defer r.publish()
 
@@ -246,7 +252,7 @@ func (r *taskRunner) step(ctx context.Context) (done bool) {
 			r.retryLater("recover", err)
 			return false
 		}
-	} else if check {
+	} else if check && !r.exitedAsEvent(exit, oom) {
 		if err := r.inspect(ctx, oom); err != nil {
 			r.mu.Lock()
 			r.check = true
@@ -303,15 +309,33 @@ func (r *taskRunner) recoverTask(ctx context.Context) error {
 		}
 		return nil
 	}
-	r.recovered = true
+	r.recovered, r.startedAt = true, st.StartedAt
 	if st.State == runtime.StateExited && !dispatcher.Terminal(r.state) {
 		r.exited(st, false)
 	}
 	return nil
 }
 
-// inspect asks the runtime about the task after an exit or OOM event; the
-// runtime's status is the truth, the event only a prompt.
+// exitedAsEvent reports the task's exit as its exit event says, and
+// reports whether it did: the event carries the exit status (the runtime
+// contract), so asking the runtime again would only add a round trip
+// between the exit and its report. An event it cannot vouch for (no
+// event, a process whose start time is unknown, an exit from before that
+// start: a process of an earlier start of the same task) is left to
+// inspect.
+func (r *taskRunner) exitedAsEvent(ev *runtime.TaskEvent, oom bool) bool {
+	switch {
+	case r.rec == nil || dispatcher.Terminal(r.state):
+		return true // nothing runs here to report on
+	case ev == nil, r.startedAt.IsZero(), ev.Time.Before(r.startedAt):
+		return false
+	}
+	r.exited(runtime.TaskStatus{TaskID: r.id, State: runtime.StateExited, ExitCode: ev.ExitCode, StartedAt: r.startedAt, FinishedAt: ev.Time}, oom)
+	return true
+}
+
+// inspect asks the runtime about the task after an OOM event without an
+// exit, or an exit event that exitedAsEvent could not take as it is.
 func (r *taskRunner) inspect(ctx context.Context, oom bool) error {
 	if r.rec == nil || dispatcher.Terminal(r.state) {
 		return nil
@@ -495,7 +519,7 @@ func (r *taskRunner) start(ctx context.Context, want *apiv1.Task) error {
 		r.report(&apiv1.TaskStatusUpdate{State: stateFailed, Error: err.Error()})
 		return nil
 	}
-	r.rec, r.recovered, r.cleaned = rec, true, false
+	r.rec, r.recovered, r.cleaned, r.startedAt = rec, true, false, st.StartedAt
 	up := &apiv1.TaskStatusUpdate{State: stateRunning, Message: "started", Address: address}
 	if taskHealthCheck(want.GetSpec(), imageCheck) != nil {
 		// With the RUNNING state, so that no manager counts the task as
@@ -668,7 +692,7 @@ func (r *taskRunner) dropRecord() {
 	if err := r.w.handles.remove(r.id); err != nil {
 		r.w.log.Error("removing a task handle", "task", r.id, "error", err)
 	}
-	r.rec, r.recovered = nil, false
+	r.rec, r.recovered, r.startedAt = nil, false, time.Time{}
 }
 
 // report records a new local state and queues its report.

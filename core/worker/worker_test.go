@@ -59,8 +59,10 @@ const (
 type observedRuntime struct {
 	runtime.Runtime
 	starts atomic.Int64
-	gate   chan struct{}
-	hung   atomic.Bool
+	// inspects counts InspectTask calls.
+	inspects atomic.Int64
+	gate     chan struct{}
+	hung     atomic.Bool
 	// down, when set, is the error StartTask answers with, as the host's
 	// connection does while the plugin restarts.
 	down atomic.Pointer[error]
@@ -76,6 +78,11 @@ func (o *observedRuntime) StartTask(ctx context.Context, spec runtime.TaskSpec) 
 		return runtime.TaskHandle{}, runtime.TaskStatus{}, ctx.Err()
 	}
 	return o.Runtime.StartTask(ctx, spec)
+}
+
+func (o *observedRuntime) InspectTask(ctx context.Context, id string) (runtime.TaskStatus, error) {
+	o.inspects.Add(1)
+	return o.Runtime.InspectTask(ctx, id)
 }
 
 func (o *observedRuntime) Health(ctx context.Context) error {
@@ -255,6 +262,11 @@ func TestWorkerConvergesAssignedTasks(t *testing.T) {
 		}
 		if got := e.waitState(t, "exit-0", complete); got.GetExitCode() != 0 {
 			t.Fatalf("complete task exit code %d", got.GetExitCode())
+		}
+		// Each exit is reported as its event says: the runtime is not
+		// asked again.
+		if n := e.rt.inspects.Load(); n != 0 {
+			t.Fatalf("%d InspectTask calls after exit events, want 0", n)
 		}
 	})
 

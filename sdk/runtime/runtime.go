@@ -99,7 +99,10 @@ import (
 //
 // See TaskEvents: events of one task arrive in the order they happened;
 // events of different tasks have no order between them. Events are a prompt
-// to act; the status from InspectTask, RecoverTask or ListTasks is the truth.
+// to act; the status from InspectTask, RecoverTask or ListTasks is the truth,
+// with one exception: an EventExited's ExitCode and Time are the process's
+// final exit status and time (an OOM kill is the EventOOM before it), and
+// the worker reports the task's end from the event alone.
 type Runtime interface {
 	sdk.Plugin
 
@@ -190,7 +193,8 @@ type Runtime interface {
 	//
 	// The runtime emits EventStarted when a task's process starts,
 	// EventOOM when the kernel's OOM killer hits it, and EventExited, with the
-	// exit code, once when its process ends, however it ends (StopTask, a
+	// exit code and time as InspectTask would then report them (the worker
+	// does not ask again), once when its process ends, however it ends (StopTask, a
 	// forced DestroyTask, a crash). Events of one task arrive in that order.
 	//
 	// The channel is closed when ctx ends or the plugin goes away. A runtime
