@@ -130,7 +130,7 @@ func (o *benchOptions) check() error {
 	return nil
 }
 
-func (o *benchOptions) run(cmd *cobra.Command) error {
+func (o *benchOptions) run(cmd *cobra.Command) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -141,15 +141,20 @@ func (o *benchOptions) run(cmd *cobra.Command) error {
 	var managers []*loadgen.Manager
 	var others []string
 	if addr == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find the warren binary: %w", err)
+		self, xerr := os.Executable()
+		if xerr != nil {
+			return fmt.Errorf("find the warren binary: %w", xerr)
 		}
 		if managers, err = loadgen.StartManagers(ctx, self, "", o.managers, o.ttl); err != nil {
 			return err
 		}
 		defer func() {
 			for _, m := range managers {
+				if err != nil { // the named result: run failed
+					// What the managers said last is what explains most
+					// failures under load (an election, a refused session).
+					fmt.Fprintf(cmd.ErrOrStderr(), "---- manager pid %d at %s, its last lines ----\n%s\n", m.PID(), m.Addr, m.Tail(30))
+				}
 				m.Stop()
 			}
 		}()

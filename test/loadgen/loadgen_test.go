@@ -160,7 +160,7 @@ func TestRollingRestart(t *testing.T) {
 	t.Cleanup(func() {
 		for _, m := range ms {
 			if t.Failed() {
-				t.Logf("---- manager %s ----\n%s", m.Addr, tailLines(m.Output(), 40))
+				t.Logf("---- manager %s ----\n%s", m.Addr, m.Tail(40))
 			}
 			m.Stop()
 		}
@@ -197,9 +197,4 @@ func TestRollingRestart(t *testing.T) {
 	if f.Running() != 100 {
 		t.Fatalf("%d tasks running after the restarts, want 100", f.Running())
 	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
