@@ -40,6 +40,7 @@ type benchOptions struct {
 	exitAfter  time.Duration
 	exitFrac   float64
 	managers   int
+	clients    int
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -87,6 +88,7 @@ and no slot may run twice).`,
 	f.IntVar(&o.tasks, "tasks", 10000, "tasks of the create scenarios")
 	f.IntVar(&o.perService, "per-service", 10, "replicas of each service of create-many")
 	f.StringSliceVar(&o.scenarios, "scenario", benchDefault, "scenarios to run ("+strings.Join(benchScenarios, ", ")+")")
+	f.IntVar(&o.clients, "clients", loadgen.DefaultClients, "CreateService calls the create scenarios have in flight at once")
 	f.IntVar(&o.managers, "managers", 1, "throwaway managers to start: 1, or 3 for a cluster (the restart scenario)")
 	f.DurationVar(&o.startDelay, "start-delay", 100*time.Millisecond, "simulated time from STARTING to RUNNING")
 	f.DurationVar(&o.ttl, "heartbeat-ttl", 10*time.Second, "the managers' heartbeat_ttl (set on the throwaway manager)")
@@ -106,8 +108,8 @@ func (o *benchOptions) check() error {
 		}
 	}
 	switch {
-	case o.nodes <= 0 || o.tasks <= 0 || o.perService <= 0 || o.reads <= 0:
-		return usageErrorf("--nodes, --tasks, --per-service and --reads must be positive")
+	case o.nodes <= 0 || o.tasks <= 0 || o.perService <= 0 || o.reads <= 0 || o.clients <= 0:
+		return usageErrorf("--nodes, --tasks, --per-service, --reads and --clients must be positive")
 	case o.tasks%o.perService != 0:
 		return usageErrorf("--tasks (%d) must be a multiple of --per-service (%d)", o.tasks, o.perService)
 	case o.loss <= 0 || o.loss >= 1:
@@ -128,26 +130,31 @@ func (o *benchOptions) check() error {
 	return nil
 }
 
-func (o *benchOptions) run(cmd *cobra.Command) error {
+func (o *benchOptions) run(cmd *cobra.Command) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
-	b := &loadgen.Bench{Out: out, TTL: o.ttl}
+	b := &loadgen.Bench{Out: out, TTL: o.ttl, Clients: o.clients}
 	addr, token := o.joinAddr, o.token
 	var managers []*loadgen.Manager
 	var others []string
 	if addr == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find the warren binary: %w", err)
+		self, xerr := os.Executable()
+		if xerr != nil {
+			return fmt.Errorf("find the warren binary: %w", xerr)
 		}
 		if managers, err = loadgen.StartManagers(ctx, self, "", o.managers, o.ttl); err != nil {
 			return err
 		}
 		defer func() {
 			for _, m := range managers {
+				if err != nil { // the named result: run failed
+					// What the managers said last is what explains most
+					// failures under load (an election, a refused session).
+					fmt.Fprintf(cmd.ErrOrStderr(), "---- manager pid %d at %s, its last lines ----\n%s\n", m.PID(), m.Addr, m.Tail(30))
+				}
 				m.Stop()
 			}
 		}()

@@ -16,6 +16,7 @@ func TestBenchBadFlags(t *testing.T) {
 	}{
 		{[]string{"--scenario", "create-one,nope"}, `unknown scenario "nope"`},
 		{[]string{"--nodes", "0"}, "must be positive"},
+		{[]string{"--clients", "0"}, "must be positive"},
 		{[]string{"--tasks", "105", "--per-service", "10"}, "must be a multiple of --per-service"},
 		{[]string{"--loss", "1"}, "--loss must be between 0 and 1"},
 		{[]string{"--loss-mode", "boom"}, `--loss-mode must be silent or ended, not "boom"`},

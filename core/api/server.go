@@ -171,7 +171,7 @@ func (s *Server) CreateService(ctx context.Context, req *apiv1.CreateServiceRequ
 	if _, ok := s.opts.State.ServiceByName(spec.GetName()); ok {
 		return nil, fmt.Errorf("service %q: %w", spec.GetName(), sdk.ErrAlreadyExists)
 	}
-	if err := fsm.PortsFree(s.opts.State.Services(), "", spec); err != nil {
+	if err := fsm.PortsFree(s.opts.State.Services, "", spec); err != nil {
 		return nil, err
 	}
 	if err := checkHostPorts(spec.GetName(), newPorts(nil, spec)); err != nil {
@@ -237,7 +237,7 @@ func (s *Server) UpdateService(ctx context.Context, req *apiv1.UpdateServiceRequ
 		return nil, invalid("service %q: its mode is set when it is created (%s); an update cannot make it %s: remove the service and create it again",
 			old.GetSpec().GetName(), modeName(was), modeName(now))
 	}
-	if err := fsm.PortsFree(s.opts.State.Services(), old.GetId(), spec); err != nil {
+	if err := fsm.PortsFree(s.opts.State.Services, old.GetId(), spec); err != nil {
 		return nil, err
 	}
 	if err := checkHostPorts(spec.GetName(), newPorts(old.GetSpec(), spec)); err != nil {

@@ -250,7 +250,7 @@ func (f *FSM) applyCreateService(tx *txn, c *fsmpb.CreateService) any {
 	if _, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
-	if err := PortsFree(f.state.Services(), s.GetId(), s.GetSpec()); err != nil {
+	if err := PortsFree(f.state.Services, s.GetId(), s.GetSpec()); err != nil {
 		return err
 	}
 	s.Version = tx.index
@@ -272,7 +272,7 @@ func (f *FSM) applyUpdateService(tx *txn, c *fsmpb.UpdateService) any {
 	if other, ok := f.state.ServiceByName(s.GetSpec().GetName()); ok && other.GetId() != s.GetId() {
 		return fmt.Errorf("service %q: %w", s.GetSpec().GetName(), sdk.ErrAlreadyExists)
 	}
-	if err := PortsFree(f.state.Services(), s.GetId(), s.GetSpec()); err != nil {
+	if err := PortsFree(f.state.Services, s.GetId(), s.GetSpec()); err != nil {
 		return err
 	}
 	if err := f.resolveRefs(s.GetSpec().GetName(), s.GetSpec()); err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,15 @@ type Options struct {
 	HeartbeatPeriod time.Duration
 	// JoinConcurrency bounds the Joins in flight; default 32.
 	JoinConcurrency int
+	// SharedSource makes every node's connections to a loopback manager
+	// leave from the same address, as the kernel picks it (127.0.0.1).
+	// By default each node has its own source address in 127.1.0.0/16
+	// (SourceAddr), as on a real fleet every node has its own: the
+	// cluster port limits the unfinished handshakes from one address
+	// (clusternet.Limits.StrangersPerSource), and hundreds of simulated
+	// nodes reconnecting at once from one address would close each
+	// other's handshakes.
+	SharedSource bool
 }
 
 // Fleet is a set of simulated nodes.
@@ -129,6 +139,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.JoinConcurrency <= 0 {
 		opts.JoinConcurrency = 32
+	}
+	if limit := 250 * 256; opts.Nodes > limit && !opts.SharedSource {
+		return nil, fmt.Errorf("loadgen: %d nodes: at most %d have their own source address (127.1.0.0/16)", opts.Nodes, limit)
 	}
 	if _, err := pki.ParseToken(opts.Token); err != nil {
 		return nil, fmt.Errorf("loadgen: join token: %w", err)
@@ -339,12 +352,43 @@ func (n *Node) conn(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	// The buffers a real worker's connection has (clusternet.Pool).
-	c, err := grpc.NewClient(addr, append(clusternet.DialBufferOptions(), grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))...)
+	opts := append(clusternet.DialBufferOptions(), grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientConfig("h2"))))
+	if d := n.dialer(addr); d != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", a)
+		}))
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	n.conns[addr] = c
 	return c, nil
+}
+
+// SourceAddr is the source address of the i-th simulated node's
+// connections to a manager on the loopback network: 127.1.x.y, y from 1
+// to 250. Linux routes all of 127.0.0.0/8 to the loopback device, so
+// every such address works without configuration.
+func SourceAddr(i int) net.IP {
+	return net.IPv4(127, 1, byte(i/250), byte(i%250+1))
+}
+
+// dialer returns the dialer of the node's connections to addr: from its
+// own source address when addr is a loopback IP address (and the fleet
+// does not share one), else nil (grpc's own).
+func (n *Node) dialer(addr string) *net.Dialer {
+	if n.fleet.opts.SharedSource {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		return nil
+	}
+	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: SourceAddr(n.Index)}}
 }
 
 // nextManager picks the manager of the node's next session after one at

@@ -3,6 +3,9 @@ package loadgen_test
 import (
 	"context"
 	"io"
+	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +49,13 @@ func TestSmallFleet(t *testing.T) {
 	if err := b.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The manager sees each node's connection from its own address.
+	peers := remoteAddrs(t, m.Addr)
+	for _, n := range f.Nodes {
+		if src := loadgen.SourceAddr(n.Index).String(); !peers[src] {
+			t.Fatalf("no connection to the manager from node %s's source address %s; from: %v", n.Name, src, peers)
+		}
+	}
 	names, err := b.Create(ctx, "small", 5, 100)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, m.Output())
@@ -83,6 +93,49 @@ func TestSmallFleet(t *testing.T) {
 	}
 }
 
+// remoteAddrs returns the remote IP addresses of the established TCP
+// connections on the local side of addr (a listener's host:port), from
+// /proc/net/tcp: the peers the manager sees.
+func remoteAddrs(t *testing.T, addr string) map[string]bool {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// hexAddr decodes "0100007F:1F90": an IPv4 address in host (little
+	// endian) order and a port.
+	hexAddr := func(s string) (net.IP, uint64) {
+		ip, port, _ := strings.Cut(s, ":")
+		v, err1 := strconv.ParseUint(ip, 16, 32)
+		pt, err2 := strconv.ParseUint(port, 16, 16)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("/proc/net/tcp: unreadable address %q", s)
+		}
+		return net.IPv4(byte(v), byte(v>>8), byte(v>>16), byte(v>>24)), pt
+	}
+	out := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 4 || f[3] != "01" { // 01: ESTABLISHED
+			continue
+		}
+		if _, lport := hexAddr(f[1]); lport != p {
+			continue
+		}
+		rip, _ := hexAddr(f[2])
+		out[rip.String()] = true
+	}
+	return out
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -107,7 +160,7 @@ func TestRollingRestart(t *testing.T) {
 	t.Cleanup(func() {
 		for _, m := range ms {
 			if t.Failed() {
-				t.Logf("---- manager %s ----\n%s", m.Addr, tailLines(m.Output(), 40))
+				t.Logf("---- manager %s ----\n%s", m.Addr, m.Tail(40))
 			}
 			m.Stop()
 		}
@@ -144,9 +197,4 @@ func TestRollingRestart(t *testing.T) {
 	if f.Running() != 100 {
 		t.Fatalf("%d tasks running after the restarts, want 100", f.Running())
 	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

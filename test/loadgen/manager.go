@@ -165,6 +165,12 @@ func (m *Manager) Output() string {
 	return m.out.String()
 }
 
+// Tail returns the last n lines of the agent's recent output.
+func (m *Manager) Tail(n int) string {
+	lines := strings.Split(strings.TrimRight(m.Output(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 // PID is the agent's process ID.
 func (m *Manager) PID() int { return m.cmd.Process.Pid }
 
