@@ -32,6 +32,9 @@ const (
 	MaxPageBytes = 2 << 20
 )
 
+// cachedSize sizes a message no one modifies once sized.
+var cachedSize = proto.MarshalOptions{UseCachedSize: true}
+
 // pageRequest is a List request that pages.
 type pageRequest interface {
 	proto.Message
@@ -76,9 +79,10 @@ var (
 )
 
 // page returns the page of sorted (in l.compare order) that req asks for,
-// keeping only the objects keep accepts (nil keeps all), and the token of
-// the next page ("" when no kept object follows).
-func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool) ([]T, string, error) {
+// keeping only the objects keep accepts (nil keeps all), each as view
+// returns it (nil: as it is; a view keeps the fields l.compare reads), and
+// the token of the next page ("" when no kept object follows).
+func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, view func(T) T) ([]T, string, error) {
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
 		after, err := l.decode(req, tok)
@@ -102,8 +106,14 @@ func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool) ([]T, st
 		if keep != nil && !keep(o) {
 			continue
 		}
+		sizeOf := proto.Size
+		if view != nil {
+			// A view is a copy no one modifies, so the size its first
+			// listing cached in it stays right.
+			o, sizeOf = view(o), cachedSize.Size
+		}
 		// The object and its field tag and length in the response.
-		n := proto.Size(o)
+		n := sizeOf(o)
 		n += 1 + protowire.SizeVarint(uint64(n))
 		if len(out) > 0 && (len(out) >= size || total+n > MaxPageBytes) {
 			next, err := l.encode(req, out[len(out)-1])
