@@ -49,8 +49,9 @@ var listBenchViews = []struct {
 // and order) as the API serves them, without gRPC, in each view. "warm"
 // lists again what was listed before (the task views cached, as for
 // repeated reads of a settled service); "cold" lists with no view made yet
-// (as after every task changed); "wire" is warm plus the encoding and
-// decoding of each page that gRPC and the client add.
+// (as after every task changed); "wire" is warm, answered as the gRPC
+// server answers (the response encoded from the cached tasks' wire forms),
+// plus the client's decoding of each page.
 func BenchmarkListTasksPages(b *testing.B) {
 	st := listBenchState(b)
 	ctx := context.Background()
@@ -64,16 +65,19 @@ func BenchmarkListTasksPages(b *testing.B) {
 					}
 					req := &apiv1.ListTasksRequest{Service: "web", View: v.view}
 					for pages := 0; ; pages++ {
-						resp, err := srv.ListTasks(ctx, req)
-						if err != nil {
-							b.Fatal(err)
-						}
+						var resp *apiv1.ListTasksResponse
 						if mode == "wire" {
-							wire, err := proto.Marshal(resp)
+							wire, err := srv.listTasksWire(req)
 							if err != nil {
 								b.Fatal(err)
 							}
-							if err := proto.Unmarshal(wire, &apiv1.ListTasksResponse{}); err != nil {
+							resp = &apiv1.ListTasksResponse{}
+							if err := proto.Unmarshal(wire, resp); err != nil {
+								b.Fatal(err)
+							}
+						} else {
+							var err error
+							if resp, err = srv.ListTasks(ctx, req); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -93,22 +97,24 @@ func BenchmarkListTasksPages(b *testing.B) {
 }
 
 // BenchmarkListTasksPagesFloor is the floor of BenchmarkListTasksPages: the
-// same ten pages cut from a list of the tasks in the view, sorted and made
-// once before the loop, so only the paging itself (token, search, sizes)
-// is left.
+// same ten pages cut from the sorted list of the state's tasks, with the
+// sizes of their views taken once before the loop, so only the paging
+// itself (token, search, sizes) is left.
 func BenchmarkListTasksPagesFloor(b *testing.B) {
 	st := listBenchState(b)
 	svc, _ := st.ServiceByName("web")
 	for _, v := range listBenchViews {
 		b.Run(v.name, func(b *testing.B) {
-			var sorted []*apiv1.Task
-			for _, t := range st.Tasks(state.TaskFilter{ServiceID: svc.GetId()}) {
-				sorted = append(sorted, taskView(t, v.view, summarize(t.GetSpec())))
+			sorted := st.Tasks(state.TaskFilter{ServiceID: svc.GetId()})
+			sizes := make(map[*apiv1.Task]int, len(sorted))
+			for _, t := range sorted {
+				sizes[t] = proto.Size(taskView(t, v.view, summarize(t.GetSpec())))
 			}
+			size := func(t *apiv1.Task) int { return sizes[t] }
 			for b.Loop() {
 				req := &apiv1.ListTasksRequest{Service: "web", View: v.view}
 				for {
-					_, next, err := taskPager.page(req, sorted, Current, func(t *apiv1.Task) *apiv1.Task { return t })
+					_, next, err := taskPager.page(req, sorted, Current, size)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -32,9 +32,6 @@ const (
 	MaxPageBytes = 2 << 20
 )
 
-// cachedSize sizes a message no one modifies once sized.
-var cachedSize = proto.MarshalOptions{UseCachedSize: true}
-
 // pageRequest is a List request that pages.
 type pageRequest interface {
 	proto.Message
@@ -79,10 +76,10 @@ var (
 )
 
 // page returns the page of sorted (in l.compare order) that req asks for,
-// keeping only the objects keep accepts (nil keeps all), each as view
-// returns it (nil: as it is; a view keeps the fields l.compare reads), and
-// the token of the next page ("" when no kept object follows).
-func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, view func(T) T) ([]T, string, error) {
+// keeping only the objects keep accepts (nil keeps all), and the token of
+// the next page ("" when no kept object follows). size is the encoded size
+// of an object as the response holds it (nil: proto.Size).
+func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, size func(T) int) ([]T, string, error) {
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
 		after, err := l.decode(req, tok)
@@ -95,27 +92,26 @@ func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, view fun
 		}
 		start = i
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = DefaultPageSize
+	limit := int(req.GetPageSize())
+	if limit == 0 {
+		limit = DefaultPageSize
 	}
-	size = min(size, MaxPageSize)
+	limit = min(limit, MaxPageSize)
 	var out []T
 	total := 0
 	for _, o := range sorted[start:] {
 		if keep != nil && !keep(o) {
 			continue
 		}
-		sizeOf := proto.Size
-		if view != nil {
-			// A view is a copy no one modifies, so the size its first
-			// listing cached in it stays right.
-			o, sizeOf = view(o), cachedSize.Size
-		}
 		// The object and its field tag and length in the response.
-		n := sizeOf(o)
+		var n int
+		if size != nil {
+			n = size(o)
+		} else {
+			n = proto.Size(o)
+		}
 		n += 1 + protowire.SizeVarint(uint64(n))
-		if len(out) > 0 && (len(out) >= size || total+n > MaxPageBytes) {
+		if len(out) > 0 && (len(out) >= limit || total+n > MaxPageBytes) {
 			next, err := l.encode(req, out[len(out)-1])
 			return out, next, err
 		}

@@ -458,34 +458,6 @@ func (s *Server) taskFilter(service, node string) (state.TaskFilter, error) {
 	return f, nil
 }
 
-// ListTasks lists tasks by service and node, one page at a time, each task
-// in the view the request asks for (BASIC unless FULL).
-func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
-	view := req.GetView()
-	switch view {
-	case apiv1.TaskView_TASK_VIEW_UNSPECIFIED:
-		view = apiv1.TaskView_TASK_VIEW_BASIC
-	case apiv1.TaskView_TASK_VIEW_BASIC, apiv1.TaskView_TASK_VIEW_FULL:
-	default:
-		return nil, invalid("list tasks: view %d is not a task view: use TASK_VIEW_BASIC or TASK_VIEW_FULL", view)
-	}
-	f, err := s.taskFilter(req.GetService(), req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	var keep func(*apiv1.Task) bool
-	if !req.GetAll() {
-		keep = Current
-	}
-	out, next, err := taskPager.page(req, s.opts.State.Tasks(f), keep, func(t *apiv1.Task) *apiv1.Task {
-		return s.views.get(t, view)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &apiv1.ListTasksResponse{Tasks: out, NextPageToken: next}, nil
-}
-
 // Current reports whether a task is wanted or still running, as opposed to
 // history kept for inspection.
 func Current(t *apiv1.Task) bool {

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"fmt"
 	"sync"
+
+	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/state"
@@ -62,24 +65,31 @@ func taskView(t *apiv1.Task, view apiv1.TaskView, sum specSummary) *apiv1.Task {
 	return v
 }
 
-// taskViews caches taskView's copies of the state's task records, so that
-// listing a service's 10,000 tasks again (and each of its pages) makes no
-// copy twice: a record is never modified (a write puts a new one), so its
-// views stay right for as long as it lives. Records that are gone are
-// dropped in generations: the views made or used since the last turn are
-// in cur, the others in prev; a turn (when cur holds more than twice the
-// state's tasks) drops prev, so a record not listed for a whole generation
-// loses its views. The summaries of specs are kept by service version
-// (tasks made from one version of a service share its spec, as the
-// orchestrator makes them; version 0 is summarized each time), so a spec is
-// digested once per version, not once per task or per write of a task.
+// taskViews caches taskView's copies of the state's task records and their
+// wire form, so that listing a service's 10,000 tasks again (and each of its
+// pages) copies and encodes no task twice: a record is never modified (a
+// write puts a new one), so its views stay right for as long as it lives.
+// Records that are gone are dropped in generations: the views made or used
+// since the last turn are in cur, the others in prev; a turn (when cur
+// holds more than twice the state's tasks) drops prev, so a record not
+// listed for a whole generation loses its views. The summaries of specs are
+// kept by service version (tasks made from one version of a service share
+// its spec, as the orchestrator makes them; version 0 is summarized each
+// time), so a spec is digested once per version, not once per task or per
+// write of a task.
 type taskViews struct {
 	// live is the number of tasks in the state.
 	live func() int
 
 	mu        sync.Mutex
-	cur, prev map[*apiv1.Task]*[2]*apiv1.Task // BASIC, FULL
+	cur, prev map[*apiv1.Task]*[2]*listedTask // BASIC, FULL
 	summaries map[serviceVersion]specSummary
+}
+
+// listedTask is a task's view and its wire form.
+type listedTask struct {
+	task *apiv1.Task
+	wire []byte
 }
 
 type serviceVersion struct {
@@ -91,50 +101,53 @@ type serviceVersion struct {
 const minViewGeneration = 1024
 
 func newTaskViews(live func() int) *taskViews {
-	return &taskViews{live: live, cur: map[*apiv1.Task]*[2]*apiv1.Task{}, summaries: map[serviceVersion]specSummary{}}
+	return &taskViews{live: live, cur: map[*apiv1.Task]*[2]*listedTask{}, summaries: map[serviceVersion]specSummary{}}
 }
 
-// get returns taskView(t, view), from the cache when it has it; view is
-// BASIC or FULL.
-func (c *taskViews) get(t *apiv1.Task, view apiv1.TaskView) *apiv1.Task {
+// get returns record t in view (BASIC or FULL) and its wire form, from the
+// cache when it has them.
+func (c *taskViews) get(t *apiv1.Task, view apiv1.TaskView) (*listedTask, error) {
 	i := 0
 	if view == apiv1.TaskView_TASK_VIEW_FULL {
 		i = 1
 	}
+	key := serviceVersion{t.GetServiceId(), t.GetServiceVersion()}
 	c.mu.Lock()
 	e := c.cur[t]
 	if e == nil {
 		if e = c.prev[t]; e != nil {
 			delete(c.prev, t)
 		} else {
-			e = &[2]*apiv1.Task{}
+			e = &[2]*listedTask{}
 		}
 		if len(c.cur) >= max(minViewGeneration, 2*c.live()) {
-			c.prev, c.cur = c.cur, map[*apiv1.Task]*[2]*apiv1.Task{}
+			c.prev, c.cur = c.cur, map[*apiv1.Task]*[2]*listedTask{}
 			clear(c.summaries)
 		}
 		c.cur[t] = e
 	}
-	v := e[i]
+	l := e[i]
+	sum, summarized := c.summaries[key]
 	c.mu.Unlock()
-	if v != nil {
-		return v
+	if l != nil {
+		return l, nil
 	}
 	// Made outside the lock; two readers of one record may both make it,
 	// and either copy is right.
-	key := serviceVersion{t.GetServiceId(), t.GetServiceVersion()}
-	c.mu.Lock()
-	sum, ok := c.summaries[key]
-	c.mu.Unlock()
-	if !ok || key.version == 0 {
+	if !summarized || key.version == 0 {
 		sum = summarize(t.GetSpec())
 	}
-	v = taskView(t, view, sum)
+	v := taskView(t, view, sum)
+	wire, err := proto.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode task %s: %w", t.GetId(), err)
+	}
+	l = &listedTask{task: v, wire: wire}
 	c.mu.Lock()
-	e[i] = v
+	e[i] = l
 	if key.version != 0 {
 		c.summaries[key] = sum
 	}
 	c.mu.Unlock()
-	return v
+	return l, nil
 }

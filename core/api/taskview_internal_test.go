@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -81,28 +82,42 @@ func TestTaskViewCopiesEveryField(t *testing.T) {
 	}
 }
 
-// TestTaskViewsCache: a record's view is made once; a new record of the
-// task (a write) gets a new view; records not listed for a generation are
-// dropped, so the cache stays within a few times the state's tasks.
+// TestTaskViewsCache: a record's view is made and encoded once; a new
+// record of the task (a write) gets a new view; records not listed for a
+// generation are dropped, so the cache stays within a few times the
+// state's tasks.
 func TestTaskViewsCache(t *testing.T) {
-	live := 10
-	c := newTaskViews(func() int { return live })
+	c := newTaskViews(func() int { return 10 })
+	get := func(rec *apiv1.Task, view apiv1.TaskView) *listedTask {
+		t.Helper()
+		l, err := c.get(rec, view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var decoded apiv1.Task
+		if err := proto.Unmarshal(l.wire, &decoded); err != nil || !proto.Equal(&decoded, l.task) {
+			t.Fatalf("wire form %v (%v), want the view %v", &decoded, err, l.task)
+		}
+		return l
+	}
 	spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx:1"}
 	rec := &apiv1.Task{Id: "t1", ServiceId: "s1", ServiceVersion: 1, Spec: spec, State: apiv1.TaskState_TASK_STATE_PENDING}
-	basic := c.get(rec, apiv1.TaskView_TASK_VIEW_BASIC)
-	if again := c.get(rec, apiv1.TaskView_TASK_VIEW_BASIC); again != basic {
+	basic := get(rec, apiv1.TaskView_TASK_VIEW_BASIC)
+	if again := get(rec, apiv1.TaskView_TASK_VIEW_BASIC); again != basic {
 		t.Error("a second get of one record made another view")
 	}
-	if full := c.get(rec, apiv1.TaskView_TASK_VIEW_FULL); full.GetSpec() != spec || full.GetSpecDigest() != basic.GetSpecDigest() {
+	if full := get(rec, apiv1.TaskView_TASK_VIEW_FULL).task; full.GetSpec() != spec || full.GetSpecDigest() != basic.task.GetSpecDigest() {
 		t.Errorf("FULL view %v, want the spec and the BASIC view's digest", full)
 	}
 	next := proto.CloneOf(rec)
 	next.State = apiv1.TaskState_TASK_STATE_RUNNING
-	if v := c.get(next, apiv1.TaskView_TASK_VIEW_BASIC); v.GetState() != apiv1.TaskState_TASK_STATE_RUNNING || v.GetImage() != "nginx:1" {
+	if v := get(next, apiv1.TaskView_TASK_VIEW_BASIC).task; v.GetState() != apiv1.TaskState_TASK_STATE_RUNNING || v.GetImage() != "nginx:1" {
 		t.Errorf("view of the new record %v, want RUNNING with image nginx:1", v)
 	}
 	for i := range 3 * minViewGeneration {
-		c.get(&apiv1.Task{Id: fmt.Sprint(i), ServiceId: "s1", ServiceVersion: 1, Spec: spec}, apiv1.TaskView_TASK_VIEW_BASIC)
+		if _, err := c.get(&apiv1.Task{Id: fmt.Sprint(i), ServiceId: "s1", ServiceVersion: 1, Spec: spec}, apiv1.TaskView_TASK_VIEW_BASIC); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.mu.Lock()
 	_, inCur := c.cur[rec]
@@ -114,5 +129,42 @@ func TestTaskViewsCache(t *testing.T) {
 	}
 	if n > 2*minViewGeneration {
 		t.Errorf("%d views cached, want at most %d", n, 2*minViewGeneration)
+	}
+}
+
+// TestListTasksWire: the gRPC server's encoded answer is ListTasks'
+// response, page token included.
+func TestListTasksWire(t *testing.T) {
+	st := state.New()
+	spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx:1"}
+	st.PutService(&apiv1.Service{Id: "s1", Spec: spec, Version: 1})
+	var tasks []*apiv1.Task
+	for i := range 5 {
+		tasks = append(tasks, &apiv1.Task{Id: fmt.Sprint("t", i), ServiceId: "s1", ServiceName: "web", Slot: uint64(i + 1),
+			ServiceVersion: 1, Spec: spec, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING})
+	}
+	st.PutTasks(tasks)
+	srv := NewServer(Options{State: st})
+	for _, view := range []apiv1.TaskView{apiv1.TaskView_TASK_VIEW_BASIC, apiv1.TaskView_TASK_VIEW_FULL} {
+		req := &apiv1.ListTasksRequest{Service: "web", View: view, PageSize: 3}
+		for page := 0; page < 2; page++ {
+			want, err := srv.ListTasks(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wire, err := srv.listTasksWire(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &apiv1.ListTasksResponse{}
+			if err := proto.Unmarshal(wire, got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("%s page %d: wire form %v, want %v", view, page, got, want)
+			}
+			req = proto.CloneOf(req)
+			req.PageToken = want.GetNextPageToken()
+		}
 	}
 }
