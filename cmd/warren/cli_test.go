@@ -233,7 +233,7 @@ func (f *fakeWarren) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (
 		if !req.GetAll() && t.DesiredState > apiv1.TaskState_TASK_STATE_RUNNING && t.State > apiv1.TaskState_TASK_STATE_RUNNING {
 			continue
 		}
-		resp.Tasks = append(resp.Tasks, proto.Clone(t).(*apiv1.Task))
+		resp.Tasks = append(resp.Tasks, api.ListedTask(proto.CloneOf(t), req.GetView()))
 	}
 	return resp, nil
 }

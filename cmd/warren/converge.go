@@ -231,7 +231,7 @@ func (wt *waiter) run(ctx context.Context) error {
 	relist := true
 	for {
 		if relist {
-			tasks, err := wt.c.listTasks(ctx, &apiv1.ListTasksRequest{Service: wt.svc.GetId(), All: true})
+			tasks, err := wt.c.listTasks(ctx, &apiv1.ListTasksRequest{Service: wt.svc.GetId(), All: true, View: apiv1.TaskView_TASK_VIEW_BASIC})
 			if err != nil {
 				return wt.failed(ctx, err)
 			}
@@ -313,9 +313,9 @@ func canariesWaiting(svc *apiv1.Service, tasks []*apiv1.Task, now time.Time) int
 	if m := p.GetMonitor(); m != nil {
 		monitor = m.AsDuration()
 	}
-	key, n := state.SpecKey(svc.GetSpec()), 0
+	key, n := state.SpecDigest(svc.GetSpec()), 0
 	for _, t := range tasks {
-		if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(t) && state.SpecKey(t.GetSpec()) == key {
+		if t.GetDesiredState() == apiv1.TaskState_TASK_STATE_RUNNING && state.Serving(t) && t.GetSpecDigest() == key {
 			if now.Sub(t.GetUpdatedAt().AsTime()) < monitor {
 				return 0
 			}
@@ -415,7 +415,7 @@ const stuckFailures = 3
 // runs. With 0 replicas, when no task runs.
 func assess(svc *apiv1.Service, tasks []*apiv1.Task) convergence {
 	c := convergence{replicas: svc.GetSpec().GetReplicas(), slots: map[uint64]*apiv1.Task{}}
-	key := state.SpecKey(svc.GetSpec())
+	key := state.SpecDigest(svc.GetSpec())
 	for _, t := range tasks {
 		s := t.GetSlot()
 		if !wanted(t) || s < 1 || s > c.replicas || !upToDate(t, svc, key) {
@@ -469,13 +469,13 @@ func active(t *apiv1.Task) bool {
 	return s == apiv1.TaskState_TASK_STATE_STARTING || s == apiv1.TaskState_TASK_STATE_RUNNING
 }
 
-// upToDate reports whether t was made from svc's current spec; key is
-// state.SpecKey(svc.spec).
+// upToDate reports whether t (as ListTasks lists it, in either view) was
+// made from svc's current spec; key is state.SpecDigest(svc.spec).
 func upToDate(t *apiv1.Task, svc *apiv1.Service, key string) bool {
 	if t.GetServiceVersion() >= svc.GetVersion() {
 		return true
 	}
-	return t.GetSpec() != nil && state.SpecKey(t.GetSpec()) == key
+	return t.GetSpecDigest() != "" && t.GetSpecDigest() == key
 }
 
 // newer reports whether a was made after b.

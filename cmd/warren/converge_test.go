@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
+	"github.com/warrenorch/warren/core/state"
 )
 
 const (
@@ -18,12 +19,15 @@ const (
 	shutdown = apiv1.TaskState_TASK_STATE_SHUTDOWN
 )
 
-// task is a task of the service web for the tests.
-func task(id string, slot, version uint64, desired, state apiv1.TaskState) *apiv1.Task {
+// task is a task of the service web for the tests, as ListTasks lists it
+// in the BASIC view the wait asks for: without its spec, with the spec's
+// image and digest.
+func task(id string, slot, version uint64, desired, st apiv1.TaskState) *apiv1.Task {
+	spec := &apiv1.ServiceSpec{Name: "web", Image: fmt.Sprintf("nginx:%d", version)}
 	return &apiv1.Task{
 		Id: id, ServiceId: fakeID("service", "web"), ServiceName: "web", Slot: slot, ServiceVersion: version,
-		DesiredState: desired, State: state, CreatedAt: timestamppb.New(testNow),
-		Spec: &apiv1.ServiceSpec{Name: "web", Image: fmt.Sprintf("nginx:%d", version)},
+		DesiredState: desired, State: st, CreatedAt: timestamppb.New(testNow),
+		Image: spec.GetImage(), SpecDigest: state.SpecDigest(spec),
 	}
 }
 

@@ -49,6 +49,16 @@ func (c *agentClient) listServices(ctx context.Context, req *apiv1.ListServicesR
 	})
 }
 
+// listView is the view of a task list: BASIC for a table (the image and
+// spec digest it carries are all a table shows of the spec), FULL for JSON,
+// which prints the API's tasks whole.
+func listView(json bool) apiv1.TaskView {
+	if json {
+		return apiv1.TaskView_TASK_VIEW_FULL
+	}
+	return apiv1.TaskView_TASK_VIEW_BASIC
+}
+
 // listTasks returns every task that req selects, all pages of it.
 func (c *agentClient) listTasks(ctx context.Context, req *apiv1.ListTasksRequest) ([]*apiv1.Task, error) {
 	return allPages(ctx, "tasks", func(ctx context.Context, token string) ([]*apiv1.Task, string, error) {

@@ -119,7 +119,7 @@ func (o *logsOptions) run(cmd *cobra.Command, target string) error {
 		if o.service {
 			// Pad the prefixes to the longest of the current tasks', so
 			// that the lines line up from the first one.
-			tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: req.Service})
+			tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: req.Service, View: apiv1.TaskView_TASK_VIEW_BASIC})
 			if err != nil {
 				return err
 			}
@@ -188,7 +188,7 @@ func (l *taskLabels) load() error {
 func (l *taskLabels) prefix(chunk *apiv1.LogChunk) string {
 	if l.service == "" && l.tasks[chunk.GetTaskId()] == "" && !l.reloaded[chunk.GetTaskId()] {
 		l.reloaded[chunk.GetTaskId()] = true
-		if tasks, err := l.c.listTasks(l.ctx, &apiv1.ListTasksRequest{All: true}); err == nil {
+		if tasks, err := l.c.listTasks(l.ctx, &apiv1.ListTasksRequest{All: true, View: apiv1.TaskView_TASK_VIEW_BASIC}); err == nil {
 			l.tasks = map[string]string{}
 			for _, t := range tasks {
 				l.tasks[t.GetId()] = t.GetServiceName()

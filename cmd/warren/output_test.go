@@ -223,22 +223,24 @@ func TestTaskTable(t *testing.T) {
 	checkGolden(t, buf.String(), want)
 }
 
+// psTasks are tasks as `service ps` lists them (the BASIC view: the
+// spec's image, not the spec).
 func psTasks() []*apiv1.Task {
-	spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx:1.27@sha256:0123456789abcdef"}
+	const image = "nginx:1.27@sha256:0123456789abcdef"
 	tasks := []*apiv1.Task{
-		{Id: "t2aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 2, Spec: spec, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+		{Id: "t2aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 2, Image: image, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
 			State: apiv1.TaskState_TASK_STATE_PENDING, Message: "no node has 4 CPUs free", CreatedAt: ts(3 * time.Second)},
-		{Id: "t1oldaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
+		{Id: "t1oldaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Image: image, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
 			State: apiv1.TaskState_TASK_STATE_FAILED, CreatedAt: ts(time.Hour), UpdatedAt: ts(2 * time.Minute),
 			Error: "exit status 1: could not bind 0.0.0.0:80: address already in use by another process"},
-		{Id: "t1newaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+		{Id: "t1newaaaaaaaaaaaaa", ServiceName: "web", Slot: 1, Image: image, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
 			State: apiv1.TaskState_TASK_STATE_RUNNING, CreatedAt: ts(2 * time.Minute), UpdatedAt: ts(5 * time.Second)},
-		{Id: "t1olderaaaaaaaaaaa", ServiceName: "web", Slot: 1, Spec: spec, NodeId: "n9", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
+		{Id: "t1olderaaaaaaaaaaa", ServiceName: "web", Slot: 1, Image: image, NodeId: "n9", DesiredState: apiv1.TaskState_TASK_STATE_SHUTDOWN,
 			State: apiv1.TaskState_TASK_STATE_REJECTED, CreatedAt: ts(2 * time.Hour), UpdatedAt: ts(2 * time.Hour),
 			Error: "image nginx:1.27 not found"},
 		// Slot 3's third attempt waits its turn after the second was
 		// refused: its row says why the slot does not run.
-		{Id: "t3aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 3, Spec: spec, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
+		{Id: "t3aaaaaaaaaaaaaaaa", ServiceName: "web", Slot: 3, Image: image, NodeId: "n1", DesiredState: apiv1.TaskState_TASK_STATE_RUNNING,
 			State: apiv1.TaskState_TASK_STATE_ASSIGNED, Attempt: 3, CreatedAt: ts(time.Second), PreviousError: "rejected: image nginx:1.27 not found"},
 	}
 	sortTasks(tasks)

@@ -94,7 +94,7 @@ func (o *serviceListOptions) run(cmd *cobra.Command) error {
 	if o.g.outputOr(outputTable) == outputJSON {
 		return writeJSONList(cmd.OutOrStdout(), services)
 	}
-	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{})
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{View: apiv1.TaskView_TASK_VIEW_BASIC})
 	if err != nil {
 		return err
 	}

@@ -58,12 +58,13 @@ func (o *servicePsOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all})
+	json := o.g.outputOr(outputTable) == outputJSON
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all, View: listView(json)})
 	if err != nil {
 		return err
 	}
 	sortTasks(tasks)
-	if o.g.outputOr(outputTable) == outputJSON {
+	if json {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
 	}
 	names, err := nodeNames(ctx, c)
@@ -87,7 +88,7 @@ func servicePsRows(tasks []*apiv1.Task, nodeNames map[string]string, now time.Ti
 			name = `\_ ` + name
 		}
 		prev = t
-		id, image, problem := t.GetId(), t.GetSpec().GetImage(), taskProblem(t)
+		id, image, problem := t.GetId(), t.GetImage(), taskProblem(t)
 		if !noTrunc {
 			id = shortID(id)
 			image, _, _ = strings.Cut(image, "@") // the digest, docker leaves out too

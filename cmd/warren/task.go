@@ -71,12 +71,13 @@ func (o *taskListOptions) run(cmd *cobra.Command) error {
 	}
 	defer c.Close()
 
-	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all})
+	json := o.g.outputOr(outputTable) == outputJSON
+	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all, View: listView(json)})
 	if err != nil {
 		return err
 	}
 	sortTasks(tasks)
-	if o.g.outputOr(outputTable) == outputJSON {
+	if json {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
 	}
 	names, err := nodeNames(ctx, c)

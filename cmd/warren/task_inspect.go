@@ -40,7 +40,7 @@ func (o *taskInspectOptions) run(cmd *cobra.Command, ids []string) error {
 		return err
 	}
 	defer c.Close()
-	all, err := c.listTasks(ctx, &apiv1.ListTasksRequest{All: true})
+	all, err := c.listTasks(ctx, &apiv1.ListTasksRequest{All: true, View: apiv1.TaskView_TASK_VIEW_FULL})
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,14 @@ func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
+// wireMethods is a server that answers some of its unary methods with
+// wireBytes: RegisterService installs its handlers, by method name, in
+// place of the generated ones. Each is the generated handler but for the
+// response it sends.
+type wireMethods interface {
+	wireHandlers() map[string]grpc.MethodHandler
+}
+
 // rawRequest is a request message's bytes, not yet parsed.
 type rawRequest []byte
 
@@ -62,8 +70,14 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func RegisterService(r grpc.ServiceRegistrar, desc *grpc.ServiceDesc, impl any) {
 	d := *desc
 	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
+	wire, _ := impl.(wireMethods)
 	for i, m := range desc.Methods {
 		h := m.Handler
+		if wire != nil {
+			if w := wire.wireHandlers()[m.MethodName]; w != nil {
+				h = w
+			}
+		}
 		method := "/" + desc.ServiceName + "/" + m.MethodName
 		m.Handler = func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
 			return h(srv, ctx, func(v any) error { return parseRequest(method, dec, v) }, in)

@@ -77,8 +77,9 @@ var (
 
 // page returns the page of sorted (in l.compare order) that req asks for,
 // keeping only the objects keep accepts (nil keeps all), and the token of
-// the next page ("" when no kept object follows).
-func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool) ([]T, string, error) {
+// the next page ("" when no kept object follows). size is the encoded size
+// of an object as the response holds it (nil: proto.Size).
+func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, size func(T) int) ([]T, string, error) {
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
 		after, err := l.decode(req, tok)
@@ -91,11 +92,11 @@ func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool) ([]T, st
 		}
 		start = i
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = DefaultPageSize
+	limit := int(req.GetPageSize())
+	if limit == 0 {
+		limit = DefaultPageSize
 	}
-	size = min(size, MaxPageSize)
+	limit = min(limit, MaxPageSize)
 	var out []T
 	total := 0
 	for _, o := range sorted[start:] {
@@ -103,9 +104,14 @@ func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool) ([]T, st
 			continue
 		}
 		// The object and its field tag and length in the response.
-		n := proto.Size(o)
+		var n int
+		if size != nil {
+			n = size(o)
+		} else {
+			n = proto.Size(o)
+		}
 		n += 1 + protowire.SizeVarint(uint64(n))
-		if len(out) > 0 && (len(out) >= size || total+n > MaxPageBytes) {
+		if len(out) > 0 && (len(out) >= limit || total+n > MaxPageBytes) {
 			next, err := l.encode(req, out[len(out)-1])
 			return out, next, err
 		}

@@ -70,6 +70,8 @@ type Server struct {
 	apiv1.UnimplementedWarrenServer
 	opts Options
 	wire *eventWire
+	// views caches tasks as ListTasks returns them.
+	views *taskViews
 }
 
 // eventWireBytes bounds the wire forms of recent events kept for the
@@ -78,7 +80,14 @@ const eventWireBytes = 16 << 20
 
 // NewServer returns an API server.
 func NewServer(opts Options) *Server {
-	return &Server{opts: opts, wire: newEventWire(eventWireBytes)}
+	s := &Server{opts: opts, wire: newEventWire(eventWireBytes)}
+	s.views = newTaskViews(func() int {
+		if s.opts.State == nil {
+			return 0
+		}
+		return s.opts.State.NumTasks()
+	})
+	return s
 }
 
 // GRPCServer returns a gRPC server with the API registered (through
@@ -200,7 +209,7 @@ func (s *Server) GetService(_ context.Context, req *apiv1.GetServiceRequest) (*a
 func (s *Server) ListServices(_ context.Context, req *apiv1.ListServicesRequest) (*apiv1.ListServicesResponse, error) {
 	out, next, err := servicePager.page(req, s.opts.State.Services(), func(svc *apiv1.Service) bool {
 		return hasLabels(svc.GetSpec().GetLabels(), req.GetLabels())
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +407,7 @@ func (s *Server) RemoveService(ctx context.Context, req *apiv1.RemoveServiceRequ
 
 // ListNodes lists the cluster's nodes by name, one page at a time.
 func (s *Server) ListNodes(_ context.Context, req *apiv1.ListNodesRequest) (*apiv1.ListNodesResponse, error) {
-	out, next, err := nodePager.page(req, s.opts.State.Nodes(), nil)
+	out, next, err := nodePager.page(req, s.opts.State.Nodes(), nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -447,23 +456,6 @@ func (s *Server) taskFilter(service, node string) (state.TaskFilter, error) {
 		f.NodeID = n.GetId()
 	}
 	return f, nil
-}
-
-// ListTasks lists tasks by service and node, one page at a time.
-func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*apiv1.ListTasksResponse, error) {
-	f, err := s.taskFilter(req.GetService(), req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	var keep func(*apiv1.Task) bool
-	if !req.GetAll() {
-		keep = Current
-	}
-	out, next, err := taskPager.page(req, s.opts.State.Tasks(f), keep)
-	if err != nil {
-		return nil, err
-	}
-	return &apiv1.ListTasksResponse{Tasks: out, NextPageToken: next}, nil
 }
 
 // Current reports whether a task is wanted or still running, as opposed to

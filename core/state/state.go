@@ -272,6 +272,13 @@ func (s *State) Task(id string) (*apiv1.Task, bool) {
 	return s.tasks.get(id)
 }
 
+// NumTasks returns the number of tasks.
+func (s *State) NumTasks() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.tasks.byID)
+}
+
 // LookupTask finds a task by ID or unique ID prefix.
 func (s *State) LookupTask(idOrPrefix string) (*apiv1.Task, Lookup) {
 	s.mu.RLock()

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -142,7 +144,17 @@ func Serving(t *apiv1.Task) bool {
 	if h := t.GetHealth(); h != apiv1.HealthState_HEALTH_STATE_UNSPECIFIED {
 		return h == apiv1.HealthState_HEALTH_STATE_HEALTHY
 	}
-	return !HasHealthCheck(t.GetSpec())
+	return !hasHealthCheck(t)
+}
+
+// hasHealthCheck reports whether t's spec has a health check of its own:
+// HasHealthCheck of its spec, or, for a task listed without its spec (the
+// API's BASIC view), its health_checked field.
+func hasHealthCheck(t *apiv1.Task) bool {
+	if s := t.GetSpec(); s != nil {
+		return HasHealthCheck(s)
+	}
+	return t.GetHealthChecked()
 }
 
 // SpecKey is the comparison key of a spec: the encoding of its
@@ -156,4 +168,15 @@ func SpecKey(s *apiv1.ServiceSpec) string {
 		panic(fmt.Sprintf("state: encode spec: %v", err)) // only on a programming error
 	}
 	return string(b)
+}
+
+// SpecDigest is a short digest of SpecKey(s), "" for a nil spec: what a
+// task listed without its spec carries instead (the API's Task.spec_digest).
+// Two specs with the same digest run the same tasks.
+func SpecDigest(s *apiv1.ServiceSpec) string {
+	if s == nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(SpecKey(s)))
+	return hex.EncodeToString(sum[:16])
 }

@@ -591,6 +591,62 @@ func (EventAction) EnumDescriptor() ([]byte, []int) {
 	return file_core_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
+// TaskView is how much of each task a list returns (Google's AIP-157).
+type TaskView int32
+
+const (
+	// TASK_VIEW_UNSPECIFIED is BASIC: a list is an overview, and the spec is
+	// most of a task's size.
+	TaskView_TASK_VIEW_UNSPECIFIED TaskView = 0
+	// TASK_VIEW_BASIC leaves out each task's spec (its copy of the service's
+	// spec); the output-only fields image, spec_digest and health_checked
+	// say what list callers need of it.
+	TaskView_TASK_VIEW_BASIC TaskView = 1
+	// TASK_VIEW_FULL returns each task whole, its spec included.
+	TaskView_TASK_VIEW_FULL TaskView = 2
+)
+
+// Enum value maps for TaskView.
+var (
+	TaskView_name = map[int32]string{
+		0: "TASK_VIEW_UNSPECIFIED",
+		1: "TASK_VIEW_BASIC",
+		2: "TASK_VIEW_FULL",
+	}
+	TaskView_value = map[string]int32{
+		"TASK_VIEW_UNSPECIFIED": 0,
+		"TASK_VIEW_BASIC":       1,
+		"TASK_VIEW_FULL":        2,
+	}
+)
+
+func (x TaskView) Enum() *TaskView {
+	p := new(TaskView)
+	*p = x
+	return p
+}
+
+func (x TaskView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskView) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+}
+
+func (TaskView) Type() protoreflect.EnumType {
+	return &file_core_api_v1_api_proto_enumTypes[10]
+}
+
+func (x TaskView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskView.Descriptor instead.
+func (TaskView) EnumDescriptor() ([]byte, []int) {
+	return file_core_api_v1_api_proto_rawDescGZIP(), []int{10}
+}
+
 type RestartPolicy_Condition int32
 
 const (
@@ -627,11 +683,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[10].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[10]
+	return &file_core_api_v1_api_proto_enumTypes[11]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -676,11 +732,11 @@ func (x UpdatePolicy_Order) String() string {
 }
 
 func (UpdatePolicy_Order) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[11].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[12].Descriptor()
 }
 
 func (UpdatePolicy_Order) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[11]
+	return &file_core_api_v1_api_proto_enumTypes[12]
 }
 
 func (x UpdatePolicy_Order) Number() protoreflect.EnumNumber {
@@ -730,11 +786,11 @@ func (x UpdatePolicy_FailureAction) String() string {
 }
 
 func (UpdatePolicy_FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[12].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[13].Descriptor()
 }
 
 func (UpdatePolicy_FailureAction) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[12]
+	return &file_core_api_v1_api_proto_enumTypes[13]
 }
 
 func (x UpdatePolicy_FailureAction) Number() protoreflect.EnumNumber {
@@ -796,11 +852,11 @@ func (x UpdateStatus_State) String() string {
 }
 
 func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[13].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[14].Descriptor()
 }
 
 func (UpdateStatus_State) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[13]
+	return &file_core_api_v1_api_proto_enumTypes[14]
 }
 
 func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
@@ -853,11 +909,11 @@ func (x JobStatus_State) String() string {
 }
 
 func (JobStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[14].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[15].Descriptor()
 }
 
 func (JobStatus_State) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[14]
+	return &file_core_api_v1_api_proto_enumTypes[15]
 }
 
 func (x JobStatus_State) Number() protoreflect.EnumNumber {
@@ -916,11 +972,11 @@ func (x HealthCheck_Type) String() string {
 }
 
 func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_core_api_v1_api_proto_enumTypes[15].Descriptor()
+	return file_core_api_v1_api_proto_enumTypes[16].Descriptor()
 }
 
 func (HealthCheck_Type) Type() protoreflect.EnumType {
-	return &file_core_api_v1_api_proto_enumTypes[15]
+	return &file_core_api_v1_api_proto_enumTypes[16]
 }
 
 func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
@@ -2130,8 +2186,18 @@ type Task struct {
 	// health is the task's health while it runs and has a health check, its
 	// service's or its image's (set by its worker); health_output is the last
 	// check's output.
-	Health        HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
-	HealthOutput  string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
+	Health       HealthState `protobuf:"varint,40,opt,name=health,proto3,enum=warren.api.v1.HealthState" json:"health,omitempty"`
+	HealthOutput string      `protobuf:"bytes,41,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
+	// image is the spec's image.
+	Image string `protobuf:"bytes,50,opt,name=image,proto3" json:"image,omitempty"`
+	// spec_digest is the digest of the spec's task shape (state.SpecDigest):
+	// two tasks with the same digest were made from specs that run the same
+	// tasks, whatever their replicas, update and restart policies or ports;
+	// compare it with state.SpecDigest of a service's spec.
+	SpecDigest string `protobuf:"bytes,51,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	// health_checked says the spec has a health check of its own
+	// (state.HasHealthCheck): such a task serves once it is healthy.
+	HealthChecked bool `protobuf:"varint,52,opt,name=health_checked,json=healthChecked,proto3" json:"health_checked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2311,6 +2377,27 @@ func (x *Task) GetHealthOutput() string {
 		return x.HealthOutput
 	}
 	return ""
+}
+
+func (x *Task) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *Task) GetSpecDigest() string {
+	if x != nil {
+		return x.SpecDigest
+	}
+	return ""
+}
+
+func (x *Task) GetHealthChecked() bool {
+	if x != nil {
+		return x.HealthChecked
+	}
+	return false
 }
 
 type Node struct {
@@ -5469,6 +5556,8 @@ type ListTasksRequest struct {
 	Node    string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	// all includes finished tasks kept as history.
 	All bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	// view is how much of each task to return; unspecified is BASIC.
+	View TaskView `protobuf:"varint,6,opt,name=view,proto3,enum=warren.api.v1.TaskView" json:"view,omitempty"`
 	// page_size bounds the number of tasks in the response: 0 means the
 	// server's default, and larger values than the server's maximum are
 	// lowered to it. A page also ends before it grows past about 2 MiB, so a
@@ -5530,6 +5619,13 @@ func (x *ListTasksRequest) GetAll() bool {
 		return x.All
 	}
 	return false
+}
+
+func (x *ListTasksRequest) GetView() TaskView {
+	if x != nil {
+		return x.View
+	}
+	return TaskView_TASK_VIEW_UNSPECIFIED
 }
 
 func (x *ListTasksRequest) GetPageSize() uint32 {
@@ -7415,7 +7511,7 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\rprevious_spec\x18( \x01(\v2\x1a.warren.api.v1.ServiceSpecR\fpreviousSpec\x12@\n" +
 	"\rupdate_status\x18) \x01(\v2\x1b.warren.api.v1.UpdateStatusR\fupdateStatus\x127\n" +
 	"\n" +
-	"job_status\x18P \x01(\v2\x18.warren.api.v1.JobStatusR\tjobStatus\"\x99\x06\n" +
+	"job_status\x18P \x01(\v2\x18.warren.api.v1.JobStatusR\tjobStatus\"\xf7\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -7442,7 +7538,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\aaddress\x18\x12 \x01(\tR\aaddress\x12%\n" +
 	"\x0eprevious_error\x18\x13 \x01(\tR\rpreviousError\x122\n" +
 	"\x06health\x18( \x01(\x0e2\x1a.warren.api.v1.HealthStateR\x06health\x12#\n" +
-	"\rhealth_output\x18) \x01(\tR\fhealthOutput\"\xe8\b\n" +
+	"\rhealth_output\x18) \x01(\tR\fhealthOutput\x12\x14\n" +
+	"\x05image\x182 \x01(\tR\x05image\x12\x1f\n" +
+	"\vspec_digest\x183 \x01(\tR\n" +
+	"specDigest\x12%\n" +
+	"\x0ehealth_checked\x184 \x01(\bR\rhealthChecked\"\xe8\b\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -7701,11 +7801,12 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"=\n" +
 	"\x12RemoveNodeResponse\x12'\n" +
-	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"\x8e\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x13.warren.api.v1.NodeR\x04node\"\xbb\x01\n" +
 	"\x10ListTasksRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
-	"\x03all\x18\x03 \x01(\bR\x03all\x12\x1b\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12+\n" +
+	"\x04view\x18\x06 \x01(\x0e2\x17.warren.api.v1.TaskViewR\x04view\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\"f\n" +
@@ -7899,7 +8000,11 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x18EVENT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_ACTION_CREATED\x10\x01\x12\x18\n" +
 	"\x14EVENT_ACTION_UPDATED\x10\x02\x12\x18\n" +
-	"\x14EVENT_ACTION_DELETED\x10\x032\x96\x16\n" +
+	"\x14EVENT_ACTION_DELETED\x10\x03*N\n" +
+	"\bTaskView\x12\x19\n" +
+	"\x15TASK_VIEW_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTASK_VIEW_BASIC\x10\x01\x12\x12\n" +
+	"\x0eTASK_VIEW_FULL\x10\x022\x96\x16\n" +
 	"\x06Warren\x12Z\n" +
 	"\rCreateService\x12#.warren.api.v1.CreateServiceRequest\x1a$.warren.api.v1.CreateServiceResponse\x12Q\n" +
 	"\n" +
@@ -7952,7 +8057,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_core_api_v1_api_proto_rawDescData
 }
 
-var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
+var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 17)
 var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
@@ -7965,309 +8070,311 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	(NodeStatus)(0),                 // 7: warren.api.v1.NodeStatus
 	(NodeAvailability)(0),           // 8: warren.api.v1.NodeAvailability
 	(EventAction)(0),                // 9: warren.api.v1.EventAction
-	(RestartPolicy_Condition)(0),    // 10: warren.api.v1.RestartPolicy.Condition
-	(UpdatePolicy_Order)(0),         // 11: warren.api.v1.UpdatePolicy.Order
-	(UpdatePolicy_FailureAction)(0), // 12: warren.api.v1.UpdatePolicy.FailureAction
-	(UpdateStatus_State)(0),         // 13: warren.api.v1.UpdateStatus.State
-	(JobStatus_State)(0),            // 14: warren.api.v1.JobStatus.State
-	(HealthCheck_Type)(0),           // 15: warren.api.v1.HealthCheck.Type
-	(*Resources)(nil),               // 16: warren.api.v1.Resources
-	(*RestartPolicy)(nil),           // 17: warren.api.v1.RestartPolicy
-	(*UpdatePolicy)(nil),            // 18: warren.api.v1.UpdatePolicy
-	(*UpdateStatus)(nil),            // 19: warren.api.v1.UpdateStatus
-	(*Mount)(nil),                   // 20: warren.api.v1.Mount
-	(*ServiceSpec)(nil),             // 21: warren.api.v1.ServiceSpec
-	(*PortConfig)(nil),              // 22: warren.api.v1.PortConfig
-	(*FileReference)(nil),           // 23: warren.api.v1.FileReference
-	(*JobStatus)(nil),               // 24: warren.api.v1.JobStatus
-	(*HealthCheck)(nil),             // 25: warren.api.v1.HealthCheck
-	(*Service)(nil),                 // 26: warren.api.v1.Service
-	(*Task)(nil),                    // 27: warren.api.v1.Task
-	(*Node)(nil),                    // 28: warren.api.v1.Node
-	(*NodeNetwork)(nil),             // 29: warren.api.v1.NodeNetwork
-	(*ClusterNetwork)(nil),          // 30: warren.api.v1.ClusterNetwork
-	(*NodeCondition)(nil),           // 31: warren.api.v1.NodeCondition
-	(*Secret)(nil),                  // 32: warren.api.v1.Secret
-	(*Config)(nil),                  // 33: warren.api.v1.Config
-	(*Volume)(nil),                  // 34: warren.api.v1.Volume
-	(*Event)(nil),                   // 35: warren.api.v1.Event
-	(*CreateVolumeRequest)(nil),     // 36: warren.api.v1.CreateVolumeRequest
-	(*GetVolumeRequest)(nil),        // 37: warren.api.v1.GetVolumeRequest
-	(*VolumeResponse)(nil),          // 38: warren.api.v1.VolumeResponse
-	(*ListVolumesRequest)(nil),      // 39: warren.api.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 40: warren.api.v1.ListVolumesResponse
-	(*RemoveVolumeRequest)(nil),     // 41: warren.api.v1.RemoveVolumeRequest
-	(*RemoveVolumeResponse)(nil),    // 42: warren.api.v1.RemoveVolumeResponse
-	(*CreateSecretRequest)(nil),     // 43: warren.api.v1.CreateSecretRequest
-	(*UpdateSecretRequest)(nil),     // 44: warren.api.v1.UpdateSecretRequest
-	(*GetSecretRequest)(nil),        // 45: warren.api.v1.GetSecretRequest
-	(*SecretResponse)(nil),          // 46: warren.api.v1.SecretResponse
-	(*ListSecretsRequest)(nil),      // 47: warren.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),     // 48: warren.api.v1.ListSecretsResponse
-	(*RemoveSecretRequest)(nil),     // 49: warren.api.v1.RemoveSecretRequest
-	(*RemoveSecretResponse)(nil),    // 50: warren.api.v1.RemoveSecretResponse
-	(*CreateConfigRequest)(nil),     // 51: warren.api.v1.CreateConfigRequest
-	(*UpdateConfigRequest)(nil),     // 52: warren.api.v1.UpdateConfigRequest
-	(*GetConfigRequest)(nil),        // 53: warren.api.v1.GetConfigRequest
-	(*ConfigResponse)(nil),          // 54: warren.api.v1.ConfigResponse
-	(*ListConfigsRequest)(nil),      // 55: warren.api.v1.ListConfigsRequest
-	(*ListConfigsResponse)(nil),     // 56: warren.api.v1.ListConfigsResponse
-	(*RemoveConfigRequest)(nil),     // 57: warren.api.v1.RemoveConfigRequest
-	(*RemoveConfigResponse)(nil),    // 58: warren.api.v1.RemoveConfigResponse
-	(*CreateServiceRequest)(nil),    // 59: warren.api.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 60: warren.api.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 61: warren.api.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 62: warren.api.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 63: warren.api.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),    // 64: warren.api.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 65: warren.api.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 66: warren.api.v1.UpdateServiceResponse
-	(*PromoteServiceRequest)(nil),   // 67: warren.api.v1.PromoteServiceRequest
-	(*PromoteServiceResponse)(nil),  // 68: warren.api.v1.PromoteServiceResponse
-	(*ScaleServiceRequest)(nil),     // 69: warren.api.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),    // 70: warren.api.v1.ScaleServiceResponse
-	(*RemoveServiceRequest)(nil),    // 71: warren.api.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 72: warren.api.v1.RemoveServiceResponse
-	(*ListNodesRequest)(nil),        // 73: warren.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 74: warren.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),          // 75: warren.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),         // 76: warren.api.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),       // 77: warren.api.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 78: warren.api.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),       // 79: warren.api.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 80: warren.api.v1.RemoveNodeResponse
-	(*ListTasksRequest)(nil),        // 81: warren.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 82: warren.api.v1.ListTasksResponse
-	(*EventsRequest)(nil),           // 83: warren.api.v1.EventsRequest
-	(*TaskLogsRequest)(nil),         // 84: warren.api.v1.TaskLogsRequest
-	(*TaskStatsRequest)(nil),        // 85: warren.api.v1.TaskStatsRequest
-	(*TaskStatsResponse)(nil),       // 86: warren.api.v1.TaskStatsResponse
-	(*TaskStatsSample)(nil),         // 87: warren.api.v1.TaskStatsSample
-	(*LogChunk)(nil),                // 88: warren.api.v1.LogChunk
-	(*ExecStart)(nil),               // 89: warren.api.v1.ExecStart
-	(*TermSize)(nil),                // 90: warren.api.v1.TermSize
-	(*ExecInput)(nil),               // 91: warren.api.v1.ExecInput
-	(*ExecOutput)(nil),              // 92: warren.api.v1.ExecOutput
-	(*ImportImageChunk)(nil),        // 93: warren.api.v1.ImportImageChunk
-	(*ImportedImage)(nil),           // 94: warren.api.v1.ImportedImage
-	(*ImportImageResponse)(nil),     // 95: warren.api.v1.ImportImageResponse
-	(*ImportImageProgress)(nil),     // 96: warren.api.v1.ImportImageProgress
-	(*ListImagesRequest)(nil),       // 97: warren.api.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),      // 98: warren.api.v1.ListImagesResponse
-	(*NodeImages)(nil),              // 99: warren.api.v1.NodeImages
-	(*NodeImport)(nil),              // 100: warren.api.v1.NodeImport
-	(*PluginStatus)(nil),            // 101: warren.api.v1.PluginStatus
-	(*ListPluginsRequest)(nil),      // 102: warren.api.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 103: warren.api.v1.ListPluginsResponse
-	(*ClusterInfoRequest)(nil),      // 104: warren.api.v1.ClusterInfoRequest
-	(*ClusterInfoResponse)(nil),     // 105: warren.api.v1.ClusterInfoResponse
-	nil,                             // 106: warren.api.v1.ServiceSpec.EnvEntry
-	nil,                             // 107: warren.api.v1.ServiceSpec.LabelsEntry
-	nil,                             // 108: warren.api.v1.Node.LabelsEntry
-	nil,                             // 109: warren.api.v1.Node.AgentLabelsEntry
-	nil,                             // 110: warren.api.v1.Node.AttributesEntry
-	nil,                             // 111: warren.api.v1.Secret.LabelsEntry
-	nil,                             // 112: warren.api.v1.Config.LabelsEntry
-	nil,                             // 113: warren.api.v1.Volume.OptionsEntry
-	nil,                             // 114: warren.api.v1.Volume.LabelsEntry
-	nil,                             // 115: warren.api.v1.CreateVolumeRequest.LabelsEntry
-	nil,                             // 116: warren.api.v1.CreateSecretRequest.LabelsEntry
-	nil,                             // 117: warren.api.v1.CreateConfigRequest.LabelsEntry
-	nil,                             // 118: warren.api.v1.ListServicesRequest.LabelsEntry
-	nil,                             // 119: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 120: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 121: google.protobuf.Timestamp
+	(TaskView)(0),                   // 10: warren.api.v1.TaskView
+	(RestartPolicy_Condition)(0),    // 11: warren.api.v1.RestartPolicy.Condition
+	(UpdatePolicy_Order)(0),         // 12: warren.api.v1.UpdatePolicy.Order
+	(UpdatePolicy_FailureAction)(0), // 13: warren.api.v1.UpdatePolicy.FailureAction
+	(UpdateStatus_State)(0),         // 14: warren.api.v1.UpdateStatus.State
+	(JobStatus_State)(0),            // 15: warren.api.v1.JobStatus.State
+	(HealthCheck_Type)(0),           // 16: warren.api.v1.HealthCheck.Type
+	(*Resources)(nil),               // 17: warren.api.v1.Resources
+	(*RestartPolicy)(nil),           // 18: warren.api.v1.RestartPolicy
+	(*UpdatePolicy)(nil),            // 19: warren.api.v1.UpdatePolicy
+	(*UpdateStatus)(nil),            // 20: warren.api.v1.UpdateStatus
+	(*Mount)(nil),                   // 21: warren.api.v1.Mount
+	(*ServiceSpec)(nil),             // 22: warren.api.v1.ServiceSpec
+	(*PortConfig)(nil),              // 23: warren.api.v1.PortConfig
+	(*FileReference)(nil),           // 24: warren.api.v1.FileReference
+	(*JobStatus)(nil),               // 25: warren.api.v1.JobStatus
+	(*HealthCheck)(nil),             // 26: warren.api.v1.HealthCheck
+	(*Service)(nil),                 // 27: warren.api.v1.Service
+	(*Task)(nil),                    // 28: warren.api.v1.Task
+	(*Node)(nil),                    // 29: warren.api.v1.Node
+	(*NodeNetwork)(nil),             // 30: warren.api.v1.NodeNetwork
+	(*ClusterNetwork)(nil),          // 31: warren.api.v1.ClusterNetwork
+	(*NodeCondition)(nil),           // 32: warren.api.v1.NodeCondition
+	(*Secret)(nil),                  // 33: warren.api.v1.Secret
+	(*Config)(nil),                  // 34: warren.api.v1.Config
+	(*Volume)(nil),                  // 35: warren.api.v1.Volume
+	(*Event)(nil),                   // 36: warren.api.v1.Event
+	(*CreateVolumeRequest)(nil),     // 37: warren.api.v1.CreateVolumeRequest
+	(*GetVolumeRequest)(nil),        // 38: warren.api.v1.GetVolumeRequest
+	(*VolumeResponse)(nil),          // 39: warren.api.v1.VolumeResponse
+	(*ListVolumesRequest)(nil),      // 40: warren.api.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 41: warren.api.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),     // 42: warren.api.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),    // 43: warren.api.v1.RemoveVolumeResponse
+	(*CreateSecretRequest)(nil),     // 44: warren.api.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),     // 45: warren.api.v1.UpdateSecretRequest
+	(*GetSecretRequest)(nil),        // 46: warren.api.v1.GetSecretRequest
+	(*SecretResponse)(nil),          // 47: warren.api.v1.SecretResponse
+	(*ListSecretsRequest)(nil),      // 48: warren.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),     // 49: warren.api.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),     // 50: warren.api.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),    // 51: warren.api.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),     // 52: warren.api.v1.CreateConfigRequest
+	(*UpdateConfigRequest)(nil),     // 53: warren.api.v1.UpdateConfigRequest
+	(*GetConfigRequest)(nil),        // 54: warren.api.v1.GetConfigRequest
+	(*ConfigResponse)(nil),          // 55: warren.api.v1.ConfigResponse
+	(*ListConfigsRequest)(nil),      // 56: warren.api.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),     // 57: warren.api.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),     // 58: warren.api.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),    // 59: warren.api.v1.RemoveConfigResponse
+	(*CreateServiceRequest)(nil),    // 60: warren.api.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 61: warren.api.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 62: warren.api.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 63: warren.api.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 64: warren.api.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),    // 65: warren.api.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 66: warren.api.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 67: warren.api.v1.UpdateServiceResponse
+	(*PromoteServiceRequest)(nil),   // 68: warren.api.v1.PromoteServiceRequest
+	(*PromoteServiceResponse)(nil),  // 69: warren.api.v1.PromoteServiceResponse
+	(*ScaleServiceRequest)(nil),     // 70: warren.api.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),    // 71: warren.api.v1.ScaleServiceResponse
+	(*RemoveServiceRequest)(nil),    // 72: warren.api.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 73: warren.api.v1.RemoveServiceResponse
+	(*ListNodesRequest)(nil),        // 74: warren.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 75: warren.api.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),          // 76: warren.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),         // 77: warren.api.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),       // 78: warren.api.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 79: warren.api.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),       // 80: warren.api.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 81: warren.api.v1.RemoveNodeResponse
+	(*ListTasksRequest)(nil),        // 82: warren.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 83: warren.api.v1.ListTasksResponse
+	(*EventsRequest)(nil),           // 84: warren.api.v1.EventsRequest
+	(*TaskLogsRequest)(nil),         // 85: warren.api.v1.TaskLogsRequest
+	(*TaskStatsRequest)(nil),        // 86: warren.api.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),       // 87: warren.api.v1.TaskStatsResponse
+	(*TaskStatsSample)(nil),         // 88: warren.api.v1.TaskStatsSample
+	(*LogChunk)(nil),                // 89: warren.api.v1.LogChunk
+	(*ExecStart)(nil),               // 90: warren.api.v1.ExecStart
+	(*TermSize)(nil),                // 91: warren.api.v1.TermSize
+	(*ExecInput)(nil),               // 92: warren.api.v1.ExecInput
+	(*ExecOutput)(nil),              // 93: warren.api.v1.ExecOutput
+	(*ImportImageChunk)(nil),        // 94: warren.api.v1.ImportImageChunk
+	(*ImportedImage)(nil),           // 95: warren.api.v1.ImportedImage
+	(*ImportImageResponse)(nil),     // 96: warren.api.v1.ImportImageResponse
+	(*ImportImageProgress)(nil),     // 97: warren.api.v1.ImportImageProgress
+	(*ListImagesRequest)(nil),       // 98: warren.api.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),      // 99: warren.api.v1.ListImagesResponse
+	(*NodeImages)(nil),              // 100: warren.api.v1.NodeImages
+	(*NodeImport)(nil),              // 101: warren.api.v1.NodeImport
+	(*PluginStatus)(nil),            // 102: warren.api.v1.PluginStatus
+	(*ListPluginsRequest)(nil),      // 103: warren.api.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 104: warren.api.v1.ListPluginsResponse
+	(*ClusterInfoRequest)(nil),      // 105: warren.api.v1.ClusterInfoRequest
+	(*ClusterInfoResponse)(nil),     // 106: warren.api.v1.ClusterInfoResponse
+	nil,                             // 107: warren.api.v1.ServiceSpec.EnvEntry
+	nil,                             // 108: warren.api.v1.ServiceSpec.LabelsEntry
+	nil,                             // 109: warren.api.v1.Node.LabelsEntry
+	nil,                             // 110: warren.api.v1.Node.AgentLabelsEntry
+	nil,                             // 111: warren.api.v1.Node.AttributesEntry
+	nil,                             // 112: warren.api.v1.Secret.LabelsEntry
+	nil,                             // 113: warren.api.v1.Config.LabelsEntry
+	nil,                             // 114: warren.api.v1.Volume.OptionsEntry
+	nil,                             // 115: warren.api.v1.Volume.LabelsEntry
+	nil,                             // 116: warren.api.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 117: warren.api.v1.CreateSecretRequest.LabelsEntry
+	nil,                             // 118: warren.api.v1.CreateConfigRequest.LabelsEntry
+	nil,                             // 119: warren.api.v1.ListServicesRequest.LabelsEntry
+	nil,                             // 120: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	(*durationpb.Duration)(nil),     // 121: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 122: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
-	10,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	120, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	120, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	120, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	120, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
-	11,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
-	12,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	120, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
-	13,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	121, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	121, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	121, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
-	106, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
-	107, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
-	16,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
-	16,  // 15: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
-	17,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
-	18,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
-	20,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	120, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	11,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
+	121, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	121, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	121, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	121, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	12,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
+	13,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
+	121, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	14,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
+	122, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	122, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	122, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
+	107, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
+	108, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
+	17,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
+	17,  // 15: warren.api.v1.ServiceSpec.reservations:type_name -> warren.api.v1.Resources
+	18,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
+	19,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
+	21,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
+	121, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 20: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
-	22,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
-	23,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
-	23,  // 23: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
-	25,  // 24: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
-	18,  // 25: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
+	23,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
+	24,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
+	24,  // 23: warren.api.v1.ServiceSpec.configs:type_name -> warren.api.v1.FileReference
+	26,  // 24: warren.api.v1.ServiceSpec.health_check:type_name -> warren.api.v1.HealthCheck
+	19,  // 25: warren.api.v1.ServiceSpec.rollback_policy:type_name -> warren.api.v1.UpdatePolicy
 	2,   // 26: warren.api.v1.ServiceSpec.mode:type_name -> warren.api.v1.ServiceMode
 	0,   // 27: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 28: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
-	14,  // 29: warren.api.v1.JobStatus.state:type_name -> warren.api.v1.JobStatus.State
-	121, // 30: warren.api.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	121, // 31: warren.api.v1.JobStatus.completed_at:type_name -> google.protobuf.Timestamp
-	15,  // 32: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	120, // 33: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	120, // 34: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	120, // 35: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
-	21,  // 36: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	121, // 37: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	121, // 38: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	21,  // 39: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
-	19,  // 40: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
-	24,  // 41: warren.api.v1.Service.job_status:type_name -> warren.api.v1.JobStatus
-	21,  // 42: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
+	15,  // 29: warren.api.v1.JobStatus.state:type_name -> warren.api.v1.JobStatus.State
+	122, // 30: warren.api.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	122, // 31: warren.api.v1.JobStatus.completed_at:type_name -> google.protobuf.Timestamp
+	16,  // 32: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
+	121, // 33: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	121, // 34: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	121, // 35: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	22,  // 36: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
+	122, // 37: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	122, // 38: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	22,  // 39: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
+	20,  // 40: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
+	25,  // 41: warren.api.v1.Service.job_status:type_name -> warren.api.v1.JobStatus
+	22,  // 42: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 43: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 44: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	121, // 45: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	121, // 46: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	121, // 47: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	122, // 45: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	122, // 46: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	122, // 47: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 48: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 49: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 50: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 51: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
-	108, // 52: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
-	16,  // 53: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	121, // 54: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	121, // 55: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
-	109, // 56: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
-	31,  // 57: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
-	110, // 58: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
-	29,  // 59: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	121, // 60: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
-	111, // 61: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	121, // 62: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	121, // 63: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	112, // 64: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	121, // 65: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	121, // 66: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
-	113, // 67: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
-	114, // 68: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	121, // 69: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	109, // 52: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
+	17,  // 53: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
+	122, // 54: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	122, // 55: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	110, // 56: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
+	32,  // 57: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
+	111, // 58: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
+	30,  // 59: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
+	122, // 60: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	112, // 61: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
+	122, // 62: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	122, // 63: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	113, // 64: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
+	122, // 65: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	122, // 66: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	114, // 67: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
+	115, // 68: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
+	122, // 69: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 70: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	121, // 71: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
-	26,  // 72: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
-	27,  // 73: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
-	28,  // 74: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
-	32,  // 75: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
-	34,  // 76: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
-	33,  // 77: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
-	115, // 78: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
-	34,  // 79: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
-	38,  // 80: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
-	116, // 81: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
-	32,  // 82: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
-	32,  // 83: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
-	117, // 84: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
-	33,  // 85: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
-	33,  // 86: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
-	21,  // 87: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	26,  // 88: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 89: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
-	118, // 90: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
-	26,  // 91: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
-	21,  // 92: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
-	26,  // 93: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 94: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
-	26,  // 95: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
-	28,  // 96: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
-	28,  // 97: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
+	122, // 71: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	27,  // 72: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
+	28,  // 73: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
+	29,  // 74: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
+	33,  // 75: warren.api.v1.Event.secret:type_name -> warren.api.v1.Secret
+	35,  // 76: warren.api.v1.Event.volume:type_name -> warren.api.v1.Volume
+	34,  // 77: warren.api.v1.Event.config:type_name -> warren.api.v1.Config
+	116, // 78: warren.api.v1.CreateVolumeRequest.labels:type_name -> warren.api.v1.CreateVolumeRequest.LabelsEntry
+	35,  // 79: warren.api.v1.VolumeResponse.volume:type_name -> warren.api.v1.Volume
+	39,  // 80: warren.api.v1.ListVolumesResponse.volumes:type_name -> warren.api.v1.VolumeResponse
+	117, // 81: warren.api.v1.CreateSecretRequest.labels:type_name -> warren.api.v1.CreateSecretRequest.LabelsEntry
+	33,  // 82: warren.api.v1.SecretResponse.secret:type_name -> warren.api.v1.Secret
+	33,  // 83: warren.api.v1.ListSecretsResponse.secrets:type_name -> warren.api.v1.Secret
+	118, // 84: warren.api.v1.CreateConfigRequest.labels:type_name -> warren.api.v1.CreateConfigRequest.LabelsEntry
+	34,  // 85: warren.api.v1.ConfigResponse.config:type_name -> warren.api.v1.Config
+	34,  // 86: warren.api.v1.ListConfigsResponse.configs:type_name -> warren.api.v1.Config
+	22,  // 87: warren.api.v1.CreateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	27,  // 88: warren.api.v1.CreateServiceResponse.service:type_name -> warren.api.v1.Service
+	27,  // 89: warren.api.v1.GetServiceResponse.service:type_name -> warren.api.v1.Service
+	119, // 90: warren.api.v1.ListServicesRequest.labels:type_name -> warren.api.v1.ListServicesRequest.LabelsEntry
+	27,  // 91: warren.api.v1.ListServicesResponse.services:type_name -> warren.api.v1.Service
+	22,  // 92: warren.api.v1.UpdateServiceRequest.spec:type_name -> warren.api.v1.ServiceSpec
+	27,  // 93: warren.api.v1.UpdateServiceResponse.service:type_name -> warren.api.v1.Service
+	27,  // 94: warren.api.v1.PromoteServiceResponse.service:type_name -> warren.api.v1.Service
+	27,  // 95: warren.api.v1.ScaleServiceResponse.service:type_name -> warren.api.v1.Service
+	29,  // 96: warren.api.v1.ListNodesResponse.nodes:type_name -> warren.api.v1.Node
+	29,  // 97: warren.api.v1.GetNodeResponse.node:type_name -> warren.api.v1.Node
 	8,   // 98: warren.api.v1.UpdateNodeRequest.availability:type_name -> warren.api.v1.NodeAvailability
-	119, // 99: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	28,  // 100: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
-	28,  // 101: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
-	27,  // 102: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	87,  // 103: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
-	90,  // 104: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	89,  // 105: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	90,  // 106: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	94,  // 107: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	100, // 108: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	100, // 109: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
-	95,  // 110: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
-	99,  // 111: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	94,  // 112: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	94,  // 113: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	121, // 114: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	101, // 115: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	59,  // 116: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	61,  // 117: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	63,  // 118: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	65,  // 119: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	69,  // 120: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	71,  // 121: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	67,  // 122: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
-	73,  // 123: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	75,  // 124: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	77,  // 125: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	79,  // 126: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	81,  // 127: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	83,  // 128: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	84,  // 129: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	93,  // 130: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	97,  // 131: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	102, // 132: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	91,  // 133: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	85,  // 134: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
-	104, // 135: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	43,  // 136: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	44,  // 137: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	45,  // 138: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	47,  // 139: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	49,  // 140: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	51,  // 141: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	52,  // 142: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	53,  // 143: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	55,  // 144: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	57,  // 145: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	36,  // 146: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	37,  // 147: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	39,  // 148: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	41,  // 149: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	60,  // 150: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	62,  // 151: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	64,  // 152: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	66,  // 153: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	70,  // 154: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	72,  // 155: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	68,  // 156: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
-	74,  // 157: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	76,  // 158: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	78,  // 159: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	80,  // 160: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	82,  // 161: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	35,  // 162: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	88,  // 163: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	96,  // 164: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
-	98,  // 165: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	103, // 166: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	92,  // 167: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	86,  // 168: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
-	105, // 169: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	46,  // 170: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 171: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	46,  // 172: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	48,  // 173: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	50,  // 174: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	54,  // 175: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 176: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	54,  // 177: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	56,  // 178: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	58,  // 179: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	38,  // 180: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	38,  // 181: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	40,  // 182: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	42,  // 183: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	150, // [150:184] is the sub-list for method output_type
-	116, // [116:150] is the sub-list for method input_type
-	116, // [116:116] is the sub-list for extension type_name
-	116, // [116:116] is the sub-list for extension extendee
-	0,   // [0:116] is the sub-list for field type_name
+	120, // 99: warren.api.v1.UpdateNodeRequest.labels_add:type_name -> warren.api.v1.UpdateNodeRequest.LabelsAddEntry
+	29,  // 100: warren.api.v1.UpdateNodeResponse.node:type_name -> warren.api.v1.Node
+	29,  // 101: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
+	10,  // 102: warren.api.v1.ListTasksRequest.view:type_name -> warren.api.v1.TaskView
+	28,  // 103: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
+	88,  // 104: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	91,  // 105: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	90,  // 106: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	91,  // 107: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	95,  // 108: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	101, // 109: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	101, // 110: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	96,  // 111: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	100, // 112: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	95,  // 113: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	95,  // 114: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	122, // 115: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	102, // 116: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	60,  // 117: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	62,  // 118: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	64,  // 119: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	66,  // 120: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	70,  // 121: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	72,  // 122: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	68,  // 123: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	74,  // 124: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	76,  // 125: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	78,  // 126: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	80,  // 127: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	82,  // 128: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	84,  // 129: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	85,  // 130: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	94,  // 131: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	98,  // 132: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	103, // 133: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	92,  // 134: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	86,  // 135: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	105, // 136: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	44,  // 137: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	45,  // 138: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	46,  // 139: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	48,  // 140: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	50,  // 141: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	52,  // 142: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	53,  // 143: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	54,  // 144: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	56,  // 145: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	58,  // 146: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	37,  // 147: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	38,  // 148: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	40,  // 149: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	42,  // 150: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	61,  // 151: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	63,  // 152: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	65,  // 153: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	67,  // 154: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	71,  // 155: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	73,  // 156: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	69,  // 157: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	75,  // 158: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	77,  // 159: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	79,  // 160: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	81,  // 161: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	83,  // 162: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	36,  // 163: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	89,  // 164: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	97,  // 165: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	99,  // 166: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	104, // 167: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	93,  // 168: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	87,  // 169: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	106, // 170: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	47,  // 171: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	47,  // 172: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	47,  // 173: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	49,  // 174: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	51,  // 175: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	55,  // 176: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	55,  // 177: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	55,  // 178: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	57,  // 179: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	59,  // 180: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	39,  // 181: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	39,  // 182: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	41,  // 183: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	43,  // 184: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	151, // [151:185] is the sub-list for method output_type
+	117, // [117:151] is the sub-list for method input_type
+	117, // [117:117] is the sub-list for extension type_name
+	117, // [117:117] is the sub-list for extension extendee
+	0,   // [0:117] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -8300,7 +8407,7 @@ func file_core_api_v1_api_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
-			NumEnums:      16,
+			NumEnums:      17,
 			NumMessages:   104,
 			NumExtensions: 0,
 			NumServices:   1,
