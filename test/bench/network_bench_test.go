@@ -68,7 +68,7 @@ func BenchmarkNameOnOtherNode(b *testing.B) {
 		var addr string
 		deadline := time.Now().Add(time.Minute)
 		for addr == "" {
-			resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: name})
+			resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: name, View: apiv1.TaskView_TASK_VIEW_FULL})
 			if err != nil {
 				b.Fatal(err)
 			}

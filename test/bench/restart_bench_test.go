@@ -124,7 +124,7 @@ func countTasks(b *testing.B, c apiv1.WarrenClient, all bool) int {
 	b.Helper()
 	n, tok := 0, ""
 	for {
-		resp, err := c.ListTasks(context.Background(), &apiv1.ListTasksRequest{All: all, PageToken: tok})
+		resp, err := c.ListTasks(context.Background(), &apiv1.ListTasksRequest{All: all, PageToken: tok, View: apiv1.TaskView_TASK_VIEW_FULL})
 		if err != nil {
 			b.Fatal(err)
 		}

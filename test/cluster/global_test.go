@@ -61,7 +61,7 @@ func TestGlobalJobJoin(t *testing.T) {
 				return false
 			}
 			st = svc.GetService().GetJobStatus()
-			resp, err := api.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: "prep", All: true})
+			resp, err := api.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: "prep", All: true, View: apiv1.TaskView_TASK_VIEW_FULL})
 			if err != nil {
 				return false
 			}

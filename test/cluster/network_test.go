@@ -34,7 +34,7 @@ func inTask(t *testing.T, n *clustertest.Node, taskID, script string) (string, e
 // overlayTasks returns the RUNNING tasks of a service that have an address.
 func overlayTasks(t *testing.T, m *clustertest.Node, service string) []*apiv1.Task {
 	t.Helper()
-	resp, err := m.Client().ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service})
+	resp, err := m.Client().ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service, View: apiv1.TaskView_TASK_VIEW_FULL})
 	if err != nil {
 		t.Fatal(err)
 	}

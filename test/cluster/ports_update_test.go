@@ -77,7 +77,7 @@ func TestClusterPortsStartFirst(t *testing.T) {
 	}
 	// The old tasks stopped at their stop signal, not at the kill after
 	// the grace period: the loop ran against servers that go at once.
-	hist, err := m1.Client().ListTasks(t.Context(), &apiv1.ListTasksRequest{Service: "web", All: true})
+	hist, err := m1.Client().ListTasks(t.Context(), &apiv1.ListTasksRequest{Service: "web", All: true, View: apiv1.TaskView_TASK_VIEW_FULL})
 	if err != nil {
 		t.Fatal(err)
 	}

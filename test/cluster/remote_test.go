@@ -355,7 +355,7 @@ func tasksOf(t *testing.T, n *clustertest.Node, service string) []*apiv1.Task {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := n.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: true})
+	resp, err := n.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: true, View: apiv1.TaskView_TASK_VIEW_FULL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func runningTasksOn(t *testing.T, m *clustertest.Node, node string, containers m
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := m.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Node: node})
+	resp, err := m.Client().ListTasks(ctx, &apiv1.ListTasksRequest{Node: node, View: apiv1.TaskView_TASK_VIEW_FULL})
 	if err != nil {
 		return nil
 	}

@@ -76,7 +76,7 @@ func TestSecretGoesOnlyWhereItsTaskRuns(t *testing.T) {
 	running := func(except string) *apiv1.Task {
 		var got *apiv1.Task
 		testutil.Eventually(t, 60*time.Second, "app's task running", func() bool {
-			resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: "app"})
+			resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: "app", View: apiv1.TaskView_TASK_VIEW_FULL})
 			if err != nil {
 				return false
 			}

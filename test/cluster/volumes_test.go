@@ -27,7 +27,7 @@ func TestVolumeKeepsItsTasksTogether(t *testing.T) {
 		"--mount", "type=volume,source=shared,target=/data", "--stop-grace-period=1s", "--detach")
 	var nodes map[string]int
 	testutil.Eventually(t, 60*time.Second, "both tasks of pair running", func() bool {
-		resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: "pair"})
+		resp, err := api.ListTasks(ctx, &apiv1.ListTasksRequest{Service: "pair", View: apiv1.TaskView_TASK_VIEW_FULL})
 		if err != nil {
 			return false
 		}

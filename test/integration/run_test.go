@@ -141,7 +141,7 @@ func (n *node) tasks(service string, all bool) []*apiv1.Task {
 	var out []*apiv1.Task
 	token := ""
 	for {
-		resp, err := n.c.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service, All: all, PageToken: token})
+		resp, err := n.c.ListTasks(context.Background(), &apiv1.ListTasksRequest{Service: service, All: all, PageToken: token, View: apiv1.TaskView_TASK_VIEW_FULL})
 		if err != nil {
 			n.t.Fatalf("list tasks of %q: %v", service, err)
 		}

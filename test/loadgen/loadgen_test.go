@@ -77,7 +77,7 @@ func TestSmallFleet(t *testing.T) {
 		}
 		// None of the running tasks is on the lost node.
 		for _, n := range names {
-			r, err := m.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: n, Node: victims[0].ID})
+			r, err := m.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: n, Node: victims[0].ID, View: apiv1.TaskView_TASK_VIEW_FULL})
 			if err != nil {
 				t.Fatal(err)
 			}
