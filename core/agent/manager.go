@@ -275,7 +275,7 @@ func (r *run) startManager(ctx, runCtx context.Context, running *sync.WaitGroup,
 			func(ctx context.Context) {
 				logExit(logger, "scheduler loop", schedloop.Run(ctx, schedloop.Deps{
 					State: view, Events: bus, Raft: node, Scheduler: sched, Logger: logger,
-					OnSchedule: r.metrics.OnSchedule,
+					OnSchedule: r.metrics.OnSchedule, AwaitDelivered: disp.AwaitDelivered,
 				}))
 			},
 			func(ctx context.Context) { logExit(logger, "task metrics", r.metrics.WatchTasks(ctx, bus, allTasks)) },

@@ -138,6 +138,8 @@ type Dispatcher struct {
 	kick     chan struct{}
 	// net holds the peer set and endpoint table pushed to workers.
 	net *netState
+	// backlog counts the task changes routed to sessions and not sent yet.
+	backlog *backlog
 
 	heartbeats atomic.Uint64 // heartbeats received, for Stats
 }
@@ -211,6 +213,7 @@ func New(deps Deps) *Dispatcher {
 		kick:     make(chan struct{}, 1),
 		net:      newNetState(),
 		runReady: make(chan struct{}),
+		backlog:  newBacklog(),
 	}
 }
 
@@ -228,10 +231,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// One subscription for all the sessions, taken before any session
 	// starts: the fanout routes each task event to the sessions of its
 	// node and those that know the task.
-	fan := newFanout()
+	fan := newFanout(d.backlog)
 	fanDone := make(chan struct{})
 	if d.deps.Events != nil {
-		sub := d.deps.Events.Subscribe(isFanoutEvent, fanoutBuffer)
+		sub := fan.subscribe(d.deps.Events)
 		go func() {
 			defer close(fanDone)
 			fan.run(ctx, d.deps.Events, sub, func() {

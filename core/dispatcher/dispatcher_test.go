@@ -352,6 +352,13 @@ func TestAssignmentsFollowTheState(t *testing.T) {
 			}
 		})
 	}
+	// Everything routed was sent: nothing is left in the backlog that
+	// the scheduling loop paces its entries by.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := m.Dispatcher.AwaitDelivered(ctx, 0); err != nil {
+		t.Fatalf("AwaitDelivered(0) with every change sent: %v", err)
+	}
 }
 
 // taskEvents collects the Raft index of every task event by task ID.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 	"github.com/warrenorch/warren/core/events"
@@ -34,10 +35,15 @@ type fanout struct {
 	// err is set when the bus closed: every session, and every session
 	// added later, ends with it.
 	err error
+	// backlog counts the events taken and not routed yet (the sessions'
+	// inboxes count what they hold).
+	backlog *backlog
+	// buf is the subscription's buffer (fanoutBuffer).
+	buf int
 }
 
-func newFanout() *fanout {
-	return &fanout{byNode: map[string]map[*session]struct{}{}, byTask: map[string]map[*session]struct{}{}}
+func newFanout(b *backlog) *fanout {
+	return &fanout{byNode: map[string]map[*session]struct{}{}, byTask: map[string]map[*session]struct{}{}, backlog: b, buf: fanoutBuffer}
 }
 
 // inbox is what the fanout left for one session: the IDs of the tasks
@@ -51,10 +57,26 @@ type inbox struct {
 	lagged  bool // the resync is because the session fell behind
 	err     error
 	ready   chan struct{}
+	// backlog counts the changed IDs held here (and, once taken, until the
+	// session sent them).
+	backlog *backlog
 }
 
-func newInbox() *inbox {
-	return &inbox{changed: map[string]struct{}{}, ready: make(chan struct{}, 1)}
+func newInbox(b *backlog) *inbox {
+	return &inbox{changed: map[string]struct{}{}, ready: make(chan struct{}, 1), backlog: b}
+}
+
+// dropLocked empties changed, uncounting what it held.
+func (in *inbox) dropLocked() {
+	in.backlog.done(len(in.changed))
+	clear(in.changed)
+}
+
+// drop empties the inbox of a session that ends.
+func (in *inbox) drop() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.dropLocked()
 }
 
 func (in *inbox) poke() {
@@ -72,9 +94,12 @@ func (in *inbox) add(id string) {
 	if in.resync || in.err != nil {
 		return
 	}
-	in.changed[id] = struct{}{}
+	if _, ok := in.changed[id]; !ok {
+		in.changed[id] = struct{}{}
+		in.backlog.add(1)
+	}
 	if len(in.changed) > eventBuffer {
-		clear(in.changed)
+		in.dropLocked()
 		in.resync, in.lagged = true, true
 	}
 	in.poke()
@@ -85,7 +110,7 @@ func (in *inbox) setResync(lagged bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !in.resync {
-		clear(in.changed)
+		in.dropLocked()
 		in.resync = true
 	}
 	in.lagged = in.lagged || lagged
@@ -109,15 +134,19 @@ func (in *inbox) take(changed map[string]struct{}) (resync, lagged bool, err err
 	defer in.mu.Unlock()
 	clear(changed)
 	if in.err != nil {
+		in.dropLocked()
 		return false, false, in.err
 	}
 	resync, lagged = in.resync, in.lagged
-	if !resync {
+	if resync {
+		in.dropLocked()
+	} else {
+		// What is taken stays counted until the session sent it.
 		for id := range in.changed {
 			changed[id] = struct{}{}
 		}
+		clear(in.changed)
 	}
-	clear(in.changed)
 	in.resync, in.lagged = false, false
 	return resync, lagged, nil
 }
@@ -135,18 +164,48 @@ func isFanoutEvent(ev *apiv1.Event) bool {
 // hold of its lock.
 const routeBatch = 512
 
-// run routes the events of sub (the dispatcher's one subscription) until
-// ctx ends, taking the events that wait together under one hold of the
-// lock: the sessions take the lock too, and a placement of thousands of
-// tasks must not wait for each of them once per event. Falling behind the
-// bus resubscribes and resyncs every session; the bus closing ends every
+// subscription is the fanout's subscription to the bus. Each event it
+// takes counts in the backlog from its publication until it is routed: a
+// writer that waits on the backlog right after its commit (the scheduling
+// loop) sees its own changes waiting before the fanout got to them.
+type subscription struct {
+	*events.Subscription
+	offered atomic.Int64 // events the filter took, on the publisher's goroutine
+	routed  int64        // events routed, on the fanout's
+}
+
+func (f *fanout) subscribe(bus *events.Broker) *subscription {
+	s := &subscription{}
+	s.Subscription = bus.Subscribe(func(ev *apiv1.Event) bool {
+		if !isFanoutEvent(ev) {
+			return false
+		}
+		s.offered.Add(1)
+		f.backlog.add(1)
+		return true
+	}, f.buf)
+	return s
+}
+
+// end uncounts what the ended subscription took and will not route: the
+// bus calls its filter no more once it is closed.
+func (s *subscription) end(b *backlog) {
+	b.done(int(s.offered.Load() - s.routed))
+}
+
+// run routes the events of sub (from f.subscribe) until ctx
+// ends, taking the events that wait together under one hold of the lock:
+// the sessions take the lock too, and a placement of thousands of tasks
+// must not wait for each of them once per event. Falling behind the bus
+// resubscribes and resyncs every session; the bus closing ends every
 // session.
-func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscription, onLag func()) {
+func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *subscription, onLag func()) {
 	evs := make([]*apiv1.Event, 0, routeBatch)
 	for {
 		select {
 		case <-ctx.Done():
 			sub.Close()
+			sub.end(f.backlog)
 			return
 		case ev, ok := <-sub.C:
 			if ok {
@@ -162,16 +221,19 @@ func (f *fanout) run(ctx context.Context, bus *events.Broker, sub *events.Subscr
 					}
 				}
 				f.route(evs...)
+				sub.routed += int64(len(evs))
+				f.backlog.done(len(evs))
 				clear(evs)
 				continue
 			}
+			sub.end(f.backlog)
 			err := sub.Err()
 			if !errors.Is(err, events.ErrLagged) {
 				f.close(fmt.Errorf("event bus: %w", err))
 				return
 			}
 			onLag()
-			sub = bus.Subscribe(isFanoutEvent, fanoutBuffer)
+			sub = f.subscribe(bus)
 			f.resyncAll(true)
 		}
 	}
@@ -253,6 +315,7 @@ func (f *fanout) add(s *session) {
 func (f *fanout) remove(s *session) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	s.inbox.drop()
 	f.setKnownLocked(s, nil)
 	if ss := f.byNode[s.nodeID]; ss != nil {
 		delete(ss, s)

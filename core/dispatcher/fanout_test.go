@@ -36,6 +36,7 @@ func reportEvent(id, node string, s apiv1.TaskState, shutdown bool) *apiv1.Event
 func taken(s *session) []string {
 	changed := map[string]struct{}{}
 	resync, _, err := s.inbox.take(changed)
+	s.inbox.backlog.done(len(changed)) // sent, as a session would
 	switch {
 	case err != nil:
 		return []string{"error: " + err.Error()}
@@ -70,10 +71,10 @@ func TestFanoutRoutesToTheSessionsConcerned(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFanout()
+			f := newFanout(newBacklog())
 			sessions := map[string]*session{}
 			for _, n := range []string{"n1", "n2", "n3"} {
-				s := &session{nodeID: n, inbox: newInbox(), known: map[string]struct{}{}}
+				s := &session{nodeID: n, inbox: newInbox(newBacklog()), known: map[string]struct{}{}}
 				f.add(s)
 				sessions[n] = s
 			}
@@ -93,9 +94,9 @@ func TestFanoutRoutesToTheSessionsConcerned(t *testing.T) {
 // TestFanoutForgetsEndedSessions: a removed session gets nothing more,
 // and what it knew no longer routes to it.
 func TestFanoutForgetsEndedSessions(t *testing.T) {
-	f := newFanout()
-	old := &session{nodeID: "n1", inbox: newInbox(), known: map[string]struct{}{}}
-	cur := &session{nodeID: "n1", inbox: newInbox(), known: map[string]struct{}{}}
+	f := newFanout(newBacklog())
+	old := &session{nodeID: "n1", inbox: newInbox(newBacklog()), known: map[string]struct{}{}}
+	cur := &session{nodeID: "n1", inbox: newInbox(newBacklog()), known: map[string]struct{}{}}
 	f.add(old)
 	f.add(cur)
 	f.mu.Lock()
@@ -132,7 +133,7 @@ func TestFanoutForgetsEndedSessions(t *testing.T) {
 // waiting gets its full set instead, and is told it fell behind; the
 // fanout never waits for it.
 func TestInboxFallsBehind(t *testing.T) {
-	in := newInbox()
+	in := newInbox(newBacklog())
 	for i := range eventBuffer + 1 {
 		in.add(fmt.Sprint("t", i))
 	}
@@ -149,14 +150,17 @@ func TestInboxFallsBehind(t *testing.T) {
 
 // TestFanoutResyncsWhenItFallsBehind: the dispatcher's subscription
 // falling behind the bus resyncs every session (nothing is lost) and the
-// fanout goes on routing on a new subscription.
+// fanout goes on routing on a new subscription. The backlog counts no
+// event that was lost or routed.
 func TestFanoutResyncsWhenItFallsBehind(t *testing.T) {
 	bus := events.NewBroker()
 	defer bus.Close()
-	f := newFanout()
-	s := &session{nodeID: "n1", inbox: newInbox(), known: map[string]struct{}{}}
+	b := newBacklog()
+	f := newFanout(b)
+	f.buf = 1
+	s := &session{nodeID: "n1", inbox: newInbox(b), known: map[string]struct{}{}}
 	f.add(s)
-	sub := bus.Subscribe(isFanoutEvent, 1)
+	sub := f.subscribe(bus)
 	bus.Publish([]*apiv1.Event{taskEvent("a", "n1"), taskEvent("b", "n1")}) // one more than fits
 	ctx, cancel := context.WithCancel(context.Background())
 	lags := make(chan struct{}, 1)
@@ -165,7 +169,13 @@ func TestFanoutResyncsWhenItFallsBehind(t *testing.T) {
 		defer close(done)
 		f.run(ctx, bus, sub, func() { lags <- struct{}{} })
 	}()
-	defer func() { cancel(); <-done }()
+	ended := false
+	defer func() {
+		if !ended {
+			cancel()
+			<-done
+		}
+	}()
 	<-lags
 	for {
 		<-s.inbox.ready
@@ -186,6 +196,12 @@ func TestFanoutResyncsWhenItFallsBehind(t *testing.T) {
 			}
 			break
 		}
+	}
+	cancel()
+	<-done
+	ended = true
+	if n := b.len(); n != 0 {
+		t.Fatalf("with every event routed or lost and every change sent, the backlog counts %d; want 0", n)
 	}
 }
 
@@ -276,9 +292,9 @@ func BenchmarkTaskEventFanout(b *testing.B) {
 	b.Run("one subscription, routed", func(b *testing.B) {
 		bus := events.NewBroker()
 		defer bus.Close()
-		f := newFanout()
+		f := newFanout(newBacklog())
 		for n := range nodes {
-			f.add(&session{nodeID: fmt.Sprintf("node-%d", n), inbox: newInbox(), known: map[string]struct{}{}})
+			f.add(&session{nodeID: fmt.Sprintf("node-%d", n), inbox: newInbox(newBacklog()), known: map[string]struct{}{}})
 		}
 		sub := bus.Subscribe(isFanoutEvent, fanoutBuffer)
 		var got atomic.Int64

@@ -98,7 +98,7 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		return status.Error(codes.InvalidArgument, "RegisterWorker: node_id and name are required")
 	}
 
-	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, inbox: newInbox(), known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache(), files: map[fileKey]struct{}{}}
+	s := &session{nodeID: reg.GetNodeId(), cancel: cancel, inbox: newInbox(d.backlog), known: map[string]struct{}{}, tooLarge: map[string]oversized{}, specs: newSpecCache(), files: map[fileKey]struct{}{}}
 	e := d.entry(s.nodeID)
 	// reason, when set as the session ends, marks the node DOWN at once.
 	reason := ""
@@ -213,6 +213,8 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 		case <-batchC:
 			batchC = nil
 			resync, lagged, err := s.inbox.take(changed)
+			// The changes taken count as waiting until they are sent.
+			sending := len(changed)
 			if err != nil {
 				reason = ""
 				return status.Error(codes.Unavailable, err.Error())
@@ -227,11 +229,12 @@ func (d *Dispatcher) Session(stream apiv1.Dispatcher_SessionServer) error {
 			} else {
 				a = d.incremental(fan, s, changed)
 			}
-			if err := d.sendFiles(stream, s, resync); err != nil {
-				sessionErr = err
-				return err
+			err = d.sendFiles(stream, s, resync)
+			if err == nil {
+				err = d.send(ctx, stream, s, a, hadTooLarge)
 			}
-			if err := d.send(ctx, stream, s, a, hadTooLarge); err != nil {
+			d.backlog.done(sending)
+			if err != nil {
 				sessionErr = err
 				return err
 			}

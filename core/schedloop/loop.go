@@ -27,6 +27,16 @@ const (
 	DefaultResync      = 10 * time.Second
 )
 
+// A round's placements are committed in entries of at most PaceTasks
+// tasks, each once the sessions have sent the earlier ones (Deps.
+// AwaitDelivered), waiting at most PaceWait: a worker that stops reading
+// holds its changes until its session ends, and must not hold up the
+// placements of every other node for long.
+const (
+	PaceTasks = 250
+	PaceWait  = 200 * time.Millisecond
+)
+
 // ScheduleTimeout bounds one call of the scheduler plugin.
 const ScheduleTimeout = 30 * time.Second
 
@@ -54,6 +64,11 @@ type Deps struct {
 	Resync time.Duration
 	// Clock returns the time; nil means time.Now.
 	Clock func() time.Time
+	// AwaitDelivered, if set, returns once at most limit task changes
+	// wait to be sent to the workers, or with ctx's error
+	// (dispatcher.Dispatcher.AwaitDelivered); the loop paces its entries
+	// of placements with it.
+	AwaitDelivered func(ctx context.Context, limit int) error
 	// OnSchedule, if set, is told of every call to the scheduler plugin:
 	// how long it took, how many tasks it was asked to place and its
 	// error (metrics).
@@ -70,7 +85,8 @@ type Deps struct {
 // subscription, which rescan every task. At once after a quiet spell (else
 // once BatchWindow after the last round has passed) it gathers every
 // waiting task, calls the scheduler once for all of them and commits the
-// outcome in one AssignTasks entry (split only past leaderloop.MaxEntryBytes). Rounds run one
+// outcome in AssignTasks entries of PaceTasks tasks each, paced to what the
+// sessions have sent (see PaceTasks). Rounds run one
 // at a time and Apply returns once the entry is in the state, so a round
 // never places a task again that an earlier round placed; a task changed
 // by someone else between the plan and the commit is left for the next
@@ -230,15 +246,36 @@ func (l *loop) commit(ctx context.Context, writes []*apiv1.Task) error {
 		}
 		as = append(as, a)
 	}
+	// By node, so that an entry holds all of a node's placements of the
+	// round and its worker gets them in one message.
+	slices.SortStableFunc(as, func(a, b *fsmpb.TaskAssignment) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
 	for _, chunk := range leaderloop.Chunks(as, leaderloop.MaxEntryBytes) {
-		if _, err := l.Raft.Apply(ctx, &fsmpb.AssignTasks{Assignments: chunk}); err != nil {
-			return fmt.Errorf("commit placements of %d tasks: %w", len(chunk), err)
+		for run := range slices.Chunk(chunk, PaceTasks) {
+			l.pace(ctx)
+			if _, err := l.Raft.Apply(ctx, &fsmpb.AssignTasks{Assignments: run}); err != nil {
+				return fmt.Errorf("commit placements of %d tasks: %w", len(run), err)
+			}
 		}
 	}
 	if len(as) > 0 {
 		l.Logger.Info("scheduled", "assigned", placed, "pending", len(as)-placed)
 	}
 	return nil
+}
+
+// pace waits, before an entry of placements, until the sessions have at
+// most PaceTasks changes left to send (for at most PaceWait): a placement
+// then reaches its worker within a delivery or two of its commit instead
+// of queueing behind the rest of a large round.
+func (l *loop) pace(ctx context.Context) {
+	if l.AwaitDelivered == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, PaceWait)
+	defer cancel()
+	if err := l.AwaitDelivered(wctx, PaceTasks); err != nil && ctx.Err() == nil {
+		l.Logger.Debug("placing on: the sessions are still sending", "waited", PaceWait)
+	}
 }
 
 // watcher drains the event subscription in its own goroutine. It keeps the

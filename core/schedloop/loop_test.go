@@ -134,6 +134,12 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, func(*Deps) {})
+}
+
+// newHarnessWith is newHarness with the loop's Deps changed by set.
+func newHarnessWith(t *testing.T, set func(*Deps)) *harness {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	sp := testutil.StartPlugin(t, testutil.Build(t, "plugins/store-bolt"))
@@ -174,9 +180,9 @@ func newHarness(t *testing.T) *harness {
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var runErr error
-	wg.Go(func() {
-		runErr = Run(runCtx, Deps{State: view, Events: bus, Raft: node, Scheduler: sched, Logger: testLogger})
-	})
+	deps := Deps{State: view, Events: bus, Raft: node, Scheduler: sched, Logger: testLogger}
+	set(&deps)
+	wg.Go(func() { runErr = Run(runCtx, deps) })
 	t.Cleanup(func() {
 		stop()
 		wg.Wait()
