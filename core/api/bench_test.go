@@ -63,7 +63,7 @@ func BenchmarkListTasksPages(b *testing.B) {
 					if mode == "cold" {
 						srv = NewServer(Options{State: st})
 					}
-					req := &apiv1.ListTasksRequest{Service: "web", View: v.view}
+					req := &apiv1.ListTasksRequest{Service: "web", View: v.view, PageSize: MaxPageSize}
 					for pages := 0; ; pages++ {
 						var resp *apiv1.ListTasksResponse
 						if mode == "wire" {
@@ -112,9 +112,9 @@ func BenchmarkListTasksPagesFloor(b *testing.B) {
 			}
 			size := func(t *apiv1.Task) int { return sizes[t] }
 			for b.Loop() {
-				req := &apiv1.ListTasksRequest{Service: "web", View: v.view}
+				req := &apiv1.ListTasksRequest{Service: "web", View: v.view, PageSize: MaxPageSize}
 				for {
-					_, next, err := taskPager.page(req, sorted, Current, size)
+					_, next, err := taskPager.page(req, sorted, Current, size, MaxPageSize)
 					if err != nil {
 						b.Fatal(err)
 					}

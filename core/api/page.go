@@ -16,14 +16,17 @@ import (
 
 // Paging of the List calls, as Google's AIP-158 describes it: a request
 // names a page_size and the page_token of the previous response; a
-// response carries the next_page_token, empty on the last page.
+// response carries the next_page_token, empty on the last page. A request
+// that sets no page_size gets the largest, so that a caller that does not
+// page yet (an older CLI) gets as much as a page can hold.
 const (
-	// DefaultPageSize is the page size of a request that sets none: the
-	// largest, so that a caller that does not page yet (an older CLI) gets
-	// as much as a page can hold.
-	DefaultPageSize = MaxPageSize
 	// MaxPageSize is the largest page size served; larger requests get it.
 	MaxPageSize = 1000
+	// MaxBasicTaskPageSize is MaxPageSize for tasks in the BASIC view,
+	// which leaves out their specs: a task is then a few hundred bytes, so
+	// a page of 10,000 stays within MaxPageBytes and a service of 10,000
+	// tasks is listed in one round trip or two.
+	MaxBasicTaskPageSize = 10000
 	// MaxPageBytes bounds the encoded objects of one page: a page ends before
 	// the object that would take it past this bound (a page always holds at
 	// least one object, and one object is bounded by MaxSpecBytes and the
@@ -78,8 +81,10 @@ var (
 // page returns the page of sorted (in l.compare order) that req asks for,
 // keeping only the objects keep accepts (nil keeps all), and the token of
 // the next page ("" when no kept object follows). size is the encoded size
-// of an object as the response holds it (nil: proto.Size).
-func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, size func(T) int) ([]T, string, error) {
+// of an object as the response holds it (nil: proto.Size). maxSize is the
+// largest page size served (MaxPageSize unless the kind says otherwise):
+// the default, and the bound of larger requests.
+func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, size func(T) int, maxSize int) ([]T, string, error) {
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
 		after, err := l.decode(req, tok)
@@ -94,9 +99,9 @@ func (l lister[T]) page(req pageRequest, sorted []T, keep func(T) bool, size fun
 	}
 	limit := int(req.GetPageSize())
 	if limit == 0 {
-		limit = DefaultPageSize
+		limit = maxSize
 	}
-	limit = min(limit, MaxPageSize)
+	limit = min(limit, maxSize)
 	var out []T
 	total := 0
 	for _, o := range sorted[start:] {

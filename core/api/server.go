@@ -209,7 +209,7 @@ func (s *Server) GetService(_ context.Context, req *apiv1.GetServiceRequest) (*a
 func (s *Server) ListServices(_ context.Context, req *apiv1.ListServicesRequest) (*apiv1.ListServicesResponse, error) {
 	out, next, err := servicePager.page(req, s.opts.State.Services(), func(svc *apiv1.Service) bool {
 		return hasLabels(svc.GetSpec().GetLabels(), req.GetLabels())
-	}, nil)
+	}, nil, MaxPageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +407,7 @@ func (s *Server) RemoveService(ctx context.Context, req *apiv1.RemoveServiceRequ
 
 // ListNodes lists the cluster's nodes by name, one page at a time.
 func (s *Server) ListNodes(_ context.Context, req *apiv1.ListNodesRequest) (*apiv1.ListNodesResponse, error) {
-	out, next, err := nodePager.page(req, s.opts.State.Nodes(), nil, nil)
+	out, next, err := nodePager.page(req, s.opts.State.Nodes(), nil, nil, MaxPageSize)
 	if err != nil {
 		return nil, err
 	}

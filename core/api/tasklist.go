@@ -52,7 +52,11 @@ func (s *Server) listTasks(req *apiv1.ListTasksRequest) ([]*listedTask, string, 
 		}
 		return len(l.wire)
 	}
-	records, next, err := taskPager.page(req, s.opts.State.Tasks(f), keep, size)
+	maxSize := MaxPageSize
+	if view == apiv1.TaskView_TASK_VIEW_BASIC {
+		maxSize = MaxBasicTaskPageSize
+	}
+	records, next, err := taskPager.page(req, s.opts.State.Tasks(f), keep, size, maxSize)
 	if err == nil {
 		err = failed
 	}
