@@ -46,6 +46,7 @@ func (w *eventWire) encode(ev *apiv1.Event) (wireBytes, error) {
 	w.bytes += len(b)
 	for w.bytes > w.limit && len(w.order) > 1 {
 		old := w.order[0]
+		w.order[0] = nil // the backing array must not keep it alive
 		w.order = w.order[1:]
 		w.bytes -= len(w.enc[old])
 		delete(w.enc, old)
