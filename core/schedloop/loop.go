@@ -28,13 +28,14 @@ const (
 )
 
 // A round's placements are committed in entries of at most PaceTasks
-// tasks, each once the sessions have sent the earlier ones (Deps.
-// AwaitDelivered), waiting at most PaceWait: a worker that stops reading
-// holds its changes until its session ends, and must not hold up the
-// placements of every other node for long.
+// tasks, each once the sessions have no more than PaceBacklog changes
+// left to send (Deps.AwaitDelivered), waiting at most PaceWait: a worker
+// that stops reading holds its changes until its session ends, and must
+// not hold up the placements of every other node for long.
 const (
-	PaceTasks = 250
-	PaceWait  = 200 * time.Millisecond
+	PaceTasks   = 250
+	PaceBacklog = 50
+	PaceWait    = 200 * time.Millisecond
 )
 
 // ScheduleTimeout bounds one call of the scheduler plugin.
@@ -264,7 +265,7 @@ func (l *loop) commit(ctx context.Context, writes []*apiv1.Task) error {
 }
 
 // pace waits, before an entry of placements, until the sessions have at
-// most PaceTasks changes left to send (for at most PaceWait): a placement
+// most PaceBacklog changes left to send (for at most PaceWait): a placement
 // then reaches its worker within a delivery or two of its commit instead
 // of queueing behind the rest of a large round.
 func (l *loop) pace(ctx context.Context) {
@@ -273,7 +274,7 @@ func (l *loop) pace(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, PaceWait)
 	defer cancel()
-	if err := l.AwaitDelivered(wctx, PaceTasks); err != nil && ctx.Err() == nil {
+	if err := l.AwaitDelivered(wctx, PaceBacklog); err != nil && ctx.Err() == nil {
 		l.Logger.Debug("placing on: the sessions are still sending", "waited", PaceWait)
 	}
 }

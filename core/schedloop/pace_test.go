@@ -35,8 +35,8 @@ func (r *pacedRaft) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 }
 
 func (r *pacedRaft) awaitDelivered(ctx context.Context, limit int) error {
-	if limit != PaceTasks {
-		return fmt.Errorf("AwaitDelivered(%d), want PaceTasks", limit)
+	if limit != PaceBacklog {
+		return fmt.Errorf("AwaitDelivered(%d), want PaceBacklog", limit)
 	}
 	r.mu.Lock()
 	r.log = append(r.log, "wait")
