@@ -234,6 +234,15 @@ func (f *fakeWarren) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (
 			continue
 		}
 		resp.Tasks = append(resp.Tasks, api.ListedTask(proto.CloneOf(t), req.GetView()))
+		// As the agent: the names of the page's nodes.
+		for _, n := range f.nodes {
+			if n.Id == t.NodeId {
+				if resp.NodeNames == nil {
+					resp.NodeNames = map[string]string{}
+				}
+				resp.NodeNames[n.Id] = n.Name
+			}
+		}
 	}
 	return resp, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	apiv1 "github.com/warrenorch/warren/core/api/v1"
 )
@@ -61,11 +62,22 @@ func listView(json bool) apiv1.TaskView {
 
 // listTasks returns every task that req selects, all pages of it.
 func (c *agentClient) listTasks(ctx context.Context, req *apiv1.ListTasksRequest) ([]*apiv1.Task, error) {
-	return allPages(ctx, "tasks", func(ctx context.Context, token string) ([]*apiv1.Task, string, error) {
+	tasks, _, err := c.listTasksNamed(ctx, req)
+	return tasks, err
+}
+
+// listTasksNamed is listTasks with the names of the tasks' nodes, as the
+// pages give them (ListTasksResponse.node_names): the tables that show
+// where tasks run need no listing of the nodes.
+func (c *agentClient) listTasksNamed(ctx context.Context, req *apiv1.ListTasksRequest) ([]*apiv1.Task, map[string]string, error) {
+	names := map[string]string{}
+	tasks, err := allPages(ctx, "tasks", func(ctx context.Context, token string) ([]*apiv1.Task, string, error) {
 		req.PageToken = token
 		resp, err := c.ListTasks(ctx, req)
+		maps.Copy(names, resp.GetNodeNames())
 		return resp.GetTasks(), resp.GetNextPageToken(), err
 	})
+	return tasks, names, err
 }
 
 // listNodes returns every node of the cluster, all pages of it.

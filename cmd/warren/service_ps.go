@@ -59,17 +59,13 @@ func (o *servicePsOptions) run(cmd *cobra.Command, name string) error {
 		return err
 	}
 	json := o.g.outputOr(outputTable) == outputJSON
-	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all, View: listView(json)})
+	tasks, names, err := c.listTasksNamed(ctx, &apiv1.ListTasksRequest{Service: svc.GetService().GetId(), All: o.all, View: listView(json)})
 	if err != nil {
 		return err
 	}
 	sortTasks(tasks)
 	if json {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
-	}
-	names, err := nodeNames(ctx, c)
-	if err != nil {
-		return err
 	}
 	return writeTable(cmd.OutOrStdout(), servicePsHeader, servicePsRows(tasks, names, time.Now(), o.noTrunc))
 }

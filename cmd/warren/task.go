@@ -72,17 +72,13 @@ func (o *taskListOptions) run(cmd *cobra.Command) error {
 	defer c.Close()
 
 	json := o.g.outputOr(outputTable) == outputJSON
-	tasks, err := c.listTasks(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all, View: listView(json)})
+	tasks, names, err := c.listTasksNamed(ctx, &apiv1.ListTasksRequest{Service: o.service, Node: o.node, All: o.all, View: listView(json)})
 	if err != nil {
 		return err
 	}
 	sortTasks(tasks)
 	if json {
 		return writeJSONList(cmd.OutOrStdout(), tasks)
-	}
-	names, err := nodeNames(ctx, c)
-	if err != nil {
-		return err
 	}
 	return writeTable(cmd.OutOrStdout(), taskListHeader, taskRows(tasks, names, time.Now()))
 }

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -17,11 +19,33 @@ func (s *Server) ListTasks(_ context.Context, req *apiv1.ListTasksRequest) (*api
 	if err != nil {
 		return nil, err
 	}
-	resp := &apiv1.ListTasksResponse{Tasks: make([]*apiv1.Task, len(page)), NextPageToken: next}
+	resp := &apiv1.ListTasksResponse{Tasks: make([]*apiv1.Task, len(page)), NextPageToken: next, NodeNames: s.nodeNames(page)}
 	for i, l := range page {
 		resp.Tasks[i] = l.task
 	}
 	return resp, nil
+}
+
+// nodeNames maps the node IDs of page's tasks to the nodes' names
+// (ListTasksResponse.node_names), nil when they run on no node.
+func (s *Server) nodeNames(page []*listedTask) map[string]string {
+	var names map[string]string
+	for _, l := range page {
+		id := l.task.GetNodeId()
+		if id == "" {
+			continue
+		}
+		if _, done := names[id]; done {
+			continue
+		}
+		if n, ok := s.opts.State.Node(id); ok {
+			if names == nil {
+				names = map[string]string{}
+			}
+			names[id] = n.GetName()
+		}
+	}
+	return names
 }
 
 // listTasks returns the page of tasks req asks for, in its view, and the
@@ -77,6 +101,13 @@ var (
 	listTasksFields  = (&apiv1.ListTasksResponse{}).ProtoReflect().Descriptor().Fields()
 	listTasksTasks   = listTasksFields.ByName("tasks").Number()
 	listTasksNextTok = listTasksFields.ByName("next_page_token").Number()
+	listTasksNames   = listTasksFields.ByName("node_names").Number()
+)
+
+// The field numbers of a map entry: key and value.
+const (
+	mapEntryKey   protowire.Number = 1
+	mapEntryValue protowire.Number = 2
 )
 
 // listTasksWire is ListTasks' response in its wire form, made of the
@@ -87,12 +118,21 @@ func (s *Server) listTasksWire(req *apiv1.ListTasksRequest) (wireBytes, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := s.nodeNames(page)
+	ids := slices.Sorted(maps.Keys(names)) // deterministic, as proto.Marshal's
+	entry := func(id string) int {
+		return protowire.SizeTag(mapEntryKey) + protowire.SizeBytes(len(id)) +
+			protowire.SizeTag(mapEntryValue) + protowire.SizeBytes(len(names[id]))
+	}
 	n := 0
 	for _, l := range page {
 		n += protowire.SizeTag(listTasksTasks) + protowire.SizeBytes(len(l.wire))
 	}
 	if next != "" {
 		n += protowire.SizeTag(listTasksNextTok) + protowire.SizeBytes(len(next))
+	}
+	for _, id := range ids {
+		n += protowire.SizeTag(listTasksNames) + protowire.SizeBytes(entry(id))
 	}
 	b := make([]byte, 0, n)
 	for _, l := range page {
@@ -102,6 +142,14 @@ func (s *Server) listTasksWire(req *apiv1.ListTasksRequest) (wireBytes, error) {
 	if next != "" {
 		b = protowire.AppendTag(b, listTasksNextTok, protowire.BytesType)
 		b = protowire.AppendString(b, next)
+	}
+	for _, id := range ids {
+		b = protowire.AppendTag(b, listTasksNames, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entry(id)))
+		b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
+		b = protowire.AppendString(b, id)
+		b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
+		b = protowire.AppendString(b, names[id])
 	}
 	return b, nil
 }

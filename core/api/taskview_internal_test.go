@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -133,17 +134,21 @@ func TestTaskViewsCache(t *testing.T) {
 }
 
 // TestListTasksWire: the gRPC server's encoded answer is ListTasks'
-// response, page token included.
+// response, page token and the names of the page's nodes included.
 func TestListTasksWire(t *testing.T) {
 	st := state.New()
 	spec := &apiv1.ServiceSpec{Name: "web", Image: "nginx:1"}
 	st.PutService(&apiv1.Service{Id: "s1", Spec: spec, Version: 1})
+	st.PutNode(&apiv1.Node{Id: "n1", Name: "edge-1"})
+	st.PutNode(&apiv1.Node{Id: "n2", Name: "edge-2"})
+	onNode := []string{"n1", "n2", "n1", "gone", ""} // gone: removed since
 	var tasks []*apiv1.Task
 	for i := range 5 {
 		tasks = append(tasks, &apiv1.Task{Id: fmt.Sprint("t", i), ServiceId: "s1", ServiceName: "web", Slot: uint64(i + 1),
-			ServiceVersion: 1, Spec: spec, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING})
+			ServiceVersion: 1, Spec: spec, DesiredState: apiv1.TaskState_TASK_STATE_RUNNING, NodeId: onNode[i]})
 	}
 	st.PutTasks(tasks)
+	wantNames := []map[string]string{{"n1": "edge-1", "n2": "edge-2"}, nil} // by page
 	srv := NewServer(Options{State: st})
 	for _, view := range []apiv1.TaskView{apiv1.TaskView_TASK_VIEW_BASIC, apiv1.TaskView_TASK_VIEW_FULL} {
 		req := &apiv1.ListTasksRequest{Service: "web", View: view, PageSize: 3}
@@ -162,6 +167,9 @@ func TestListTasksWire(t *testing.T) {
 			}
 			if !proto.Equal(got, want) {
 				t.Errorf("%s page %d: wire form %v, want %v", view, page, got, want)
+			}
+			if !maps.Equal(want.GetNodeNames(), wantNames[page]) {
+				t.Errorf("%s page %d: node names %v, want %v", view, page, want.GetNodeNames(), wantNames[page])
 			}
 			req = proto.CloneOf(req)
 			req.PageToken = want.GetNextPageToken()

@@ -373,7 +373,8 @@ func (b *Bench) allTasks(ctx context.Context, service string) ([]*apiv1.Task, er
 	var out []*apiv1.Task
 	tok := ""
 	for {
-		// The BASIC view, as `warren task ls` asks for its table.
+		// The BASIC view, as `warren task ls` asks for its table (whose
+		// NODE column comes from the pages' node_names).
 		r, err := b.API.ListTasks(ctx, &apiv1.ListTasksRequest{Service: service, PageToken: tok, View: apiv1.TaskView_TASK_VIEW_BASIC})
 		if err != nil {
 			return nil, fmt.Errorf("list tasks: %w", err)
@@ -381,22 +382,6 @@ func (b *Bench) allTasks(ctx context.Context, service string) ([]*apiv1.Task, er
 		out = append(out, r.GetTasks()...)
 		if tok = r.GetNextPageToken(); tok == "" {
 			return out, nil
-		}
-	}
-}
-
-// allNodes lists every node, as `warren task ls` does for its NODE column.
-func (b *Bench) allNodes(ctx context.Context) (int, error) {
-	n := 0
-	tok := ""
-	for {
-		r, err := b.API.ListNodes(ctx, &apiv1.ListNodesRequest{PageToken: tok})
-		if err != nil {
-			return 0, fmt.Errorf("list nodes: %w", err)
-		}
-		n += len(r.GetNodes())
-		if tok = r.GetNextPageToken(); tok == "" {
-			return n, nil
 		}
 	}
 }
@@ -468,7 +453,7 @@ func (b *Bench) RSS() error {
 // then, as the command does for its NODE column, every page of the nodes)
 // and prints their p50 and p99, the task listing alone and with the nodes.
 func (b *Bench) Reads(ctx context.Context, n int, services []string) error {
-	var ls, ts, tns []time.Duration
+	var ls, ts []time.Duration
 	for i := range n {
 		s := time.Now()
 		if _, err := b.allServices(ctx); err != nil {
@@ -480,13 +465,9 @@ func (b *Bench) Reads(ctx context.Context, n int, services []string) error {
 			return err
 		}
 		ts = append(ts, time.Since(s))
-		if _, err := b.allNodes(ctx); err != nil {
-			return err
-		}
-		tns = append(tns, time.Since(s))
 	}
-	b.printf("service ls (all pages): p50 %s p99 %s; task ls --service X (its tasks, BASIC view): p50 %s p99 %s; with the node names: p50 %s p99 %s (%d each); target p99 < 50 ms\n",
-		pct(ls, 50), pct(ls, 99), pct(ts, 50), pct(ts, 99), pct(tns, 50), pct(tns, 99), n)
+	b.printf("service ls (all pages): p50 %s p99 %s; task ls --service X (its tasks and their nodes' names, BASIC view): p50 %s p99 %s (%d each); target p99 < 50 ms\n",
+		pct(ls, 50), pct(ls, 99), pct(ts, 50), pct(ts, 99), n)
 	return nil
 }
 

@@ -5648,6 +5648,11 @@ type ListTasksResponse struct {
 	// next_page_token, when not empty, is the page_token of the request for
 	// the next page; empty means this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// node_names maps the node IDs of this page's tasks to the nodes' names
+	// (a node removed since is left out), so that a listing shows where its
+	// tasks run without listing the nodes too. It is outside the page's
+	// 2 MiB bound: one entry per node, at most one per task.
+	NodeNames     map[string]string `protobuf:"bytes,3,rep,name=node_names,json=nodeNames,proto3" json:"node_names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5694,6 +5699,13 @@ func (x *ListTasksResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListTasksResponse) GetNodeNames() map[string]string {
+	if x != nil {
+		return x.NodeNames
+	}
+	return nil
 }
 
 type EventsRequest struct {
@@ -7809,10 +7821,15 @@ const file_core_api_v1_api_proto_rawDesc = "" +
 	"\x04view\x18\x06 \x01(\x0e2\x17.warren.api.v1.TaskViewR\x04view\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"f\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\xf4\x01\n" +
 	"\x11ListTasksResponse\x12)\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x13.warren.api.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12N\n" +
+	"\n" +
+	"node_names\x18\x03 \x03(\v2/.warren.api.v1.ListTasksResponse.NodeNamesEntryR\tnodeNames\x1a<\n" +
+	"\x0eNodeNamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
 	"\rEventsRequest\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\"\xb3\x01\n" +
 	"\x0fTaskLogsRequest\x12\x18\n" +
@@ -8058,7 +8075,7 @@ func file_core_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_core_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 17)
-var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
+var file_core_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
 var file_core_api_v1_api_proto_goTypes = []any{
 	(PortProtocol)(0),               // 0: warren.api.v1.PortProtocol
 	(PublishMode)(0),                // 1: warren.api.v1.PublishMode
@@ -8181,22 +8198,23 @@ var file_core_api_v1_api_proto_goTypes = []any{
 	nil,                             // 118: warren.api.v1.CreateConfigRequest.LabelsEntry
 	nil,                             // 119: warren.api.v1.ListServicesRequest.LabelsEntry
 	nil,                             // 120: warren.api.v1.UpdateNodeRequest.LabelsAddEntry
-	(*durationpb.Duration)(nil),     // 121: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 122: google.protobuf.Timestamp
+	nil,                             // 121: warren.api.v1.ListTasksResponse.NodeNamesEntry
+	(*durationpb.Duration)(nil),     // 122: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 123: google.protobuf.Timestamp
 }
 var file_core_api_v1_api_proto_depIdxs = []int32{
 	11,  // 0: warren.api.v1.RestartPolicy.condition:type_name -> warren.api.v1.RestartPolicy.Condition
-	121, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	121, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	121, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
-	121, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
+	122, // 1: warren.api.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	122, // 2: warren.api.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	122, // 3: warren.api.v1.RestartPolicy.max_delay:type_name -> google.protobuf.Duration
+	122, // 4: warren.api.v1.UpdatePolicy.delay:type_name -> google.protobuf.Duration
 	12,  // 5: warren.api.v1.UpdatePolicy.order:type_name -> warren.api.v1.UpdatePolicy.Order
 	13,  // 6: warren.api.v1.UpdatePolicy.failure_action:type_name -> warren.api.v1.UpdatePolicy.FailureAction
-	121, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
+	122, // 7: warren.api.v1.UpdatePolicy.monitor:type_name -> google.protobuf.Duration
 	14,  // 8: warren.api.v1.UpdateStatus.state:type_name -> warren.api.v1.UpdateStatus.State
-	122, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	122, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	122, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
+	123, // 9: warren.api.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	123, // 10: warren.api.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	123, // 11: warren.api.v1.UpdateStatus.next_batch_at:type_name -> google.protobuf.Timestamp
 	107, // 12: warren.api.v1.ServiceSpec.env:type_name -> warren.api.v1.ServiceSpec.EnvEntry
 	108, // 13: warren.api.v1.ServiceSpec.labels:type_name -> warren.api.v1.ServiceSpec.LabelsEntry
 	17,  // 14: warren.api.v1.ServiceSpec.limits:type_name -> warren.api.v1.Resources
@@ -8204,7 +8222,7 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	18,  // 16: warren.api.v1.ServiceSpec.restart_policy:type_name -> warren.api.v1.RestartPolicy
 	19,  // 17: warren.api.v1.ServiceSpec.update_policy:type_name -> warren.api.v1.UpdatePolicy
 	21,  // 18: warren.api.v1.ServiceSpec.mounts:type_name -> warren.api.v1.Mount
-	121, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	122, // 19: warren.api.v1.ServiceSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	4,   // 20: warren.api.v1.ServiceSpec.network_mode:type_name -> warren.api.v1.NetworkMode
 	23,  // 21: warren.api.v1.ServiceSpec.ports:type_name -> warren.api.v1.PortConfig
 	24,  // 22: warren.api.v1.ServiceSpec.secrets:type_name -> warren.api.v1.FileReference
@@ -8215,48 +8233,48 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	0,   // 27: warren.api.v1.PortConfig.protocol:type_name -> warren.api.v1.PortProtocol
 	1,   // 28: warren.api.v1.PortConfig.mode:type_name -> warren.api.v1.PublishMode
 	15,  // 29: warren.api.v1.JobStatus.state:type_name -> warren.api.v1.JobStatus.State
-	122, // 30: warren.api.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	122, // 31: warren.api.v1.JobStatus.completed_at:type_name -> google.protobuf.Timestamp
+	123, // 30: warren.api.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	123, // 31: warren.api.v1.JobStatus.completed_at:type_name -> google.protobuf.Timestamp
 	16,  // 32: warren.api.v1.HealthCheck.type:type_name -> warren.api.v1.HealthCheck.Type
-	121, // 33: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	121, // 34: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	121, // 35: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
+	122, // 33: warren.api.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	122, // 34: warren.api.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	122, // 35: warren.api.v1.HealthCheck.start_period:type_name -> google.protobuf.Duration
 	22,  // 36: warren.api.v1.Service.spec:type_name -> warren.api.v1.ServiceSpec
-	122, // 37: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	122, // 38: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 37: warren.api.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	123, // 38: warren.api.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	22,  // 39: warren.api.v1.Service.previous_spec:type_name -> warren.api.v1.ServiceSpec
 	20,  // 40: warren.api.v1.Service.update_status:type_name -> warren.api.v1.UpdateStatus
 	25,  // 41: warren.api.v1.Service.job_status:type_name -> warren.api.v1.JobStatus
 	22,  // 42: warren.api.v1.Task.spec:type_name -> warren.api.v1.ServiceSpec
 	5,   // 43: warren.api.v1.Task.desired_state:type_name -> warren.api.v1.TaskState
 	5,   // 44: warren.api.v1.Task.state:type_name -> warren.api.v1.TaskState
-	122, // 45: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	122, // 46: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	122, // 47: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
+	123, // 45: warren.api.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	123, // 46: warren.api.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 47: warren.api.v1.Task.not_before:type_name -> google.protobuf.Timestamp
 	3,   // 48: warren.api.v1.Task.health:type_name -> warren.api.v1.HealthState
 	6,   // 49: warren.api.v1.Node.role:type_name -> warren.api.v1.NodeRole
 	7,   // 50: warren.api.v1.Node.status:type_name -> warren.api.v1.NodeStatus
 	8,   // 51: warren.api.v1.Node.availability:type_name -> warren.api.v1.NodeAvailability
 	109, // 52: warren.api.v1.Node.labels:type_name -> warren.api.v1.Node.LabelsEntry
 	17,  // 53: warren.api.v1.Node.resources:type_name -> warren.api.v1.Resources
-	122, // 54: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
-	122, // 55: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 54: warren.api.v1.Node.created_at:type_name -> google.protobuf.Timestamp
+	123, // 55: warren.api.v1.Node.updated_at:type_name -> google.protobuf.Timestamp
 	110, // 56: warren.api.v1.Node.agent_labels:type_name -> warren.api.v1.Node.AgentLabelsEntry
 	32,  // 57: warren.api.v1.Node.conditions:type_name -> warren.api.v1.NodeCondition
 	111, // 58: warren.api.v1.Node.attributes:type_name -> warren.api.v1.Node.AttributesEntry
 	30,  // 59: warren.api.v1.Node.network:type_name -> warren.api.v1.NodeNetwork
-	122, // 60: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
+	123, // 60: warren.api.v1.NodeCondition.since:type_name -> google.protobuf.Timestamp
 	112, // 61: warren.api.v1.Secret.labels:type_name -> warren.api.v1.Secret.LabelsEntry
-	122, // 62: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	122, // 63: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 62: warren.api.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	123, // 63: warren.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
 	113, // 64: warren.api.v1.Config.labels:type_name -> warren.api.v1.Config.LabelsEntry
-	122, // 65: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	122, // 66: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 65: warren.api.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	123, // 66: warren.api.v1.Config.updated_at:type_name -> google.protobuf.Timestamp
 	114, // 67: warren.api.v1.Volume.options:type_name -> warren.api.v1.Volume.OptionsEntry
 	115, // 68: warren.api.v1.Volume.labels:type_name -> warren.api.v1.Volume.LabelsEntry
-	122, // 69: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
+	123, // 69: warren.api.v1.Volume.created_at:type_name -> google.protobuf.Timestamp
 	9,   // 70: warren.api.v1.Event.action:type_name -> warren.api.v1.EventAction
-	122, // 71: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
+	123, // 71: warren.api.v1.Event.time:type_name -> google.protobuf.Timestamp
 	27,  // 72: warren.api.v1.Event.service:type_name -> warren.api.v1.Service
 	28,  // 73: warren.api.v1.Event.task:type_name -> warren.api.v1.Task
 	29,  // 74: warren.api.v1.Event.node:type_name -> warren.api.v1.Node
@@ -8289,92 +8307,93 @@ var file_core_api_v1_api_proto_depIdxs = []int32{
 	29,  // 101: warren.api.v1.RemoveNodeResponse.node:type_name -> warren.api.v1.Node
 	10,  // 102: warren.api.v1.ListTasksRequest.view:type_name -> warren.api.v1.TaskView
 	28,  // 103: warren.api.v1.ListTasksResponse.tasks:type_name -> warren.api.v1.Task
-	88,  // 104: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
-	91,  // 105: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
-	90,  // 106: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
-	91,  // 107: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
-	95,  // 108: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
-	101, // 109: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
-	101, // 110: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
-	96,  // 111: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
-	100, // 112: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
-	95,  // 113: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
-	95,  // 114: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
-	122, // 115: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
-	102, // 116: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
-	60,  // 117: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
-	62,  // 118: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
-	64,  // 119: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
-	66,  // 120: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
-	70,  // 121: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
-	72,  // 122: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
-	68,  // 123: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
-	74,  // 124: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
-	76,  // 125: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
-	78,  // 126: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
-	80,  // 127: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
-	82,  // 128: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
-	84,  // 129: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
-	85,  // 130: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
-	94,  // 131: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
-	98,  // 132: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
-	103, // 133: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
-	92,  // 134: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
-	86,  // 135: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
-	105, // 136: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
-	44,  // 137: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
-	45,  // 138: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
-	46,  // 139: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
-	48,  // 140: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
-	50,  // 141: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
-	52,  // 142: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
-	53,  // 143: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
-	54,  // 144: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
-	56,  // 145: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
-	58,  // 146: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
-	37,  // 147: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
-	38,  // 148: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
-	40,  // 149: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
-	42,  // 150: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
-	61,  // 151: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
-	63,  // 152: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
-	65,  // 153: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
-	67,  // 154: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
-	71,  // 155: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
-	73,  // 156: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
-	69,  // 157: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
-	75,  // 158: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
-	77,  // 159: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
-	79,  // 160: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
-	81,  // 161: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
-	83,  // 162: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
-	36,  // 163: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
-	89,  // 164: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
-	97,  // 165: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
-	99,  // 166: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
-	104, // 167: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
-	93,  // 168: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
-	87,  // 169: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
-	106, // 170: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
-	47,  // 171: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
-	47,  // 172: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
-	47,  // 173: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
-	49,  // 174: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
-	51,  // 175: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
-	55,  // 176: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
-	55,  // 177: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
-	55,  // 178: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
-	57,  // 179: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
-	59,  // 180: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
-	39,  // 181: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
-	39,  // 182: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
-	41,  // 183: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
-	43,  // 184: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
-	151, // [151:185] is the sub-list for method output_type
-	117, // [117:151] is the sub-list for method input_type
-	117, // [117:117] is the sub-list for extension type_name
-	117, // [117:117] is the sub-list for extension extendee
-	0,   // [0:117] is the sub-list for field type_name
+	121, // 104: warren.api.v1.ListTasksResponse.node_names:type_name -> warren.api.v1.ListTasksResponse.NodeNamesEntry
+	88,  // 105: warren.api.v1.TaskStatsResponse.stats:type_name -> warren.api.v1.TaskStatsSample
+	91,  // 106: warren.api.v1.ExecStart.size:type_name -> warren.api.v1.TermSize
+	90,  // 107: warren.api.v1.ExecInput.start:type_name -> warren.api.v1.ExecStart
+	91,  // 108: warren.api.v1.ExecInput.resize:type_name -> warren.api.v1.TermSize
+	95,  // 109: warren.api.v1.ImportImageResponse.images:type_name -> warren.api.v1.ImportedImage
+	101, // 110: warren.api.v1.ImportImageResponse.results:type_name -> warren.api.v1.NodeImport
+	101, // 111: warren.api.v1.ImportImageProgress.node:type_name -> warren.api.v1.NodeImport
+	96,  // 112: warren.api.v1.ImportImageProgress.result:type_name -> warren.api.v1.ImportImageResponse
+	100, // 113: warren.api.v1.ListImagesResponse.nodes:type_name -> warren.api.v1.NodeImages
+	95,  // 114: warren.api.v1.NodeImages.images:type_name -> warren.api.v1.ImportedImage
+	95,  // 115: warren.api.v1.NodeImport.images:type_name -> warren.api.v1.ImportedImage
+	123, // 116: warren.api.v1.PluginStatus.started_at:type_name -> google.protobuf.Timestamp
+	102, // 117: warren.api.v1.ListPluginsResponse.plugins:type_name -> warren.api.v1.PluginStatus
+	60,  // 118: warren.api.v1.Warren.CreateService:input_type -> warren.api.v1.CreateServiceRequest
+	62,  // 119: warren.api.v1.Warren.GetService:input_type -> warren.api.v1.GetServiceRequest
+	64,  // 120: warren.api.v1.Warren.ListServices:input_type -> warren.api.v1.ListServicesRequest
+	66,  // 121: warren.api.v1.Warren.UpdateService:input_type -> warren.api.v1.UpdateServiceRequest
+	70,  // 122: warren.api.v1.Warren.ScaleService:input_type -> warren.api.v1.ScaleServiceRequest
+	72,  // 123: warren.api.v1.Warren.RemoveService:input_type -> warren.api.v1.RemoveServiceRequest
+	68,  // 124: warren.api.v1.Warren.PromoteService:input_type -> warren.api.v1.PromoteServiceRequest
+	74,  // 125: warren.api.v1.Warren.ListNodes:input_type -> warren.api.v1.ListNodesRequest
+	76,  // 126: warren.api.v1.Warren.GetNode:input_type -> warren.api.v1.GetNodeRequest
+	78,  // 127: warren.api.v1.Warren.UpdateNode:input_type -> warren.api.v1.UpdateNodeRequest
+	80,  // 128: warren.api.v1.Warren.RemoveNode:input_type -> warren.api.v1.RemoveNodeRequest
+	82,  // 129: warren.api.v1.Warren.ListTasks:input_type -> warren.api.v1.ListTasksRequest
+	84,  // 130: warren.api.v1.Warren.Events:input_type -> warren.api.v1.EventsRequest
+	85,  // 131: warren.api.v1.Warren.TaskLogs:input_type -> warren.api.v1.TaskLogsRequest
+	94,  // 132: warren.api.v1.Warren.ImportImage:input_type -> warren.api.v1.ImportImageChunk
+	98,  // 133: warren.api.v1.Warren.ListImages:input_type -> warren.api.v1.ListImagesRequest
+	103, // 134: warren.api.v1.Warren.ListPlugins:input_type -> warren.api.v1.ListPluginsRequest
+	92,  // 135: warren.api.v1.Warren.ExecTask:input_type -> warren.api.v1.ExecInput
+	86,  // 136: warren.api.v1.Warren.TaskStats:input_type -> warren.api.v1.TaskStatsRequest
+	105, // 137: warren.api.v1.Warren.ClusterInfo:input_type -> warren.api.v1.ClusterInfoRequest
+	44,  // 138: warren.api.v1.Warren.CreateSecret:input_type -> warren.api.v1.CreateSecretRequest
+	45,  // 139: warren.api.v1.Warren.UpdateSecret:input_type -> warren.api.v1.UpdateSecretRequest
+	46,  // 140: warren.api.v1.Warren.GetSecret:input_type -> warren.api.v1.GetSecretRequest
+	48,  // 141: warren.api.v1.Warren.ListSecrets:input_type -> warren.api.v1.ListSecretsRequest
+	50,  // 142: warren.api.v1.Warren.RemoveSecret:input_type -> warren.api.v1.RemoveSecretRequest
+	52,  // 143: warren.api.v1.Warren.CreateConfig:input_type -> warren.api.v1.CreateConfigRequest
+	53,  // 144: warren.api.v1.Warren.UpdateConfig:input_type -> warren.api.v1.UpdateConfigRequest
+	54,  // 145: warren.api.v1.Warren.GetConfig:input_type -> warren.api.v1.GetConfigRequest
+	56,  // 146: warren.api.v1.Warren.ListConfigs:input_type -> warren.api.v1.ListConfigsRequest
+	58,  // 147: warren.api.v1.Warren.RemoveConfig:input_type -> warren.api.v1.RemoveConfigRequest
+	37,  // 148: warren.api.v1.Warren.CreateVolume:input_type -> warren.api.v1.CreateVolumeRequest
+	38,  // 149: warren.api.v1.Warren.GetVolume:input_type -> warren.api.v1.GetVolumeRequest
+	40,  // 150: warren.api.v1.Warren.ListVolumes:input_type -> warren.api.v1.ListVolumesRequest
+	42,  // 151: warren.api.v1.Warren.RemoveVolume:input_type -> warren.api.v1.RemoveVolumeRequest
+	61,  // 152: warren.api.v1.Warren.CreateService:output_type -> warren.api.v1.CreateServiceResponse
+	63,  // 153: warren.api.v1.Warren.GetService:output_type -> warren.api.v1.GetServiceResponse
+	65,  // 154: warren.api.v1.Warren.ListServices:output_type -> warren.api.v1.ListServicesResponse
+	67,  // 155: warren.api.v1.Warren.UpdateService:output_type -> warren.api.v1.UpdateServiceResponse
+	71,  // 156: warren.api.v1.Warren.ScaleService:output_type -> warren.api.v1.ScaleServiceResponse
+	73,  // 157: warren.api.v1.Warren.RemoveService:output_type -> warren.api.v1.RemoveServiceResponse
+	69,  // 158: warren.api.v1.Warren.PromoteService:output_type -> warren.api.v1.PromoteServiceResponse
+	75,  // 159: warren.api.v1.Warren.ListNodes:output_type -> warren.api.v1.ListNodesResponse
+	77,  // 160: warren.api.v1.Warren.GetNode:output_type -> warren.api.v1.GetNodeResponse
+	79,  // 161: warren.api.v1.Warren.UpdateNode:output_type -> warren.api.v1.UpdateNodeResponse
+	81,  // 162: warren.api.v1.Warren.RemoveNode:output_type -> warren.api.v1.RemoveNodeResponse
+	83,  // 163: warren.api.v1.Warren.ListTasks:output_type -> warren.api.v1.ListTasksResponse
+	36,  // 164: warren.api.v1.Warren.Events:output_type -> warren.api.v1.Event
+	89,  // 165: warren.api.v1.Warren.TaskLogs:output_type -> warren.api.v1.LogChunk
+	97,  // 166: warren.api.v1.Warren.ImportImage:output_type -> warren.api.v1.ImportImageProgress
+	99,  // 167: warren.api.v1.Warren.ListImages:output_type -> warren.api.v1.ListImagesResponse
+	104, // 168: warren.api.v1.Warren.ListPlugins:output_type -> warren.api.v1.ListPluginsResponse
+	93,  // 169: warren.api.v1.Warren.ExecTask:output_type -> warren.api.v1.ExecOutput
+	87,  // 170: warren.api.v1.Warren.TaskStats:output_type -> warren.api.v1.TaskStatsResponse
+	106, // 171: warren.api.v1.Warren.ClusterInfo:output_type -> warren.api.v1.ClusterInfoResponse
+	47,  // 172: warren.api.v1.Warren.CreateSecret:output_type -> warren.api.v1.SecretResponse
+	47,  // 173: warren.api.v1.Warren.UpdateSecret:output_type -> warren.api.v1.SecretResponse
+	47,  // 174: warren.api.v1.Warren.GetSecret:output_type -> warren.api.v1.SecretResponse
+	49,  // 175: warren.api.v1.Warren.ListSecrets:output_type -> warren.api.v1.ListSecretsResponse
+	51,  // 176: warren.api.v1.Warren.RemoveSecret:output_type -> warren.api.v1.RemoveSecretResponse
+	55,  // 177: warren.api.v1.Warren.CreateConfig:output_type -> warren.api.v1.ConfigResponse
+	55,  // 178: warren.api.v1.Warren.UpdateConfig:output_type -> warren.api.v1.ConfigResponse
+	55,  // 179: warren.api.v1.Warren.GetConfig:output_type -> warren.api.v1.ConfigResponse
+	57,  // 180: warren.api.v1.Warren.ListConfigs:output_type -> warren.api.v1.ListConfigsResponse
+	59,  // 181: warren.api.v1.Warren.RemoveConfig:output_type -> warren.api.v1.RemoveConfigResponse
+	39,  // 182: warren.api.v1.Warren.CreateVolume:output_type -> warren.api.v1.VolumeResponse
+	39,  // 183: warren.api.v1.Warren.GetVolume:output_type -> warren.api.v1.VolumeResponse
+	41,  // 184: warren.api.v1.Warren.ListVolumes:output_type -> warren.api.v1.ListVolumesResponse
+	43,  // 185: warren.api.v1.Warren.RemoveVolume:output_type -> warren.api.v1.RemoveVolumeResponse
+	152, // [152:186] is the sub-list for method output_type
+	118, // [118:152] is the sub-list for method input_type
+	118, // [118:118] is the sub-list for extension type_name
+	118, // [118:118] is the sub-list for extension extendee
+	0,   // [0:118] is the sub-list for field type_name
 }
 
 func init() { file_core_api_v1_api_proto_init() }
@@ -8408,7 +8427,7 @@ func file_core_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_api_v1_api_proto_rawDesc), len(file_core_api_v1_api_proto_rawDesc)),
 			NumEnums:      17,
-			NumMessages:   104,
+			NumMessages:   105,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
