@@ -95,7 +95,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies consecutive log entries as one store batch.
+// ApplyBatch applies consecutive log entries as one store batch, publishing
+// the events of each entry as soon as that entry is in the view.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	tx := &txn{}
@@ -117,13 +118,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		tx.index = l.Index
 		results[i] = f.applyOne(tx, l.Data)
+		// Each entry's events go out as soon as it is in the view: the
+		// first entries of a long batch must not wait for the last.
+		f.bus.Publish(tx.events)
+		tx.events = nil
 	}
 	if last == 0 {
 		return results
 	}
 	f.writer.enqueue(tx.ops, last)
 	f.applied = last
-	f.bus.Publish(tx.events)
 	return results
 }
 

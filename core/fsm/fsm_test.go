@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -309,6 +310,30 @@ func TestApplyBatchStoresWithLastIndex(t *testing.T) {
 		if ev.GetName() != want || ev.GetAction() != apiv1.EventAction_EVENT_ACTION_CREATED {
 			t.Fatalf("event = %v, want created %s", ev, want)
 		}
+	}
+}
+
+// TestApplyBatchPublishesEachEntry: the events of an entry of a batch go
+// out once that entry is in the view, not after the whole batch: a
+// subscriber (its filter runs inside Publish) sees the first entry's
+// event while the second entry's service is not in the state yet.
+func TestApplyBatchPublishesEachEntry(t *testing.T) {
+	h := newHarness(t, openStore(t, t.TempDir()))
+	var secondThere []bool
+	sub := h.bus.Subscribe(func(ev *apiv1.Event) bool {
+		if ev.GetKind() == "service" {
+			_, ok := h.state.Service("b")
+			secondThere = append(secondThere, ok)
+		}
+		return true
+	}, 16)
+	defer sub.Close()
+	h.fsm.ApplyBatch([]*raft.Log{
+		h.log(t, &fsmpb.CreateService{Service: svc("a", "a")}),
+		h.log(t, &fsmpb.CreateService{Service: svc("b", "b")}),
+	})
+	if !slices.Equal(secondThere, []bool{false, true}) {
+		t.Fatalf("at the events of a and b, b in the state = %v; want [false true]", secondThere)
 	}
 }
 
