@@ -450,8 +450,8 @@ func (b *Bench) RSS() error {
 
 // Reads times n `service ls` (every page) and n `task ls --service X`
 // (X one of services, in turn: every page of its tasks in the BASIC view,
-// then, as the command does for its NODE column, every page of the nodes)
-// and prints their p50 and p99, the task listing alone and with the nodes.
+// whose node_names fill the command's NODE column) and prints their p50
+// and p99.
 func (b *Bench) Reads(ctx context.Context, n int, services []string) error {
 	var ls, ts []time.Duration
 	for i := range n {
